@@ -1,0 +1,56 @@
+# clawmesh — the two commands a user needs are `make run` and `make test`; both install what is
+# missing first (apt packages, the .venv, images), so each works alone on a fresh Debian machine.
+SHELL := /bin/bash
+VENV  := .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS  ?=
+
+.PHONY: install run test test-fast bench lint images images-test compose-up compose-down clean help
+
+help:
+	@echo "make run          install if needed, then start the embedded gateway (clawmesh up --demo)"
+	@echo "make test         install if needed (apt, venv, docker engine, images), then run every test"
+	@echo "make test-fast    unit tests only"
+	@echo "make bench        benchmarks with in-run baselines (tests/bench)"
+	@echo "make lint         ruff + mypy (strict on libs/)"
+	@echo "make images       build clawmesh-nats, clawmesh-python, clawmesh (services) and clawmesh-sandbox images locally"
+	@echo "make compose-up   images + docker compose up -d"
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	@scripts/bootstrap.sh
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/clawmesh up --demo $(ARGS)
+
+test: install
+	@scripts/test.sh $(ARGS)
+
+test-fast: install
+	$(BIN)/pytest -q tests/unit $(ARGS)
+
+bench: install
+	@scripts/bench.sh $(ARGS)
+
+lint: install
+	$(BIN)/ruff check libs services tests
+	$(BIN)/ruff format --check libs services tests
+	$(BIN)/mypy
+
+images: install
+	@scripts/images.sh all
+
+images-test: install
+	@scripts/images.sh test
+
+compose-up: images
+	@scripts/compose.sh up -d
+
+compose-down:
+	@scripts/compose.sh down -v
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache

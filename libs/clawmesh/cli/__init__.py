@@ -1,0 +1,5 @@
+"""The `clawmesh` command."""
+
+
+def main() -> None:
+    print("clawmesh")

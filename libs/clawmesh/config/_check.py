@@ -1,0 +1,213 @@
+"""Structural check of raw config data against the msgspec schema, reporting *every* problem.
+
+msgspec stops at the first error; users fixing a config want the whole list at once, with paths
+and wording they understand. This walker follows the schema's type info, collects problems,
+drops keys OpenClaw knows but clawmesh does not implement (one warning each) and returns data
+that `msgspec.convert` then accepts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from typing import Any, Final
+
+import msgspec
+import msgspec.inspect as mi
+
+from ._errors import Problem
+from ._keys import OPENCLAW_ONLY_KEYS
+
+__all__ = ["DuplicateKeyDict", "check_structure", "child_path", "index_path"]
+
+# Legacy spellings accepted on input but not advertised in messages.
+_HIDDEN_LITERALS: Final = frozenset({"dm"})
+_IDENT: Final = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+
+
+def _literal_orders() -> dict[frozenset[Any], tuple[Any, ...]]:
+    """msgspec sorts Literal values; messages list them in the order the schema declares."""
+    from . import _schema
+
+    orders: dict[frozenset[Any], tuple[Any, ...]] = {}
+    for value in vars(_schema).values():
+        if typing.get_origin(value) is typing.Literal:
+            orders[frozenset(typing.get_args(value))] = typing.get_args(value)
+    return orders
+
+
+_LITERAL_ORDER: Final = _literal_orders()
+
+
+class DuplicateKeyDict(dict[str, Any]):
+    """A JSON object that remembers keys the file gave more than once (JSON5 allows it; we don't)."""
+
+    duplicates: list[str]
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__()
+        self.duplicates = []
+        for key, value in pairs:
+            if key in self:
+                self.duplicates.append(key)
+            self[key] = value
+
+
+def child_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if _IDENT.match(key) else f"{path}[{key!r}]"
+
+
+def index_path(path: str, index: int) -> str:
+    return f"{path}[{index}]"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _describe(t: mi.Type) -> str:
+    if isinstance(t, mi.StrType):
+        return "a string"
+    if isinstance(t, mi.IntType):
+        return "an integer"
+    if isinstance(t, mi.FloatType):
+        return "a number"
+    if isinstance(t, mi.BoolType):
+        return "a boolean"
+    if isinstance(t, mi.ListType):
+        return "an array"
+    if isinstance(t, mi.DictType | mi.StructType):
+        return "an object"
+    if isinstance(t, mi.LiteralType):
+        values = _LITERAL_ORDER.get(frozenset(t.values), t.values)
+        return "one of " + "|".join(str(v) for v in values if v not in _HIDDEN_LITERALS)
+    if isinstance(t, mi.NoneType):
+        return "null"
+    return "a value"
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def warn(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message, "warning"))
+
+    def walk(self, value: Any, t: mi.Type, path: str) -> Any:
+        if isinstance(t, mi.AnyType):
+            return value
+        if isinstance(t, mi.UnionType):
+            return self._union(value, t, path)
+        if isinstance(t, mi.StructType):
+            return self._struct(value, t, path)
+        if isinstance(t, mi.ListType):
+            if not isinstance(value, list):
+                self.error(path, f"expected an array, got {_kind(value)}")
+                return value
+            return [self.walk(v, t.item_type, index_path(path, i)) for i, v in enumerate(value)]
+        if isinstance(t, mi.DictType):
+            if not isinstance(value, dict):
+                self.error(path, f"expected an object, got {_kind(value)}")
+                return value
+            self._duplicates(value, path)
+            return {k: self.walk(v, t.value_type, child_path(path, k)) for k, v in value.items()}
+        if isinstance(t, mi.LiteralType):
+            if value not in t.values or isinstance(value, bool) != any(isinstance(v, bool) for v in t.values):
+                self.error(path, f"expected {_describe(t)}, got {value!r}")
+            return value
+        if not _scalar_ok(value, t):
+            self.error(path, f"expected {_describe(t)}, got {_kind(value)}")
+        return value
+
+    def _union(self, value: Any, t: mi.UnionType, path: str) -> Any:
+        members = list(t.types)
+        if value is None and any(isinstance(m, mi.NoneType) for m in members):
+            return value
+        for member in members:
+            if _shape_fits(value, member):
+                return self.walk(value, member, path)
+        wanted = " or ".join(dict.fromkeys(_describe(m) for m in members if not isinstance(m, mi.NoneType)))
+        self.error(path, f"expected {wanted}, got {_kind(value)}")
+        return value
+
+    def _struct(self, value: Any, t: mi.StructType, path: str) -> Any:
+        if not isinstance(value, dict):
+            self.error(path, f"expected an object, got {_kind(value)}")
+            return value
+        self._duplicates(value, path)
+        fields = {f.encode_name: f for f in t.fields}
+        openclaw_only = OPENCLAW_ONLY_KEYS.get(t.cls, frozenset())
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            field = fields.get(key)
+            if field is not None:
+                out[key] = self.walk(item, field.type, child_path(path, key))
+            elif key in openclaw_only:
+                self.warn(child_path(path, key), "OpenClaw key not implemented by clawmesh; ignored")
+            else:
+                self.error(child_path(path, key), _unknown_key_message(key, path, list(fields) + sorted(openclaw_only)))
+        for field in t.fields:
+            if field.required and field.encode_name not in value:
+                self.error(path, f"missing required key '{field.encode_name}'")
+        return out
+
+    def _duplicates(self, value: dict[str, Any], path: str) -> None:
+        for key in getattr(value, "duplicates", ()):
+            self.error(child_path(path, key), "duplicate key (each key may appear only once)")
+
+
+def _unknown_key_message(key: str, path: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    if not close:
+        folded = {k.lower(): k for k in known}
+        if key.lower() in folded:
+            close = [folded[key.lower()]]
+    hint = f" — did you mean '{close[0]}'?" if close else ""
+    return f"unknown key '{key}' at {path}{hint}"
+
+
+def _scalar_ok(value: Any, t: mi.Type) -> bool:
+    if isinstance(t, mi.StrType):
+        return isinstance(value, str)
+    if isinstance(t, mi.IntType):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(t, mi.FloatType):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(t, mi.BoolType):
+        return isinstance(value, bool)
+    if isinstance(t, mi.NoneType):
+        return value is None
+    return True
+
+
+def _shape_fits(value: Any, t: mi.Type) -> bool:
+    if isinstance(t, mi.StructType | mi.DictType):
+        return isinstance(value, dict)
+    if isinstance(t, mi.ListType):
+        return isinstance(value, list)
+    if isinstance(t, mi.LiteralType):
+        return any(type(v) is type(value) for v in t.values)
+    return _scalar_ok(value, t) and not isinstance(t, mi.NoneType)
+
+
+def check_structure(value: Any, schema: type[msgspec.Struct], path: str = "$") -> tuple[Any, list[Problem]]:
+    """Check `value` against `schema`; return the cleaned value and all problems found."""
+    walker = _Walker()
+    cleaned = walker.walk(value, mi.type_info(schema), path)
+    return cleaned, walker.problems

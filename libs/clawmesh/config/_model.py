@@ -1,0 +1,284 @@
+"""`Config`: a validated config file plus what follows from it (roster, default agent, paths)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from ..ids import DEFAULT_AGENT_ID, normalize_agent_id
+from ._errors import Problem
+from ._paths import default_workspace, resolve_user_path
+from ._schema import AgentEntry, ConfigFile, ModelSpec, NodeSelector, RunnerType, SessionSection
+
+__all__ = ["DEFAULT_MAX_CONCURRENT", "DEFAULT_MODEL", "AgentView", "Config", "build_roster"]
+
+T = TypeVar("T")
+
+DEFAULT_MAX_CONCURRENT: Final = 4  # OpenClaw's main lane
+# No model configured anywhere: use the offline echo provider rather than a paid API the user
+# has no key for; loading says so in a warning.
+DEFAULT_MODEL: Final = "echo/default"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    """One agent as clawmesh runs it: normalised id, resolved paths and model chain."""
+
+    id: str
+    raw_id: str
+    path: str
+    entry: AgentEntry
+    is_default: bool
+    name: str
+    workspace: Path
+    agent_dir: Path
+    sessions_dir: Path
+    models: tuple[str, ...]
+    runner_type: RunnerType
+    max_concurrent: int
+    node: str | NodeSelector | None = None
+    declared_default: bool = field(default=False)
+
+
+class Config:
+    """A loaded, validated configuration. Immutable; reloading produces a new `Config`."""
+
+    __slots__ = (
+        "__weakref__",
+        "_derived",
+        "_lock",
+        "agents",
+        "default_agent_id",
+        "default_agent_problem",
+        "env",
+        "file",
+        "has_roster",
+        "raw",
+        "source",
+        "state_dir",
+        "version",
+        "warnings",
+        "_by_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        file: ConfigFile,
+        raw: dict[str, Any],
+        agents: tuple[AgentView, ...],
+        has_roster: bool,
+        default_agent_id: str | None,
+        default_agent_problem: str | None,
+        state_dir: Path,
+        env: Mapping[str, str],
+        source: Path | None,
+        version: str,
+        warnings: tuple[Problem, ...],
+    ) -> None:
+        self.file = file
+        self.raw = raw
+        self.agents = agents
+        self.has_roster = has_roster
+        self.default_agent_id = default_agent_id
+        self.default_agent_problem = default_agent_problem
+        self.state_dir = state_dir
+        self.env = env
+        self.source = source
+        self.version = version
+        self.warnings = warnings
+        self._by_id = {a.id: a for a in agents}
+        self._derived: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def agent(self, agent_id: str) -> AgentView | None:
+        """Look an agent up by any spelling of its id (ids compare normalised)."""
+        return self._by_id.get(agent_id) or self._by_id.get(normalize_agent_id(agent_id))
+
+    @property
+    def agent_ids(self) -> tuple[str, ...]:
+        return tuple(a.id for a in self.agents)
+
+    @property
+    def session(self) -> SessionSection:
+        return self.file.session or SessionSection()
+
+    @property
+    def subject_prefix(self) -> str:
+        nats = self.file.nats
+        return (nats.subject_prefix if nats and nats.subject_prefix else "cm").strip() or "cm"
+
+    def derived(self, name: str, build: Callable[[Config], T]) -> T:
+        """Data computed once per config version (routing index, tool policies, …)."""
+        try:
+            return self._derived[name]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        with self._lock:
+            if name not in self._derived:
+                self._derived[name] = build(self)
+            return self._derived[name]  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<Config {self.version} agents={list(self.agent_ids)} source={self.source}>"
+
+
+def _model_chain(entry: AgentEntry, defaults_model: str | ModelSpec | None) -> tuple[str, ...]:
+    """OpenClaw latest: a string is a strict primary; `{primary, fallbacks}` opts into fallback;
+    `{primary}` alone is strict too; `fallbacks: []` disables the defaults' chain."""
+    model = entry.model
+    if isinstance(model, str):
+        return (model,)
+    default_primary = defaults_model if isinstance(defaults_model, str) else (defaults_model.primary if defaults_model else None)
+    if isinstance(model, ModelSpec):
+        primary = model.primary or default_primary or DEFAULT_MODEL
+        fallbacks = model.fallbacks if isinstance(model.fallbacks, list) else []
+        return (primary, *fallbacks)
+    if isinstance(defaults_model, str):
+        return (defaults_model,)
+    if isinstance(defaults_model, ModelSpec):
+        fallbacks = defaults_model.fallbacks if isinstance(defaults_model.fallbacks, list) else []
+        return (defaults_model.primary or DEFAULT_MODEL, *fallbacks)
+    return (DEFAULT_MODEL,)
+
+
+def _elect_default(
+    file: ConfigFile, roster: list[tuple[str, str, AgentEntry]]
+) -> tuple[str | None, str | None]:
+    """The default (owner) agent, OpenClaw latest; `(None, why)` when selection is required."""
+    if not roster:
+        return DEFAULT_AGENT_ID, None
+    ids = [agent_id for agent_id, _, _ in roster]
+    agents = file.agents
+    explicit = agents is not None and agents.ownership == "explicit"
+    if explicit:
+        system = agents.defaults.system_agent if agents and agents.defaults else None
+        if system and system.agent_id and normalize_agent_id(system.agent_id) in ids:
+            return normalize_agent_id(system.agent_id), None
+    else:
+        marked = [agent_id for agent_id, _, entry in roster if entry.default]
+        if len(marked) == 1:
+            return marked[0], None
+        if len(marked) > 1:
+            return None, "several agents are marked default: true; keep exactly one"
+    if len(roster) == 1:
+        return ids[0], None
+    return None, "several agents and none is the owner; mark one agent default: true or add channel-wide bindings"
+
+
+def build_roster(
+    file: ConfigFile, state_dir: Path, env: Mapping[str, str]
+) -> tuple[tuple[AgentView, ...], bool, str | None, str | None, list[Problem]]:
+    """Agents in roster order with their paths; also the default agent and roster problems."""
+    problems: list[Problem] = []
+    raw: list[tuple[str, str, AgentEntry]] = []
+    agents = file.agents
+    if agents and agents.list:
+        for i, entry in enumerate(agents.list):
+            path = f"$.agents.list[{i}]"
+            if entry.id is None or not entry.id.strip():
+                problems.append(Problem(path, "missing required key 'id'"))
+                continue
+            raw.append((entry.id, path, entry))
+    if agents and agents.entries:
+        for key, entry in agents.entries.items():
+            path = f"$.agents.entries[{key!r}]" if not key.isidentifier() else f"$.agents.entries.{key}"
+            if entry.id is not None and normalize_agent_id(entry.id) != normalize_agent_id(key):
+                problems.append(Problem(f"{path}.id", f"id '{entry.id}' differs from its key '{key}'"))
+            raw.append((key, path, entry))
+
+    seen: dict[str, str] = {}
+    roster: list[tuple[str, str, AgentEntry]] = []
+    for raw_id, path, entry in raw:
+        agent_id = normalize_agent_id(raw_id)
+        if agent_id in seen:
+            problems.append(
+                Problem(f"{path}.id", f"agent id '{raw_id}' resolves to '{agent_id}', already used by {seen[agent_id]}")
+            )
+            continue
+        if agent_id != raw_id.strip():
+            problems.append(Problem(f"{path}.id", f"agent id '{raw_id}' is used as '{agent_id}'", "warning"))
+        seen[agent_id] = path
+        roster.append((agent_id, path, entry))
+
+    default_id, default_problem = _elect_default(file, roster)
+    defaults = agents.defaults if agents else None
+    marked = [path for _, path, entry in roster if entry.default]
+    if len(marked) > 1:
+        problems += [Problem(f"{p}.default", "more than one agent is marked default: true") for p in marked]
+    if agents and agents.ownership == "explicit":
+        problems += [
+            Problem(f"{p}.default", "'default' is retired under agents.ownership 'explicit'; use agents.defaults.systemAgent")
+            for p in marked
+        ]
+        system = defaults.system_agent if defaults else None
+        if system and system.agent_id and normalize_agent_id(system.agent_id) not in seen:
+            problems.append(
+                Problem("$.agents.defaults.systemAgent.agentId", f"unknown agent '{system.agent_id}'")
+            )
+
+    views: list[AgentView] = []
+    for agent_id, path, entry in roster or [(DEFAULT_AGENT_ID, "$", AgentEntry())]:
+        views.append(_view(agent_id, path, entry, file, state_dir, env, agent_id == default_id))
+    for view in views:
+        if view.models == (DEFAULT_MODEL,) and view.entry.model is None and not (defaults and defaults.model):
+            problems.append(
+                Problem(
+                    f"{view.path}.model" if roster else "$.agents.defaults.model",
+                    f"no model configured for agent '{view.id}'; using the offline echo provider ({DEFAULT_MODEL})",
+                    "warning",
+                )
+            )
+    return tuple(views), bool(roster), default_id, default_problem, problems
+
+
+def _view(
+    agent_id: str,
+    path: str,
+    entry: AgentEntry,
+    file: ConfigFile,
+    state_dir: Path,
+    env: Mapping[str, str],
+    is_default: bool,
+) -> AgentView:
+    defaults = file.agents.defaults if file.agents else None
+    if entry.workspace and entry.workspace.strip():
+        workspace = resolve_user_path(entry.workspace, env)
+    elif is_default:
+        fallback = defaults.workspace if defaults and defaults.workspace else None
+        workspace = resolve_user_path(fallback, env) if fallback and fallback.strip() else default_workspace(env)
+    elif defaults and defaults.workspace and defaults.workspace.strip():
+        workspace = resolve_user_path(defaults.workspace, env) / agent_id
+    else:
+        workspace = state_dir / f"workspace-{agent_id}"
+    if entry.agent_dir and entry.agent_dir.strip():
+        agent_dir = resolve_user_path(entry.agent_dir, env)
+    else:
+        agent_dir = state_dir / "agents" / agent_id / "agent"
+    name = entry.name or (entry.identity.name if entry.identity and entry.identity.name else None) or agent_id
+    runner_type: RunnerType = entry.runner_type or (defaults.runner_type if defaults else None) or "local"
+    max_concurrent = entry.max_concurrent or (defaults.max_concurrent if defaults else None) or DEFAULT_MAX_CONCURRENT
+    node = entry.node or (defaults.node if defaults else None)
+    # OpenClaw's per-agent `tools.exec.node`, then the global one, pin an agent to a node too.
+    for tools in (entry.tools, file.tools):
+        if node is None and tools and tools.exec and tools.exec.node:
+            node = tools.exec.node
+    return AgentView(
+        id=agent_id,
+        raw_id=entry.id or agent_id,
+        path=path,
+        entry=entry,
+        is_default=is_default,
+        name=name,
+        workspace=workspace,
+        agent_dir=agent_dir,
+        sessions_dir=state_dir / "agents" / agent_id / "sessions",
+        models=_model_chain(entry, defaults.model if defaults else None),
+        runner_type=runner_type,
+        max_concurrent=max_concurrent,
+        node=node,
+        declared_default=bool(entry.default),
+    )

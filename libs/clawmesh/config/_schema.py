@@ -1,0 +1,440 @@
+"""The config file's shape: OpenClaw's `openclaw.json` keys clawmesh implements, plus clawmesh's own.
+
+Field names are snake_case in Python and camelCase in the file (`rename="camel"`), exactly as
+OpenClaw spells them. Keys OpenClaw knows but clawmesh does not implement are not fields here;
+`_keys.py` lists them so that loading warns about them instead of failing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+__all__ = [
+    "AgentDefaults",
+    "AgentEntry",
+    "AgentToAgent",
+    "AgentsSection",
+    "Binding",
+    "BindingMatch",
+    "BindingPeer",
+    "BindingSession",
+    "ChannelAccount",
+    "ChannelGroup",
+    "ChannelsDefaults",
+    "ConfigFile",
+    "DmPolicy",
+    "DmScope",
+    "ExecTools",
+    "GatewayAuth",
+    "GatewayRateLimit",
+    "GatewaySection",
+    "GroupChat",
+    "GroupPolicy",
+    "GroupScope",
+    "Identity",
+    "LocalNode",
+    "MessagesSection",
+    "ModelProvider",
+    "ModelSpec",
+    "ModelsSection",
+    "NatsSection",
+    "NodeSelector",
+    "NodesSection",
+    "PeerKind",
+    "RunnerType",
+    "SandboxConfig",
+    "SandboxDocker",
+    "SandboxPrune",
+    "SessionSection",
+    "SessionsTools",
+    "SubagentDefaults",
+    "ToolPolicy",
+    "ToolsSection",
+    "ToolsStage",
+]
+
+PeerKind = Literal["direct", "group", "channel", "dm"]
+DmScope = Literal["main", "per-peer", "per-channel-peer", "per-account-channel-peer"]
+GroupScope = Literal["main", "per-group"]
+DmPolicy = Literal["pairing", "allowlist", "open", "disabled"]
+GroupPolicy = Literal["allowlist", "open", "disabled"]
+RunnerType = Literal["local", "coze", "openclawx", "opencode", "claude_code"]
+ToolProfile = Literal["minimal", "coding", "messaging", "full"]
+Id = str | int
+
+
+class _Base(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
+    pass
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+class ModelSpec(_Base):
+    """`{primary, fallbacks}`. `fallbacks` is UNSET when the key is absent (OpenClaw: Object.hasOwn)."""
+
+    primary: str | None = None
+    fallbacks: list[str] | UnsetType = UNSET
+
+
+class ModelProvider(_Base):
+    """`models.providers.<id>`: a custom or OpenAI-compatible endpoint (Ollama, vLLM, LM Studio)."""
+
+    base_url: str | None = None
+    api_key: str | None = None
+    api: str | None = None  # "openai-completions" | "anthropic-messages" | …
+    headers: dict[str, str] = {}
+    models: list[dict[str, Any]] = []
+    timeout_seconds: float | None = None
+
+
+class ModelsSection(_Base):
+    mode: Literal["merge", "replace"] = "merge"
+    providers: dict[str, ModelProvider] = {}
+
+
+# --- tools ---------------------------------------------------------------------------------
+
+
+class ToolPolicy(_Base):
+    """One stage of tool filtering: a profile and allow/deny/alsoAllow lists."""
+
+    profile: ToolProfile | None = None
+    allow: list[str] | None = None
+    also_allow: list[str] | None = None
+    deny: list[str] | None = None
+
+
+class ToolsStage(_Base):
+    """`tools.sandbox` / `tools.subagents`: a nested `{tools: {allow, deny, alsoAllow}}`."""
+
+    tools: ToolPolicy | None = None
+
+
+class ExecTools(_Base):
+    host: Literal["auto", "sandbox", "gateway", "node"] | None = None
+    node: str | None = None
+    timeout_sec: float | None = None
+    max_output_bytes: int | None = None
+
+
+class AgentToAgent(_Base):
+    enabled: bool | None = None
+    allow: list[str] = []
+
+
+class SessionsTools(_Base):
+    visibility: Literal["self", "tree", "agent", "all"] | None = None
+
+
+class ToolsSection(_Base):
+    """`tools` (global) and `agents.list[].tools` (per agent)."""
+
+    profile: ToolProfile | None = None
+    allow: list[str] | None = None
+    also_allow: list[str] | None = None
+    deny: list[str] | None = None
+    by_provider: dict[str, ToolPolicy] = {}
+    sandbox: ToolsStage | None = None
+    subagents: ToolsStage | None = None
+    exec: ExecTools | None = None
+    agent_to_agent: AgentToAgent | None = None
+    sessions: SessionsTools | None = None
+    max_iterations: int | None = None  # clawmesh: tool-loop cap per turn
+
+
+# --- sandbox -------------------------------------------------------------------------------
+
+
+class SandboxDocker(_Base):
+    image: str | None = None
+    container_prefix: str | None = None
+    workdir: str | None = None
+    read_only_root: bool | None = None
+    tmpfs: list[str] | None = None
+    network: str | None = None
+    user: str | None = None
+    cap_drop: list[str] | None = None
+    env: dict[str, str] | None = None
+    setup_command: str | None = None
+    pids_limit: int | None = None
+    memory: str | int | None = None
+    memory_swap: str | int | None = None
+    cpus: float | None = None
+    ulimits: dict[str, int | str | dict[str, int]] | None = None
+    binds: list[str] | None = None
+    seccomp_profile: str | None = None
+    apparmor_profile: str | None = None
+    dns: list[str] | None = None
+    extra_hosts: list[str] | None = None
+
+
+class SandboxPrune(_Base):
+    idle_hours: float | None = None
+    max_age_days: float | None = None
+
+
+class SandboxConfig(_Base):
+    mode: Literal["off", "non-main", "all"] | None = None
+    scope: Literal["agent", "session", "shared"] | None = None
+    per_session: bool | None = None  # legacy: true -> scope session, false -> shared
+    workspace_access: Literal["none", "ro", "rw"] | None = None
+    workspace_root: str | None = None
+    backend: Literal["docker"] | None = None
+    docker: SandboxDocker | None = None
+    prune: SandboxPrune | None = None
+    session_tools_visibility: Literal["spawned", "all"] | None = None
+
+
+# --- agents --------------------------------------------------------------------------------
+
+
+class Identity(_Base):
+    name: str | None = None
+    theme: str | None = None
+    emoji: str | None = None
+    avatar: str | None = None
+
+
+class GroupChat(_Base):
+    mention_patterns: list[str] | None = None
+    history_limit: int | None = None
+
+
+class SubagentDefaults(_Base):
+    allow_agents: list[str] | None = None
+    model: str | ModelSpec | None = None
+    require_agent_id: bool | None = None
+    max_spawn_depth: int | None = None
+    max_children_per_agent: int | None = None
+    max_concurrent: int | None = None
+    run_timeout_seconds: float | None = None
+    archive_after_minutes: float | None = None
+
+
+class NodeSelector(_Base):
+    """`agents.list[].node: {selector: {region: "sg"}}` — labels a node must carry."""
+
+    selector: dict[str, str]
+
+
+class SystemAgent(_Base):
+    agent_id: str | None = None
+
+
+class AgentEntry(_Base):
+    """One agent, from `agents.list[]` (has `id`) or `agents.entries.<id>` (keyed)."""
+
+    id: str | None = None
+    default: bool | None = None
+    name: str | None = None
+    workspace: str | None = None
+    agent_dir: str | None = None
+    model: str | ModelSpec | None = None
+    system_prompt_override: str | None = None
+    identity: Identity | None = None
+    group_chat: GroupChat | None = None
+    subagents: SubagentDefaults | None = None
+    sandbox: SandboxConfig | None = None
+    tools: ToolsSection | None = None
+    max_concurrent: int | None = None
+    # clawmesh
+    runner_type: RunnerType | None = None
+    runner: dict[str, Any] | None = None
+    node: str | NodeSelector | None = None
+
+
+class AgentDefaults(_Base):
+    workspace: str | None = None
+    model: str | ModelSpec | None = None
+    max_concurrent: int | None = None
+    timeout_seconds: float | None = None
+    subagents: SubagentDefaults | None = None
+    sandbox: SandboxConfig | None = None
+    system_agent: SystemAgent | None = None
+    # clawmesh
+    runner_type: RunnerType | None = None
+    node: str | NodeSelector | None = None
+
+
+# The field below is named `list` (OpenClaw's key); inside the class body that name shadows the
+# builtin when msgspec evaluates the annotations, hence this alias.
+_AgentList = list[AgentEntry]
+
+
+class AgentsSection(_Base):
+    defaults: AgentDefaults | None = None
+    list: _AgentList | None = None
+    entries: dict[str, AgentEntry] | None = None
+    ownership: Literal["explicit", "implicit"] | None = None
+
+
+# --- bindings ------------------------------------------------------------------------------
+
+
+class BindingPeer(_Base):
+    kind: PeerKind
+    id: Id
+
+
+class BindingMatch(_Base):
+    channel: str
+    account_id: str | None = None
+    peer: BindingPeer | None = None
+    guild_id: Id | None = None
+    team_id: Id | None = None
+    roles: list[Id] | None = None
+
+
+class BindingSession(_Base):
+    dm_scope: DmScope | None = None
+    group_scope: GroupScope | None = None
+
+
+class Binding(_Base):
+    agent_id: str
+    match: BindingMatch
+    type: str = "route"
+    session: BindingSession | None = None
+    comment: str | None = None
+    acp: dict[str, Any] | None = None
+
+
+# --- session -------------------------------------------------------------------------------
+
+
+class SessionSection(_Base):
+    dm_scope: DmScope | None = None
+    group_scope: GroupScope | None = None
+    main_key: str | None = None
+    identity_links: dict[str, list[str]] | None = None
+
+
+# --- channels ------------------------------------------------------------------------------
+
+
+class ChannelGroup(_Base):
+    """`channels.<ch>.groups.<id|*>`: per-group access and mention gating."""
+
+    enabled: bool | None = None
+    require_mention: bool | None = None
+    allow_from: list[Id] | None = None
+    users: list[Id] | None = None
+    roles: list[Id] | None = None
+    agent_id: str | None = None
+
+
+class ChannelAccount(_Base):
+    """Per-account settings; the same keys also sit on the channel itself (the base account)."""
+
+    enabled: bool | None = None
+    name: str | None = None
+    dm_policy: DmPolicy | None = None
+    allow_from: list[Id] | None = None
+    group_policy: GroupPolicy | None = None
+    group_allow_from: list[Id] | None = None
+    groups: dict[str, ChannelGroup] | None = None
+    require_mention: bool | None = None
+    bot_token: str | None = None
+    token: str | None = None
+    app_token: str | None = None
+    signing_secret: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_path: str | None = None
+    mode: str | None = None
+    api_base_url: str | None = None  # clawmesh: point a channel at a local fake/proxy
+
+
+class ChannelConfig(ChannelAccount):
+    accounts: dict[str, ChannelAccount] | None = None
+    default_account: str | None = None
+
+
+class ChannelsDefaults(_Base):
+    group_policy: GroupPolicy | None = None
+
+
+# --- gateway, nats, nodes, messages --------------------------------------------------------
+
+
+class GatewayRateLimit(_Base):
+    max_attempts: int = 10
+    window_ms: int = 60_000
+    lockout_ms: int = 300_000
+    exempt_loopback: bool = True
+
+
+class GatewayAuth(_Base):
+    mode: Literal["token", "password", "none", "trusted-proxy"] | None = None
+    token: str | None = None
+    password: str | None = None
+    rate_limit: GatewayRateLimit | None = None
+
+
+class GatewaySection(_Base):
+    port: int | None = None
+    bind: Literal["loopback", "lan", "tailnet", "auto", "custom"] | None = None
+    custom_bind_host: str | None = None
+    mode: Literal["local", "remote"] | None = None
+    auth: GatewayAuth | None = None
+    max_body_bytes: int | None = None  # clawmesh: HTTP request body limit (1 MiB default)
+    name: str | None = None  # clawmesh: this gateway's id for federation (`cm.gw.<name>.…`)
+
+
+class NatsSection(_Base):
+    """clawmesh: how services reach NATS, and how `clawmesh up` runs its embedded server."""
+
+    url: str | list[str] | None = None
+    subject_prefix: str | None = None
+    port: int | None = None
+    store_dir: str | None = None
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    creds_file: str | None = None
+    replicas: int | None = None
+
+
+class LocalNode(_Base):
+    enabled: bool | None = None
+    id: str | None = None
+    labels: dict[str, str] | None = None
+    capabilities: list[Literal["exec", "files", "sandbox"]] | None = None
+
+
+class NodesSection(_Base):
+    """clawmesh: the node-agent built into `clawmesh up`, and presence timing."""
+
+    local: LocalNode | None = None
+    heartbeat_seconds: float | None = None
+    offline_after_missed: int | None = None
+    invoke_timeout_seconds: float | None = None
+
+
+class MessagesGroupChat(_Base):
+    mention_patterns: list[str] | None = None
+    history_limit: int | None = None
+
+
+class MessagesSection(_Base):
+    group_chat: MessagesGroupChat | None = None
+
+
+class ConfigFile(_Base):
+    """The whole file. Every section is optional; an empty object is a valid config."""
+
+    agents: AgentsSection | None = None
+    bindings: list[Binding] | None = None
+    session: SessionSection | None = None
+    # `channels.defaults` (a ChannelsDefaults) is taken out before this is checked; see _load.py.
+    channels: dict[str, ChannelConfig] | None = None
+    tools: ToolsSection | None = None
+    gateway: GatewaySection | None = None
+    models: ModelsSection | None = None
+    messages: MessagesSection | None = None
+    nats: NatsSection | None = None
+    nodes: NodesSection | None = None

@@ -1,0 +1,70 @@
+"""Agent and account id normalisation, bit for bit as OpenClaw does it.
+
+Lives outside `clawmesh.routing` because the config loader needs it too and routing needs the
+config; `clawmesh.routing` re-exports these names as part of its public API.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Final
+
+__all__ = [
+    "DEFAULT_ACCOUNT_ID",
+    "DEFAULT_AGENT_ID",
+    "is_valid_agent_id",
+    "normalize_account_id",
+    "normalize_agent_id",
+    "normalize_optional_account_id",
+]
+
+DEFAULT_AGENT_ID: Final = "main"
+DEFAULT_ACCOUNT_ID: Final = "default"
+
+_VALID_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$", re.IGNORECASE)
+_INVALID_RUN: Final = re.compile(r"[^a-z0-9_-]+")
+# Object.prototype keys: OpenClaw refuses them as account ids because ids index plain objects.
+_BLOCKED_ACCOUNT_IDS: Final = frozenset({"__proto__", "constructor", "prototype"})
+
+
+def _sanitize(trimmed: str) -> str:
+    return _INVALID_RUN.sub("-", trimmed.lower()).strip("-")[:64]
+
+
+def is_valid_agent_id(value: str | None) -> bool:
+    """True when the trimmed id already has the canonical shape `[a-z0-9][a-z0-9_-]{0,63}` (any case)."""
+    trimmed = (value or "").strip()
+    return bool(trimmed) and _VALID_ID.match(trimmed) is not None
+
+
+def normalize_agent_id(value: str | None) -> str:
+    """Canonical agent id: lower-cased; invalid runs become `-`; empty or unrepresentable → `main`."""
+    trimmed = (value or "").strip()
+    if not trimmed:
+        return DEFAULT_AGENT_ID
+    if _VALID_ID.match(trimmed):
+        return trimmed.lower()
+    return _sanitize(trimmed) or DEFAULT_AGENT_ID
+
+
+@lru_cache(maxsize=512)
+def _canonical_account_id(trimmed: str) -> str:
+    candidate = trimmed.lower() if _VALID_ID.match(trimmed) else _sanitize(trimmed)
+    return "" if candidate in _BLOCKED_ACCOUNT_IDS else candidate
+
+
+def normalize_account_id(value: str | None) -> str:
+    """Canonical account id; absent, empty or unrepresentable ids are the `default` account."""
+    trimmed = (value or "").strip() if isinstance(value, str) else ""
+    if not trimmed:
+        return DEFAULT_ACCOUNT_ID
+    return _canonical_account_id(trimmed) or DEFAULT_ACCOUNT_ID
+
+
+def normalize_optional_account_id(value: str | None) -> str | None:
+    """Like `normalize_account_id`, but absent or unrepresentable ids give None instead of `default`."""
+    trimmed = (value or "").strip() if isinstance(value, str) else ""
+    if not trimmed:
+        return None
+    return _canonical_account_id(trimmed) or None

@@ -1,0 +1,420 @@
+"""`resolve_route`: inbound message → agent and session key, with OpenClaw's precedence.
+
+The index is built once per config (bindings bucketed by channel, account and tier, and keyed
+by peer / guild / team / role inside each tier), so a decision costs a handful of dict lookups
+whatever the number of bindings or accounts — OpenClaw rebuilds an O(n) index the first time
+it sees an account. Repeated inputs are answered from a bounded per-config cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+
+from ..ids import DEFAULT_AGENT_ID, normalize_account_id, normalize_agent_id
+from ._bindings import RouteBinding, normalize_bindings
+from ._errors import AgentSelectionRequired
+from ._peer import kind_class, normalize_chat_type, normalize_id, peer_kind_matches
+from ._session_key import build_agent_peer_session_key, normalize_main_key
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+__all__ = ["Route", "RouteIndex", "resolve_route", "route_index"]
+
+_CACHE_LIMIT: Final = 4096
+
+MatchedBy = Literal[
+    "binding.peer",
+    "binding.peer.parent",
+    "binding.peer.wildcard",
+    "binding.guild+roles",
+    "binding.guild",
+    "binding.team",
+    "binding.account",
+    "binding.channel",
+    "default",
+]
+
+
+class Route(NamedTuple):
+    """A routing decision. Immutable; equal inputs give equal routes."""
+
+    agent_id: str
+    channel: str
+    account_id: str
+    session_key: str
+    main_session_key: str
+    last_route_policy: Literal["main", "session"]
+    matched_by: MatchedBy
+    dm_scope: str
+    group_scope: str
+    binding_index: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """OpenClaw's `ResolvedAgentRoute` shape (camelCase keys)."""
+        return {
+            "agentId": self.agent_id,
+            "channel": self.channel,
+            "accountId": self.account_id,
+            "sessionKey": self.session_key,
+            "mainSessionKey": self.main_session_key,
+            "lastRoutePolicy": self.last_route_policy,
+            "matchedBy": self.matched_by,
+            "dmScope": self.dm_scope,
+            "groupScope": self.group_scope,
+        }
+
+
+class _Bucket:
+    """Bindings of one (channel, account pattern), split by tier and keyed for O(1) lookup."""
+
+    __slots__ = ("guild", "guild_roles", "peer", "rest_first_plain", "rest_roles", "team", "wildcard")
+
+    def __init__(self) -> None:
+        self.peer: dict[tuple[str | None, str | None], list[RouteBinding]] = {}
+        self.wildcard: dict[str | None, list[RouteBinding]] = {}
+        self.guild_roles: dict[str, dict[str, list[RouteBinding]]] = {}
+        self.guild: dict[str, list[RouteBinding]] = {}
+        self.team: dict[str, list[RouteBinding]] = {}
+        # Account/channel tier: the first binding without roles always matches, so later
+        # role-less ones never can; role-bearing ones are keyed by each role they accept.
+        self.rest_first_plain: RouteBinding | None = None
+        self.rest_roles: dict[str, list[RouteBinding]] = {}
+
+    def add(self, b: RouteBinding) -> None:
+        if b.tier == "peer":
+            if b.peer_state == "valid":
+                self.peer.setdefault((b.peer_class, b.peer_id), []).append(b)
+            elif b.peer_state == "wildcard":
+                self.wildcard.setdefault(b.peer_class, []).append(b)
+            # invalid peers never match (OpenClaw drops them from its index)
+        elif b.tier == "guild+roles":
+            by_role = self.guild_roles.setdefault(b.guild_id or "", {})
+            for role in b.roles or ():
+                by_role.setdefault(role, []).append(b)
+        elif b.tier == "guild":
+            self.guild.setdefault(b.guild_id or "", []).append(b)
+        elif b.tier == "team":
+            self.team.setdefault(b.team_id or "", []).append(b)
+        elif b.roles:
+            for role in b.roles:
+                self.rest_roles.setdefault(role, []).append(b)
+        elif self.rest_first_plain is None:
+            self.rest_first_plain = b
+
+
+class RouteIndex:
+    """Everything a decision needs from one config version, precomputed."""
+
+    __slots__ = (
+        "agent_for",
+        "bindings",
+        "buckets",
+        "cache",
+        "config",
+        "default_agent",
+        "default_error",
+        "group_scope",
+        "identity_links",
+        "main_key",
+        "dm_scope",
+    )
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.bindings = normalize_bindings(config.file.bindings)
+        self.buckets: dict[str, dict[str, _Bucket]] = {}
+        for b in self.bindings:
+            self.buckets.setdefault(b.channel, {}).setdefault(b.account, _Bucket()).add(b)
+        # Binding agent ids resolve against the roster once, not per message.
+        self.agent_for: dict[int, str | AgentSelectionRequired] = {
+            b.index: _pick_binding_agent(config, b.agent_id) for b in self.bindings
+        }
+        self.default_agent = config.default_agent_id
+        self.default_error = config.default_agent_problem
+        session = config.file.session
+        self.dm_scope = (session.dm_scope if session else None) or "main"
+        self.group_scope = (session.group_scope if session else None) or "per-group"
+        self.main_key = normalize_main_key(session.main_key if session else None)
+        self.identity_links = session.identity_links if session else None
+        self.cache: dict[tuple[Any, ...], Route] = {}
+
+
+def route_index(config: Config) -> RouteIndex:
+    """The (cached) index of a config; built on first use, never rebuilt for the same config."""
+    return config.derived("routing.index", RouteIndex)
+
+
+def _pick_binding_agent(config: Config, raw_agent_id: str) -> str | AgentSelectionRequired:
+    """OpenClaw `pickFirstExistingAgentId` (latest): unknown ids fail closed, `main` is always honoured."""
+    if not raw_agent_id.strip():
+        return config.default_agent_id or AgentSelectionRequired(
+            "Binding has an empty agentId and no default agent is configured.",
+            hint=config.default_agent_problem or "",
+        )
+    normalized = normalize_agent_id(raw_agent_id)
+    if not config.has_roster:
+        return normalized
+    view = config.agent(normalized)
+    if view is not None:
+        return view.id
+    if normalized == DEFAULT_AGENT_ID:
+        return DEFAULT_AGENT_ID
+    return AgentSelectionRequired(
+        f'Binding agentId "{raw_agent_id}" does not match any configured agent.',
+        hint=f'Update the binding agentId "{raw_agent_id}" to a configured agent.',
+    )
+
+
+def _peer_parts(peer: Any) -> tuple[str | None, str] | None:
+    if peer is None:
+        return None
+    if isinstance(peer, Mapping):
+        raw_kind, raw_id = peer.get("kind"), peer.get("id")
+    else:
+        raw_kind, raw_id = getattr(peer, "kind", None), getattr(peer, "id", None)
+    kind = normalize_chat_type(raw_kind)
+    if kind is None and isinstance(raw_kind, str):
+        kind = raw_kind
+    return kind, normalize_id(raw_id)
+
+
+def _matches(
+    b: RouteBinding, peer: tuple[str | None, str] | None, guild: str, team: str, roles: frozenset[str]
+) -> bool:
+    """OpenClaw `matchesBindingScope`: every field the binding sets must match (AND)."""
+    if b.peer_state == "valid" and (peer is None or b.peer_id != peer[1] or not peer_kind_matches(b.peer_kind, peer[0])):
+        return False
+    if b.guild_id is not None and b.guild_id != guild:
+        return False
+    if b.team_id is not None and b.team_id != team:
+        return False
+    return b.roles is None or not b.roles.isdisjoint(roles)
+
+
+def _first(
+    lists: Iterable[list[RouteBinding] | None],
+    peer: tuple[str | None, str] | None,
+    guild: str,
+    team: str,
+    roles: frozenset[str],
+) -> RouteBinding | None:
+    """The first binding in config order, across candidate lists, whose scope matches."""
+    present = [lst for lst in lists if lst]
+    if not present:
+        return None
+    candidates = present[0] if len(present) == 1 else sorted((b for lst in present for b in lst), key=_by_index)
+    for b in candidates:
+        if _matches(b, peer, guild, team, roles):
+            return b
+    return None
+
+
+def _by_index(b: RouteBinding) -> int:
+    return b.index
+
+
+def _evaluate(
+    buckets: tuple[_Bucket, ...],
+    peer: tuple[str | None, str] | None,
+    parent: tuple[str | None, str] | None,
+    guild: str,
+    team: str,
+    roles: frozenset[str],
+) -> tuple[RouteBinding, MatchedBy] | None:
+    if peer is not None:
+        key = (kind_class(peer[0]), peer[1])
+        hit = _first([bk.peer.get(key) for bk in buckets], peer, guild, team, roles)
+        if hit is not None:
+            return hit, "binding.peer"
+    if parent is not None and parent[1]:
+        key = (kind_class(parent[0]), parent[1])
+        hit = _first([bk.peer.get(key) for bk in buckets], parent, guild, team, roles)
+        if hit is not None:
+            return hit, "binding.peer.parent"
+    if peer is not None:
+        cls = kind_class(peer[0])
+        hit = _first([bk.wildcard.get(cls) for bk in buckets], peer, guild, team, roles)
+        if hit is not None:
+            return hit, "binding.peer.wildcard"
+    if guild:
+        if roles:
+            lists: list[list[RouteBinding] | None] = []
+            for bk in buckets:
+                by_role = bk.guild_roles.get(guild)
+                if by_role:
+                    lists.extend(by_role.get(r) for r in roles)
+            hit = _first(lists, peer, guild, team, roles)
+            if hit is not None:
+                return hit, "binding.guild+roles"
+        hit = _first([bk.guild.get(guild) for bk in buckets], peer, guild, team, roles)
+        if hit is not None:
+            return hit, "binding.guild"
+    if team:
+        hit = _first([bk.team.get(team) for bk in buckets], peer, guild, team, roles)
+        if hit is not None:
+            return hit, "binding.team"
+    return None
+
+
+def _rest(bucket: _Bucket | None, roles: frozenset[str]) -> RouteBinding | None:
+    if bucket is None:
+        return None
+    best = bucket.rest_first_plain
+    if roles and bucket.rest_roles:
+        for role in roles:
+            lst = bucket.rest_roles.get(role)
+            if lst and (best is None or lst[0].index < best.index):
+                best = lst[0]
+    return best
+
+
+def resolve_route(
+    config: Config | Mapping[str, Any],
+    *,
+    channel: str,
+    account_id: str | None = None,
+    peer: Mapping[str, Any] | Any | None = None,
+    parent_peer: Mapping[str, Any] | Any | None = None,
+    guild_id: str | int | None = None,
+    team_id: str | int | None = None,
+    member_role_ids: Iterable[str] | None = (),
+    dm_scope: str | None = None,
+    group_scope: str | None = None,
+    default_agent_id: str | None = None,
+) -> Route:
+    """Choose the agent and session for an inbound message (OpenClaw `resolveAgentRoute`, latest).
+
+    Raises `AgentSelectionRequired` when the matched binding names an agent that is not
+    configured, or when nothing matches and no single default agent exists.
+    """
+    if isinstance(config, Mapping):
+        from ..config import parse_config
+
+        config = parse_config(config)
+    index = route_index(config)
+    roles_key = tuple(member_role_ids or ())
+    try:
+        key: tuple[Any, ...] | None = (
+            channel,
+            account_id,
+            _raw_peer_key(peer),
+            _raw_peer_key(parent_peer),
+            guild_id,
+            team_id,
+            roles_key,
+            dm_scope,
+            group_scope,
+            default_agent_id,
+        )
+        cached = index.cache.get(key)  # type: ignore[arg-type]
+    except TypeError:  # an unhashable input: resolve without the cache
+        key, cached = None, None
+    if cached is not None:
+        return cached
+    route = _resolve_uncached(
+        index, channel, account_id, peer, parent_peer, guild_id, team_id, roles_key, dm_scope, group_scope, default_agent_id
+    )
+    if key is not None:
+        if len(index.cache) >= _CACHE_LIMIT:
+            del index.cache[next(iter(index.cache))]
+        index.cache[key] = route
+    return route
+
+
+def _raw_peer_key(peer: Any) -> tuple[Any, Any] | None:
+    if peer is None:
+        return None
+    if isinstance(peer, Mapping):
+        return peer.get("kind"), peer.get("id")
+    return getattr(peer, "kind", None), getattr(peer, "id", None)
+
+
+def _resolve_uncached(
+    index: RouteIndex,
+    channel: str,
+    account_id: str | None,
+    peer_in: Any,
+    parent_in: Any,
+    guild_in: Any,
+    team_in: Any,
+    roles_in: tuple[Any, ...],
+    dm_in: str | None,
+    gs_in: str | None,
+    default_agent_id: str | None,
+) -> Route:
+    ch = channel.strip().lower() if isinstance(channel, str) else ""
+    acct = normalize_account_id(account_id)
+    peer = _peer_parts(peer_in)
+    parent = _peer_parts(parent_in)
+    guild = normalize_id(guild_in)
+    team = normalize_id(team_in)
+    roles = frozenset(r if isinstance(r, str) else str(r) for r in roles_in)
+    hit: tuple[RouteBinding, MatchedBy] | None = None
+    by_channel = index.buckets.get(ch)
+    if by_channel:
+        own = by_channel.get(acct)
+        anyacct = by_channel.get("*")
+        buckets = tuple(b for b in (own, anyacct) if b is not None)
+        hit = _evaluate(buckets, peer, parent, guild, team, roles)
+        if hit is None:
+            b = _rest(own, roles)
+            if b is not None:
+                hit = (b, "binding.account")
+            else:
+                b = _rest(anyacct, roles)
+                if b is not None:
+                    hit = (b, "binding.channel")
+    binding: RouteBinding | None
+    if hit is not None:
+        binding, matched_by = hit
+        agent = index.agent_for[binding.index]
+    else:
+        binding, matched_by = None, "default"
+        agent = _default_agent(index, default_agent_id, ch, acct)
+    if isinstance(agent, AgentSelectionRequired):
+        raise AgentSelectionRequired(agent.message, hint=agent.hint, channel=ch, account_id=acct)
+    dm = (binding.dm_scope if binding else None) or dm_in or index.dm_scope
+    gs = (binding.group_scope if binding else None) or gs_in or index.group_scope
+    session_key = build_agent_peer_session_key(
+        agent_id=agent,
+        main_key=index.main_key,
+        channel=ch,
+        account_id=acct,
+        peer_kind=peer[0] if peer else None,
+        peer_id=peer[1] if peer else None,
+        identity_links=index.identity_links,
+        dm_scope=dm,
+        group_scope=gs,
+    )
+    main_session_key = f"agent:{agent}:{index.main_key}"
+    return Route(
+        agent,
+        ch,
+        acct,
+        session_key,
+        main_session_key,
+        "main" if session_key == main_session_key else "session",
+        matched_by,
+        dm,
+        gs,
+        binding.index if binding else None,
+    )
+
+
+def _default_agent(
+    index: RouteIndex, default_agent_id: str | None, channel: str, account: str
+) -> str | AgentSelectionRequired:
+    if default_agent_id and default_agent_id.strip():
+        return _pick_binding_agent(index.config, default_agent_id)
+    if index.default_agent is not None:
+        return index.default_agent
+    return AgentSelectionRequired(
+        f"No agent owns {channel}:{account} and no single default agent is configured.",
+        hint=(
+            f"Add a channel-wide binding for {channel}:{account} "
+            f'(e.g. {{"agentId": "<id>", "match": {{"channel": "{channel}", "accountId": "*"}}}}), '
+            'or mark exactly one agent "default": true.'
+        ),
+    )

@@ -1,0 +1,1 @@
+"""clawmesh ingress service."""

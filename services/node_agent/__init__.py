@@ -1,0 +1,1 @@
+"""clawmesh node_agent service."""

@@ -1,0 +1,1 @@
+"""clawmesh runner service."""
