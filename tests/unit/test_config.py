@@ -58,7 +58,10 @@ def test_json5_syntax_error_names_the_line(tmp_path: Path) -> None:
 
 def test_env_substitution_and_escape() -> None:
     config = parse_config(
-        {"gateway": {"auth": {"token": "${GW_TOKEN}"}}, "models": {"providers": {"local": {"baseUrl": "$${NOT_SUBSTITUTED}"}}}},
+        {
+            "gateway": {"auth": {"token": "${GW_TOKEN}"}},
+            "models": {"providers": {"local": {"baseUrl": "$${NOT_SUBSTITUTED}"}}},
+        },
         env={"GW_TOKEN": "s3cret"},
     )
     assert config.file.gateway.auth.token == "s3cret"  # type: ignore[union-attr]
@@ -67,7 +70,9 @@ def test_env_substitution_and_escape() -> None:
 
 def test_missing_env_variable_names_variable_and_path() -> None:
     found = errors({"gateway": {"auth": {"token": "Bearer ${MISSING_TOKEN}"}}})
-    assert found == ["$.gateway.auth.token: environment variable MISSING_TOKEN is not set (referenced as ${MISSING_TOKEN})"]
+    assert found == [
+        "$.gateway.auth.token: environment variable MISSING_TOKEN is not set (referenced as ${MISSING_TOKEN})"
+    ]
 
 
 def test_unknown_key_gets_a_suggestion() -> None:
@@ -81,7 +86,10 @@ def test_openclaw_only_keys_load_with_one_warning_each() -> None:
     config = parse_config(
         {
             "meta": {"lastTouchedVersion": "2026.9.6"},
-            "agents": {"defaults": {"compaction": {"mode": "safeguard"}, "userTimezone": "UTC"}, "list": [{"id": "a", "skills": []}]},
+            "agents": {
+                "defaults": {"compaction": {"mode": "safeguard"}, "userTimezone": "UTC"},
+                "list": [{"id": "a", "skills": []}],
+            },
             "channels": {"telegram": {"streaming": "partial", "accounts": {"x": {"historyLimit": 5}}}},
             "session": {"reset": {"mode": "daily"}},
         },
@@ -106,7 +114,12 @@ def test_all_problems_are_reported_at_once() -> None:
                 "list": [
                     {"id": "a", "default": True, "workspace": "/tmp/ws"},
                     {"id": "A"},
-                    {"id": "b", "default": True, "workspace": "/tmp/ws", "groupChat": {"mentionPatterns": ["(unclosed"]}},
+                    {
+                        "id": "b",
+                        "default": True,
+                        "workspace": "/tmp/ws",
+                        "groupChat": {"mentionPatterns": ["(unclosed"]},
+                    },
                 ]
             },
             "bindings": [
@@ -126,7 +139,12 @@ def test_all_problems_are_reported_at_once() -> None:
                 "list": [
                     {"id": "a", "default": True, "workspace": "/tmp/ws"},
                     {"id": "A"},
-                    {"id": "b", "default": True, "workspace": "/tmp/ws", "groupChat": {"mentionPatterns": ["(unclosed"]}},
+                    {
+                        "id": "b",
+                        "default": True,
+                        "workspace": "/tmp/ws",
+                        "groupChat": {"mentionPatterns": ["(unclosed"]},
+                    },
                 ]
             },
             "bindings": [{"agentId": "ghost", "match": {"channel": "discord"}}],
@@ -155,7 +173,10 @@ def test_warnings_for_dead_bindings() -> None:
                 {"agentId": "a", "match": {"channel": "telegram", "roles": ["r"]}},
                 {"agentId": "a", "match": {"channel": "slack", "peer": {"kind": "direct", "id": " "}}},
                 {"agentId": "a", "match": {"channel": "slack", "peer": {"kind": "group", "id": "g"}}},
-                {"agentId": "a", "match": {"channel": "slack", "peer": {"kind": "channel", "id": "g"}, "teamId": "t"}},
+                {
+                    "agentId": "a",
+                    "match": {"channel": "slack", "peer": {"kind": "channel", "id": "g"}, "teamId": "t"},
+                },
             ],
         },
         env={},
@@ -169,7 +190,9 @@ def test_warnings_for_dead_bindings() -> None:
 
 def test_host_network_sandbox_is_refused() -> None:
     found = errors({"agents": {"defaults": {"sandbox": {"docker": {"network": "host"}}}}})
-    assert found == ["$.agents.defaults.sandbox.docker.network: network 'host' is refused: it escapes the sandbox"]
+    assert found == [
+        "$.agents.defaults.sandbox.docker.network: network 'host' is refused: it escapes the sandbox"
+    ]
 
 
 def test_identity_links_without_scope_warn() -> None:
@@ -183,7 +206,9 @@ class TestPaths:
         assert config_path("~/explicit.json", env) == tmp_path / "explicit.json"
         assert config_path(None, env) == tmp_path / "from-env.json"
         assert config_path(None, {"HOME": str(tmp_path)}) == tmp_path / ".clawmesh" / "clawmesh.json"
-        assert config_path(None, {"HOME": str(tmp_path), "CLAWMESH_STATE_DIR": "/srv/cm"}) == Path("/srv/cm/clawmesh.json")
+        assert config_path(None, {"HOME": str(tmp_path), "CLAWMESH_STATE_DIR": "/srv/cm"}) == Path(
+            "/srv/cm/clawmesh.json"
+        )
 
     def test_state_dir(self, tmp_path: Path) -> None:
         assert state_dir({"HOME": str(tmp_path)}) == tmp_path / ".clawmesh"
@@ -192,7 +217,15 @@ class TestPaths:
     def test_workspace_and_agent_dir_rules(self, tmp_path: Path) -> None:
         env = {"HOME": str(tmp_path), "CLAWMESH_STATE_DIR": str(tmp_path / "state")}
         config = parse_config(
-            {"agents": {"list": [{"id": "home", "default": True}, {"id": "work"}, {"id": "lab", "workspace": "~/lab", "agentDir": "~/lab-agent"}]}},
+            {
+                "agents": {
+                    "list": [
+                        {"id": "home", "default": True},
+                        {"id": "work"},
+                        {"id": "lab", "workspace": "~/lab", "agentDir": "~/lab-agent"},
+                    ]
+                }
+            },
             env=env,
         )
         home, work, lab = config.agents
@@ -207,7 +240,15 @@ class TestPaths:
         env = {"HOME": str(tmp_path), "CLAWMESH_PROFILE": "dev"}
         config = parse_config({"agents": {"list": [{"id": "a", "default": True}, {"id": "b"}]}}, env=env)
         assert config.agents[0].workspace == tmp_path / ".clawmesh" / "workspace-dev"
-        config = parse_config({"agents": {"defaults": {"workspace": "~/ws"}, "list": [{"id": "a", "default": True}, {"id": "b"}]}}, env=env)
+        config = parse_config(
+            {
+                "agents": {
+                    "defaults": {"workspace": "~/ws"},
+                    "list": [{"id": "a", "default": True}, {"id": "b"}],
+                }
+            },
+            env=env,
+        )
         assert config.agents[0].workspace == tmp_path / "ws"
         assert config.agents[1].workspace == tmp_path / "ws" / "b"
 
@@ -245,10 +286,14 @@ class TestModels:
 
 
 def test_env_overrides() -> None:
-    config = parse_config({"gateway": {"port": 1}}, env={"CLAWMESH_GATEWAY_PORT": "2000", "CLAWMESH_NATS_URL": "nats://x:1"})
+    config = parse_config(
+        {"gateway": {"port": 1}}, env={"CLAWMESH_GATEWAY_PORT": "2000", "CLAWMESH_NATS_URL": "nats://x:1"}
+    )
     assert config.file.gateway.port == 2000  # type: ignore[union-attr]
     assert config.file.nats.url == "nats://x:1"  # type: ignore[union-attr]
-    assert errors({}, env={"CLAWMESH_GATEWAY_PORT": "eighty"}) == ["$CLAWMESH_GATEWAY_PORT: expected int, got 'eighty'"]
+    assert errors({}, env={"CLAWMESH_GATEWAY_PORT": "eighty"}) == [
+        "$CLAWMESH_GATEWAY_PORT: expected int, got 'eighty'"
+    ]
 
 
 def test_version_changes_with_content_only() -> None:
@@ -264,12 +309,29 @@ def test_openclaw_json_loads_as_is(tmp_path: Path) -> None:
         "meta": {"lastTouchedVersion": "2026.9.6"},
         "auth": {"profiles": {"anthropic:default": {"provider": "anthropic", "mode": "api_key"}}},
         "agents": {
-            "defaults": {"workspace": "~/.openclaw/workspace", "model": {"primary": "anthropic/claude-opus-4-6"}, "maxConcurrent": 4, "heartbeat": {"every": "30m"}},
+            "defaults": {
+                "workspace": "~/.openclaw/workspace",
+                "model": {"primary": "anthropic/claude-opus-4-6"},
+                "maxConcurrent": 4,
+                "heartbeat": {"every": "30m"},
+            },
             "list": [
-                {"id": "home", "default": True, "name": "Home", "workspace": "~/.openclaw/workspace-home", "identity": {"name": "Clawd", "emoji": "🦞"}},
-                {"id": "work", "name": "Work", "workspace": "~/.openclaw/workspace-work", "model": "anthropic/claude-sonnet-4-6",
-                 "sandbox": {"mode": "all", "scope": "agent"}, "tools": {"allow": ["read", "exec"], "deny": ["browser"]},
-                 "groupChat": {"mentionPatterns": ["@work", "\\bwork\\b"]}},
+                {
+                    "id": "home",
+                    "default": True,
+                    "name": "Home",
+                    "workspace": "~/.openclaw/workspace-home",
+                    "identity": {"name": "Clawd", "emoji": "🦞"},
+                },
+                {
+                    "id": "work",
+                    "name": "Work",
+                    "workspace": "~/.openclaw/workspace-work",
+                    "model": "anthropic/claude-sonnet-4-6",
+                    "sandbox": {"mode": "all", "scope": "agent"},
+                    "tools": {"allow": ["read", "exec"], "deny": ["browser"]},
+                    "groupChat": {"mentionPatterns": ["@work", "\\bwork\\b"]},
+                },
             ],
         },
         "bindings": [
@@ -280,11 +342,20 @@ def test_openclaw_json_loads_as_is(tmp_path: Path) -> None:
         "session": {"dmScope": "per-channel-peer", "reset": {"mode": "daily", "atHour": 4}},
         "channels": {
             "defaults": {"groupPolicy": "allowlist"},
-            "whatsapp": {"dmPolicy": "pairing", "allowFrom": ["+15555550123"], "accounts": {"personal": {}, "biz": {}}},
+            "whatsapp": {
+                "dmPolicy": "pairing",
+                "allowFrom": ["+15555550123"],
+                "accounts": {"personal": {}, "biz": {}},
+            },
             "discord": {"token": "${DISCORD_BOT_TOKEN}", "guilds": {"123": {"requireMention": True}}},
         },
         "tools": {"profile": "coding", "elevated": {"enabled": False}},
-        "gateway": {"port": 18789, "bind": "loopback", "auth": {"mode": "token", "token": "abc"}, "controlUi": {"enabled": True}},
+        "gateway": {
+            "port": 18789,
+            "bind": "loopback",
+            "auth": {"mode": "token", "token": "abc"},
+            "controlUi": {"enabled": True},
+        },
         "logging": {"level": "info"},
     }
     path = tmp_path / "openclaw.json"
@@ -292,4 +363,10 @@ def test_openclaw_json_loads_as_is(tmp_path: Path) -> None:
     config = load_config(path, env={"HOME": str(tmp_path), "DISCORD_BOT_TOKEN": "t"})
     assert config.agent_ids == ("home", "work")
     assert config.source == path
-    assert {w.path for w in config.warnings} >= {"$.meta", "$.auth", "$.logging", "$.gateway.controlUi", "$.channels.discord.guilds"}
+    assert {w.path for w in config.warnings} >= {
+        "$.meta",
+        "$.auth",
+        "$.logging",
+        "$.gateway.controlUi",
+        "$.channels.discord.guilds",
+    }

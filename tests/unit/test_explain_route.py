@@ -21,7 +21,9 @@ def _reasons(expl, path: str) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_case_sensitive_id_is_explained() -> None:
-    config = _config([{"agentId": "a", "match": {"channel": "discord", "peer": {"kind": "channel", "id": "ABC"}}}])
+    config = _config(
+        [{"agentId": "a", "match": {"channel": "discord", "peer": {"kind": "channel", "id": "ABC"}}}]
+    )
     expl = explain_route(config, channel="discord", peer={"kind": "channel", "id": "abc"})
     assert "peer id 'ABC' ≠ 'abc': ids match case-sensitively" in _reasons(expl, "$.bindings[0]")
     assert expl.route is not None and expl.route.matched_by == "default"
@@ -67,7 +69,10 @@ def _binding(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         match["accountId"] = draw(st.sampled_from(["*", "work", "Work", "default", ""]))
     if draw(st.booleans()):
-        match["peer"] = {"kind": draw(st.sampled_from(["direct", "group", "channel", "dm"])), "id": draw(_ids)}
+        match["peer"] = {
+            "kind": draw(st.sampled_from(["direct", "group", "channel", "dm"])),
+            "id": draw(_ids),
+        }
     if draw(st.booleans()):
         match["guildId"] = draw(st.sampled_from(["g1", "g2"]))
     if draw(st.booleans()):
@@ -82,8 +87,13 @@ def _binding(draw: st.DrawFn) -> dict[str, Any]:
     bindings=st.lists(_binding(), max_size=8),
     channel=_channels,
     account=st.sampled_from([None, "work", "home"]),
-    peer=st.one_of(st.none(), st.fixed_dictionaries({"kind": st.sampled_from(["direct", "group", "channel"]), "id": _ids})),
-    parent=st.one_of(st.none(), st.fixed_dictionaries({"kind": st.sampled_from(["group", "channel"]), "id": _ids})),
+    peer=st.one_of(
+        st.none(),
+        st.fixed_dictionaries({"kind": st.sampled_from(["direct", "group", "channel"]), "id": _ids}),
+    ),
+    parent=st.one_of(
+        st.none(), st.fixed_dictionaries({"kind": st.sampled_from(["group", "channel"]), "id": _ids})
+    ),
     guild=st.sampled_from([None, "g1", "g2"]),
     team=st.sampled_from([None, "t1"]),
     roles=st.lists(st.sampled_from(["r1", "r2", "r3"]), max_size=2),
@@ -99,7 +109,15 @@ def test_explain_agrees_with_resolve(
     roles: list[str],
 ) -> None:
     config = _config(bindings)
-    kwargs = dict(channel=channel, account_id=account, peer=peer, parent_peer=parent, guild_id=guild, team_id=team, member_role_ids=roles)
+    kwargs = dict(
+        channel=channel,
+        account_id=account,
+        peer=peer,
+        parent_peer=parent,
+        guild_id=guild,
+        team_id=team,
+        member_role_ids=roles,
+    )
     expl = explain_route(config, **kwargs)  # type: ignore[arg-type]
     try:
         route = resolve_route(config, **kwargs)  # type: ignore[arg-type]

@@ -35,7 +35,15 @@ def test_normalize_agent_id_matches_openclaw_probes(raw: str | None, expected: s
 
 @pytest.mark.parametrize(
     ("raw", "valid"),
-    [("main", True), ("Main", True), (" ops ", True), ("_x", False), ("a.b", False), ("", False), ("a" * 65, False)],
+    [
+        ("main", True),
+        ("Main", True),
+        (" ops ", True),
+        ("_x", False),
+        ("a.b", False),
+        ("", False),
+        ("a" * 65, False),
+    ],
 )
 def test_is_valid_agent_id(raw: str, valid: bool) -> None:
     assert is_valid_agent_id(raw) is valid
@@ -64,7 +72,14 @@ def test_normalize_account_id(raw: str | None, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [(None, None), ("", None), ("!!!", None), ("__proto__", None), ("Bot Main", "bot-main"), ("work", "work")],
+    [
+        (None, None),
+        ("", None),
+        ("!!!", None),
+        ("__proto__", None),
+        ("Bot Main", "bot-main"),
+        ("work", "work"),
+    ],
 )
 def test_normalize_optional_account_id(raw: str | None, expected: str | None) -> None:
     assert normalize_optional_account_id(raw) == expected

@@ -17,7 +17,9 @@ def cfg(bindings: list[dict[str, Any]], agents: list[str] | None = ("main", "a",
     return parse_config(data, env={})
 
 
-def b(agent: str, channel: str = "discord", session: dict[str, str] | None = None, **match: Any) -> dict[str, Any]:
+def b(
+    agent: str, channel: str = "discord", session: dict[str, str] | None = None, **match: Any
+) -> dict[str, Any]:
     binding: dict[str, Any] = {"agentId": agent, "match": {"channel": channel, **match}}
     if session is not None:
         binding["session"] = session
@@ -42,11 +44,41 @@ def test_peer_beats_every_other_tier() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "agent", "matched_by"),
     [
-        ({"peer": {"kind": "channel", "id": "c1"}, "guild_id": "g1", "member_role_ids": ["r1"], "team_id": "t1"}, "a", "binding.peer"),
-        ({"peer": {"kind": "channel", "id": "t9"}, "parent_peer": {"kind": "channel", "id": "p1"}, "guild_id": "g1", "member_role_ids": ["r1"]}, "b", "binding.peer.parent"),
-        ({"peer": {"kind": "group", "id": "zz"}, "guild_id": "g1", "member_role_ids": ["r1"]}, "c", "binding.peer.wildcard"),
-        ({"peer": {"kind": "direct", "id": "zz"}, "guild_id": "g1", "member_role_ids": ["r1"]}, "a", "binding.guild+roles"),
-        ({"peer": {"kind": "direct", "id": "zz"}, "guild_id": "g1", "member_role_ids": ["nope"]}, "b", "binding.guild"),
+        (
+            {
+                "peer": {"kind": "channel", "id": "c1"},
+                "guild_id": "g1",
+                "member_role_ids": ["r1"],
+                "team_id": "t1",
+            },
+            "a",
+            "binding.peer",
+        ),
+        (
+            {
+                "peer": {"kind": "channel", "id": "t9"},
+                "parent_peer": {"kind": "channel", "id": "p1"},
+                "guild_id": "g1",
+                "member_role_ids": ["r1"],
+            },
+            "b",
+            "binding.peer.parent",
+        ),
+        (
+            {"peer": {"kind": "group", "id": "zz"}, "guild_id": "g1", "member_role_ids": ["r1"]},
+            "c",
+            "binding.peer.wildcard",
+        ),
+        (
+            {"peer": {"kind": "direct", "id": "zz"}, "guild_id": "g1", "member_role_ids": ["r1"]},
+            "a",
+            "binding.guild+roles",
+        ),
+        (
+            {"peer": {"kind": "direct", "id": "zz"}, "guild_id": "g1", "member_role_ids": ["nope"]},
+            "b",
+            "binding.guild",
+        ),
         ({"peer": {"kind": "direct", "id": "zz"}, "team_id": "t1"}, "c", "binding.team"),
         ({"peer": {"kind": "direct", "id": "zz"}}, "a", "binding.account"),
         ({"peer": {"kind": "direct", "id": "zz"}, "account_id": "other"}, "b", "binding.channel"),
@@ -79,14 +111,21 @@ def test_peer_with_guild_is_never_a_guild_wide_fallback() -> None:
     config = cfg([b("a", peer={"kind": "channel", "id": "c1"}, guildId="g1")])
     assert resolve_route(config, channel="discord", peer=PEER, guild_id="g1").agent_id == "a"
     assert resolve_route(config, channel="discord", peer=PEER, guild_id="g2").matched_by == "default"
-    assert resolve_route(config, channel="discord", peer={"kind": "channel", "id": "c2"}, guild_id="g1").matched_by == "default"
+    assert (
+        resolve_route(
+            config, channel="discord", peer={"kind": "channel", "id": "c2"}, guild_id="g1"
+        ).matched_by
+        == "default"
+    )
 
 
 def test_group_and_channel_kinds_are_interchangeable_but_direct_is_not() -> None:
     config = cfg([b("a", peer={"kind": "group", "id": "x"}), b("b", peer={"kind": "direct", "id": "y"})])
     assert resolve_route(config, channel="discord", peer={"kind": "channel", "id": "x"}).agent_id == "a"
     assert resolve_route(config, channel="discord", peer={"kind": "group", "id": "x"}).agent_id == "a"
-    assert resolve_route(config, channel="discord", peer={"kind": "direct", "id": "x"}).matched_by == "default"
+    assert (
+        resolve_route(config, channel="discord", peer={"kind": "direct", "id": "x"}).matched_by == "default"
+    )
     assert resolve_route(config, channel="discord", peer={"kind": "group", "id": "y"}).matched_by == "default"
 
 
@@ -106,39 +145,75 @@ def test_wildcard_peer_respects_kind() -> None:
     config = cfg([b("a", peer={"kind": "direct", "id": "*"}), b("b", peer={"kind": "group", "id": "*"})])
     assert resolve_route(config, channel="discord", peer={"kind": "direct", "id": "q"}).agent_id == "a"
     assert resolve_route(config, channel="discord", peer={"kind": "channel", "id": "q"}).agent_id == "b"
-    assert resolve_route(config, channel="discord", peer={"kind": "channel", "id": "q"}).matched_by == "binding.peer.wildcard"
+    assert (
+        resolve_route(config, channel="discord", peer={"kind": "channel", "id": "q"}).matched_by
+        == "binding.peer.wildcard"
+    )
 
 
 def test_parent_peer_tier_comes_before_wildcard() -> None:
-    config = cfg([b("a", peer={"kind": "channel", "id": "*"}), b("b", peer={"kind": "channel", "id": "parent"})])
-    route = resolve_route(config, channel="discord", peer={"kind": "channel", "id": "thread1"}, parent_peer={"kind": "channel", "id": "parent"})
+    config = cfg(
+        [b("a", peer={"kind": "channel", "id": "*"}), b("b", peer={"kind": "channel", "id": "parent"})]
+    )
+    route = resolve_route(
+        config,
+        channel="discord",
+        peer={"kind": "channel", "id": "thread1"},
+        parent_peer={"kind": "channel", "id": "parent"},
+    )
     assert (route.agent_id, route.matched_by) == ("b", "binding.peer.parent")
 
 
 def test_parent_tier_skipped_when_parent_id_is_empty() -> None:
     config = cfg([b("b", peer={"kind": "channel", "id": "p"})])
-    route = resolve_route(config, channel="discord", peer={"kind": "channel", "id": "t"}, parent_peer={"kind": "channel", "id": "  "})
+    route = resolve_route(
+        config,
+        channel="discord",
+        peer={"kind": "channel", "id": "t"},
+        parent_peer={"kind": "channel", "id": "  "},
+    )
     assert route.matched_by == "default"
 
 
 def test_parent_match_uses_parent_scope_for_other_fields() -> None:
     config = cfg([b("b", peer={"kind": "channel", "id": "p"}, guildId="g1")])
     parent = {"kind": "channel", "id": "p"}
-    assert resolve_route(config, channel="discord", peer={"kind": "channel", "id": "t"}, parent_peer=parent, guild_id="g1").agent_id == "b"
-    assert resolve_route(config, channel="discord", peer={"kind": "channel", "id": "t"}, parent_peer=parent, guild_id="g2").matched_by == "default"
+    assert (
+        resolve_route(
+            config, channel="discord", peer={"kind": "channel", "id": "t"}, parent_peer=parent, guild_id="g1"
+        ).agent_id
+        == "b"
+    )
+    assert (
+        resolve_route(
+            config, channel="discord", peer={"kind": "channel", "id": "t"}, parent_peer=parent, guild_id="g2"
+        ).matched_by
+        == "default"
+    )
 
 
 def test_numeric_ids_match_their_string_form() -> None:
     config = cfg([b("a", peer={"kind": "channel", "id": 123}), b("b", guildId=456)])
     assert resolve_route(config, channel="discord", peer={"kind": "channel", "id": "123"}).agent_id == "a"
     assert resolve_route(config, channel="discord", peer={"kind": "channel", "id": 123}).agent_id == "a"
-    assert resolve_route(config, channel="discord", peer={"kind": "channel", "id": 2**70}, guild_id=456).agent_id == "b"
-    assert resolve_route(config, channel="discord", peer={"kind": "channel", "id": " 9 "}, guild_id=" 456 ").agent_id == "b"
+    assert (
+        resolve_route(config, channel="discord", peer={"kind": "channel", "id": 2**70}, guild_id=456).agent_id
+        == "b"
+    )
+    assert (
+        resolve_route(
+            config, channel="discord", peer={"kind": "channel", "id": " 9 "}, guild_id=" 456 "
+        ).agent_id
+        == "b"
+    )
 
 
 def test_ids_match_case_sensitively_but_keys_are_lower_cased() -> None:
     config = cfg([b("a", peer={"kind": "channel", "id": "abc"})], session={"dmScope": "per-peer"})
-    assert resolve_route(config, channel="discord", peer={"kind": "channel", "id": "ABC"}).matched_by == "default"
+    assert (
+        resolve_route(config, channel="discord", peer={"kind": "channel", "id": "ABC"}).matched_by
+        == "default"
+    )
     upper = resolve_route(config, channel="discord", peer={"kind": "channel", "id": "ABC"})
     lower = resolve_route(config, channel="discord", peer={"kind": "channel", "id": "abc"})
     assert upper.session_key == "agent:main:discord:channel:abc"
@@ -147,9 +222,17 @@ def test_ids_match_case_sensitively_but_keys_are_lower_cased() -> None:
 
 def test_roles_are_any_of_and_exact() -> None:
     config = cfg([b("a", guildId="g", roles=["mod", "admin"])])
-    assert resolve_route(config, channel="discord", guild_id="g", member_role_ids=["x", "admin"]).agent_id == "a"
-    assert resolve_route(config, channel="discord", guild_id="g", member_role_ids=["Admin"]).matched_by == "default"
-    assert resolve_route(config, channel="discord", guild_id="g", member_role_ids=[" admin"]).matched_by == "default"
+    assert (
+        resolve_route(config, channel="discord", guild_id="g", member_role_ids=["x", "admin"]).agent_id == "a"
+    )
+    assert (
+        resolve_route(config, channel="discord", guild_id="g", member_role_ids=["Admin"]).matched_by
+        == "default"
+    )
+    assert (
+        resolve_route(config, channel="discord", guild_id="g", member_role_ids=[" admin"]).matched_by
+        == "default"
+    )
     assert resolve_route(config, channel="discord", guild_id="g").matched_by == "default"
 
 
@@ -245,7 +328,9 @@ def test_main_binding_is_honoured_even_when_not_in_roster() -> None:
 
 
 def test_roster_lookup_is_normalised() -> None:
-    config = parse_config({"agents": {"list": [{"id": "Ops Team", "default": True}]}, "bindings": [b("ops-team")]}, env={})
+    config = parse_config(
+        {"agents": {"list": [{"id": "Ops Team", "default": True}]}, "bindings": [b("ops-team")]}, env={}
+    )
     assert resolve_route(config, channel="discord").agent_id == "ops-team"
 
 
@@ -267,18 +352,32 @@ def test_several_agents_without_owner_require_selection() -> None:
     assert err.value.code == AGENT_SELECTION_REQUIRED == "AGENT_SELECTION_REQUIRED"
     assert "Add a channel-wide binding for telegram:bot1" in str(err.value)
     # a matching binding still routes
-    config = parse_config({"agents": {"list": [{"id": "a"}, {"id": "b"}]}, "bindings": [b("b", channel="telegram", accountId="*")]}, env={})
+    config = parse_config(
+        {
+            "agents": {"list": [{"id": "a"}, {"id": "b"}]},
+            "bindings": [b("b", channel="telegram", accountId="*")],
+        },
+        env={},
+    )
     assert resolve_route(config, channel="telegram", account_id="bot1").agent_id == "b"
 
 
 def test_two_defaults_are_a_config_error() -> None:
     with pytest.raises(ConfigError) as err:
-        parse_config({"agents": {"list": [{"id": "a", "default": True}, {"id": "b", "default": True}]}}, env={})
+        parse_config(
+            {"agents": {"list": [{"id": "a", "default": True}, {"id": "b", "default": True}]}}, env={}
+        )
     assert "more than one agent is marked default" in str(err.value)
 
 
 def test_explicit_ownership_uses_system_agent() -> None:
-    data = {"agents": {"ownership": "explicit", "defaults": {"systemAgent": {"agentId": "b"}}, "list": [{"id": "a"}, {"id": "b"}]}}
+    data = {
+        "agents": {
+            "ownership": "explicit",
+            "defaults": {"systemAgent": {"agentId": "b"}},
+            "list": [{"id": "a"}, {"id": "b"}],
+        }
+    }
     assert resolve_route(parse_config(data, env={}), channel="x").agent_id == "b"
     no_system = {"agents": {"ownership": "explicit", "list": [{"id": "a"}, {"id": "b"}]}}
     with pytest.raises(AgentSelectionRequired):
@@ -293,7 +392,13 @@ def test_caller_supplied_default_agent() -> None:
 
 
 def test_entries_roster_form() -> None:
-    config = parse_config({"agents": {"entries": {"home": {"default": True}, "work": {}}}, "bindings": [b("work", channel="slack")]}, env={})
+    config = parse_config(
+        {
+            "agents": {"entries": {"home": {"default": True}, "work": {}}},
+            "bindings": [b("work", channel="slack")],
+        },
+        env={},
+    )
     assert config.agent_ids == ("home", "work")
     assert resolve_route(config, channel="slack").agent_id == "work"
     assert resolve_route(config, channel="x").agent_id == "home"
@@ -306,7 +411,10 @@ def test_session_scopes_from_config_binding_and_call() -> None:
     )
     dm = {"kind": "direct", "id": "U1"}
     bound = resolve_route(config, channel="telegram", account_id="Work", peer=dm, dm_scope="main")
-    assert bound.session_key == "agent:a:telegram:work:direct:u1" and bound.dm_scope == "per-account-channel-peer"
+    assert (
+        bound.session_key == "agent:a:telegram:work:direct:u1"
+        and bound.dm_scope == "per-account-channel-peer"
+    )
     unbound = resolve_route(config, channel="slack", peer=dm)
     assert unbound.session_key == "agent:main:direct:u1"
     call = resolve_route(config, channel="slack", peer=dm, dm_scope="main")
@@ -315,7 +423,10 @@ def test_session_scopes_from_config_binding_and_call() -> None:
 
 
 def test_group_scope_main_and_per_binding_override() -> None:
-    config = cfg([b("a", channel="discord", accountId="*", session={"groupScope": "per-group"})], session={"groupScope": "main"})
+    config = cfg(
+        [b("a", channel="discord", accountId="*", session={"groupScope": "per-group"})],
+        session={"groupScope": "main"},
+    )
     assert resolve_route(config, channel="discord", peer=PEER).session_key == "agent:a:discord:channel:c1"
     route = resolve_route(config, channel="slack", peer=PEER)
     assert route.session_key == "agent:main:main" and route.group_scope == "main"
@@ -331,7 +442,15 @@ def test_identity_links_used_in_route_keys() -> None:
 def test_to_dict_uses_openclaw_keys() -> None:
     route = resolve_route(cfg([]), channel="x")
     assert set(route.to_dict()) == {
-        "agentId", "channel", "accountId", "sessionKey", "mainSessionKey", "lastRoutePolicy", "matchedBy", "dmScope", "groupScope",
+        "agentId",
+        "channel",
+        "accountId",
+        "sessionKey",
+        "mainSessionKey",
+        "lastRoutePolicy",
+        "matchedBy",
+        "dmScope",
+        "groupScope",
     }
 
 
@@ -345,7 +464,9 @@ def test_repeated_inputs_hit_the_cache_and_unhashable_inputs_still_work() -> Non
     config = cfg([b("a", peer={"kind": "channel", "id": "c1"})])
     first = resolve_route(config, channel="discord", peer=PEER)
     assert resolve_route(config, channel="discord", peer=PEER) is first
-    odd = resolve_route(config, channel="discord", peer={"kind": "channel", "id": "c1"}, member_role_ids=[["unhashable"]])  # type: ignore[list-item]
+    odd = resolve_route(
+        config, channel="discord", peer={"kind": "channel", "id": "c1"}, member_role_ids=[["unhashable"]]
+    )  # type: ignore[list-item]
     assert odd.agent_id == "a"
 
 

@@ -35,20 +35,26 @@ DM = {"kind": "direct", "id": "Alice"}
     ],
 )
 def test_dm_keys_per_scope(scope: str, expected: str) -> None:
-    key = build_agent_session_key(agent_id="Main", channel="Telegram", account_id="Work", peer=DM, dm_scope=scope)
+    key = build_agent_session_key(
+        agent_id="Main", channel="Telegram", account_id="Work", peer=DM, dm_scope=scope
+    )
     assert key == expected
 
 
 def test_dm_alias_kind_and_missing_peer_use_main_key() -> None:
     assert (
-        build_agent_session_key(agent_id="a", channel="x", peer={"kind": "dm", "id": "B"}, dm_scope="per-peer")
+        build_agent_session_key(
+            agent_id="a", channel="x", peer={"kind": "dm", "id": "B"}, dm_scope="per-peer"
+        )
         == "agent:a:direct:b"
     )
-    assert build_agent_session_key(agent_id="a", channel="x", peer=None, dm_scope="per-peer") == "agent:a:main"
-    # an empty DM peer id collapses to the main key
-    assert build_agent_session_key(agent_id="a", channel="x", peer={"kind": "direct", "id": " "}, dm_scope="per-peer") == (
-        "agent:a:main"
+    assert (
+        build_agent_session_key(agent_id="a", channel="x", peer=None, dm_scope="per-peer") == "agent:a:main"
     )
+    # an empty DM peer id collapses to the main key
+    assert build_agent_session_key(
+        agent_id="a", channel="x", peer={"kind": "direct", "id": " "}, dm_scope="per-peer"
+    ) == ("agent:a:main")
 
 
 def test_main_key_is_honoured_and_lower_cased() -> None:
@@ -57,7 +63,9 @@ def test_main_key_is_honoured_and_lower_cased() -> None:
 
 
 def test_group_keys_have_no_account_and_keep_runtime_kind() -> None:
-    group = build_agent_session_key(agent_id="a", channel="discord", account_id="bot2", peer={"kind": "group", "id": "G1"})
+    group = build_agent_session_key(
+        agent_id="a", channel="discord", account_id="bot2", peer={"kind": "group", "id": "G1"}
+    )
     room = build_agent_session_key(agent_id="a", channel="discord", peer={"kind": "channel", "id": "C1"})
     assert group == "agent:a:discord:group:g1"
     assert room == "agent:a:discord:channel:c1"
@@ -71,34 +79,52 @@ def test_empty_group_id_becomes_unknown_not_main() -> None:
 
 def test_group_scope_main_folds_rooms_into_main() -> None:
     key = build_agent_session_key(
-        agent_id="a", channel="discord", peer={"kind": "channel", "id": "c1"}, group_scope="main", main_key="home"
+        agent_id="a",
+        channel="discord",
+        peer={"kind": "channel", "id": "c1"},
+        group_scope="main",
+        main_key="home",
     )
     assert key == "agent:a:home"
 
 
 def test_signal_groups_and_matrix_rooms_keep_their_case() -> None:
     signal = build_agent_session_key(agent_id="a", channel="signal", peer={"kind": "group", "id": "AbC+/="})
-    matrix = build_agent_session_key(agent_id="a", channel="matrix", peer={"kind": "channel", "id": "!RoOm:Server.org"})
-    signal_dm = build_agent_session_key(agent_id="a", channel="signal", peer={"kind": "direct", "id": "+AB"}, dm_scope="per-peer")
+    matrix = build_agent_session_key(
+        agent_id="a", channel="matrix", peer={"kind": "channel", "id": "!RoOm:Server.org"}
+    )
+    signal_dm = build_agent_session_key(
+        agent_id="a", channel="signal", peer={"kind": "direct", "id": "+AB"}, dm_scope="per-peer"
+    )
     assert signal == "agent:a:signal:group:AbC+/="
     assert matrix == "agent:a:matrix:channel:!RoOm:Server.org"
     assert signal_dm == "agent:a:direct:+ab"
     assert parse_agent_session_key(signal) == ("a", "signal:group:AbC+/=")
-    assert parse_agent_session_key("AGENT:A:Matrix:Group:!Xy:S:Thread:T1") == ("a", "matrix:group:!Xy:S:thread:t1")
+    assert parse_agent_session_key("AGENT:A:Matrix:Group:!Xy:S:Thread:T1") == (
+        "a",
+        "matrix:group:!Xy:S:thread:t1",
+    )
 
 
 def test_identity_links_apply_only_when_dm_scope_is_not_main() -> None:
     links = {"alice": ["telegram:111", "discord:Alice#1"], "bob": ["222"]}
     tg = {"kind": "direct", "id": "111"}
-    assert build_agent_session_key(agent_id="m", channel="telegram", peer=tg, dm_scope="per-peer", identity_links=links) == (
-        "agent:m:direct:alice"
-    )
-    assert build_agent_session_key(agent_id="m", channel="telegram", peer=tg, dm_scope="main", identity_links=links) == (
-        "agent:m:main"
-    )
     assert build_agent_session_key(
-        agent_id="m", channel="discord", peer={"kind": "direct", "id": "alice#1"}, dm_scope="per-channel-peer", identity_links=links
-    ) == "agent:m:discord:direct:alice"
+        agent_id="m", channel="telegram", peer=tg, dm_scope="per-peer", identity_links=links
+    ) == ("agent:m:direct:alice")
+    assert build_agent_session_key(
+        agent_id="m", channel="telegram", peer=tg, dm_scope="main", identity_links=links
+    ) == ("agent:m:main")
+    assert (
+        build_agent_session_key(
+            agent_id="m",
+            channel="discord",
+            peer={"kind": "direct", "id": "alice#1"},
+            dm_scope="per-channel-peer",
+            identity_links=links,
+        )
+        == "agent:m:discord:direct:alice"
+    )
     # bare ids match on any channel
     assert resolve_linked_peer_id(links, "slack", "222") == "bob"
     assert resolve_linked_peer_id(links, "slack", "333") is None
@@ -110,7 +136,10 @@ def test_identity_links_first_canonical_in_object_order_wins() -> None:
 
 
 def test_thread_suffix_is_lower_cased() -> None:
-    assert resolve_thread_session_keys("agent:a:slack:channel:c1", " TS.123 ") == ("agent:a:slack:channel:c1:thread:ts.123", None)
+    assert resolve_thread_session_keys("agent:a:slack:channel:c1", " TS.123 ") == (
+        "agent:a:slack:channel:c1:thread:ts.123",
+        None,
+    )
     assert resolve_thread_session_keys("agent:a:main", "") == ("agent:a:main", None)
     assert resolve_thread_session_keys("k", "T", "parent", use_suffix=False) == ("k", "parent")
 
@@ -138,7 +167,13 @@ def test_parse_agent_session_key(key: str | None, parsed: tuple[str, str] | None
 
 @pytest.mark.parametrize(
     ("key", "shape"),
-    [(None, "missing"), ("  ", "missing"), ("agent:a:main", "agent"), ("agent:a", "malformed_agent"), ("main", "legacy_or_alias")],
+    [
+        (None, "missing"),
+        ("  ", "missing"),
+        ("agent:a:main", "agent"),
+        ("agent:a", "malformed_agent"),
+        ("main", "legacy_or_alias"),
+    ],
 )
 def test_classify_session_key_shape(key: str | None, shape: str) -> None:
     assert classify_session_key_shape(key) == shape
@@ -193,7 +228,11 @@ def test_last_route_policy_and_store_keys() -> None:
     assert build_group_history_key("Discord", None, "channel", " c1 ") == "discord:default:channel:c1"
 
 
-_ids = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters=":"), min_size=1, max_size=20)
+_ids = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters=":"),
+    min_size=1,
+    max_size=20,
+)
 
 
 @given(
@@ -204,8 +243,12 @@ _ids = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, black
     peer=_ids,
     scope=st.sampled_from(["main", "per-peer", "per-channel-peer", "per-account-channel-peer"]),
 )
-def test_built_keys_parse_back(agent: str, channel: str, account: str | None, kind: str, peer: str, scope: str) -> None:
-    key = build_agent_session_key(agent_id=agent, channel=channel, account_id=account, peer={"kind": kind, "id": peer}, dm_scope=scope)
+def test_built_keys_parse_back(
+    agent: str, channel: str, account: str | None, kind: str, peer: str, scope: str
+) -> None:
+    key = build_agent_session_key(
+        agent_id=agent, channel=channel, account_id=account, peer={"kind": kind, "id": peer}, dm_scope=scope
+    )
     parsed = parse_agent_session_key(key)
     assert parsed is not None
     assert parsed.agent_id == normalize_agent_id(agent)

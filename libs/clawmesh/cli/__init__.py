@@ -1,5 +1,5 @@
-"""The `clawmesh` command."""
+"""The `clawmesh` command line (typer + rich)."""
 
+from ._app import app, main
 
-def main() -> None:
-    print("clawmesh")
+__all__ = ["app", "main"]

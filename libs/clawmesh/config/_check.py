@@ -161,7 +161,10 @@ class _Walker:
             elif key in openclaw_only:
                 self.warn(child_path(path, key), "OpenClaw key not implemented by clawmesh; ignored")
             else:
-                self.error(child_path(path, key), _unknown_key_message(key, path, list(fields) + sorted(openclaw_only)))
+                self.error(
+                    child_path(path, key),
+                    _unknown_key_message(key, path, list(fields) + sorted(openclaw_only)),
+                )
         for field in t.fields:
             if field.required and field.encode_name not in value:
                 self.error(path, f"missing required key '{field.encode_name}'")

@@ -224,7 +224,16 @@ OPENCLAW_ONLY_KEYS: Final[dict[type, frozenset[str]]] = {
         {"elevated", "web", "media", "links", "message", "browser", "loopDetection", "fs", "alsoDeny"}
     ),
     ExecTools: frozenset(
-        {"security", "ask", "pathPrepend", "safeBins", "backgroundMs", "cleanupMs", "notifyOnExit", "applyPatch"}
+        {
+            "security",
+            "ask",
+            "pathPrepend",
+            "safeBins",
+            "backgroundMs",
+            "cleanupMs",
+            "notifyOnExit",
+            "applyPatch",
+        }
     ),
     GatewaySection: frozenset(
         {"controlUi", "remote", "trustedProxies", "tailscale", "reload", "tls", "http", "nodes", "push"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,7 +44,9 @@ def _substitute(value: Any, env: Mapping[str, str], path: str, problems: list[Pr
             name = m.group(2)
             got = env.get(name)
             if not got:
-                problems.append(Problem(path, f"environment variable {name} is not set (referenced as ${{{name}}})"))
+                problems.append(
+                    Problem(path, f"environment variable {name} is not set (referenced as ${{{name}}})")
+                )
                 return ""
             return got
 
@@ -93,7 +95,9 @@ def parse_config(
     src = Path(source) if source is not None else None
     problems: list[Problem] = []
     if not isinstance(data, Mapping):
-        raise ConfigError([Problem("$", f"expected an object at the top level, got {type(data).__name__}")], str(src))
+        raise ConfigError(
+            [Problem("$", f"expected an object at the top level, got {type(data).__name__}")], str(src)
+        )
     substituted = _substitute(data if isinstance(data, dict) else dict(data), env, "$", problems)
     if apply_env_overrides:
         _apply_env_overrides(substituted, env, problems)
@@ -150,13 +154,17 @@ def _parse_json5(text: str, source: str | os.PathLike[str] | None) -> Any:
     if not text.strip():
         return {}
     try:
-        return _join_surrogates(json5.loads(text, object_pairs_hook=DuplicateKeyDict))
+        return _join_surrogates(json5.loads(text, object_pairs_hook=_pairs))
     except ValueError as exc:
         msg = str(exc)
         loc = re.match(r"<string>:(\d+)\s+(.*)", msg)
         where = f"{name}:{loc.group(1)}" if loc else name
         detail = loc.group(2) if loc else msg
         raise ConfigError([Problem(where, f"not valid JSON5: {detail}")], name) from None
+
+
+def _pairs(pairs: Iterable[tuple[str, Any]]) -> DuplicateKeyDict:
+    return DuplicateKeyDict(list(pairs))
 
 
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")

@@ -48,6 +48,7 @@ class Config:
 
     __slots__ = (
         "__weakref__",
+        "_by_id",
         "_derived",
         "_lock",
         "agents",
@@ -61,7 +62,6 @@ class Config:
         "state_dir",
         "version",
         "warnings",
-        "_by_id",
     )
 
     def __init__(
@@ -132,7 +132,11 @@ def _model_chain(entry: AgentEntry, defaults_model: str | ModelSpec | None) -> t
     model = entry.model
     if isinstance(model, str):
         return (model,)
-    default_primary = defaults_model if isinstance(defaults_model, str) else (defaults_model.primary if defaults_model else None)
+    default_primary = (
+        defaults_model
+        if isinstance(defaults_model, str)
+        else (defaults_model.primary if defaults_model else None)
+    )
     if isinstance(model, ModelSpec):
         primary = model.primary or default_primary or DEFAULT_MODEL
         fallbacks = model.fallbacks if isinstance(model.fallbacks, list) else []
@@ -166,7 +170,10 @@ def _elect_default(
             return None, "several agents are marked default: true; keep exactly one"
     if len(roster) == 1:
         return ids[0], None
-    return None, "several agents and none is the owner; mark one agent default: true or add channel-wide bindings"
+    return (
+        None,
+        "several agents and none is the owner; mark one agent default: true or add channel-wide bindings",
+    )
 
 
 def build_roster(
@@ -196,7 +203,10 @@ def build_roster(
         agent_id = normalize_agent_id(raw_id)
         if agent_id in seen:
             problems.append(
-                Problem(f"{path}.id", f"agent id '{raw_id}' resolves to '{agent_id}', already used by {seen[agent_id]}")
+                Problem(
+                    f"{path}.id",
+                    f"agent id '{raw_id}' resolves to '{agent_id}', already used by {seen[agent_id]}",
+                )
             )
             continue
         if agent_id != raw_id.strip():
@@ -211,7 +221,10 @@ def build_roster(
         problems += [Problem(f"{p}.default", "more than one agent is marked default: true") for p in marked]
     if agents and agents.ownership == "explicit":
         problems += [
-            Problem(f"{p}.default", "'default' is retired under agents.ownership 'explicit'; use agents.defaults.systemAgent")
+            Problem(
+                f"{p}.default",
+                "'default' is retired under agents.ownership 'explicit'; use agents.defaults.systemAgent",
+            )
             for p in marked
         ]
         system = defaults.system_agent if defaults else None
@@ -249,7 +262,9 @@ def _view(
         workspace = resolve_user_path(entry.workspace, env)
     elif is_default:
         fallback = defaults.workspace if defaults and defaults.workspace else None
-        workspace = resolve_user_path(fallback, env) if fallback and fallback.strip() else default_workspace(env)
+        workspace = (
+            resolve_user_path(fallback, env) if fallback and fallback.strip() else default_workspace(env)
+        )
     elif defaults and defaults.workspace and defaults.workspace.strip():
         workspace = resolve_user_path(defaults.workspace, env) / agent_id
     else:
@@ -260,7 +275,9 @@ def _view(
         agent_dir = state_dir / "agents" / agent_id / "agent"
     name = entry.name or (entry.identity.name if entry.identity and entry.identity.name else None) or agent_id
     runner_type: RunnerType = entry.runner_type or (defaults.runner_type if defaults else None) or "local"
-    max_concurrent = entry.max_concurrent or (defaults.max_concurrent if defaults else None) or DEFAULT_MAX_CONCURRENT
+    max_concurrent = (
+        entry.max_concurrent or (defaults.max_concurrent if defaults else None) or DEFAULT_MAX_CONCURRENT
+    )
     node = entry.node or (defaults.node if defaults else None)
     # OpenClaw's per-agent `tools.exec.node`, then the global one, pin an agent to a node too.
     for tools in (entry.tools, file.tools):

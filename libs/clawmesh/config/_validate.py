@@ -38,25 +38,39 @@ def _bindings(file: ConfigFile, agents: Sequence[AgentView], has_roster: bool) -
         path = f"$.bindings[{i}]"
         kind = (binding.type or "route").strip().lower()
         if kind == "acp":
-            problems.append(Problem(f"{path}.type", "ACP bindings are not implemented by clawmesh; ignored", "warning"))
+            problems.append(
+                Problem(f"{path}.type", "ACP bindings are not implemented by clawmesh; ignored", "warning")
+            )
             continue
         if kind != "route":
             problems.append(Problem(f"{path}.type", f"expected one of route|acp, got {binding.type!r}"))
             continue
         agent = binding.agent_id.strip()
-        if has_roster and agent and normalize_agent_id(agent) not in ids and normalize_agent_id(agent) != DEFAULT_AGENT_ID:
+        if (
+            has_roster
+            and agent
+            and normalize_agent_id(agent) not in ids
+            and normalize_agent_id(agent) != DEFAULT_AGENT_ID
+        ):
             problems.append(
-                Problem(f"{path}.agentId", f"unknown agent '{binding.agent_id}' (configured: {', '.join(sorted(ids))})")
+                Problem(
+                    f"{path}.agentId",
+                    f"unknown agent '{binding.agent_id}' (configured: {', '.join(sorted(ids))})",
+                )
             )
         match = binding.match
         if not match.channel.strip():
-            problems.append(Problem(f"{path}.match.channel", "empty channel; this binding is ignored", "warning"))
+            problems.append(
+                Problem(f"{path}.match.channel", "empty channel; this binding is ignored", "warning")
+            )
             continue
         rb = normalize_binding(binding, i)
         if rb is None:
             continue
         if rb.peer_state == "invalid":
-            problems.append(Problem(f"{path}.match.peer.id", "empty peer id; this binding never matches", "warning"))
+            problems.append(
+                Problem(f"{path}.match.peer.id", "empty peer id; this binding never matches", "warning")
+            )
             continue
         if rb.roles and rb.guild_id is None and rb.channel not in _ROLE_CHANNELS:
             problems.append(
@@ -87,7 +101,9 @@ def _covers(a: RouteBinding, b: RouteBinding) -> bool:
         return False
     if a.peer_state != b.peer_state:
         return False
-    if a.peer_state == "valid" and (a.peer_id != b.peer_id or not peer_kind_matches(a.peer_kind, b.peer_kind)):
+    if a.peer_state == "valid" and (
+        a.peer_id != b.peer_id or not peer_kind_matches(a.peer_kind, b.peer_kind)
+    ):
         return False
     if a.peer_state == "wildcard" and not peer_kind_matches(a.peer_kind, b.peer_kind):
         return False
@@ -175,9 +191,8 @@ def _sandbox(file: ConfigFile, agents: Sequence[AgentView]) -> list[Problem]:
     places += [(f"{a.path}.sandbox", a.entry.sandbox) for a in agents if a.entry.sandbox]
     for path, sandbox in places:
         docker = sandbox.docker if sandbox else None
-        network = (docker.network or "").strip().lower() if docker else ""
+        raw = (docker.network or "") if docker else ""
+        network = raw.strip().lower()
         if network == "host" or network.startswith("container:"):
-            problems.append(
-                Problem(f"{path}.docker.network", f"network '{docker.network}' is refused: it escapes the sandbox")  # type: ignore[union-attr]
-            )
+            problems.append(Problem(f"{path}.docker.network", f"network '{raw}' is refused: it escapes the sandbox"))
     return problems

@@ -1,8 +1,8 @@
 """Routing: which agent and session an inbound message belongs to (OpenClaw semantics, exactly).
 
-    from clawmesh.routing import resolve_route
-    route = resolve_route(config, channel="discord", peer={"kind": "channel", "id": "c1"}, guild_id="g1")
-    route.agent_id, route.session_key, route.matched_by
+from clawmesh.routing import resolve_route
+route = resolve_route(config, channel="discord", peer={"kind": "channel", "id": "c1"}, guild_id="g1")
+route.agent_id, route.session_key, route.matched_by
 """
 
 from ..ids import (

@@ -89,7 +89,9 @@ class RouteExplanation:
                 mark = "✔" if c.chosen else ("~" if c.matched else "✘")
                 lines.append(f"  {mark} {c.path} → {c.agent_id}: {'; '.join(c.reasons)}")
             if elsewhere:
-                lines.append(f"  ({elsewhere} binding{'s' if elsewhere != 1 else ''} for other channels than '{channel}')")
+                lines.append(
+                    f"  ({elsewhere} binding{'s' if elsewhere != 1 else ''} for other channels than '{channel}')"
+                )
         for path, reason in self.ignored:
             lines.append(f"ignored {path}: {reason}")
         if self.route is not None:
@@ -147,12 +149,24 @@ def _reasons(
             if b.peer_state == "valid" and b.peer_id != pid:
                 why.append(_id_reason(f"{peer_label} id", b.peer_id or "", pid))
     if b.guild_id is not None and b.guild_id != guild:
-        why.append(_id_reason("guild", b.guild_id, guild) if guild else f"binding needs guild '{b.guild_id}'; message has none")
+        why.append(
+            _id_reason("guild", b.guild_id, guild)
+            if guild
+            else f"binding needs guild '{b.guild_id}'; message has none"
+        )
     if b.team_id is not None and b.team_id != team:
-        why.append(_id_reason("team", b.team_id, team) if team else f"binding needs team '{b.team_id}'; message has none")
+        why.append(
+            _id_reason("team", b.team_id, team)
+            if team
+            else f"binding needs team '{b.team_id}'; message has none"
+        )
     if b.roles is not None and b.roles.isdisjoint(roles):
         listed = ", ".join(b.role_list)
-        why.append(f"member has none of the roles {listed}" if roles else f"binding needs one of the roles {listed}; message has no member roles")
+        why.append(
+            f"member has none of the roles {listed}"
+            if roles
+            else f"binding needs one of the roles {listed}; message has no member roles"
+        )
     return why
 
 
@@ -191,7 +205,10 @@ def explain_route(
 
     enabled = {
         "binding.peer": (the_peer is not None, "message has no peer"),
-        "binding.peer.parent": (parent is not None and bool(parent[1]), "message has no parent peer (thread parent)"),
+        "binding.peer.parent": (
+            parent is not None and bool(parent[1]),
+            "message has no parent peer (thread parent)",
+        ),
         "binding.peer.wildcard": (the_peer is not None, "message has no peer"),
         "binding.guild+roles": (bool(guild) and bool(roles), "needs both a guild id and member roles"),
         "binding.guild": (bool(guild), "message has no guild id"),
@@ -286,5 +303,3 @@ def _ignored_reason(binding: Any) -> str:
     if kind != "route":
         return f"type '{kind}' is not a route binding"
     return "empty channel"
-
-

@@ -15,7 +15,7 @@ from ..ids import DEFAULT_AGENT_ID, normalize_account_id, normalize_agent_id
 from ._bindings import RouteBinding, normalize_bindings
 from ._errors import AgentSelectionRequired
 from ._peer import kind_class, normalize_chat_type, normalize_id, peer_kind_matches
-from ._session_key import build_agent_peer_session_key, normalize_main_key
+from ._session_key import build_agent_peer_session_key, normalize_main_key, normalize_session_peer_id
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -115,10 +115,10 @@ class RouteIndex:
         "config",
         "default_agent",
         "default_error",
+        "dm_scope",
         "group_scope",
         "identity_links",
         "main_key",
-        "dm_scope",
     )
 
     def __init__(self, config: Config) -> None:
@@ -167,46 +167,50 @@ def _pick_binding_agent(config: Config, raw_agent_id: str) -> str | AgentSelecti
     )
 
 
-def _peer_parts(peer: Any) -> tuple[str | None, str] | None:
+_CHAT_TYPES: Final = {"direct": "direct", "dm": "direct", "group": "group", "channel": "channel"}
+_NO_ROLES: Final[frozenset[str]] = frozenset()
+Peer = tuple[str | None, str]
+
+
+def _peer_parts(peer: Any) -> Peer | None:
     if peer is None:
         return None
-    if isinstance(peer, Mapping):
+    if type(peer) is dict or isinstance(peer, Mapping):
         raw_kind, raw_id = peer.get("kind"), peer.get("id")
     else:
         raw_kind, raw_id = getattr(peer, "kind", None), getattr(peer, "id", None)
-    kind = normalize_chat_type(raw_kind)
-    if kind is None and isinstance(raw_kind, str):
-        kind = raw_kind
-    return kind, normalize_id(raw_id)
+    kind = _CHAT_TYPES.get(raw_kind) if type(raw_kind) is str else None
+    if kind is None:
+        kind = normalize_chat_type(raw_kind) or (raw_kind if isinstance(raw_kind, str) else None)
+    return kind, raw_id.strip() if type(raw_id) is str else normalize_id(raw_id)
 
 
-def _matches(
-    b: RouteBinding, peer: tuple[str | None, str] | None, guild: str, team: str, roles: frozenset[str]
-) -> bool:
-    """OpenClaw `matchesBindingScope`: every field the binding sets must match (AND)."""
-    if b.peer_state == "valid" and (peer is None or b.peer_id != peer[1] or not peer_kind_matches(b.peer_kind, peer[0])):
-        return False
-    if b.guild_id is not None and b.guild_id != guild:
-        return False
-    if b.team_id is not None and b.team_id != team:
-        return False
-    return b.roles is None or not b.roles.isdisjoint(roles)
-
-
-def _first(
-    lists: Iterable[list[RouteBinding] | None],
-    peer: tuple[str | None, str] | None,
+def _pick(
+    own: list[RouteBinding] | None,
+    anyacct: list[RouteBinding] | None,
+    peer: Peer | None,
     guild: str,
     team: str,
     roles: frozenset[str],
 ) -> RouteBinding | None:
-    """The first binding in config order, across candidate lists, whose scope matches."""
-    present = [lst for lst in lists if lst]
-    if not present:
+    """First binding in config order, across the account's and the `*` candidates, whose scope
+    matches (OpenClaw `matchesBindingScope`: every field the binding sets must match)."""
+    if own:
+        candidates = sorted(own + anyacct, key=_by_index) if anyacct else own
+    elif anyacct:
+        candidates = anyacct
+    else:
         return None
-    candidates = present[0] if len(present) == 1 else sorted((b for lst in present for b in lst), key=_by_index)
     for b in candidates:
-        if _matches(b, peer, guild, team, roles):
+        if b.peer_state == "valid" and (
+            peer is None or b.peer_id != peer[1] or not peer_kind_matches(b.peer_kind, peer[0])
+        ):
+            continue
+        if b.guild_id is not None and b.guild_id != guild:
+            continue
+        if b.team_id is not None and b.team_id != team:
+            continue
+        if b.roles is None or not b.roles.isdisjoint(roles):
             return b
     return None
 
@@ -215,44 +219,91 @@ def _by_index(b: RouteBinding) -> int:
     return b.index
 
 
+def _roles_lists(bucket: _Bucket | None, guild: str, roles: frozenset[str]) -> list[RouteBinding] | None:
+    by_role = bucket.guild_roles.get(guild) if bucket is not None else None
+    if not by_role:
+        return None
+    found: list[RouteBinding] = []
+    for role in roles:
+        lst = by_role.get(role)
+        if lst:
+            found.extend(lst)
+    if len(found) > 1:
+        found.sort(key=_by_index)
+    return found
+
+
 def _evaluate(
-    buckets: tuple[_Bucket, ...],
-    peer: tuple[str | None, str] | None,
-    parent: tuple[str | None, str] | None,
+    own: _Bucket | None,
+    anyacct: _Bucket | None,
+    peer: Peer | None,
+    parent: Peer | None,
     guild: str,
     team: str,
     roles: frozenset[str],
 ) -> tuple[RouteBinding, MatchedBy] | None:
     if peer is not None:
         key = (kind_class(peer[0]), peer[1])
-        hit = _first([bk.peer.get(key) for bk in buckets], peer, guild, team, roles)
+        hit = _pick(
+            own.peer.get(key) if own else None,
+            anyacct.peer.get(key) if anyacct else None,
+            peer,
+            guild,
+            team,
+            roles,
+        )
         if hit is not None:
             return hit, "binding.peer"
     if parent is not None and parent[1]:
         key = (kind_class(parent[0]), parent[1])
-        hit = _first([bk.peer.get(key) for bk in buckets], parent, guild, team, roles)
+        hit = _pick(
+            own.peer.get(key) if own else None,
+            anyacct.peer.get(key) if anyacct else None,
+            parent,
+            guild,
+            team,
+            roles,
+        )
         if hit is not None:
             return hit, "binding.peer.parent"
     if peer is not None:
         cls = kind_class(peer[0])
-        hit = _first([bk.wildcard.get(cls) for bk in buckets], peer, guild, team, roles)
+        hit = _pick(
+            own.wildcard.get(cls) if own else None,
+            anyacct.wildcard.get(cls) if anyacct else None,
+            peer,
+            guild,
+            team,
+            roles,
+        )
         if hit is not None:
             return hit, "binding.peer.wildcard"
     if guild:
         if roles:
-            lists: list[list[RouteBinding] | None] = []
-            for bk in buckets:
-                by_role = bk.guild_roles.get(guild)
-                if by_role:
-                    lists.extend(by_role.get(r) for r in roles)
-            hit = _first(lists, peer, guild, team, roles)
+            hit = _pick(
+                _roles_lists(own, guild, roles), _roles_lists(anyacct, guild, roles), peer, guild, team, roles
+            )
             if hit is not None:
                 return hit, "binding.guild+roles"
-        hit = _first([bk.guild.get(guild) for bk in buckets], peer, guild, team, roles)
+        hit = _pick(
+            own.guild.get(guild) if own else None,
+            anyacct.guild.get(guild) if anyacct else None,
+            peer,
+            guild,
+            team,
+            roles,
+        )
         if hit is not None:
             return hit, "binding.guild"
     if team:
-        hit = _first([bk.team.get(team) for bk in buckets], peer, guild, team, roles)
+        hit = _pick(
+            own.team.get(team) if own else None,
+            anyacct.team.get(team) if anyacct else None,
+            peer,
+            guild,
+            team,
+            roles,
+        )
         if hit is not None:
             return hit, "binding.team"
     return None
@@ -295,26 +346,36 @@ def resolve_route(
         config = parse_config(config)
     index = route_index(config)
     roles_key = tuple(member_role_ids or ())
+    key: tuple[Any, ...] | None = (
+        channel,
+        account_id,
+        _raw_peer_key(peer),
+        _raw_peer_key(parent_peer),
+        guild_id,
+        team_id,
+        roles_key,
+        dm_scope,
+        group_scope,
+        default_agent_id,
+    )
     try:
-        key: tuple[Any, ...] | None = (
-            channel,
-            account_id,
-            _raw_peer_key(peer),
-            _raw_peer_key(parent_peer),
-            guild_id,
-            team_id,
-            roles_key,
-            dm_scope,
-            group_scope,
-            default_agent_id,
-        )
         cached = index.cache.get(key)  # type: ignore[arg-type]
     except TypeError:  # an unhashable input: resolve without the cache
         key, cached = None, None
     if cached is not None:
         return cached
     route = _resolve_uncached(
-        index, channel, account_id, peer, parent_peer, guild_id, team_id, roles_key, dm_scope, group_scope, default_agent_id
+        index,
+        channel,
+        account_id,
+        peer,
+        parent_peer,
+        guild_id,
+        team_id,
+        roles_key,
+        dm_scope,
+        group_scope,
+        default_agent_id,
     )
     if key is not None:
         if len(index.cache) >= _CACHE_LIMIT:
@@ -347,17 +408,16 @@ def _resolve_uncached(
     ch = channel.strip().lower() if isinstance(channel, str) else ""
     acct = normalize_account_id(account_id)
     peer = _peer_parts(peer_in)
-    parent = _peer_parts(parent_in)
-    guild = normalize_id(guild_in)
-    team = normalize_id(team_in)
-    roles = frozenset(r if isinstance(r, str) else str(r) for r in roles_in)
+    parent = _peer_parts(parent_in) if parent_in is not None else None
+    guild = normalize_id(guild_in) if guild_in is not None else ""
+    team = normalize_id(team_in) if team_in is not None else ""
+    roles = frozenset(r if isinstance(r, str) else str(r) for r in roles_in) if roles_in else _NO_ROLES
     hit: tuple[RouteBinding, MatchedBy] | None = None
     by_channel = index.buckets.get(ch)
     if by_channel:
         own = by_channel.get(acct)
         anyacct = by_channel.get("*")
-        buckets = tuple(b for b in (own, anyacct) if b is not None)
-        hit = _evaluate(buckets, peer, parent, guild, team, roles)
+        hit = _evaluate(own, anyacct, peer, parent, guild, team, roles)
         if hit is None:
             b = _rest(own, roles)
             if b is not None:
@@ -377,18 +437,8 @@ def _resolve_uncached(
         raise AgentSelectionRequired(agent.message, hint=agent.hint, channel=ch, account_id=acct)
     dm = (binding.dm_scope if binding else None) or dm_in or index.dm_scope
     gs = (binding.group_scope if binding else None) or gs_in or index.group_scope
-    session_key = build_agent_peer_session_key(
-        agent_id=agent,
-        main_key=index.main_key,
-        channel=ch,
-        account_id=acct,
-        peer_kind=peer[0] if peer else None,
-        peer_id=peer[1] if peer else None,
-        identity_links=index.identity_links,
-        dm_scope=dm,
-        group_scope=gs,
-    )
     main_session_key = f"agent:{agent}:{index.main_key}"
+    session_key = _session_key(index, agent, main_session_key, ch, acct, peer, dm, gs)
     return Route(
         agent,
         ch,
@@ -401,6 +451,40 @@ def _resolve_uncached(
         gs,
         binding.index if binding else None,
     )
+
+
+def _session_key(
+    index: RouteIndex, agent: str, main_key: str, ch: str, acct: str, peer: Peer | None, dm: str, gs: str
+) -> str:
+    """`build_agent_peer_session_key` for already-normalised inputs (the hot path skips re-checks)."""
+    kind = peer[0] if peer is not None else "direct"
+    if kind == "direct" or kind is None:
+        if dm == "main" or peer is None or not peer[1]:
+            return main_key
+        if index.identity_links:
+            return build_agent_peer_session_key(
+                agent_id=agent,
+                main_key=index.main_key,
+                channel=ch,
+                account_id=acct,
+                peer_kind="direct",
+                peer_id=peer[1],
+                identity_links=index.identity_links,
+                dm_scope=dm,
+                group_scope=gs,
+            )
+        pid = peer[1].lower()
+        if dm == "per-channel-peer":
+            return f"agent:{agent}:{ch or 'unknown'}:direct:{pid}"
+        if dm == "per-account-channel-peer":
+            return f"agent:{agent}:{ch or 'unknown'}:{acct}:direct:{pid}"
+        if dm == "per-peer":
+            return f"agent:{agent}:direct:{pid}"
+        return main_key
+    if gs == "main":
+        return main_key
+    pid = peer[1] if peer is not None and peer[1] else "unknown"
+    return f"agent:{agent}:{ch or 'unknown'}:{kind}:{normalize_session_peer_id(ch, kind, pid)}"
 
 
 def _default_agent(

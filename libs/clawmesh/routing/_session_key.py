@@ -47,7 +47,9 @@ SessionKeyShape = Literal["missing", "agent", "malformed_agent", "legacy_or_alia
 ChatType = Literal["direct", "group", "channel", "unknown"]
 
 # Spans of a key whose case is kept: Signal group ids (base64) and Matrix room ids (`!Ab:server`).
-_CASE_KEPT_SPAN: Final = re.compile(r"^(signal:group:|matrix:(?:group|channel):)(.*)$", re.IGNORECASE | re.DOTALL)
+_CASE_KEPT_SPAN: Final = re.compile(
+    r"^(signal:group:|matrix:(?:group|channel):)(.*)$", re.IGNORECASE | re.DOTALL
+)
 _THREAD_MARK: Final = re.compile(r":thread:", re.IGNORECASE)
 _DISCORD_GUILD_CHANNEL: Final = re.compile(r"^discord:(?:[^:]+:)?guild-[^:]+:channel-[^:]+$")
 
@@ -260,7 +262,10 @@ def derive_last_route_policy(session_key: str, main_session_key: str) -> Literal
 
 
 def resolve_thread_session_keys(
-    base_session_key: str, thread_id: str | None, parent_session_key: str | None = None, use_suffix: bool = True
+    base_session_key: str,
+    thread_id: str | None,
+    parent_session_key: str | None = None,
+    use_suffix: bool = True,
 ) -> tuple[str, str | None]:
     """`(sessionKey, parentSessionKey)` for a thread: `<base>:thread:<threadId lower-cased>`."""
     tid = (thread_id or "").strip()

@@ -1,0 +1,95 @@
+"""Shared CLI plumbing: the global --config option, loading, output, argument parsing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from ..config import Config, ConfigError, config_path, load_config
+
+__all__ = [
+    "CliError",
+    "State",
+    "console",
+    "err_console",
+    "fail",
+    "load",
+    "parse_bind",
+    "parse_peer",
+    "print_json",
+    "report_config_error",
+    "state",
+]
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line (`error: …`), exit code 1 (or `code`)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class State:
+    config: str | None = None
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, State) else State()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    raise CliError(message, code)
+
+
+def load(ctx: typer.Context, *, missing_ok: bool = True) -> Config:
+    """The effective config; a missing default file is an empty config, a missing --config is an error."""
+    st = state(ctx)
+    return load_config(st.config, missing_ok=missing_ok)
+
+
+def config_file(ctx: typer.Context) -> Path:
+    return config_path(state(ctx).config)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def parse_peer(value: str | None, option: str = "--peer") -> dict[str, str] | None:
+    """`kind:id` → {"kind", "id"}; kind is direct|dm|group|channel."""
+    if value is None:
+        return None
+    kind, sep, pid = value.partition(":")
+    kind = kind.strip().lower()
+    if not sep or not pid or kind not in ("direct", "dm", "group", "channel"):
+        fail(f"{option} expects kind:id with kind one of direct|group|channel (got {value!r})", 2)
+    return {"kind": kind, "id": pid}
+
+
+def parse_bind(value: str) -> tuple[str, str | None]:
+    """`channel[:accountId]` → (channel, accountId or None); `ch:*` means every account."""
+    channel, sep, account = value.partition(":")
+    channel = channel.strip().lower()
+    if not channel or (sep and not account.strip()):
+        fail(f"--bind expects channel[:accountId] (got {value!r})", 2)
+    return channel, account.strip() if sep else None
+
+
+def report_config_error(exc: ConfigError) -> None:
+    count = len(exc.problems)
+    where = f" in {exc.source}" if exc.source else ""
+    err_console.print(f"error: {count} config error{'s' if count != 1 else ''}{where}:", markup=False)
+    for problem in exc.problems:
+        err_console.print(f"  {problem}", markup=False)

@@ -1,0 +1,74 @@
+"""`clawmesh config validate|show`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from ..config import ConfigError, load_config
+from ._common import config_file, console, print_json, report_config_error, state
+
+app = typer.Typer(help="Check and inspect the configuration.", no_args_is_help=True)
+
+_SECRET_KEYS = frozenset(
+    {
+        "token",
+        "password",
+        "apikey",
+        "bottoken",
+        "apptoken",
+        "signingsecret",
+        "webhooksecret",
+        "secret",
+        "key",
+        "nkeyseed",
+    }
+)
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """Replace secret values (tokens, passwords, API keys) by `***`."""
+    if isinstance(value, dict):
+        return {k: redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    if isinstance(value, str) and key.lower().replace("_", "") in _SECRET_KEYS and value:
+        return "***"
+    return value
+
+
+@app.command()
+def validate(ctx: typer.Context) -> None:
+    """Validate the config file; list every error (exit 1) and every warning."""
+    path = config_file(ctx)
+    try:
+        config = load_config(state(ctx).config, missing_ok=True)
+    except ConfigError as exc:
+        report_config_error(exc)
+        raise typer.Exit(1) from None
+    where = str(config.source) if config.source else f"{path} (not found: using defaults)"
+    bindings = len(config.file.bindings or ())
+    console.print(
+        f"config OK: {where} — {len(config.agents)} agent(s), {bindings} binding(s), {len(config.warnings)} warning(s)",
+        markup=False,
+    )
+    for warning in config.warnings:
+        console.print(f"  warning: {warning}", markup=False)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Print the effective config (after ${ENV} substitution and env overrides), secrets redacted."""
+    config = load_config(state(ctx).config, missing_ok=True)
+    effective = redact(config.raw)
+    if as_json:
+        print_json(effective)
+        return
+    console.print(
+        f"# {config.source or 'defaults (no config file)'} — version {config.version}", markup=False
+    )
+    print_json(effective)
