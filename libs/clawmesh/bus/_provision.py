@@ -1,0 +1,122 @@
+"""Idempotent JetStream set-up: the streams and KV buckets every service relies on."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+from nats.js.kv import KeyValue
+
+from ..wire import Subjects
+
+__all__ = ["BucketSpec", "Layout", "provision"]
+
+log = logging.getLogger("clawmesh.bus")
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    name: str
+    ttl: float | None = None
+    history: int = 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Names and retention of everything clawmesh keeps in JetStream."""
+
+    subjects: Subjects = field(default_factory=Subjects)
+    replicas: int = 1
+    lease_seconds: float = 10.0
+
+    def _stream(self, name: str, subject: str, retention: RetentionPolicy, **extra: Any) -> StreamConfig:
+        return StreamConfig(
+            name=self.subjects.stream(name),
+            subjects=[subject],
+            retention=retention,
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            **extra,
+        )
+
+    def streams(self) -> list[StreamConfig]:
+        s = self.subjects
+        return [
+            # Every accepted message; routers share one durable consumer. Dedupe by channel message id.
+            self._stream(
+                "INBOUND",
+                s.inbound_all,
+                RetentionPolicy.LIMITS,
+                max_age=7 * DAY,
+                duplicate_window=120.0,
+                discard=DiscardPolicy.OLD,
+            ),
+            # Routed turns; each is removed once a runner acks it.
+            self._stream(
+                "TURNS", s.turns_all, RetentionPolicy.WORK_QUEUE, max_age=DAY, duplicate_window=120.0
+            ),
+            # Replies to deliver; the turn id is the dedupe key, so a replayed turn replies once.
+            self._stream(
+                "OUTBOUND", s.outbound_all, RetentionPolicy.LIMITS, max_age=DAY, duplicate_window=600.0
+            ),
+            # Transcripts, one subject per session: any runner anywhere continues any session.
+            self._stream(
+                "SESSIONS",
+                s.transcripts_all,
+                RetentionPolicy.LIMITS,
+                duplicate_window=600.0,
+                allow_direct=True,
+            ),
+            self._stream("DLQ", s.dead_letters_all, RetentionPolicy.LIMITS, max_age=14 * DAY),
+        ]
+
+    def buckets(self) -> list[BucketSpec]:
+        return [
+            BucketSpec("sessions"),  # per-session sequence (router) and completion state (runner)
+            BucketSpec("leases", ttl=self.lease_seconds),  # session and leader leases: expire unless renewed
+            BucketSpec("turns", ttl=DAY),  # turn status for polling clients
+            BucketSpec("nodes"),  # node presence (node-agent)
+        ]
+
+
+async def provision(js: JetStreamContext, layout: Layout) -> dict[str, KeyValue]:
+    """Create or update every stream and bucket. Safe to run from every service at every start."""
+    for config in layout.streams():
+        try:
+            info = await js.stream_info(config.name)  # type: ignore[arg-type]
+        except NotFoundError:
+            await js.add_stream(config)
+            log.info("created stream %s", config.name)
+            continue
+        current = info.config
+        if (
+            current.subjects != config.subjects
+            or current.max_age != config.max_age
+            or current.duplicate_window != config.duplicate_window
+            or (current.num_replicas or 1) != config.num_replicas
+        ):
+            await js.update_stream(config)
+            log.info("updated stream %s", config.name)
+    buckets: dict[str, KeyValue] = {}
+    for spec in layout.buckets():
+        name = layout.subjects.bucket(spec.name)
+        try:
+            buckets[spec.name] = await js.key_value(name)
+        except NotFoundError:
+            buckets[spec.name] = await js.create_key_value(
+                KeyValueConfig(bucket=name, history=spec.history, ttl=spec.ttl, replicas=layout.replicas)
+            )
+            log.info("created bucket %s", name)
+    return buckets

@@ -1,0 +1,242 @@
+"""What every service process shares: a NATS connection, JetStream, `$SRV` discovery, config
+reload, dead letters, and a bounded drain on SIGTERM.
+
+A service is a class with `name`, `__init__(ctx)`, `async start()`, `async stop(timeout)` and
+`status() -> dict`. `run_services` hosts one (a container) or several (`clawmesh up`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import nats.micro
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from nats.micro.request import Request
+
+from .. import __version__
+from ..config import ConfigHolder
+from ..wire import DeadLetter, Subjects, encode_json
+from ._connect import connect
+from ._provision import Layout, provision
+from ._trace import inject
+
+__all__ = ["Service", "ServiceContext", "layout_for", "nats_settings", "open_context", "run_services"]
+
+log = logging.getLogger("clawmesh.service")
+
+
+@dataclass
+class ServiceContext:
+    """Everything a service needs from its process."""
+
+    service: str
+    instance: str
+    holder: ConfigHolder
+    nc: Client
+    js: JetStreamContext
+    kv: dict[str, KeyValue]
+    layout: Layout
+    counters: Counter[str] = field(default_factory=Counter)
+    _micro: Any = None
+
+    @property
+    def subjects(self) -> Subjects:
+        return self.layout.subjects
+
+    async def dead_letter(
+        self, subject: str, reason: str, payload: bytes, headers: dict[str, str] | None
+    ) -> None:
+        """Keep a message we cannot process, with the reason, in the dead-letter stream."""
+        self.counters["dead_letters"] += 1
+        log.warning("%s: dead-lettering message from %s: %s", self.service, subject, reason)
+        letter = DeadLetter(
+            service=self.service, subject=subject, reason=reason, payload=payload, headers=dict(headers or {})
+        )
+        data, hdrs = encode_json(letter)
+        try:
+            await self.js.publish(self.subjects.dead_letter(self.service), data, headers=inject(hdrs))
+        except Exception as exc:  # the DLQ being unavailable must not take the service down
+            log.error("%s: could not dead-letter (%s); message was: %r", self.service, exc, payload[:200])
+
+
+class Service(Protocol):
+    name: ClassVar[str]
+
+    def __init__(self, ctx: ServiceContext) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self, timeout: float) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+def nats_settings(holder: ConfigHolder, url_override: str | None = None) -> dict[str, Any]:
+    """Connection settings from the config (`nats.*`), with an optional URL override."""
+    section = holder.current.file.nats
+    url = url_override or (section.url if section and section.url else None) or "nats://127.0.0.1:4222"
+    return {
+        "servers": url,
+        "user": section.user if section else None,
+        "password": section.password if section else None,
+        "token": section.token if section else None,
+        "creds_file": section.creds_file if section else None,
+    }
+
+
+def layout_for(holder: ConfigHolder) -> Layout:
+    config = holder.current
+    nats_cfg = config.file.nats
+    runtime = config.file.runtime
+    return Layout(
+        subjects=Subjects(config.subject_prefix),
+        replicas=(nats_cfg.replicas if nats_cfg and nats_cfg.replicas else 1),
+        lease_seconds=(runtime.turn_lease_seconds if runtime and runtime.turn_lease_seconds else 10.0),
+    )
+
+
+async def open_context(
+    service: str, holder: ConfigHolder, *, url: str | None = None, instance: str | None = None
+) -> ServiceContext:
+    settings = nats_settings(holder, url)
+    nc = await connect(settings.pop("servers"), name=f"clawmesh-{service}", **settings)
+    js = nc.jetstream()
+    layout = layout_for(holder)
+    kv = await provision(js, layout)
+    return ServiceContext(
+        service=service,
+        instance=instance or nc._nuid.next().decode(),  # nats-py's NUID: unique per process
+        holder=holder,
+        nc=nc,
+        js=js,
+        kv=kv,
+        layout=layout,
+    )
+
+
+async def _register_micro(ctx: ServiceContext, svc: Service) -> None:
+    """`$SRV.PING|INFO|STATS` discovery, plus `status` and `reload` endpoints every instance answers."""
+
+    def stats_data(_: Any) -> dict[str, Any]:
+        return {"counters": dict(ctx.counters), **svc.status()}
+
+    micro = await nats.micro.add_service(
+        ctx.nc,
+        name=f"clawmesh-{svc.name.replace('_', '-')}",
+        version=__version__,
+        description=f"clawmesh {svc.name} service",
+        metadata={
+            "instance": ctx.instance,
+            "prefix": ctx.subjects.prefix,
+            "config_version": ctx.holder.current.version,
+        },
+        stats_handler=stats_data,
+    )
+
+    async def on_status(req: Request) -> None:
+        await req.respond(
+            json.dumps(
+                {"service": svc.name, "instance": ctx.instance, **stats_data(None)}, default=str
+            ).encode()
+        )
+
+    async def on_reload(req: Request) -> None:
+        result = ctx.holder.reload()
+        body = {"service": svc.name, "instance": ctx.instance, **result.to_dict()}
+        await req.respond(json.dumps(body).encode())
+
+    # A per-instance queue group: every instance answers, not just one of them.
+    await micro.add_endpoint(
+        name="status",
+        subject=ctx.subjects.control(f"status.{svc.name}"),
+        queue_group=ctx.instance,
+        handler=on_status,
+    )
+    await micro.add_endpoint(
+        name="reload",
+        subject=ctx.subjects.control("config.reload"),
+        queue_group=ctx.instance,
+        handler=on_reload,
+    )
+    ctx._micro = micro
+
+
+async def _watch_config(holders: Sequence[ConfigHolder], stop: asyncio.Event, interval: float = 2.0) -> None:
+    """Reload when the config file changes on disk (the old config stays if the new one is invalid)."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        seen: set[int] = set()
+        for holder in holders:
+            if id(holder) not in seen and holder.changed_on_disk():
+                holder.reload()
+            seen.add(id(holder))
+
+
+async def run_services(
+    factories: Sequence[tuple[type[Service], ServiceContext]],
+    *,
+    stop: asyncio.Event | None = None,
+    drain_timeout: float = 30.0,
+    on_started: Callable[[list[Service]], Awaitable[None] | None] | None = None,
+    install_signals: bool = True,
+) -> None:
+    """Start the services, wait for SIGTERM/SIGINT (or `stop`), then stop them: in-flight work
+    finishes within `drain_timeout`, connections are drained. SIGHUP reloads the config."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    holders = [ctx.holder for _, ctx in factories]
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, lambda: [h.reload() for h in dict.fromkeys(holders)])
+    services: list[Service] = []
+    contexts: list[ServiceContext] = []
+    watcher = asyncio.create_task(_watch_config(list(dict.fromkeys(holders)), stop))
+    try:
+        for cls, ctx in factories:
+            svc = cls(ctx)
+            await svc.start()
+            await _register_micro(ctx, svc)
+            services.append(svc)
+            contexts.append(ctx)
+        if on_started is not None:
+            result = on_started(services)
+            if asyncio.iscoroutine(result):
+                await result
+        await stop.wait()
+    finally:
+        stop.set()
+        watcher.cancel()
+        # Stop in reverse: ingress stops accepting first, runners finish in-flight turns last.
+        for svc in reversed(services):
+            try:
+                await asyncio.wait_for(svc.stop(drain_timeout), drain_timeout + 5)
+            except Exception as exc:
+                log.error("%s: stop failed: %s", svc.name, exc)
+        for ctx in contexts:
+            with contextlib.suppress(Exception):
+                if ctx._micro is not None:
+                    await ctx._micro.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ctx.nc.drain(), 10)
+        for _, ctx in factories:
+            if ctx not in contexts:
+                with contextlib.suppress(Exception):
+                    await ctx.nc.close()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)

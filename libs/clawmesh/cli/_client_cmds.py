@@ -1,0 +1,533 @@
+"""Commands that talk to a running gateway: send, chat, status, sessions, config reload."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import msgspec
+import typer
+from rich.table import Table
+
+from ._common import console, err_console, fail, load, parse_peer, print_json
+from ._remote import api_base, api_token, nats_client
+
+sessions_app = typer.Typer(
+    help="List, show and export sessions (transcripts live in JetStream).", no_args_is_help=True
+)
+
+NatsUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--nats-url", help="NATS URL (default: $CLAWMESH_NATS_URL, nats.url, or the embedded server)."
+    ),
+]
+ApiUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--url", help="Gateway HTTP URL (default: $CLAWMESH_GATEWAY_URL or http://127.0.0.1:<gateway.port>)."
+    ),
+]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token", help="API token (default: gateway.auth.token, $CLAWMESH_GATEWAY_TOKEN or the state dir's)."
+    ),
+]
+
+
+def _sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    event, data = "message", list[str]()
+    for line in lines:
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", list[str]()
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+
+
+def _message(
+    text: str, agent: str | None, channel: str | None, account: str | None, peer: str | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"text": text}
+    if agent:
+        body["agentId"] = agent
+    if channel:
+        body["channel"] = channel
+    if account:
+        body["accountId"] = account
+    body["peer"] = parse_peer(peer) or {"kind": "direct", "id": f"cli-{getpass.getuser()}"}
+    return body
+
+
+def stream_turn(
+    base: str, token: str | None, body: dict[str, Any], *, as_json: bool = False, prefix: str = ""
+) -> int:
+    """POST the message and print the streamed reply; exit status 0 on a final reply."""
+    headers = {"Accept": "text/event-stream"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    printed = False
+    try:
+        with httpx.stream(
+            "POST", f"{base}/v1/messages", json=body, headers=headers, timeout=httpx.Timeout(10.0, read=None)
+        ) as resp:
+            if resp.status_code != 200:
+                resp.read()
+                try:
+                    err = resp.json().get("error", {})
+                    detail = f"{err.get('code')}: {err.get('message')}" + (
+                        f" ({err['hint']})" if err.get("hint") else ""
+                    )
+                except Exception:
+                    detail = resp.text[:300]
+                err_console.print(f"error: HTTP {resp.status_code}: {detail}", markup=False)
+                return 1
+            for event, data in _sse(resp.iter_lines()):
+                if as_json:
+                    print(json.dumps({"event": event, "data": json.loads(data)}), flush=True)
+                payload = json.loads(data) if data else {}
+                if event == "route" and payload.get("errorCode"):
+                    if not as_json:
+                        err_console.print(
+                            f"error: {payload['errorCode']}: {payload.get('errorMessage')} {payload.get('errorHint') or ''}",
+                            markup=False,
+                        )
+                    return 1
+                if as_json:
+                    if event in ("final", "error"):
+                        return 0 if event == "final" else 1
+                    continue
+                if event == "delta":
+                    if not printed and prefix:
+                        sys.stdout.write(prefix)
+                    sys.stdout.write(payload.get("text", ""))
+                    sys.stdout.flush()
+                    printed = True
+                elif event == "failover":
+                    err_console.print(
+                        f"↪ failed over from {payload.get('fromModel')} to {payload.get('toModel')}: {payload.get('reason')}",
+                        markup=False,
+                    )
+                elif event == "tool_call":
+                    err_console.print(
+                        f"⚙ {payload.get('name')} {json.dumps(payload.get('arguments', {}))[:200]}",
+                        markup=False,
+                    )
+                elif event == "final":
+                    if not printed:
+                        sys.stdout.write(prefix + payload.get("text", ""))
+                    sys.stdout.write("\n")
+                    sys.stdout.flush()
+                    return 0
+                elif event == "error":
+                    if printed:
+                        sys.stdout.write("\n")
+                    err_console.print(f"error: {payload.get('code')}: {payload.get('message')}", markup=False)
+                    return 1
+                elif event == "queued":
+                    err_console.print(
+                        "(queued: no router answered yet; the reply will come when one does)", markup=False
+                    )
+    except httpx.ConnectError:
+        fail(f"cannot reach the gateway at {base}; start it with `clawmesh up` (or pass --url)")
+    except httpx.HTTPError as exc:
+        fail(f"HTTP error talking to {base}: {exc}")
+    err_console.print("error: the stream ended without a reply", markup=False)
+    return 1
+
+
+def send(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="The message.")],
+    agent: Annotated[
+        str | None, typer.Option("--agent", help="Send to this agent (bindings are skipped).")
+    ] = None,
+    channel: Annotated[
+        str | None, typer.Option("--channel", help="Channel to present the message on (default: api).")
+    ] = None,
+    account: Annotated[str | None, typer.Option("--account", help="Channel account id.")] = None,
+    peer: Annotated[str | None, typer.Option("--peer", help="kind:id (default: direct:cli-<user>).")] = None,
+    url: ApiUrl = None,
+    token: Token = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every event as a JSON line.")] = False,
+) -> None:
+    """Send one message and print the streamed reply."""
+    config = load(ctx)
+    code = stream_turn(
+        api_base(config, url),
+        api_token(config, token),
+        _message(text, agent, channel, account, peer),
+        as_json=as_json,
+    )
+    raise typer.Exit(code)
+
+
+def chat(
+    ctx: typer.Context,
+    agent: Annotated[str | None, typer.Option("--agent", help="Talk to this agent.")] = None,
+    peer: Annotated[str | None, typer.Option("--peer", help="kind:id (default: direct:cli-<user>).")] = None,
+    url: ApiUrl = None,
+    token: Token = None,
+) -> None:
+    """Interactive chat (one line per message; /exit or Ctrl-D to leave)."""
+    config = load(ctx)
+    base, tok = api_base(config, url), api_token(config, token)
+    console.print(f"chatting with {agent or 'the default agent'} at {base} — /exit to leave", markup=False)
+    while True:
+        try:
+            line = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        if line.strip() in ("/exit", "/quit"):
+            return
+        if line.strip():
+            stream_turn(base, tok, _message(line, agent, None, None, peer), prefix="agent> ")
+
+
+def status(
+    ctx: typer.Context,
+    nats_url: NatsUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Services found through $SRV (versions, request counts), NATS and stream health."""
+    config = load(ctx)
+    result = asyncio.run(_status(config, nats_url))
+    if as_json:
+        print_json(result)
+        return
+    console.print(
+        f"NATS {result['nats']['url']}  rtt {result['nats']['rttMs']:.2f} ms  server {result['nats']['server']}",
+        markup=False,
+    )
+    table = Table(
+        "service", "instance", "version", "requests", "errors", "details", box=None, header_style="bold"
+    )
+    for svc in result["services"]:
+        table.add_row(
+            svc["name"], svc["id"], svc["version"], str(svc["requests"]), str(svc["errors"]), svc["details"]
+        )
+    console.print(table)
+    if not result["services"]:
+        console.print("no clawmesh services answered on $SRV", markup=False)
+    streams = Table("stream", "messages", "bytes", "consumers", box=None, header_style="bold")
+    for s in result["streams"]:
+        streams.add_row(s["name"], str(s["messages"]), str(s["bytes"]), str(s["consumers"]))
+    console.print(streams)
+
+
+async def _collect(nc: Any, subject: str, wait: float = 0.5) -> list[dict[str, Any]]:
+    inbox = nc.new_inbox()
+    replies: list[dict[str, Any]] = []
+    done = asyncio.Event()
+
+    async def cb(msg: Any) -> None:
+        try:
+            replies.append(json.loads(msg.data))
+        except ValueError:
+            pass
+
+    sub = await nc.subscribe(inbox, cb=cb)
+    await nc.publish(subject, b"", reply=inbox)
+    await nc.flush()
+    try:
+        await asyncio.wait_for(done.wait(), wait)
+    except TimeoutError:
+        pass
+    await sub.unsubscribe()
+    return replies
+
+
+async def _status(config: Any, url: str | None) -> dict[str, Any]:
+    async with nats_client(config, url) as nc:
+        rtt = await nc.rtt() if hasattr(nc, "rtt") else 0.0
+        infos = {i["id"]: i for i in await _collect(nc, "$SRV.INFO")}
+        stats = await _collect(nc, "$SRV.STATS")
+        services = []
+        for st in sorted(stats, key=lambda s: (s.get("name", ""), s.get("id", ""))):
+            if not st.get("name", "").startswith("clawmesh-"):
+                continue
+            eps = st.get("endpoints") or []
+            data: dict[str, Any] = next((e.get("data") for e in eps if e.get("data")), {}) or {}
+            counters = data.get("counters", {})
+            details = ", ".join(
+                f"{k}={v}"
+                for k, v in {**counters, **{k: v for k, v in data.items() if k != "counters"}}.items()
+            )
+            services.append(
+                {
+                    "name": st["name"],
+                    "id": st.get("id", ""),
+                    "version": st.get("version", ""),
+                    "requests": sum(e.get("num_requests", 0) for e in eps),
+                    "errors": sum(e.get("num_errors", 0) for e in eps),
+                    "details": details,
+                    "metadata": infos.get(st.get("id", ""), {}).get("metadata", {}),
+                }
+            )
+        js = nc.jetstream()
+        streams = []
+        try:
+            for info in await js.streams_info():
+                streams.append(
+                    {
+                        "name": info.config.name,
+                        "messages": info.state.messages,
+                        "bytes": info.state.bytes,
+                        "consumers": info.state.consumer_count,
+                    }
+                )
+        except Exception as exc:
+            streams.append(
+                {"name": f"(JetStream unavailable: {exc})", "messages": 0, "bytes": 0, "consumers": 0}
+            )
+        return {
+            "nats": {
+                "url": nc.connected_url.netloc if nc.connected_url else "",
+                "rttMs": rtt * 1000,
+                "server": nc._server_info.get("version", ""),
+            },
+            "services": services,
+            "streams": streams,
+        }
+
+
+def config_reload(ctx: typer.Context, nats_url: NatsUrl = None) -> None:
+    """Ask every running service to reload its config file (invalid files are refused, the old config stays)."""
+    config = load(ctx)
+
+    async def run() -> list[dict[str, Any]]:
+        async with nats_client(config, nats_url) as nc:
+            from ..wire import Subjects
+
+            return await _collect(nc, Subjects(config.subject_prefix).control("config.reload"), wait=1.0)
+
+    replies = asyncio.run(run())
+    if not replies:
+        fail("no service answered the reload request; is the gateway running?")
+    bad = 0
+    for r in sorted(replies, key=lambda r: (r.get("service", ""), r.get("instance", ""))):
+        if r.get("ok"):
+            note = "reloaded" if r.get("changed") else "unchanged"
+            console.print(
+                f"{r['service']:<10} {r['instance']}  {note} (version {r['version']})", markup=False
+            )
+        else:
+            bad += 1
+            console.print(
+                f"{r['service']:<10} {r['instance']}  REFUSED, keeping version {r['version']}:", markup=False
+            )
+            for e in r.get("errors", []):
+                console.print(f"    {e}", markup=False)
+    raise typer.Exit(1 if bad else 0)
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+def _store(nc: Any, config: Any) -> Any:
+    from ..sessions import SessionStore
+    from ..wire import Subjects
+
+    subjects = Subjects(config.subject_prefix)
+    js = nc.jetstream()
+
+    async def make() -> Any:
+        sessions = await js.key_value(subjects.bucket("sessions"))
+        return SessionStore(js, subjects, sessions)
+
+    return make()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+@sessions_app.command("list")
+def sessions_list(
+    ctx: typer.Context,
+    agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's sessions.")] = None,
+    nats_url: NatsUrl = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Sessions, most recently active first."""
+    config = load(ctx)
+
+    async def run() -> list[dict[str, Any]]:
+        async with nats_client(config, nats_url) as nc:
+            store = await _store(nc, config)
+            rows = []
+            for rec in await store.list_sessions():
+                if agent and rec.agent_id != agent:
+                    continue
+                done = await store.get_done(rec.session_key)
+                rows.append(
+                    {
+                        "sessionKey": rec.session_key,
+                        "agentId": rec.agent_id,
+                        "sessionId": rec.session_id,
+                        "turns": done[0].seq if done else 0,
+                        "queued": rec.seq - (done[0].seq if done else 0),
+                        "channel": rec.channel,
+                        "updatedAt": _iso(max(rec.updated_at, done[0].updated_at if done else 0)),
+                    }
+                )
+            return sorted(rows, key=lambda r: r["updatedAt"], reverse=True)
+
+    rows = asyncio.run(run())
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("session", "agent", "turns", "queued", "channel", "updated", box=None, header_style="bold")
+    for r in rows:
+        table.add_row(
+            r["sessionKey"], r["agentId"], str(r["turns"]), str(r["queued"]), r["channel"], r["updatedAt"]
+        )
+    console.print(table)
+
+
+@sessions_app.command("history")
+def sessions_history(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="Session key (agent:<id>:…).")],
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the last N records.")] = None,
+    nats_url: NatsUrl = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A session's transcript."""
+    from ..routing import parse_agent_session_key
+
+    parsed = parse_agent_session_key(key)
+    if parsed is None:
+        fail(f"not a session key: {key!r} (expected agent:<agentId>:…)", 2)
+    config = load(ctx)
+
+    async def run() -> list[Any]:
+        async with nats_client(config, nats_url) as nc:
+            store = await _store(nc, config)
+            return list(await store.history(parsed.agent_id, key, limit=limit))
+
+    entries = asyncio.run(run())
+    if as_json:
+        print_json([msgspec.to_builtins(e) for e in entries])
+        return
+    if not entries:
+        console.print(f"no transcript for {key}", markup=False)
+    for e in entries:
+        role = type(e).__struct_config__.tag
+        if role == "user":
+            console.print(f"[{_iso(e.ts)}] user: {e.text}", markup=False)
+        elif role == "assistant":
+            calls = "".join(f"\n    ⚙ {c['name']} {json.dumps(c.get('arguments', {}))}" for c in e.tool_calls)
+            console.print(f"[{_iso(e.ts)}] assistant ({e.model}): {e.text}{calls}", markup=False)
+        elif role == "tool":
+            console.print(
+                f"[{_iso(e.ts)}] tool {e.name}{' (error)' if e.is_error else ''}: {e.content[:500]}",
+                markup=False,
+            )
+        else:
+            console.print(f"[{_iso(e.ts)}] error {e.code}: {e.message}", markup=False)
+
+
+def openclaw_jsonl(session_id: str, entries: list[Any], cwd: str) -> list[dict[str, Any]]:
+    """A transcript as OpenClaw (pi-agent) session JSONL lines."""
+    first_ts = entries[0].ts if entries else 0.0
+    lines: list[dict[str, Any]] = [
+        {"type": "session", "version": 3, "id": session_id, "timestamp": _iso(first_ts), "cwd": cwd}
+    ]
+    parent = None
+    for i, e in enumerate(entries):
+        role = type(e).__struct_config__.tag
+        message: dict[str, Any]
+        if role == "user":
+            message = {"role": "user", "content": [{"type": "text", "text": e.text}]}
+        elif role == "assistant":
+            content: list[dict[str, Any]] = [{"type": "text", "text": e.text}] if e.text else []
+            content += [
+                {"type": "toolCall", "id": c["id"], "name": c["name"], "arguments": c.get("arguments", {})}
+                for c in e.tool_calls
+            ]
+            message = {"role": "assistant", "content": content, "model": e.model}
+        elif role == "tool":
+            message = {
+                "role": "toolResult",
+                "toolCallId": e.tool_call_id,
+                "toolName": e.name,
+                "content": [{"type": "text", "text": e.content}],
+                "isError": e.is_error,
+            }
+        else:
+            continue
+        message["timestamp"] = int(e.ts * 1000)
+        entry_id = f"{session_id[:8]}-{i:05d}"
+        lines.append(
+            {
+                "type": "message",
+                "id": entry_id,
+                "parentId": parent,
+                "timestamp": _iso(e.ts),
+                "message": message,
+            }
+        )
+        parent = entry_id
+    return lines
+
+
+@sessions_app.command("export")
+def sessions_export(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path, typer.Argument(help="Target directory (OpenClaw layout: agents/<id>/sessions/).")
+    ],
+    agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's sessions.")] = None,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Write each session as OpenClaw-style JSONL: <DIR>/agents/<id>/sessions/<sessionId>.jsonl + sessions.json."""
+    config = load(ctx)
+
+    async def run() -> int:
+        async with nats_client(config, nats_url) as nc:
+            store = await _store(nc, config)
+            count = 0
+            indexes: dict[str, dict[str, Any]] = {}
+            for rec in await store.list_sessions():
+                if agent and rec.agent_id != agent:
+                    continue
+                entries = list(await store.history(rec.agent_id, rec.session_key))
+                folder = directory / "agents" / rec.agent_id / "sessions"
+                folder.mkdir(parents=True, exist_ok=True)
+                view = config.agent_view(rec.agent_id)
+                path = folder / f"{rec.session_id}.jsonl"
+                lines = openclaw_jsonl(rec.session_id, entries, str(view.workspace) if view else "")
+                path.write_text(
+                    "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8"
+                )
+                indexes.setdefault(rec.agent_id, {})[rec.session_key] = {
+                    "sessionId": rec.session_id,
+                    "updatedAt": int(rec.updated_at * 1000),
+                    "sessionFile": str(path),
+                    "lastChannel": rec.channel,
+                }
+                count += 1
+                console.print(f"{rec.session_key} → {path} ({len(lines) - 1} messages)", markup=False)
+            for agent_id, index in indexes.items():
+                (directory / "agents" / agent_id / "sessions" / "sessions.json").write_text(
+                    json.dumps(index, indent=2) + "\n"
+                )
+            return count
+
+    count = asyncio.run(run())
+    console.print(f"exported {count} session(s) to {directory}", markup=False)

@@ -1,0 +1,88 @@
+"""Gateway settings shared by ingress, `clawmesh up` and the CLI: port, bind host, auth token."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+from typing import Final
+
+from .config import Config
+
+__all__ = [
+    "DEFAULT_HTTP_PORT",
+    "DEFAULT_NATS_PORT",
+    "bind_host",
+    "gateway_token",
+    "http_port",
+    "is_loopback",
+    "token_file",
+]
+
+DEFAULT_HTTP_PORT: Final = 18789  # OpenClaw's gateway port
+DEFAULT_NATS_PORT: Final = 18790  # the embedded nats-server of `clawmesh up`
+
+
+def http_port(config: Config, override: int | None = None) -> int:
+    if override is not None:
+        return override
+    gw = config.file.gateway
+    return gw.port if gw and gw.port is not None else DEFAULT_HTTP_PORT
+
+
+def bind_host(config: Config) -> str:
+    """`gateway.bind`: loopback (default) → 127.0.0.1, lan → 0.0.0.0, custom → customBindHost."""
+    gw = config.file.gateway
+    bind = (gw.bind if gw else None) or "loopback"
+    if bind == "lan":
+        return "0.0.0.0"
+    if bind == "custom":
+        if not gw or not gw.custom_bind_host:
+            raise ValueError("gateway.bind is 'custom' but gateway.customBindHost is not set")
+        return gw.custom_bind_host
+    return "127.0.0.1"  # loopback, and tailnet/auto without a tailnet
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def token_file(config: Config) -> Path:
+    return config.state_dir / "gateway-token"
+
+
+def gateway_token(config: Config, *, create: bool = False) -> str | None:
+    """The HTTP API token: `gateway.auth.token`, else `CLAWMESH_GATEWAY_TOKEN`, else the one
+    stored in the state dir (created with `create`, mode 0600). None when auth mode is none."""
+    gw = config.file.gateway
+    auth = gw.auth if gw else None
+    if auth and auth.mode == "none":
+        return None
+    if auth and auth.mode == "password" and auth.password:
+        return auth.password
+    if auth and auth.token:
+        return auth.token
+    env = config.env.get("CLAWMESH_GATEWAY_TOKEN", "").strip()
+    if env:
+        return env
+    path = token_file(config)
+    try:
+        stored = path.read_text().strip()
+        if stored:
+            return stored
+    except OSError:
+        pass
+    if not create:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token

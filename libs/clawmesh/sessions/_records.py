@@ -1,0 +1,103 @@
+"""What is stored per session: transcript records (stream) and state records (KV)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ..wire import Peer, now
+
+__all__ = [
+    "DoneRecord",
+    "SessionRecord",
+    "TranscriptEntry",
+    "TurnStatus",
+    "TxAssistant",
+    "TxError",
+    "TxTool",
+    "TxUser",
+]
+
+
+class _Rec(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    pass
+
+
+class TxUser(_Rec, tag="user", tag_field="role", kw_only=True):
+    turn_id: str
+    seq: int
+    text: str
+    sender: str | None = None
+    channel: str | None = None
+    ts: float = msgspec.field(default_factory=now)
+
+
+class TxAssistant(_Rec, tag="assistant", tag_field="role", kw_only=True):
+    turn_id: str
+    seq: int
+    text: str = ""
+    tool_calls: list[dict[str, Any]] = []  # [{id, name, arguments}]
+    model: str = ""
+    ts: float = msgspec.field(default_factory=now)
+
+
+class TxTool(_Rec, tag="tool", tag_field="role", kw_only=True):
+    turn_id: str
+    seq: int
+    tool_call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+    ts: float = msgspec.field(default_factory=now)
+
+
+class TxError(_Rec, tag="error", tag_field="role", kw_only=True):
+    """A failed turn: shown in history, never fed back to the model."""
+
+    turn_id: str
+    seq: int
+    code: str
+    message: str
+    ts: float = msgspec.field(default_factory=now)
+
+
+TranscriptEntry = TxUser | TxAssistant | TxTool | TxError
+
+
+class SessionRecord(_Rec, kw_only=True):
+    """Written by the router for every routed message (KV `sessions`, key `s.<session token>`)."""
+
+    session_key: str
+    agent_id: str
+    session_id: str  # stable id used for exports (OpenClaw's sessionId)
+    seq: int = 0  # last sequence number assigned
+    inbound_seq: int = 0  # CM_INBOUND stream sequence of that message (makes assignment idempotent)
+    channel: str = ""
+    account_id: str = ""
+    peer: Peer | None = None
+    created_at: float = msgspec.field(default_factory=now)
+    updated_at: float = msgspec.field(default_factory=now)
+
+
+class DoneRecord(_Rec, kw_only=True):
+    """Written by the runner when a turn completes (KV `sessions`, key `d.<session token>`)."""
+
+    seq: int = 0
+    turn_id: str = ""
+    final_text: str = ""
+    is_error: bool = False
+    model: str = ""
+    updated_at: float = msgspec.field(default_factory=now)
+
+
+class TurnStatus(_Rec, kw_only=True):
+    """For clients that poll (KV `turns`, key = turn id; expires after a day)."""
+
+    state: str  # queued | done | error
+    agent_id: str | None = None
+    session_key: str | None = None
+    text: str = ""
+    error_code: str | None = None
+    error_message: str | None = None
+    updated_at: float = msgspec.field(default_factory=now)

@@ -1,0 +1,146 @@
+"""Session state in KV and transcripts in JetStream, behind one small API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from ..wire import Subjects, encode_token
+from ._records import DoneRecord, SessionRecord, TranscriptEntry, TurnStatus
+
+__all__ = ["SessionStore", "Versioned"]
+
+T = TypeVar("T")
+_json = msgspec.json.Encoder()
+_entry_decoder: Final = msgspec.json.Decoder(TranscriptEntry)
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    value: Any
+    revision: int
+
+
+class SessionStore:
+    """Per-session records (`s.`/`d.` keys in the sessions bucket), turn status, transcripts."""
+
+    def __init__(
+        self, js: JetStreamContext, subjects: Subjects, sessions: KeyValue, turns: KeyValue | None = None
+    ) -> None:
+        self.js = js
+        self.subjects = subjects
+        self.sessions = sessions
+        self.turns = turns
+        self.stream = subjects.stream("SESSIONS")
+
+    # --- KV records ------------------------------------------------------------------------
+    @staticmethod
+    def _session_key(session_key: str) -> str:
+        return f"s.{encode_token(session_key)}"
+
+    @staticmethod
+    def _done_key(session_key: str) -> str:
+        return f"d.{encode_token(session_key)}"
+
+    async def _get(self, key: str, type_: type[T]) -> tuple[T, int] | None:
+        try:
+            entry = await self.sessions.get(key)
+        except KeyNotFoundError:
+            return None
+        if entry.value is None:
+            return None
+        return msgspec.json.decode(entry.value, type=type_), entry.revision or 0
+
+    async def get_session(self, session_key: str) -> tuple[SessionRecord, int] | None:
+        return await self._get(self._session_key(session_key), SessionRecord)
+
+    async def put_session(self, record: SessionRecord, last_revision: int | None) -> int:
+        """Create (`last_revision=None`) or compare-and-set update; raises on a lost race."""
+        key = self._session_key(record.session_key)
+        data = _json.encode(record)
+        if last_revision is None:
+            return await self.sessions.create(key, data)
+        return await self.sessions.update(key, data, last=last_revision)
+
+    async def get_done(self, session_key: str) -> tuple[DoneRecord, int] | None:
+        return await self._get(self._done_key(session_key), DoneRecord)
+
+    async def put_done(self, session_key: str, record: DoneRecord) -> int:
+        return await self.sessions.put(self._done_key(session_key), _json.encode(record))
+
+    async def list_sessions(self) -> list[SessionRecord]:
+        try:
+            # nats-py 2.16's key filters find nothing (NoKeysError): filter here instead.
+            keys = [k for k in await self.sessions.keys() if k.startswith("s.")]
+        except NotFoundError:  # also raised when the bucket has no keys at all
+            return []
+        out = []
+        for key in keys:
+            with contextlib.suppress(KeyNotFoundError):
+                entry = await self.sessions.get(key)
+                if entry.value:
+                    out.append(msgspec.json.decode(entry.value, type=SessionRecord))
+        return out
+
+    async def put_turn_status(self, turn_id: str, status: TurnStatus) -> None:
+        if self.turns is not None:
+            await self.turns.put(encode_token(turn_id), _json.encode(status))
+
+    async def get_turn_status(self, turn_id: str) -> TurnStatus | None:
+        if self.turns is None:
+            return None
+        try:
+            entry = await self.turns.get(encode_token(turn_id))
+        except KeyNotFoundError:
+            return None
+        return msgspec.json.decode(entry.value, type=TurnStatus) if entry.value else None
+
+    # --- transcripts ------------------------------------------------------------------------
+    async def append(self, agent_id: str, session_key: str, entry: TranscriptEntry, msg_id: str) -> None:
+        """Append one record; `msg_id` makes a replayed turn write it only once."""
+        subject = self.subjects.transcript(agent_id, session_key)
+        await self.js.publish(
+            subject, _json.encode(entry), headers={"Nats-Msg-Id": msg_id, "Content-Type": "application/json"}
+        )
+
+    async def entries(
+        self, agent_id: str, session_key: str, *, timeout: float = 5.0
+    ) -> AsyncIterator[TranscriptEntry]:
+        """Every record of a session, oldest first."""
+        subject = self.subjects.transcript(agent_id, session_key)
+        try:
+            last = await self.js.get_last_msg(self.stream, subject)
+        except NotFoundError:
+            return
+        last_seq = last.seq or 0
+        sub = await self.js.subscribe(
+            subject,
+            stream=self.stream,
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        )
+        try:
+            while True:
+                msg = await asyncio.wait_for(sub.next_msg(timeout), timeout + 1)
+                with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
+                    yield _entry_decoder.decode(msg.data)
+                if msg.metadata.sequence.stream >= last_seq:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def history(
+        self, agent_id: str, session_key: str, limit: int | None = None
+    ) -> list[TranscriptEntry]:
+        out = [e async for e in self.entries(agent_id, session_key)]
+        return out[-limit:] if limit else out

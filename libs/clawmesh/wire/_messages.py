@@ -1,0 +1,241 @@
+"""Messages on the bus: msgspec Structs, one tagged union per stream/subject family.
+
+New fields always get defaults (old readers skip unknown fields, new readers fill defaults); a
+reader that meets an unknown tag rejects that message to the dead-letter stream instead of
+crashing. Field names are camelCase on the wire, like everything users see.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "Attachment",
+    "DeadLetter",
+    "EventMessage",
+    "FailoverEvent",
+    "InboundMessage",
+    "OutboundMessage",
+    "Peer",
+    "ReplyMessage",
+    "RouteDecision",
+    "RouteInfo",
+    "Sender",
+    "TextDeltaEvent",
+    "ToolCallEvent",
+    "ToolResultEvent",
+    "TurnError",
+    "TurnEvent",
+    "TurnFinal",
+    "TurnRequest",
+    "TurnStarted",
+    "now",
+]
+
+
+def now() -> float:
+    return time.time()
+
+
+class _Wire(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    pass
+
+
+class Peer(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    kind: str
+    id: str
+
+
+class Sender(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    id: str = ""
+    name: str | None = None
+    username: str | None = None
+
+
+class Attachment(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    name: str = ""
+    mime: str = "application/octet-stream"
+    url: str | None = None
+    size: int | None = None
+    data: bytes | None = None
+
+
+class InboundMessage(_Wire, tag="inbound", tag_field="type", kw_only=True):
+    """A normalised inbound chat message (stream CM_INBOUND, subject cm.in.<channel>.<account>)."""
+
+    id: str  # turn id, assigned by ingress
+    channel: str
+    account_id: str = "default"
+    peer: Peer | None = None
+    parent_peer: Peer | None = None
+    guild_id: str | None = None
+    team_id: str | None = None
+    member_role_ids: list[str] = []
+    sender: Sender | None = None
+    text: str = ""
+    attachments: list[Attachment] = []
+    message_id: str | None = None  # the platform's id: dedupe key
+    thread_id: str | None = None
+    agent_id: str | None = None  # explicit agent (e.g. OpenAI `model`): bindings are skipped
+    received_at: float = 0.0
+    reply_subject: str | None = None  # the accepting ingress instance's inbox
+    metadata: dict[str, str] = {}
+
+
+class RouteInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    agent_id: str
+    session_key: str
+    main_session_key: str
+    matched_by: str
+    channel: str
+    account_id: str
+    dm_scope: str = "main"
+    group_scope: str = "per-group"
+    last_route_policy: str = "session"
+
+
+class TurnRequest(_Wire, tag="turn", tag_field="type", kw_only=True):
+    """A routed turn (stream CM_TURNS, work queue, subject cm.turn.<agent>)."""
+
+    turn_id: str
+    seq: int  # per-session sequence, gap-free, assigned in arrival order by the router
+    route: RouteInfo
+    inbound: InboundMessage
+    inbound_seq: int = 0
+    config_version: str = ""
+    routed_at: float = 0.0
+
+    @property
+    def agent_id(self) -> str:
+        return self.route.agent_id
+
+    @property
+    def session_key(self) -> str:
+        return self.route.session_key
+
+
+# --- events (cm.ev.<agent>.<session>, and the caller's reply subject) -----------------------
+
+
+class _Event(_Wire, tag_field="type", kw_only=True):
+    turn_id: str
+    agent_id: str = ""
+    session_key: str = ""
+    ts: float = msgspec.field(default_factory=now)
+
+
+class TurnStarted(_Event, tag="started", kw_only=True):
+    seq: int = 0
+    model: str = ""
+
+
+class TextDeltaEvent(_Event, tag="delta", kw_only=True):
+    text: str
+
+
+class ToolCallEvent(_Event, tag="tool_call", kw_only=True):
+    call_id: str
+    name: str
+    arguments: dict[str, Any] = {}
+    node: str | None = None
+
+
+class ToolResultEvent(_Event, tag="tool_result", kw_only=True):
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+
+
+class FailoverEvent(_Event, tag="failover", kw_only=True):
+    from_model: str
+    to_model: str
+    reason: str
+    message: str = ""
+
+    def describe(self) -> str:
+        return f"failed over from {self.from_model} to {self.to_model}: {self.reason}" + (
+            f" ({self.message})" if self.message else ""
+        )
+
+
+class TurnFinal(_Event, tag="final", kw_only=True):
+    text: str
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class TurnError(_Event, tag="error", kw_only=True):
+    code: str
+    message: str
+    hint: str = ""
+
+
+TurnEvent = (
+    TurnStarted | TextDeltaEvent | ToolCallEvent | ToolResultEvent | FailoverEvent | TurnFinal | TurnError
+)
+
+
+class RouteDecision(_Wire, tag="route", tag_field="type", kw_only=True):
+    """One routing decision (cm.route.decided); also sent to the caller's reply subject."""
+
+    turn_id: str
+    channel: str
+    account_id: str
+    agent_id: str | None = None
+    session_key: str | None = None
+    matched_by: str | None = None
+    seq: int = 0
+    error_code: str | None = None
+    error_message: str | None = None
+    error_hint: str | None = None
+    ts: float = msgspec.field(default_factory=now)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code is None
+
+
+# Everything a caller's reply subject can receive.
+ReplyMessage = (
+    RouteDecision
+    | TurnStarted
+    | TextDeltaEvent
+    | ToolCallEvent
+    | ToolResultEvent
+    | FailoverEvent
+    | TurnFinal
+    | TurnError
+)
+EventMessage = TurnEvent
+
+
+class OutboundMessage(_Wire, tag="outbound", tag_field="type", kw_only=True):
+    """A reply to deliver (stream CM_OUTBOUND, subject cm.out.<channel>.<account>, dedupe by turn id)."""
+
+    turn_id: str
+    agent_id: str
+    session_key: str
+    channel: str
+    account_id: str
+    text: str
+    peer: Peer | None = None
+    thread_id: str | None = None
+    reply_to: str | None = None  # the platform message id being answered
+    is_error: bool = False
+    ts: float = msgspec.field(default_factory=now)
+
+
+class DeadLetter(_Wire, tag="dead_letter", tag_field="type", kw_only=True):
+    """A message a service could not process, with the reason (stream CM_DLQ, cm.dlq.<service>)."""
+
+    service: str
+    subject: str
+    reason: str
+    payload: bytes = b""
+    headers: dict[str, str] = {}
+    ts: float = msgspec.field(default_factory=now)

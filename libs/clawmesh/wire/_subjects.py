@@ -1,0 +1,135 @@
+"""Subjects (contract, see docs/subjects.md) and the encoding of ids inside them.
+
+No user-controlled string may put `.`, `*`, `>` or whitespace into a subject. Ids made only of
+`[a-z0-9_-]` are used as they are; anything else is escaped reversibly: each other byte of its
+UTF-8 form becomes `=XX` (lower-case hex). `=` is legal in NATS subjects *and* in JetStream KV
+keys, so the same token also works as a KV key. An empty id is `=`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["Subjects", "decode_token", "encode_token"]
+
+_PLAIN: Final = re.compile(r"^[a-z0-9_-]+$")
+_SAFE: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
+_ESCAPED: Final = re.compile(r"=([0-9a-f]{2})")
+_TOKEN: Final = re.compile(r"^(?:[a-z0-9_-]|=[0-9a-f]{2})+$|^=$")
+
+
+def encode_token(value: str) -> str:
+    """One subject token for an arbitrary id (reversible; see module docstring)."""
+    if _PLAIN.match(value):
+        return value
+    if not value:
+        return "="
+    return "".join(chr(b) if b in _SAFE else f"={b:02x}" for b in value.encode("utf-8"))
+
+
+def decode_token(token: str) -> str:
+    """Inverse of `encode_token`; raises ValueError for something it could not have produced."""
+    if not _TOKEN.match(token):
+        raise ValueError(f"not an encoded subject token: {token!r}")
+    if token == "=":
+        return ""
+    if "=" not in token:
+        return token
+    raw = bytearray()
+    i = 0
+    while i < len(token):
+        if token[i] == "=":
+            raw.append(int(token[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raw.append(ord(token[i]))
+            i += 1
+    return raw.decode("utf-8")
+
+
+class Subjects:
+    """Subject builders for one deployment prefix (`nats.subjectPrefix`, default `cm`)."""
+
+    __slots__ = ("prefix", "stream_prefix")
+
+    def __init__(self, prefix: str = "cm") -> None:
+        if not re.match(r"^[A-Za-z0-9_-]+$", prefix):
+            raise ValueError(f"subject prefix must be one token of [A-Za-z0-9_-], got {prefix!r}")
+        self.prefix = prefix
+        self.stream_prefix = prefix.upper().replace("-", "_")
+
+    # streams and buckets -----------------------------------------------------------------
+    def stream(self, name: str) -> str:
+        """Stream name, e.g. `CM_INBOUND` for prefix `cm`."""
+        return f"{self.stream_prefix}_{name}"
+
+    def bucket(self, name: str) -> str:
+        """KV bucket name, e.g. `cm_sessions`."""
+        return f"{self.prefix}_{name}"
+
+    # inbound / turns / outbound ------------------------------------------------------------
+    def inbound(self, channel: str, account: str) -> str:
+        return f"{self.prefix}.in.{encode_token(channel)}.{encode_token(account)}"
+
+    @property
+    def inbound_all(self) -> str:
+        return f"{self.prefix}.in.>"
+
+    def turn(self, agent: str) -> str:
+        return f"{self.prefix}.turn.{encode_token(agent)}"
+
+    @property
+    def turns_all(self) -> str:
+        return f"{self.prefix}.turn.>"
+
+    def outbound(self, channel: str, account: str) -> str:
+        return f"{self.prefix}.out.{encode_token(channel)}.{encode_token(account)}"
+
+    @property
+    def outbound_all(self) -> str:
+        return f"{self.prefix}.out.>"
+
+    # events ------------------------------------------------------------------------------
+    def events(self, agent: str, session_key: str) -> str:
+        return f"{self.prefix}.ev.{encode_token(agent)}.{encode_token(session_key)}"
+
+    def events_of_agent(self, agent: str) -> str:
+        return f"{self.prefix}.ev.{encode_token(agent)}.*"
+
+    @property
+    def events_all(self) -> str:
+        return f"{self.prefix}.ev.>"
+
+    @property
+    def route_decided(self) -> str:
+        return f"{self.prefix}.route.decided"
+
+    # sessions (transcripts) -------------------------------------------------------------
+    def transcript(self, agent: str, session_key: str) -> str:
+        return f"{self.prefix}.tx.{encode_token(agent)}.{encode_token(session_key)}"
+
+    @property
+    def transcripts_all(self) -> str:
+        return f"{self.prefix}.tx.>"
+
+    # nodes, agent-to-agent, control, dead letters ---------------------------------------
+    def node_invoke(self, node: str) -> str:
+        return f"{self.prefix}.node.{encode_token(node)}.invoke"
+
+    def a2a(self, agent: str) -> str:
+        return f"{self.prefix}.a2a.{encode_token(agent)}"
+
+    def control(self, verb: str) -> str:
+        return f"{self.prefix}.ctl.{verb}"
+
+    def dead_letter(self, service: str) -> str:
+        return f"{self.prefix}.dlq.{encode_token(service)}"
+
+    @property
+    def dead_letters_all(self) -> str:
+        return f"{self.prefix}.dlq.>"
+
+    def gateway(self, gateway: str, rest: str) -> str:
+        """`cm.gw.<gateway>.<rest>`: a family addressed to another gateway across a leaf link."""
+        return f"{self.prefix}.gw.{encode_token(gateway)}.{rest}"

@@ -1,0 +1,71 @@
+"""ingress: the HTTP API in front of the bus (and, later, channel connectors)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from clawmesh.bus import ServiceContext
+from clawmesh.config import GatewayRateLimit
+from clawmesh.gateway import bind_host, gateway_token, http_port, is_loopback
+from clawmesh.httpserver import EmbeddedHTTPServer
+
+from .api import TurnClient, build_app
+from .security import AuthGate
+from .waiters import Waiters
+
+__all__ = ["Ingress", "IngressRefused"]
+
+log = logging.getLogger("clawmesh.ingress")
+
+
+class IngressRefused(RuntimeError):
+    """A configuration the ingress will not serve (e.g. a public bind without auth)."""
+
+
+class Ingress:
+    name: ClassVar[str] = "ingress"
+
+    # Set by `clawmesh up --port` / tests before start(); None = from the config.
+    port_override: int | None = None
+    host_override: str | None = None
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.waiters = Waiters()
+        self.turns = TurnClient(self)
+        self.reply_subject = f"{ctx.subjects.prefix}.reply.{ctx.instance}"
+        self.ready = False
+        config = ctx.holder.current
+        self.host = self.host_override or bind_host(config)
+        self.token = gateway_token(config, create=True)
+        if self.token is None and not is_loopback(self.host):
+            raise IngressRefused(
+                f"refusing to serve on {self.host} without authentication: set gateway.auth.token "
+                "(or CLAWMESH_GATEWAY_TOKEN), or bind to loopback"
+            )
+        self.auth = AuthGate(lambda: self.token, self._rate_limit)
+        self.http = EmbeddedHTTPServer(build_app(self), self.host, http_port(config, self.port_override))
+
+    def _rate_limit(self) -> GatewayRateLimit:
+        gw = self.ctx.holder.current.file.gateway
+        return gw.auth.rate_limit if gw and gw.auth and gw.auth.rate_limit else GatewayRateLimit()
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.http.port}"
+
+    async def start(self) -> None:
+        self._sub = await self.ctx.nc.subscribe(self.reply_subject, cb=self.waiters.on_message)
+        await self.ctx.nc.flush()
+        await self.http.start()
+        self.ready = True
+        log.info("ingress listening on %s", self.url)
+
+    async def stop(self, timeout: float) -> None:
+        self.ready = False
+        await self.http.stop()
+
+    def status(self) -> dict[str, Any]:
+        return {"url": self.url, "waiting": len(self.waiters)}

@@ -1,0 +1,426 @@
+"""runner: takes turns from CM_TURNS, runs them, streams events, persists, replies.
+
+Guarantees (across any number of replicas):
+- One turn of a session at a time, in the router's sequence order. A turn runs only when the
+  session's completion record says its predecessor is done, and only while this runner holds
+  the session's lease (a KV key that expires unless renewed). Turns that are not next are
+  handed back (nak with a delay) or, if this runner is already working on the session, queued
+  behind the current one.
+- Crash safety: a runner killed mid-turn stops renewing its lease and its JetStream ack
+  deadline; the turn is redelivered and completes elsewhere. Transcript records and the reply
+  carry the turn id as their dedupe key, and a turn already completed is answered from its
+  stored result, so the user gets exactly one final reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyWrongLastSequenceError
+
+from clawmesh.bus import ServiceContext, consumer_span, inject
+from clawmesh.config import AgentView, Config
+from clawmesh.sessions import DoneRecord, SessionStore, TranscriptEntry, TurnStatus, TxError, TxUser
+from clawmesh.wire import (
+    DecodeFailure,
+    OutboundMessage,
+    TurnError,
+    TurnEvent,
+    TurnFinal,
+    TurnRequest,
+    TurnStarted,
+    decode,
+    encode_json,
+    encode_token,
+)
+
+from .turn import TurnFailed, TurnOutcome, execute_turn
+
+__all__ = ["Runner"]
+
+log = logging.getLogger("clawmesh.runner")
+
+DURABLE = "runner"
+
+
+@dataclass
+class _SessionWork:
+    """This runner's claim on a session while it runs (or queues) its turns."""
+
+    key: str
+    lease_key: str
+    lease_revision: int | None = None
+    lost: bool = False
+    parked: dict[int, tuple[TurnRequest, Msg]] = field(default_factory=dict)
+    task: asyncio.Task[Any] | None = None
+
+
+class Runner:
+    name: ClassVar[str] = "runner"
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.store = SessionStore(ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"))
+        self.leases = ctx.kv["leases"]
+        self.lease_seconds = ctx.layout.lease_seconds
+        runtime = ctx.holder.current.file.runtime
+        self.capacity = (
+            runtime.max_turns_in_flight if runtime and runtime.max_turns_in_flight else None
+        ) or 64
+        self._freed = asyncio.Event()
+        self._agent_slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._active: dict[str, _SessionWork] = {}
+        self._held: dict[int, Msg] = {}  # messages we keep alive with in_progress(), by id()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._history: OrderedDict[str, tuple[int, list[TranscriptEntry]]] = OrderedDict()
+        self._stopping = asyncio.Event()
+        self._fetcher: asyncio.Task[None] | None = None
+        self._heart: asyncio.Task[None] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        self._psub = await self.ctx.js.pull_subscribe(
+            self.ctx.subjects.turns_all,
+            durable=DURABLE,
+            stream=self.ctx.subjects.stream("TURNS"),
+            config=ConsumerConfig(
+                durable_name=DURABLE,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self.lease_seconds,
+                max_deliver=-1,
+                max_ack_pending=20_000,
+            ),
+        )
+        self._fetcher = asyncio.create_task(self._fetch_forever(), name="runner-fetch")
+        self._heart = asyncio.create_task(self._heartbeat_forever(), name="runner-heartbeat")
+
+    async def stop(self, timeout: float) -> None:
+        """Stop fetching; let in-flight turns finish (bounded); hand queued ones back."""
+        self._stopping.set()
+        if self._fetcher is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._fetcher, 5)
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+        if self._heart is not None:
+            self._heart.cancel()
+        with contextlib.suppress(Exception):
+            await self._psub.unsubscribe()  # see Router.stop: unread fetched messages block drain
+
+    def status(self) -> dict[str, Any]:
+        return {"in_flight": len(self._tasks), "sessions": len(self._active), "capacity": self.capacity}
+
+    # --- fetching -----------------------------------------------------------------------
+    async def _fetch_forever(self) -> None:
+        while not self._stopping.is_set():
+            free = self.capacity - len(self._tasks)
+            if free <= 0:
+                self._freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._freed.wait(), 1.0)
+                continue
+            try:
+                msgs = await self._psub.fetch(min(free, 32), timeout=0.5)
+            except (NatsTimeout, TimeoutError):
+                continue
+            except Exception as exc:
+                if not self._stopping.is_set():
+                    log.warning("runner: fetch failed: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 0.5)
+                continue
+            for msg in msgs:
+                task = asyncio.create_task(self._dispatch(msg))
+                self._tasks.add(task)
+                task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._freed.set()
+
+    async def _heartbeat_forever(self) -> None:
+        """Keep held messages from being redelivered and keep session leases alive."""
+        interval = max(self.lease_seconds / 3, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            for msg in list(self._held.values()):
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+            for work in list(self._active.values()):
+                if work.lease_revision is None or work.lost:
+                    continue
+                try:
+                    work.lease_revision = await self.leases.update(
+                        work.lease_key, self.ctx.instance.encode(), last=work.lease_revision
+                    )
+                except Exception as exc:
+                    log.error("runner: lost the lease of %s (%s); abandoning its turn", work.key, exc)
+                    work.lost = True
+                    if work.task is not None:
+                        work.task.cancel()
+
+    # --- one message --------------------------------------------------------------------
+    async def _dispatch(self, msg: Msg) -> None:
+        ctx = self.ctx
+        try:
+            turn = decode(msg.data, TurnRequest, msg.headers)
+        except DecodeFailure as exc:
+            await ctx.dead_letter(msg.subject, str(exc), msg.data, msg.headers)
+            await msg.term()
+            return
+        key = turn.session_key
+        work = self._active.get(key)
+        if work is not None:
+            # Already working on this session here: queue behind the current turn.
+            work.parked[turn.seq] = (turn, msg)
+            self._held[id(msg)] = msg
+            return
+        work = _SessionWork(key=key, lease_key=f"s.{encode_token(key)}")
+        self._active[key] = work
+        try:
+            found = await self.store.get_done(key)
+            done = found[0] if found else DoneRecord()
+            if turn.seq <= done.seq:
+                if done.turn_id == turn.turn_id:
+                    await self._replay(turn, done)
+                await msg.ack()
+                return
+            if turn.seq > done.seq + 1:
+                await msg.nak(delay=min(0.02 * (turn.seq - done.seq), 1.0))
+                return
+            try:
+                work.lease_revision = await self.leases.create(work.lease_key, self.ctx.instance.encode())
+            except KeyWrongLastSequenceError:
+                await msg.nak(delay=0.05)  # another runner is on this session right now
+                return
+            nxt: tuple[TurnRequest, Msg] | None = (turn, msg)
+            while nxt is not None and not work.lost and not self._stopping.is_set():
+                current, current_msg = nxt
+                self._held[id(current_msg)] = current_msg
+                try:
+                    work.task = asyncio.create_task(self._run(current, current_msg))
+                    await work.task
+                except asyncio.CancelledError:
+                    if not work.lost:
+                        raise
+                finally:
+                    self._held.pop(id(current_msg), None)
+                nxt = work.parked.pop(current.seq + 1, None)
+        finally:
+            self._active.pop(key, None)
+            if work.lease_revision is not None and not work.lost:
+                with contextlib.suppress(Exception):
+                    await self.leases.delete(work.lease_key)
+            for _, parked_msg in work.parked.values():
+                self._held.pop(id(parked_msg), None)
+                with contextlib.suppress(Exception):
+                    await parked_msg.nak(delay=0.01)
+
+    def _agent_slot(self, agent: AgentView) -> asyncio.Semaphore:
+        key = (agent.id, agent.max_concurrent)
+        sem = self._agent_slots.get(key)
+        if sem is None:
+            sem = self._agent_slots[key] = asyncio.Semaphore(agent.max_concurrent)
+        return sem
+
+    async def _run(self, turn: TurnRequest, msg: Msg) -> None:
+        config = self.ctx.holder.current
+        agent = config.agent_view(turn.agent_id)
+        with consumer_span(
+            "cm.turn",
+            msg.subject,
+            msg.headers,
+            **{"clawmesh.turn_id": turn.turn_id, "clawmesh.agent": turn.agent_id},
+        ):
+            if agent is None:
+                outcome = TurnOutcome.failed(
+                    TurnFailed(
+                        "UNKNOWN_AGENT",
+                        f"agent '{turn.agent_id}' is not configured (config {config.version})",
+                    )
+                )
+                await self._finish(turn, msg, outcome, [], config)
+                return
+            async with self._agent_slot(agent):
+                await self._emit(
+                    turn,
+                    TurnStarted(
+                        turn_id=turn.turn_id,
+                        agent_id=turn.agent_id,
+                        session_key=turn.session_key,
+                        seq=turn.seq,
+                        model=agent.models[0],
+                    ),
+                )
+                history = await self._load_history(turn, config)
+                entries: list[TranscriptEntry] = []
+                timeout = self._turn_timeout(config)
+                try:
+                    outcome = await asyncio.wait_for(
+                        execute_turn(
+                            turn, agent, config, history, entries, lambda ev: self._emit(turn, ev), self.ctx
+                        ),
+                        timeout,
+                    )
+                except TurnFailed as exc:
+                    outcome = TurnOutcome.failed(exc)
+                except TimeoutError:
+                    outcome = TurnOutcome.failed(
+                        TurnFailed("TURN_TIMEOUT", f"the turn took longer than {timeout:.0f}s")
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.exception("runner: turn %s failed unexpectedly", turn.turn_id)
+                    outcome = TurnOutcome.failed(TurnFailed("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"))
+            await self._finish(turn, msg, outcome, entries, config)
+
+    def _turn_timeout(self, config: Config) -> float:
+        runtime = config.file.runtime
+        return (runtime.turn_timeout_seconds if runtime and runtime.turn_timeout_seconds else None) or 600.0
+
+    async def _load_history(self, turn: TurnRequest, config: Config) -> list[TranscriptEntry]:
+        runtime = config.file.runtime
+        limit = (runtime.history_limit if runtime and runtime.history_limit else None) or 50
+        cached = self._history.get(turn.session_key)
+        if cached is not None and cached[0] == turn.seq - 1:
+            self._history.move_to_end(turn.session_key)
+            return cached[1][-limit * 4 :]
+        entries = await self.store.history(turn.agent_id, turn.session_key, limit=limit * 4)
+        return entries
+
+    async def _finish(
+        self,
+        turn: TurnRequest,
+        msg: Msg,
+        outcome: TurnOutcome,
+        entries: list[TranscriptEntry],
+        config: Config,
+    ) -> None:
+        """Persist, record completion, reply once, ack. Order matters for crash safety: the
+        completion record (with the final text) is written before replying, so a replay after
+        a crash answers from it instead of running the turn again."""
+        store = self.store
+        inbound = turn.inbound
+        records: list[TranscriptEntry] = [
+            TxUser(
+                turn_id=turn.turn_id,
+                seq=turn.seq,
+                text=inbound.text,
+                sender=inbound.sender.id if inbound.sender else None,
+                channel=inbound.channel,
+                ts=inbound.received_at or turn.routed_at,
+            ),
+            *entries,
+        ]
+        if outcome.error is not None:
+            records.append(
+                TxError(
+                    turn_id=turn.turn_id, seq=turn.seq, code=outcome.error.code, message=outcome.error.message
+                )
+            )
+        for i, record in enumerate(records):
+            await store.append(turn.agent_id, turn.session_key, record, f"{turn.turn_id}:{i}")
+        done = DoneRecord(
+            seq=turn.seq,
+            turn_id=turn.turn_id,
+            final_text=outcome.text if outcome.error is None else outcome.error.user_text(),
+            is_error=outcome.error is not None,
+            model=outcome.model,
+        )
+        await store.put_done(turn.session_key, done)
+        previous = self._history.get(turn.session_key)
+        base = previous[1] if previous is not None and previous[0] == turn.seq - 1 else None
+        if base is None:
+            base = await self.store.history(turn.agent_id, turn.session_key)
+        else:
+            base = [*base, *records]
+        self._history[turn.session_key] = (turn.seq, base[-400:])
+        self._history.move_to_end(turn.session_key)
+        while len(self._history) > 2000:
+            self._history.popitem(last=False)
+        await self._reply(turn, done, outcome)
+        self.ctx.counters["turns_failed" if outcome.error else "turns_completed"] += 1
+        await msg.ack()
+
+    async def _reply(self, turn: TurnRequest, done: DoneRecord, outcome: TurnOutcome | None) -> None:
+        inbound = turn.inbound
+        out = OutboundMessage(
+            turn_id=turn.turn_id,
+            agent_id=turn.agent_id,
+            session_key=turn.session_key,
+            channel=turn.route.channel,
+            account_id=turn.route.account_id,
+            text=done.final_text,
+            peer=inbound.peer,
+            thread_id=inbound.thread_id,
+            reply_to=inbound.message_id,
+            is_error=done.is_error,
+        )
+        data, hdrs = encode_json(out)
+        hdrs["Nats-Msg-Id"] = f"out:{turn.turn_id}"
+        await self.ctx.js.publish(
+            self.ctx.subjects.outbound(turn.route.channel, turn.route.account_id), data, headers=inject(hdrs)
+        )
+        event: TurnEvent
+        if done.is_error:
+            err = outcome.error if outcome is not None and outcome.error is not None else None
+            event = TurnError(
+                turn_id=turn.turn_id,
+                agent_id=turn.agent_id,
+                session_key=turn.session_key,
+                code=err.code if err else "TURN_FAILED",
+                message=err.message if err else done.final_text,
+                hint=err.hint if err else "",
+            )
+        else:
+            usage = outcome.usage if outcome is not None else (0, 0)
+            event = TurnFinal(
+                turn_id=turn.turn_id,
+                agent_id=turn.agent_id,
+                session_key=turn.session_key,
+                text=done.final_text,
+                model=done.model,
+                input_tokens=usage[0],
+                output_tokens=usage[1],
+            )
+        await self._emit(turn, event)
+        with contextlib.suppress(Exception):
+            await self.store.put_turn_status(
+                turn.turn_id,
+                TurnStatus(
+                    state="error" if done.is_error else "done",
+                    agent_id=turn.agent_id,
+                    session_key=turn.session_key,
+                    text=done.final_text,
+                    error_code=event.code if isinstance(event, TurnError) else None,
+                    error_message=event.message if isinstance(event, TurnError) else None,
+                ),
+            )
+
+    async def _replay(self, turn: TurnRequest, done: DoneRecord) -> None:
+        """A completed turn delivered again (we crashed after completing it): reply from the
+        stored result; the outbound stream's dedupe keeps it to one delivery."""
+        self.ctx.counters["turns_replayed"] += 1
+        await self._reply(turn, done, None)
+
+    async def _emit(self, turn: TurnRequest, event: TurnEvent) -> None:
+        data, hdrs = encode_json(event)
+        hdrs = inject(hdrs)
+        nc = self.ctx.nc
+        await nc.publish(self.ctx.subjects.events(turn.agent_id, turn.session_key), data, headers=hdrs)
+        if turn.inbound.reply_subject:
+            await nc.publish(turn.inbound.reply_subject, data, headers=hdrs)

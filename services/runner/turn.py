@@ -1,0 +1,228 @@
+"""One turn of the `local` runner: history + system prompt → model (with failover) ↔ tools → reply."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clawmesh.bus import ServiceContext
+from clawmesh.config import AgentView, Config
+from clawmesh.providers import (
+    AssistantMessage,
+    AuthProfiles,
+    ChatMessage,
+    Failover,
+    ProviderError,
+    StreamStop,
+    TextDelta,
+    ToolCall,
+    ToolResultMessage,
+    UserMessage,
+    stream_with_failover,
+)
+from clawmesh.sessions import TranscriptEntry, TxAssistant, TxTool, TxUser
+from clawmesh.wire import FailoverEvent, TextDeltaEvent, TurnEvent, TurnRequest
+from clawmesh.workspace import build_system_prompt
+
+__all__ = ["TurnFailed", "TurnOutcome", "execute_turn", "to_chat_messages"]
+
+Emit = Callable[[TurnEvent], Awaitable[None]]
+
+
+class TurnFailed(Exception):
+    """A turn that ends in an error the user is told about (never a crashed service)."""
+
+    def __init__(self, code: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.code, self.message, self.hint = code, message, hint
+
+    def user_text(self) -> str:
+        return f"⚠️ {self.message}" + (f" — {self.hint}" if self.hint else "")
+
+
+@dataclass
+class TurnOutcome:
+    text: str = ""
+    model: str = ""
+    usage: tuple[int, int] = (0, 0)
+    error: TurnFailed | None = None
+
+    @classmethod
+    def failed(cls, error: TurnFailed) -> TurnOutcome:
+        return cls(error=error)
+
+
+def to_chat_messages(entries: Sequence[TranscriptEntry], limit: int) -> list[ChatMessage]:
+    """Transcript → model context: the last `limit` messages, never starting inside a tool
+    exchange (the APIs reject a tool result whose call is missing)."""
+    out: list[ChatMessage] = []
+    for e in entries:
+        if isinstance(e, TxUser):
+            out.append(UserMessage(text=e.text))
+        elif isinstance(e, TxAssistant):
+            calls = tuple(
+                ToolCall(id=c["id"], name=c["name"], arguments=c.get("arguments") or {}) for c in e.tool_calls
+            )
+            out.append(AssistantMessage(text=e.text, tool_calls=calls))
+        elif isinstance(e, TxTool):
+            out.append(
+                ToolResultMessage(
+                    tool_call_id=e.tool_call_id, name=e.name, content=e.content, is_error=e.is_error
+                )
+            )
+    out = out[-limit:] if limit else out
+    while out and not isinstance(out[0], UserMessage):
+        out.pop(0)
+    return out
+
+
+_AUTH: dict[str, AuthProfiles] = {}
+
+
+def _auth_for(agent: AgentView) -> AuthProfiles:
+    """One per agentDir for the life of the process: it remembers credential cooldowns."""
+    key = str(agent.agent_dir)
+    auth = _AUTH.get(key)
+    if auth is None:
+        auth = _AUTH[key] = AuthProfiles.for_agent(agent)
+    return auth
+
+
+async def execute_turn(
+    turn: TurnRequest,
+    agent: AgentView,
+    config: Config,
+    history: list[TranscriptEntry],
+    entries: list[TranscriptEntry],
+    emit: Emit,
+    ctx: ServiceContext,
+) -> TurnOutcome:
+    """Run the turn; append what it produced (assistant messages, tool results) to `entries`."""
+    if agent.runner_type != "local":
+        raise TurnFailed(
+            "RUNNER_NOT_AVAILABLE",
+            f"agent '{agent.id}' uses runnerType '{agent.runner_type}', which this runner does not provide",
+            "use runnerType 'local' or run a runner with that backend",
+        )
+    runtime = config.file.runtime
+    limit = (runtime.history_limit if runtime and runtime.history_limit else None) or 50
+    max_iterations = (runtime.tool_iterations if runtime and runtime.tool_iterations else None) or 16
+    identity = agent.entry.identity
+    system = build_system_prompt(
+        agent.workspace,
+        identity_name=identity.name if identity else None,
+        identity_emoji=identity.emoji if identity else None,
+        override=agent.entry.system_prompt_override,
+    )
+    messages: list[ChatMessage] = [*to_chat_messages(history, limit), UserMessage(text=turn.inbound.text)]
+    tools = ctx_tools(ctx, agent, turn)
+    auth = _auth_for(agent)
+    defaults = config.file.agents.defaults if config.file.agents else None
+    timeout = defaults.timeout_seconds if defaults and defaults.timeout_seconds else None
+    used_model = agent.models[0]
+    usage_in = usage_out = 0
+    text = ""
+    for _ in range(max_iterations):
+        parts: list[str] = []
+        stop: StreamStop | None = None
+        try:
+            async for event in stream_with_failover(
+                agent.models,
+                messages,
+                config=config,
+                auth=auth,
+                system=system,
+                tools=tools.specs,
+                timeout=timeout,
+            ):
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                    await emit(
+                        TextDeltaEvent(
+                            turn_id=turn.turn_id,
+                            agent_id=turn.agent_id,
+                            session_key=turn.session_key,
+                            text=event.text,
+                        )
+                    )
+                elif isinstance(event, Failover):
+                    used_model = event.to_ref
+                    await emit(
+                        FailoverEvent(
+                            turn_id=turn.turn_id,
+                            agent_id=turn.agent_id,
+                            session_key=turn.session_key,
+                            from_model=event.from_ref,
+                            to_model=event.to_ref,
+                            reason=event.reason,
+                            message=event.message,
+                        )
+                    )
+                elif isinstance(event, StreamStop):
+                    stop = event
+        except ProviderError as exc:
+            raise TurnFailed("MODEL_ERROR", str(exc), _hint_for(exc)) from None
+        if stop is None:
+            raise TurnFailed("MODEL_ERROR", "the model stream ended without a stop event")
+        usage_in += stop.usage.input_tokens
+        usage_out += stop.usage.output_tokens
+        text = "".join(parts)
+        calls = stop.tool_calls
+        entries.append(
+            TxAssistant(
+                turn_id=turn.turn_id,
+                seq=turn.seq,
+                text=text,
+                tool_calls=[{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls],
+                model=used_model,
+            )
+        )
+        messages.append(AssistantMessage(text=text, tool_calls=calls))
+        if not calls:
+            return TurnOutcome(text=text, model=used_model, usage=(usage_in, usage_out))
+        for result in await tools.run(calls, emit):
+            entries.append(
+                TxTool(
+                    turn_id=turn.turn_id,
+                    seq=turn.seq,
+                    tool_call_id=result.tool_call_id,
+                    name=result.name,
+                    content=result.content,
+                    is_error=result.is_error,
+                )
+            )
+            messages.append(result)
+    raise TurnFailed(
+        "TOOL_LOOP_LIMIT",
+        f"stopped after {max_iterations} model/tool round trips",
+        "raise runtime.toolIterations",
+    )
+
+
+def _hint_for(exc: ProviderError) -> str:
+    if exc.reason == "auth":
+        return "check the API key (env ANTHROPIC_API_KEY / OPENAI_API_KEY or the agent's auth-profiles.json)"
+    if exc.reason == "model_not_found":
+        return "check the model id in the agent's model setting"
+    if exc.reason in ("rate_limit", "overloaded", "timeout", "connection", "server"):
+        return "add fallbacks to the agent's model ({primary, fallbacks}) to fail over automatically"
+    return ""
+
+
+class _NoTools:
+    """Tool execution arrives with the node-agent; until then the model is offered no tools."""
+
+    specs: tuple[Any, ...] = ()
+
+    async def run(self, calls: Sequence[Any], emit: Emit) -> list[ToolResultMessage]:
+        return [
+            ToolResultMessage(
+                tool_call_id=c.id, name=c.name, content="tools are not available", is_error=True
+            )
+            for c in calls
+        ]
+
+
+def ctx_tools(ctx: ServiceContext, agent: AgentView, turn: TurnRequest) -> _NoTools:
+    return _NoTools()
