@@ -263,6 +263,7 @@ class Runner:
                         session_key=turn.session_key,
                         seq=turn.seq,
                         model=agent.models[0],
+                        runner=self.ctx.instance,
                     ),
                 )
                 history = await self._load_history(turn, config)

@@ -103,9 +103,9 @@ async def provision(js: JetStreamContext, layout: Layout) -> dict[str, KeyValue]
         current = info.config
         if (
             current.subjects != config.subjects
-            or current.max_age != config.max_age
-            or current.duplicate_window != config.duplicate_window
-            or (current.num_replicas or 1) != config.num_replicas
+            or (current.max_age or 0) != (config.max_age or 0)
+            or (current.duplicate_window or 0) != (config.duplicate_window or 0)
+            or (current.num_replicas or 1) != (config.num_replicas or 1)
         ):
             await js.update_stream(config)
             log.info("updated stream %s", config.name)

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
+import socket
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -139,6 +141,8 @@ async def _register_micro(ctx: ServiceContext, svc: Service) -> None:
             "instance": ctx.instance,
             "prefix": ctx.subjects.prefix,
             "config_version": ctx.holder.current.version,
+            "pid": str(os.getpid()),
+            "host": socket.gethostname(),
         },
         stats_handler=stats_data,
     )

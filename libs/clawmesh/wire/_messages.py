@@ -130,6 +130,7 @@ class _Event(_Wire, tag_field="type", kw_only=True):
 class TurnStarted(_Event, tag="started", kw_only=True):
     seq: int = 0
     model: str = ""
+    runner: str = ""  # instance id of the runner process (see `$SRV.INFO` metadata)
 
 
 class TextDeltaEvent(_Event, tag="delta", kw_only=True):

@@ -1,0 +1,85 @@
+"""Model providers: Anthropic Messages, OpenAI Chat Completions (and compatible servers), echo.
+
+The runner calls `stream_with_failover` once per model call of its tool loop:
+
+    from clawmesh.providers import AuthProfiles, Failover, StreamStop, TextDelta, stream_with_failover
+
+    auth = AuthProfiles.for_agent(agent)          # keep one per agent: it holds the cooldowns
+    async for event in stream_with_failover(agent.models, history, config=config, auth=auth,
+                                            system=prompt, tools=specs):
+        ...                                       # TextDelta | Failover | StreamStop (last)
+
+Lower level: `resolve_target(config, "anthropic/claude-x")` → `ModelTarget`, `provider_for(target)`
+→ a `Provider` whose `stream(request, api_key=…)` yields `TextDelta`s and one `StreamStop`.
+"""
+
+from ._anthropic import AnthropicProvider
+from ._auth import AUTH_PROFILES_FILENAME, AuthProfiles, Credential, cooldown_seconds
+from ._echo import EchoProvider
+from ._errors import classify_error
+from ._failover import AllModelsFailed, Attempt, stream_with_failover
+from ._json import INVALID_ARGUMENTS_KEY
+from ._openai import OpenAIProvider
+from ._registry import (
+    BUILTIN_PROVIDERS,
+    DEFAULT_PROVIDER,
+    ModelTarget,
+    aclose_providers,
+    parse_model_ref,
+    provider_for,
+    resolve_target,
+)
+from ._types import (
+    AssistantMessage,
+    ChatMessage,
+    Failover,
+    FailoverReason,
+    ModelRequest,
+    Provider,
+    ProviderError,
+    StreamEvent,
+    StreamStop,
+    TextDelta,
+    ToolCall,
+    ToolResultMessage,
+    ToolSpec,
+    Usage,
+    UserMessage,
+)
+
+__all__ = [
+    "AUTH_PROFILES_FILENAME",
+    "BUILTIN_PROVIDERS",
+    "DEFAULT_PROVIDER",
+    "INVALID_ARGUMENTS_KEY",
+    "AllModelsFailed",
+    "AnthropicProvider",
+    "AssistantMessage",
+    "Attempt",
+    "AuthProfiles",
+    "ChatMessage",
+    "Credential",
+    "EchoProvider",
+    "Failover",
+    "FailoverReason",
+    "ModelRequest",
+    "ModelTarget",
+    "OpenAIProvider",
+    "Provider",
+    "ProviderError",
+    "StreamEvent",
+    "StreamStop",
+    "TextDelta",
+    "ToolCall",
+    "ToolResultMessage",
+    "ToolSpec",
+    "Usage",
+    "UserMessage",
+    "aclose_providers",
+    "classify_error",
+    "cooldown_seconds",
+    "parse_model_ref",
+    "provider_for",
+    "resolve_target",
+    "stream_with_failover",
+]

@@ -1,0 +1,185 @@
+"""Model references (`provider/model`) → where and how to call them, and the provider instances.
+
+Built-in providers: `anthropic`, `openai`, `echo`. Every `models.providers.<id>` entry of the
+config defines a custom provider (an OpenAI-compatible server unless `api` says
+`anthropic-messages`) or overrides the base URL, key and headers of a built-in one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final, Literal
+from urllib.parse import urlsplit
+
+from ..config import Config, ModelProvider
+from ._anthropic import DEFAULT_ANTHROPIC_BASE_URL, AnthropicProvider
+from ._echo import EchoProvider
+from ._openai import DEFAULT_OPENAI_BASE_URL, MaxTokensField, OpenAIProvider
+from ._types import Provider, ProviderError
+
+__all__ = [
+    "BUILTIN_PROVIDERS",
+    "DEFAULT_PROVIDER",
+    "Api",
+    "ModelTarget",
+    "aclose_providers",
+    "parse_model_ref",
+    "provider_for",
+    "resolve_target",
+]
+
+Api = Literal["anthropic", "openai", "echo"]
+
+# OpenClaw's DEFAULT_PROVIDER: a model id without `provider/` is an OpenAI model.
+DEFAULT_PROVIDER: Final = "openai"
+BUILTIN_PROVIDERS: Final[tuple[str, ...]] = ("anthropic", "openai", "echo")
+_BUILTIN_API: Final[dict[str, Api]] = {"anthropic": "anthropic", "openai": "openai", "echo": "echo"}
+_DEFAULT_BASE_URL: Final = {"anthropic": DEFAULT_ANTHROPIC_BASE_URL, "openai": DEFAULT_OPENAI_BASE_URL}
+# Read from `config.env` (not os.environ) so that tests and reloads decide what is set.
+ENV_BASE_URL: Final = {"anthropic": "ANTHROPIC_BASE_URL", "openai": "OPENAI_BASE_URL"}
+ENV_API_KEY: Final = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTarget:
+    """One model of a chain, resolved against the config: everything needed to call it."""
+
+    ref: str  # normalised `provider/model`
+    provider_id: str  # `anthropic`, `openai`, `echo` or a `models.providers` key
+    model: str  # the provider's model id (may itself contain `/`, e.g. OpenRouter ids)
+    api: Api
+    base_url: str | None  # None for echo
+    headers: tuple[tuple[str, str], ...] = ()  # sorted pairs: hashable, usable as a cache key
+    timeout: float | None = None  # `timeoutSeconds` of the provider entry, if set
+    # Secrets stay out of repr() so that targets can be logged.
+    config_api_key: str | None = field(default=None, repr=False)
+    env_api_key: str | None = field(default=None, repr=False)  # ANTHROPIC_/OPENAI_API_KEY, built-ins only
+
+    @property
+    def headers_dict(self) -> dict[str, str]:
+        return dict(self.headers)
+
+
+def parse_model_ref(ref: str) -> tuple[str, str]:
+    """`"anthropic/claude-x"` → `("anthropic", "claude-x")`; `"gpt-x"` → `("openai", "gpt-x")`.
+
+    Splits at the first `/` only (`openrouter/anthropic/claude` has model `anthropic/claude`).
+    Provider ids compare case-insensitively, model ids are kept as written.
+    """
+    text = ref.strip()
+    provider, slash, model = text.partition("/")
+    if not slash:
+        provider, model = DEFAULT_PROVIDER, text
+    provider, model = provider.strip().lower(), model.strip()
+    if not provider or not model:
+        raise ProviderError(
+            "model_not_found",
+            f"invalid model reference {ref!r}: expected 'provider/model'",
+            provider=provider or "?",
+            model=model or ref,
+        )
+    return provider, model
+
+
+def _custom_entry(config: Config, provider_id: str) -> ModelProvider | None:
+    providers = config.file.models.providers if config.file.models else {}
+    if provider_id in providers:
+        return providers[provider_id]
+    for key, entry in providers.items():
+        if key.strip().lower() == provider_id:
+            return entry
+    return None
+
+
+def _known_providers(config: Config) -> list[str]:
+    custom = config.file.models.providers if config.file.models else {}
+    return sorted({*BUILTIN_PROVIDERS, *(k.strip().lower() for k in custom)})
+
+
+def resolve_target(config: Config, ref: str) -> ModelTarget:
+    """Resolve `ref` against `config`; unknown providers raise `ProviderError("model_not_found")`."""
+    provider_id, model = parse_model_ref(ref)
+    normalised = f"{provider_id}/{model}"
+    if provider_id == "echo":
+        return ModelTarget(normalised, "echo", model, "echo", None)
+    entry = _custom_entry(config, provider_id)
+    builtin = provider_id in _BUILTIN_API
+    if entry is None and not builtin:
+        raise ProviderError(
+            "model_not_found",
+            f"unknown provider '{provider_id}' in model '{ref}'; supported: "
+            f"{', '.join(_known_providers(config))} (add others under models.providers)",
+            provider=provider_id,
+            model=model,
+        )
+    api: Api
+    if entry is not None and entry.api:
+        api = "anthropic" if entry.api == "anthropic-messages" else "openai"
+    else:
+        api = _BUILTIN_API.get(provider_id, "openai")
+    base_url = entry.base_url.strip() if entry is not None and entry.base_url else None
+    if base_url is None and builtin:
+        base_url = config.env.get(ENV_BASE_URL[provider_id]) or _DEFAULT_BASE_URL[provider_id]
+    if not base_url:
+        raise ProviderError(
+            "model_not_found",
+            f"models.providers.{provider_id} has no baseUrl",
+            provider=provider_id,
+            model=model,
+        )
+    return ModelTarget(
+        normalised,
+        provider_id,
+        model,
+        api,
+        base_url,
+        headers=tuple(sorted((entry.headers if entry else {}).items())),
+        timeout=entry.timeout_seconds if entry else None,
+        config_api_key=(entry.api_key or None) if entry else None,
+        env_api_key=(config.env.get(ENV_API_KEY[provider_id]) or None) if builtin else None,
+    )
+
+
+# --- provider instances ----------------------------------------------------------------------
+
+_ECHO: Final = EchoProvider()
+_ProviderKey = tuple[str, str, str, tuple[tuple[str, str], ...], float | None]
+_providers: dict[_ProviderKey, AnthropicProvider | OpenAIProvider] = {}
+
+
+def _max_tokens_field(base_url: str) -> MaxTokensField:
+    # api.openai.com's reasoning models reject `max_tokens`; many compatible servers only know it.
+    return "max_completion_tokens" if urlsplit(base_url).hostname == "api.openai.com" else "max_tokens"
+
+
+def provider_for(target: ModelTarget) -> Provider:
+    """The provider for `target`, cached per endpoint so that a busy runner reuses connections.
+
+    Keys (per credential) are chosen at call time: see `Provider.stream(api_key=…)`.
+    """
+    if target.api == "echo" or target.base_url is None:
+        return _ECHO
+    key: _ProviderKey = (target.api, target.provider_id, target.base_url, target.headers, target.timeout)
+    provider = _providers.get(key)
+    if provider is None:
+        timeout = target.timeout or 120.0
+        if target.api == "anthropic":
+            provider = AnthropicProvider(
+                target.provider_id, base_url=target.base_url, headers=target.headers_dict, timeout=timeout
+            )
+        else:
+            provider = OpenAIProvider(
+                target.provider_id,
+                base_url=target.base_url,
+                headers=target.headers_dict,
+                timeout=timeout,
+                max_tokens_field=_max_tokens_field(target.base_url),
+            )
+        _providers[key] = provider
+    return provider
+
+
+async def aclose_providers() -> None:
+    """Close the cached providers' connections on the running loop (call at service shutdown)."""
+    for provider in list(_providers.values()):
+        await provider.aclose()

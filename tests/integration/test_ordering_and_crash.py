@@ -1,0 +1,202 @@
+"""Per-session order and exclusivity across runner replicas, and crash safety (SIGKILL).
+
+Runners run as real OS processes here, so one can be killed mid-turn like in production.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+
+from clawmesh.sessions import SessionStore, TxUser
+from clawmesh.wire import OutboundMessage, Subjects, TurnEvent, TurnFinal, TurnStarted, decode
+from tests.fakes.models import FakeModelServer, Hang
+from tests.fixtures.gateway import Gateway, ServiceProcess, run_gateway, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+async def _runner_instances(nc: Any, want: int) -> dict[str, int]:
+    """instance id → pid of the runner processes answering $SRV.INFO."""
+    inbox = nc.new_inbox()
+    found: dict[str, int] = {}
+
+    async def cb(msg: Any) -> None:
+        if not msg.data:  # a no-responders status while the processes are still starting
+            return
+        info = json.loads(msg.data)
+        if info.get("name") == "clawmesh-runner":
+            found[info["metadata"]["instance"]] = int(info["metadata"]["pid"])
+
+    sub = await nc.subscribe(inbox, cb=cb)
+    try:
+
+        async def enough() -> bool:
+            await nc.publish("$SRV.INFO.clawmesh-runner", b"", reply=inbox)
+            await nc.flush()
+            return len(found) >= want
+
+        await wait_until(enough, timeout=30, interval=0.3, message=f"{want} runner processes")
+    finally:
+        await sub.unsubscribe()
+    return found
+
+
+class EventLog:
+    """Every turn event on cm.ev.>, recorded by a test-side subscriber."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.by_session: dict[str, list[Any]] = defaultdict(list)
+
+    async def on_msg(self, msg: Any) -> None:
+        event = decode(msg.data, TurnEvent, msg.headers)  # type: ignore[arg-type]
+        self.events.append(event)
+        self.by_session[event.session_key].append(event)
+
+    def finals(self, session: str | None = None) -> list[TurnFinal]:
+        source = self.by_session[session] if session else self.events
+        return [e for e in source if isinstance(e, TurnFinal)]
+
+
+async def _runners(gw: Gateway, tmp_path: Path, count: int) -> AsyncIterator[list[ServiceProcess]]:
+    procs = [
+        ServiceProcess("runner", gw.config_path, gw.nats_url, gw.env, tmp_path / f"runner{i}.log")
+        for i in range(count)
+    ]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+
+
+async def test_three_runners_keep_each_session_in_order_without_overlap(
+    nats_url: str, tmp_path: Path
+) -> None:
+    config = {
+        "agents": {"defaults": {"model": "echo/order"}, "list": [{"id": "main", "default": True}]},
+        "session": {"dmScope": "per-peer"},
+        "runtime": {"turnLeaseSeconds": 3},
+    }
+    log = EventLog()
+    async with run_gateway(nats_url, config, tmp_path, services=("ingress", "router")) as gw:
+        nc = await nats.connect(nats_url)
+        await nc.subscribe("cm.ev.>", cb=log.on_msg)
+        gen = _runners(gw, tmp_path, 3)
+        await anext(gen)
+        try:
+            instances = await _runner_instances(nc, 3)
+            assert len(instances) == 3
+            sent: dict[str, list[str]] = defaultdict(list)
+            async with gw.client() as http:
+                for i in range(200):
+                    batch = [("alice", f"a-{i}")]
+                    if i % 2 == 0:
+                        batch.append(("bob", f"b-{i}"))
+                    if i % 3 == 0:
+                        batch.append(("carol", f"c-{i}"))
+                    for peer, text in batch:
+                        r = await http.post(
+                            "/v1/messages", json={"text": text, "peer": {"kind": "direct", "id": peer}}
+                        )
+                        assert r.status_code == 202, r.text
+                        sent[f"agent:main:direct:{peer}"].append(text)
+            total = sum(len(v) for v in sent.values())
+            await wait_until(
+                lambda: len(log.finals()) >= total,
+                timeout=120,
+                interval=0.2,
+                message=f"{total} final replies",
+            )
+            js = nc.jetstream()
+            store = SessionStore(js, Subjects(), await js.key_value("cm_sessions"))
+            for session, texts in sent.items():
+                history = await store.history("main", session)
+                assert [e.text for e in history if isinstance(e, TxUser)] == texts, (
+                    f"transcript order of {session}"
+                )
+                events = log.by_session[session]
+                finals = [e for e in events if isinstance(e, TurnFinal)]
+                assert [f.text for f in finals] == [f"echo: {t}" for t in texts], f"reply order of {session}"
+                assert len({f.turn_id for f in finals}) == len(texts), "exactly one final per turn"
+                # no two turns of one session overlap: each start comes after the previous final
+                timeline = [
+                    (e.ts, "start" if isinstance(e, TurnStarted) else "end")
+                    for e in events
+                    if isinstance(e, TurnStarted | TurnFinal)
+                ]
+                depth = 0
+                for _, kind in sorted(timeline, key=lambda t: (t[0], t[1] == "start")):
+                    depth += 1 if kind == "start" else -1
+                    assert 0 <= depth <= 1, f"overlapping turns in {session}"
+            workers = {e.runner for e in log.events if isinstance(e, TurnStarted)}
+            assert workers <= set(instances) and len(workers) >= 2, "work was shared by the replicas"
+        finally:
+            await gen.aclose()
+            await nc.close()
+
+
+async def test_sigkill_mid_turn_gives_exactly_one_final_reply(nats_url: str, tmp_path: Path) -> None:
+    async with FakeModelServer(reply="recovered", chunks=2) as fake:
+        # the first model call stalls after one chunk; the redelivered turn gets the default reply
+        fake.script(Hang(30, after_chunks=1))
+        config = {
+            "agents": {"defaults": {"model": "openai/fake-model"}, "list": [{"id": "main", "default": True}]},
+            "models": {"providers": {"openai": {"baseUrl": fake.base_url + "/v1", "apiKey": "sk-test"}}},
+            "runtime": {"turnLeaseSeconds": 2},
+        }
+        log = EventLog()
+        async with run_gateway(nats_url, config, tmp_path, services=("ingress", "router")) as gw:
+            nc = await nats.connect(nats_url)
+            await nc.subscribe("cm.ev.>", cb=log.on_msg)
+            gen = _runners(gw, tmp_path, 3)
+            procs = await anext(gen)
+            try:
+                instances = await _runner_instances(nc, 3)
+                async with httpx.AsyncClient(base_url=gw.url, headers=gw.headers(), timeout=60) as http:
+                    r = await http.post(
+                        "/v1/messages", json={"text": "survive this", "peer": {"kind": "direct", "id": "zed"}}
+                    )
+                    assert r.status_code == 202
+                    turn_id = r.json()["turnId"]
+                    started = await wait_until(
+                        lambda: next(
+                            (e for e in log.events if isinstance(e, TurnStarted) and e.turn_id == turn_id),
+                            None,
+                        ),
+                        message="turn started",
+                    )
+                    await wait_until(lambda: len(fake.requests) >= 1, message="model called")
+                    victim = instances[started.runner]
+                    next(p for p in procs if p.proc.pid == victim).kill()
+                    # meanwhile another message arrives; nothing may be lost
+                    r2 = await http.post(
+                        "/v1/messages", json={"text": "and this", "peer": {"kind": "direct", "id": "yan"}}
+                    )
+                    assert r2.status_code == 202
+                    await wait_until(lambda: len(log.finals()) >= 2, timeout=60, message="both replies")
+                finals = [f for f in log.finals() if f.turn_id == turn_id]
+                assert len(finals) == 1 and finals[0].text == "recovered"
+                starts = [e for e in log.events if isinstance(e, TurnStarted) and e.turn_id == turn_id]
+                assert len(starts) == 2 and starts[1].runner != started.runner
+                # the outbound stream holds exactly one reply for the turn
+                js = nc.jetstream()
+                sub = await js.subscribe("cm.out.>", ordered_consumer=True)
+                info = await js.stream_info("CM_OUTBOUND")
+                outs = [
+                    decode((await sub.next_msg(5)).data, OutboundMessage) for _ in range(info.state.messages)
+                ]
+                await sub.unsubscribe()
+                assert [o.turn_id for o in outs].count(turn_id) == 1
+                assert len(outs) == 2
+            finally:
+                await gen.aclose()
+                await nc.close()
