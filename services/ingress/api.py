@@ -15,7 +15,7 @@ import contextlib
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from clawmesh.bus import inject
+from clawmesh.bus import producer_span
 from clawmesh.ids import normalize_account_id
 from clawmesh.routing import normalize_chat_type, parse_agent_session_key
 from clawmesh.sessions import SessionStore
@@ -205,17 +205,20 @@ class TurnClient:
         runtime = self._runtime()
         return (runtime.turn_timeout_seconds if runtime and runtime.turn_timeout_seconds else 600.0) + 30.0
 
-    async def submit(self, inbound: InboundMessage, dedupe_key: str) -> Submission:
+    async def submit(
+        self, inbound: InboundMessage, dedupe_key: str, trace_from: Mapping[str, str] | None = None
+    ) -> Submission:
         """Register for the turn's replies, then store the message in CM_INBOUND. The caller
-        is answered only after JetStream acknowledged it: nothing accepted is lost."""
+        is answered only after JetStream acknowledged it: nothing accepted is lost.
+        `trace_from`: the HTTP request headers, to continue the caller's trace."""
         ctx = self.ctx
         queue = self.ingress.waiters.open(inbound.id)
         data, headers = encode_msgpack(inbound)
         headers["Nats-Msg-Id"] = dedupe_key
+        subject = ctx.subjects.inbound(inbound.channel, inbound.account_id)
         try:
-            ack = await ctx.js.publish(
-                ctx.subjects.inbound(inbound.channel, inbound.account_id), data, headers=inject(headers)
-            )
+            with producer_span("cm.in", subject, headers, parent=trace_from):
+                ack = await ctx.js.publish(subject, data, headers=headers)
         except Exception:
             self.ingress.waiters.close(inbound.id)
             raise
@@ -326,7 +329,7 @@ def build_app(ingress: Ingress) -> Starlette:
             metadata=body.metadata,
         )
         dedupe = f"in:{channel}:{account}:{body.message_id}" if body.message_id else f"in:{turn_id}"
-        sub = await turns.submit(inbound, dedupe)
+        sub = await turns.submit(inbound, dedupe, request.headers)
         streaming = "text/event-stream" in request.headers.get("accept", "")
         wait = request.query_params.get("wait")
         if sub.duplicate:

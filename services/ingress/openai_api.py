@@ -120,7 +120,7 @@ def openai_routes(ingress: Ingress) -> list[Route]:
             reply_subject=ingress.reply_subject,
             metadata={"api": "openai.chat.completions"},
         )
-        sub = await turns.submit(inbound, f"in:{turn_id}")
+        sub = await turns.submit(inbound, f"in:{turn_id}", request.headers)
         completion_id = f"chatcmpl-{turn_id}"
         created = int(time.time())
         if body.stream:

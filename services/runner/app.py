@@ -28,6 +28,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 
 from clawmesh.bus import ServiceContext, consumer_span, inject
 from clawmesh.config import AgentView, Config
+from clawmesh.providers import aclose_providers
 from clawmesh.sessions import DoneRecord, SessionStore, TranscriptEntry, TurnStatus, TxError, TxUser
 from clawmesh.wire import (
     DecodeFailure,
@@ -119,6 +120,8 @@ class Runner:
             self._heart.cancel()
         with contextlib.suppress(Exception):
             await self._psub.unsubscribe()  # see Router.stop: unread fetched messages block drain
+        with contextlib.suppress(Exception):
+            await aclose_providers()
 
     def status(self) -> dict[str, Any]:
         return {"in_flight": len(self._tasks), "sessions": len(self._active), "capacity": self.capacity}

@@ -62,10 +62,15 @@ def inject(headers: dict[str, str] | None = None) -> dict[str, str]:
 
 
 @contextmanager
-def producer_span(name: str, subject: str, headers: dict[str, str]) -> Iterator[Span]:
-    """A PRODUCER span around a publish; its context is injected into `headers`."""
+def producer_span(
+    name: str, subject: str, headers: dict[str, str], parent: Mapping[str, str] | None = None
+) -> Iterator[Span]:
+    """A PRODUCER span around a publish; its context is injected into `headers`. `parent`:
+    carrier headers to continue a trace from (e.g. an HTTP request's `traceparent`)."""
+    context = propagate.extract(dict(parent)) if parent else None
     with tracer.start_as_current_span(
         f"{name} publish",
+        context=context,
         kind=SpanKind.PRODUCER,
         attributes={"messaging.system": "nats", "messaging.destination.name": subject},
     ) as span:

@@ -1,0 +1,144 @@
+"""`clawmesh up` as a user runs it: one process, embedded NATS, CLI talking to it, restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.gateway import ROOT
+
+CLI = [sys.executable, "-m", "clawmesh.cli"]
+CONFIG = {
+    "agents": {"defaults": {"model": "echo/e2e"}, "list": [{"id": "home", "default": True}, {"id": "work"}]},
+    "bindings": [{"agentId": "work", "match": {"channel": "api", "accountId": "work"}}],
+    "gateway": {"auth": {"token": "e2e-token"}},
+}
+
+
+class Up:
+    def __init__(self, home: Path, config: Path, *extra: str) -> None:
+        self.env = {
+            **os.environ,
+            "HOME": str(home),
+            "CLAWMESH_STATE_DIR": str(home / "state"),
+            "NO_COLOR": "1",
+            "COLUMNS": "200",
+        }
+        self.config = config
+        self.proc = subprocess.Popen(
+            [*CLI, "--config", str(config), "up", "--port", "0", "--nats-port", "0", "--json-ready", *extra],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # blocks until ready (or the process dies)
+        if not line:
+            raise AssertionError(
+                f"clawmesh up exited: {self.proc.wait(10)}\n{self.proc.stderr.read() if self.proc.stderr else ''}"
+            )
+        self.ready: dict[str, Any] = json.loads(line)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [*CLI, "--config", str(self.config), *args]
+        return subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "clawmesh.json"
+    path.write_text(json.dumps(CONFIG))
+    return path
+
+
+@pytest.fixture
+def up(tmp_path: Path, config_file: Path) -> Iterator[Up]:
+    gateway = Up(tmp_path, config_file)
+    try:
+        yield gateway
+    finally:
+        if gateway.proc.poll() is None:
+            gateway.proc.kill()
+            gateway.proc.wait(10)
+
+
+def test_up_serves_cli_and_stops_cleanly(up: Up) -> None:
+    url, nats = up.ready["url"], up.ready["nats"]
+    assert up.ready["ready"] is True and up.ready["readySeconds"] > 0
+    sent = up.cli("send", "--url", url, "hello from the cli")
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.strip() == "echo: hello from the cli"
+    work = up.cli("send", "--url", url, "--account", "work", "--json", "for work")
+    events = [json.loads(line) for line in work.stdout.splitlines()]
+    route = next(e["data"] for e in events if e["event"] == "route")
+    assert route["agentId"] == "work" and events[-1]["event"] == "final"
+    status = up.cli("status", "--nats-url", nats, "--json")
+    assert status.returncode == 0, status.stderr
+    names = sorted(s["name"] for s in json.loads(status.stdout)["services"])
+    assert {"clawmesh-ingress", "clawmesh-router", "clawmesh-runner"} <= set(names)
+    bad = up.cli("send", "--url", url, "--agent", "ghost", "x")
+    assert bad.returncode == 1 and "UNKNOWN_AGENT" in bad.stderr
+    assert up.stop() == 0
+
+
+def test_restart_keeps_sessions(tmp_path: Path, config_file: Path) -> None:
+    first = Up(tmp_path, config_file)
+    try:
+        assert (
+            first.cli("send", "--url", first.ready["url"], "--peer", "direct:pat", "remember me").returncode
+            == 0
+        )
+    finally:
+        assert first.stop() == 0
+    second = Up(tmp_path, config_file)
+    try:
+        nats = second.ready["nats"]
+        listed = second.cli("sessions", "list", "--nats-url", nats, "--json")
+        sessions = json.loads(listed.stdout)
+        assert [s["sessionKey"] for s in sessions] == ["agent:home:main"]
+        assert (
+            second.cli(
+                "send", "--url", second.ready["url"], "--peer", "direct:pat", "still there?"
+            ).returncode
+            == 0
+        )
+        history = json.loads(
+            second.cli("sessions", "history", "agent:home:main", "--nats-url", nats, "--json").stdout
+        )
+        assert [h["text"] for h in history if h["role"] == "user"] == ["remember me", "still there?"]
+        exported = second.cli("sessions", "export", str(tmp_path / "export"), "--nats-url", nats)
+        assert exported.returncode == 0, exported.stderr
+        files = list((tmp_path / "export" / "agents" / "home" / "sessions").glob("*.jsonl"))
+        assert len(files) == 1
+        lines = [json.loads(line) for line in files[0].read_text().splitlines()]
+        assert lines[0]["type"] == "session" and [m["message"]["role"] for m in lines[1:]] == [
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+        ]
+    finally:
+        assert second.stop() == 0
+
+
+def test_up_against_an_existing_nats(tmp_path: Path, config_file: Path, nats_url: str) -> None:
+    gateway = Up(tmp_path, config_file, "--nats-url", nats_url)
+    try:
+        assert gateway.ready["nats"] == nats_url
+        assert gateway.cli("send", "--url", gateway.ready["url"], "hi").stdout.strip() == "echo: hi"
+    finally:
+        assert gateway.stop() == 0
