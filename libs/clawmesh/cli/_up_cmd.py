@@ -126,6 +126,11 @@ async def _up(
     setup_tracing("clawmesh")
     try:
         classes = [service_class(n) for n in SERVICES]
+        local = config.file.nodes.local if config.file.nodes else None
+        if local is not None and local.enabled is False:
+            classes[-1] = None  # nodes.local.enabled: false — tools only on other nodes
+        elif classes[-1] is not None and not (local and local.id):
+            classes[-1].node_id_override = "local"  # the machine running `clawmesh up` is node `local`
         factories = []
         for cls in classes:
             if cls is None:

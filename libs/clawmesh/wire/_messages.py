@@ -25,6 +25,10 @@ __all__ = [
     "RouteInfo",
     "Sender",
     "TextDeltaEvent",
+    "ToolInvocation",
+    "ToolInvocationResult",
+    "ToolOutputChunk",
+    "ToolOutputEvent",
     "ToolCallEvent",
     "ToolResultEvent",
     "TurnError",
@@ -151,6 +155,14 @@ class ToolResultEvent(_Event, tag="tool_result", kw_only=True):
     is_error: bool = False
 
 
+class ToolOutputEvent(_Event, tag="tool_output", kw_only=True):
+    """A chunk of a running tool's output (exec stdout/stderr), streamed to followers."""
+
+    call_id: str
+    stream: str  # stdout | stderr
+    text: str
+
+
 class FailoverEvent(_Event, tag="failover", kw_only=True):
     from_model: str
     to_model: str
@@ -177,7 +189,14 @@ class TurnError(_Event, tag="error", kw_only=True):
 
 
 TurnEvent = (
-    TurnStarted | TextDeltaEvent | ToolCallEvent | ToolResultEvent | FailoverEvent | TurnFinal | TurnError
+    TurnStarted
+    | TextDeltaEvent
+    | ToolCallEvent
+    | ToolResultEvent
+    | ToolOutputEvent
+    | FailoverEvent
+    | TurnFinal
+    | TurnError
 )
 
 
@@ -208,6 +227,7 @@ ReplyMessage = (
     | TextDeltaEvent
     | ToolCallEvent
     | ToolResultEvent
+    | ToolOutputEvent
     | FailoverEvent
     | TurnFinal
     | TurnError
@@ -229,6 +249,43 @@ class OutboundMessage(_Wire, tag="outbound", tag_field="type", kw_only=True):
     reply_to: str | None = None  # the platform message id being answered
     is_error: bool = False
     ts: float = msgspec.field(default_factory=now)
+
+
+# --- node invocations (cm.node.<node>.invoke, request/reply) -------------------------------
+
+
+class ToolInvocation(_Wire, tag="invoke", tag_field="type", kw_only=True):
+    """Run one tool on a node for an agent. The node resolves the agent's workspace and
+    sandbox from its own config; the runner has already applied the tool policy."""
+
+    invocation_id: str
+    tool: str  # exec | read | write | edit | ls | glob
+    arguments: dict[str, Any] = {}
+    agent_id: str
+    session_key: str
+    main_session_key: str = ""
+    turn_id: str = ""
+    timeout: float = 120.0
+    output_subject: str | None = None  # where to stream ToolOutputChunk messages (exec)
+
+
+class ToolOutputChunk(_Wire, tag="output", tag_field="type", kw_only=True):
+    invocation_id: str
+    stream: str
+    text: str
+
+
+class ToolInvocationResult(_Wire, tag="result", tag_field="type", kw_only=True):
+    invocation_id: str
+    ok: bool
+    content: str = ""
+    error_code: str | None = None
+    exit_code: int | None = None
+    truncated: bool = False
+    timed_out: bool = False
+    sandboxed: bool = False
+    node: str = ""
+    duration: float = 0.0
 
 
 class DeadLetter(_Wire, tag="dead_letter", tag_field="type", kw_only=True):

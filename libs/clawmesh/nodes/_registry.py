@@ -1,0 +1,44 @@
+"""Reading node presence from the `nodes` KV bucket, with a short cache for hot paths."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import msgspec
+from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from ._presence import NodeAnnouncement, NodeStatus, node_statuses
+
+__all__ = ["NodeDirectory"]
+
+_decoder = msgspec.json.Decoder(NodeAnnouncement)
+
+
+class NodeDirectory:
+    def __init__(self, kv: KeyValue, *, offline_after_missed: int = 3, cache_seconds: float = 1.0) -> None:
+        self.kv = kv
+        self.offline_after_missed = offline_after_missed
+        self.cache_seconds = cache_seconds
+        self._cached: tuple[float, list[NodeAnnouncement]] | None = None
+
+    async def announcements(self, *, fresh: bool = False) -> list[NodeAnnouncement]:
+        now = time.monotonic()
+        if not fresh and self._cached is not None and now - self._cached[0] < self.cache_seconds:
+            return self._cached[1]
+        out: list[NodeAnnouncement] = []
+        try:
+            keys = await self.kv.keys()
+        except NotFoundError:  # nats-py: an empty bucket
+            keys = []
+        for key in keys:
+            with contextlib.suppress(KeyNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
+                entry = await self.kv.get(key)
+                if entry.value:
+                    out.append(_decoder.decode(entry.value))
+        self._cached = (now, out)
+        return out
+
+    async def statuses(self, *, fresh: bool = False) -> list[NodeStatus]:
+        return node_statuses(await self.announcements(fresh=fresh), offline_after_missed=self.offline_after_missed)

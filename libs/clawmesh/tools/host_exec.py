@@ -1,0 +1,114 @@
+"""`exec` on the node itself (no sandbox): a child process in its own process group, with a
+timeout that kills the whole group, an output cap, and output streamed as it comes."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ExecResult", "OutputCallback", "host_environment", "run_on_host"]
+
+OutputCallback = Callable[[str, str], Awaitable[None]]
+
+
+@dataclass
+class ExecResult:
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    truncated: bool = False
+    duration: float = 0.0
+
+
+def host_environment(extra: Mapping[str, str] | None, workspace: Path) -> dict[str, str]:
+    """A small, explicit environment: the node's secrets (API keys, tokens) never leak into
+    commands an agent runs."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": str(workspace),
+        "LANG": "C.UTF-8",
+        "TERM": "dumb",
+    }
+    env.update(extra or {})
+    return env
+
+
+async def run_on_host(
+    command: str | list[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    max_output: int = 200_000,
+    on_output: OutputCallback | None = None,
+) -> ExecResult:
+    argv = ["sh", "-lc", command] if isinstance(command, str) else list(command)
+    started = time.monotonic()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(cwd),
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group: a timeout kills children too
+        )
+    except FileNotFoundError as exc:
+        return ExecResult(127, "", f"command not found: {exc.filename}", duration=time.monotonic() - started)
+    outputs = {"stdout": [], "stderr": []}  # type: dict[str, list[str]]
+    budget = [max_output]
+    truncated = [False]
+
+    async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
+        if stream is None:
+            return
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        while True:
+            chunk = await stream.read(4096)
+            if not chunk:
+                text = decoder.decode(b"", final=True)
+            else:
+                text = decoder.decode(chunk)
+            if text:
+                if budget[0] <= 0:
+                    truncated[0] = True
+                else:
+                    kept = text[: budget[0]]
+                    truncated[0] = truncated[0] or len(kept) < len(text)
+                    budget[0] -= len(kept)
+                    outputs[name].append(kept)
+                    if on_output is not None:
+                        with contextlib.suppress(Exception):
+                            await on_output(name, kept)
+            if not chunk:
+                return
+
+    pumps = [asyncio.create_task(pump(proc.stdout, "stdout")), asyncio.create_task(pump(proc.stderr, "stderr"))]
+    timed_out = False
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        timed_out = True
+    finally:
+        # Whatever the outcome, nothing the command started may outlive it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+    await asyncio.gather(*pumps, return_exceptions=True)
+    return ExecResult(
+        exit_code=None if timed_out else proc.returncode,
+        stdout="".join(outputs["stdout"]),
+        stderr="".join(outputs["stderr"]),
+        timed_out=timed_out,
+        truncated=truncated[0],
+        duration=time.monotonic() - started,
+    )
