@@ -26,10 +26,6 @@ class IngressRefused(RuntimeError):
 class Ingress:
     name: ClassVar[str] = "ingress"
 
-    # Set by `clawmesh up --port` / tests before start(); None = from the config.
-    port_override: int | None = None
-    host_override: str | None = None
-
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.waiters = Waiters()
@@ -37,7 +33,8 @@ class Ingress:
         self.reply_subject = f"{ctx.subjects.prefix}.reply.{ctx.instance}"
         self.ready = False
         config = ctx.holder.current
-        self.host = self.host_override or bind_host(config)
+        # ctx.options: `clawmesh up --port N` / tests (port 0 = any free port)
+        self.host = ctx.options.get("host") or bind_host(config)
         self.token = gateway_token(config, create=True)
         if self.token is None and not is_loopback(self.host):
             raise IngressRefused(
@@ -45,7 +42,7 @@ class Ingress:
                 "(or CLAWMESH_GATEWAY_TOKEN), or bind to loopback"
             )
         self.auth = AuthGate(lambda: self.token, self._rate_limit)
-        self.http = EmbeddedHTTPServer(build_app(self), self.host, http_port(config, self.port_override))
+        self.http = EmbeddedHTTPServer(build_app(self), self.host, http_port(config, ctx.options.get("port")))
 
     def _rate_limit(self) -> GatewayRateLimit:
         gw = self.ctx.holder.current.file.gateway

@@ -28,6 +28,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 
 from clawmesh.bus import ServiceContext, consumer_span, inject
 from clawmesh.config import AgentView, Config
+from clawmesh.nodes import NodeDirectory
 from clawmesh.providers import aclose_providers
 from clawmesh.sessions import DoneRecord, SessionStore, TranscriptEntry, TurnStatus, TxError, TxUser
 from clawmesh.wire import (
@@ -43,6 +44,7 @@ from clawmesh.wire import (
     encode_token,
 )
 
+from .tools import ToolBox
 from .turn import TurnFailed, TurnOutcome, execute_turn
 
 __all__ = ["Runner"]
@@ -82,6 +84,11 @@ class Runner:
         self._held: dict[int, Msg] = {}  # messages we keep alive with in_progress(), by id()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._history: OrderedDict[str, tuple[int, list[TranscriptEntry]]] = OrderedDict()
+        nodes = ctx.holder.current.file.nodes
+        self.nodes = NodeDirectory(
+            ctx.kv["nodes"],
+            offline_after_missed=(nodes.offline_after_missed if nodes and nodes.offline_after_missed else 3),
+        )
         self._stopping = asyncio.Event()
         self._fetcher: asyncio.Task[None] | None = None
         self._heart: asyncio.Task[None] | None = None
@@ -275,7 +282,13 @@ class Runner:
                 try:
                     outcome = await asyncio.wait_for(
                         execute_turn(
-                            turn, agent, config, history, entries, lambda ev: self._emit(turn, ev), self.ctx
+                            turn,
+                            agent,
+                            config,
+                            history,
+                            entries,
+                            lambda ev: self._emit(turn, ev),
+                            ToolBox(self.ctx, agent, turn, config, self.nodes),
                         ),
                         timeout,
                     )

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from clawmesh.bus import ServiceContext
 from clawmesh.config import AgentView, Config
 from clawmesh.providers import (
     AssistantMessage,
@@ -24,6 +22,8 @@ from clawmesh.providers import (
 from clawmesh.sessions import TranscriptEntry, TxAssistant, TxTool, TxUser
 from clawmesh.wire import FailoverEvent, TextDeltaEvent, TurnEvent, TurnRequest
 from clawmesh.workspace import build_system_prompt
+
+from .tools import ToolBox
 
 __all__ = ["TurnFailed", "TurnOutcome", "execute_turn", "to_chat_messages"]
 
@@ -96,7 +96,7 @@ async def execute_turn(
     history: list[TranscriptEntry],
     entries: list[TranscriptEntry],
     emit: Emit,
-    ctx: ServiceContext,
+    tools: ToolBox,
 ) -> TurnOutcome:
     """Run the turn; append what it produced (assistant messages, tool results) to `entries`."""
     if agent.runner_type != "local":
@@ -116,7 +116,6 @@ async def execute_turn(
         override=agent.entry.system_prompt_override,
     )
     messages: list[ChatMessage] = [*to_chat_messages(history, limit), UserMessage(text=turn.inbound.text)]
-    tools = ctx_tools(ctx, agent, turn)
     auth = _auth_for(agent)
     defaults = config.file.agents.defaults if config.file.agents else None
     timeout = defaults.timeout_seconds if defaults and defaults.timeout_seconds else None
@@ -208,21 +207,3 @@ def _hint_for(exc: ProviderError) -> str:
     if exc.reason in ("rate_limit", "overloaded", "timeout", "connection", "server"):
         return "add fallbacks to the agent's model ({primary, fallbacks}) to fail over automatically"
     return ""
-
-
-class _NoTools:
-    """Tool execution arrives with the node-agent; until then the model is offered no tools."""
-
-    specs: tuple[Any, ...] = ()
-
-    async def run(self, calls: Sequence[Any], emit: Emit) -> list[ToolResultMessage]:
-        return [
-            ToolResultMessage(
-                tool_call_id=c.id, name=c.name, content="tools are not available", is_error=True
-            )
-            for c in calls
-        ]
-
-
-def ctx_tools(ctx: ServiceContext, agent: AgentView, turn: TurnRequest) -> _NoTools:
-    return _NoTools()

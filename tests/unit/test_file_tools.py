@@ -108,16 +108,20 @@ async def test_host_exec_streams_caps_and_times_out(tmp_path: Path) -> None:
         chunks.append((stream, text))
 
     env = host_environment({"GREETING": "hi"}, tmp_path)
-    res = await run_on_host("echo $GREETING; echo oops >&2; exit 3", cwd=tmp_path, env=env, timeout=10, on_output=on_output)
+    res = await run_on_host(
+        "echo $GREETING; echo oops >&2; exit 3", cwd=tmp_path, env=env, timeout=10, on_output=on_output
+    )
     assert (res.exit_code, res.stdout, res.stderr) == (3, "hi\n", "oops\n")
     assert ("stdout", "hi\n") in chunks and ("stderr", "oops\n") in chunks
     assert "ANTHROPIC_API_KEY" not in env and env["HOME"] == str(tmp_path)
 
-    big = await run_on_host(["sh", "-c", "yes x | head -c 100000"], cwd=tmp_path, env=env, timeout=10, max_output=1000)
+    big = await run_on_host(
+        ["sh", "-c", "yes x | head -c 100000"], cwd=tmp_path, env=env, timeout=10, max_output=1000
+    )
     assert big.truncated and len(big.stdout) == 1000
 
     pidfile = tmp_path / "child.pid"
-    slow = await run_on_host(f"sleep 60 & echo $! > {pidfile}; sleep 30", cwd=tmp_path, env=env, timeout=0.5)
+    slow = await run_on_host(f"sleep 60 & echo $! > {pidfile}; sleep 30", cwd=tmp_path, env=env, timeout=2)
     assert slow.timed_out and slow.exit_code is None and slow.duration < 5
     # the background child died with its process group (gone, or a zombie awaiting its reaper)
     child = int(pidfile.read_text())

@@ -5,7 +5,15 @@ from __future__ import annotations
 from clawmesh.nodes import NodeAnnouncement, Resources, node_statuses, pick_node
 
 
-def node(node_id: str, *, load: float = 0.0, cpus: int = 2, labels: dict[str, str] | None = None, caps: tuple[str, ...] = ("exec", "files"), seen: float = 1000.0) -> NodeAnnouncement:
+def node(
+    node_id: str,
+    *,
+    load: float = 0.0,
+    cpus: int = 2,
+    labels: dict[str, str] | None = None,
+    caps: tuple[str, ...] = ("exec", "files"),
+    seen: float = 1000.0,
+) -> NodeAnnouncement:
     return NodeAnnouncement(
         node_id=node_id,
         instance="i-" + node_id,
@@ -43,8 +51,13 @@ def test_selector_picks_least_loaded_matching_node_deterministically() -> None:
 
 
 def test_clear_reasons_when_no_node_fits() -> None:
-    nodes = node_statuses([node("sg-1", labels={"region": "sg"}, seen=900.0), node("x", caps=("files",))], now=1000.0)
-    assert pick_node(nodes, {"region": "us"}, capability="exec") == (None, "no node matches nodes with region=us")
+    nodes = node_statuses(
+        [node("sg-1", labels={"region": "sg"}, seen=900.0), node("x", caps=("files",))], now=1000.0
+    )
+    assert pick_node(nodes, {"region": "us"}, capability="exec") == (
+        None,
+        "no node matches nodes with region=us",
+    )
     chosen, why = pick_node(nodes, {"region": "sg"}, capability="exec")
     assert chosen is None and "are offline" in why and "sg-1 last seen 100s ago" in why
     chosen, why = pick_node(nodes, "ghost", capability="exec")

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ..config import ConfigError, ConfigHolder
 from ._service import Service, open_context, run_services
@@ -24,9 +25,11 @@ def configure_logging(level: str | None = None) -> None:
     )
 
 
-async def run_one(cls: type[Service], holder: ConfigHolder, nats_url: str | None) -> None:
+async def run_one(
+    cls: type[Service], holder: ConfigHolder, nats_url: str | None, options: dict[str, Any] | None = None
+) -> None:
     setup_tracing(f"clawmesh-{cls.name}")
-    ctx = await open_context(cls.name, holder, url=nats_url)
+    ctx = await open_context(cls.name, holder, url=nats_url, options=options)
     await run_services([(cls, ctx)])
 
 

@@ -49,6 +49,7 @@ class ServiceContext:
     kv: dict[str, KeyValue]
     layout: Layout
     counters: Counter[str] = field(default_factory=Counter)
+    options: dict[str, Any] = field(default_factory=dict)  # per-instance settings: port, node id, labels
     _micro: Any = None
 
     @property
@@ -108,7 +109,12 @@ def layout_for(holder: ConfigHolder) -> Layout:
 
 
 async def open_context(
-    service: str, holder: ConfigHolder, *, url: str | None = None, instance: str | None = None
+    service: str,
+    holder: ConfigHolder,
+    *,
+    url: str | None = None,
+    instance: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> ServiceContext:
     settings = nats_settings(holder, url)
     nc = await connect(settings.pop("servers"), name=f"clawmesh-{service}", **settings)
@@ -123,6 +129,7 @@ async def open_context(
         js=js,
         kv=kv,
         layout=layout,
+        options=dict(options or {}),
     )
 
 
@@ -172,6 +179,9 @@ async def _register_micro(ctx: ServiceContext, svc: Service) -> None:
         queue_group=ctx.instance,
         handler=on_reload,
     )
+    # Service-specific control endpoints (e.g. the node-agent's sandbox.list), answered by every instance.
+    for name, subject, handler in getattr(svc, "endpoints", list)():
+        await micro.add_endpoint(name=name, subject=subject, queue_group=ctx.instance, handler=handler)
     ctx._micro = micro
 
 

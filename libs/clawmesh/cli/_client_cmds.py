@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from ._common import console, err_console, fail, load, parse_peer, print_json
-from ._remote import api_base, api_token, nats_client
+from ._remote import api_base, api_token, nats_client, scatter_gather
 
 sessions_app = typer.Typer(
     help="List, show and export sessions (transcripts live in JetStream).", no_args_is_help=True
@@ -229,33 +229,11 @@ def status(
     console.print(streams)
 
 
-async def _collect(nc: Any, subject: str, wait: float = 0.5) -> list[dict[str, Any]]:
-    inbox = nc.new_inbox()
-    replies: list[dict[str, Any]] = []
-    done = asyncio.Event()
-
-    async def cb(msg: Any) -> None:
-        try:
-            replies.append(json.loads(msg.data))
-        except ValueError:
-            pass
-
-    sub = await nc.subscribe(inbox, cb=cb)
-    await nc.publish(subject, b"", reply=inbox)
-    await nc.flush()
-    try:
-        await asyncio.wait_for(done.wait(), wait)
-    except TimeoutError:
-        pass
-    await sub.unsubscribe()
-    return replies
-
-
 async def _status(config: Any, url: str | None) -> dict[str, Any]:
     async with nats_client(config, url) as nc:
         rtt = await nc.rtt() if hasattr(nc, "rtt") else 0.0
-        infos = {i["id"]: i for i in await _collect(nc, "$SRV.INFO")}
-        stats = await _collect(nc, "$SRV.STATS")
+        infos = {i["id"]: i for i in await scatter_gather(nc, "$SRV.INFO")}
+        stats = await scatter_gather(nc, "$SRV.STATS")
         services = []
         for st in sorted(stats, key=lambda s: (s.get("name", ""), s.get("id", ""))):
             if not st.get("name", "").startswith("clawmesh-"):
@@ -313,7 +291,9 @@ def config_reload(ctx: typer.Context, nats_url: NatsUrl = None) -> None:
         async with nats_client(config, nats_url) as nc:
             from ..wire import Subjects
 
-            return await _collect(nc, Subjects(config.subject_prefix).control("config.reload"), wait=1.0)
+            return await scatter_gather(
+                nc, Subjects(config.subject_prefix).control("config.reload"), wait=1.0
+            )
 
     replies = asyncio.run(run())
     if not replies:

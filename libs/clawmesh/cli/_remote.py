@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from nats.aio.client import Client
 
@@ -12,7 +16,7 @@ from ..config import Config
 from ..gateway import DEFAULT_NATS_PORT, gateway_token, http_port
 from ._common import fail
 
-__all__ = ["api_base", "api_token", "nats_client", "nats_url"]
+__all__ = ["api_base", "api_token", "nats_client", "nats_url", "scatter_gather"]
 
 
 def api_base(config: Config, url: str | None) -> str:
@@ -67,3 +71,29 @@ async def nats_client(config: Config, url: str | None) -> AsyncIterator[Client]:
         yield nc
     finally:
         await nc.close()
+
+
+async def scatter_gather(
+    nc: Client, subject: str, payload: bytes = b"", wait: float = 1.0
+) -> list[dict[str, Any]]:
+    """Publish one request and collect every JSON reply that arrives within `wait` seconds
+    (how `$SRV` discovery works: each service instance answers)."""
+    inbox = nc.new_inbox()
+    replies: list[dict[str, Any]] = []
+
+    async def cb(msg: Any) -> None:
+        if msg.data:  # an empty message is a "no responders" status
+            with contextlib.suppress(ValueError):
+                replies.append(json.loads(msg.data))
+
+    sub = await nc.subscribe(inbox, cb=cb)
+    try:
+        await nc.publish(subject, payload, reply=inbox)
+        await nc.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.Event().wait(), wait
+            )  # the window itself: replies arrive meanwhile
+    finally:
+        await sub.unsubscribe()
+    return replies

@@ -125,20 +125,19 @@ async def _up(
         nats_url = server.url
     setup_tracing("clawmesh")
     try:
-        classes = [service_class(n) for n in SERVICES]
         local = config.file.nodes.local if config.file.nodes else None
-        if local is not None and local.enabled is False:
-            classes[-1] = None  # nodes.local.enabled: false — tools only on other nodes
-        elif classes[-1] is not None and not (local and local.id):
-            classes[-1].node_id_override = "local"  # the machine running `clawmesh up` is node `local`
+        options: dict[str, dict[str, Any]] = {
+            "ingress": {"port": port},
+            # the machine running `clawmesh up` is node `local` unless the config names it
+            "node_agent": {"node_id": local.id if local and local.id else "local"},
+        }
         factories = []
-        for cls in classes:
-            if cls is None:
+        for name in SERVICES:
+            cls = service_class(name)
+            if cls is None or (name == "node-agent" and local is not None and local.enabled is False):
                 continue
-            ctx = await open_context(cls.name, holder, url=nats_url)
+            ctx = await open_context(cls.name, holder, url=nats_url, options=options.get(cls.name))
             factories.append((cls, ctx))
-        ingress_cls = classes[0]
-        ingress_cls.port_override = port
 
         async def on_started(services: list[Any]) -> None:
             ingress = services[0]
@@ -232,20 +231,16 @@ def service(
         fail(f"service {name!r} is not available in this build", 2)
     configure_logging(log_level)
     holder = ConfigHolder.load(state(ctx).config)
-    if port is not None:
-        cls.port_override = port
-    if node_id is not None or label:
-        labels = {}
-        for item in label or []:
-            k, sep, v = item.partition("=")
-            if not sep or not k:
-                fail(f"--label expects key=value (got {item!r})", 2)
-            labels[k] = v
-        cls.node_id_override = node_id
-        cls.labels_override = labels
+    labels = {}
+    for item in label or []:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            fail(f"--label expects key=value (got {item!r})", 2)
+        labels[k] = v
+    options = {"port": port, "node_id": node_id, "labels": labels}
     url = nats_url or os.environ.get("CLAWMESH_NATS_URL")
     try:
-        asyncio.run(run_one(cls, holder, url))
+        asyncio.run(run_one(cls, holder, url, options))
     except KeyboardInterrupt:
         pass
 

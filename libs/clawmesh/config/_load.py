@@ -30,6 +30,9 @@ _ENV_OVERRIDES: Final = (
     ("CLAWMESH_GATEWAY_TOKEN", ("gateway", "auth", "token"), str),
     ("CLAWMESH_NATS_URL", ("nats", "url"), str),
     ("CLAWMESH_SUBJECT_PREFIX", ("nats", "subjectPrefix"), str),
+    ("CLAWMESH_NATS_USER", ("nats", "user"), str),
+    ("CLAWMESH_NATS_PASSWORD", ("nats", "password"), str),
+    ("CLAWMESH_NATS_CREDS", ("nats", "credsFile"), str),
 )
 
 

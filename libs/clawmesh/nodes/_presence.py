@@ -8,7 +8,15 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-__all__ = ["NodeAnnouncement", "NodeStatus", "Resources", "node_statuses", "pick_node", "read_resources", "selector_text"]
+__all__ = [
+    "NodeAnnouncement",
+    "NodeStatus",
+    "Resources",
+    "node_statuses",
+    "pick_node",
+    "read_resources",
+    "selector_text",
+]
 
 
 class Resources(msgspec.Struct, kw_only=True, rename="camel"):
@@ -65,7 +73,12 @@ def read_resources() -> Resources:
     except OSError:
         load1 = load5 = load15 = 0.0
     return Resources(
-        cpus=os.cpu_count() or 1, memory_total=total, memory_available=available, load1=load1, load5=load5, load15=load15
+        cpus=os.cpu_count() or 1,
+        memory_total=total,
+        memory_available=available,
+        load1=load1,
+        load5=load5,
+        load15=load15,
     )
 
 
@@ -113,7 +126,10 @@ def pick_node(
     online = [s for s in matching if s.online]
     if not online:
         ages = ", ".join(f"{s.node.node_id} last seen {s.age:.0f}s ago" for s in matching)
-        return None, f"{selector_text(spec)} {'is' if isinstance(spec, str) else 'are'} offline ({ages or 'none known'})"
+        return (
+            None,
+            f"{selector_text(spec)} {'is' if isinstance(spec, str) else 'are'} offline ({ages or 'none known'})",
+        )
     capable = [s for s in online if capability in s.node.capabilities]
     if not capable:
         return None, f"{selector_text(spec)} cannot run {capability} (capabilities: " + "; ".join(
@@ -121,4 +137,3 @@ def pick_node(
         ) + ")"
     best = min(capable, key=lambda s: (round(s.node.resources.load_per_cpu, 2), s.node.node_id))
     return best, ""
-

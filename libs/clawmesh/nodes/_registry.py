@@ -6,7 +6,7 @@ import contextlib
 import time
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
 from ._presence import NodeAnnouncement, NodeStatus, node_statuses
@@ -30,7 +30,7 @@ class NodeDirectory:
         out: list[NodeAnnouncement] = []
         try:
             keys = await self.kv.keys()
-        except NotFoundError:  # nats-py: an empty bucket
+        except (NotFoundError, NoKeysError):  # nats-py: an empty bucket
             keys = []
         for key in keys:
             with contextlib.suppress(KeyNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
@@ -41,4 +41,6 @@ class NodeDirectory:
         return out
 
     async def statuses(self, *, fresh: bool = False) -> list[NodeStatus]:
-        return node_statuses(await self.announcements(fresh=fresh), offline_after_missed=self.offline_after_missed)
+        return node_statuses(
+            await self.announcements(fresh=fresh), offline_after_missed=self.offline_after_missed
+        )

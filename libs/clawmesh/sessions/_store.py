@@ -11,7 +11,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
 from ..wire import Subjects, encode_token
@@ -81,7 +81,7 @@ class SessionStore:
         try:
             # nats-py 2.16's key filters find nothing (NoKeysError): filter here instead.
             keys = [k for k in await self.sessions.keys() if k.startswith("s.")]
-        except NotFoundError:  # also raised when the bucket has no keys at all
+        except (NotFoundError, NoKeysError):  # raised when the bucket has no keys at all
             return []
         out = []
         for key in keys:

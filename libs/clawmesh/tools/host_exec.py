@@ -74,10 +74,7 @@ async def run_on_host(
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         while True:
             chunk = await stream.read(4096)
-            if not chunk:
-                text = decoder.decode(b"", final=True)
-            else:
-                text = decoder.decode(chunk)
+            text = decoder.decode(chunk, final=not chunk)
             if text:
                 if budget[0] <= 0:
                     truncated[0] = True
@@ -92,7 +89,10 @@ async def run_on_host(
             if not chunk:
                 return
 
-    pumps = [asyncio.create_task(pump(proc.stdout, "stdout")), asyncio.create_task(pump(proc.stderr, "stderr"))]
+    pumps = [
+        asyncio.create_task(pump(proc.stdout, "stdout")),
+        asyncio.create_task(pump(proc.stderr, "stderr")),
+    ]
     timed_out = False
     try:
         await asyncio.wait_for(proc.wait(), timeout)

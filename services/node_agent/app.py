@@ -1,0 +1,448 @@
+"""node-agent: lends one machine's capabilities (exec, files, Docker sandboxes) to agents.
+
+It announces itself in the `nodes` KV bucket (capabilities, labels, resources, sandboxes) at
+every heartbeat and answers tool invocations on `cm.node.<node>.invoke`. Where a tool runs is
+decided here, from this node's copy of the config: in the agent's sandbox when its sandbox
+mode applies to the session — and then never on the host, whatever fails — else on the host,
+confined to the agent's workspace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import time
+from pathlib import PurePosixPath
+from typing import Any, ClassVar
+
+from nats.aio.msg import Msg
+from nats.micro.request import Request
+
+from clawmesh import __version__
+from clawmesh.bus import ServiceContext, consumer_span, inject
+from clawmesh.config import AgentView, Config
+from clawmesh.nodes import NodeAnnouncement, read_resources
+from clawmesh.routing import build_agent_main_session_key
+from clawmesh.sandbox import (
+    EffectiveSandbox,
+    SandboxError,
+    SandboxManager,
+    SandboxUnavailable,
+    resolve_sandbox,
+)
+from clawmesh.tools.files import FileToolError, Workspace
+from clawmesh.tools.host_exec import host_environment, run_on_host
+from clawmesh.tools.specs import (
+    EditArgs,
+    ExecArgs,
+    GlobArgs,
+    LsArgs,
+    ReadArgs,
+    ToolArgumentError,
+    WriteArgs,
+    parse_arguments,
+)
+from clawmesh.wire import (
+    DecodeFailure,
+    ToolInvocation,
+    ToolInvocationResult,
+    ToolOutputChunk,
+    decode,
+    encode_json,
+    encode_token,
+)
+
+__all__ = ["NodeAgent"]
+
+log = logging.getLogger("clawmesh.node-agent")
+
+MAX_EXEC_TIMEOUT = 1800.0
+DEFAULT_CAPABILITIES = ("exec", "files", "sandbox")
+
+
+class NodeAgent:
+    name: ClassVar[str] = "node_agent"
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        config = ctx.holder.current
+        nodes = config.file.nodes
+        local = nodes.local if nodes else None
+        # ctx.options: `clawmesh up` makes the local machine node `local`;
+        # `clawmesh service node-agent --node-id … --label k=v` set their own.
+        self.node_id = (
+            ctx.options.get("node_id") or (local.id if local and local.id else None) or socket.gethostname()
+        )
+        self.labels = {**(local.labels if local and local.labels else {}), **ctx.options.get("labels", {})}
+        self.wanted = tuple(local.capabilities) if local and local.capabilities else DEFAULT_CAPABILITIES
+        self.heartbeat = nodes.heartbeat_seconds if nodes and nodes.heartbeat_seconds else 5.0
+        self.capabilities: list[str] = [c for c in self.wanted if c != "sandbox"]
+        self.docker_problem = ""
+        self.sandboxes = SandboxManager(state_dir=config.state_dir, node_id=self.node_id)
+        self.kv = ctx.kv["nodes"]
+        self.key = encode_token(self.node_id)
+        self.started_at = time.time()
+        self._slots = asyncio.Semaphore(32)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._beat: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._check_docker()
+        if "sandbox" in self.capabilities:
+            with contextlib.suppress(Exception):
+                reaped = await self.sandboxes.reap_stale()
+                if reaped:
+                    log.info("node %s: removed %d stale sandbox container(s)", self.node_id, reaped)
+        subject = self.ctx.subjects.node_invoke(self.node_id)
+        self._sub = await self.ctx.nc.subscribe(subject, queue=f"node-{self.key}", cb=self._on_invoke)
+        await self.ctx.nc.flush()
+        await self._announce()
+        self._beat = asyncio.create_task(self._heartbeat_forever(), name="node-heartbeat")
+        log.info("node %s serving %s (capabilities: %s)", self.node_id, subject, ",".join(self.capabilities))
+
+    async def stop(self, timeout: float) -> None:
+        self._stopping.set()
+        with contextlib.suppress(Exception):
+            await self._sub.unsubscribe()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)
+        if self._beat is not None:
+            self._beat.cancel()
+        with contextlib.suppress(Exception):
+            await self.kv.delete(self.key)  # shows offline at once instead of after 3 missed beats
+        with contextlib.suppress(Exception):
+            await self.sandboxes.close()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "node": self.node_id,
+            "capabilities": ",".join(self.capabilities),
+            "in_flight": len(self._tasks),
+        }
+
+    def endpoints(self) -> list[tuple[str, str, Any]]:
+        """`clawmesh sandbox list|recreate` ask every node-agent."""
+        return [
+            ("sandbox-list", self.ctx.subjects.control("sandbox.list"), self._sandbox_list),
+            ("sandbox-recreate", self.ctx.subjects.control("sandbox.recreate"), self._sandbox_recreate),
+        ]
+
+    async def _sandbox_list(self, req: Request) -> None:
+        body: dict[str, Any] = {"node": self.node_id, "sandboxes": []}
+        try:
+            body["sandboxes"] = [
+                {
+                    "name": s.name,
+                    "agentId": s.agent_id,
+                    "sessionKey": s.session_key,
+                    "scope": s.scope,
+                    "status": s.status,
+                    "image": s.image,
+                    "configHash": s.config_hash,
+                }
+                for s in await self.sandboxes.list()
+            ]
+        except SandboxUnavailable as exc:
+            body["error"] = str(exc)
+        await req.respond(json.dumps(body).encode())
+
+    async def _sandbox_recreate(self, req: Request) -> None:
+        body: dict[str, Any] = {"node": self.node_id, "removed": 0}
+        try:
+            ask = json.loads(req.data or b"{}")
+            body["removed"] = await self.sandboxes.remove(
+                agent_id=ask.get("agentId"), all=bool(ask.get("all"))
+            )
+        except (SandboxUnavailable, ValueError) as exc:
+            body["error"] = str(exc)
+        await req.respond(json.dumps(body).encode())
+
+    async def _check_docker(self) -> None:
+        if "sandbox" not in self.wanted:
+            return
+        try:
+            await self.sandboxes.list()
+        except SandboxUnavailable as exc:
+            self.docker_problem = str(exc)
+            if "sandbox" in self.capabilities:
+                self.capabilities.remove("sandbox")
+            return
+        self.docker_problem = ""
+        if "sandbox" not in self.capabilities:
+            self.capabilities.append("sandbox")
+
+    async def _announce(self) -> None:
+        names: list[str] = []
+        if "sandbox" in self.capabilities:
+            with contextlib.suppress(Exception):
+                names = [s.name for s in await self.sandboxes.list()]
+        announcement = NodeAnnouncement(
+            node_id=self.node_id,
+            instance=self.ctx.instance,
+            version=__version__,
+            capabilities=list(self.capabilities),
+            labels=self.labels,
+            resources=read_resources(),
+            sandboxes=names,
+            heartbeat_seconds=self.heartbeat,
+            started_at=self.started_at,
+            last_seen=time.time(),
+            hostname=socket.gethostname(),
+            docker=self.docker_problem,
+        )
+        data, _ = encode_json(announcement)
+        await self.kv.put(self.key, data)
+
+    async def _heartbeat_forever(self) -> None:
+        beats = 0
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.heartbeat)
+            if self._stopping.is_set():
+                return
+            beats += 1
+            try:
+                if beats % 12 == 0:  # Docker can come and go: look again now and then
+                    await self._check_docker()
+                if beats % 120 == 0 and "sandbox" in self.capabilities:
+                    await self.sandboxes.prune()
+                await self._announce()
+            except Exception as exc:
+                log.warning("node %s: heartbeat failed: %s", self.node_id, exc)
+
+    # --- invocations --------------------------------------------------------------------
+    async def _on_invoke(self, msg: Msg) -> None:
+        # nats-py runs callbacks one at a time per subscription: run each invocation in a task.
+        task = asyncio.create_task(self._serve(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, msg: Msg) -> None:
+        async with self._slots:
+            try:
+                inv = decode(msg.data, ToolInvocation, msg.headers)
+            except DecodeFailure as exc:
+                await self.ctx.dead_letter(msg.subject, str(exc), msg.data, msg.headers)
+                if msg.reply:
+                    await self._reply(
+                        msg,
+                        ToolInvocationResult(
+                            invocation_id="",
+                            ok=False,
+                            error_code="INVALID_REQUEST",
+                            content=str(exc),
+                            node=self.node_id,
+                        ),
+                    )
+                return
+            with consumer_span("cm.node.invoke", msg.subject, msg.headers, **{"clawmesh.tool": inv.tool}):
+                started = time.monotonic()
+                try:
+                    result = await self._invoke(inv)
+                except Exception as exc:  # a tool failure is a result, never a crashed node
+                    log.exception("node %s: %s failed", self.node_id, inv.tool)
+                    result = ToolInvocationResult(
+                        invocation_id=inv.invocation_id,
+                        ok=False,
+                        error_code="INTERNAL_ERROR",
+                        content=f"{type(exc).__name__}: {exc}",
+                    )
+                result.node = self.node_id
+                result.duration = time.monotonic() - started
+                self.ctx.counters["invocations"] += 1
+                if not result.ok:
+                    self.ctx.counters["invocation_errors"] += 1
+                if msg.reply:
+                    await self._reply(msg, result)
+
+    async def _reply(self, msg: Msg, result: ToolInvocationResult) -> None:
+        data, headers = encode_json(result)
+        await self.ctx.nc.publish(msg.reply, data, headers=inject(headers))
+
+    def _fail(
+        self, inv: ToolInvocation, code: str, message: str, *, sandboxed: bool = False
+    ) -> ToolInvocationResult:
+        return ToolInvocationResult(
+            invocation_id=inv.invocation_id, ok=False, error_code=code, content=message, sandboxed=sandboxed
+        )
+
+    async def _invoke(self, inv: ToolInvocation) -> ToolInvocationResult:
+        config = self.ctx.holder.current
+        agent = config.agent_view(inv.agent_id)
+        if agent is None:
+            return self._fail(
+                inv, "UNKNOWN_AGENT", f"agent '{inv.agent_id}' is not configured on node {self.node_id}"
+            )
+        capability = "exec" if inv.tool == "exec" else "files"
+        if capability not in self.capabilities:
+            return self._fail(inv, "CAPABILITY_MISSING", f"node {self.node_id} does not offer {capability}")
+        try:
+            args = parse_arguments(inv.tool, inv.arguments)
+        except ToolArgumentError as exc:
+            return self._fail(inv, "INVALID_ARGUMENTS", str(exc))
+        sandbox = resolve_sandbox(config, agent.id)
+        main_key = inv.main_session_key or build_agent_main_session_key(agent.id, config.session.main_key)
+        sandboxed = sandbox.applies_to(inv.session_key, main_key)
+        if sandboxed:
+            return await self._in_sandbox(inv, args, agent, sandbox, config)
+        agent.workspace.mkdir(parents=True, exist_ok=True)
+        workspace = Workspace(agent.workspace, writable=True)
+        if isinstance(args, ExecArgs):
+            return await self._exec_on_host(inv, args, workspace, config)
+        return self._file_tool(inv, args, workspace, sandboxed=False)
+
+    async def _in_sandbox(
+        self, inv: ToolInvocation, args: Any, agent: AgentView, sandbox: EffectiveSandbox, config: Config
+    ) -> ToolInvocationResult:
+        """Never falls back to the host: no Docker, or any Docker failure, is an error."""
+        if "sandbox" not in self.capabilities:
+            why = self.docker_problem or "this node does not offer sandboxes"
+            return self._fail(
+                inv,
+                "SANDBOX_UNAVAILABLE",
+                f"agent '{agent.id}' must run {inv.tool} in a sandbox, but {why}; refusing to run on the host",
+                sandboxed=True,
+            )
+        try:
+            info = await self.sandboxes.ensure(
+                sandbox, agent_id=agent.id, session_key=inv.session_key, agent_workspace=agent.workspace
+            )
+            root, writable = self.sandboxes.host_workspace(
+                sandbox, agent_id=agent.id, session_key=inv.session_key, agent_workspace=agent.workspace
+            )
+            if not isinstance(args, ExecArgs):
+                return self._file_tool(
+                    inv, args, Workspace(root, writable=writable, aliases=(sandbox.workdir,)), sandboxed=True
+                )
+            workdir = _container_path(sandbox.workdir, args.workdir)
+            if workdir is None:
+                return self._fail(
+                    inv,
+                    "OUTSIDE_WORKSPACE",
+                    f"workdir {args.workdir!r} must be a relative path inside the workspace",
+                    sandboxed=True,
+                )
+            result = await self.sandboxes.exec(
+                info,
+                args.argv or args.command or "",
+                cwd=workdir,
+                env=args.env or None,
+                timeout=self._timeout(inv, args, config),
+                max_output=self._max_output(config),
+                on_output=self._streamer(inv),
+            )
+        except SandboxUnavailable as exc:
+            return self._fail(
+                inv, "SANDBOX_UNAVAILABLE", f"{exc}; refusing to run on the host", sandboxed=True
+            )
+        except SandboxError as exc:
+            return self._fail(inv, "SANDBOX_ERROR", str(exc), sandboxed=True)
+        return _exec_result(inv, result, sandboxed=True)
+
+    async def _exec_on_host(
+        self, inv: ToolInvocation, args: ExecArgs, workspace: Workspace, config: Config
+    ) -> ToolInvocationResult:
+        try:
+            cwd = workspace.resolve(args.workdir or ".")
+        except FileToolError as exc:
+            return self._fail(inv, exc.code.upper(), str(exc))
+        if not cwd.is_dir():
+            return self._fail(inv, "NOT_A_DIRECTORY", f"workdir {args.workdir!r} is not a directory")
+        result = await run_on_host(
+            args.argv or args.command or "",
+            cwd=cwd,
+            env=host_environment(args.env, workspace.root),
+            timeout=self._timeout(inv, args, config),
+            max_output=self._max_output(config),
+            on_output=self._streamer(inv),
+        )
+        return _exec_result(inv, result, sandboxed=False)
+
+    def _file_tool(
+        self, inv: ToolInvocation, args: Any, workspace: Workspace, *, sandboxed: bool
+    ) -> ToolInvocationResult:
+        try:
+            if isinstance(args, ReadArgs):
+                content = workspace.read(args.path, args.offset, args.limit)
+            elif isinstance(args, WriteArgs):
+                content = workspace.write(args.path, args.content)
+            elif isinstance(args, EditArgs):
+                content = workspace.edit(args.path, args.old_text, args.new_text, args.replace_all)
+            elif isinstance(args, LsArgs):
+                content = workspace.ls(args.path)
+            elif isinstance(args, GlobArgs):
+                content = workspace.glob(args.pattern, args.path)
+            else:
+                return self._fail(inv, "UNKNOWN_TOOL", f"unknown tool {inv.tool!r}")
+        except FileToolError as exc:
+            return self._fail(inv, exc.code.upper(), str(exc), sandboxed=sandboxed)
+        except OSError as exc:
+            return self._fail(
+                inv, "IO_ERROR", f"{inv.tool} failed: {exc.strerror or exc}", sandboxed=sandboxed
+            )
+        return ToolInvocationResult(
+            invocation_id=inv.invocation_id, ok=True, content=content, sandboxed=sandboxed
+        )
+
+    def _timeout(self, inv: ToolInvocation, args: ExecArgs, config: Config) -> float:
+        tools = config.file.tools
+        default = tools.exec.timeout_sec if tools and tools.exec and tools.exec.timeout_sec else inv.timeout
+        return max(0.1, min(args.timeout or default or 120.0, MAX_EXEC_TIMEOUT))
+
+    def _max_output(self, config: Config) -> int:
+        tools = config.file.tools
+        return (
+            tools.exec.max_output_bytes if tools and tools.exec and tools.exec.max_output_bytes else 200_000
+        )
+
+    def _streamer(self, inv: ToolInvocation) -> Any:
+        subject = inv.output_subject
+        if not subject:
+            return None
+
+        async def send(stream: str, text: str) -> None:
+            data, headers = encode_json(
+                ToolOutputChunk(invocation_id=inv.invocation_id, stream=stream, text=text)
+            )
+            await self.ctx.nc.publish(subject, data, headers=headers)
+
+        return send
+
+
+def _container_path(workdir: str, relative: str | None) -> str | None:
+    """A cwd inside the container: relative paths only, no `..`."""
+    if not relative:
+        return workdir
+    path = PurePosixPath(relative)
+    if str(path).startswith(workdir.rstrip("/") + "/") or str(path) == workdir:
+        return str(path) if ".." not in path.parts else None
+    if path.is_absolute() or ".." in path.parts:
+        return None
+    return str(PurePosixPath(workdir) / path)
+
+
+def _exec_result(inv: ToolInvocation, result: Any, *, sandboxed: bool) -> ToolInvocationResult:
+    parts = [result.stdout.rstrip("\n")] if result.stdout else []
+    if result.stderr:
+        parts.append("[stderr]\n" + result.stderr.rstrip("\n"))
+    if result.truncated:
+        parts.append("[output truncated]")
+    if result.timed_out:
+        parts.append(f"[timed out after {result.duration:.1f}s: the command was killed]")
+    else:
+        parts.append(f"[exit code {result.exit_code}]")
+    return ToolInvocationResult(
+        invocation_id=inv.invocation_id,
+        ok=not result.timed_out,
+        content="\n".join(parts),
+        error_code="TIMEOUT" if result.timed_out else None,
+        exit_code=result.exit_code,
+        truncated=result.truncated,
+        timed_out=result.timed_out,
+        sandboxed=sandboxed,
+    )

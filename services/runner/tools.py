@@ -1,0 +1,212 @@
+"""The runner's side of tool use: which tools the model is offered (tool policy), and running
+each call on the agent's node. A denied, invalid or failed call becomes an error *result* the
+model sees — it never ends the turn."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from clawmesh.bus import ServiceContext, inject
+from clawmesh.config import AgentView, Config, NodeSelector
+from clawmesh.nodes import NodeDirectory, pick_node, selector_text
+from clawmesh.providers import ToolCall, ToolResultMessage, ToolSpec
+from clawmesh.routing import is_subagent_session_key
+from clawmesh.sandbox import resolve_sandbox
+from clawmesh.tools import effective_tools
+from clawmesh.tools.specs import IMPLEMENTED_TOOLS, TOOL_SCHEMAS
+from clawmesh.wire import (
+    DecodeFailure,
+    ToolCallEvent,
+    ToolInvocation,
+    ToolInvocationResult,
+    ToolOutputChunk,
+    ToolOutputEvent,
+    ToolResultEvent,
+    TurnEvent,
+    TurnRequest,
+    decode,
+    encode_json,
+)
+
+__all__ = ["ToolBox"]
+
+Emit = Callable[[TurnEvent], Awaitable[None]]
+_ALIASES = {"bash": "exec"}
+
+
+def _node_spec(agent: AgentView) -> str | dict[str, str] | None:
+    node = agent.node
+    if isinstance(node, NodeSelector):
+        return dict(node.selector)
+    return node
+
+
+class ToolBox:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        agent: AgentView,
+        turn: TurnRequest,
+        config: Config,
+        directory: NodeDirectory,
+    ) -> None:
+        self.ctx = ctx
+        self.agent = agent
+        self.turn = turn
+        self.config = config
+        self.directory = directory
+        self.sandboxed = resolve_sandbox(config, agent.id).applies_to(
+            turn.session_key, turn.route.main_session_key
+        )
+        self.policy = effective_tools(
+            config,
+            agent.id,
+            sandboxed=self.sandboxed,
+            subagent=is_subagent_session_key(turn.session_key),
+            tools=IMPLEMENTED_TOOLS,
+        )
+        self.specs: tuple[ToolSpec, ...] = tuple(
+            ToolSpec(name=name, description=TOOL_SCHEMAS[name][0], parameters=TOOL_SCHEMAS[name][1])
+            for name in IMPLEMENTED_TOOLS
+            if self.policy.allows(name)
+        )
+        tools = config.file.tools
+        self.default_timeout = (
+            tools.exec.timeout_sec if tools and tools.exec and tools.exec.timeout_sec else 120.0
+        )
+        nodes = config.file.nodes
+        self.invoke_margin = nodes.invoke_timeout_seconds if nodes and nodes.invoke_timeout_seconds else 15.0
+
+    async def run(self, calls: Sequence[ToolCall], emit: Emit) -> list[ToolResultMessage]:
+        """Run the calls one after another (their order can matter), streaming events."""
+        results = []
+        for call in calls:
+            result = await self._run_one(call, emit)
+            results.append(result)
+        return results
+
+    async def _run_one(self, call: ToolCall, emit: Emit) -> ToolResultMessage:
+        turn = self.turn
+        name = _ALIASES.get(call.name.lower(), call.name.lower())
+        node_id: str | None = None
+        content, is_error = "", True
+        if not self.policy.allows(name):
+            removal = next((r for r in self.policy.removed if r.tool == name), None)
+            why = f" (removed by {removal.stage}: {removal.rule})" if removal else ""
+            content = f"tool '{call.name}' is not available to agent '{self.agent.id}'{why}"
+        else:
+            capability = "exec" if name == "exec" else "files"
+            spec = _node_spec(self.agent)
+            statuses = await self.directory.statuses()
+            chosen, why_not = pick_node(statuses, spec, capability=capability, prefer="local")
+            if chosen is None:
+                content = f"cannot run {name}: {why_not}"
+            else:
+                node_id = chosen.node.node_id
+                await emit(
+                    ToolCallEvent(
+                        turn_id=turn.turn_id,
+                        agent_id=turn.agent_id,
+                        session_key=turn.session_key,
+                        call_id=call.id,
+                        name=name,
+                        arguments=call.arguments,
+                        node=node_id,
+                    )
+                )
+                content, is_error = await self._invoke(node_id, name, call, emit, spec)
+        if node_id is None:
+            await emit(
+                ToolCallEvent(
+                    turn_id=turn.turn_id,
+                    agent_id=turn.agent_id,
+                    session_key=turn.session_key,
+                    call_id=call.id,
+                    name=name,
+                    arguments=call.arguments,
+                )
+            )
+        await emit(
+            ToolResultEvent(
+                turn_id=turn.turn_id,
+                agent_id=turn.agent_id,
+                session_key=turn.session_key,
+                call_id=call.id,
+                name=name,
+                content=content,
+                is_error=is_error,
+            )
+        )
+        return ToolResultMessage(tool_call_id=call.id, name=call.name, content=content, is_error=is_error)
+
+    async def _invoke(
+        self, node_id: str, name: str, call: ToolCall, emit: Emit, spec: Any
+    ) -> tuple[str, bool]:
+        ctx, turn = self.ctx, self.turn
+        invocation_id = uuid.uuid4().hex
+        timeout = float(call.arguments.get("timeout") or self.default_timeout) if name == "exec" else 60.0
+        output_subject = (
+            f"{ctx.subjects.prefix}.reply.{ctx.instance}.tool.{invocation_id}" if name == "exec" else None
+        )
+        inv = ToolInvocation(
+            invocation_id=invocation_id,
+            tool=name,
+            arguments=call.arguments,
+            agent_id=turn.agent_id,
+            session_key=turn.session_key,
+            main_session_key=turn.route.main_session_key,
+            turn_id=turn.turn_id,
+            timeout=timeout,
+            output_subject=output_subject,
+        )
+        sub = None
+        if output_subject is not None:
+
+            async def relay(msg: Any) -> None:
+                with contextlib.suppress(DecodeFailure):
+                    chunk = decode(msg.data, ToolOutputChunk, msg.headers)
+                    await emit(
+                        ToolOutputEvent(
+                            turn_id=turn.turn_id,
+                            agent_id=turn.agent_id,
+                            session_key=turn.session_key,
+                            call_id=call.id,
+                            stream=chunk.stream,
+                            text=chunk.text,
+                        )
+                    )
+
+            sub = await ctx.nc.subscribe(output_subject, cb=relay)
+        data, headers = encode_json(inv)
+        where = f"node '{node_id}'" + (f" ({selector_text(spec)})" if isinstance(spec, dict) else "")
+        try:
+            reply = await ctx.nc.request(
+                ctx.subjects.node_invoke(node_id),
+                data,
+                timeout=timeout + self.invoke_margin,
+                headers=inject(headers),
+            )
+            result = decode(reply.data, ToolInvocationResult, reply.headers)
+        except NoRespondersError:
+            return f"cannot run {name}: {where} is offline (no node-agent answers for it)", True
+        except (TimeoutError, NatsTimeout):
+            return (
+                f"cannot run {name}: {where} did not answer within {timeout + self.invoke_margin:.0f}s",
+                True,
+            )
+        except DecodeFailure as exc:
+            return f"{where} sent an invalid reply: {exc}", True
+        finally:
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+        self.ctx.counters["tool_calls"] += 1
+        if not result.ok:
+            return f"{result.error_code or 'ERROR'}: {result.content}", True
+        return result.content, False

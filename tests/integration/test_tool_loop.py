@@ -1,0 +1,205 @@
+"""The agent tool loop end to end: a fake model asks for tools, a node-agent runs them, the
+results go back to the model. Node pinning with two node-agents, offline nodes, policy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from clawmesh.nodes import NodeDirectory
+from tests.fakes.models import FakeModelServer, Text, ToolCall
+from tests.fixtures.gateway import Gateway, ServiceProcess, run_gateway, wait_until
+from tests.integration.test_http_api import sse_events
+
+
+def _config(fake: FakeModelServer, tmp_path: Path, **agent: Any) -> dict[str, Any]:
+    return {
+        "agents": {
+            "defaults": {"model": "openai/fake-model"},
+            "list": [{"id": "main", "default": True, "workspace": str(tmp_path / "ws"), **agent}],
+        },
+        "models": {"providers": {"openai": {"baseUrl": fake.base_url + "/v1", "apiKey": "sk-test"}}},
+        "nodes": {"heartbeatSeconds": 0.5},
+    }
+
+
+async def _turn(gw: Gateway, text: str) -> list[tuple[str, dict[str, Any]]]:
+    async with gw.client() as http:
+        r = await http.post(
+            "/v1/messages",
+            json={"text": text, "peer": {"kind": "direct", "id": "dev"}},
+            headers={"Accept": "text/event-stream"},
+        )
+        assert r.status_code == 200
+    return sse_events(r.text)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeModelServer]:
+    async with FakeModelServer() as server:
+        yield server
+
+
+async def test_model_runs_exec_and_file_tools_on_the_local_node(
+    fake: FakeModelServer, nats_url: str, tmp_path: Path
+) -> None:
+    fake.script(
+        ToolCall("write", {"path": "notes/todo.txt", "content": "buy milk\n"}),
+        ToolCall("exec", {"command": "cat notes/todo.txt; echo to-stderr >&2; exit 2"}),
+        ToolCall("read", {"path": "../../etc/passwd"}),
+        Text("all done"),
+    )
+    config = _config(fake, tmp_path, tools={"profile": "coding"})
+    async with run_gateway(
+        nats_url, config, tmp_path, services=("ingress", "router", "runner", "node-agent")
+    ) as gw:
+        events = await _turn(gw, "do the chores")
+    calls = [d for e, d in events if e == "tool_call"]
+    results = [d for e, d in events if e == "tool_result"]
+    assert [c["name"] for c in calls] == ["write", "exec", "read"]
+    assert {c.get("node") for c in calls} == {"local"}
+    assert not results[0].get("isError") and "wrote 9 bytes" in results[0]["content"]
+    assert (
+        "buy milk" in results[1]["content"]
+        and "to-stderr" in results[1]["content"]
+        and "[exit code 2]" in results[1]["content"]
+    )
+    assert results[2]["isError"] and "outside the agent workspace" in results[2]["content"]
+    assert any(e == "tool_output" and "buy milk" in d["text"] for e, d in events)
+    assert events[-1] == ("final", events[-1][1]) and events[-1][1]["text"] == "all done"
+    assert (tmp_path / "ws" / "notes" / "todo.txt").read_text() == "buy milk\n"
+    # every tool result went back to the model
+    sent_back = [m for m in fake.requests[-1].messages if m["role"] == "tool"]
+    assert len(sent_back) == 3 and "buy milk" in sent_back[1]["content"]
+    names = [t["function"]["name"] for t in fake.requests[0].body["tools"]]
+    assert set(names) == {"exec", "read", "write", "edit", "ls", "glob"}
+
+
+async def test_denied_tools_are_not_offered_and_return_an_error_if_called(
+    fake: FakeModelServer, nats_url: str, tmp_path: Path
+) -> None:
+    fake.script(ToolCall("exec", {"command": "id"}), Text("ok without it"))
+    config = _config(fake, tmp_path, tools={"deny": ["group:runtime"]})
+    async with run_gateway(
+        nats_url, config, tmp_path, services=("ingress", "router", "runner", "node-agent")
+    ) as gw:
+        events = await _turn(gw, "try exec")
+    offered = [t["function"]["name"] for t in fake.requests[0].body["tools"]]
+    assert "exec" not in offered and "read" in offered
+    result = next(d for e, d in events if e == "tool_result")
+    assert (
+        result["isError"]
+        and "not available" in result["content"]
+        and "agents.list[0].tools.deny" in result["content"]
+    )
+    assert events[-1][1]["text"] == "ok without it"
+
+
+async def test_bad_tool_arguments_come_back_as_an_error_result(
+    fake: FakeModelServer, nats_url: str, tmp_path: Path
+) -> None:
+    fake.script(ToolCall("edit", {"path": "x.txt"}), Text("fixed"))
+    async with run_gateway(
+        nats_url, _config(fake, tmp_path), tmp_path, services=("ingress", "router", "runner", "node-agent")
+    ) as gw:
+        events = await _turn(gw, "edit")
+    result = next(d for e, d in events if e == "tool_result")
+    assert result["isError"] and "INVALID_ARGUMENTS" in result["content"] and "oldText" in result["content"]
+    assert events[-1][0] == "final"
+
+
+async def test_agent_pinned_to_a_region_runs_only_there_and_offline_is_a_clear_error(
+    fake: FakeModelServer, nats_url: str, tmp_path: Path
+) -> None:
+    config = _config(fake, tmp_path, node={"selector": {"region": "sg"}})
+    async with run_gateway(nats_url, config, tmp_path, services=("ingress", "router", "runner")) as gw:
+        procs = [
+            ServiceProcess(
+                "node-agent",
+                gw.config_path,
+                nats_url,
+                gw.env,
+                tmp_path / "sg.log",
+                "--node-id",
+                "sg-1",
+                "--label",
+                "region=sg",
+            ),
+            ServiceProcess(
+                "node-agent",
+                gw.config_path,
+                nats_url,
+                gw.env,
+                tmp_path / "eu.log",
+                "--node-id",
+                "eu-1",
+                "--label",
+                "region=eu",
+            ),
+        ]
+        try:
+            nc = await nats.connect(nats_url)
+            directory = NodeDirectory(await nc.jetstream().key_value("cm_nodes"), cache_seconds=0)
+
+            async def both_online() -> bool:
+                return {s.node.node_id for s in await directory.statuses() if s.online} >= {"sg-1", "eu-1"}
+
+            await wait_until(both_online, timeout=30, message="two node-agents online")
+            fake.script(ToolCall("exec", {"command": "echo where am I"}), Text("ran"))
+            fake.script(ToolCall("exec", {"command": "echo again"}), Text("ran again"))
+            for expected in ("where am I", "again"):
+                events = await _turn(gw, "run it")
+                call = next(d for e, d in events if e == "tool_call")
+                assert call["node"] == "sg-1"
+                assert expected in next(d for e, d in events if e == "tool_result")["content"]
+            # the sg node goes away: the next call fails clearly, and fast
+            procs[0].terminate()
+
+            async def sg_gone() -> bool:
+                return not any(s.node.node_id == "sg-1" and s.online for s in await directory.statuses())
+
+            await wait_until(sg_gone, timeout=30, message="sg-1 offline")
+            fake.script(ToolCall("exec", {"command": "echo should not run"}), Text("gave up"))
+            events = await _turn(gw, "run it again")
+            result = next(d for e, d in events if e == "tool_result")
+            assert result["isError"] and "region=sg" in result["content"]
+            assert "offline" in result["content"] or "no node matches" in result["content"]
+            assert events[-1][1]["text"] == "gave up"
+            await nc.close()
+        finally:
+            for p in procs:
+                p.kill()
+
+
+async def test_node_list_and_describe_cli(fake: FakeModelServer, nats_url: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = _config(fake, tmp_path)
+    async with run_gateway(nats_url, config, tmp_path, services=("node-agent",)) as gw:
+        nc = await nats.connect(nats_url)
+        directory = NodeDirectory(await nc.jetstream().key_value("cm_nodes"), cache_seconds=0)
+        await wait_until(lambda: directory.statuses(), message="a node announced")
+        await nc.close()
+        cmd = [
+            sys.executable,
+            "-m",
+            "clawmesh.cli",
+            "--config",
+            str(gw.config_path),
+            "nodes",
+            "list",
+            "--json",
+            "--nats-url",
+            nats_url,
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=gw.env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        nodes = json.loads(out.stdout)
+        assert len(nodes) == 1 and nodes[0]["online"] and {"exec", "files"} <= set(nodes[0]["capabilities"])
+        assert nodes[0]["resources"]["cpus"] >= 1 and nodes[0]["resources"]["memoryTotal"] > 0
