@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -197,6 +198,18 @@ async def _watch_config(holders: Sequence[ConfigHolder], stop: asyncio.Event, in
             seen.add(id(holder))
 
 
+async def _health_file(path: str, contexts: Sequence[ServiceContext], stop: asyncio.Event, interval: float = 5.0) -> None:
+    """Touch `path` while every service is connected to NATS: container health checks look at
+    its age (`CLAWMESH_HEALTH_FILE`), so a process that lost NATS shows as unhealthy."""
+    while not stop.is_set():
+        if all(ctx.nc.is_connected for ctx in contexts):
+            with contextlib.suppress(OSError):
+                with open(path, "w") as fh:
+                    fh.write(f"{time.time():.0f}\n")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
 async def run_services(
     factories: Sequence[tuple[type[Service], ServiceContext]],
     *,
@@ -219,6 +232,7 @@ async def run_services(
     services: list[Service] = []
     contexts: list[ServiceContext] = []
     watcher = asyncio.create_task(_watch_config(list(dict.fromkeys(holders)), stop))
+    tasks: list[asyncio.Task[None]] = []
     try:
         for cls, ctx in factories:
             svc = cls(ctx)
@@ -226,6 +240,9 @@ async def run_services(
             await _register_micro(ctx, svc)
             services.append(svc)
             contexts.append(ctx)
+        health = os.environ.get("CLAWMESH_HEALTH_FILE")
+        if health:
+            tasks.append(asyncio.create_task(_health_file(health, contexts, stop)))
         if on_started is not None:
             result = on_started(services)
             if asyncio.iscoroutine(result):
@@ -234,6 +251,8 @@ async def run_services(
     finally:
         stop.set()
         watcher.cancel()
+        for task in tasks:
+            task.cancel()
         # Stop in reverse: ingress stops accepting first, runners finish in-flight turns last.
         for svc in reversed(services):
             try:

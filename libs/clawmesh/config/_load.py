@@ -33,6 +33,7 @@ _ENV_OVERRIDES: Final = (
     ("CLAWMESH_NATS_USER", ("nats", "user"), str),
     ("CLAWMESH_NATS_PASSWORD", ("nats", "password"), str),
     ("CLAWMESH_NATS_CREDS", ("nats", "credsFile"), str),
+    ("CLAWMESH_NATS_REPLICAS", ("nats", "replicas"), int),
 )
 
 

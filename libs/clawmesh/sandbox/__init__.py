@@ -42,7 +42,8 @@ from ._layout import (
     sandbox_dir,
     workspace_mounts,
 )
-from ._manager import SandboxInfo, SandboxManager
+from ._containers import SandboxInfo
+from ._manager import SandboxManager
 from ._problems import effective_problems, sandbox_config_problems
 
 __all__ = [
