@@ -95,7 +95,7 @@ class NodeAgent:
         await self._check_docker()
         if "sandbox" in self.capabilities:
             with contextlib.suppress(Exception):
-                reaped = await self.sandboxes.reap_stale()
+                reaped = await self.sandboxes.reap_stale(self.ctx.holder.current)
                 if reaped:
                     log.info("node %s: removed %d stale sandbox container(s)", self.node_id, reaped)
         subject = self.ctx.subjects.node_invoke(self.node_id)
@@ -337,9 +337,7 @@ class NodeAgent:
                 on_output=self._streamer(inv),
             )
         except SandboxUnavailable as exc:
-            return self._fail(
-                inv, "SANDBOX_UNAVAILABLE", f"{exc}; refusing to run on the host", sandboxed=True
-            )
+            return self._fail(inv, "SANDBOX_UNAVAILABLE", str(exc), sandboxed=True)
         except SandboxError as exc:
             return self._fail(inv, "SANDBOX_ERROR", str(exc), sandboxed=True)
         return _exec_result(inv, result, sandboxed=True)

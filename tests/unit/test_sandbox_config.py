@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from clawmesh.config import Config, parse_config
+from clawmesh.config import Config, ConfigError, parse_config
 from clawmesh.sandbox import (
     AGENT_MOUNT,
     DEFAULT_IMAGE,
@@ -19,6 +19,7 @@ from clawmesh.sandbox import (
     container_name,
     effective_problems,
     host_workspace,
+    path_refusal,
     resolve_sandbox,
     sandbox_config_problems,
     validate_binds,
@@ -405,6 +406,17 @@ def test_symlink_to_ssh_and_to_the_socket_are_refused(tmp_path: Path) -> None:
     assert "~/.ssh" in problems[0] and "docker.sock" in problems[1]
 
 
+def test_workspaces_under_a_root_home_may_be_mounted() -> None:
+    root = Path("/root")
+    assert path_refusal("/root/.clawmesh/workspace", home=root, allow_home=True) is None
+    assert path_refusal("/root/.clawmesh/sandboxes/agent-a", home=root, allow_home=True) is None
+    # binds keep OpenClaw's rule, and the home itself or its credentials are never mountable
+    assert path_refusal("/root/.clawmesh/workspace", home=root) is not None
+    assert "~/.ssh" in (path_refusal("/root", home=root, allow_home=True) or "")
+    assert path_refusal("/root/.aws/x", home=root, allow_home=True) is not None
+    assert path_refusal("/etc", home=root, allow_home=True) is not None
+
+
 def test_reserved_targets(tmp_path: Path) -> None:
     [problem] = validate_binds(["/srv/x:/workspace/"], home=tmp_path, reserved_targets=["/workspace"])
     assert "workspace" in problem
@@ -440,16 +452,20 @@ def test_effective_problems_refuse_escapes(tmp_path: Path) -> None:
 
 def test_problems_carry_json_paths(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to("/etc")
-    cfg = config(
-        tmp_path,
-        {"docker": {"binds": ["/srv/ok:/ok", "/etc:/e"], "seccompProfile": "unconfined"}},
-        {"id": "a"},
-        {
-            "id": "b",
-            "sandbox": {"docker": {"binds": [f"{tmp_path}/link:/data", "~/.ssh/x:/k"], "memorySwap": "1g"}},
-        },
-    )
-    errors = {p.path: p.message for p in sandbox_config_problems(cfg) if p.severity == "error"}
+    # the config loader runs these checks and refuses the file, listing every problem
+    with pytest.raises(ConfigError) as refused:
+        config(
+            tmp_path,
+            {"docker": {"binds": ["/srv/ok:/ok", "/etc:/e"], "seccompProfile": "unconfined"}},
+            {"id": "a"},
+            {
+                "id": "b",
+                "sandbox": {
+                    "docker": {"binds": [f"{tmp_path}/link:/data", "~/.ssh/x:/k"], "memorySwap": "1g"}
+                },
+            },
+        )
+    errors = {p.path: p.message for p in refused.value.problems if p.severity == "error"}
     assert set(errors) == {
         "$.agents.defaults.sandbox.docker.binds[1]",
         "$.agents.defaults.sandbox.docker.seccompProfile",
@@ -467,15 +483,16 @@ def test_no_problems_for_a_plain_config(tmp_path: Path) -> None:
 
 
 def test_state_dir_secrets_are_protected(tmp_path: Path) -> None:
-    cfg = config(
-        tmp_path,
-        {
-            "docker": {
-                "binds": ["~/.clawmesh:/state", "~/.clawmesh/agents/a:/x", "~/.clawmesh/workspace-b:/b"]
-            }
-        },
-    )
-    errors = [p.path for p in sandbox_config_problems(cfg) if p.severity == "error"]
+    with pytest.raises(ConfigError) as refused:
+        config(
+            tmp_path,
+            {
+                "docker": {
+                    "binds": ["~/.clawmesh:/state", "~/.clawmesh/agents/a:/x", "~/.clawmesh/workspace-b:/b"]
+                }
+            },
+        )
+    errors = [p.path for p in refused.value.problems if p.severity == "error"]
     # the state dir holds auth profiles and transcripts; another agent's workspace is fine
     assert errors == [
         "$.agents.defaults.sandbox.docker.binds[0]",

@@ -198,14 +198,15 @@ async def _watch_config(holders: Sequence[ConfigHolder], stop: asyncio.Event, in
             seen.add(id(holder))
 
 
-async def _health_file(path: str, contexts: Sequence[ServiceContext], stop: asyncio.Event, interval: float = 5.0) -> None:
+async def _health_file(
+    path: str, contexts: Sequence[ServiceContext], stop: asyncio.Event, interval: float = 5.0
+) -> None:
     """Touch `path` while every service is connected to NATS: container health checks look at
     its age (`CLAWMESH_HEALTH_FILE`), so a process that lost NATS shows as unhealthy."""
     while not stop.is_set():
         if all(ctx.nc.is_connected for ctx in contexts):
-            with contextlib.suppress(OSError):
-                with open(path, "w") as fh:
-                    fh.write(f"{time.time():.0f}\n")
+            with contextlib.suppress(OSError), open(path, "w") as fh:
+                fh.write(f"{time.time():.0f}\n")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -26,6 +28,17 @@ NatsUrl = Annotated[
         "--nats-url", help="NATS URL (default: $CLAWMESH_NATS_URL, nats.url, or the embedded server)."
     ),
 ]
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly copy of a sandbox setting (mapping proxies, paths, tuples)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def _gib(n: int) -> str:
@@ -162,7 +175,7 @@ def sandbox_explain(
                     placement["problem"] = (
                         f"node {chosen.node.node_id} has no sandbox capability ({chosen.node.docker or 'no Docker'}): tools would FAIL, never run on the host"
                     )
-    effective = {k: (str(v) if k == "workspace_root" else v) for k, v in dataclasses.asdict(sandbox).items()}
+    effective = {f.name: _plain(getattr(sandbox, f.name)) for f in dataclasses.fields(sandbox)}
     result = {
         "agent": view.id,
         "session": key,

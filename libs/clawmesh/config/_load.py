@@ -131,7 +131,7 @@ def parse_config(
     if channel_defaults is not None:
         cleaned = {**cleaned, "channels": {"defaults": channel_defaults, **cleaned.get("channels", {})}}
     version = hashlib.sha256(msgspec.json.encode(cleaned, order="sorted")).hexdigest()[:12]
-    return Config(
+    config = Config(
         file=file,
         raw=cleaned,
         agents=agents,
@@ -144,6 +144,15 @@ def parse_config(
         version=version,
         warnings=tuple(p for p in problems if p.severity == "warning"),
     )
+    # Sandbox checks (refused binds and networks, …) need the resolved paths of a Config.
+    from ..sandbox import sandbox_config_problems
+
+    sandbox_problems = sandbox_config_problems(config)
+    if any(p.severity == "error" for p in sandbox_problems):
+        raise ConfigError(problems + sandbox_problems, str(src) if src else None)
+    if sandbox_problems:
+        config.warnings = config.warnings + tuple(sandbox_problems)
+    return config
 
 
 def parse_config_text(

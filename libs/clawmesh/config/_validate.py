@@ -26,7 +26,6 @@ def validate(file: ConfigFile, agents: Sequence[AgentView], has_roster: bool) ->
     problems += _mention_patterns(file, agents)
     problems += _models(file, agents)
     problems += _session(file)
-    problems += _sandbox(file, agents)
     return problems
 
 
@@ -181,20 +180,3 @@ def _session(file: ConfigFile) -> list[Problem]:
             )
         ]
     return []
-
-
-def _sandbox(file: ConfigFile, agents: Sequence[AgentView]) -> list[Problem]:
-    problems = []
-    places = []
-    if file.agents and file.agents.defaults and file.agents.defaults.sandbox:
-        places.append(("$.agents.defaults.sandbox", file.agents.defaults.sandbox))
-    places += [(f"{a.path}.sandbox", a.entry.sandbox) for a in agents if a.entry.sandbox]
-    for path, sandbox in places:
-        docker = sandbox.docker if sandbox else None
-        raw = (docker.network or "") if docker else ""
-        network = raw.strip().lower()
-        if network == "host" or network.startswith("container:"):
-            problems.append(
-                Problem(f"{path}.docker.network", f"network '{raw}' is refused: it escapes the sandbox")
-            )
-    return problems

@@ -12,6 +12,7 @@ A sandbox that is required but cannot be had raises (`SandboxUnavailable`: no Do
 """
 
 from ._binds import Bind, parse_bind, path_refusal, protected_paths, validate_binds
+from ._containers import SandboxInfo
 from ._effective import (
     DEFAULT_CONTAINER_PREFIX,
     DEFAULT_IDLE_HOURS,
@@ -42,7 +43,6 @@ from ._layout import (
     sandbox_dir,
     workspace_mounts,
 )
-from ._containers import SandboxInfo
 from ._manager import SandboxManager
 from ._problems import effective_problems, sandbox_config_problems
 

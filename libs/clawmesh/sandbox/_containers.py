@@ -327,4 +327,3 @@ class Containers:
         except docker.errors.NotFound:
             pass
         self._usage.forget(info.name)
-

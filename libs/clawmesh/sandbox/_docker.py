@@ -76,9 +76,7 @@ class Engine:
                     # fails when there is no engine
                     client = self._factory()
                     client.ping()
-                except docker.errors.APIError as exc:
-                    raise Unreachable(_cause(exc)) from exc
-                except Exception as exc:  # any failure to even get a client: no engine
+                except Exception as exc:  # any failure to get an answering client: no engine
                     raise Unreachable(_cause(exc)) from exc
                 self._client = client
             return self._client

@@ -3,17 +3,19 @@
 Docker has no exec timeout and no "kill this exec" call. Two mechanisms, belt and braces:
 
 1. Client deadline (the precise one). Every exec carries a unique `CLAWMESH_EXEC_ID=<id>` in its
-   environment, which every process it starts inherits. At the deadline a second exec walks
-   `/proc/*/environ` and SIGKILLs every process with that id — the whole tree, including background
-   jobs and double-forked daemons that left the process group (only a process that scrubs its own
-   environment escapes). That ends the output stream; if something still holds it open, the socket
-   is shut down after a grace period so the caller is never stuck.
+   environment, which every process it starts inherits, and runs under an anchor shell that is
+   the exec's session leader. At the deadline a second exec SIGKILLs every process carrying the
+   id and every process in the session of one (`_KILL_SCRIPT`): the whole tree, background jobs,
+   double-forked daemons, even a subtree that scrubbed its environment. That ends the output
+   stream; if something still holds it open, the socket is shut down after a grace period so the
+   caller is never stuck.
 2. In-container backstop: the command runs under `timeout -s KILL <ceil(t)+1>`, so it dies even if
    this process crashes or the kill exec cannot run (a fork bomb exhausting pids_limit). One second
    later than (1) so the two do not race and `timed_out` is deterministic.
 
 Docker itself closes an exec's stream about 2 s after its main process exits even when background
-children still hold stdout (measured on 20.10), so normal commands never wait for their daemons.
+children still hold stdout (measured on 20.10), so normal commands never wait for their daemons,
+and those daemons keep running (only a timeout or a cancellation kills them).
 """
 
 from __future__ import annotations
@@ -51,21 +53,38 @@ ABORT_GRACE: Final = 3.0
 # How long the exit code may lag behind the end of the stream.
 _INSPECT_WAIT: Final = 2.0
 
-# POSIX sh + tr + grep (busybox and Debian both have them). Repeats while it finds victims so
-# children forked during the scan die too. `$$` is this script; its own children (tr, grep) do
-# not carry the marker.
+# POSIX sh + tr + grep (busybox and Debian both have them). runc makes every exec'd process a
+# session leader, and the anchor shell of `wrap` is that process, so the victims are: every
+# process carrying the marker, and every process in the session of one — which catches a command
+# that scrubbed its environment (`env -i …`). Only a process that both scrubs its environment and
+# starts its own session escapes. Sessions 0 and 1 (PID 1's) are never targeted. Repeats while it
+# finds victims, for children forked during the scan; `$$` is this script, and its own children
+# (tr, grep) carry no marker.
 _KILL_SCRIPT: Final = r"""
-id="$1"; round=0
+id="$1"; me=$$
+sid_of() {
+  read -r line <"/proc/$1/stat" 2>/dev/null || return 1
+  set -- ${line##*) }
+  echo "$4"
+}
+round=0
 while [ "$round" -lt 5 ]; do
-  found=""
+  pids=" "; sids=" "
   for d in /proc/[0-9]*; do
     p="${d#/proc/}"
-    [ "$p" = "$$" ] && continue
+    [ "$p" = "$me" ] && continue
     if tr '\000' '\n' <"$d/environ" 2>/dev/null | grep -qxF "CLAWMESH_EXEC_ID=$id"; then
-      kill -9 "$p" 2>/dev/null && found=1
+      pids="$pids$p "
+      s=$(sid_of "$p") && [ "$s" != 0 ] && [ "$s" != 1 ] && sids="$sids$s "
     fi
   done
-  [ -z "$found" ] && break
+  [ "$pids" = " " ] && break
+  for d in /proc/[0-9]*; do
+    p="${d#/proc/}"
+    if [ "$p" = "$me" ] || [ "$p" = 1 ]; then continue; fi
+    s=$(sid_of "$p") || continue
+    case "$pids$sids" in *" $p "*|*" $s "*) kill -9 "$p" 2>/dev/null ;; esac
+  done
   round=$((round + 1))
 done
 """
@@ -84,11 +103,16 @@ class ExecResult:
 
 
 def wrap(command: list[str] | str, timeout: float) -> list[str]:
-    """argv, or a shell string run as `sh -lc`, under the in-container backstop timeout."""
+    """argv, or a shell string run as `sh -lc`, under the in-container backstop timeout, under an
+    anchor shell. The anchor is the exec's main process, hence its session leader; it runs the
+    command as a foreground child (`; exit $?` keeps the shell from exec'ing it) and keeps the
+    marker whatever the command does to its own environment, so the kill script can find the
+    session (see `_KILL_SCRIPT`)."""
     argv = ["sh", "-lc", command] if isinstance(command, str) else list(command)
     if not argv:
         raise SandboxError("empty command")
-    return ["timeout", "-s", "KILL", str(max(1, math.ceil(timeout)) + 1), *argv]
+    backstop = str(max(1, math.ceil(timeout)) + 1)
+    return ["sh", "-c", '"$@"; exit $?', "clawmesh-exec", "timeout", "-s", "KILL", backstop, *argv]
 
 
 def kill_script(marker: str) -> list[str]:
@@ -121,9 +145,17 @@ class _Run:
         self.truncated = False
         self.aborted = False
         self.error: BaseException | None = None
+        self.pumping = False
+        self.started = threading.Event()  # start() returned, successfully or not
         self._sock: Any = None
 
     def start(self, client: docker.DockerClient) -> None:
+        try:
+            self._start(client)
+        finally:
+            self.started.set()
+
+    def _start(self, client: docker.DockerClient) -> None:
         try:
             created = client.api.exec_create(
                 self.container,
@@ -165,6 +197,7 @@ class _Run:
     def pump(self) -> None:
         """Read the multiplexed stream to its end (blocking)."""
         decoders = {s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in self.out}
+        self.pumping = True
         try:
             frames: Iterator[tuple[int, bytes]] = frames_iter(self._sock, tty=False)  # type: ignore[no-untyped-call]
             for stream_id, data in frames:
@@ -178,7 +211,7 @@ class _Run:
         finally:
             for stream, decoder in decoders.items():
                 self._keep(stream, decoder.decode(b"", final=True))
-            self._close()
+            self.close()
 
     def abort(self) -> None:
         """Unblock pump(): shut the socket down (safe from any thread)."""
@@ -189,7 +222,7 @@ class _Run:
         except (OSError, AttributeError):
             pass
 
-    def _close(self) -> None:
+    def close(self) -> None:
         try:
             self._sock.close()
         except (OSError, AttributeError):
@@ -251,7 +284,7 @@ def _prepare(
     )
 
 
-def _timed_out(run: _Run, *, deadline_hit: bool, code: int | None, elapsed: float, timeout: float) -> bool:
+def _timed_out(*, deadline_hit: bool, code: int | None, elapsed: float, timeout: float) -> bool:
     # 137 = SIGKILL: the in-container backstop fired (e.g. the event loop was too busy to kill first)
     return deadline_hit or (code == 137 and elapsed >= timeout)
 
@@ -289,7 +322,6 @@ async def run_exec(
         emit=(lambda s, t: post((s, t))) if on_output is not None else None,
     )
     started = time.monotonic()
-    await loop.run_in_executor(pool, engine.call, run.start)
 
     def pump() -> None:
         try:
@@ -297,13 +329,13 @@ async def run_exec(
         finally:
             post(None)
 
-    # a thread of its own: a long command must not hold one of the shared pool's few workers
-    reader = threading.Thread(target=pump, name=f"sandbox-exec-{run.marker[:8]}", daemon=True)
-    reader.start()
     finished = False
     deadline_hit = False
     phase_end = loop.time() + timeout
     try:
+        await loop.run_in_executor(pool, engine.call, run.start)
+        # a thread of its own: a long command must not hold one of the pool's few workers
+        threading.Thread(target=pump, name=f"sandbox-exec-{run.marker[:8]}", daemon=True).start()
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), timeout=max(0.0, phase_end - loop.time()))
@@ -323,25 +355,31 @@ async def run_exec(
         finished = True
     finally:
         if not finished:
-            # cancelled, or on_output failed: do not leave the command running unseen
+            # cancelled, engine gone or on_output failed: do not leave the command running unseen
             try:
-                pool.submit(_kill_quietly, engine, run)
+                pool.submit(_abandon, engine, run)
             except RuntimeError:  # pool shut down
-                pass
-            run.abort()
+                run.abort()
     if run.error is not None:
         raise Unreachable(f"{type(run.error).__name__}: {run.error}")
     code = await loop.run_in_executor(pool, engine.call, run.exit_code)
     elapsed = time.monotonic() - started
-    timed_out = _timed_out(run, deadline_hit=deadline_hit, code=code, elapsed=elapsed, timeout=timeout)
+    timed_out = _timed_out(deadline_hit=deadline_hit, code=code, elapsed=elapsed, timeout=timeout)
     return run.result(exit_code=code, timed_out=timed_out, duration=elapsed)
 
 
-def _kill_quietly(engine: Engine, run: _Run) -> None:
+def _abandon(engine: Engine, run: _Run) -> None:
+    # cancelled while start() was still running in another worker: let it finish first, or the
+    # command would start after the kill and run on unseen
+    run.started.wait(30)
     try:
         engine.call(run.kill)
     except Exception as exc:
         log.warning("cannot kill abandoned exec in %s: %s", run.container, exc)
+    finally:
+        run.abort()  # unblocks the reader thread, which then closes the socket
+        if run.exec_id and not run.pumping:
+            run.close()
 
 
 def run_exec_blocking(
@@ -386,5 +424,5 @@ def run_exec_blocking(
         raise Unreachable(f"{type(run.error).__name__}: {run.error}")
     code = run.exit_code(client)
     elapsed = time.monotonic() - started
-    timed_out = _timed_out(run, deadline_hit=hit.is_set(), code=code, elapsed=elapsed, timeout=timeout)
+    timed_out = _timed_out(deadline_hit=hit.is_set(), code=code, elapsed=elapsed, timeout=timeout)
     return run.result(exit_code=code, timed_out=timed_out, duration=elapsed)

@@ -13,10 +13,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Final, TypeVar
 
 import docker
+import docker.errors
 
 from ..config._model import Config
 from ._binds import path_refusal
@@ -34,6 +36,12 @@ __all__ = ["SandboxManager"]
 T = TypeVar("T")
 
 _NOT_RUNNING: Final = frozenset({"created", "exited", "dead"})
+
+
+def _unavailable(what: str, exc: Unreachable) -> SandboxUnavailable:
+    return SandboxUnavailable(
+        f"{what} but the Docker engine is not reachable ({exc.cause}): refusing to run on the host"
+    )
 
 
 class SandboxManager:
@@ -65,14 +73,15 @@ class SandboxManager:
         return self._locks.setdefault(name, asyncio.Lock())
 
     async def _docker(self, what: str, fn: Callable[[docker.DockerClient], T]) -> T:
-        """`fn(client)` in the pool; an unreachable engine becomes `SandboxUnavailable`."""
+        """`fn(client)` in the pool; an unreachable engine becomes `SandboxUnavailable`, any other
+        engine error `SandboxError` — callers never see docker's own exceptions."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, self._engine.call, fn)
         except Unreachable as exc:
-            raise SandboxUnavailable(
-                f"{what} but the Docker engine is not reachable ({exc.cause}): refusing to run on the host"
-            ) from exc
+            raise _unavailable(what, exc) from exc
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"{what}: the Docker engine refused: {exc.explanation or exc}") from exc
 
     # -- ensure ---------------------------------------------------------------------------
 
@@ -162,10 +171,9 @@ class SandboxManager:
                 on_output=on_output,
             )
         except Unreachable as exc:
-            raise SandboxUnavailable(
-                f"sandbox {info.name} is needed but the Docker engine is not reachable ({exc.cause}): "
-                "refusing to run on the host"
-            ) from exc
+            raise _unavailable(f"sandbox {info.name} is needed", exc) from exc
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"exec in sandbox {info.name}: {exc.explanation or exc}") from exc
         finally:
             self._busy[info.name] -= 1
             if self._busy[info.name] <= 0:
@@ -194,10 +202,10 @@ class SandboxManager:
             if self._busy.get(stale.name) or not doomed(stale):
                 continue
             async with self._lock(stale.name):
-                info = await self._docker(what, lambda c, cid=stale.id: self._containers.find(c, cid))
+                info = await self._docker(what, partial(self._containers.find, container_id=stale.id))
                 if info is None or self._busy.get(info.name) or not doomed(info):
                     continue
-                await self._docker(what, lambda c, i=info: self._containers.remove(c, i))
+                await self._docker(what, partial(self._containers.remove, info=info))
             self._prune_settings.pop(info.name, None)
             self._ensured.pop(info.name, None)
             removed += 1

@@ -3,8 +3,8 @@
 
 Records are keyed by container name and remember the container id: a recreated container (new
 id) starts fresh. Writes are atomic (temp file + rename) and throttled: prune works in hours, so
-losing the last few seconds of use times in a crash is harmless. Only the event loop's thread
-touches a store, except `flush`, which is safe to call from a worker thread.
+losing the last few seconds of use times in a crash is harmless. Thread-safe: the event loop
+and the docker worker threads both use it.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class UsageStore:
         self._dirty = False
         self._last_flush = float("-inf")
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._load()
 
     def _load(self) -> None:
@@ -94,12 +95,18 @@ class UsageStore:
                 self._dirty = True
 
     def flush(self, *, force: bool = False) -> None:
+        # one writer at a time, so an older snapshot never replaces a newer one
+        with self._write_lock:
+            self._flush(force)
+
+    def _flush(self, force: bool) -> None:
         with self._lock:
             if not self._dirty or (not force and time.monotonic() - self._last_flush < _FLUSH_EVERY):
                 return
             payload = {"version": 1, "containers": {n: asdict(r) for n, r in sorted(self._records.items())}}
             self._dirty = False
             self._last_flush = time.monotonic()
+        tmp = ""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".usage.", suffix=".tmp")
@@ -107,6 +114,8 @@ class UsageStore:
                 json.dump(payload, f, indent=1)
             os.replace(tmp, self.path)
         except OSError as exc:
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
             log.warning("cannot write sandbox usage file %s: %s", self.path, exc)
             with self._lock:
                 self._dirty = True
