@@ -19,7 +19,7 @@ from nats.js.kv import KeyValue
 
 from ..wire import Subjects
 
-__all__ = ["BucketSpec", "Layout", "provision"]
+__all__ = ["BucketSpec", "Layout", "bind_buckets", "provision"]
 
 log = logging.getLogger("clawmesh.bus")
 
@@ -120,3 +120,8 @@ async def provision(js: JetStreamContext, layout: Layout) -> dict[str, KeyValue]
             )
             log.info("created bucket %s", name)
     return buckets
+
+
+async def bind_buckets(js: JetStreamContext, layout: Layout) -> dict[str, KeyValue]:
+    """Handles on the KV buckets, for processes that know `provision` already ran."""
+    return {spec.name: await js.key_value(layout.subjects.bucket(spec.name)) for spec in layout.buckets()}

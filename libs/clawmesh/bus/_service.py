@@ -30,7 +30,7 @@ from .. import __version__
 from ..config import ConfigHolder
 from ..wire import DeadLetter, Subjects, encode_json
 from ._connect import connect
-from ._provision import Layout, provision
+from ._provision import Layout, bind_buckets, provision
 from ._trace import inject
 
 __all__ = ["Service", "ServiceContext", "layout_for", "nats_settings", "open_context", "run_services"]
@@ -116,12 +116,15 @@ async def open_context(
     url: str | None = None,
     instance: str | None = None,
     options: dict[str, Any] | None = None,
+    provision_streams: bool = True,
 ) -> ServiceContext:
+    """Connect one service. `provision_streams=False` when another context of this process
+    has just provisioned (saves a few dozen JetStream API calls at start-up)."""
     settings = nats_settings(holder, url)
     nc = await connect(settings.pop("servers"), name=f"clawmesh-{service}", **settings)
     js = nc.jetstream()
     layout = layout_for(holder)
-    kv = await provision(js, layout)
+    kv = await (provision(js, layout) if provision_streams else bind_buckets(js, layout))
     return ServiceContext(
         service=service,
         instance=instance or nc._nuid.next().decode(),  # nats-py's NUID: unique per process
@@ -236,11 +239,13 @@ async def run_services(
     tasks: list[asyncio.Task[None]] = []
     try:
         for cls, ctx in factories:
-            svc = cls(ctx)
-            await svc.start()
-            await _register_micro(ctx, svc)
-            services.append(svc)
+            services.append(cls(ctx))
             contexts.append(ctx)
+        # Independent of each other: start them together (faster `clawmesh up`).
+        await asyncio.gather(*(svc.start() for svc in services))
+        await asyncio.gather(
+            *(_register_micro(ctx, svc) for ctx, svc in zip(contexts, services, strict=True))
+        )
         health = os.environ.get("CLAWMESH_HEALTH_FILE")
         if health:
             tasks.append(asyncio.create_task(_health_file(health, contexts, stop)))

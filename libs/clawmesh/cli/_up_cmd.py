@@ -131,13 +131,25 @@ async def _up(
             # the machine running `clawmesh up` is node `local` unless the config names it
             "node_agent": {"node_id": local.id if local and local.id else "local"},
         }
-        factories = []
-        for name in SERVICES:
-            cls = service_class(name)
-            if cls is None or (name == "node-agent" and local is not None and local.enabled is False):
-                continue
-            ctx = await open_context(cls.name, holder, url=nats_url, options=options.get(cls.name))
-            factories.append((cls, ctx))
+        classes = [(name, service_class(name)) for name in SERVICES]
+        classes = [
+            (name, cls)
+            for name, cls in classes
+            if cls is not None and not (name == "node-agent" and local is not None and local.enabled is False)
+        ]
+        # The first connection provisions the streams; the others only bind, concurrently.
+        first = await open_context(
+            classes[0][1].name, holder, url=nats_url, options=options.get(classes[0][1].name)
+        )
+        rest = await asyncio.gather(
+            *(
+                open_context(
+                    cls.name, holder, url=nats_url, options=options.get(cls.name), provision_streams=False
+                )
+                for _, cls in classes[1:]
+            )
+        )
+        factories = list(zip([cls for _, cls in classes], [first, *rest], strict=True))
 
         async def on_started(services: list[Any]) -> None:
             ingress = services[0]
