@@ -44,6 +44,7 @@ from clawmesh.wire import (
     encode_token,
 )
 
+from .events import stamp
 from .tools import ToolBox
 from .turn import TurnFailed, TurnOutcome, execute_turn
 
@@ -268,9 +269,7 @@ class Runner:
                 await self._emit(
                     turn,
                     TurnStarted(
-                        turn_id=turn.turn_id,
-                        agent_id=turn.agent_id,
-                        session_key=turn.session_key,
+                        **stamp(turn),
                         seq=turn.seq,
                         model=agent.models[0],
                         runner=self.ctx.instance,
@@ -376,9 +375,7 @@ class Runner:
     async def _reply(self, turn: TurnRequest, done: DoneRecord, outcome: TurnOutcome | None) -> None:
         inbound = turn.inbound
         out = OutboundMessage(
-            turn_id=turn.turn_id,
-            agent_id=turn.agent_id,
-            session_key=turn.session_key,
+            **stamp(turn),
             channel=turn.route.channel,
             account_id=turn.route.account_id,
             text=done.final_text,
@@ -396,9 +393,7 @@ class Runner:
         if done.is_error:
             err = outcome.error if outcome is not None and outcome.error is not None else None
             event = TurnError(
-                turn_id=turn.turn_id,
-                agent_id=turn.agent_id,
-                session_key=turn.session_key,
+                **stamp(turn),
                 code=err.code if err else "TURN_FAILED",
                 message=err.message if err else done.final_text,
                 hint=err.hint if err else "",
@@ -406,9 +401,7 @@ class Runner:
         else:
             usage = outcome.usage if outcome is not None else (0, 0)
             event = TurnFinal(
-                turn_id=turn.turn_id,
-                agent_id=turn.agent_id,
-                session_key=turn.session_key,
+                **stamp(turn),
                 text=done.final_text,
                 model=done.model,
                 input_tokens=usage[0],

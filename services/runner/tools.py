@@ -34,6 +34,8 @@ from clawmesh.wire import (
     encode_json,
 )
 
+from .events import stamp
+
 __all__ = ["ToolBox"]
 
 Emit = Callable[[TurnEvent], Awaitable[None]]
@@ -95,53 +97,30 @@ class ToolBox:
         turn = self.turn
         name = _ALIASES.get(call.name.lower(), call.name.lower())
         node_id: str | None = None
-        content, is_error = "", True
+        spec = _node_spec(self.agent)
+        problem = ""
         if not self.policy.allows(name):
-            removal = next((r for r in self.policy.removed if r.tool == name), None)
+            removal = self.policy.removal(name)
             why = f" (removed by {removal.stage}: {removal.rule})" if removal else ""
-            content = f"tool '{call.name}' is not available to agent '{self.agent.id}'{why}"
+            problem = f"tool '{call.name}' is not available to agent '{self.agent.id}'{why}"
         else:
             capability = "exec" if name == "exec" else "files"
-            spec = _node_spec(self.agent)
-            statuses = await self.directory.statuses()
-            chosen, why_not = pick_node(statuses, spec, capability=capability, prefer="local")
+            chosen, why_not = pick_node(
+                await self.directory.statuses(), spec, capability=capability, prefer="local"
+            )
             if chosen is None:
-                content = f"cannot run {name}: {why_not}"
+                problem = f"cannot run {name}: {why_not}"
             else:
                 node_id = chosen.node.node_id
-                await emit(
-                    ToolCallEvent(
-                        turn_id=turn.turn_id,
-                        agent_id=turn.agent_id,
-                        session_key=turn.session_key,
-                        call_id=call.id,
-                        name=name,
-                        arguments=call.arguments,
-                        node=node_id,
-                    )
-                )
-                content, is_error = await self._invoke(node_id, name, call, emit, spec)
-        if node_id is None:
-            await emit(
-                ToolCallEvent(
-                    turn_id=turn.turn_id,
-                    agent_id=turn.agent_id,
-                    session_key=turn.session_key,
-                    call_id=call.id,
-                    name=name,
-                    arguments=call.arguments,
-                )
-            )
         await emit(
-            ToolResultEvent(
-                turn_id=turn.turn_id,
-                agent_id=turn.agent_id,
-                session_key=turn.session_key,
-                call_id=call.id,
-                name=name,
-                content=content,
-                is_error=is_error,
-            )
+            ToolCallEvent(**stamp(turn), call_id=call.id, name=name, arguments=call.arguments, node=node_id)
+        )
+        if node_id is not None:
+            content, is_error = await self._invoke(node_id, name, call, emit, spec)
+        else:
+            content, is_error = problem, True
+        await emit(
+            ToolResultEvent(**stamp(turn), call_id=call.id, name=name, content=content, is_error=is_error)
         )
         return ToolResultMessage(tool_call_id=call.id, name=call.name, content=content, is_error=is_error)
 
@@ -173,9 +152,7 @@ class ToolBox:
                     chunk = decode(msg.data, ToolOutputChunk, msg.headers)
                     await emit(
                         ToolOutputEvent(
-                            turn_id=turn.turn_id,
-                            agent_id=turn.agent_id,
-                            session_key=turn.session_key,
+                            **stamp(turn),
                             call_id=call.id,
                             stream=chunk.stream,
                             text=chunk.text,

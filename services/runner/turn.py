@@ -23,6 +23,7 @@ from clawmesh.sessions import TranscriptEntry, TxAssistant, TxTool, TxUser
 from clawmesh.wire import FailoverEvent, TextDeltaEvent, TurnEvent, TurnRequest
 from clawmesh.workspace import build_system_prompt
 
+from .events import stamp
 from .tools import ToolBox
 
 __all__ = ["TurnFailed", "TurnOutcome", "execute_turn", "to_chat_messages"]
@@ -139,9 +140,7 @@ async def execute_turn(
                     parts.append(event.text)
                     await emit(
                         TextDeltaEvent(
-                            turn_id=turn.turn_id,
-                            agent_id=turn.agent_id,
-                            session_key=turn.session_key,
+                            **stamp(turn),
                             text=event.text,
                         )
                     )
@@ -149,9 +148,7 @@ async def execute_turn(
                     used_model = event.to_ref
                     await emit(
                         FailoverEvent(
-                            turn_id=turn.turn_id,
-                            agent_id=turn.agent_id,
-                            session_key=turn.session_key,
+                            **stamp(turn),
                             from_model=event.from_ref,
                             to_model=event.to_ref,
                             reason=event.reason,

@@ -234,6 +234,20 @@ def _roles_lists(bucket: _Bucket | None, guild: str, roles: frozenset[str]) -> l
     return found
 
 
+def _exact_peer(
+    own: _Bucket | None, anyacct: _Bucket | None, peer: Peer, guild: str, team: str, roles: frozenset[str]
+) -> RouteBinding | None:
+    key = (kind_class(peer[0]), peer[1])
+    return _pick(
+        own.peer.get(key) if own else None,
+        anyacct.peer.get(key) if anyacct else None,
+        peer,
+        guild,
+        team,
+        roles,
+    )
+
+
 def _evaluate(
     own: _Bucket | None,
     anyacct: _Bucket | None,
@@ -244,27 +258,12 @@ def _evaluate(
     roles: frozenset[str],
 ) -> tuple[RouteBinding, MatchedBy] | None:
     if peer is not None:
-        key = (kind_class(peer[0]), peer[1])
-        hit = _pick(
-            own.peer.get(key) if own else None,
-            anyacct.peer.get(key) if anyacct else None,
-            peer,
-            guild,
-            team,
-            roles,
-        )
+        hit = _exact_peer(own, anyacct, peer, guild, team, roles)
         if hit is not None:
             return hit, "binding.peer"
     if parent is not None and parent[1]:
-        key = (kind_class(parent[0]), parent[1])
-        hit = _pick(
-            own.peer.get(key) if own else None,
-            anyacct.peer.get(key) if anyacct else None,
-            parent,
-            guild,
-            team,
-            roles,
-        )
+        # the thread's parent is matched like a peer, and is the scope the other fields see
+        hit = _exact_peer(own, anyacct, parent, guild, team, roles)
         if hit is not None:
             return hit, "binding.peer.parent"
     if peer is not None:
