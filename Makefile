@@ -39,6 +39,7 @@ lint: install
 	$(BIN)/ruff check libs services tests
 	$(BIN)/ruff format --check libs services tests
 	$(BIN)/mypy
+	$(BIN)/mypy services
 
 images: install
 	@scripts/images.sh all

@@ -161,7 +161,7 @@ def sse(event: str, data: Any) -> bytes:
 
 
 def event_name(item: Any) -> str:
-    return "route" if isinstance(item, RouteDecision) else type(item).__struct_config__.tag  # type: ignore[no-any-return]
+    return "route" if isinstance(item, RouteDecision) else str(type(item).__struct_config__.tag)
 
 
 def turn_id_for(channel: str, account: str, message_id: str | None) -> str:
@@ -368,7 +368,15 @@ def build_app(ingress: Ingress) -> Starlette:
             except TimeoutError:
                 return JSONResponse({**accepted, "state": "running"}, status_code=202)
             if isinstance(final, TurnError):
-                return error(502, final.code, final.message, hint=final.hint, **accepted)
+                return error(
+                    502,
+                    final.code,
+                    final.message,
+                    hint=final.hint,
+                    turnId=turn_id,
+                    agentId=decision.agent_id,
+                    sessionKey=decision.session_key,
+                )
             assert isinstance(final, TurnFinal)
             return JSONResponse(
                 {**accepted, "state": "done", "text": final.text, "model": final.model}, status_code=200
@@ -413,7 +421,7 @@ def build_app(ingress: Ingress) -> Starlette:
 
         async def on_event(msg: Any) -> None:
             try:
-                item = decode(msg.data, TurnEvent, msg.headers)  # type: ignore[arg-type]
+                item = decode(msg.data, TurnEvent, msg.headers)
             except DecodeFailure:
                 return
             with contextlib.suppress(asyncio.QueueFull):

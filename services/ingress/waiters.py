@@ -32,7 +32,7 @@ class Waiters:
 
     async def on_message(self, msg: Msg) -> None:
         try:
-            item = decode(msg.data, ReplyMessage, msg.headers)  # type: ignore[arg-type]
+            item = decode(msg.data, ReplyMessage, msg.headers)
         except DecodeFailure as exc:
             log.warning("ingress: ignoring an undecodable reply: %s", exc)
             return

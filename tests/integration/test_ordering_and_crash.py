@@ -57,7 +57,7 @@ class EventLog:
         self.by_session: dict[str, list[Any]] = defaultdict(list)
 
     async def on_msg(self, msg: Any) -> None:
-        event = decode(msg.data, TurnEvent, msg.headers)  # type: ignore[arg-type]
+        event = decode(msg.data, TurnEvent, msg.headers)
         self.events.append(event)
         self.by_session[event.session_key].append(event)
 

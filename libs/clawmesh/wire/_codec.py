@@ -6,7 +6,7 @@ decoders are created once (msgspec's advice) and reused.
 
 from __future__ import annotations
 
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, overload
 
 import msgspec
 
@@ -68,8 +68,17 @@ class Decoder:
 _decoders: dict[Any, Decoder] = {}
 
 
-def decode(data: bytes, type_: type[T], headers: dict[str, str] | None = None) -> T:
+@overload
+def decode(data: bytes, type_: type[T], headers: dict[str, str] | None = None) -> T: ...
+
+
+@overload
+def decode(data: bytes, type_: Any, headers: dict[str, str] | None = None) -> Any: ...  # a union of Structs
+
+
+def decode(data: bytes, type_: Any, headers: dict[str, str] | None = None) -> Any:
+    """Decode `data` as `type_` (a Struct or a tagged union); DecodeFailure says what is wrong."""
     decoder = _decoders.get(type_)
     if decoder is None:
         decoder = _decoders[type_] = Decoder(type_)
-    return decoder.decode(data, headers)  # type: ignore[no-any-return]
+    return decoder.decode(data, headers)
