@@ -10,7 +10,10 @@
 #      CLAWMESH_DOCKER_TIMEOUT overrides);
 #   3. makes sure a compose is available: `docker compose` v2 preferred (on bookworm the CLI
 #      plugins come from Debian 13 "trixie" packages, fetched with a private apt state so the
-#      system's apt state is untouched, see docs: ci-environment.md §6), else `docker-compose` v1.
+#      system's apt state is untouched, see docs: ci-environment.md §6), else `docker-compose` v1;
+#   4. on bookworm, also installs Debian's `docker-compose` v1.29 next to the v2 plugin, so the
+#      compose tests (tests/docker/test_compose.py) can check the deployment with both
+#      (CLAWMESH_COMPOSE_V1=0 skips this).
 # Prints one `==> ...` line per action. CLAWMESH_SKIP_DOCKER=1 skips everything (exit 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -176,6 +179,22 @@ else
     else
       die "no compose found. As root on Debian: apt-get install -y docker-compose (v1), or install the" \
           "docker compose v2 plugin into $PLUGIN_DIR"
+    fi
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 4. compose v1 as well (bookworm): docker-compose.yml must work with both implementations, and
+# the tests run it with each one that is installed. On trixie and later Debian's docker-compose
+# package is v2, so there is no v1 to add.
+if [ "${CLAWMESH_COMPOSE_V1:-1}" != 0 ] && ! command -v docker-compose >/dev/null 2>&1 && [ "$can_apt" = 1 ]; then
+  codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+  if [ "$codename" = bookworm ]; then
+    say "installing docker-compose v1 too (apt), for the compose tests"
+    if apt_install docker-compose; then
+      say "compose v1: $(docker-compose version --short 2>/dev/null || echo '?')"
+    else
+      echo "warning: could not install docker-compose v1; the compose tests will skip it" >&2
     fi
   fi
 fi

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# `make bench`: the benchmarks in tests/bench, each with its baseline measured in the same run.
+#
+#   scripts/bench.sh                     routing, then pipeline, then compose
+#   scripts/bench.sh routing             one of them (routing | pipeline | compose)
+#   scripts/bench.sh pipeline --quick    extra arguments go to every benchmark run
+#   make bench ARGS="--quick"
+#
+# Figures are informational (no thresholds). JSON results and the printed output are kept in
+# .ci-logs/bench/<name>.json and <name>.log. Exit status: non-zero if a benchmark failed (the
+# gateway did not start, too many requests failed, a wrong routing decision).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ALL=(routing pipeline compose)
+PY=.venv/bin/python
+OUT=.ci-logs/bench
+
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+
+names=()
+args=()
+for arg in "$@"; do
+  case "$arg" in
+    routing | pipeline | compose) names+=("$arg") ;;
+    -h | --help) usage; exit 0 ;;
+    *) args+=("$arg") ;;
+  esac
+done
+[ "${#names[@]}" -gt 0 ] || names=("${ALL[@]}")
+
+if [ ! -x "$PY" ]; then
+  echo "error: $PY not found; run 'make install' first" >&2
+  exit 1
+fi
+mkdir -p "$OUT"
+
+failed=()
+summary=()
+for name in "${names[@]}"; do
+  json="$OUT/$name.json"
+  log="$OUT/$name.log"
+  rm -f "$json"
+  echo "==> $name  ($PY -m tests.bench.$name ${args[*]+"${args[*]}"})"
+  start=$(date +%s)
+  set +e
+  "$PY" -m "tests.bench.$name" --json "$json" ${args[@]+"${args[@]}"} 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  seconds=$(($(date +%s) - start))
+  if [ "$rc" -eq 0 ]; then
+    summary+=("$name: ok in ${seconds}s -> $json")
+  else
+    summary+=("$name: FAILED (exit $rc) after ${seconds}s -> $log")
+    failed+=("$name")
+  fi
+  echo
+done
+
+echo "==> bench summary"
+for line in "${summary[@]}"; do
+  echo "  $line"
+done
+jsons=()
+for name in "${names[@]}"; do
+  [ -f "$OUT/$name.json" ] && jsons+=("$OUT/$name.json")
+done
+if [ "${#jsons[@]}" -gt 0 ]; then
+  "$PY" -m tests.bench.summary "${jsons[@]}"
+  echo "  JSON results: ${jsons[*]}"
+fi
+[ "${#failed[@]}" -eq 0 ] || exit 1
