@@ -123,6 +123,10 @@ def error(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
+class Unavailable(Exception):
+    """The message could not be stored (NATS or JetStream unavailable): a 503, not a 500."""
+
+
 class BadRequest(Exception):
     def __init__(self, response: Response) -> None:
         self.response = response
@@ -219,9 +223,12 @@ class TurnClient:
         try:
             with producer_span("cm.in", subject, headers, parent=trace_from):
                 ack = await ctx.js.publish(subject, data, headers=headers)
-        except Exception:
+        except Exception as exc:
             self.ingress.waiters.close(inbound.id)
-            raise
+            ctx.counters["store_failures"] += 1
+            raise Unavailable(
+                f"could not store the message ({type(exc).__name__}: {exc}); nothing was accepted, retry later"
+            ) from exc
         ctx.counters["accepted"] += 1
         return Submission(inbound.id, queue, bool(ack.duplicate))
 
@@ -277,6 +284,8 @@ def guarded(
             )
         try:
             return await handler(request)
+        except Unavailable as exc:
+            return error(503, "unavailable", str(exc), headers={"Retry-After": "5"})
         except BodyTooLarge:
             return error(413, "payload_too_large", f"request body exceeds {ingress.turns.body_limit()} bytes")
         except BadRequest as exc:

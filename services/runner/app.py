@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import msgspec
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -53,6 +53,19 @@ __all__ = ["Runner"]
 log = logging.getLogger("clawmesh.runner")
 
 DURABLE = "runner"
+# Transcript records kept as model context in the completion record (the model sees at most
+# runtime.historyLimit messages of them), and the size that record may reach.
+CONTEXT_ENTRIES = 200
+CONTEXT_BYTES = 512 * 1024
+_context_encoder = msgspec.json.Encoder()
+
+
+def _bounded(entries: list[TranscriptEntry]) -> list[TranscriptEntry]:
+    """The newest entries that fit both limits."""
+    kept = entries[-CONTEXT_ENTRIES:]
+    while len(kept) > 1 and len(_context_encoder.encode(kept)) > CONTEXT_BYTES:
+        kept = kept[len(kept) // 4 or 1 :]
+    return kept
 
 
 @dataclass
@@ -65,6 +78,7 @@ class _SessionWork:
     lost: bool = False
     parked: dict[int, tuple[TurnRequest, Msg]] = field(default_factory=dict)
     task: asyncio.Task[Any] | None = None
+    done: DoneRecord = field(default_factory=DoneRecord)
 
 
 class Runner:
@@ -84,7 +98,6 @@ class Runner:
         self._active: dict[str, _SessionWork] = {}
         self._held: dict[int, Msg] = {}  # messages we keep alive with in_progress(), by id()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._history: OrderedDict[str, tuple[int, list[TranscriptEntry]]] = OrderedDict()
         nodes = ctx.holder.current.file.nodes
         self.nodes = NodeDirectory(
             ctx.kv["nodes"],
@@ -217,16 +230,24 @@ class Runner:
             except KeyWrongLastSequenceError:
                 await msg.nak(delay=0.05)  # another runner is on this session right now
                 return
+            work.done = done
             nxt: tuple[TurnRequest, Msg] | None = (turn, msg)
             while nxt is not None and not work.lost and not self._stopping.is_set():
                 current, current_msg = nxt
                 self._held[id(current_msg)] = current_msg
                 try:
-                    work.task = asyncio.create_task(self._run(current, current_msg))
+                    work.task = asyncio.create_task(self._run(current, current_msg, work))
                     await work.task
                 except asyncio.CancelledError:
                     if not work.lost:
                         raise
+                except Exception:
+                    # Persisting or replying failed (e.g. JetStream unavailable): hand the turn
+                    # back; its completion record decides whether it reruns or only replies.
+                    log.exception("runner: could not finish turn %s; it will be redelivered", current.turn_id)
+                    with contextlib.suppress(Exception):
+                        await current_msg.nak(delay=1.0)
+                    break
                 finally:
                     self._held.pop(id(current_msg), None)
                 nxt = work.parked.pop(current.seq + 1, None)
@@ -247,7 +268,7 @@ class Runner:
             sem = self._agent_slots[key] = asyncio.Semaphore(agent.max_concurrent)
         return sem
 
-    async def _run(self, turn: TurnRequest, msg: Msg) -> None:
+    async def _run(self, turn: TurnRequest, msg: Msg, work: _SessionWork) -> None:
         config = self.ctx.holder.current
         agent = config.agent_view(turn.agent_id)
         with consumer_span(
@@ -263,7 +284,7 @@ class Runner:
                         f"agent '{turn.agent_id}' is not configured (config {config.version})",
                     )
                 )
-                await self._finish(turn, msg, outcome, [], config)
+                await self._finish(turn, msg, outcome, [], config, work)
                 return
             async with self._agent_slot(agent):
                 await self._emit(
@@ -275,7 +296,7 @@ class Runner:
                         runner=self.ctx.instance,
                     ),
                 )
-                history = await self._load_history(turn, config)
+                history = await self._history_of(turn, work.done)
                 entries: list[TranscriptEntry] = []
                 timeout = self._turn_timeout(config)
                 try:
@@ -302,21 +323,18 @@ class Runner:
                 except Exception as exc:
                     log.exception("runner: turn %s failed unexpectedly", turn.turn_id)
                     outcome = TurnOutcome.failed(TurnFailed("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"))
-            await self._finish(turn, msg, outcome, entries, config)
+            await self._finish(turn, msg, outcome, entries, config, work)
 
     def _turn_timeout(self, config: Config) -> float:
         runtime = config.file.runtime
         return (runtime.turn_timeout_seconds if runtime and runtime.turn_timeout_seconds else None) or 600.0
 
-    async def _load_history(self, turn: TurnRequest, config: Config) -> list[TranscriptEntry]:
-        runtime = config.file.runtime
-        limit = (runtime.history_limit if runtime and runtime.history_limit else None) or 50
-        cached = self._history.get(turn.session_key)
-        if cached is not None and cached[0] == turn.seq - 1:
-            self._history.move_to_end(turn.session_key)
-            return cached[1][-limit * 4 :]
-        entries = await self.store.history(turn.agent_id, turn.session_key, limit=limit * 4)
-        return entries
+    async def _history_of(self, turn: TurnRequest, done: DoneRecord) -> list[TranscriptEntry]:
+        """The model context: kept in the completion record, so any runner gets it with the
+        one KV read it already made. Only sessions written before that existed read the stream."""
+        if done.has_context or done.seq == 0:
+            return list(done.context)
+        return await self.store.history(turn.agent_id, turn.session_key, limit=CONTEXT_ENTRIES)
 
     async def _finish(
         self,
@@ -325,6 +343,7 @@ class Runner:
         outcome: TurnOutcome,
         entries: list[TranscriptEntry],
         config: Config,
+        work: _SessionWork,
     ) -> None:
         """Persist, record completion, reply once, ack. Order matters for crash safety: the
         completion record (with the final text) is written before replying, so a replay after
@@ -350,24 +369,20 @@ class Runner:
             )
         for i, record in enumerate(records):
             await store.append(turn.agent_id, turn.session_key, record, f"{turn.turn_id}:{i}")
+        context: list[TranscriptEntry] = [
+            e for e in (*work.done.context, *records) if not isinstance(e, TxError)
+        ]
         done = DoneRecord(
             seq=turn.seq,
             turn_id=turn.turn_id,
             final_text=outcome.text if outcome.error is None else outcome.error.user_text(),
             is_error=outcome.error is not None,
             model=outcome.model,
+            context=_bounded(context),
+            has_context=True,
         )
         await store.put_done(turn.session_key, done)
-        previous = self._history.get(turn.session_key)
-        base = previous[1] if previous is not None and previous[0] == turn.seq - 1 else None
-        if base is None:
-            base = await self.store.history(turn.agent_id, turn.session_key)
-        else:
-            base = [*base, *records]
-        self._history[turn.session_key] = (turn.seq, base[-400:])
-        self._history.move_to_end(turn.session_key)
-        while len(self._history) > 2000:
-            self._history.popitem(last=False)
+        work.done = done
         await self._reply(turn, done, outcome)
         self.ctx.counters["turns_failed" if outcome.error else "turns_completed"] += 1
         await msg.ack()

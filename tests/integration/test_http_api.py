@@ -244,3 +244,13 @@ async def test_malformed_messages_are_dead_lettered_and_services_keep_running(gw
             "/v1/messages?wait=30", json={"text": "still alive", "peer": {"kind": "direct", "id": "gina"}}
         )
         assert ok.status_code == 200 and ok.json()["text"] == "echo: still alive"
+
+
+async def test_store_failure_is_a_json_503_and_nothing_is_accepted(gw: Gateway, nc: Any) -> None:
+    await nc.jetstream().delete_stream("CM_INBOUND")  # JetStream can no longer store inbound messages
+    async with gw.client() as http:
+        r = await http.post("/v1/messages", json={"text": "lost?"})
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert (
+        r.json()["error"]["code"] == "unavailable" and "nothing was accepted" in r.json()["error"]["message"]
+    )

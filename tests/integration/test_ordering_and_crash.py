@@ -137,6 +137,8 @@ async def test_three_runners_keep_each_session_in_order_without_overlap(
                 for _, kind in sorted(timeline, key=lambda t: (t[0], t[1] == "start")):
                     depth += 1 if kind == "start" else -1
                     assert 0 <= depth <= 1, f"overlapping turns in {session}"
+            # model context travels in the completion record: no consumer is left on transcripts
+            assert (await js.stream_info("CM_SESSIONS")).state.consumer_count == 0
             workers = {e.runner for e in log.events if isinstance(e, TurnStarted)}
             assert workers <= set(instances) and len(workers) >= 2, "work was shared by the replicas"
         finally:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -14,7 +17,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from ..wire import Subjects
@@ -79,7 +82,9 @@ class Layout:
                 duplicate_window=600.0,
                 allow_direct=True,
             ),
-            self._stream("DLQ", s.dead_letters_all, RetentionPolicy.LIMITS, max_age=14 * DAY),
+            self._stream(
+                "DLQ", s.dead_letters_all, RetentionPolicy.LIMITS, max_age=14 * DAY, duplicate_window=120.0
+            ),
         ]
 
     def buckets(self) -> list[BucketSpec]:
@@ -91,8 +96,24 @@ class Layout:
         ]
 
 
-async def provision(js: JetStreamContext, layout: Layout) -> dict[str, KeyValue]:
-    """Create or update every stream and bucket. Safe to run from every service at every start."""
+async def provision(js: JetStreamContext, layout: Layout, *, wait: float = 60.0) -> dict[str, KeyValue]:
+    """Create or update every stream and bucket. Safe to run from every service at every start.
+    Retries for up to `wait` seconds while JetStream is not ready (a cluster electing its
+    meta leader answers with timeouts or 503s for a few seconds)."""
+    deadline = asyncio.get_running_loop().time() + wait
+    delay = 0.25
+    while True:
+        try:
+            return await _provision_once(js, layout)
+        except (NatsTimeoutError, ServiceUnavailableError, NoRespondersError) as exc:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise
+            log.warning("JetStream not ready (%s); retrying in %.1fs", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def _provision_once(js: JetStreamContext, layout: Layout) -> dict[str, KeyValue]:
     for config in layout.streams():
         try:
             info = await js.stream_info(config.name)  # type: ignore[arg-type]

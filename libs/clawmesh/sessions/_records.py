@@ -81,13 +81,18 @@ class SessionRecord(_Rec, kw_only=True):
 
 
 class DoneRecord(_Rec, kw_only=True):
-    """Written by the runner when a turn completes (KV `sessions`, key `d.<session token>`)."""
+    """Written by the runner when a turn completes (KV `sessions`, key `d.<session token>`).
+
+    `context` holds the most recent transcript records (bounded): the next turn, on whichever
+    runner, reads its model context from this one KV entry instead of replaying the stream."""
 
     seq: int = 0
     turn_id: str = ""
     final_text: str = ""
     is_error: bool = False
     model: str = ""
+    context: list[TranscriptEntry] = []
+    has_context: bool = False  # False for records written before `context` existed
     updated_at: float = msgspec.field(default_factory=now)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
@@ -115,29 +114,35 @@ class SessionStore:
     async def entries(
         self, agent_id: str, session_key: str, *, timeout: float = 5.0
     ) -> AsyncIterator[TranscriptEntry]:
-        """Every record of a session, oldest first."""
+        """Every record of a session, oldest first. Uses one short-lived pull consumer that is
+        deleted afterwards (consumers per stream are limited; never leave them behind)."""
         subject = self.subjects.transcript(agent_id, session_key)
         try:
             last = await self.js.get_last_msg(self.stream, subject)
         except NotFoundError:
             return
         last_seq = last.seq or 0
-        sub = await self.js.subscribe(
+        psub = await self.js.pull_subscribe(
             subject,
             stream=self.stream,
-            ordered_consumer=True,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30.0
+            ),
         )
         try:
             while True:
-                msg = await asyncio.wait_for(sub.next_msg(timeout), timeout + 1)
-                with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
-                    yield _entry_decoder.decode(msg.data)
-                if msg.metadata.sequence.stream >= last_seq:
-                    return
+                batch = await psub.fetch(256, timeout=timeout)
+                for msg in batch:
+                    with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
+                        yield _entry_decoder.decode(msg.data)
+                    if msg.metadata.sequence.stream >= last_seq:
+                        return
         finally:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                name = (await psub.consumer_info()).name
+                await self.js.delete_consumer(self.stream, name)
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
 
     async def history(
         self, agent_id: str, session_key: str, limit: int | None = None

@@ -1,0 +1,77 @@
+"""One line per headline figure from the benchmarks' JSON files (`python -m tests.bench.summary F…`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _routing(data: dict[str, Any]) -> list[str]:
+    uncached: dict[str, dict[str, float]] = data.get("uncached_us", {})
+    sizes = sorted({int(n) for per_n in uncached.values() for n in per_n})
+    if not sizes:
+        return ["routing: no figures"]
+    top = str(sizes[-1])
+    worst_tier, worst = max(
+        ((tier, per_n[top]) for tier, per_n in uncached.items() if top in per_n), key=lambda kv: kv[1]
+    )
+    best_tier, best = min(
+        ((tier, per_n[top]) for tier, per_n in uncached.items() if top in per_n), key=lambda kv: kv[1]
+    )
+    base = data.get("baseline_us", {}).get("dict lookup + f-string key")
+    lines = [
+        f"routing: uncached decision at N={int(top):,}: {best:.2f}-{worst:.2f} µs "
+        f"(best {best_tier}, worst {worst_tier}; target ≤ {data.get('target_us', 3)} µs: "
+        f"{'PASS' if data.get('target_met') else 'MISS'})"
+        + (f"; baseline dict lookup + f-string {base:.3f} µs" if base else ""),
+    ]
+    new = data.get("never_seen_account_us", {}).get(top)
+    if new is not None:
+        lines.append(f"routing: never-seen account via resolve_route at N={int(top):,}: {new:.2f} µs")
+    parse, index = data.get("parse_config_ms", {}).get(top), data.get("route_index_ms", {}).get(top)
+    if parse is not None and index is not None:
+        lines.append(f"routing: parse_config {parse:,.1f} ms, route_index {index:,.1f} ms at N={int(top):,}")
+    if data.get("errors"):
+        lines.append(f"routing: {len(data['errors'])} wrong decisions (see the log)")
+    return lines
+
+
+def _pipeline(data: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, run in data.get("runs", {}).items():
+        if run.get("error"):
+            lines.append(f"pipeline/{name}: gateway failed to start")
+            continue
+        f, v = run.get("figures", {}), run.get("verdicts", {})
+        c100 = run.get("phases", {}).get("c100", {}).get("turns_per_s")
+        errors = sum(p.get("errors", 0) for p in run.get("phases", {}).values())
+        lines.append(
+            f"pipeline/{name}: c=1 p50 {f.get('p50_ms_c1', float('nan')):.2f} ms ({v.get('p50_ms_c1')}), "
+            f"p99 {f.get('p99_ms_c1', float('nan')):.2f} ms ({v.get('p99_ms_c1')}); "
+            f"c=20 {f.get('turns_per_s_c20', float('nan')):,.0f} turns/s ({v.get('turns_per_s_c20')}); "
+            f"c=100 {c100 if c100 is not None else '-'} turns/s; "
+            f"RSS {f.get('rss_mb', float('nan')):.0f} MB ({v.get('rss_mb')}); "
+            f"ready {f.get('ready_s', float('nan')):.2f} s ({v.get('ready_s')}); errors {errors}"
+        )
+    return lines or ["pipeline: no runs"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    for arg in argv if argv is not None else sys.argv[1:]:
+        path = Path(arg)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"{path}: unreadable ({exc})")
+            continue
+        kind = data.get("benchmark")
+        lines = _routing(data) if kind == "routing" else _pipeline(data) if kind == "pipeline" else []
+        for line in lines:
+            print(f"  {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
