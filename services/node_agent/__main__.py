@@ -6,11 +6,10 @@ clawmesh-node-agent --config C --nats-url U [--node-id ID] [--label region=sg]..
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 
-from clawmesh.bus import configure_logging, run_one
+from clawmesh.bus import configure_logging, run_loop, run_one
 from clawmesh.config import ConfigError, ConfigHolder
 
 from .app import NodeAgent
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     options = {"node_id": args.node_id, "labels": labels}
     try:
-        asyncio.run(run_one(NodeAgent, holder, args.nats_url, options))
+        run_loop(run_one(NodeAgent, holder, args.nats_url, options))
     except KeyboardInterrupt:
         pass
 

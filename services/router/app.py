@@ -14,14 +14,16 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import msgspec
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyWrongLastSequenceError
 
-from clawmesh.bus import ServiceContext, consumer_span, inject
+from clawmesh.bus import ServiceContext, consumer_span, inject, producer_span
 from clawmesh.config import Config
 from clawmesh.routing import AgentSelectionRequired, Route, build_agent_session_key, resolve_route
 from clawmesh.sessions import SessionRecord, SessionStore, TurnStatus
@@ -43,7 +45,19 @@ log = logging.getLogger("clawmesh.router")
 
 LEADER_KEY = "leader.router"
 DURABLE = "router"
-BATCH = 64
+BATCH = 256
+
+
+RECENT_ASSIGNMENTS = 256
+
+
+@dataclass
+class _Routed:
+    msg: Msg
+    inbound: InboundMessage
+    route: Route
+    inbound_seq: int
+    seq: int = 0
 
 
 class RoutingError(Exception):
@@ -194,77 +208,145 @@ class Router:
                 log.warning("router: fetch failed: %s", exc)
                 await self._wait(0.5)
                 continue
-            for i, msg in enumerate(msgs):
-                if not await self._handle(msg):
-                    # Publishing failed: keep order by handing this and the rest back.
-                    for rest in msgs[i:]:
-                        with contextlib.suppress(Exception):
-                            await rest.nak(delay=0.5)
-                    await self._wait(0.5)
-                    break
+            if not await self._handle_batch(msgs):
+                await self._wait(0.5)
 
-    # --- one message --------------------------------------------------------------------
-    async def _handle(self, msg: Msg) -> bool:
-        """Route one message. False means 'could not publish; retry later'."""
+    async def _handle_batch(self, msgs: list[Msg]) -> bool:
+        """Route a fetched batch. Decisions and sequence numbers are made in CM_INBOUND order;
+        the writes then go out concurrently (session records first, then turns), and the batch
+        is acked only when all of them are stored. False: nothing was acked, all is handed back."""
         ctx = self.ctx
-        headers = msg.headers or {}
-        try:
-            inbound = decode(msg.data, InboundMessage, headers)
-        except DecodeFailure as exc:
-            await ctx.dead_letter(msg.subject, str(exc), msg.data, headers)
-            await msg.term()
-            return True
-        with consumer_span("cm.in", msg.subject, headers, **{"clawmesh.turn_id": inbound.id}):
-            config = ctx.holder.current
+        config = ctx.holder.current
+        routed: list[_Routed] = []
+        for msg in msgs:
+            headers = msg.headers or {}
+            try:
+                inbound = decode(msg.data, InboundMessage, headers)
+            except DecodeFailure as exc:
+                await ctx.dead_letter(msg.subject, str(exc), msg.data, headers)
+                await msg.term()
+                continue
             try:
                 route = route_message(config, inbound)
             except AgentSelectionRequired as exc:
                 await self._reject(msg, inbound, RoutingError(exc.code, exc.message, exc.hint))
-                return True
+                continue
             except RoutingError as exc:
                 await self._reject(msg, inbound, exc)
-                return True
-            try:
-                seq = await self._assign_seq(route, inbound, msg.metadata.sequence.stream)
-                turn = TurnRequest(
-                    turn_id=inbound.id,
-                    seq=seq,
-                    route=RouteInfo(
-                        agent_id=route.agent_id,
-                        session_key=route.session_key,
-                        main_session_key=route.main_session_key,
-                        matched_by=route.matched_by,
-                        channel=route.channel,
-                        account_id=route.account_id,
-                        dm_scope=route.dm_scope,
-                        group_scope=route.group_scope,
-                        last_route_policy=route.last_route_policy,
-                    ),
-                    inbound=inbound,
-                    inbound_seq=msg.metadata.sequence.stream,
-                    config_version=config.version,
-                    routed_at=now(),
-                )
-                data, hdrs = encode_msgpack(turn)
-                hdrs["Nats-Msg-Id"] = f"turn:{inbound.id}"
-                await ctx.js.publish(ctx.subjects.turn(route.agent_id), data, headers=inject(hdrs))
-            except Exception as exc:
-                log.warning("router: could not publish turn %s: %s", inbound.id, exc)
-                self._seq_cache.pop(route.session_key, None)
-                return False
+                continue
+            routed.append(_Routed(msg, inbound, route, msg.metadata.sequence.stream))
+        if not routed:
+            return True
+        try:
+            touched = await self._assign_seqs(routed)
+            revisions = await asyncio.gather(
+                *(self.store.put_session(rec, rev) for rec, rev in touched.values())
+            )
+            for (key, (rec, _)), revision in zip(touched.items(), revisions, strict=True):
+                self._seq_cache[key] = (rec, revision)
+            await asyncio.gather(*(self._publish_turn(r, config.version) for r in routed))
+        except Exception as exc:
+            log.warning(
+                "router: could not store %d routed message(s) (%s); handing them back", len(routed), exc
+            )
+            self._seq_cache.clear()
+            for r in routed:
+                with contextlib.suppress(Exception):
+                    await r.msg.nak(delay=0.5)
+            return False
+        for r in routed:
             decision = RouteDecision(
-                turn_id=inbound.id,
-                channel=route.channel,
-                account_id=route.account_id,
+                turn_id=r.inbound.id,
+                channel=r.route.channel,
+                account_id=r.route.account_id,
+                agent_id=r.route.agent_id,
+                session_key=r.route.session_key,
+                matched_by=r.route.matched_by,
+                seq=r.seq,
+            )
+            await self._announce(decision, r.inbound)
+            await r.msg.ack()
+        ctx.counters["routed"] += len(routed)
+        if len(self._seq_cache) > 50_000:
+            self._seq_cache.clear()
+        return True
+
+    async def _publish_turn(self, r: _Routed, config_version: str) -> None:
+        route = r.route
+        turn = TurnRequest(
+            turn_id=r.inbound.id,
+            seq=r.seq,
+            route=RouteInfo(
                 agent_id=route.agent_id,
                 session_key=route.session_key,
+                main_session_key=route.main_session_key,
                 matched_by=route.matched_by,
-                seq=seq,
-            )
-            await self._announce(decision, inbound)
-            ctx.counters["routed"] += 1
-            await msg.ack()
-            return True
+                channel=route.channel,
+                account_id=route.account_id,
+                dm_scope=route.dm_scope,
+                group_scope=route.group_scope,
+                last_route_policy=route.last_route_policy,
+            ),
+            inbound=r.inbound,
+            inbound_seq=r.inbound_seq,
+            config_version=config_version,
+            routed_at=now(),
+        )
+        data, hdrs = encode_msgpack(turn)
+        hdrs["Nats-Msg-Id"] = f"turn:{r.inbound.id}"
+        subject = self.ctx.subjects.turn(route.agent_id)
+        # continue the caller's trace: consume the inbound message, produce the turn
+        with (
+            consumer_span("cm.in", r.msg.subject, r.msg.headers, **{"clawmesh.turn_id": r.inbound.id}),
+            producer_span("cm.turn", subject, hdrs),
+        ):
+            await self.ctx.js.publish(subject, data, headers=hdrs)
+
+    async def _assign_seqs(self, routed: list[_Routed]) -> dict[str, tuple[SessionRecord, int | None]]:
+        """Per-session sequence numbers in arrival order; returns each touched session's new
+        record and the revision it must replace (compare-and-set; None = create)."""
+        missing = [
+            key for key in dict.fromkeys(r.route.session_key for r in routed) if key not in self._seq_cache
+        ]
+        found = await asyncio.gather(*(self.store.get_session(key) for key in missing))
+        for key, hit in zip(missing, found, strict=True):
+            if hit is not None:
+                self._seq_cache[key] = hit
+        touched: dict[str, tuple[SessionRecord, int | None]] = {}
+        for r in routed:
+            key = r.route.session_key
+            last: int | None
+            if key in touched:
+                record, last = touched[key]
+            elif key in self._seq_cache:
+                cached, last = self._seq_cache[key]
+                record = msgspec.structs.replace(cached, recent=dict(cached.recent))
+            else:
+                record = SessionRecord(
+                    session_key=key,
+                    agent_id=r.route.agent_id,
+                    session_id=str(uuid.uuid4()),
+                    channel=r.route.channel,
+                    account_id=r.route.account_id,
+                    peer=r.inbound.peer,
+                )
+                last = None
+            previous = record.recent.get(r.inbound_seq)
+            if previous is not None:
+                r.seq = previous  # redelivered: the number it was given before
+            else:
+                if r.inbound_seq <= record.inbound_seq:
+                    log.warning("router: message %s of %s arrived after a newer one", r.inbound_seq, key)
+                r.seq = record.seq + 1
+                record.seq = r.seq
+                record.inbound_seq = max(record.inbound_seq, r.inbound_seq)
+                record.recent[r.inbound_seq] = r.seq
+                for old in sorted(record.recent)[: max(0, len(record.recent) - RECENT_ASSIGNMENTS)]:
+                    del record.recent[old]
+                record.agent_id = r.route.agent_id
+                record.updated_at = now()
+            touched[key] = (record, last)
+        return touched
 
     async def _reject(self, msg: Msg, inbound: InboundMessage, exc: RoutingError) -> None:
         """Routing failed: tell the caller, keep the message in the dead-letter stream. Never a
@@ -298,54 +380,3 @@ class Router:
         await self.ctx.nc.publish(self.ctx.subjects.route_decided, data, headers=hdrs)
         if inbound.reply_subject:
             await self.ctx.nc.publish(inbound.reply_subject, data, headers=hdrs)
-
-    async def _assign_seq(self, route: Route, inbound: InboundMessage, inbound_seq: int) -> int:
-        """Next per-session sequence number, stored with compare-and-set. A redelivered message
-        (same CM_INBOUND sequence) gets the number it was given before."""
-        for _ in range(5):
-            cached = self._seq_cache.get(route.session_key)
-            if cached is None:
-                found = await self.store.get_session(route.session_key)
-                cached = found if found is not None else None
-            if cached is not None:
-                record, revision = cached
-                if record.inbound_seq == inbound_seq:
-                    return record.seq
-                if record.inbound_seq > inbound_seq:
-                    log.warning(
-                        "router: message %s of %s arrived after a newer one", inbound_seq, route.session_key
-                    )
-                fresh = SessionRecord(
-                    session_key=route.session_key,
-                    agent_id=route.agent_id,
-                    session_id=record.session_id,
-                    seq=record.seq + 1,
-                    inbound_seq=inbound_seq,
-                    channel=route.channel,
-                    account_id=route.account_id,
-                    peer=inbound.peer,
-                    created_at=record.created_at,
-                )
-                last: int | None = revision
-            else:
-                fresh = SessionRecord(
-                    session_key=route.session_key,
-                    agent_id=route.agent_id,
-                    session_id=str(uuid.uuid4()),
-                    seq=1,
-                    inbound_seq=inbound_seq,
-                    channel=route.channel,
-                    account_id=route.account_id,
-                    peer=inbound.peer,
-                )
-                last = None
-            try:
-                new_revision = await self.store.put_session(fresh, last)
-            except KeyWrongLastSequenceError:
-                self._seq_cache.pop(route.session_key, None)
-                continue
-            self._seq_cache[route.session_key] = (fresh, new_revision)
-            if len(self._seq_cache) > 50_000:
-                self._seq_cache.pop(next(iter(self._seq_cache)))
-            return fresh.seq
-        raise RuntimeError(f"could not assign a sequence number for {route.session_key}")

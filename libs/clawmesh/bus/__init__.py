@@ -2,7 +2,7 @@
 
 from ._connect import connect
 from ._embedded import NatsServer, NatsServerError, find_nats_server
-from ._main import configure_logging, run_one, service_main
+from ._main import configure_logging, run_loop, run_one, service_main
 from ._provision import BucketSpec, Layout, provision
 from ._service import Service, ServiceContext, layout_for, nats_settings, open_context, run_services
 from ._trace import consumer_span, inject, producer_span, setup_tracing, tracer
@@ -24,6 +24,7 @@ __all__ = [
     "open_context",
     "producer_span",
     "provision",
+    "run_loop",
     "run_one",
     "run_services",
     "service_main",

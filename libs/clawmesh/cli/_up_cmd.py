@@ -204,7 +204,7 @@ def up(
     ] = None,
 ) -> None:
     """Start the gateway in one process: private nats-server + ingress, router, runner, node-agent."""
-    from ..bus import configure_logging
+    from ..bus import configure_logging, run_loop
 
     configure_logging(log_level or os.environ.get("CLAWMESH_LOG_LEVEL") or "WARNING")
     env = dict(os.environ)
@@ -219,7 +219,7 @@ def up(
         console.print(f"warning: {warning}", markup=False, style=None)
     gateway_token(holder.current, create=True)
     try:
-        asyncio.run(_up(holder, nats_url or os.environ.get("CLAWMESH_NATS_URL"), port, nats_port, json_ready))
+        run_loop(_up(holder, nats_url or os.environ.get("CLAWMESH_NATS_URL"), port, nats_port, json_ready))
     except KeyboardInterrupt:
         pass
 
@@ -236,7 +236,7 @@ def service(
     log_level: Annotated[str | None, typer.Option("--log-level")] = None,
 ) -> None:
     """Run one service alone (the scaled deployment: one per container)."""
-    from ..bus import configure_logging, run_one
+    from ..bus import configure_logging, run_loop, run_one
 
     cls = service_class(name)
     if cls is None:
@@ -252,7 +252,7 @@ def service(
     options = {"port": port, "node_id": node_id, "labels": labels}
     url = nats_url or os.environ.get("CLAWMESH_NATS_URL")
     try:
-        asyncio.run(run_one(cls, holder, url, options))
+        run_loop(run_one(cls, holder, url, options))
     except KeyboardInterrupt:
         pass
 

@@ -32,7 +32,7 @@ def validate(file: ConfigFile, agents: Sequence[AgentView], has_roster: bool) ->
 def _bindings(file: ConfigFile, agents: Sequence[AgentView], has_roster: bool) -> list[Problem]:
     problems: list[Problem] = []
     ids = {a.id for a in agents}
-    normalized: list[RouteBinding] = []
+    normalized: dict[tuple[object, ...], list[RouteBinding]] = {}
     for i, binding in enumerate(file.bindings or ()):
         path = f"$.bindings[{i}]"
         kind = (binding.type or "route").strip().lower()
@@ -79,7 +79,8 @@ def _bindings(file: ConfigFile, agents: Sequence[AgentView], has_roster: bool) -
                     "warning",
                 )
             )
-        shadow = next((earlier for earlier in normalized if _covers(earlier, rb)), None)
+        group = normalized.setdefault(_shadow_group(rb), [])
+        shadow = next((earlier for earlier in group if _covers(earlier, rb)), None)
         if shadow is not None:
             problems.append(
                 Problem(
@@ -88,8 +89,21 @@ def _bindings(file: ConfigFile, agents: Sequence[AgentView], has_roster: bool) -
                     "warning",
                 )
             )
-        normalized.append(rb)
+        group.append(rb)
     return problems
+
+
+def _shadow_group(b: RouteBinding) -> tuple[object, ...]:
+    """Bindings that could cover one another share this key (same channel and tier, and the
+    same peer / guild / team / account where the tier is keyed by it), so the shadow check
+    compares each binding with a handful of others, not with every earlier one."""
+    if b.tier == "peer":
+        return (b.channel, b.tier, b.peer_state, b.peer_class, b.peer_id if b.peer_state == "valid" else None)
+    if b.tier in ("guild+roles", "guild"):
+        return (b.channel, b.tier, b.guild_id)
+    if b.tier == "team":
+        return (b.channel, b.tier, b.team_id)
+    return (b.channel, b.tier, b.account)
 
 
 def _covers(a: RouteBinding, b: RouteBinding) -> bool:

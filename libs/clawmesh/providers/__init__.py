@@ -13,13 +13,11 @@ Lower level: `resolve_target(config, "anthropic/claude-x")` → `ModelTarget`, `
 → a `Provider` whose `stream(request, api_key=…)` yields `TextDelta`s and one `StreamStop`.
 """
 
-from ._anthropic import AnthropicProvider
 from ._auth import AUTH_PROFILES_FILENAME, AuthProfiles, Credential, cooldown_seconds
 from ._echo import EchoProvider
 from ._errors import classify_error
 from ._failover import AllModelsFailed, Attempt, stream_with_failover
 from ._json import INVALID_ARGUMENTS_KEY
-from ._openai import OpenAIProvider
 from ._registry import (
     BUILTIN_PROVIDERS,
     DEFAULT_PROVIDER,
@@ -83,3 +81,16 @@ __all__ = [
     "resolve_target",
     "stream_with_failover",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The provider classes import their SDKs (~1 s); load them on first use only.
+    if name == "AnthropicProvider":
+        from ._anthropic import AnthropicProvider
+
+        return AnthropicProvider
+    if name == "OpenAIProvider":
+        from ._openai import OpenAIProvider
+
+        return OpenAIProvider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,7 @@ from anthropic.types import (
 )
 from anthropic.types import TextDelta as SdkTextDelta
 
+from ._defaults import DEFAULT_ANTHROPIC_BASE_URL
 from ._errors import classify_error
 from ._json import parse_arguments
 from ._pool import ClientPool, CredentialKey
@@ -46,7 +47,7 @@ __all__ = [
 
 # Passed explicitly so that the SDK never falls back to os.environ (clawmesh reads the
 # environment from the config, which tests and hot reloads control).
-DEFAULT_ANTHROPIC_BASE_URL: Final = "https://api.anthropic.com"
+
 _ID_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
 
 

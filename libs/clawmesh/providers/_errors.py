@@ -12,14 +12,15 @@ import asyncio
 import email.utils
 import time
 from collections.abc import Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import anthropic
 import httpx
-import httpx2
-import openai
 
 from ._types import FailoverReason, ProviderError
+
+if TYPE_CHECKING:
+    import anthropic
+    import openai
 
 __all__ = ["classify_error", "parse_retry_after"]
 
@@ -108,6 +109,8 @@ def reason_for(status: int | None, error_type: str | None, code: str | None, mes
 def _status_error(
     exc: anthropic.APIStatusError | openai.APIStatusError, *, provider: str, model: str
 ) -> ProviderError:
+    import anthropic
+
     error_type: str | None
     code: str | None
     if isinstance(exc, anthropic.APIStatusError):
@@ -133,6 +136,12 @@ def classify_error(exc: BaseException, *, provider: str, model: str) -> Provider
     """A `ProviderError` for anything a model call raised; unknown exceptions become `other`."""
     if isinstance(exc, ProviderError):
         return exc
+    # The SDKs are imported only where one of their errors can exist: they take ~1 s to
+    # import, and an echo-only runner never needs them.
+    import anthropic
+    import httpx2
+    import openai
+
     if isinstance(exc, anthropic.APIStatusError | openai.APIStatusError):
         return _status_error(exc, provider=provider, model=model)
 

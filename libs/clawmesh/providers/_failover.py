@@ -27,7 +27,6 @@ from typing import TypeVar
 import msgspec
 
 from ..config import Config
-from ._anthropic import AnthropicProvider
 from ._auth import AuthProfiles, Credential
 from ._registry import ModelTarget, parse_model_ref, provider_for, resolve_target
 from ._types import (
@@ -97,8 +96,11 @@ class AllModelsFailed(ProviderError):
 
 def _open(target: ModelTarget, request: ModelRequest, credential: Credential) -> AsyncIterator[StreamEvent]:
     provider = provider_for(target)
-    if credential.kind == "token" and isinstance(provider, AnthropicProvider):
+    if credential.kind == "token" and target.api == "anthropic":
+        from ._anthropic import AnthropicProvider
+
         # Anthropic setup tokens go in `Authorization: Bearer`, not as an API key.
+        assert isinstance(provider, AnthropicProvider)
         return provider.stream(request, api_key=None, auth_token=credential.key)
     return provider.stream(request, api_key=credential.key)
 

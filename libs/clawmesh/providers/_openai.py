@@ -12,11 +12,12 @@ import json
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import openai
 from openai.types.chat import ChatCompletionChunk
 
+from ._defaults import DEFAULT_OPENAI_BASE_URL, MaxTokensField
 from ._errors import classify_error
 from ._json import parse_arguments
 from ._pool import ClientPool, CredentialKey
@@ -38,7 +39,6 @@ from ._types import (
 __all__ = ["DEFAULT_OPENAI_BASE_URL", "OpenAIProvider", "parse_openai_stream", "to_openai_messages"]
 
 # Passed explicitly so that the SDK never falls back to os.environ["OPENAI_BASE_URL"].
-DEFAULT_OPENAI_BASE_URL: Final = "https://api.openai.com/v1"
 _FINISH: Final[Mapping[str, str]] = {
     "stop": "end_turn",
     "length": "max_tokens",
@@ -48,7 +48,6 @@ _FINISH: Final[Mapping[str, str]] = {
 }
 # Which request field limits the answer: api.openai.com's reasoning models reject `max_tokens`,
 # while older OpenAI-compatible servers only know `max_tokens`.
-MaxTokensField = Literal["max_completion_tokens", "max_tokens"]
 
 
 def to_openai_messages(system: str, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:

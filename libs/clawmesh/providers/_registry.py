@@ -8,13 +8,17 @@ config defines a custom provider (an OpenAI-compatible server unless `api` says
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import urlsplit
 
 from ..config import Config, ModelProvider
-from ._anthropic import DEFAULT_ANTHROPIC_BASE_URL, AnthropicProvider
+
+if TYPE_CHECKING:
+    from ._anthropic import AnthropicProvider
+    from ._openai import OpenAIProvider
+
+from ._defaults import DEFAULT_ANTHROPIC_BASE_URL, DEFAULT_OPENAI_BASE_URL, MaxTokensField
 from ._echo import EchoProvider
-from ._openai import DEFAULT_OPENAI_BASE_URL, MaxTokensField, OpenAIProvider
 from ._types import Provider, ProviderError
 
 __all__ = [
@@ -144,7 +148,7 @@ def resolve_target(config: Config, ref: str) -> ModelTarget:
 
 _ECHO: Final = EchoProvider()
 _ProviderKey = tuple[str, str, str, tuple[tuple[str, str], ...], float | None]
-_providers: dict[_ProviderKey, AnthropicProvider | OpenAIProvider] = {}
+_providers: dict[_ProviderKey, AnthropicProvider | OpenAIProvider] = {}  # imported lazily: see provider_for
 
 
 def _max_tokens_field(base_url: str) -> MaxTokensField:
@@ -164,10 +168,14 @@ def provider_for(target: ModelTarget) -> Provider:
     if provider is None:
         timeout = target.timeout or 120.0
         if target.api == "anthropic":
+            from ._anthropic import AnthropicProvider
+
             provider = AnthropicProvider(
                 target.provider_id, base_url=target.base_url, headers=target.headers_dict, timeout=timeout
             )
         else:
+            from ._openai import OpenAIProvider
+
             provider = OpenAIProvider(
                 target.provider_id,
                 base_url=target.base_url,

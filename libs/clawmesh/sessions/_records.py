@@ -72,7 +72,10 @@ class SessionRecord(_Rec, kw_only=True):
     agent_id: str
     session_id: str  # stable id used for exports (OpenClaw's sessionId)
     seq: int = 0  # last sequence number assigned
-    inbound_seq: int = 0  # CM_INBOUND stream sequence of that message (makes assignment idempotent)
+    inbound_seq: int = 0  # CM_INBOUND stream sequence of that message
+    # The latest assignments (CM_INBOUND sequence → session sequence): a message redelivered
+    # after a router crash gets the number it was given before, even inside a batch.
+    recent: dict[int, int] = {}
     channel: str = ""
     account_id: str = ""
     peer: Peer | None = None
