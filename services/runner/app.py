@@ -215,6 +215,13 @@ class Runner:
         work = _SessionWork(key=key, lease_key=f"s.{encode_token(key)}")
         self._active[key] = work
         try:
+            # Lease first, then the completion record: read under the lease, it cannot change
+            # until we release it, so "is this turn next?" stays true while we run it.
+            try:
+                work.lease_revision = await self.leases.create(work.lease_key, self.ctx.instance.encode())
+            except KeyWrongLastSequenceError:
+                await msg.nak(delay=0.05)  # another runner is on this session right now
+                return
             found = await self.store.get_done(key)
             done = found[0] if found else DoneRecord()
             if turn.seq <= done.seq:
@@ -224,11 +231,6 @@ class Runner:
                 return
             if turn.seq > done.seq + 1:
                 await msg.nak(delay=min(0.02 * (turn.seq - done.seq), 1.0))
-                return
-            try:
-                work.lease_revision = await self.leases.create(work.lease_key, self.ctx.instance.encode())
-            except KeyWrongLastSequenceError:
-                await msg.nak(delay=0.05)  # another runner is on this session right now
                 return
             work.done = done
             nxt: tuple[TurnRequest, Msg] | None = (turn, msg)
@@ -367,8 +369,13 @@ class Runner:
                     turn_id=turn.turn_id, seq=turn.seq, code=outcome.error.code, message=outcome.error.message
                 )
             )
-        for i, record in enumerate(records):
-            await store.append(turn.agent_id, turn.session_key, record, f"{turn.turn_id}:{i}")
+        # one subject per session, one connection: stored in this order even when sent together
+        await asyncio.gather(
+            *(
+                store.append(turn.agent_id, turn.session_key, r, f"{turn.turn_id}:{i}")
+                for i, r in enumerate(records)
+            )
+        )
         context: list[TranscriptEntry] = [
             e for e in (*work.done.context, *records) if not isinstance(e, TxError)
         ]
@@ -401,9 +408,6 @@ class Runner:
         )
         data, hdrs = encode_json(out)
         hdrs["Nats-Msg-Id"] = f"out:{turn.turn_id}"
-        await self.ctx.js.publish(
-            self.ctx.subjects.outbound(turn.route.channel, turn.route.account_id), data, headers=inject(hdrs)
-        )
         event: TurnEvent
         if done.is_error:
             err = outcome.error if outcome is not None and outcome.error is not None else None
@@ -422,19 +426,27 @@ class Runner:
                 input_tokens=usage[0],
                 output_tokens=usage[1],
             )
-        await self._emit(turn, event)
-        with contextlib.suppress(Exception):
-            await self.store.put_turn_status(
-                turn.turn_id,
-                TurnStatus(
-                    state="error" if done.is_error else "done",
-                    agent_id=turn.agent_id,
-                    session_key=turn.session_key,
-                    text=done.final_text,
-                    error_code=event.code if isinstance(event, TurnError) else None,
-                    error_message=event.message if isinstance(event, TurnError) else None,
-                ),
-            )
+        status = TurnStatus(
+            state="error" if done.is_error else "done",
+            agent_id=turn.agent_id,
+            session_key=turn.session_key,
+            text=done.final_text,
+            error_code=event.code if isinstance(event, TurnError) else None,
+            error_message=event.message if isinstance(event, TurnError) else None,
+        )
+        # Independent of one another; the completion record is already stored.
+        outbound, _, _ = await asyncio.gather(
+            self.ctx.js.publish(
+                self.ctx.subjects.outbound(turn.route.channel, turn.route.account_id),
+                data,
+                headers=inject(hdrs),
+            ),
+            self._emit(turn, event),
+            self.store.put_turn_status(turn.turn_id, status),
+            return_exceptions=True,
+        )
+        if isinstance(outbound, BaseException):
+            raise outbound  # the reply must be stored: the turn is handed back and replayed
 
     async def _replay(self, turn: TurnRequest, done: DoneRecord) -> None:
         """A completed turn delivered again (we crashed after completing it): reply from the

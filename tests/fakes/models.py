@@ -827,7 +827,12 @@ class FakeModelServer:
             raise RuntimeError("FakeModelServer already started")
         # Events bind to the loop that first waits on them: make fresh ones for this loop.
         self._closing, self._recorded = asyncio.Event(), asyncio.Event()
-        sock = socket.create_server((self.host, self.port))  # bound here, so the port is known
+        # Bound here, so the port is known. proto=IPPROTO_TCP makes asyncio set TCP_NODELAY on
+        # accepted connections (a real API answers without Nagle's ~40 ms delayed-ACK stall).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(1024)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app,
