@@ -142,3 +142,41 @@ def test_up_against_an_existing_nats(tmp_path: Path, config_file: Path, nats_url
         assert gateway.cli("send", "--url", gateway.ready["url"], "hi").stdout.strip() == "echo: hi"
     finally:
         assert gateway.stop() == 0
+
+
+def test_sighup_reloads_and_chat_reads_stdin(tmp_path: Path, config_file: Path) -> None:
+    gateway = Up(tmp_path, config_file)
+    try:
+        url = gateway.ready["url"]
+        before = json.loads(
+            gateway.cli("send", "--url", url, "--channel", "slack", "--json", "x").stdout.splitlines()[0]
+        )
+        assert before["data"]["agentId"] == "home"
+        changed = {
+            **CONFIG,
+            "bindings": [*CONFIG["bindings"], {"agentId": "work", "match": {"channel": "slack"}}],
+        }
+        config_file.write_text(json.dumps(changed))
+        gateway.proc.send_signal(signal.SIGHUP)
+        status_ok = False
+        for _ in range(100):  # poll: the reload is asynchronous to the signal
+            route = json.loads(
+                gateway.cli("send", "--url", url, "--channel", "slack", "--json", "y").stdout.splitlines()[0]
+            )
+            if route["data"]["agentId"] == "work":
+                status_ok = True
+                break
+        assert status_ok
+        chat = subprocess.run(
+            [*CLI, "--config", str(config_file), "chat", "--url", url],
+            input="first line\nsecond line\n/exit\n",
+            env=gateway.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert chat.returncode == 0, chat.stderr
+        assert "agent> echo: first line" in chat.stdout and "agent> echo: second line" in chat.stdout
+    finally:
+        assert gateway.stop() == 0

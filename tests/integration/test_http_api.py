@@ -254,3 +254,12 @@ async def test_store_failure_is_a_json_503_and_nothing_is_accepted(gw: Gateway, 
     assert (
         r.json()["error"]["code"] == "unavailable" and "nothing was accepted" in r.json()["error"]["message"]
     )
+
+
+async def test_public_bind_without_auth_is_refused(nats_url: str, tmp_path: Path) -> None:
+    from clawmesh_ingress.app import IngressRefused
+
+    config = {**CONFIG, "gateway": {"bind": "lan", "auth": {"mode": "none"}}}
+    with pytest.raises(IngressRefused, match="without authentication"):
+        async with run_gateway(nats_url, config, tmp_path, services=("ingress",)):
+            pass

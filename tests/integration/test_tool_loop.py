@@ -203,3 +203,50 @@ async def test_node_list_and_describe_cli(fake: FakeModelServer, nats_url: str, 
         nodes = json.loads(out.stdout)
         assert len(nodes) == 1 and nodes[0]["online"] and {"exec", "files"} <= set(nodes[0]["capabilities"])
         assert nodes[0]["resources"]["cpus"] >= 1 and nodes[0]["resources"]["memoryTotal"] > 0
+
+
+async def test_anthropic_tool_use_loop(fake: FakeModelServer, nats_url: str, tmp_path: Path) -> None:
+    fake.script(ToolCall("ls", {"path": "."}, text_before="let me look"), Text("I see the files"))
+    config = _config(fake, tmp_path)
+    config["agents"]["defaults"]["model"] = "anthropic/fake-claude"
+    config["models"]["providers"]["anthropic"] = {"baseUrl": fake.base_url, "apiKey": "sk-ant"}
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "hello.txt").write_text("hi")
+    async with run_gateway(
+        nats_url, config, tmp_path, services=("ingress", "router", "runner", "node-agent")
+    ) as gw:
+        events = await _turn(gw, "what is here?")
+    assert next(d for e, d in events if e == "tool_result")["content"] == "hello.txt"
+    assert events[-1][1]["text"] == "I see the files"
+    # the tool result went back as an Anthropic tool_result block in a user turn
+    last = fake.requests[-1].body["messages"]
+    assert last[-1]["role"] == "user" and last[-1]["content"][0]["type"] == "tool_result"
+    assert last[-2]["role"] == "assistant" and any(b["type"] == "tool_use" for b in last[-2]["content"])
+
+
+async def test_malformed_invocations_get_an_error_reply_and_a_dead_letter(
+    fake: FakeModelServer, nats_url: str, tmp_path: Path
+) -> None:
+    async with run_gateway(nats_url, _config(fake, tmp_path), tmp_path, services=("node-agent",)):
+        nc = await nats.connect(nats_url)
+        reply = await nc.request("cm.node.local.invoke", b"\x00not json", timeout=5)
+        body = json.loads(reply.data)
+        assert body["ok"] is False and body["errorCode"] == "INVALID_REQUEST"
+        good = await nc.request(
+            "cm.node.local.invoke",
+            json.dumps(
+                {
+                    "type": "invoke",
+                    "invocationId": "i1",
+                    "tool": "ls",
+                    "agentId": "main",
+                    "sessionKey": "agent:main:main",
+                }
+            ).encode(),
+            timeout=5,
+            headers={"Content-Type": "application/json"},
+        )
+        assert json.loads(good.data)["ok"] is True  # the node is still serving
+        letter = await nc.jetstream().get_last_msg("CM_DLQ", "cm.dlq.node_agent")
+        assert json.loads(letter.data)["service"] == "node_agent"
+        await nc.close()
