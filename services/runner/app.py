@@ -30,7 +30,15 @@ from clawmesh.bus import ServiceContext, consumer_span, inject
 from clawmesh.config import AgentView, Config
 from clawmesh.nodes import NodeDirectory
 from clawmesh.providers import aclose_providers
-from clawmesh.sessions import DoneRecord, SessionStore, TranscriptEntry, TurnStatus, TxError, TxUser
+from clawmesh.sessions import (
+    DoneRecord,
+    SessionStore,
+    TranscriptEntry,
+    TurnStatus,
+    TxAssistant,
+    TxError,
+    TxUser,
+)
 from clawmesh.wire import (
     DecodeFailure,
     OutboundMessage,
@@ -58,6 +66,20 @@ DURABLE = "runner"
 CONTEXT_ENTRIES = 200
 CONTEXT_BYTES = 512 * 1024
 _context_encoder = msgspec.json.Encoder()
+
+
+def _result_in_context(context: list[TranscriptEntry], turn_id: str) -> DoneRecord | None:
+    """An older turn's result, rebuilt from the transcript records kept as context."""
+    mine = [e for e in context if e.turn_id == turn_id]
+    if not mine:
+        return None
+    error = next((e for e in reversed(mine) if isinstance(e, TxError)), None)
+    if error is not None:
+        return DoneRecord(seq=error.seq, turn_id=turn_id, final_text=f"⚠️ {error.message}", is_error=True)
+    reply = next((e for e in reversed(mine) if isinstance(e, TxAssistant)), None)
+    if reply is None:
+        return None
+    return DoneRecord(seq=reply.seq, turn_id=turn_id, final_text=reply.text, model=reply.model)
 
 
 def _bounded(entries: list[TranscriptEntry]) -> list[TranscriptEntry]:
@@ -225,8 +247,9 @@ class Runner:
             found = await self.store.get_done(key)
             done = found[0] if found else DoneRecord()
             if turn.seq <= done.seq:
-                if done.turn_id == turn.turn_id:
-                    await self._replay(turn, done)
+                # Completed before (we or another runner died before acking it): answer again
+                # from what was stored. It may be an older turn than the last one completed.
+                await self._replay(turn, done)
                 await msg.ack()
                 return
             if turn.seq > done.seq + 1:
@@ -376,9 +399,7 @@ class Runner:
                 for i, r in enumerate(records)
             )
         )
-        context: list[TranscriptEntry] = [
-            e for e in (*work.done.context, *records) if not isinstance(e, TxError)
-        ]
+        context: list[TranscriptEntry] = [*work.done.context, *records]
         done = DoneRecord(
             seq=turn.seq,
             turn_id=turn.turn_id,
@@ -394,7 +415,11 @@ class Runner:
         self.ctx.counters["turns_failed" if outcome.error else "turns_completed"] += 1
         await msg.ack()
 
-    async def _reply(self, turn: TurnRequest, done: DoneRecord, outcome: TurnOutcome | None) -> None:
+    async def _reply(
+        self, turn: TurnRequest, done: DoneRecord, outcome: TurnOutcome | None, *, stored: bool = False
+    ) -> None:
+        """Store the reply (CM_OUTBOUND, once per turn id) and emit `final`/`error`; then record
+        the turn's status — present only when its reply is surely stored (`stored`: it is)."""
         inbound = turn.inbound
         out = OutboundMessage(
             **stamp(turn),
@@ -434,25 +459,35 @@ class Runner:
             error_code=event.code if isinstance(event, TurnError) else None,
             error_message=event.message if isinstance(event, TurnError) else None,
         )
-        # Independent of one another; the completion record is already stored.
-        outbound, _, _ = await asyncio.gather(
-            self.ctx.js.publish(
-                self.ctx.subjects.outbound(turn.route.channel, turn.route.account_id),
-                data,
-                headers=inject(hdrs),
-            ),
-            self._emit(turn, event),
-            self.store.put_turn_status(turn.turn_id, status),
-            return_exceptions=True,
-        )
+        subject = self.ctx.subjects.outbound(turn.route.channel, turn.route.account_id)
+
+        async def store_reply() -> None:
+            if not stored:
+                await self.ctx.js.publish(subject, data, headers=inject(hdrs))
+
+        # The reply and the event are independent; the completion record is already stored.
+        outbound, _ = await asyncio.gather(store_reply(), self._emit(turn, event), return_exceptions=True)
         if isinstance(outbound, BaseException):
             raise outbound  # the reply must be stored: the turn is handed back and replayed
+        with contextlib.suppress(Exception):
+            await self.store.put_turn_status(turn.turn_id, status)
 
     async def _replay(self, turn: TurnRequest, done: DoneRecord) -> None:
-        """A completed turn delivered again (we crashed after completing it): reply from the
-        stored result; the outbound stream's dedupe keeps it to one delivery."""
+        """A completed turn delivered again (a runner died between completing and acking it):
+        reply from what was stored — the completion record for the last turn, its context for
+        an older one. The outbound stream's dedupe keeps the reply to one delivery, and a turn
+        whose status is recorded has its reply stored already."""
         self.ctx.counters["turns_replayed"] += 1
-        await self._reply(turn, done, None)
+        if done.turn_id != turn.turn_id:
+            found = _result_in_context(done.context, turn.turn_id)
+            if found is None:
+                log.warning(
+                    "runner: turn %s was completed but is no longer in the session context", turn.turn_id
+                )
+                return
+            done = found
+        status = await self.store.get_turn_status(turn.turn_id)
+        await self._reply(turn, done, None, stored=status is not None)
 
     async def _emit(self, turn: TurnRequest, event: TurnEvent) -> None:
         data, hdrs = encode_json(event)

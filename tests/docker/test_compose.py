@@ -118,6 +118,41 @@ def poll(predicate: Callable[[], Any], timeout: float, what: str, interval: floa
         time.sleep(interval)
 
 
+async def _stall_report(nc: Any, sent: dict[str, list[tuple[str, str]]], finals: Any) -> str:
+    """Where the missing turns are: each stuck session's routed and completed sequence
+    numbers, and the turn consumer's counters (for a failure message)."""
+    import msgspec
+
+    from clawmesh.sessions import DoneRecord, SessionRecord
+    from clawmesh.wire import encode_token
+
+    js = nc.jetstream()
+    kv = await js.key_value("cm_sessions")
+    lines = []
+    for key, turns in sent.items():
+        missing = [t for t, _ in turns if t not in finals]
+        if not missing:
+            continue
+        rec = done = None
+        with contextlib.suppress(Exception):
+            rec = msgspec.json.decode((await kv.get(f"s.{encode_token(key)}")).value, type=SessionRecord)
+        with contextlib.suppress(Exception):
+            done = msgspec.json.decode((await kv.get(f"d.{encode_token(key)}")).value, type=DoneRecord)
+        lines.append(
+            f"{key}: {len(missing)} missing (first {missing[0][:8]}), routed seq {rec.seq if rec else '?'}, "
+            f"done seq {done.seq if done else 0} turn {done.turn_id[:8] if done else '-'} "
+            f"error={done.is_error if done else '-'} text={done.final_text[:60] if done else '-'!r}"
+        )
+    info = await js.consumer_info("CM_TURNS", "runner")
+    leases = await js.key_value("cm_leases")
+    with contextlib.suppress(Exception):
+        lines.append(f"leases held: {len(await leases.keys())}")
+    lines.append(
+        f"runner consumer: pending {info.num_pending}, ack pending {info.num_ack_pending}, redelivered {info.num_redelivered}"
+    )
+    return "; ".join(lines[:40])
+
+
 async def apoll(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -541,7 +576,10 @@ async def test_scaled_under_load_with_a_killed_runner(deploy: Callable[..., Depl
         kill_task = asyncio.create_task(killer())
         await asyncio.gather(*(session(i) for i in range(sessions)))
         accepted = time.monotonic() - t0
-        await apoll(lambda: len(finals) >= total, 120, f"{total} final replies (have {len(finals)})")
+        try:
+            await apoll(lambda: len(finals) >= total, 120, f"{total} final replies")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc} (have {len(finals)}); {await _stall_report(nc, sent, finals)}") from None
         elapsed = time.monotonic() - t0
         await kill_task
 

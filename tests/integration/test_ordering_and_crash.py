@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import nats
 import pytest
 
@@ -202,3 +203,50 @@ async def test_sigkill_mid_turn_gives_exactly_one_final_reply(nats_url: str, tmp
             finally:
                 await gen.aclose()
                 await nc.close()
+
+
+async def test_an_older_turn_redelivered_after_later_ones_still_gets_its_reply(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """A runner died after recording turn 1 as complete but before storing its reply; turn 2
+    completed elsewhere; then turn 1 comes back. Its reply is rebuilt from the context."""
+    from clawmesh.sessions import DoneRecord, TxAssistant
+    from clawmesh.wire import InboundMessage, Peer, RouteInfo, TurnRequest, encode_msgpack, encode_token
+
+    config = {"agents": {"defaults": {"model": "echo/x"}, "list": [{"id": "main", "default": True}]}}
+    key = "agent:main:main"
+    log = EventLog()
+    async with run_gateway(nats_url, config, tmp_path, services=("runner",)):
+        nc = await nats.connect(nats_url)
+        await nc.subscribe("cm.ev.>", cb=log.on_msg)
+        js = nc.jetstream()
+        kv = await js.key_value("cm_sessions")
+        context = [
+            TxUser(turn_id="t1", seq=1, text="one"),
+            TxAssistant(turn_id="t1", seq=1, text="answer one", model="echo/x"),
+            TxUser(turn_id="t2", seq=2, text="two"),
+            TxAssistant(turn_id="t2", seq=2, text="answer two", model="echo/x"),
+        ]
+        done = DoneRecord(seq=2, turn_id="t2", final_text="answer two", context=context, has_context=True)
+        await kv.put(f"d.{encode_token(key)}", msgspec.json.encode(done))
+        route = RouteInfo(
+            agent_id="main",
+            session_key=key,
+            main_session_key=key,
+            matched_by="default",
+            channel="api",
+            account_id="default",
+        )
+        inbound = InboundMessage(id="t1", channel="api", text="one", peer=Peer(kind="direct", id="u"))
+        data, headers = encode_msgpack(TurnRequest(turn_id="t1", seq=1, route=route, inbound=inbound))
+        await js.publish("cm.turn.main", data, headers=headers)
+        await wait_until(lambda: log.finals(key), message="the replayed final")
+        assert [f.text for f in log.finals(key)] == ["answer one"]
+        out = await js.get_last_msg("CM_OUTBOUND", "cm.out.api.default")
+        reply = decode(out.data, OutboundMessage)
+        assert (reply.turn_id, reply.text) == ("t1", "answer one")
+        # recorded as done: a second replay does not store the reply again
+        await js.publish("cm.turn.main", data, headers={**headers, "Nats-Msg-Id": "again"})
+        await wait_until(lambda: len(log.finals(key)) == 2, message="second replay")
+        assert (await js.stream_info("CM_OUTBOUND")).state.messages == 1
+        await nc.close()
