@@ -198,25 +198,31 @@ class Runner:
         self._freed.set()
 
     async def _heartbeat_forever(self) -> None:
-        """Keep held messages from being redelivered and keep session leases alive."""
+        """Keep held messages from being redelivered and keep session leases alive. Renewals
+        run concurrently, so a busy runner with many sessions renews them all in one round trip."""
         interval = max(self.lease_seconds / 3, 0.2)
         while True:
             await asyncio.sleep(interval)
             for msg in list(self._held.values()):
                 with contextlib.suppress(Exception):
-                    await msg.in_progress()
-            for work in list(self._active.values()):
-                if work.lease_revision is None or work.lost:
-                    continue
-                try:
-                    work.lease_revision = await self.leases.update(
-                        work.lease_key, self.ctx.instance.encode(), last=work.lease_revision
-                    )
-                except Exception as exc:
-                    log.error("runner: lost the lease of %s (%s); abandoning its turn", work.key, exc)
-                    work.lost = True
-                    if work.task is not None:
-                        work.task.cancel()
+                    await msg.in_progress()  # a plain publish: no round trip
+            works = [w for w in list(self._active.values()) if w.lease_revision is not None and not w.lost]
+            await asyncio.gather(*(self._renew(w) for w in works))
+
+    async def _renew(self, work: _SessionWork) -> None:
+        assert work.lease_revision is not None
+        try:
+            work.lease_revision = await self.leases.update(
+                work.lease_key, self.ctx.instance.encode(), last=work.lease_revision
+            )
+        except KeyWrongLastSequenceError:
+            # Someone else holds it now (ours expired): stop; the turn is redelivered.
+            log.error("runner: lost the lease of %s; abandoning its turn", work.key)
+            work.lost = True
+            if work.task is not None:
+                work.task.cancel()
+        except Exception as exc:  # a slow or failed round trip: try again at the next beat
+            log.warning("runner: could not renew the lease of %s (%s)", work.key, exc)
 
     # --- one message --------------------------------------------------------------------
     async def _dispatch(self, msg: Msg) -> None:
