@@ -579,7 +579,9 @@ async def test_scaled_under_load_with_a_killed_runner(deploy: Callable[..., Depl
         try:
             await apoll(lambda: len(finals) >= total, 120, f"{total} final replies")
         except AssertionError as exc:
-            raise AssertionError(f"{exc} (have {len(finals)}); {await _stall_report(nc, sent, finals)}") from None
+            raise AssertionError(
+                f"{exc} (have {len(finals)}); {await _stall_report(nc, sent, finals)}"
+            ) from None
         elapsed = time.monotonic() - t0
         await kill_task
 
