@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 import msgspec
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyWrongLastSequenceError
 
 from clawmesh.bus import ServiceContext, consumer_span, inject, producer_span
@@ -130,20 +129,9 @@ class Router:
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
-        js = self.ctx.js
-        stream = self.ctx.subjects.stream("INBOUND")
-        self._psub = await js.pull_subscribe(
-            self.ctx.subjects.inbound_all,
-            durable=DURABLE,
-            stream=stream,
-            config=ConsumerConfig(
-                durable_name=DURABLE,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self.lease_seconds,
-                max_deliver=-1,
-                max_ack_pending=10_000,
-            ),
+        subjects = self.ctx.subjects
+        self._psub = await self.ctx.pull_consumer(
+            subjects.inbound_all, subjects.stream("INBOUND"), DURABLE, max_ack_pending=10_000
         )
         self._task = asyncio.create_task(self._lead_forever(), name="router-leader")
 

@@ -23,7 +23,6 @@ from typing import Any, ClassVar
 import msgspec
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyWrongLastSequenceError
 
 from clawmesh.bus import ServiceContext, consumer_span, inject
@@ -131,18 +130,9 @@ class Runner:
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
-        self._psub = await self.ctx.js.pull_subscribe(
-            self.ctx.subjects.turns_all,
-            durable=DURABLE,
-            stream=self.ctx.subjects.stream("TURNS"),
-            config=ConsumerConfig(
-                durable_name=DURABLE,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self.lease_seconds,
-                max_deliver=-1,
-                max_ack_pending=20_000,
-            ),
+        subjects = self.ctx.subjects
+        self._psub = await self.ctx.pull_consumer(
+            subjects.turns_all, subjects.stream("TURNS"), DURABLE, max_ack_pending=20_000
         )
         self._fetcher = asyncio.create_task(self._fetch_forever(), name="runner-fetch")
         self._heart = asyncio.create_task(self._heartbeat_forever(), name="runner-heartbeat")

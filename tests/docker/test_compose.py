@@ -41,6 +41,7 @@ from nats.aio.msg import Msg
 from typer.testing import CliRunner
 
 from clawmesh.cli._app import app as cli_app
+from tests.fixtures.gateway import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -154,16 +155,7 @@ async def _stall_report(nc: Any, sent: dict[str, list[tuple[str, str]]], finals:
 
 
 async def apoll(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(interval)
+    return await wait_until(predicate, timeout=timeout, interval=interval, message=what)
 
 
 def cli(

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Protocol
 import nats.micro
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 from nats.micro.request import Request
 
@@ -56,6 +57,23 @@ class ServiceContext:
     @property
     def subjects(self) -> Subjects:
         return self.layout.subjects
+
+    async def pull_consumer(self, subject: str, stream: str, durable: str, *, max_ack_pending: int) -> Any:
+        """The durable pull consumer replicas of a service share: explicit acks, redelivery
+        after one lease (`runtime.turnLeaseSeconds`) without an ack or progress, no give-up."""
+        return await self.js.pull_subscribe(
+            subject,
+            durable=durable,
+            stream=stream,
+            config=ConsumerConfig(
+                durable_name=durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self.layout.lease_seconds,
+                max_deliver=-1,
+                max_ack_pending=max_ack_pending,
+            ),
+        )
 
     async def dead_letter(
         self, subject: str, reason: str, payload: bytes, headers: dict[str, str] | None
