@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
 import os
@@ -18,6 +20,7 @@ __all__ = [
     "fmt_us",
     "machine",
     "median",
+    "nats_baseline",
     "percentile",
     "print_table",
     "write_json",
@@ -97,3 +100,77 @@ def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
     print(f"\nresults written to {target}")
+
+
+async def nats_baseline(
+    url: str, *, sequential: int, concurrent: int, in_flight: int, js: int
+) -> dict[str, float]:
+    """Raw nats-py request/reply (echo responder in this process) and JetStream publish on `url`.
+
+    Every benchmark measures these in the same run, so its figures read as ratios to what the
+    bare server and client manage on this machine at that moment.  Keys: `rr_p50_ms`, `rr_p99_ms`,
+    `rr_seq_per_s`, `rr_c<in_flight>_per_s`, `js_p50_ms`, `js_p99_ms`, `js_seq_per_s`.
+    """
+    import nats
+    from nats.aio.msg import Msg
+    from nats.js.api import StorageType, StreamConfig
+
+    out: dict[str, float] = {}
+    tag = f"{os.getpid()}_{time.monotonic_ns()}"
+    subject = f"bench.req.{tag}"
+    responder = await nats.connect(url, name="bench-responder")
+    client = await nats.connect(url, name="bench-requester")
+    try:
+
+        async def echo(msg: Msg) -> None:
+            await msg.respond(msg.data)
+
+        await responder.subscribe(subject, queue="bench", cb=echo)
+        await responder.flush()
+        payload = b"x" * 256
+        for _ in range(200):
+            await client.request(subject, payload, timeout=5)
+        lat: list[float] = []
+        for _ in range(sequential):
+            t0 = time.perf_counter()
+            await client.request(subject, payload, timeout=5)
+            lat.append((time.perf_counter() - t0) * 1e3)
+        lat.sort()
+        out["rr_p50_ms"] = percentile(lat, 50)
+        out["rr_p99_ms"] = percentile(lat, 99)
+        out["rr_seq_per_s"] = len(lat) / (sum(lat) / 1e3)
+
+        per_worker = max(1, concurrent // in_flight)
+
+        async def rr_worker() -> None:
+            for _ in range(per_worker):
+                await client.request(subject, payload, timeout=10)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(rr_worker() for _ in range(in_flight)))
+        out[f"rr_c{in_flight}_per_s"] = per_worker * in_flight / (time.perf_counter() - t0)
+
+        jsctx = client.jetstream()
+        stream = f"BENCH_{tag}"
+        js_subject = f"bench.js.{tag}"
+        await jsctx.add_stream(StreamConfig(name=stream, subjects=[js_subject], storage=StorageType.FILE))
+        try:
+            for _ in range(100):
+                await jsctx.publish(js_subject, payload)
+            lat = []
+            t_all = time.perf_counter()
+            for _ in range(js):
+                t0 = time.perf_counter()
+                await jsctx.publish(js_subject, payload)
+                lat.append((time.perf_counter() - t0) * 1e3)
+            out["js_seq_per_s"] = js / (time.perf_counter() - t_all)
+            lat.sort()
+            out["js_p50_ms"] = percentile(lat, 50)
+            out["js_p99_ms"] = percentile(lat, 99)
+        finally:
+            with contextlib.suppress(Exception):
+                await jsctx.delete_stream(stream)
+    finally:
+        await client.close()
+        await responder.close()
+    return out

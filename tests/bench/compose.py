@@ -53,9 +53,8 @@ import httpx
 import json5
 import nats
 from nats.aio.msg import Msg
-from nats.js.api import StorageType, StreamConfig
 
-from tests.bench._common import machine, percentile, print_table, write_json
+from tests.bench._common import machine, nats_baseline, percentile, print_table, write_json
 from tests.bench.pipeline import QueueProbe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -326,68 +325,6 @@ async def run_phase(
     return phase
 
 
-async def nats_baseline(url: str, counts: Counts) -> dict[str, float]:
-    """Request/reply through the compose NATS (responder in this process) and JetStream publish."""
-    out: dict[str, float] = {}
-    responder = await nats.connect(url, name="bench-responder")
-    client = await nats.connect(url, name="bench-requester")
-    subject = f"bench.req.{uuid.uuid4().hex[:8]}"
-    try:
-
-        async def echo(msg: Msg) -> None:
-            await msg.respond(msg.data)
-
-        await responder.subscribe(subject, queue="bench", cb=echo)
-        await responder.flush()
-        payload = b"x" * 256
-        for _ in range(200):
-            await client.request(subject, payload, timeout=5)
-        lat: list[float] = []
-        for _ in range(max(200, counts.rr // 5)):
-            t0 = time.perf_counter()
-            await client.request(subject, payload, timeout=5)
-            lat.append((time.perf_counter() - t0) * 1e3)
-        lat.sort()
-        out["rr_p50_ms"] = percentile(lat, 50)
-        out["rr_p99_ms"] = percentile(lat, 99)
-
-        per_worker = max(1, counts.rr // CONCURRENCY)
-
-        async def rr_worker() -> None:
-            for _ in range(per_worker):
-                await client.request(subject, payload, timeout=10)
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(rr_worker() for _ in range(CONCURRENCY)))
-        out["rr_c100_per_s"] = per_worker * CONCURRENCY / (time.perf_counter() - t0)
-
-        js = client.jetstream()
-        stream = f"BENCH_COMPOSE_{os.getpid()}"
-        js_subject = f"bench.js.{os.getpid()}"
-        with contextlib.suppress(Exception):
-            await js.delete_stream(stream)
-        await js.add_stream(StreamConfig(name=stream, subjects=[js_subject], storage=StorageType.FILE))
-        try:
-            for _ in range(100):
-                await js.publish(js_subject, payload)
-            lat = []
-            t_all = time.perf_counter()
-            for _ in range(counts.js):
-                t0 = time.perf_counter()
-                await js.publish(js_subject, payload)
-                lat.append((time.perf_counter() - t0) * 1e3)
-            out["js_seq_per_s"] = counts.js / (time.perf_counter() - t_all)
-            lat.sort()
-            out["js_p50_ms"] = percentile(lat, 50)
-        finally:
-            with contextlib.suppress(Exception):
-                await js.delete_stream(stream)
-    finally:
-        await client.close()
-        await responder.close()
-    return out
-
-
 async def runners_on_srv(url: str) -> int:
     """How many runner instances answer `$SRV.PING.clawmesh-runner` within half a second."""
     nc = await nats.connect(url)
@@ -484,7 +421,13 @@ async def bench(args: argparse.Namespace, project: Project, counts: Counts) -> l
                     await counter
                 await probe_nc.close()
             phase.sessions_consumers_peak = peak[0]
-            phase.baseline = await nats_baseline(nats_url, counts)
+            phase.baseline = await nats_baseline(
+                nats_url,
+                sequential=max(200, counts.rr // 5),
+                concurrent=counts.rr,
+                in_flight=CONCURRENCY,
+                js=counts.js,
+            )
             phases.append(phase)
             print(
                 f"  c={CONCURRENCY}: {phase.turns_per_s:,.0f} turns/s ({phase.ok} ok, {phase.errors} errors"

@@ -44,10 +44,8 @@ from typing import Any
 import httpx
 import nats
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.js.api import StorageType, StreamConfig
 
-from tests.bench._common import machine, percentile, print_table, write_json
+from tests.bench._common import machine, nats_baseline, percentile, print_table, write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "bench-token"
@@ -743,74 +741,6 @@ async def tapped_phase(
     return analyse_tap(out, phase, label)
 
 
-# --- raw NATS baselines ------------------------------------------------------------------
-
-
-async def nats_baselines(url: str, counts: Counts) -> dict[str, float]:
-    """nats-py request/reply (responder in this process) and JetStream publish on the same server."""
-    out: dict[str, float] = {}
-    responder: NatsClient = await nats.connect(url, name="bench-responder")
-    client: NatsClient = await nats.connect(url, name="bench-requester")
-    try:
-
-        async def echo(msg: Msg) -> None:
-            await msg.respond(msg.data)
-
-        await responder.subscribe("bench.req", queue="bench", cb=echo)
-        await responder.flush()
-        payload = b"x" * 256
-        for _ in range(200):
-            await client.request("bench.req", payload, timeout=5)
-        lat: list[float] = []
-        for _ in range(counts.rr):
-            t0 = time.perf_counter()
-            await client.request("bench.req", payload, timeout=5)
-            lat.append((time.perf_counter() - t0) * 1e3)
-        lat.sort()
-        out["rr_p50_ms"] = percentile(lat, 50)
-        out["rr_p99_ms"] = percentile(lat, 99)
-        out["rr_seq_per_s"] = len(lat) / (sum(lat) / 1e3)
-
-        per_worker = max(1, counts.rr // 20)
-
-        async def rr_worker() -> None:
-            for _ in range(per_worker):
-                await client.request("bench.req", payload, timeout=10)
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(rr_worker() for _ in range(20)))
-        out["rr_c20_per_s"] = per_worker * 20 / (time.perf_counter() - t0)
-
-        js = client.jetstream()
-        stream = f"BENCH_{os.getpid()}"
-        with contextlib.suppress(Exception):
-            await js.delete_stream(stream)
-        await js.add_stream(
-            StreamConfig(name=stream, subjects=[f"bench.js.{os.getpid()}"], storage=StorageType.FILE)
-        )
-        try:
-            subject = f"bench.js.{os.getpid()}"
-            for _ in range(100):
-                await js.publish(subject, payload)
-            lat = []
-            t_all = time.perf_counter()
-            for _ in range(counts.js):
-                t0 = time.perf_counter()
-                await js.publish(subject, payload)
-                lat.append((time.perf_counter() - t0) * 1e3)
-            out["js_seq_per_s"] = counts.js / (time.perf_counter() - t_all)
-            lat.sort()
-            out["js_p50_ms"] = percentile(lat, 50)
-            out["js_p99_ms"] = percentile(lat, 99)
-        finally:
-            with contextlib.suppress(Exception):
-                await js.delete_stream(stream)
-    finally:
-        await client.close()
-        await responder.close()
-    return out
-
-
 # --- one run -------------------------------------------------------------------------------
 
 
@@ -933,7 +863,11 @@ async def bench_run(name: str, counts: Counts, max_concurrent: int, keep: bool, 
         finally:
             await clients.aclose()
         result.baselines = {f"http_healthz_{k}": v for k, v in floor.items()}
-        result.baselines.update(await nats_baselines(gw.nats_url, counts))
+        result.baselines.update(
+            await nats_baseline(
+                gw.nats_url, sequential=counts.rr, concurrent=counts.rr, in_flight=20, js=counts.js
+            )
+        )
         b = result.baselines
         print(
             f"baselines: request/reply p50 {b['rr_p50_ms'] * 1e3:.0f} µs p99 {b['rr_p99_ms'] * 1e3:.0f} µs, "
