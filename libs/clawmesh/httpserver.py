@@ -47,6 +47,7 @@ class EmbeddedHTTPServer:
             log_config=None,
             access_log=False,
             ws="none",
+            http="httptools",  # C parser: about a third of h11's CPU per request
             timeout_graceful_shutdown=int(self.graceful_timeout),
             timeout_keep_alive=30,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Final
 
@@ -10,6 +12,9 @@ __all__ = ["BOOTSTRAP_FILES", "build_system_prompt", "ensure_agent_dirs"]
 # Read in this order to build the system prompt, as OpenClaw injects its workspace files.
 BOOTSTRAP_FILES: Final = ("AGENTS.md", "SOUL.md", "USER.md", "IDENTITY.md", "TOOLS.md")
 _MAX_FILE_CHARS: Final = 20_000
+# path → (mtime_ns, size, stripped text): the prompt is built for every turn, the files rarely
+# change, and an edit shows up at the next turn because the stat no longer matches.
+_FILES: dict[Path, tuple[int, int, str]] = {}
 
 _TEMPLATES: Final = {
     "AGENTS.md": (
@@ -51,11 +56,27 @@ def build_system_prompt(
     if identity_name:
         parts.append(f"You are {identity_name}{' ' + identity_emoji if identity_emoji else ''}.")
     for filename in BOOTSTRAP_FILES:
-        path = workspace / filename
-        try:
-            text = path.read_text(encoding="utf-8").strip()
-        except (FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError):
-            continue
+        text = _read_text(workspace / filename)
         if text:
             parts.append(f"## {filename}\n\n{text[:_MAX_FILE_CHARS]}")
     return "\n\n".join(parts)
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    hit = _FILES.get(path)
+    if hit is not None and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+        return hit[2]
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(_FILES) > 4096:
+        _FILES.clear()
+    _FILES[path] = (st.st_mtime_ns, st.st_size, text)
+    return text

@@ -314,6 +314,7 @@ def build_app(ingress: Ingress) -> Starlette:
         channel = body.channel.strip().lower() or "api"
         account = normalize_account_id(body.account_id)
         turn_id = turn_id_for(channel, account, body.message_id)
+        streaming = "text/event-stream" in request.headers.get("accept", "")
         inbound = InboundMessage(
             id=turn_id,
             channel=channel,
@@ -335,11 +336,11 @@ def build_app(ingress: Ingress) -> Starlette:
             agent_id=body.agent_id,
             received_at=now(),
             reply_subject=ingress.reply_subject,
+            reply_events="all" if streaming else "final",
             metadata=body.metadata,
         )
         dedupe = f"in:{channel}:{account}:{body.message_id}" if body.message_id else f"in:{turn_id}"
         sub = await turns.submit(inbound, dedupe, request.headers)
-        streaming = "text/event-stream" in request.headers.get("accept", "")
         wait = request.query_params.get("wait")
         if sub.duplicate:
             turns.close(sub)

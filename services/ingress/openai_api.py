@@ -118,6 +118,7 @@ def openai_routes(ingress: Ingress) -> list[Route]:
             agent_id=agent.id if agent else agent_id,
             received_at=now(),
             reply_subject=ingress.reply_subject,
+            reply_events="all" if body.stream else "final",
             metadata={"api": "openai.chat.completions"},
         )
         sub = await turns.submit(inbound, f"in:{turn_id}", request.headers)

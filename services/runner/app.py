@@ -64,7 +64,7 @@ DURABLE = "runner"
 # runtime.historyLimit messages of them), and the size that record may reach.
 CONTEXT_ENTRIES = 200
 CONTEXT_BYTES = 512 * 1024
-_context_encoder = msgspec.json.Encoder()
+_encoder = msgspec.json.Encoder()
 
 
 def _result_in_context(context: list[TranscriptEntry], turn_id: str) -> DoneRecord | None:
@@ -81,12 +81,15 @@ def _result_in_context(context: list[TranscriptEntry], turn_id: str) -> DoneReco
     return DoneRecord(seq=reply.seq, turn_id=turn_id, final_text=reply.text, model=reply.model)
 
 
-def _bounded(entries: list[TranscriptEntry]) -> list[TranscriptEntry]:
-    """The newest entries that fit both limits."""
-    kept = entries[-CONTEXT_ENTRIES:]
-    while len(kept) > 1 and len(_context_encoder.encode(kept)) > CONTEXT_BYTES:
-        kept = kept[len(kept) // 4 or 1 :]
-    return kept
+def _bounded(done: DoneRecord) -> tuple[DoneRecord, bytes]:
+    """The record with the newest context entries that fit both limits, and its encoding."""
+    if len(done.context) > CONTEXT_ENTRIES:
+        done = msgspec.structs.replace(done, context=done.context[-CONTEXT_ENTRIES:])
+    data = _encoder.encode(done)
+    while len(done.context) > 1 and len(data) > CONTEXT_BYTES:
+        done = msgspec.structs.replace(done, context=done.context[len(done.context) // 4 or 1 :])
+        data = _encoder.encode(done)
+    return done, data
 
 
 @dataclass
@@ -395,17 +398,18 @@ class Runner:
                 for i, r in enumerate(records)
             )
         )
-        context: list[TranscriptEntry] = [*work.done.context, *records]
-        done = DoneRecord(
-            seq=turn.seq,
-            turn_id=turn.turn_id,
-            final_text=outcome.text if outcome.error is None else outcome.error.user_text(),
-            is_error=outcome.error is not None,
-            model=outcome.model,
-            context=_bounded(context),
-            has_context=True,
+        done, data = _bounded(
+            DoneRecord(
+                seq=turn.seq,
+                turn_id=turn.turn_id,
+                final_text=outcome.text if outcome.error is None else outcome.error.user_text(),
+                is_error=outcome.error is not None,
+                model=outcome.model,
+                context=[*work.done.context, *records],
+                has_context=True,
+            )
         )
-        await store.put_done(turn.session_key, done)
+        await store.put_done(turn.session_key, done, data)
         work.done = done
         await self._reply(turn, done, outcome)
         self.ctx.counters["turns_failed" if outcome.error else "turns_completed"] += 1
@@ -490,5 +494,8 @@ class Runner:
         hdrs = inject(hdrs)
         nc = self.ctx.nc
         await nc.publish(self.ctx.subjects.events(turn.agent_id, turn.session_key), data, headers=hdrs)
-        if turn.inbound.reply_subject:
-            await nc.publish(turn.inbound.reply_subject, data, headers=hdrs)
+        inbound = turn.inbound
+        if inbound.reply_subject and (
+            inbound.reply_events == "all" or isinstance(event, TurnFinal | TurnError)
+        ):
+            await nc.publish(inbound.reply_subject, data, headers=hdrs)

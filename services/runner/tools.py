@@ -18,7 +18,7 @@ from clawmesh.nodes import NodeDirectory, pick_node, selector_text
 from clawmesh.providers import ToolCall, ToolResultMessage, ToolSpec
 from clawmesh.routing import is_subagent_session_key
 from clawmesh.sandbox import resolve_sandbox
-from clawmesh.tools import effective_tools
+from clawmesh.tools import ToolPolicyResult, effective_tools
 from clawmesh.tools.specs import IMPLEMENTED_TOOLS, TOOL_SCHEMAS
 from clawmesh.wire import (
     DecodeFailure,
@@ -49,6 +49,31 @@ def _node_spec(agent: AgentView) -> str | dict[str, str] | None:
     return node
 
 
+_Offer = tuple[ToolPolicyResult, tuple[ToolSpec, ...]]
+
+
+def _offer(
+    config: Config, agent_id: str, session_key: str, main_session_key: str
+) -> tuple[bool, ToolPolicyResult, tuple[ToolSpec, ...]]:
+    """Whether the session is sandboxed, the effective tool policy, and the tools offered to the
+    model. Every turn needs them and only a few combinations exist per config version."""
+    sandbox = config.derived(f"runner.sandbox:{agent_id}", lambda c: resolve_sandbox(c, agent_id))
+    sandboxed = sandbox.applies_to(session_key, main_session_key)
+    subagent = is_subagent_session_key(session_key)
+
+    def build(c: Config) -> _Offer:
+        policy = effective_tools(c, agent_id, sandboxed=sandboxed, subagent=subagent, tools=IMPLEMENTED_TOOLS)
+        specs = tuple(
+            ToolSpec(name=name, description=TOOL_SCHEMAS[name][0], parameters=TOOL_SCHEMAS[name][1])
+            for name in IMPLEMENTED_TOOLS
+            if policy.allows(name)
+        )
+        return policy, specs
+
+    policy, specs = config.derived(f"runner.tools:{agent_id}:{sandboxed}:{subagent}", build)
+    return sandboxed, policy, specs
+
+
 class ToolBox:
     def __init__(
         self,
@@ -63,20 +88,8 @@ class ToolBox:
         self.turn = turn
         self.config = config
         self.directory = directory
-        self.sandboxed = resolve_sandbox(config, agent.id).applies_to(
-            turn.session_key, turn.route.main_session_key
-        )
-        self.policy = effective_tools(
-            config,
-            agent.id,
-            sandboxed=self.sandboxed,
-            subagent=is_subagent_session_key(turn.session_key),
-            tools=IMPLEMENTED_TOOLS,
-        )
-        self.specs: tuple[ToolSpec, ...] = tuple(
-            ToolSpec(name=name, description=TOOL_SCHEMAS[name][0], parameters=TOOL_SCHEMAS[name][1])
-            for name in IMPLEMENTED_TOOLS
-            if self.policy.allows(name)
+        self.sandboxed, self.policy, self.specs = _offer(
+            config, agent.id, turn.session_key, turn.route.main_session_key
         )
         tools = config.file.tools
         self.default_timeout = (

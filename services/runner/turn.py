@@ -58,7 +58,9 @@ def to_chat_messages(entries: Sequence[TranscriptEntry], limit: int) -> list[Cha
     """Transcript → model context: the last `limit` messages, never starting inside a tool
     exchange (the APIs reject a tool result whose call is missing)."""
     out: list[ChatMessage] = []
-    for e in entries:
+    for e in reversed(entries):  # newest first: only the last `limit` are converted
+        if limit and len(out) >= limit:
+            break
         if isinstance(e, TxUser):
             out.append(UserMessage(text=e.text))
         elif isinstance(e, TxAssistant):
@@ -72,10 +74,11 @@ def to_chat_messages(entries: Sequence[TranscriptEntry], limit: int) -> list[Cha
                     tool_call_id=e.tool_call_id, name=e.name, content=e.content, is_error=e.is_error
                 )
             )
-    out = out[-limit:] if limit else out
-    while out and not isinstance(out[0], UserMessage):
-        out.pop(0)
-    return out
+    out.reverse()
+    start = 0
+    while start < len(out) and not isinstance(out[start], UserMessage):
+        start += 1
+    return out[start:]
 
 
 _AUTH: dict[str, AuthProfiles] = {}

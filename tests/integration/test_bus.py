@@ -85,6 +85,21 @@ async def test_hostile_ids_deliver_only_to_their_own_subscriber(nc: Client) -> N
         assert got[h] == [h.encode()]
 
 
+async def test_provision_turns_on_direct_gets_for_single_replica_buckets(nc: Client) -> None:
+    """Buckets made by an older version (no direct gets) are updated in place, data kept."""
+    from nats.js.api import KeyValueConfig
+
+    js = nc.jetstream()
+    layout = Layout()
+    old = await js.create_key_value(KeyValueConfig(bucket=layout.subjects.bucket("sessions")))
+    await old.put("s.kept", b"1")
+    buckets = await provision(js, layout)
+    for spec in layout.buckets():
+        info = await js.stream_info(f"KV_{layout.subjects.bucket(spec.name)}")
+        assert info.config.allow_direct is True, spec.name
+    assert (await buckets["sessions"].get("s.kept")).value == b"1"
+
+
 async def test_trace_context_travels_in_headers(nc: Client) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor

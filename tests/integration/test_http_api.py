@@ -89,6 +89,34 @@ async def test_sse_streams_route_deltas_and_final(gw: Gateway) -> None:
     assert deltas == final["text"] == "echo: stream these four words"
 
 
+async def test_reply_subject_carries_only_what_the_caller_waits_for(gw: Gateway, nc: Any) -> None:
+    """A waiting caller gets the decision and the final event on the reply subject; a streaming
+    one every event. (The session's own event subject always has them all.)"""
+    seen: dict[str, list[str]] = {}
+
+    async def on_reply(msg: Any) -> None:
+        item = json.loads(msg.data)
+        seen.setdefault(item.get("turnId", ""), []).append(item.get("type", "route"))
+
+    await nc.subscribe(gw.service("ingress").reply_subject, cb=on_reply)
+    await nc.flush()
+    async with gw.client() as http:
+        waited = await http.post(
+            "/v1/messages?wait=30", json={"text": "one two three", "peer": {"kind": "direct", "id": "dan"}}
+        )
+        streamed = await http.post(
+            "/v1/messages",
+            json={"text": "one two three", "peer": {"kind": "direct", "id": "eve"}},
+            headers={"Accept": "text/event-stream"},
+        )
+    assert waited.status_code == 200 and waited.json()["text"] == "echo: one two three"
+    streamed_id = next(d["turnId"] for e, d in sse_events(streamed.text) if e == "final")
+    waited_id = waited.json()["turnId"]
+    await wait_until(lambda: "final" in seen.get(streamed_id, []), message="streamed turn's final seen")
+    assert sorted(seen[waited_id]) == ["final", "route"]
+    assert {"route", "started", "delta", "final"} <= set(seen[streamed_id])
+
+
 async def test_session_events_can_be_followed(gw: Gateway) -> None:
     key = "agent:home:api:direct:dave"
     async with gw.client() as http, http.stream("GET", f"/v1/sessions/{key}/events") as follow:

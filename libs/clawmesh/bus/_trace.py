@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import INVALID_SPAN, NoOpTracerProvider, ProxyTracerProvider, Span, SpanKind
 
 __all__ = ["consumer_span", "inject", "producer_span", "setup_tracing", "tracer"]
 
@@ -61,13 +61,24 @@ def inject(headers: dict[str, str] | None = None) -> dict[str, str]:
     return carrier
 
 
+def _recording() -> bool:
+    """Whether a real tracer provider is installed (by `setup_tracing` or by the embedding
+    application). Without one, spans are no-ops: only the trace context is passed along."""
+    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
+
+
 @contextmanager
 def producer_span(
     name: str, subject: str, headers: dict[str, str], parent: Mapping[str, str] | None = None
 ) -> Iterator[Span]:
     """A PRODUCER span around a publish; its context is injected into `headers`. `parent`:
     carrier headers to continue a trace from (e.g. an HTTP request's `traceparent`)."""
-    context = propagate.extract(dict(parent)) if parent else None
+    context = propagate.extract(dict(parent)) if parent and "traceparent" in parent else None
+    if not _recording():
+        # What the no-op API would do, minus its span objects (a hot path: every message).
+        propagate.inject(headers, context=context)
+        yield trace.get_current_span(context)
+        return
     with tracer.start_as_current_span(
         f"{name} publish",
         context=context,
@@ -83,6 +94,17 @@ def consumer_span(
     name: str, subject: str, headers: Mapping[str, str] | None, **attributes: Any
 ) -> Iterator[Span]:
     """A CONSUMER span whose parent is the trace context found in the message headers."""
+    if not _recording():
+        if not headers or "traceparent" not in headers:
+            yield INVALID_SPAN
+            return
+        parent = propagate.extract(dict(headers))
+        token = otel_context.attach(parent)
+        try:
+            yield trace.get_current_span(parent)  # later publishes carry the caller's trace on
+        finally:
+            otel_context.detach(token)
+        return
     parent = propagate.extract(dict(headers or {}))
     token = otel_context.attach(parent)
     try:

@@ -92,7 +92,7 @@ class Config:
         self.warnings = warnings
         self._by_id = {a.id: a for a in agents}
         self._derived: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a derived value may be built from others
 
     def agent(self, agent_id: str) -> AgentView | None:
         """Look an agent up by any spelling of its id (ids compare normalised)."""

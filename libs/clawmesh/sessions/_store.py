@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -21,12 +22,45 @@ __all__ = ["SessionStore", "Versioned"]
 T = TypeVar("T")
 _json = msgspec.json.Encoder()
 _entry_decoder: Final = msgspec.json.Decoder(TranscriptEntry)
+_done_decoder: Final = msgspec.json.Decoder(DoneRecord)
+DONE_CACHE_BYTES: Final = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class Versioned:
     value: Any
     revision: int
+
+
+class _DoneCache:
+    """Completion records this process read or wrote, by session, with their KV revision.
+    A record carries up to a few hundred transcript entries of context; when the stored
+    revision is the one we hold, decoding it again would give the same (immutable) record.
+    Bounded by the records' encoded size; least recently used go first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[int, DoneRecord, int]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: str, revision: int) -> DoneRecord | None:
+        hit = self._items.get(key)
+        if hit is None or hit[0] != revision:
+            return None
+        self._items.move_to_end(key)
+        return hit[1]
+
+    def put(self, key: str, revision: int, record: DoneRecord, size: int) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._bytes -= old[2]
+        if size > self.max_bytes:
+            return
+        self._items[key] = (revision, record, size)
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (_, _, dropped) = self._items.popitem(last=False)
+            self._bytes -= dropped
 
 
 class SessionStore:
@@ -38,6 +72,7 @@ class SessionStore:
         self.js = js
         self.subjects = subjects
         self.sessions = sessions
+        self._done = _DoneCache(DONE_CACHE_BYTES)
         self.turns = turns
         self.stream = subjects.stream("SESSIONS")
 
@@ -71,10 +106,28 @@ class SessionStore:
         return await self.sessions.update(key, data, last=last_revision)
 
     async def get_done(self, session_key: str) -> tuple[DoneRecord, int] | None:
-        return await self._get(self._done_key(session_key), DoneRecord)
+        """The session's completion record as stored now (always read: another runner may have
+        written it); decoded only when it is not the revision this process last saw."""
+        try:
+            entry = await self.sessions.get(self._done_key(session_key))
+        except KeyNotFoundError:
+            return None
+        if entry.value is None:
+            return None
+        revision = entry.revision or 0
+        record = self._done.get(session_key, revision)
+        if record is None:
+            record = _done_decoder.decode(entry.value)
+            self._done.put(session_key, revision, record, len(entry.value))
+        return record, revision
 
-    async def put_done(self, session_key: str, record: DoneRecord) -> int:
-        return await self.sessions.put(self._done_key(session_key), _json.encode(record))
+    async def put_done(self, session_key: str, record: DoneRecord, data: bytes | None = None) -> int:
+        """Store `record` (`data`: its JSON encoding, when the caller has it already). The
+        record must not be changed afterwards: it is kept for `get_done`."""
+        data = _json.encode(record) if data is None else data
+        revision = await self.sessions.put(self._done_key(session_key), data)
+        self._done.put(session_key, revision, record, len(data))
+        return revision
 
     async def list_sessions(self) -> list[SessionRecord]:
         try:

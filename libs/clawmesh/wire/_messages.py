@@ -8,7 +8,7 @@ crashing. Field names are camelCase on the wire, like everything users see.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -86,6 +86,9 @@ class InboundMessage(_Wire, tag="inbound", tag_field="type", kw_only=True):
     agent_id: str | None = None  # explicit agent (e.g. OpenAI `model`): bindings are skipped
     received_at: float = 0.0
     reply_subject: str | None = None  # the accepting ingress instance's inbox
+    # what goes to reply_subject: every event (a streaming caller), or only the route decision
+    # and the final/error event (a caller waiting for the reply: fewer messages per turn)
+    reply_events: Literal["all", "final"] = "all"
     metadata: dict[str, str] = {}
 
 

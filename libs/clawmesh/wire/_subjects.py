@@ -9,6 +9,7 @@ keys, so the same token also works as a KV key. An empty id is `=`.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Final
 
 __all__ = ["Subjects", "decode_token", "encode_token"]
@@ -19,6 +20,7 @@ _ESCAPED: Final = re.compile(r"=([0-9a-f]{2})")
 _TOKEN: Final = re.compile(r"^(?:[a-z0-9_-]|=[0-9a-f]{2})+$|^=$")
 
 
+@lru_cache(maxsize=8192)  # a few ids (agents, sessions, channels) are encoded for every message
 def encode_token(value: str) -> str:
     """One subject token for an arbitrary id (reversible; see module docstring)."""
     if _PLAIN.match(value):
