@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import KeyWrongLastSequenceError
 
-from clawmesh.bus import ServiceContext, consumer_span, inject
+from clawmesh.bus import Leases, ServiceContext, consumer_span, inject
 from clawmesh.config import AgentView, Config
 from clawmesh.nodes import NodeDirectory
 from clawmesh.providers import aclose_providers
@@ -111,7 +111,7 @@ class Runner:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.store = SessionStore(ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"))
-        self.leases = ctx.kv["leases"]
+        self.leases = Leases(ctx.js, ctx.kv["leases"], ctx.subjects.bucket("leases"))
         self.lease_seconds = ctx.layout.lease_seconds
         runtime = ctx.holder.current.file.runtime
         self.capacity = (
@@ -205,8 +205,8 @@ class Runner:
     async def _renew(self, work: _SessionWork) -> None:
         assert work.lease_revision is not None
         try:
-            work.lease_revision = await self.leases.update(
-                work.lease_key, self.ctx.instance.encode(), last=work.lease_revision
+            work.lease_revision = await self.leases.renew(
+                work.lease_key, self.ctx.instance.encode(), work.lease_revision
             )
         except KeyWrongLastSequenceError:
             # Someone else holds it now (ours expired): stop; the turn is redelivered.
@@ -238,9 +238,8 @@ class Runner:
         try:
             # Lease first, then the completion record: read under the lease, it cannot change
             # until we release it, so "is this turn next?" stays true while we run it.
-            try:
-                work.lease_revision = await self.leases.create(work.lease_key, self.ctx.instance.encode())
-            except KeyWrongLastSequenceError:
+            work.lease_revision = await self.leases.acquire(work.lease_key, self.ctx.instance.encode())
+            if work.lease_revision is None:
                 await msg.nak(delay=0.05)  # another runner is on this session right now
                 return
             found = await self.store.get_done(key)
@@ -279,7 +278,7 @@ class Runner:
             self._active.pop(key, None)
             if work.lease_revision is not None and not work.lost:
                 with contextlib.suppress(Exception):
-                    await self.leases.delete(work.lease_key)
+                    await self.leases.release(work.lease_key, self.ctx.instance.encode(), work.lease_revision)
             for _, parked_msg in work.parked.values():
                 self._held.pop(id(parked_msg), None)
                 with contextlib.suppress(Exception):

@@ -2,6 +2,7 @@
 
 from ._connect import connect
 from ._embedded import NatsServer, NatsServerError, find_nats_server
+from ._lease import Leases
 from ._main import configure_logging, run_loop, run_one, service_main
 from ._provision import BucketSpec, Layout, provision
 from ._service import Service, ServiceContext, layout_for, nats_settings, open_context, run_services
@@ -10,6 +11,7 @@ from ._trace import consumer_span, inject, producer_span, setup_tracing, tracer
 __all__ = [
     "BucketSpec",
     "Layout",
+    "Leases",
     "NatsServer",
     "NatsServerError",
     "Service",
