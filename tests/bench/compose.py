@@ -16,8 +16,9 @@ stream outside `cm.>` that is deleted afterwards).
 Printed: turns/s per replica count, the ratio to 1 replica, p50/p99 latency, errors, the
 baselines, and where turns wait: the router's and the runners' JetStream consumer depth
 (pending + unacked, sampled every 0.1 s) turned into a mean time per stage (Little's law), plus
-the JetStream API errors during the phase (each new session costs two: the router's and the
-runner's first KV lookups answer "not found", which JetStream counts as an error) and the peak
+the JetStream API errors during the phase (expected 0 with one NATS server, whose KV reads are
+direct gets; on replicated buckets each new session costs two: the router's and the runner's
+first KV lookups answer "not found", which JetStream counts as an error) and the peak
 number of consumers on CM_SESSIONS (transcript reads open one each; nats-server refuses more
 than 1000 per stream). On this project's machines (2 cores) the load generator, NATS and every container
 share two CPUs, so added runners mostly add contention: the figures show how far the pipeline
