@@ -20,9 +20,8 @@ from typing import Any, ClassVar
 import msgspec
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.errors import KeyWrongLastSequenceError
 
-from clawmesh.bus import ServiceContext, consumer_span, inject, producer_span
+from clawmesh.bus import Leases, ServiceContext, consumer_span, inject, producer_span
 from clawmesh.config import Config
 from clawmesh.routing import AgentSelectionRequired, Route, build_agent_session_key, resolve_route
 from clawmesh.sessions import SessionRecord, SessionStore, TurnStatus
@@ -120,7 +119,8 @@ class Router:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.store = SessionStore(ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"))
-        self.leases = ctx.kv["leases"]
+        self.leases = Leases(ctx.js, ctx.kv["leases"], ctx.subjects.bucket("leases"))
+        self._lease_revision: int | None = None
         self.lease_seconds = ctx.layout.lease_seconds
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -140,9 +140,9 @@ class Router:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._task, timeout)
-        if self._leader:
-            with contextlib.suppress(Exception):
-                await self.leases.delete(LEADER_KEY)  # hand over at once, not after the TTL
+        if self._leader and self._lease_revision is not None:
+            with contextlib.suppress(Exception):  # hand over at once, not after the TTL
+                await self.leases.release(LEADER_KEY, self.ctx.instance.encode(), self._lease_revision)
         # A pull subscription can hold fetched-but-unread messages that would block the
         # connection's drain; they are redelivered to the next leader anyway.
         with contextlib.suppress(Exception):
@@ -155,14 +155,15 @@ class Router:
     async def _lead_forever(self) -> None:
         while not self._stopping.is_set():
             try:
-                revision = await self.leases.create(LEADER_KEY, self.ctx.instance.encode())
-            except KeyWrongLastSequenceError:
-                await self._wait(self.lease_seconds / 3)
-                continue
+                revision = await self.leases.acquire(LEADER_KEY, self.ctx.instance.encode())
             except Exception as exc:
                 log.warning("router: leader election failed (%s); retrying", exc)
                 await self._wait(1.0)
                 continue
+            if revision is None:  # another router leads
+                await self._wait(self.lease_seconds / 3)
+                continue
+            self._lease_revision = revision
             self._leader = True
             self._seq_cache.clear()  # another leader may have assigned sequences meanwhile
             log.info("router %s is the leader", self.ctx.instance)
@@ -177,7 +178,9 @@ class Router:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
-                revision = await self.leases.update(LEADER_KEY, self.ctx.instance.encode(), last=revision)
+                revision = self._lease_revision = await self.leases.renew(
+                    LEADER_KEY, self.ctx.instance.encode(), revision
+                )
             except Exception as exc:
                 log.error("router: lost the leader lease (%s)", exc)
                 return

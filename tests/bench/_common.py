@@ -12,10 +12,12 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "LoadPhase",
     "fmt_rate",
     "fmt_us",
     "machine",
@@ -25,6 +27,57 @@ __all__ = [
     "print_table",
     "write_json",
 ]
+
+
+@dataclass(kw_only=True)
+class LoadPhase:
+    """One load phase of HTTP turns: what was asked, what came back, and how long it took."""
+
+    requested: int
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    stopped_by_time: bool = False
+    # mean number of turns at each JetStream consumer (pending + fetched-but-unacked), sampled
+    queue_depth: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> int:
+        return len(self.latencies_ms)
+
+    @property
+    def turns_per_s(self) -> float:
+        return self.ok / self.wall_s if self.wall_s else float("nan")
+
+    def pct(self, q: float) -> float:
+        return percentile(sorted(self.latencies_ms), q)
+
+    def stage_ms(self, stage: str) -> float:
+        """Little's law: mean time a turn spends at a stage = mean depth / throughput."""
+        depth = self.queue_depth.get(stage)
+        return depth / self.turns_per_s * 1e3 if depth is not None and self.turns_per_s else float("nan")
+
+    def load_dict(self) -> dict[str, Any]:
+        """The figures every benchmark reports for a phase (JSON output)."""
+        return {
+            "requested": self.requested,
+            "ok": self.ok,
+            "errors": self.errors,
+            "error_samples": self.error_samples,
+            "stopped_by_time": self.stopped_by_time,
+            "wall_s": round(self.wall_s, 3),
+            "turns_per_s": round(self.turns_per_s, 1),
+            "latency_ms": {
+                "p50": round(self.pct(50), 3),
+                "p90": round(self.pct(90), 3),
+                "p99": round(self.pct(99), 3),
+                "max": round(max(self.latencies_ms, default=float("nan")), 3),
+                "mean": round(sum(self.latencies_ms) / self.ok, 3) if self.ok else None,
+            },
+            "queue_depth_mean": {k: round(v, 2) for k, v in self.queue_depth.items()},
+            "stage_ms_littles_law": {k: round(self.stage_ms(k), 2) for k in self.queue_depth},
+        }
 
 
 def median(values: Sequence[float]) -> float:

@@ -36,8 +36,16 @@ async def tap(url: str, out: str) -> None:
     await nc.flush()
     print("TAPPING", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await nc.flush()
-    await asyncio.sleep(0.2)  # the last in-flight messages
+    # The phase is over when its last reply arrived, but a turn's trailing messages (status,
+    # lease release, acks) are still on their way: keep tapping until the bus has been quiet
+    # for a moment (bounded).
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5.0
+    seen = -1
+    while len(records) != seen and loop.time() < deadline:
+        seen = len(records)
+        await nc.flush()
+        await asyncio.sleep(0.2)
     await nc.close()
     with open(out, "w", encoding="utf-8") as sink:
         for t, subject, reply, data in records:

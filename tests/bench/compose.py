@@ -57,7 +57,7 @@ import json5
 import nats
 from nats.aio.msg import Msg
 
-from tests.bench._common import machine, nats_baseline, percentile, print_table, write_json
+from tests.bench._common import LoadPhase, machine, nats_baseline, print_table, write_json
 from tests.bench.pipeline import QueueProbe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,58 +154,20 @@ class Project:
 
 
 # --- load ----------------------------------------------------------------------------------------
-@dataclass
-class Phase:
+@dataclass(kw_only=True)
+class Phase(LoadPhase):
     replicas: int
-    requested: int
-    latencies_ms: list[float] = field(default_factory=list)
-    errors: int = 0
-    error_samples: list[str] = field(default_factory=list)
-    wall_s: float = 0.0
-    stopped_by_time: bool = False
     baseline: dict[str, float] = field(default_factory=dict)
-    # mean number of turns waiting at / held by each JetStream consumer (router, runner)
-    queue_depth: dict[str, float] = field(default_factory=dict)
     js_api_errors: int = 0  # JetStream API requests the server refused during the phase
     sessions_consumers_peak: int = 0  # consumers on CM_SESSIONS (transcript reads), sampled
-
-    def stage_ms(self, stage: str) -> float:
-        """Little's law: mean time a turn spends at a stage = mean depth / throughput."""
-        depth = self.queue_depth.get(stage)
-        return depth / self.turns_per_s * 1e3 if depth is not None and self.turns_per_s else float("nan")
-
-    @property
-    def ok(self) -> int:
-        return len(self.latencies_ms)
-
-    @property
-    def turns_per_s(self) -> float:
-        return self.ok / self.wall_s if self.wall_s else float("nan")
-
-    def pct(self, q: float) -> float:
-        return percentile(sorted(self.latencies_ms), q)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "replicas": self.replicas,
-            "requested": self.requested,
-            "ok": self.ok,
-            "errors": self.errors,
-            "error_samples": self.error_samples,
-            "stopped_by_time": self.stopped_by_time,
-            "wall_s": round(self.wall_s, 3),
-            "turns_per_s": round(self.turns_per_s, 1),
-            "latency_ms": {
-                "p50": round(self.pct(50), 2),
-                "p90": round(self.pct(90), 2),
-                "p99": round(self.pct(99), 2),
-                "max": round(max(self.latencies_ms, default=float("nan")), 2),
-            },
+            **self.load_dict(),
             "baseline": {k: round(v, 3) for k, v in self.baseline.items()},
             "js_api_errors": self.js_api_errors,
             "sessions_consumers_peak": self.sessions_consumers_peak,
-            "queue_depth_mean": {k: round(v, 2) for k, v in self.queue_depth.items()},
-            "stage_ms_littles_law": {k: round(self.stage_ms(k), 1) for k in self.queue_depth},
         }
 
 
@@ -275,7 +237,7 @@ async def run_phase(
     tag: str,
     probe: QueueProbe | None = None,
 ) -> Phase:
-    phase = Phase(replicas, total)
+    phase = Phase(replicas=replicas, requested=total)
     remaining = [total]
     deadline = time.perf_counter() + max_seconds
 

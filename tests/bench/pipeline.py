@@ -45,7 +45,7 @@ import httpx
 import nats
 from nats.aio.client import Client as NatsClient
 
-from tests.bench._common import machine, nats_baseline, percentile, print_table, write_json
+from tests.bench._common import LoadPhase, machine, nats_baseline, percentile, print_table, write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "bench-token"
@@ -347,44 +347,20 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 # --- load ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Phase:
+@dataclass(kw_only=True)
+class Phase(LoadPhase):
     name: str
     concurrency: int
-    requested: int
-    latencies_ms: list[float] = field(default_factory=list)
-    errors: int = 0
-    error_samples: list[str] = field(default_factory=list)
-    wall_s: float = 0.0
-    stopped_by_time: bool = False
     gateway_cpu_s: float = 0.0
     nats_cpu_s: float = 0.0
     client_cpu_s: float = 0.0
     rss_gateway_mb: float = float("nan")
     rss_nats_mb: float = float("nan")
     samples: list[tuple[float, float, str]] = field(default_factory=list)  # (sent, answered, turn id)
-    # mean number of turns at each JetStream consumer (pending + fetched-but-unacked), sampled
-    queue_depth: dict[str, float] = field(default_factory=dict)
-
-    def stage_ms(self, stage: str) -> float:
-        """Little's law: mean time a turn spends at a stage = mean depth / throughput."""
-        depth = self.queue_depth.get(stage)
-        return depth / self.turns_per_s * 1e3 if depth is not None and self.turns_per_s else float("nan")
-
-    @property
-    def ok(self) -> int:
-        return len(self.latencies_ms)
 
     @property
     def done(self) -> int:
         return self.ok + self.errors
-
-    @property
-    def turns_per_s(self) -> float:
-        return self.ok / self.wall_s if self.wall_s else float("nan")
-
-    def pct(self, q: float) -> float:
-        return percentile(sorted(self.latencies_ms), q)
 
     def per_turn_ms(self, cpu_s: float) -> float:
         return cpu_s * 1e3 / self.ok if self.ok else float("nan")
@@ -392,28 +368,13 @@ class Phase:
     def to_dict(self) -> dict[str, Any]:
         return {
             "concurrency": self.concurrency,
-            "requested": self.requested,
-            "ok": self.ok,
-            "errors": self.errors,
-            "error_samples": self.error_samples,
-            "stopped_by_time": self.stopped_by_time,
-            "wall_s": round(self.wall_s, 3),
-            "turns_per_s": round(self.turns_per_s, 1),
-            "latency_ms": {
-                "p50": round(self.pct(50), 3),
-                "p90": round(self.pct(90), 3),
-                "p99": round(self.pct(99), 3),
-                "max": round(max(self.latencies_ms, default=float("nan")), 3),
-                "mean": round(sum(self.latencies_ms) / self.ok, 3) if self.ok else None,
-            },
+            **self.load_dict(),
             "cpu_ms_per_turn": {
                 "gateway": round(self.per_turn_ms(self.gateway_cpu_s), 3),
                 "nats_server": round(self.per_turn_ms(self.nats_cpu_s), 3),
                 "load_generator": round(self.per_turn_ms(self.client_cpu_s), 3),
             },
             "rss_mb": {"gateway": round(self.rss_gateway_mb, 1), "nats_server": round(self.rss_nats_mb, 1)},
-            "queue_depth_mean": {k: round(v, 2) for k, v in self.queue_depth.items()},
-            "stage_ms_littles_law": {k: round(self.stage_ms(k), 2) for k in self.queue_depth},
         }
 
 
@@ -522,7 +483,7 @@ async def run_phase(
 ) -> Phase:
     """`total` turns over `concurrency` workers (one session each), stopping after `max_seconds`;
     with a `probe`, the queue depth at the router and runner consumers is sampled meanwhile."""
-    phase = Phase(name, concurrency, total)
+    phase = Phase(name=name, concurrency=concurrency, requested=total)
     remaining = [total]
     deadline = time.perf_counter() + max_seconds
     run_tag = f"{name}-{os.urandom(3).hex()}"
@@ -728,7 +689,6 @@ async def tapped_phase(
         except (TimeoutError, EOFError):
             return StageReport(label, 0, error="the tap process did not start (see tap.log)")
         phase = await run_phase(gw, clients, f"tap{label}", concurrency, total, 60, expect)
-        await asyncio.sleep(0.3)
         proc.stdin.close()
         try:
             await asyncio.wait_for(proc.wait(), 120)

@@ -247,25 +247,22 @@ class Deployment:
             body["accountId"] = account
         body["messageId"] = message_id or uuid.uuid4().hex
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        deadline = time.monotonic() + retry_for
-        while True:
-            try:
-                r = httpx.post(f"{self.url}/v1/messages?wait=30", json=body, headers=headers, timeout=45)
-                data = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-                if r.status_code == 200 and data.get("text") is not None:
-                    return dict(data)
-                if r.status_code == 200 and data.get("duplicate"):
-                    # a retry of a message that was accepted before: its turn's stored reply
-                    t = httpx.get(f"{self.url}/v1/turns/{data['turnId']}", headers=headers, timeout=10)
-                    if t.status_code == 200 and t.json().get("state") == "done":
-                        return {**data, **t.json()}
-                problem: Any = f"HTTP {r.status_code}: {r.text[:300]}"
-            except httpx.HTTPError as exc:
-                problem = exc
-            if time.monotonic() > deadline:
-                raise AssertionError(f"message {text!r} got no reply: {problem}")
-            print(f"retrying {text!r} after: {problem}")
-            time.sleep(0.5)
+
+        def attempt() -> dict[str, Any]:
+            r = httpx.post(f"{self.url}/v1/messages?wait=30", json=body, headers=headers, timeout=45)
+            data = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+            if r.status_code == 200 and data.get("text") is not None:
+                return dict(data)
+            if r.status_code == 200 and data.get("duplicate"):
+                # a retry of a message that was accepted before: its turn's stored reply
+                t = httpx.get(f"{self.url}/v1/turns/{data['turnId']}", headers=headers, timeout=10)
+                if t.status_code == 200 and t.json().get("state") == "done":
+                    return {**data, **t.json()}
+            print(f"no reply to {text!r} yet: HTTP {r.status_code}: {r.text[:300]}")
+            return {}
+
+        result: dict[str, Any] = poll(attempt, retry_for, f"a reply to {text!r}", interval=0.5)
+        return result
 
     def status(self, env: dict[str, str] | None = None) -> dict[str, Any]:
         proc = cli("status", "--json", "--nats-url", self.nats_url, env=env)
@@ -550,16 +547,16 @@ async def test_scaled_under_load_with_a_killed_runner(deploy: Callable[..., Depl
                 }
                 if account:
                     body["accountId"] = account
-                for attempt in range(20):  # a retry is the same message (messageId dedupe)
-                    try:
+
+                async def accepted(body: dict[str, Any] = body) -> httpx.Response | None:
+                    # a retry is the same message (messageId dedupe)
+                    with contextlib.suppress(httpx.HTTPError):
                         r = await http.post("/v1/messages", json=body)
-                    except httpx.HTTPError:
-                        r = None
-                    if r is not None and r.status_code in (200, 202):
-                        break
-                    await asyncio.sleep(0.25 * (attempt + 1))
-                else:
-                    raise AssertionError(f"{text!r} was not accepted: {r and r.status_code} {r and r.text}")
+                        if r.status_code in (200, 202):
+                            return r
+                    return None
+
+                r = await wait_until(accepted, timeout=60, interval=0.25, message=f"{text!r} to be accepted")
                 data = r.json()
                 mine.append((data["turnId"], text))
                 key = data["sessionKey"]

@@ -10,7 +10,6 @@ removed in a finally block; a session finalizer sweeps any that escaped.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,8 @@ import httpx
 import nats
 import pytest
 from docker.models.containers import Container
+
+from tests.fixtures.gateway import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -126,14 +127,15 @@ def test_testbox_has_the_tools_sandbox_tests_use(client: docker.DockerClient) ->
 
 async def _connect_when_ready(url: str) -> nats.NATS:
     """Poll until the server accepts a client (the container may still be starting)."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
+
+    async def connected() -> nats.NATS | None:
         try:
             return await nats.connect(url, connect_timeout=1, allow_reconnect=False, max_reconnect_attempts=0)
         except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
+            return None
+
+    client: nats.NATS = await wait_until(connected, timeout=TIMEOUT, message=f"NATS at {url}")
+    return client
 
 
 async def test_nats_image_serves_clients_and_jetstream(client: docker.DockerClient) -> None:

@@ -30,6 +30,7 @@ from clawmesh.sandbox import (
     SandboxUnavailable,
     resolve_sandbox,
 )
+from tests.fixtures.gateway import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -369,14 +370,12 @@ async def test_exec_timeout_kills_the_whole_tree(
     elapsed = time.monotonic() - t0
     assert result.timed_out and result.exit_code == 137, result
     assert 0.9 <= elapsed < 3.5, elapsed
+
     # nothing left inside (orphans are reaped by the init process, so poll briefly)
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        ps = await sh(manager, info, "ps -o args")
-        if "sleep 3" not in ps.stdout:
-            break
-        assert time.monotonic() < deadline, ps.stdout
-        await asyncio.sleep(0.05)
+    async def all_gone() -> bool:
+        return "sleep 3" not in (await sh(manager, info, "ps -o args")).stdout
+
+    await wait_until(all_gone, timeout=DEADLINE, message="the timed-out processes to be gone")
 
 
 async def test_cancelled_exec_is_killed(manager: SandboxManager, make_config: Callable[..., Config]) -> None:
@@ -391,10 +390,11 @@ async def test_cancelled_exec_is_killed(manager: SandboxManager, make_config: Ca
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    deadline = time.monotonic() + DEADLINE
-    while "sleep 33" in (await sh(manager, info, "ps -o args")).stdout:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+
+    async def gone() -> bool:
+        return "sleep 33" not in (await sh(manager, info, "ps -o args")).stdout
+
+    await wait_until(gone, timeout=DEADLINE, message="the cancelled process to be gone")
 
 
 async def test_output_is_streamed_before_the_end(

@@ -10,6 +10,7 @@ which succeeds only if nobody touched the key since: exactly the condition `crea
 from __future__ import annotations
 
 from nats.js import JetStreamContext
+from nats.js.client import KV_PRE_TEMPLATE
 from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
@@ -23,7 +24,7 @@ class Leases:
     def __init__(self, js: JetStreamContext, kv: KeyValue, bucket: str) -> None:
         self.js = js
         self.kv = kv
-        self._prefix = f"$KV.{bucket}."
+        self._prefix = KV_PRE_TEMPLATE.format(bucket=bucket)
         self._markers: dict[str, int] = {}  # key -> revision of the delete marker we wrote
 
     async def acquire(self, key: str, owner: bytes) -> int | None:

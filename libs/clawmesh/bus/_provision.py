@@ -17,6 +17,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
+from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
@@ -138,7 +139,7 @@ async def _provision_once(js: JetStreamContext, layout: Layout) -> dict[str, Key
     for spec in layout.buckets():
         name = layout.subjects.bucket(spec.name)
         try:
-            info = await js.stream_info(f"KV_{name}")
+            info = await js.stream_info(KV_STREAM_TEMPLATE.format(bucket=name))
         except NotFoundError:
             buckets[spec.name] = await js.create_key_value(
                 KeyValueConfig(
@@ -151,7 +152,14 @@ async def _provision_once(js: JetStreamContext, layout: Layout) -> dict[str, Key
             info.config.allow_direct = direct
             await js.update_stream(info.config)
             log.info("updated bucket %s (direct gets %s)", name, "on" if direct else "off")
-        buckets[spec.name] = await js.key_value(name)
+        # what js.key_value() would build, without reading the stream info a second time
+        buckets[spec.name] = KeyValue(
+            name=name,
+            stream=KV_STREAM_TEMPLATE.format(bucket=name),
+            pre=KV_PRE_TEMPLATE.format(bucket=name),
+            js=js,
+            direct=direct,
+        )
     return buckets
 
 

@@ -85,14 +85,17 @@ class SessionStore:
     def _done_key(session_key: str) -> str:
         return f"d.{encode_token(session_key)}"
 
-    async def _get(self, key: str, type_: type[T]) -> tuple[T, int] | None:
+    async def _raw(self, key: str) -> tuple[bytes, int] | None:
+        """A key's stored value and revision; None when it is missing or deleted."""
         try:
             entry = await self.sessions.get(key)
         except KeyNotFoundError:
             return None
-        if entry.value is None:
-            return None
-        return msgspec.json.decode(entry.value, type=type_), entry.revision or 0
+        return None if entry.value is None else (entry.value, entry.revision or 0)
+
+    async def _get(self, key: str, type_: type[T]) -> tuple[T, int] | None:
+        raw = await self._raw(key)
+        return None if raw is None else (msgspec.json.decode(raw[0], type=type_), raw[1])
 
     async def get_session(self, session_key: str) -> tuple[SessionRecord, int] | None:
         return await self._get(self._session_key(session_key), SessionRecord)
@@ -108,17 +111,14 @@ class SessionStore:
     async def get_done(self, session_key: str) -> tuple[DoneRecord, int] | None:
         """The session's completion record as stored now (always read: another runner may have
         written it); decoded only when it is not the revision this process last saw."""
-        try:
-            entry = await self.sessions.get(self._done_key(session_key))
-        except KeyNotFoundError:
+        raw = await self._raw(self._done_key(session_key))
+        if raw is None:
             return None
-        if entry.value is None:
-            return None
-        revision = entry.revision or 0
+        data, revision = raw
         record = self._done.get(session_key, revision)
         if record is None:
-            record = _done_decoder.decode(entry.value)
-            self._done.put(session_key, revision, record, len(entry.value))
+            record = _done_decoder.decode(data)
+            self._done.put(session_key, revision, record, len(data))
         return record, revision
 
     async def put_done(self, session_key: str, record: DoneRecord, data: bytes | None = None) -> int:
