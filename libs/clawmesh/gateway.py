@@ -27,13 +27,13 @@ DEFAULT_NATS_PORT: Final = 18790  # the embedded nats-server of `clawmesh up`
 def http_port(config: Config, override: int | None = None) -> int:
     if override is not None:
         return override
-    gw = config.file.gateway
+    gw = config.document.gateway
     return gw.port if gw and gw.port is not None else DEFAULT_HTTP_PORT
 
 
 def bind_host(config: Config) -> str:
     """`gateway.bind`: loopback (default) → 127.0.0.1, lan → 0.0.0.0, custom → customBindHost."""
-    gw = config.file.gateway
+    gw = config.document.gateway
     bind = (gw.bind if gw else None) or "loopback"
     if bind == "lan":
         return "0.0.0.0"
@@ -60,7 +60,7 @@ def token_file(config: Config) -> Path:
 def gateway_token(config: Config, *, create: bool = False) -> str | None:
     """The HTTP API token: `gateway.auth.token`, else `CLAWMESH_GATEWAY_TOKEN`, else the one
     stored in the state dir (created with `create`, mode 0600). None when auth mode is none."""
-    gw = config.file.gateway
+    gw = config.document.gateway
     auth = gw.auth if gw else None
     if auth and auth.mode == "none":
         return None

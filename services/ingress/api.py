@@ -195,10 +195,10 @@ class TurnClient:
         self.ctx = ingress.ctx
 
     def _runtime(self) -> Any:
-        return self.ctx.holder.current.file.runtime
+        return self.ctx.holder.current.document.runtime
 
     def body_limit(self) -> int:
-        gw = self.ctx.holder.current.file.gateway
+        gw = self.ctx.holder.current.document.gateway
         return gw.max_body_bytes if gw and gw.max_body_bytes else DEFAULT_BODY_LIMIT
 
     def route_wait(self) -> float:

@@ -45,7 +45,7 @@ class Ingress:
         self.http = EmbeddedHTTPServer(build_app(self), self.host, http_port(config, ctx.options.get("port")))
 
     def _rate_limit(self) -> GatewayRateLimit:
-        gw = self.ctx.holder.current.file.gateway
+        gw = self.ctx.holder.current.document.gateway
         return gw.auth.rate_limit if gw and gw.auth and gw.auth.rate_limit else GatewayRateLimit()
 
     @property

@@ -69,7 +69,7 @@ class NodeAgent:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         config = ctx.holder.current
-        nodes = config.file.nodes
+        nodes = config.document.nodes
         local = nodes.local if nodes else None
         # ctx.options: `clawmesh up` makes the local machine node `local`;
         # `clawmesh service node-agent --node-id … --label k=v` set their own.
@@ -388,12 +388,12 @@ class NodeAgent:
         )
 
     def _timeout(self, inv: ToolInvocation, args: ExecArgs, config: Config) -> float:
-        tools = config.file.tools
+        tools = config.document.tools
         default = tools.exec.timeout_sec if tools and tools.exec and tools.exec.timeout_sec else inv.timeout
         return max(0.1, min(args.timeout or default or 120.0, MAX_EXEC_TIMEOUT))
 
     def _max_output(self, config: Config) -> int:
-        tools = config.file.tools
+        tools = config.document.tools
         return (
             tools.exec.max_output_bytes if tools and tools.exec and tools.exec.max_output_bytes else 200_000
         )

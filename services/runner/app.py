@@ -113,7 +113,7 @@ class Runner:
         self.store = SessionStore(ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"))
         self.leases = Leases(ctx.js, ctx.kv["leases"], ctx.subjects.bucket("leases"))
         self.lease_seconds = ctx.layout.lease_seconds
-        runtime = ctx.holder.current.file.runtime
+        runtime = ctx.holder.current.document.runtime
         self.capacity = (
             runtime.max_turns_in_flight if runtime and runtime.max_turns_in_flight else None
         ) or 64
@@ -122,7 +122,7 @@ class Runner:
         self._active: dict[str, _SessionWork] = {}
         self._held: dict[int, Msg] = {}  # messages we keep alive with in_progress(), by id()
         self._tasks: set[asyncio.Task[Any]] = set()
-        nodes = ctx.holder.current.file.nodes
+        nodes = ctx.holder.current.document.nodes
         self.nodes = NodeDirectory(
             ctx.kv["nodes"],
             offline_after_missed=(nodes.offline_after_missed if nodes and nodes.offline_after_missed else 3),
@@ -349,7 +349,7 @@ class Runner:
             await self._finish(turn, msg, outcome, entries, config, work)
 
     def _turn_timeout(self, config: Config) -> float:
-        runtime = config.file.runtime
+        runtime = config.document.runtime
         return (runtime.turn_timeout_seconds if runtime and runtime.turn_timeout_seconds else None) or 600.0
 
     async def _history_of(self, turn: TurnRequest, done: DoneRecord) -> list[TranscriptEntry]:

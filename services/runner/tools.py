@@ -91,11 +91,11 @@ class ToolBox:
         self.sandboxed, self.policy, self.specs = _offer(
             config, agent.id, turn.session_key, turn.route.main_session_key
         )
-        tools = config.file.tools
+        tools = config.document.tools
         self.default_timeout = (
             tools.exec.timeout_sec if tools and tools.exec and tools.exec.timeout_sec else 120.0
         )
-        nodes = config.file.nodes
+        nodes = config.document.nodes
         self.invoke_margin = nodes.invoke_timeout_seconds if nodes and nodes.invoke_timeout_seconds else 15.0
 
     async def run(self, calls: Sequence[ToolCall], emit: Emit) -> list[ToolResultMessage]:

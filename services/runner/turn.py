@@ -109,7 +109,7 @@ async def execute_turn(
             f"agent '{agent.id}' uses runnerType '{agent.runner_type}', which this runner does not provide",
             "use runnerType 'local' or run a runner with that backend",
         )
-    runtime = config.file.runtime
+    runtime = config.document.runtime
     limit = (runtime.history_limit if runtime and runtime.history_limit else None) or 50
     max_iterations = (runtime.tool_iterations if runtime and runtime.tool_iterations else None) or 16
     identity = agent.entry.identity
@@ -121,7 +121,7 @@ async def execute_turn(
     )
     messages: list[ChatMessage] = [*to_chat_messages(history, limit), UserMessage(text=turn.inbound.text)]
     auth = _auth_for(agent)
-    defaults = config.file.agents.defaults if config.file.agents else None
+    defaults = config.document.agents.defaults if config.document.agents else None
     timeout = defaults.timeout_seconds if defaults and defaults.timeout_seconds else None
     used_model = agent.models[0]
     usage_in = usage_out = 0

@@ -64,8 +64,8 @@ def test_env_substitution_and_escape() -> None:
         },
         env={"GW_TOKEN": "s3cret"},
     )
-    assert config.file.gateway.auth.token == "s3cret"  # type: ignore[union-attr]
-    assert config.file.models.providers["local"].base_url == "${NOT_SUBSTITUTED}"  # type: ignore[union-attr]
+    assert config.document.gateway.auth.token == "s3cret"  # type: ignore[union-attr]
+    assert config.document.models.providers["local"].base_url == "${NOT_SUBSTITUTED}"  # type: ignore[union-attr]
 
 
 def test_missing_env_variable_names_variable_and_path() -> None:
@@ -289,8 +289,8 @@ def test_env_overrides() -> None:
     config = parse_config(
         {"gateway": {"port": 1}}, env={"CLAWMESH_GATEWAY_PORT": "2000", "CLAWMESH_NATS_URL": "nats://x:1"}
     )
-    assert config.file.gateway.port == 2000  # type: ignore[union-attr]
-    assert config.file.nats.url == "nats://x:1"  # type: ignore[union-attr]
+    assert config.document.gateway.port == 2000  # type: ignore[union-attr]
+    assert config.document.nats.url == "nats://x:1"  # type: ignore[union-attr]
     assert errors({}, env={"CLAWMESH_GATEWAY_PORT": "eighty"}) == [
         "$CLAWMESH_GATEWAY_PORT: expected int, got 'eighty'"
     ]

@@ -105,7 +105,7 @@ class Service(Protocol):
 
 def nats_settings(holder: ConfigHolder, url_override: str | None = None) -> dict[str, Any]:
     """Connection settings from the config (`nats.*`), with an optional URL override."""
-    section = holder.current.file.nats
+    section = holder.current.document.nats
     url = url_override or (section.url if section and section.url else None) or "nats://127.0.0.1:4222"
     return {
         "servers": url,
@@ -118,8 +118,8 @@ def nats_settings(holder: ConfigHolder, url_override: str | None = None) -> dict
 
 def layout_for(holder: ConfigHolder) -> Layout:
     config = holder.current
-    nats_cfg = config.file.nats
-    runtime = config.file.runtime
+    nats_cfg = config.document.nats
+    runtime = config.document.runtime
     return Layout(
         subjects=Subjects(config.subject_prefix),
         replicas=(nats_cfg.replicas if nats_cfg and nats_cfg.replicas else 1),

@@ -48,7 +48,7 @@ def validate(ctx: typer.Context) -> None:
         report_config_error(exc)
         raise typer.Exit(1) from None
     where = str(config.source) if config.source else f"{path} (not found: using defaults)"
-    bindings = len(config.file.bindings or ())
+    bindings = len(config.document.bindings or ())
     console.print(
         f"config OK: {where} — {len(config.agents)} agent(s), {bindings} binding(s), {len(config.warnings)} warning(s)",
         markup=False,

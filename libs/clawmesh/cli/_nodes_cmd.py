@@ -51,7 +51,7 @@ async def _statuses(config: Config, url: str | None) -> list[Any]:
     async with nats_client(config, url) as nc:
         js = nc.jetstream()
         kv = await js.key_value(Subjects(config.subject_prefix).bucket("nodes"))
-        nodes = config.file.nodes
+        nodes = config.document.nodes
         directory = NodeDirectory(
             kv, offline_after_missed=nodes.offline_after_missed if nodes and nodes.offline_after_missed else 3
         )

@@ -38,7 +38,7 @@ def nats_url(config: Config, url: str | None) -> str:
     env = os.environ.get("CLAWMESH_NATS_URL")
     if env:
         return env
-    section = config.file.nats
+    section = config.document.nats
     if section and section.url:
         return section.url if isinstance(section.url, str) else ",".join(section.url)
     port = section.port if section and section.port is not None else DEFAULT_NATS_PORT
@@ -50,7 +50,7 @@ async def nats_client(config: Config, url: str | None) -> AsyncIterator[Client]:
     from ..bus import connect
 
     target = nats_url(config, url)
-    section = config.file.nats
+    section = config.document.nats
     try:
         nc = await connect(
             target,

@@ -27,7 +27,7 @@ SandboxMode = Literal["off", "non-main", "all"]
 
 def sandbox_mode(config: Config, view: AgentView) -> SandboxMode:
     """`agents.list[].sandbox.mode`, else `agents.defaults.sandbox.mode`, else `off`."""
-    defaults = config.file.agents.defaults if config.file.agents else None
+    defaults = config.document.agents.defaults if config.document.agents else None
     for sandbox in (view.entry.sandbox, defaults.sandbox if defaults else None):
         if sandbox is not None and sandbox.mode is not None:
             return sandbox.mode

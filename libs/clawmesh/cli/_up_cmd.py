@@ -44,7 +44,7 @@ def service_class(name: str) -> Any:
 def embedded_nats_port(config: Config, override: int | None) -> int:
     if override is not None:
         return override
-    nats_cfg = config.file.nats
+    nats_cfg = config.document.nats
     return nats_cfg.port if nats_cfg and nats_cfg.port is not None else DEFAULT_NATS_PORT
 
 
@@ -125,7 +125,7 @@ async def _up(
         nats_url = server.url
     setup_tracing("clawmesh")
     try:
-        local = config.file.nodes.local if config.file.nodes else None
+        local = config.document.nodes.local if config.document.nodes else None
         options: dict[str, dict[str, Any]] = {
             "ingress": {"port": port},
             # the machine running `clawmesh up` is node `local` unless the config names it

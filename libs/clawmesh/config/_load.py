@@ -132,7 +132,7 @@ def parse_config(
         cleaned = {**cleaned, "channels": {"defaults": channel_defaults, **cleaned.get("channels", {})}}
     version = hashlib.sha256(msgspec.json.encode(cleaned, order="sorted")).hexdigest()[:12]
     config = Config(
-        file=file,
+        document=file,
         raw=cleaned,
         agents=agents,
         has_roster=has_roster,

@@ -54,8 +54,8 @@ class Config:
         "agents",
         "default_agent_id",
         "default_agent_problem",
+        "document",
         "env",
-        "file",
         "has_roster",
         "raw",
         "source",
@@ -67,7 +67,7 @@ class Config:
     def __init__(
         self,
         *,
-        file: ConfigFile,
+        document: ConfigFile,
         raw: dict[str, Any],
         agents: tuple[AgentView, ...],
         has_roster: bool,
@@ -79,7 +79,7 @@ class Config:
         version: str,
         warnings: tuple[Problem, ...],
     ) -> None:
-        self.file = file
+        self.document = document
         self.raw = raw
         self.agents = agents
         self.has_roster = has_roster
@@ -107,7 +107,7 @@ class Config:
         aid = normalize_agent_id(agent_id)
         return self.derived(
             f"agent-view:{aid}",
-            lambda c: _view(aid, "$", AgentEntry(), c.file, c.state_dir, c.env, aid == DEFAULT_AGENT_ID),
+            lambda c: _view(aid, "$", AgentEntry(), c.document, c.state_dir, c.env, aid == DEFAULT_AGENT_ID),
         )
 
     @property
@@ -116,11 +116,11 @@ class Config:
 
     @property
     def session(self) -> SessionSection:
-        return self.file.session or SessionSection()
+        return self.document.session or SessionSection()
 
     @property
     def subject_prefix(self) -> str:
-        nats = self.file.nats
+        nats = self.document.nats
         return (nats.subject_prefix if nats and nats.subject_prefix else "cm").strip() or "cm"
 
     def derived(self, name: str, build: Callable[[Config], T]) -> T:

@@ -86,7 +86,7 @@ def parse_model_ref(ref: str) -> tuple[str, str]:
 
 
 def _custom_entry(config: Config, provider_id: str) -> ModelProvider | None:
-    providers = config.file.models.providers if config.file.models else {}
+    providers = config.document.models.providers if config.document.models else {}
     if provider_id in providers:
         return providers[provider_id]
     for key, entry in providers.items():
@@ -96,7 +96,7 @@ def _custom_entry(config: Config, provider_id: str) -> ModelProvider | None:
 
 
 def _known_providers(config: Config) -> list[str]:
-    custom = config.file.models.providers if config.file.models else {}
+    custom = config.document.models.providers if config.document.models else {}
     return sorted({*BUILTIN_PROVIDERS, *(k.strip().lower() for k in custom)})
 
 

@@ -199,7 +199,7 @@ def explain_route(
     roles_tuple = tuple(member_role_ids or ())
     roles = frozenset(r if isinstance(r, str) else str(r) for r in roles_tuple)
     bindings = index.bindings
-    all_raw = config.file.bindings or ()
+    all_raw = config.document.bindings or ()
     kept = {b.index for b in bindings}
     ignored = [(f"$.bindings[{i}]", _ignored_reason(b)) for i, b in enumerate(all_raw) if i not in kept]
 

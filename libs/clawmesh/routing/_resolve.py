@@ -124,7 +124,7 @@ class RouteIndex:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.bindings = normalize_bindings(config.file.bindings)
+        self.bindings = normalize_bindings(config.document.bindings)
         self.buckets: dict[str, dict[str, _Bucket]] = {}
         for b in self.bindings:
             self.buckets.setdefault(b.channel, {}).setdefault(b.account, _Bucket()).add(b)
@@ -134,7 +134,7 @@ class RouteIndex:
         }
         self.default_agent = config.default_agent_id
         self.default_error = config.default_agent_problem
-        session = config.file.session
+        session = config.document.session
         self.dm_scope = (session.dm_scope if session else None) or "main"
         self.group_scope = (session.group_scope if session else None) or "per-group"
         self.main_key = normalize_main_key(session.main_key if session else None)

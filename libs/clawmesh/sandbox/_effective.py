@@ -156,7 +156,7 @@ def resolve_sandbox(config: Config, agent_id: str) -> EffectiveSandbox:
     view = config.agent_view(agent_id)
     if view is None:
         raise KeyError(f"unknown agent {normalize_agent_id(agent_id)!r}")
-    agents = config.file.agents
+    agents = config.document.agents
     glob = (agents.defaults.sandbox if agents and agents.defaults else None) or SandboxConfig()
     mine = view.entry.sandbox or SandboxConfig()
 

@@ -169,7 +169,7 @@ def sandbox_config_problems(config: Config) -> list[Problem]:
     (`$.agents.list[1].sandbox.docker.binds[0]`). Errors refuse the config; warnings are advice."""
     problems: list[Problem] = []
     extra = _protected_state(config)
-    agents = config.file.agents
+    agents = config.document.agents
     glob = agents.defaults.sandbox if agents and agents.defaults else None
     if glob and glob.docker:
         workdir = glob.docker.workdir or DEFAULT_WORKDIR

@@ -304,7 +304,7 @@ def _sandbox_stage(
 
 def max_spawn_depth(config: Config, view: AgentView) -> int:
     """`subagents.maxSpawnDepth` of the agent, else of `agents.defaults`, else 5; clamped to 1–5."""
-    defaults = config.file.agents.defaults if config.file.agents else None
+    defaults = config.document.agents.defaults if config.document.agents else None
     for sub in (view.entry.subagents, defaults.subagents if defaults else None):
         if sub is not None and sub.max_spawn_depth is not None:
             return max(1, min(_MAX_SPAWN_DEPTH_LIMIT, sub.max_spawn_depth))
@@ -342,7 +342,7 @@ def _build_stages(
     sandboxed: bool,
     subagent_depth: int,
 ) -> tuple[_Stage, ...]:
-    global_tools = config.file.tools
+    global_tools = config.document.tools
     agent_tools = view.entry.tools
     prefix = _agent_prefix(view)
     global_provider = _by_provider(global_tools, provider, model)
