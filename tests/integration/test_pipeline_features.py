@@ -166,7 +166,9 @@ async def test_config_file_changes_are_picked_up_without_a_command(nats_url: str
                 "gateway": {"port": 0, "auth": {"token": gw.token}},
             },
         )
-        await wait_until(lambda: gw.holder.current.document.bindings, timeout=15, message="file watcher reload")
+        await wait_until(
+            lambda: gw.holder.current.document.bindings, timeout=15, message="file watcher reload"
+        )
         r = await http.post("/v1/messages?wait=30", json={"text": "b", "channel": "slack"})
         assert r.json()["agentId"] == "work"
 

@@ -35,7 +35,9 @@ def _describe_binding(b: RouteBinding) -> str:
 def _bindings_by_agent(config: Config) -> dict[str, list[RouteBinding]]:
     """Each agent's bindings in effective precedence order: tier first, then config order."""
     out: dict[str, list[RouteBinding]] = {}
-    for b in sorted(normalize_bindings(config.document.bindings), key=lambda b: (_TIER_ORDER[b.tier], b.index)):
+    for b in sorted(
+        normalize_bindings(config.document.bindings), key=lambda b: (_TIER_ORDER[b.tier], b.index)
+    ):
         out.setdefault(normalize_agent_id(b.agent_id), []).append(b)
     return out
 
