@@ -26,7 +26,44 @@ from clawmesh.tools import (
 )
 from clawmesh.tools.catalog import CATALOG_IMPLEMENTED, CHANNEL_TOOL_IDS
 
-ALL = frozenset(CATALOG_NAMES)
+# The expected sets are written out literally (not taken from the library's constants), so that
+# any change to a security default (what a sandboxed session or a sub-agent may use) is a visible
+# diff here. Sources: shared/reference/openclaw-behaviour.md §4.1, §4.3, §5.2, and OpenClaw's
+# docs `tools/subagents.md` for the sub-agent deny list.
+
+# Every tool the policy knows, in catalog order.
+CATALOG_ORDER = (
+    "read",
+    "write",
+    "edit",
+    "apply_patch",
+    "ls",
+    "glob",
+    "exec",
+    "process",
+    "code_execution",
+    "sessions_list",
+    "sessions_history",
+    "sessions_send",
+    "sessions_spawn",
+    "sessions_yield",
+    "subagents",
+    "session_status",
+    "agents_list",
+    "memory_search",
+    "memory_get",
+    "web_search",
+    "web_fetch",
+    "browser",
+    "canvas",
+    "cron",
+    "gateway",
+    "message",
+    "nodes",
+    "image",
+    "tts",
+)
+ALL = frozenset(CATALOG_ORDER)
 FS = frozenset({"read", "write", "edit", "apply_patch", "ls", "glob"})
 RUNTIME = frozenset({"exec", "process", "code_execution"})
 SESSIONS = frozenset(
@@ -43,9 +80,36 @@ SESSIONS = frozenset(
 MEMORY = frozenset({"memory_search", "memory_get"})
 CODING = FS | RUNTIME | SESSIONS | MEMORY | {"image"}
 MESSAGING = frozenset({"message", "sessions_list", "sessions_history", "sessions_send", "session_status"})
-SUB_ALWAYS = frozenset(SUBAGENT_DENY_ALWAYS)
-SUB_LEAF = frozenset(SUBAGENT_DENY_LEAF)
-SANDBOX_ALLOW = frozenset(SANDBOX_DEFAULT_ALLOW)
+CHANNELS = frozenset({"telegram", "whatsapp", "discord", "irc", "googlechat", "slack", "signal", "imessage"})
+# OpenClaw's DEFAULT_TOOL_ALLOW (§5.2), plus clawmesh's read-only `ls` and `glob` next to `read`.
+SANDBOX_ALLOW = frozenset(
+    {
+        "exec",
+        "process",
+        "read",
+        "write",
+        "edit",
+        "apply_patch",
+        "ls",
+        "glob",
+        "image",
+        "sessions_list",
+        "sessions_history",
+        "sessions_send",
+        "sessions_spawn",
+        "sessions_yield",
+        "subagents",
+        "session_status",
+    }
+)
+# OpenClaw's DEFAULT_TOOL_DENY (§5.2): browser, canvas, nodes, cron, gateway and every channel id.
+SANDBOX_DENY = frozenset({"browser", "canvas", "nodes", "cron", "gateway"}) | CHANNELS
+# Every sub-agent loses the session and system tools (OpenClaw `tools/subagents.md`) …
+SUB_ALWAYS = frozenset(
+    {"sessions_send", "session_status", "agents_list", "gateway", "cron", "memory_search", "memory_get"}
+)
+# … and a leaf (depth ≥ maxSpawnDepth) also the orchestration tools: "leaves get no session tools" (§4.1).
+SUB_LEAF = frozenset({"sessions_spawn", "subagents", "sessions_list", "sessions_history", "sessions_yield"})
 
 
 def config(tools: dict[str, Any] | None = None, agent: dict[str, Any] | None = None, **extra: Any) -> Config:
@@ -119,13 +183,106 @@ def test_every_group_is_covered_and_every_tool_is_grouped() -> None:
     assert len(set(CATALOG_NAMES)) == len(CATALOG_NAMES)
 
 
-def test_defaults_name_catalog_tools() -> None:
-    known = set(CATALOG_NAMES)
+def test_catalog_and_security_defaults_are_the_documented_lists() -> None:
+    # The library's public constants must be exactly the literal lists above; a tool added to or
+    # removed from a default shows up here as a diff, not only as a changed expectation.
+    assert CATALOG_NAMES == CATALOG_ORDER
+    assert frozenset(SANDBOX_DEFAULT_ALLOW) == SANDBOX_ALLOW
+    assert len(SANDBOX_DEFAULT_ALLOW) == len(SANDBOX_ALLOW)
+    assert frozenset(SANDBOX_DEFAULT_DENY) == SANDBOX_DENY
+    assert frozenset(CHANNEL_TOOL_IDS) == CHANNELS
+    assert frozenset(SUBAGENT_DENY_ALWAYS) == SUB_ALWAYS
+    assert frozenset(SUBAGENT_DENY_LEAF) == SUB_LEAF
+    assert DEFAULT_MAX_SPAWN_DEPTH == 5
     for members in TOOL_PROFILES.values():
-        assert expand(members or ()) <= known
-    assert set(SANDBOX_DEFAULT_ALLOW) <= known
-    assert set(SANDBOX_DEFAULT_DENY) - set(CHANNEL_TOOL_IDS) <= known
-    assert known >= SUB_ALWAYS | SUB_LEAF
+        assert expand(members or ()) <= ALL
+
+
+@pytest.mark.parametrize(
+    ("kw", "expected"),
+    [
+        # a sandboxed session, with no tool policy configured
+        (
+            {"sandboxed": True},
+            {
+                "read",
+                "write",
+                "edit",
+                "apply_patch",
+                "ls",
+                "glob",
+                "exec",
+                "process",
+                "sessions_list",
+                "sessions_history",
+                "sessions_send",
+                "sessions_spawn",
+                "sessions_yield",
+                "subagents",
+                "session_status",
+                "image",
+            },
+        ),
+        # a depth-1 sub-agent (an orchestrator under the default maxSpawnDepth 5)
+        (
+            {"subagent": True},
+            {
+                "read",
+                "write",
+                "edit",
+                "apply_patch",
+                "ls",
+                "glob",
+                "exec",
+                "process",
+                "code_execution",
+                "sessions_list",
+                "sessions_history",
+                "sessions_spawn",
+                "sessions_yield",
+                "subagents",
+                "web_search",
+                "web_fetch",
+                "browser",
+                "canvas",
+                "message",
+                "nodes",
+                "image",
+                "tts",
+            },
+        ),
+        # a leaf sub-agent: no session tools at all
+        (
+            {"subagent": True, "spawn_depth": 5},
+            {
+                "read",
+                "write",
+                "edit",
+                "apply_patch",
+                "ls",
+                "glob",
+                "exec",
+                "process",
+                "code_execution",
+                "web_search",
+                "web_fetch",
+                "browser",
+                "canvas",
+                "message",
+                "nodes",
+                "image",
+                "tts",
+            },
+        ),
+        # a sandboxed leaf sub-agent
+        (
+            {"sandboxed": True, "subagent": True, "spawn_depth": 5},
+            {"read", "write", "edit", "apply_patch", "ls", "glob", "exec", "process", "image"},
+        ),
+    ],
+)
+def test_default_tool_sets_written_out(kw: dict[str, Any], expected: set[str]) -> None:
+    assert allowed(config(), **kw) == expected
 
 
 def test_implemented_tools() -> None:
@@ -467,7 +624,7 @@ def test_removed_covers_every_other_candidate_in_catalog_order() -> None:
     removed = [r.tool for r in result.removed]
     assert set(result.allowed).isdisjoint(removed)
     assert set(result.allowed) | set(removed) == ALL
-    order = {name: i for i, name in enumerate(CATALOG_NAMES)}
+    order = {name: i for i, name in enumerate(CATALOG_ORDER)}
     assert list(result.allowed) == sorted(result.allowed, key=order.__getitem__)
     assert removed == sorted(removed, key=order.__getitem__)
 
@@ -488,7 +645,7 @@ def test_agents_entries_label() -> None:
         # OpenClaw's DEFAULT_TOOL_ALLOW / DEFAULT_TOOL_DENY (plus clawmesh's ls and glob)
         (None, None, SANDBOX_ALLOW),
         # allow: [] = allow all; the default deny still applies
-        ({"sandbox": {"tools": {"allow": []}}}, None, ALL - set(SANDBOX_DEFAULT_DENY)),
+        ({"sandbox": {"tools": {"allow": []}}}, None, ALL - SANDBOX_DENY),
         ({"sandbox": {"tools": {"allow": [], "deny": []}}}, None, ALL),
         # an explicit allow-list (image is added unless denied)
         ({"sandbox": {"tools": {"allow": ["read", "exec"]}}}, None, {"read", "exec", "image"}),
@@ -507,7 +664,7 @@ def test_agents_entries_label() -> None:
             None,
             {"read", "image"},
         ),
-        ({"sandbox": {"tools": {"allow": ["*"]}}}, None, ALL - set(SANDBOX_DEFAULT_DENY)),
+        ({"sandbox": {"tools": {"allow": ["*"]}}}, None, ALL - SANDBOX_DENY),
         # alsoAllow extends the (default) allow-list and lifts the default deny
         (
             {"sandbox": {"tools": {"alsoAllow": ["browser", "web_search"]}}},
@@ -540,7 +697,7 @@ def test_agents_entries_label() -> None:
         (
             {"sandbox": {"tools": {"allow": ["read"]}}},
             {"sandbox": {"tools": {"allow": []}}},
-            ALL - set(SANDBOX_DEFAULT_DENY),
+            ALL - SANDBOX_DENY,
         ),
         # the sandbox stage narrows what earlier stages left
         ({"deny": ["exec"]}, None, SANDBOX_ALLOW - {"exec"}),
