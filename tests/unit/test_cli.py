@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -128,6 +129,23 @@ def test_agents_add_bind_unbind_cycle(home: Path) -> None:
     res = run("agents", "unbind", "--agent", "work", "--all", home=home)
     assert res.returncode == 0
     assert json.loads(path.read_text())["bindings"] == []
+
+
+def test_config_edits_keep_the_file_mode(home: Path) -> None:
+    """The config holds secrets: a CLI edit must not make a private file world-readable."""
+    path = home / ".clawmesh" / "clawmesh.json"
+    path.parent.mkdir()
+    path.write_text(
+        '{ agents: { list: [ {id: "work"} ] }, models: { providers: { x: { apiKey: "s3cret" } } } }'
+    )
+    for mode in (0o600, 0o640):
+        path.chmod(mode)
+        res = run("agents", "bind", "--agent", "work", "--bind", f"slack:acct{mode}", home=home)
+        assert res.returncode == 0, res.stderr
+        assert stat.S_IMODE(path.stat().st_mode) == mode
+        assert stat.S_IMODE((home / ".clawmesh" / "clawmesh.json.bak").stat().st_mode) == mode
+        assert path.stat().st_uid == os.getuid()
+    assert len(json.loads(path.read_text())["bindings"]) == 2
 
 
 def test_agents_add_rejects_bad_and_duplicate_ids(home: Path) -> None:

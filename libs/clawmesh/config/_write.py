@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,22 +24,53 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _replace_with(path: Path, data: bytes, like: os.stat_result | None) -> None:
+    """Atomically make `path` hold `data` with the mode and owner of `like` (the file it replaces).
+
+    The config holds secrets: the temporary file is created owner-only and gets the original's
+    mode before any byte is written, so there is no moment when it is more readable than before.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # a leftover of a crashed edit
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600 if like else 0o666)
+    try:
+        if like is not None:
+            with contextlib.suppress(PermissionError):  # only root may give a file away
+                os.fchown(fd, like.st_uid, like.st_gid)
+            os.fchmod(fd, stat.S_IMODE(like.st_mode))
+        with os.fdopen(fd, "wb", closefd=False) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+
+
 def update_config_file(
     path: Path, mutate: Callable[[dict[str, Any]], None], *, env: Mapping[str, str] | None = None
 ) -> Config:
     """Apply `mutate` to the file's raw data (`${VAR}` references kept), validate, then write.
 
     The previous file is kept as `<file>.bak`. Comments in a JSON5 file are not preserved (the
-    file is rewritten as JSON), which is why the backup exists. Raises `ConfigError` and leaves
-    the file untouched when the result would not be valid.
+    file is rewritten as JSON), which is why the backup exists. Both files keep the mode and
+    owner of the original. Raises `ConfigError` and leaves the file untouched when the result
+    would not be valid.
     """
     data: dict[str, Any] = _plain(read_config_file(path)) if path.exists() else {}
     mutate(data)
     config = parse_config(data, env=env, source=path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        shutil.copy2(path, path.with_name(path.name + ".bak"))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        original: os.stat_result | None = path.stat()
+    except FileNotFoundError:
+        original = None
+    if original is not None:
+        _replace_with(path.with_name(path.name + ".bak"), path.read_bytes(), original)
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    _replace_with(path, text.encode("utf-8"), original)
     return config
