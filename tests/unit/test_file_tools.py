@@ -10,6 +10,7 @@ import pytest
 from clawmesh.tools.files import FileToolError, Workspace
 from clawmesh.tools.host_exec import host_environment, run_on_host
 from clawmesh.tools.specs import ExecArgs, ToolArgumentError, parse_arguments
+from tests.fixtures.gateway import wait_until
 
 
 @pytest.fixture
@@ -101,6 +102,14 @@ def test_argument_validation_names_the_problem() -> None:
         parse_arguments("read", {"__invalid_arguments__": "{oops"})
 
 
+def _dead(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return "State:\tZ" in status or "State:\tX" in status
+
+
 async def test_host_exec_streams_caps_and_times_out(tmp_path: Path) -> None:
     chunks: list[tuple[str, str]] = []
 
@@ -124,8 +133,8 @@ async def test_host_exec_streams_caps_and_times_out(tmp_path: Path) -> None:
     slow = await run_on_host(f"sleep 60 & echo $! > {pidfile}; sleep 30", cwd=tmp_path, env=env, timeout=2)
     assert slow.timed_out and slow.exit_code is None and slow.duration < 5
     # the background child died with its process group (gone, or a zombie awaiting its reaper)
+    # SIGKILL is delivered asynchronously: poll until it has landed.
     child = int(pidfile.read_text())
-    status = Path(f"/proc/{child}/status")
-    assert not status.exists() or "State:\tZ" in status.read_text()
+    await wait_until(lambda: _dead(child), timeout=10, message=f"background child {child} to die")
     missing = await run_on_host(["no-such-program-xyz"], cwd=tmp_path, env=env, timeout=5)
     assert missing.exit_code == 127
