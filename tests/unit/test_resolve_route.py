@@ -481,5 +481,22 @@ def test_many_accounts_do_not_grow_the_index() -> None:
     assert len(index.cache) <= 4096
 
 
+def test_the_route_cache_keeps_recently_used_inputs() -> None:
+    """The cache is bounded and evicts the least recently used input, not the oldest insert."""
+    from clawmesh.routing import route_index
+    from clawmesh.routing._resolve import _CACHE_LIMIT
+
+    config = cfg([b("a", channel="telegram", accountId="*")])
+    hot = resolve_route(config, channel="telegram", account_id="hot")
+    cold = resolve_route(config, channel="telegram", account_id="cold")
+    for i in range(3 * _CACHE_LIMIT):
+        resolve_route(config, channel="telegram", account_id=f"acct{i}")
+        if i % 100 == 0:  # a busy account keeps being asked for while strangers come and go
+            assert resolve_route(config, channel="telegram", account_id="hot") is hot
+    assert len(route_index(config).cache) == _CACHE_LIMIT
+    assert resolve_route(config, channel="telegram", account_id="hot") is hot
+    assert resolve_route(config, channel="telegram", account_id="cold") is not cold
+
+
 def test_dict_config_is_accepted() -> None:
     assert resolve_route({"bindings": [b("x")]}, channel="discord").agent_id == "x"

@@ -3,11 +3,12 @@
 The index is built once per config (bindings bucketed by channel, account and tier, and keyed
 by peer / guild / team / role inside each tier), so a decision costs a handful of dict lookups
 whatever the number of bindings or accounts — OpenClaw rebuilds an O(n) index the first time
-it sees an account. Repeated inputs are answered from a bounded per-config cache.
+it sees an account. Repeated inputs are answered from a bounded per-config LRU cache.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
@@ -139,7 +140,9 @@ class RouteIndex:
         self.group_scope = (session.group_scope if session else None) or "per-group"
         self.main_key = normalize_main_key(session.main_key if session else None)
         self.identity_links = session.identity_links if session else None
-        self.cache: dict[tuple[Any, ...], Route] = {}
+        # LRU: a plain dict evicted with next(iter(...)) walks the tombstones its deletions
+        # leave at the front, O(n) per insert once the cache is full.
+        self.cache: OrderedDict[tuple[Any, ...], Route] = OrderedDict()
 
 
 def route_index(config: Config) -> RouteIndex:
@@ -358,11 +361,16 @@ def resolve_route(
         group_scope,
         default_agent_id,
     )
+    cache = index.cache
     try:
-        cached = index.cache.get(key)  # type: ignore[arg-type]
+        cached = cache.get(key)  # type: ignore[arg-type]
     except TypeError:  # an unhashable input: resolve without the cache
         key, cached = None, None
     if cached is not None:
+        try:
+            cache.move_to_end(key)  # type: ignore[arg-type]
+        except KeyError:  # another thread evicted it meanwhile
+            pass
         return cached
     route = _resolve_uncached(
         index,
@@ -378,9 +386,12 @@ def resolve_route(
         default_agent_id,
     )
     if key is not None:
-        if len(index.cache) >= _CACHE_LIMIT:
-            del index.cache[next(iter(index.cache))]
-        index.cache[key] = route
+        if len(cache) >= _CACHE_LIMIT:
+            try:
+                cache.popitem(last=False)
+            except KeyError:  # emptied by another thread meanwhile
+                pass
+        cache[key] = route
     return route
 
 
