@@ -100,38 +100,83 @@ async def test_provision_turns_on_direct_gets_for_single_replica_buckets(nc: Cli
     assert (await buckets["sessions"].get("s.kept")).value == b"1"
 
 
-async def test_trace_context_travels_in_headers(nc: Client) -> None:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+_CALLER = {"traceparent": f"00-{_TRACE_ID}-00f067aa0ba902b7-01"}
+
+
+async def test_trace_context_travels_in_headers_without_a_tracer(nc: Client) -> None:
+    """With no tracer provider installed (the default), a caller's trace id still crosses NATS:
+    the producer puts it in the headers and whatever the consumer publishes next carries it on."""
+    from opentelemetry import trace
 
     from clawmesh.bus import consumer_span, producer_span
 
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider), "a tracer is installed"
     received: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
 
     async def handler(msg) -> None:  # type: ignore[no-untyped-def]
         received.set_result(dict(msg.headers or {}))
 
     await nc.subscribe("traced", cb=handler)
-    from opentelemetry import trace
-
-    with tracer.start_as_current_span("root") as root:
-        headers: dict[str, str] = {}
-        inject(headers)
+    headers: dict[str, str] = {}
+    with producer_span("traced", "traced", headers, parent=_CALLER):
         await nc.publish("traced", b"x", headers=headers)
-    got = await asyncio.wait_for(received, 5)
-    trace_id = format(root.get_span_context().trace_id, "032x")
-    assert got["traceparent"].split("-")[1] == trace_id
-    # consumer side: a span whose parent is the producer's context
-    old = trace.get_tracer_provider()
+    got = await asyncio.wait_for(received, 10)
+    assert got["traceparent"].split("-")[1] == _TRACE_ID
     with consumer_span("traced", "traced", got) as span:
-        assert format(span.get_span_context().trace_id, "032x") == trace_id or not span.is_recording()
-    assert old is trace.get_tracer_provider()
-    _ = producer_span  # exported API
+        assert format(span.get_span_context().trace_id, "032x") == _TRACE_ID
+        onward = inject({})
+    assert onward["traceparent"].split("-")[1] == _TRACE_ID
+    # outside the consumer span the caller's context is gone again
+    assert "traceparent" not in inject({})
+    # no trace context in, none out
+    with consumer_span("traced", "traced", {}) as span:
+        assert not span.get_span_context().is_valid
+        assert "traceparent" not in inject({})
+
+
+_RECORDING_SCRIPT = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from clawmesh.bus import consumer_span, producer_span
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+caller = {"traceparent": "00-@TRACE@-00f067aa0ba902b7-01"}
+headers = {}
+with producer_span("turn", "cm.turn.a", headers, parent=caller):
+    pass
+with consumer_span("turn", "cm.turn.a", headers):
+    pass
+produced, consumed = exporter.get_finished_spans()
+assert produced.kind is SpanKind.PRODUCER and consumed.kind is SpanKind.CONSUMER, (produced, consumed)
+assert format(produced.context.trace_id, "032x") == "@TRACE@"
+assert produced.parent.span_id == 0x00F067AA0BA902B7
+assert consumed.context.trace_id == produced.context.trace_id
+assert consumed.parent.span_id == produced.context.span_id
+assert headers["traceparent"].split("-")[2] == format(produced.context.span_id, "016x")
+print("linked")
+""".replace("@TRACE@", _TRACE_ID)
+
+
+def test_spans_link_producer_and_consumer_with_a_tracer() -> None:
+    """With a tracer provider, the consumer's span is the child of the producer's span, which is
+    the child of the caller's. A separate interpreter: a tracer provider can be installed only
+    once per process and would make every later test record spans."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _RECORDING_SCRIPT], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "linked"
 
 
 async def test_embedded_server_restart_keeps_jetstream(tmp_path) -> None:  # type: ignore[no-untyped-def]
