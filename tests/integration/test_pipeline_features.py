@@ -10,6 +10,7 @@ import nats
 import pytest
 
 from tests.fakes.models import FakeModelServer, HTTPError, StreamError, Text
+from tests.fixtures.files import replace_unseen, touch_forward
 from tests.fixtures.gateway import run_gateway, wait_until, write_config
 from tests.integration.test_http_api import sse_events
 
@@ -110,13 +111,16 @@ async def test_config_reload_applies_to_later_messages_and_refuses_bad_files(
         try:
             first = await http.post("/v1/messages?wait=30", json={"text": "a", "channel": "telegram"})
             assert first.json()["agentId"] == "home"
-            write_config(
+            # Edits keep the file's mtime: the file watcher must not reload before we ask.
+            replace_unseen(
                 gw.config_path,
-                {
-                    **config,
-                    "bindings": [{"agentId": "work", "match": {"channel": "telegram"}}],
-                    "gateway": {"port": 0, "auth": {"token": gw.token}},
-                },
+                json.dumps(
+                    {
+                        **config,
+                        "bindings": [{"agentId": "work", "match": {"channel": "telegram"}}],
+                        "gateway": {"port": 0, "auth": {"token": gw.token}},
+                    }
+                ),
             )
             replies = await _reload(nc)
             # in-process services share one holder: the first reload changes it for all three
@@ -126,8 +130,9 @@ async def test_config_reload_applies_to_later_messages_and_refuses_bad_files(
             second = await http.post("/v1/messages?wait=30", json={"text": "b", "channel": "telegram"})
             assert second.json()["agentId"] == "work"
             version = gw.holder.current.version
-            gw.config_path.write_text(
-                '{"bindings": [{"agentId": "ghost", "match": {"channel": "x"}}], "agents": {"list": [{"id": "a"}]}}'
+            replace_unseen(
+                gw.config_path,
+                '{"bindings": [{"agentId": "ghost", "match": {"channel": "x"}}], "agents": {"list": [{"id": "a"}]}}',
             )
             refused = await _reload(nc)
             assert refused and not any(r["ok"] for r in refused)
@@ -166,6 +171,8 @@ async def test_config_file_changes_are_picked_up_without_a_command(nats_url: str
                 "gateway": {"port": 0, "auth": {"token": gw.token}},
             },
         )
+        # the watcher compares mtimes: make the change visible even within one timestamp tick
+        touch_forward(gw.config_path)
         await wait_until(
             lambda: gw.holder.current.document.bindings, timeout=15, message="file watcher reload"
         )
