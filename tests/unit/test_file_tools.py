@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import signal
+import socket
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -138,3 +144,95 @@ async def test_host_exec_streams_caps_and_times_out(tmp_path: Path) -> None:
     await wait_until(lambda: _dead(child), timeout=10, message=f"background child {child} to die")
     missing = await run_on_host(["no-such-program-xyz"], cwd=tmp_path, env=env, timeout=5)
     assert missing.exit_code == 127
+
+
+def test_fifos_and_sockets_are_refused_without_blocking(ws: Workspace) -> None:
+    """A FIFO with no writer would block `open` forever: it must be refused at once."""
+    os.mkfifo(ws.root / "pipe")
+    results: list[str] = []
+
+    def attempt() -> None:
+        for op in (lambda: ws.read("pipe"), lambda: ws.write("pipe", "x"), lambda: ws.edit("pipe", "a", "b")):
+            try:
+                op()
+            except FileToolError as exc:
+                results.append(exc.code)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # unblock the old behaviour so the test fails instead of hanging
+        for _ in range(3):
+            with contextlib.suppress(OSError):
+                os.close(os.open(ws.root / "pipe", os.O_RDWR | os.O_NONBLOCK))
+        worker.join(10)
+    assert results == ["not_regular"] * 3
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(ws.root / "sock"))
+        with pytest.raises(FileToolError) as err:
+            ws.read("sock")
+        assert err.value.code == "not_regular"
+    assert ws.ls(".").splitlines() == ["notes.txt", "pipe", "sock", "sub/"]
+
+
+def test_a_symlink_swapped_in_during_reads_never_leaks_outside_content(ws: Workspace, tmp_path: Path) -> None:
+    """A thread swaps `swap` (a file) and `dir` (a directory) for symlinks to the outside while
+    reads run: a read may fail, but it never returns the outside content."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f.txt").write_text("OUTSIDE")
+    (ws.root / "swap").write_text("inside")
+    (ws.root / "dir").mkdir()
+    (ws.root / "dir" / "f.txt").write_text("inside")
+    stop = threading.Event()
+
+    def swapper() -> None:
+        root = ws.root
+        while not stop.is_set():
+            os.symlink(outside / "f.txt", root / "swap.link")
+            os.replace(root / "swap.link", root / "swap")  # file → symlink, atomically
+            (root / "swap.tmp").write_text("inside")
+            os.replace(root / "swap.tmp", root / "swap")  # symlink → file
+            os.rename(root / "dir", root / "dir.real")
+            os.symlink(outside, root / "dir")
+            os.unlink(root / "dir")
+            os.rename(root / "dir.real", root / "dir")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # interleave the threads as often as possible
+    thread = threading.Thread(target=swapper, daemon=True)
+    thread.start()
+    leaked, ok, rounds = 0, 0, 0
+    try:
+        for rounds in range(1, 2_001):  # noqa: B007 (reported below); the old code leaked within ~200
+            for path in ("swap", "dir/f.txt"):
+                try:
+                    text = ws.read(path)
+                except (FileToolError, OSError):
+                    continue
+                leaked += text == "OUTSIDE"
+                ok += text == "inside"
+            if leaked:
+                break
+    finally:
+        stop.set()
+        thread.join(10)
+        sys.setswitchinterval(interval)
+    assert leaked == 0, f"{leaked} read(s) returned outside content within {rounds} rounds"
+    assert ok > 0  # the swaps did not simply make every read fail
+
+
+async def test_host_exec_returns_when_an_escaped_process_holds_its_output_open(tmp_path: Path) -> None:
+    pidfile = tmp_path / "escaped.pid"
+    env = host_environment(None, tmp_path)
+    try:
+        res = await asyncio.wait_for(
+            run_on_host(
+                f"setsid sleep 60 & echo $! > {pidfile}; echo started", cwd=tmp_path, env=env, timeout=10
+            ),
+            30,
+        )
+        assert res.exit_code == 0 and res.stdout == "started\n"
+    finally:
+        with contextlib.suppress(ProcessLookupError, ValueError, FileNotFoundError):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)

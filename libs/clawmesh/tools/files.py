@@ -1,13 +1,18 @@
 """File tools confined to one directory (the agent's workspace, or its sandbox's).
 
 Absolute paths outside the root, `..` and symlinks that lead out are refused with a message
-the model (and the user reading the transcript) understands. Paths under the sandbox's
+the model (and the user reading the transcript) understands. A checked path is then opened one
+component at a time from the root without following symlinks, so a symlink swapped in after the
+check is never followed; only regular files are read or written (a FIFO would block forever). Paths under the sandbox's
 working directory (`/workspace/...`) are accepted too: that is what the model sees in exec.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -16,6 +21,13 @@ __all__ = ["FileToolError", "Workspace"]
 
 MAX_READ_BYTES: Final = 256 * 1024
 MAX_LIST_ENTRIES: Final = 1000
+_ATTEMPTS: Final = 5  # re-checks when a symlink is swapped in between the check and the open
+_STEP: Final = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_FINAL: Final = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # O_NONBLOCK: a FIFO must not block open
+
+
+class _Swapped(Exception):
+    """A path component became a symlink after the path was checked."""
 
 
 class FileToolError(Exception):
@@ -24,6 +36,18 @@ class FileToolError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _not_regular(path: str) -> FileToolError:
+    return FileToolError(
+        "not_regular", f"{path!r} is not a regular file (a FIFO, socket or device); file tools refuse it"
+    )
+
+
+def _require_regular(fd: int, st: os.stat_result, path: str) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise _not_regular(path)
 
 
 @dataclass(frozen=True)
@@ -68,21 +92,78 @@ class Workspace:
                 "read_only", f"cannot modify {raw!r}: the workspace is mounted read-only for this agent"
             )
 
-    def read(self, path: str, offset: int | None = None, limit: int | None = None) -> str:
-        target = self.resolve(path)
-        if target.is_dir():
-            raise FileToolError("is_directory", f"{path!r} is a directory (use ls)")
+    def _walk(self, resolved: Path, *, create: bool) -> tuple[int, str]:
+        """An O_PATH descriptor of `resolved`'s parent and its last component ('.' for the root).
+
+        The parent is reached from the root one component at a time without following
+        symlinks: `resolved` has none, so a symlink met now was swapped in after `resolve`.
+        """
+        parts = resolved.relative_to(os.path.realpath(self.root)).parts
+        fd = os.open(os.path.realpath(self.root), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            with target.open("rb") as fh:
-                data = fh.read(MAX_READ_BYTES + 1)
+            for name in parts[:-1]:
+                try:
+                    step = os.open(name, _STEP, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, dir_fd=fd)
+                    step = os.open(name, _STEP, dir_fd=fd)
+                os.close(fd)
+                fd = step
+                mode = os.fstat(fd).st_mode
+                if stat.S_ISLNK(mode):
+                    raise _Swapped
+                if not stat.S_ISDIR(mode):
+                    raise NotADirectoryError(errno.ENOTDIR, "Not a directory", name)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, parts[-1] if parts else "."
+
+    def _open(self, raw: str, flags: int, *, create: bool = False) -> tuple[int, os.stat_result, Path]:
+        """Open `raw` inside the workspace: a descriptor, its stat and the resolved path.
+
+        Never follows a symlink that appeared after the path was checked (the check is redone),
+        and never blocks on a FIFO: the caller refuses what is not a regular file (or directory).
+        """
+        for _ in range(_ATTEMPTS):
+            resolved = self.resolve(raw)
+            try:
+                parent, last = self._walk(resolved, create=create)
+                try:
+                    fd = os.open(last, flags | _FINAL, 0o666, dir_fd=parent)
+                finally:
+                    os.close(parent)
+            except _Swapped:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    continue
+                if exc.errno == errno.ENXIO:  # a socket, or a FIFO nobody reads
+                    raise _not_regular(raw) from None
+                raise
+            return fd, os.fstat(fd), resolved
+        raise FileToolError(
+            "path_changed", f"{raw!r} kept changing while it was opened (a symlink swapped in, or a loop)"
+        )
+
+    def read(self, path: str, offset: int | None = None, limit: int | None = None) -> str:
+        try:
+            fd, st, _ = self._open(path, os.O_RDONLY)
         except FileNotFoundError:
             raise FileToolError("not_found", f"{path!r} does not exist") from None
         except PermissionError:
             raise FileToolError("permission_denied", f"cannot read {path!r}: permission denied") from None
+        if stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            raise FileToolError("is_directory", f"{path!r} is a directory (use ls)")
+        _require_regular(fd, st, path)
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read(MAX_READ_BYTES + 1)
         if b"\x00" in data[:8192]:
-            raise FileToolError(
-                "binary", f"{path!r} looks like a binary file ({target.stat().st_size} bytes)"
-            )
+            raise FileToolError("binary", f"{path!r} looks like a binary file ({st.st_size} bytes)")
         truncated = len(data) > MAX_READ_BYTES
         text = data[:MAX_READ_BYTES].decode("utf-8", "replace")
         if offset or limit:
@@ -95,12 +176,15 @@ class Workspace:
 
     def write(self, path: str, content: str) -> str:
         self._require_writable(path)
-        target = self.resolve(path)
-        if target.is_dir():
-            raise FileToolError("is_directory", f"{path!r} is a directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        data = content.encode("utf-8")
-        target.write_bytes(data)
+        try:
+            fd, st, target = self._open(path, os.O_WRONLY | os.O_CREAT, create=True)
+        except IsADirectoryError:
+            raise FileToolError("is_directory", f"{path!r} is a directory") from None
+        _require_regular(fd, st, path)
+        with os.fdopen(fd, "wb") as fh:
+            data = content.encode("utf-8")
+            fh.truncate(0)
+            fh.write(data)
         return f"wrote {len(data)} bytes to {self._display(target)}"
 
     def edit(self, path: str, old_text: str, new_text: str, replace_all: bool = False) -> str:
@@ -108,29 +192,43 @@ class Workspace:
         self._require_writable(path)
         if not old_text:
             raise FileToolError("invalid_arguments", "oldText must not be empty")
-        target = self.resolve(path)
         try:
-            text = target.read_text(encoding="utf-8")
+            fd, st, target = self._open(path, os.O_RDWR)
         except FileNotFoundError:
             raise FileToolError("not_found", f"{path!r} does not exist") from None
-        count = text.count(old_text)
-        if count == 0:
-            raise FileToolError(
-                "no_match", f"oldText was not found in {path!r}; read the file and copy the exact text"
-            )
-        if count > 1 and not replace_all:
-            raise FileToolError(
-                "ambiguous", f"oldText occurs {count} times in {path!r}; include more context so it is unique"
-            )
-        target.write_text(text.replace(old_text, new_text), encoding="utf-8")
+        except IsADirectoryError:
+            raise FileToolError("is_directory", f"{path!r} is a directory") from None
+        _require_regular(fd, st, path)
+        with os.fdopen(fd, "r+", encoding="utf-8") as fh:
+            text = fh.read()
+            count = text.count(old_text)
+            if count == 0:
+                raise FileToolError(
+                    "no_match", f"oldText was not found in {path!r}; read the file and copy the exact text"
+                )
+            if count > 1 and not replace_all:
+                raise FileToolError(
+                    "ambiguous",
+                    f"oldText occurs {count} times in {path!r}; include more context so it is unique",
+                )
+            fh.seek(0)
+            fh.truncate()
+            fh.write(text.replace(old_text, new_text))
         return f"replaced {count if replace_all else 1} occurrence(s) in {self._display(target)}"
 
     def ls(self, path: str = ".") -> str:
-        target = self.resolve(path or ".")
-        if not target.is_dir():
-            raise FileToolError("not_a_directory", f"{path!r} is not a directory")
-        entries = sorted(target.iterdir(), key=lambda p: p.name)
-        lines = [f"{p.name}/" if p.is_dir() else p.name for p in entries[:MAX_LIST_ENTRIES]]
+        try:
+            fd, st, _ = self._open(path or ".", os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise FileToolError("not_a_directory", f"{path!r} is not a directory") from None
+        try:
+            if not stat.S_ISDIR(st.st_mode):
+                raise FileToolError("not_a_directory", f"{path!r} is not a directory")
+            with os.scandir(fd) as it:
+                entries = sorted(((e.name, e.is_dir()) for e in it), key=lambda e: e[0])
+        finally:
+            os.close(fd)
+        lines = [f"{name}/" if is_dir else name for name, is_dir in entries[:MAX_LIST_ENTRIES]]
         if len(entries) > MAX_LIST_ENTRIES:
             lines.append(f"[{len(entries) - MAX_LIST_ENTRIES} more entries not shown]")
         return "\n".join(lines) if lines else "(empty directory)"
