@@ -290,11 +290,12 @@ class NodeAgent:
         sandboxed = sandbox.applies_to(inv.session_key, main_key)
         if sandboxed:
             return await self._in_sandbox(inv, args, agent, sandbox, config)
-        agent.workspace.mkdir(parents=True, exist_ok=True)
+        # File operations run in a thread: a slow or blocking file must not stall the node.
+        await asyncio.to_thread(agent.workspace.mkdir, parents=True, exist_ok=True)
         workspace = Workspace(agent.workspace, writable=True)
         if isinstance(args, ExecArgs):
             return await self._exec_on_host(inv, args, workspace, config)
-        return self._file_tool(inv, args, workspace, sandboxed=False)
+        return await asyncio.to_thread(self._file_tool, inv, args, workspace, sandboxed=False)
 
     async def _in_sandbox(
         self, inv: ToolInvocation, args: Any, agent: AgentView, sandbox: EffectiveSandbox, config: Config
@@ -316,8 +317,12 @@ class NodeAgent:
                 sandbox, agent_id=agent.id, session_key=inv.session_key, agent_workspace=agent.workspace
             )
             if not isinstance(args, ExecArgs):
-                return self._file_tool(
-                    inv, args, Workspace(root, writable=writable, aliases=(sandbox.workdir,)), sandboxed=True
+                return await asyncio.to_thread(
+                    self._file_tool,
+                    inv,
+                    args,
+                    Workspace(root, writable=writable, aliases=(sandbox.workdir,)),
+                    sandboxed=True,
                 )
             workdir = _container_path(sandbox.workdir, args.workdir)
             if workdir is None:
@@ -346,10 +351,10 @@ class NodeAgent:
         self, inv: ToolInvocation, args: ExecArgs, workspace: Workspace, config: Config
     ) -> ToolInvocationResult:
         try:
-            cwd = workspace.resolve(args.workdir or ".")
+            cwd = await asyncio.to_thread(workspace.resolve, args.workdir or ".")
         except FileToolError as exc:
             return self._fail(inv, exc.code.upper(), str(exc))
-        if not cwd.is_dir():
+        if not await asyncio.to_thread(cwd.is_dir):
             return self._fail(inv, "NOT_A_DIRECTORY", f"workdir {args.workdir!r} is not a directory")
         result = await run_on_host(
             args.argv or args.command or "",

@@ -12,10 +12,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 __all__ = ["ExecResult", "OutputCallback", "host_environment", "run_on_host"]
 
 OutputCallback = Callable[[str, str], Awaitable[None]]
+
+_DRAIN_SECONDS: Final = 2.0
+_POLL_SECONDS: Final = 0.25  # only while the pipes outlive the process
 
 
 @dataclass
@@ -39,6 +43,18 @@ def host_environment(extra: Mapping[str, str] | None, workspace: Path) -> dict[s
     }
     env.update(extra or {})
     return env
+
+
+async def _exit(proc: asyncio.subprocess.Process, exited: asyncio.Future[int], timeout: float | None) -> bool:
+    """True once the process has exited, False after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    while proc.returncode is None:
+        wait = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, deadline - loop.time())
+        if wait <= 0:
+            return False
+        await asyncio.wait({exited}, timeout=wait)
+    return True
 
 
 async def run_on_host(
@@ -93,16 +109,20 @@ async def run_on_host(
         asyncio.create_task(pump(proc.stdout, "stdout")),
         asyncio.create_task(pump(proc.stderr, "stderr")),
     ]
-    timed_out = False
+    # `proc.wait()` also waits for the pipes to close, which a process that left the group
+    # (setsid) can hold open indefinitely: the exit itself is what counts.
+    exited = asyncio.ensure_future(proc.wait())
     try:
-        await asyncio.wait_for(proc.wait(), timeout)
-    except TimeoutError:
-        timed_out = True
+        timed_out = not await _exit(proc, exited, timeout)
     finally:
         # Whatever the outcome, nothing the command started may outlive it.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
+        await _exit(proc, exited, None)
+    # Take what has arrived by now and stop reading pipes someone else still holds.
+    _, unfinished = await asyncio.wait(pumps, timeout=_DRAIN_SECONDS)
+    for task in (*unfinished, exited):
+        task.cancel()
     await asyncio.gather(*pumps, return_exceptions=True)
     return ExecResult(
         exit_code=None if timed_out else proc.returncode,
