@@ -5,13 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from starlette.applications import Starlette
+
 from clawmesh.bus import ServiceContext
 from clawmesh.config import GatewayRateLimit
 from clawmesh.gateway import bind_host, gateway_token, http_port, is_loopback
 from clawmesh.httpserver import EmbeddedHTTPServer
 
-from .api import TurnClient, build_app
+from .api import ClawmeshAPI
+from .http import RequestGuard, body_limit
+from .openai_api import OpenAIAPI
 from .security import AuthGate
+from .turns import TurnClient
 from .waiters import Waiters
 
 __all__ = ["Ingress", "IngressRefused"]
@@ -24,14 +29,14 @@ class IngressRefused(RuntimeError):
 
 
 class Ingress:
+    """The ingress service. It only composes: the reply subject's `Waiters`, the `TurnClient`
+    that submits turns and follows them, the `RequestGuard` (auth, body limit, common errors)
+    and the API surfaces (clawmesh API, OpenAI-compatible API) on one embedded HTTP server."""
+
     name: ClassVar[str] = "ingress"
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self.waiters = Waiters()
-        self.turns = TurnClient(self)
-        self.reply_subject = f"{ctx.subjects.prefix}.reply.{ctx.instance}"
-        self.ready = False
         config = ctx.holder.current
         # ctx.options: `clawmesh up --port N` / tests (port 0 = any free port)
         self.host = ctx.options.get("host") or bind_host(config)
@@ -41,8 +46,17 @@ class Ingress:
                 f"refusing to serve on {self.host} without authentication: set gateway.auth.token "
                 "(or CLAWMESH_GATEWAY_TOKEN), or bind to loopback"
             )
-        self.auth = AuthGate(lambda: self.token, self._rate_limit)
-        self.http = EmbeddedHTTPServer(build_app(self), self.host, http_port(config, ctx.options.get("port")))
+        self.ready = False
+        self.waiters = Waiters()
+        self.reply_subject = f"{ctx.subjects.prefix}.reply.{ctx.instance}"
+        self.turns = TurnClient(ctx, self.waiters, self.reply_subject)
+        guard = RequestGuard(
+            AuthGate(lambda: self.token, self._rate_limit), lambda: body_limit(ctx.holder.current)
+        )
+        clawmesh_api = ClawmeshAPI(ctx, self.turns, guard, lambda: self.ready)
+        openai_api = OpenAIAPI(ctx, self.turns, guard)
+        app = Starlette(routes=[*clawmesh_api.routes(), *openai_api.routes()])
+        self.http = EmbeddedHTTPServer(app, self.host, http_port(config, ctx.options.get("port")))
 
     def _rate_limit(self) -> GatewayRateLimit:
         gw = self.ctx.holder.current.document.gateway

@@ -1,30 +1,29 @@
 """OpenAI-compatible endpoints, so any OpenAI client library can talk to an agent.
 
+POST /v1/chat/completions (streaming or not), GET /v1/models.
 `model` names the agent (`clawmesh/<agentId>`, `agent:<agentId>` or the bare id); `user`
 becomes the peer id; the last user message is the turn (the agent keeps its own history).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from clawmesh.bus import ServiceContext
 from clawmesh.wire import InboundMessage, Peer, TextDeltaEvent, TurnError, TurnFinal, now
 
-from .api import BadRequest, guarded, turn_id_for
-from .security import read_body
+from .http import InvalidBody, RequestGuard, routing_error_status, sse_data, sse_response
+from .turns import PendingTurn, TurnClient, turn_id_for
 
-if TYPE_CHECKING:
-    from .app import Ingress
-
-__all__ = ["agent_for_model", "openai_routes"]
+__all__ = ["ChatRequest", "OpenAIAPI", "agent_for_model", "oa_error"]
 
 
 class ChatMessageIn(msgspec.Struct):
@@ -47,9 +46,19 @@ def oa_error(
     param: str | None = None,
     code: str | None = None,
 ) -> JSONResponse:
+    """An error response in OpenAI's shape, which client libraries turn into their exceptions."""
     return JSONResponse(
         {"error": {"message": message, "type": type_, "param": param, "code": code}}, status_code=status
     )
+
+
+def _error_frame(message: str | None, type_: str, code: str | None) -> bytes:
+    """An error inside a stream that has begun (its 200 status is already sent)."""
+    return sse_data({"error": {"message": message, "type": type_, "code": code}})
+
+
+def _invalid_body(exc: InvalidBody) -> Response:
+    return oa_error(400, f"invalid request: {exc.detail}")
 
 
 def agent_for_model(model: str) -> str:
@@ -69,17 +78,27 @@ def _text(content: str | list[dict[str, Any]] | None) -> str:
     )
 
 
-def openai_routes(ingress: Ingress) -> list[Route]:
-    turns = ingress.turns
+class OpenAIAPI:
+    """The OpenAI-compatible routes."""
 
-    def parse(data: bytes) -> ChatRequest:
-        try:
-            return msgspec.json.decode(data, type=ChatRequest)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise BadRequest(oa_error(400, f"invalid request: {exc}")) from None
+    def __init__(self, ctx: ServiceContext, turns: TurnClient, guard: RequestGuard) -> None:
+        self.ctx = ctx
+        self.turns = turns
+        self.guard = guard
 
-    async def models(request: Request) -> Response:
-        config = ingress.ctx.holder.current
+    def routes(self) -> list[Route]:
+        guard = self.guard
+        return [
+            Route(
+                "/v1/chat/completions",
+                guard(self.completions, on_invalid=_invalid_body),
+                methods=["POST"],
+            ),
+            Route("/v1/models", guard(self.models), methods=["GET"]),
+        ]
+
+    async def models(self, request: Request) -> Response:
+        config = self.ctx.holder.current
         created = int(time.time())
         return JSONResponse(
             {
@@ -91,9 +110,9 @@ def openai_routes(ingress: Ingress) -> list[Route]:
             }
         )
 
-    async def completions(request: Request) -> Response:
-        body = parse(await read_body(request, turns.body_limit()))
-        config = ingress.ctx.holder.current
+    async def completions(self, request: Request) -> Response:
+        body = await self.guard.read(request, ChatRequest)
+        config = self.ctx.holder.current
         agent_id = agent_for_model(body.model)
         agent = config.agent(agent_id)
         if agent is None and config.has_roster:
@@ -106,7 +125,6 @@ def openai_routes(ingress: Ingress) -> list[Route]:
         users = [m for m in body.messages if m.role == "user"]
         if not users:
             return oa_error(400, "messages must contain a user message", param="messages")
-        text = _text(users[-1].content)
         peer_id = (body.user or "openai").strip() or "openai"
         turn_id = turn_id_for("api", "default", None)
         inbound = InboundMessage(
@@ -114,38 +132,32 @@ def openai_routes(ingress: Ingress) -> list[Route]:
             channel="api",
             account_id="default",
             peer=Peer(kind="direct", id=peer_id),
-            text=text,
+            text=_text(users[-1].content),
             agent_id=agent.id if agent else agent_id,
             received_at=now(),
-            reply_subject=ingress.reply_subject,
+            reply_subject=self.turns.reply_subject,
             reply_events="all" if body.stream else "final",
             metadata={"api": "openai.chat.completions"},
         )
-        sub = await turns.submit(inbound, f"in:{turn_id}", request.headers)
+        turn = await self.turns.submit(inbound, f"in:{turn_id}", request.headers)
         completion_id = f"chatcmpl-{turn_id}"
         created = int(time.time())
         if body.stream:
-            return StreamingResponse(
-                _stream(sub, completion_id, created, body.model), media_type="text/event-stream"
-            )
-        try:
-            decision = await turns.decision(sub, turns.route_wait())
-            if decision is not None and not decision.ok:
-                return oa_error(
-                    404 if decision.error_code == "UNKNOWN_AGENT" else 422,
-                    decision.error_message or "routing failed",
-                    code=decision.error_code,
-                )
-            final: Any = None
-            async for item in turns.events(sub, turns.turn_timeout()):
-                final = item
-        except TimeoutError:
-            return oa_error(504, "the agent did not answer in time", type_="server_error", code="timeout")
-        finally:
-            turns.close(sub)
+            return sse_response(self._stream(turn, completion_id, created, body.model))
+        with contextlib.closing(turn):
+            try:
+                decision = await turn.decision(self.turns.route_wait())
+                if decision is not None and not decision.ok:
+                    return oa_error(
+                        routing_error_status(decision.error_code),
+                        decision.error_message or "routing failed",
+                        code=decision.error_code,
+                    )
+                final = await turn.outcome(self.turns.turn_timeout())
+            except TimeoutError:
+                return oa_error(504, "the agent did not answer in time", type_="server_error", code="timeout")
         if isinstance(final, TurnError):
             return oa_error(502, f"{final.code}: {final.message}", type_="server_error", code=final.code)
-        assert isinstance(final, TurnFinal)
         return JSONResponse(
             {
                 "id": completion_id,
@@ -167,59 +179,38 @@ def openai_routes(ingress: Ingress) -> list[Route]:
             }
         )
 
-    async def _stream(sub: Any, completion_id: str, created: int, model: str) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, turn: PendingTurn, completion_id: str, created: int, model: str
+    ) -> AsyncIterator[bytes]:
+        """`chat.completion.chunk`s: the role, the text deltas, `stop`, then `[DONE]`; an
+        error frame instead when routing fails, the turn fails or no event comes in time."""
+
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            data = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-            return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
-
-        try:
-            yield chunk({"role": "assistant", "content": ""})
-            decision = await turns.decision(sub, turns.route_wait())
-            if decision is not None and not decision.ok:
-                err = {
-                    "error": {
-                        "message": decision.error_message,
-                        "type": "invalid_request_error",
-                        "code": decision.error_code,
-                    }
+            return sse_data(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                 }
-                yield b"data: " + json.dumps(err).encode() + b"\n\n"
-                return
-            async for item in turns.events(sub, turns.turn_timeout()):
-                if isinstance(item, TextDeltaEvent):
-                    yield chunk({"content": item.text})
-                elif isinstance(item, TurnError):
-                    err = {
-                        "error": {
-                            "message": f"{item.code}: {item.message}",
-                            "type": "server_error",
-                            "code": item.code,
-                        }
-                    }
-                    yield b"data: " + json.dumps(err).encode() + b"\n\n"
+            )
+
+        with contextlib.closing(turn):
+            try:
+                yield chunk({"role": "assistant", "content": ""})
+                decision = await turn.decision(self.turns.route_wait())
+                if decision is not None and not decision.ok:
+                    yield _error_frame(decision.error_message, "invalid_request_error", decision.error_code)
                     return
-                elif isinstance(item, TurnFinal):
-                    yield chunk({}, "stop")
-            yield b"data: [DONE]\n\n"
-        except TimeoutError:
-            err = {
-                "error": {
-                    "message": "the agent did not answer in time",
-                    "type": "server_error",
-                    "code": "timeout",
-                }
-            }
-            yield b"data: " + json.dumps(err).encode() + b"\n\n"
-        finally:
-            turns.close(sub)
-
-    return [
-        Route("/v1/chat/completions", guarded(ingress, completions), methods=["POST"]),
-        Route("/v1/models", guarded(ingress, models), methods=["GET"]),
-    ]
+                async for item in turn.events(self.turns.turn_timeout()):
+                    if isinstance(item, TextDeltaEvent):
+                        yield chunk({"content": item.text})
+                    elif isinstance(item, TurnError):
+                        yield _error_frame(f"{item.code}: {item.message}", "server_error", item.code)
+                        return
+                    elif isinstance(item, TurnFinal):
+                        yield chunk({}, "stop")
+                yield sse_data(b"[DONE]")
+            except TimeoutError:
+                yield _error_frame("the agent did not answer in time", "server_error", "timeout")

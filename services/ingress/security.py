@@ -1,4 +1,4 @@
-"""Bearer-token auth with a failed-attempt limiter, and the request body limit."""
+"""Bearer-token auth with a failed-attempt limiter."""
 
 from __future__ import annotations
 
@@ -12,26 +12,7 @@ from starlette.requests import Request
 from clawmesh.config import GatewayRateLimit
 from clawmesh.gateway import is_loopback
 
-__all__ = ["AuthGate", "BodyTooLarge", "read_body"]
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than `limit` bytes (declared or actually sent)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
+__all__ = ["AuthGate"]
 
 
 class AuthGate:

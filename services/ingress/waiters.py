@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from nats.aio.msg import Msg
 
@@ -16,11 +15,13 @@ log = logging.getLogger("clawmesh.ingress")
 
 
 class Waiters:
-    def __init__(self) -> None:
-        self._queues: dict[str, asyncio.Queue[Any]] = {}
+    """One queue per turn a request here waits on, fed from the reply subject."""
 
-    def open(self, turn_id: str) -> asyncio.Queue[Any]:
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+    def __init__(self) -> None:
+        self._queues: dict[str, asyncio.Queue[ReplyMessage]] = {}
+
+    def open(self, turn_id: str) -> asyncio.Queue[ReplyMessage]:
+        queue: asyncio.Queue[ReplyMessage] = asyncio.Queue()
         self._queues[turn_id] = queue
         return queue
 

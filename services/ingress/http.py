@@ -1,0 +1,204 @@
+"""HTTP helpers every API surface shares: JSON errors, bounded body reading and parsing, the
+guard in front of each handler (auth, rate limit, the common error answers), SSE framing."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Literal, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from clawmesh.config import Config
+
+from .security import AuthGate
+from .turns import Unavailable
+
+__all__ = [
+    "DEFAULT_BODY_LIMIT",
+    "NO_CACHE",
+    "BadRequest",
+    "BodyTooLarge",
+    "Handler",
+    "InvalidBody",
+    "RequestGuard",
+    "body_limit",
+    "decode_body",
+    "error",
+    "read_body",
+    "routing_error_status",
+    "sse",
+    "sse_comment",
+    "sse_data",
+    "sse_response",
+]
+
+T = TypeVar("T")
+Handler = Callable[[Request], Awaitable[Response]]
+
+DEFAULT_BODY_LIMIT = 1024 * 1024
+NO_CACHE = {"Cache-Control": "no-cache"}
+_AT_PATH = re.compile(r" - at `(\$[^`]*)`")
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def error(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    path: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """`{"error": {code, message, path?, …extra}}`: the clawmesh API's error shape."""
+    body: dict[str, Any] = {"code": code, "message": message, **extra}
+    if path:
+        body["path"] = path
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+class BadRequest(Exception):
+    """Answer the request with `response` instead (raised from deep inside a handler)."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def routing_error_status(code: str | None) -> int:
+    """A failed route decision as an HTTP status: an unknown agent is a 404, the rest 422."""
+    return 404 if code == "UNKNOWN_AGENT" else 422
+
+
+# --- request bodies --------------------------------------------------------------------------
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class InvalidBody(Exception):
+    """A body that is not JSON (`invalid_json`) or does not fit the expected shape
+    (`invalid_request`, with `path`: the JSON path of the problem, `$` for the whole body)."""
+
+    def __init__(
+        self, code: Literal["invalid_json", "invalid_request"], message: str, path: str | None, detail: str
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.path = path
+        self.detail = detail  # msgspec's own words, the path included
+
+
+def body_limit(config: Config) -> int:
+    """gateway.maxBodyBytes, 1 MiB by default."""
+    gw = config.document.gateway
+    return gw.max_body_bytes if gw and gw.max_body_bytes else DEFAULT_BODY_LIMIT
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes (declared or actually sent)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_body(data: bytes, type_: type[T]) -> T:
+    """Decode and validate a JSON body; InvalidBody says what is wrong and where."""
+    try:
+        return msgspec.json.decode(data, type=type_)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        found = _AT_PATH.search(text)
+        path = found.group(1) if found else "$"
+        raise InvalidBody("invalid_request", _AT_PATH.sub("", text), path, text) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidBody("invalid_json", f"body is not valid JSON: {exc}", None, str(exc)) from None
+
+
+def _invalid_body(exc: InvalidBody) -> Response:
+    return error(400, exc.code, exc.message, path=exc.path)
+
+
+# --- the guard -------------------------------------------------------------------------------
+
+
+class RequestGuard:
+    """Auth and rate limit in front of a handler, and the answers every surface gives alike:
+    401/429 (with WWW-Authenticate / Retry-After), 413, 503 when nothing could be stored.
+    How a malformed body is answered is the surface's own (`on_invalid`)."""
+
+    def __init__(self, auth: AuthGate, body_limit: Callable[[], int]) -> None:
+        self._auth = auth
+        self.body_limit = body_limit  # read per request: the config can change while we run
+
+    async def read(self, request: Request, type_: type[T]) -> T:
+        """The request body decoded as `type_` (BodyTooLarge, InvalidBody)."""
+        return decode_body(await read_body(request, self.body_limit()), type_)
+
+    def __call__(
+        self, handler: Handler, *, on_invalid: Callable[[InvalidBody], Response] = _invalid_body
+    ) -> Handler:
+        async def guarded(request: Request) -> Response:
+            denied = self._auth.check(request)
+            if denied is not None:
+                status, message, retry = denied
+                if status == 401:
+                    headers = {"WWW-Authenticate": 'Bearer realm="clawmesh"'}
+                else:
+                    headers = {"Retry-After": str(max(1, round(retry or 1)))}
+                return error(
+                    status, "unauthorized" if status == 401 else "rate_limited", message, headers=headers
+                )
+            try:
+                return await handler(request)
+            except Unavailable as exc:
+                return error(503, "unavailable", str(exc), headers={"Retry-After": "5"})
+            except BodyTooLarge:
+                return error(413, "payload_too_large", f"request body exceeds {self.body_limit()} bytes")
+            except InvalidBody as exc:
+                return on_invalid(exc)
+            except BadRequest as exc:
+                return exc.response
+
+        return guarded
+
+
+# --- server-sent events ----------------------------------------------------------------------
+
+
+def _json(data: Any) -> bytes:
+    return data if isinstance(data, bytes) else json.dumps(data, ensure_ascii=False).encode()
+
+
+def sse(event: str, data: Any) -> bytes:
+    """A named event; `data` is JSON-encoded unless it already is (bytes)."""
+    return b"event: " + event.encode() + b"\ndata: " + _json(data) + b"\n\n"
+
+
+def sse_data(data: Any) -> bytes:
+    """An unnamed event (the OpenAI stream's framing)."""
+    return b"data: " + _json(data) + b"\n\n"
+
+
+def sse_comment(text: str) -> bytes:
+    """A comment line: clients ignore it; it shows the stream is alive."""
+    return b": " + text.encode() + b"\n\n"
+
+
+def sse_response(frames: AsyncIterator[bytes], headers: Mapping[str, str] | None = None) -> StreamingResponse:
+    return StreamingResponse(frames, media_type="text/event-stream", headers=headers)

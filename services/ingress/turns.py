@@ -1,0 +1,143 @@
+"""Turns as a caller sees them: submit an inbound message, then wait for its route decision
+and follow its events to the final reply or error. Every surface (the clawmesh API, the
+OpenAI-compatible API, and channel adapters next) goes through here."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from clawmesh.bus import ServiceContext, producer_span
+from clawmesh.wire import InboundMessage, ReplyMessage, RouteDecision, TurnError, TurnFinal, encode_msgpack
+
+from .waiters import Waiters
+
+__all__ = ["PendingTurn", "TurnClient", "Unavailable", "turn_id_for"]
+
+DEFAULT_ROUTE_WAIT = 5.0
+DEFAULT_TURN_TIMEOUT = 600.0
+# A caller waits this much longer than a turn may run, so the runner's own timeout error
+# reaches it rather than a bare "no reply".
+_TIMEOUT_GRACE = 30.0
+
+
+class Unavailable(Exception):
+    """The message could not be stored (NATS or JetStream unavailable): a 503, not a 500."""
+
+
+def turn_id_for(channel: str, account: str, message_id: str | None) -> str:
+    """Deterministic for a platform message id, so a retried delivery maps to the same turn."""
+    if message_id:
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"clawmesh:{channel}:{account}:{message_id}").hex
+    return uuid.uuid4().hex
+
+
+class PendingTurn:
+    """A submitted turn's replies as they arrive on this instance's reply subject.
+
+    The route decision and the runner's events travel separately, so the runner's first
+    events can arrive before the router's notice: `decision` keeps them for `events`."""
+
+    def __init__(self, turn_id: str, waiters: Waiters, *, duplicate: bool = False) -> None:
+        self.turn_id = turn_id
+        self.duplicate = duplicate  # JetStream already had this message: another request owns the turn
+        self._decision: RouteDecision | None = None
+        self._waiters = waiters
+        self._queue = waiters.open(turn_id)
+        self._early: list[ReplyMessage] = []
+
+    def close(self) -> None:
+        """Stop receiving this turn's replies."""
+        self._waiters.close(self.turn_id)
+
+    async def decision(self, timeout: float) -> RouteDecision | None:
+        """The route decision, or None when the router has not answered within `timeout`
+        (the turn stays queued)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._decision is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                item = await asyncio.wait_for(self._queue.get(), remaining)
+            except TimeoutError:
+                return None
+            if isinstance(item, RouteDecision):
+                self._decision = item
+            else:
+                self._early.append(item)
+        return self._decision
+
+    async def events(self, timeout: float | None) -> AsyncIterator[ReplyMessage]:
+        """Every event of the turn, ending with its final or error event. TimeoutError when
+        none arrives for `timeout` seconds. (A decision that came after `decision` gave up
+        is passed through like an event.)"""
+        early, self._early = self._early, []
+        for item in early:
+            yield item
+            if isinstance(item, TurnFinal | TurnError):
+                return
+        while True:
+            item = await asyncio.wait_for(self._queue.get(), timeout)
+            yield item
+            if isinstance(item, TurnFinal | TurnError):
+                return
+
+    async def outcome(self, timeout: float | None) -> TurnFinal | TurnError:
+        """The final reply or error, for a caller that does not stream (TimeoutError as `events`)."""
+        final: ReplyMessage | None = None
+        async for item in self.events(timeout):
+            final = item
+        assert isinstance(final, TurnFinal | TurnError)  # events() ends with one of them
+        return final
+
+
+class TurnClient:
+    """Submits turns to CM_INBOUND with this instance's reply subject, so their replies
+    come back to the request that waits for them."""
+
+    def __init__(self, ctx: ServiceContext, waiters: Waiters, reply_subject: str) -> None:
+        self.ctx = ctx
+        self.waiters = waiters
+        self.reply_subject = reply_subject
+
+    def _runtime(self) -> Any:
+        return self.ctx.holder.current.document.runtime
+
+    def route_wait(self) -> float:
+        """How long a caller waits for the route decision before being told "queued"."""
+        runtime = self._runtime()
+        return runtime.route_wait_seconds if runtime and runtime.route_wait_seconds else DEFAULT_ROUTE_WAIT
+
+    def turn_timeout(self) -> float:
+        """How long a caller waits for a turn's next event when it asked for no limit."""
+        runtime = self._runtime()
+        configured = runtime.turn_timeout_seconds if runtime and runtime.turn_timeout_seconds else None
+        return (configured or DEFAULT_TURN_TIMEOUT) + _TIMEOUT_GRACE
+
+    async def submit(
+        self, inbound: InboundMessage, dedupe_key: str, trace_from: Mapping[str, str] | None = None
+    ) -> PendingTurn:
+        """Register for the turn's replies, then store the message in CM_INBOUND. The caller
+        is answered only after JetStream acknowledged it: nothing accepted is lost.
+        `trace_from`: the HTTP request headers, to continue the caller's trace."""
+        ctx = self.ctx
+        turn = PendingTurn(inbound.id, self.waiters)
+        data, headers = encode_msgpack(inbound)
+        headers["Nats-Msg-Id"] = dedupe_key
+        subject = ctx.subjects.inbound(inbound.channel, inbound.account_id)
+        try:
+            with producer_span("cm.in", subject, headers, parent=trace_from):
+                ack = await ctx.js.publish(subject, data, headers=headers)
+        except Exception as exc:
+            turn.close()
+            ctx.counters["store_failures"] += 1
+            raise Unavailable(
+                f"could not store the message ({type(exc).__name__}: {exc}); nothing was accepted, retry later"
+            ) from exc
+        ctx.counters["accepted"] += 1
+        turn.duplicate = bool(ack.duplicate)
+        return turn

@@ -1,0 +1,383 @@
+"""Both API surfaces answering from scripted turn replies (no NATS): each way a turn can end
+(reply, turn error, routing failure, no decision, no reply in time) as each surface renders it,
+waiting or streaming. The happy paths over a real bus are in tests/integration/test_http_api.py."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from clawmesh.config import GatewayRateLimit, load_config
+from clawmesh.wire import (
+    InboundMessage,
+    ReplyMessage,
+    RouteDecision,
+    Subjects,
+    TextDeltaEvent,
+    TurnError,
+    TurnFinal,
+    TurnStarted,
+    encode_msgpack,
+)
+from clawmesh_ingress.api import ClawmeshAPI
+from clawmesh_ingress.http import RequestGuard
+from clawmesh_ingress.openai_api import OpenAIAPI
+from clawmesh_ingress.security import AuthGate
+from clawmesh_ingress.turns import PendingTurn, TurnClient
+from clawmesh_ingress.waiters import Waiters
+
+PRESENT = 30.0  # never reached: the reply is already there
+NEVER = 0.05  # nothing will come
+
+Script = Callable[[str], list[ReplyMessage]]
+
+
+class Msg(SimpleNamespace):
+    data: bytes
+    headers: dict[str, str]
+
+
+class ScriptedTurns(TurnClient):
+    """Stores nothing: each submitted turn gets the script's replies, through the real
+    reply-subject demultiplexer, as if router and runner had answered."""
+
+    def __init__(self, ctx: Any, script: Script, *, route_wait: float, turn_timeout: float) -> None:
+        super().__init__(ctx, Waiters(), "cm.reply.test")
+        self.script = script
+        self._route_wait = route_wait
+        self._turn_timeout = turn_timeout
+        self.submitted: list[InboundMessage] = []
+
+    def route_wait(self) -> float:
+        return self._route_wait
+
+    def turn_timeout(self) -> float:
+        return self._turn_timeout
+
+    async def submit(
+        self, inbound: InboundMessage, dedupe_key: str, trace_from: Mapping[str, str] | None = None
+    ) -> PendingTurn:
+        self.submitted.append(inbound)
+        turn = PendingTurn(inbound.id, self.waiters)
+        for item in self.script(inbound.id):
+            data, headers = encode_msgpack(item)
+            await self.waiters.on_message(Msg(data=data, headers=headers))  # type: ignore[arg-type]
+        return turn
+
+
+class Surfaces:
+    def __init__(self, tmp_path: Path, script: Script, route_wait: float, turn_timeout: float) -> None:
+        path = tmp_path / "clawmesh.json"
+        path.write_text(json.dumps({"agents": {"list": [{"id": "home", "default": True}, {"id": "work"}]}}))
+        config = load_config(path, env={"HOME": str(tmp_path)})
+        ctx = SimpleNamespace(
+            holder=SimpleNamespace(current=config),
+            subjects=Subjects("cm"),
+            js=None,
+            kv={"sessions": None},
+            counters={},
+        )
+        self.turns = ScriptedTurns(ctx, script, route_wait=route_wait, turn_timeout=turn_timeout)
+        guard = RequestGuard(AuthGate(lambda: None, GatewayRateLimit), lambda: 1 << 20)
+        app = Starlette(
+            routes=[
+                *ClawmeshAPI(ctx, self.turns, guard, lambda: True).routes(),  # type: ignore[arg-type]
+                *OpenAIAPI(ctx, self.turns, guard).routes(),  # type: ignore[arg-type]
+            ]
+        )
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+@pytest.fixture
+def surfaces(tmp_path: Path) -> Callable[..., Surfaces]:
+    def make(script: Script, *, route_wait: float = PRESENT, turn_timeout: float = PRESENT) -> Surfaces:
+        return Surfaces(tmp_path, script, route_wait, turn_timeout)
+
+    return make
+
+
+def routed(turn_id: str, **kw: Any) -> RouteDecision:
+    fields: dict[str, Any] = {"agent_id": "home", "session_key": "agent:home:api:direct:x", **kw}
+    if "error_code" in kw:
+        fields.update(agent_id=None, session_key=None)
+    return RouteDecision(turn_id=turn_id, channel="api", account_id="default", **fields)
+
+
+def replied(turn_id: str) -> list[ReplyMessage]:
+    return [
+        routed(turn_id),
+        TurnStarted(turn_id=turn_id),
+        TextDeltaEvent(turn_id=turn_id, text="echo: "),
+        TextDeltaEvent(turn_id=turn_id, text="hi"),
+        TurnFinal(turn_id=turn_id, text="echo: hi", model="echo/test", input_tokens=3, output_tokens=2),
+    ]
+
+
+def failed(turn_id: str) -> list[ReplyMessage]:
+    return [
+        routed(turn_id),
+        TurnStarted(turn_id=turn_id),
+        TurnError(turn_id=turn_id, code="MODEL_ERROR", message="all models failed", hint="check keys"),
+    ]
+
+
+def unroutable(code: str) -> Script:
+    def script(turn_id: str) -> list[ReplyMessage]:
+        return [routed(turn_id, error_code=code, error_message="no agent", error_hint="add a binding")]
+
+    return script
+
+
+def only_routed(turn_id: str) -> list[ReplyMessage]:
+    return [routed(turn_id), TurnStarted(turn_id=turn_id)]
+
+
+def nothing(turn_id: str) -> list[ReplyMessage]:
+    return []
+
+
+def sse_events(text: str) -> list[tuple[str | None, Any]]:
+    out: list[tuple[str | None, Any]] = []
+    for block in text.split("\n\n"):
+        event, data = None, None
+        for line in block.splitlines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data = line[6:] if line == "data: [DONE]" else json.loads(line[6:])
+        if data is not None:
+            out.append((event, data))
+    return out
+
+
+MESSAGE = {"text": "hi", "peer": {"kind": "direct", "id": "x"}}
+STREAM = {"Accept": "text/event-stream"}
+CHAT = {"model": "clawmesh/home", "messages": [{"role": "user", "content": "hi"}]}
+
+
+# --- the clawmesh API ------------------------------------------------------------------------
+
+
+async def test_routed_is_202_and_waiting_gets_the_reply(surfaces: Callable[..., Surfaces]) -> None:
+    s = surfaces(replied)
+    async with s.http as http:
+        accepted = await http.post("/v1/messages", json=MESSAGE)
+        waited = await http.post("/v1/messages?wait=", json=MESSAGE)
+    assert accepted.status_code == 202
+    assert set(accepted.json()) == {"turnId", "agentId", "sessionKey"}
+    assert waited.status_code == 200
+    assert {k: waited.json()[k] for k in ("agentId", "state", "text", "model")} == {
+        "agentId": "home",
+        "state": "done",
+        "text": "echo: hi",
+        "model": "echo/test",
+    }
+    assert [m.reply_events for m in s.turns.submitted] == ["final", "final"]
+    assert {m.reply_subject for m in s.turns.submitted} == {"cm.reply.test"}
+    assert len(s.turns.waiters) == 0
+
+
+async def test_a_failed_turn_is_a_502_naming_the_turn(surfaces: Callable[..., Surfaces]) -> None:
+    async with surfaces(failed).http as http:
+        r = await http.post("/v1/messages?wait=30", json=MESSAGE)
+    assert r.status_code == 502
+    err = r.json()["error"]
+    assert (err["code"], err["message"], err["hint"], err["agentId"]) == (
+        "MODEL_ERROR",
+        "all models failed",
+        "check keys",
+        "home",
+    )
+    assert err["turnId"] and err["sessionKey"] == "agent:home:api:direct:x"
+
+
+@pytest.mark.parametrize(("code", "status"), [("UNKNOWN_AGENT", 404), ("AGENT_SELECTION_REQUIRED", 422)])
+async def test_a_routing_failure_is_answered_with_its_code_and_hint(
+    surfaces: Callable[..., Surfaces], code: str, status: int
+) -> None:
+    async with surfaces(unroutable(code)).http as http:
+        r = await http.post("/v1/messages?wait=30", json=MESSAGE)
+    assert r.status_code == status
+    err = r.json()["error"]
+    assert (err["code"], err["message"], err["hint"]) == (code, "no agent", "add a binding")
+
+
+async def test_not_routed_in_time_is_202_queued(surfaces: Callable[..., Surfaces]) -> None:
+    s = surfaces(nothing, route_wait=NEVER)
+    async with s.http as http:
+        r = await http.post("/v1/messages?wait=30", json=MESSAGE)
+    assert r.status_code == 202 and r.json()["state"] == "queued" and r.json()["agentId"] is None
+    assert len(s.turns.waiters) == 0
+
+
+async def test_no_reply_within_wait_is_202_running(surfaces: Callable[..., Surfaces]) -> None:
+    async with surfaces(only_routed).http as http:
+        r = await http.post(f"/v1/messages?wait={NEVER}", json=MESSAGE)
+    assert r.status_code == 202 and r.json()["state"] == "running" and r.json()["agentId"] == "home"
+
+
+async def test_wait_must_be_a_number(surfaces: Callable[..., Surfaces]) -> None:
+    async with surfaces(replied).http as http:
+        r = await http.post("/v1/messages?wait=soon", json=MESSAGE)
+    assert r.status_code == 400
+    assert r.json()["error"]["path"] == "?wait" and "'soon'" in r.json()["error"]["message"]
+
+
+async def test_streaming_sends_route_events_and_final(surfaces: Callable[..., Surfaces]) -> None:
+    s = surfaces(replied)
+    async with s.http as http:
+        r = await http.post("/v1/messages", json=MESSAGE, headers=STREAM)
+    assert r.headers["content-type"].startswith("text/event-stream")
+    assert r.headers["cache-control"] == "no-cache"
+    events = sse_events(r.text)
+    assert [e for e, _ in events] == ["route", "started", "delta", "delta", "final"]
+    assert events[0][1]["agentId"] == "home" and events[-1][1]["text"] == "echo: hi"
+    assert s.turns.submitted[0].reply_events == "all"
+    assert len(s.turns.waiters) == 0
+
+
+async def test_a_stream_ends_at_a_failed_route(surfaces: Callable[..., Surfaces]) -> None:
+    async with surfaces(unroutable("UNKNOWN_AGENT")).http as http:
+        r = await http.post("/v1/messages", json=MESSAGE, headers=STREAM)
+    events = sse_events(r.text)
+    assert [e for e, _ in events] == ["route"] and events[0][1]["errorCode"] == "UNKNOWN_AGENT"
+
+
+async def test_a_stream_says_queued_then_follows_and_times_out_with_an_error_event(
+    surfaces: Callable[..., Surfaces],
+) -> None:
+    def started_only(turn_id: str) -> list[ReplyMessage]:
+        return [TurnStarted(turn_id=turn_id)]
+
+    s = surfaces(started_only, route_wait=NEVER, turn_timeout=NEVER)
+    async with s.http as http:
+        r = await http.post("/v1/messages", json=MESSAGE, headers=STREAM)
+    events = sse_events(r.text)
+    assert [e for e, _ in events] == ["queued", "started", "error"]
+    turn_id = s.turns.submitted[0].id
+    assert events[0][1] == {"turnId": turn_id, "state": "queued"}
+    assert events[-1][1] == {"turnId": turn_id, "code": "TIMEOUT", "message": "no reply in time"}
+    assert len(s.turns.waiters) == 0
+
+
+# --- the OpenAI-compatible API ---------------------------------------------------------------
+
+
+async def test_openai_completion(surfaces: Callable[..., Surfaces]) -> None:
+    s = surfaces(replied)
+    async with s.http as http:
+        r = await http.post("/v1/chat/completions", json={**CHAT, "user": "erin"})
+    body = r.json()
+    assert r.status_code == 200 and body["id"] == f"chatcmpl-{s.turns.submitted[0].id}"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "echo: hi"}
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    assert s.turns.submitted[0].peer is not None and s.turns.submitted[0].peer.id == "erin"
+
+
+@pytest.mark.parametrize(
+    ("script", "turn_timeout", "status", "error"),
+    [
+        (
+            failed,
+            PRESENT,
+            502,
+            {"message": "MODEL_ERROR: all models failed", "type": "server_error", "code": "MODEL_ERROR"},
+        ),
+        (
+            unroutable("UNKNOWN_AGENT"),
+            PRESENT,
+            404,
+            {"message": "no agent", "type": "invalid_request_error", "code": "UNKNOWN_AGENT"},
+        ),
+        (
+            only_routed,
+            NEVER,
+            504,
+            {"message": "the agent did not answer in time", "type": "server_error", "code": "timeout"},
+        ),
+    ],
+    ids=["turn-error", "routing-error", "timeout"],
+)
+async def test_openai_errors(
+    surfaces: Callable[..., Surfaces], script: Script, turn_timeout: float, status: int, error: dict[str, Any]
+) -> None:
+    s = surfaces(script, turn_timeout=turn_timeout)
+    async with s.http as http:
+        r = await http.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == status and r.json() == {"error": {**error, "param": None}}
+    assert len(s.turns.waiters) == 0
+
+
+async def test_openai_bad_requests(surfaces: Callable[..., Surfaces]) -> None:
+    s = surfaces(replied)
+    async with s.http as http:
+        bad = await http.post("/v1/chat/completions", json={"model": "clawmesh/home"})
+        ghost = await http.post("/v1/chat/completions", json={**CHAT, "model": "clawmesh/ghost"})
+        no_user = await http.post(
+            "/v1/chat/completions", json={**CHAT, "messages": [{"role": "system", "content": "x"}]}
+        )
+    assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("invalid request: ")
+    assert "messages" in bad.json()["error"]["message"]
+    assert ghost.status_code == 404 and ghost.json()["error"]["code"] == "model_not_found"
+    assert "clawmesh/home, clawmesh/work" in ghost.json()["error"]["message"]
+    assert no_user.status_code == 400 and no_user.json()["error"]["param"] == "messages"
+    assert s.turns.submitted == []
+
+
+async def test_openai_stream(surfaces: Callable[..., Surfaces]) -> None:
+    s = surfaces(replied)
+    async with s.http as http:
+        r = await http.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    frames = [data for _, data in sse_events(r.text)]
+    assert frames[-1] == "[DONE]"
+    chunks = frames[:-1]
+    assert [c["choices"][0]["delta"] for c in chunks] == [
+        {"role": "assistant", "content": ""},
+        {"content": "echo: "},
+        {"content": "hi"},
+        {},
+    ]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert s.turns.submitted[0].reply_events == "all"
+
+
+@pytest.mark.parametrize(
+    ("script", "turn_timeout", "error"),
+    [
+        (
+            failed,
+            PRESENT,
+            {"message": "MODEL_ERROR: all models failed", "type": "server_error", "code": "MODEL_ERROR"},
+        ),
+        (
+            unroutable("AGENT_SELECTION_REQUIRED"),
+            PRESENT,
+            {"message": "no agent", "type": "invalid_request_error", "code": "AGENT_SELECTION_REQUIRED"},
+        ),
+        (
+            only_routed,
+            NEVER,
+            {"message": "the agent did not answer in time", "type": "server_error", "code": "timeout"},
+        ),
+    ],
+    ids=["turn-error", "routing-error", "timeout"],
+)
+async def test_openai_stream_ends_with_one_error_frame(
+    surfaces: Callable[..., Surfaces], script: Script, turn_timeout: float, error: dict[str, Any]
+) -> None:
+    s = surfaces(script, turn_timeout=turn_timeout)
+    async with s.http as http:
+        r = await http.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert r.status_code == 200
+    frames = [data for _, data in sse_events(r.text)]
+    assert frames[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert frames[-1] == {"error": error}
+    assert len(s.turns.waiters) == 0
