@@ -23,7 +23,13 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from clawmesh.bus import Leases, ServiceContext, consumer_span, inject, producer_span
 from clawmesh.config import Config
-from clawmesh.routing import AgentSelectionRequired, Route, build_agent_session_key, resolve_route
+from clawmesh.routing import (
+    AgentSelectionRequired,
+    Route,
+    build_agent_session_key,
+    normalize_agent_id,
+    resolve_route,
+)
 from clawmesh.sessions import SessionRecord, SessionStore, TurnStatus
 from clawmesh.wire import (
     DecodeFailure,
@@ -75,7 +81,9 @@ def route_message(config: Config, msg: InboundMessage) -> Route:
                 f"agent '{msg.agent_id}' is not configured",
                 f"configured: {', '.join(config.agent_ids)}",
             )
-        agent_id = agent.id if agent else msg.agent_id
+        # Without a roster any id is accepted, normalised like a configured one: it becomes a
+        # subject token, a KV key and a directory name.
+        agent_id = agent.id if agent else normalize_agent_id(msg.agent_id)
         session = config.session
         dm = session.dm_scope or "main"
         gs = session.group_scope or "per-group"

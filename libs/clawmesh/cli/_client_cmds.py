@@ -466,6 +466,26 @@ def openclaw_jsonl(session_id: str, entries: list[Any], cwd: str) -> list[dict[s
     return lines
 
 
+class _UnsafeExport(ValueError):
+    """A stored id that would put an exported file outside the target directory."""
+
+
+def _path_part(value: str, what: str) -> str:
+    """`value` as one file name, or `_UnsafeExport` naming what is wrong with it."""
+    if not value or value in (".", "..") or "/" in value or "\\" in value or "\x00" in value:
+        raise _UnsafeExport(f"{what} {value!r} cannot be a file name (path separators, '..' or empty)")
+    return value
+
+
+def _export_path(directory: Path, agent_id: str, file_name: str) -> Path:
+    """<DIR>/agents/<agent>/sessions/<file>, refused unless it stays inside DIR (symlinks resolved)."""
+    path = directory / "agents" / _path_part(agent_id, "agent id") / "sessions" / file_name
+    root = directory.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise _UnsafeExport(f"{path} would be outside {root}")
+    return path
+
+
 @sessions_app.command("export")
 def sessions_export(
     ctx: typer.Context,
@@ -475,26 +495,38 @@ def sessions_export(
     agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's sessions.")] = None,
     nats_url: NatsUrl = None,
 ) -> None:
-    """Write each session as OpenClaw-style JSONL: <DIR>/agents/<id>/sessions/<sessionId>.jsonl + sessions.json."""
+    """Write each session as OpenClaw-style JSONL: <DIR>/agents/<id>/sessions/<sessionId>.jsonl + sessions.json.
+
+    A session whose stored ids cannot be used as file names inside DIR is skipped with a
+    message (exit status 1 at the end); the others are still exported."""
     config = load(ctx)
 
-    async def run() -> int:
+    async def run() -> tuple[int, int]:
         async with nats_client(config, nats_url) as nc:
             store = await _store(nc, config)
-            count = 0
+            count = skipped = 0
             indexes: dict[str, dict[str, Any]] = {}
             for rec in await store.list_sessions():
                 if agent and rec.agent_id != agent:
                     continue
-                entries = list(await store.history(rec.agent_id, rec.session_key))
-                folder = directory / "agents" / rec.agent_id / "sessions"
-                folder.mkdir(parents=True, exist_ok=True)
-                view = config.agent_view(rec.agent_id)
-                path = folder / f"{rec.session_id}.jsonl"
-                lines = openclaw_jsonl(rec.session_id, entries, str(view.workspace) if view else "")
-                path.write_text(
-                    "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8"
-                )
+                try:
+                    path = _export_path(
+                        directory, rec.agent_id, _path_part(rec.session_id, "session id") + ".jsonl"
+                    )
+                    entries = list(await store.history(rec.agent_id, rec.session_key))
+                    view = config.agent_view(rec.agent_id)
+                    lines = openclaw_jsonl(rec.session_id, entries, str(view.workspace) if view else "")
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(
+                        "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines),
+                        encoding="utf-8",
+                    )
+                except (_UnsafeExport, OSError, ValueError) as exc:
+                    skipped += 1
+                    err_console.print(
+                        f"skipped session {rec.session_key!r}: {exc}", markup=False, emoji=False
+                    )
+                    continue
                 indexes.setdefault(rec.agent_id, {})[rec.session_key] = {
                     "sessionId": rec.session_id,
                     "updatedAt": int(rec.updated_at * 1000),
@@ -502,12 +534,16 @@ def sessions_export(
                     "lastChannel": rec.channel,
                 }
                 count += 1
-                console.print(f"{rec.session_key} → {path} ({len(lines) - 1} messages)", markup=False)
+                console.print(
+                    f"{rec.session_key} → {path} ({len(lines) - 1} messages)", markup=False, emoji=False
+                )
             for agent_id, index in indexes.items():
-                (directory / "agents" / agent_id / "sessions" / "sessions.json").write_text(
+                _export_path(directory, agent_id, "sessions.json").write_text(
                     json.dumps(index, indent=2) + "\n"
                 )
-            return count
+            return count, skipped
 
-    count = asyncio.run(run())
+    count, skipped = asyncio.run(run())
     console.print(f"exported {count} session(s) to {directory}", markup=False)
+    if skipped:
+        fail(f"{skipped} session(s) could not be exported (see above)", 1)
