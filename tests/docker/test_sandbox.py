@@ -369,7 +369,9 @@ async def test_exec_timeout_kills_the_whole_tree(
     result = await manager.exec(info, "sleep 30 & env -i sh -c 'sleep 31 & sleep 32'", timeout=1)
     elapsed = time.monotonic() - t0
     assert result.timed_out and result.exit_code == 137, result
-    assert 0.9 <= elapsed < 3.5, elapsed
+    # not before the timeout, and without waiting for the 30 s sleeps (a loaded machine may be
+    # slow to kill and report, hence no tighter upper bound; speed belongs to `make bench`)
+    assert 0.9 <= elapsed < 25, elapsed
 
     # nothing left inside (orphans are reaped by the init process, so poll briefly)
     async def all_gone() -> bool:

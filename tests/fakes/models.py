@@ -49,6 +49,7 @@ __all__ = [
     "Disconnect",
     "Echo",
     "FakeModelServer",
+    "Gate",
     "HTTPError",
     "Hang",
     "RecordedRequest",
@@ -160,6 +161,15 @@ class Hang:
     after_chunks: int | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class Gate:
+    """Hold the request (before the response headers) until ``opened`` is set, then answer the
+    default reply: a test decides when a model call ends, instead of guessing a duration.
+    Async variant only. Server shutdown or the client leaving cuts it short."""
+
+    opened: asyncio.Event
+
+
 @dataclass(frozen=True)
 class Disconnect:
     """Close the TCP connection: before any response (None) or mid-stream after N deltas."""
@@ -167,7 +177,7 @@ class Disconnect:
     after_chunks: int | None = None
 
 
-Step = Text | Echo | ToolCall | ToolCalls | HTTPError | StreamError | Hang | Disconnect
+Step = Text | Echo | ToolCall | ToolCalls | HTTPError | StreamError | Hang | Gate | Disconnect
 
 # ---------------------------------------------------------------------------------------------
 # Request log
@@ -1008,6 +1018,11 @@ class FakeModelServer:
                 await _drop_connection(request)
                 return Response()
             step = Text(self.reply, self.chunks)
+        if isinstance(step, Gate):
+            if await self._stall(None, request, step.opened) != "elapsed":
+                await _drop_connection(request)
+                return Response()
+            step = Text(self.reply, self.chunks)
 
         plan = self._plan(step, body, api)
         ids = _Ids(
@@ -1082,13 +1097,17 @@ class FakeModelServer:
         for frame, _ in frames[cut:]:
             yield frame
 
-    async def _stall(self, seconds: float, request: Request | None) -> Literal["elapsed", "closing", "gone"]:
-        """Wait ``seconds``, cut short by server shutdown or, if ``request`` is given, by the client leaving.
+    async def _stall(
+        self, seconds: float | None, request: Request | None, opened: asyncio.Event | None = None
+    ) -> Literal["elapsed", "closing", "gone"]:
+        """Wait ``seconds`` (or until ``opened`` is set), cut short by server shutdown or, if
+        ``request`` is given, by the client leaving.
 
         (Mid-stream, Starlette already cancels the response when the client leaves.)
         """
+        until = opened.wait() if opened is not None else asyncio.sleep(seconds or 0)
         waiters: dict[asyncio.Future[Any], Literal["elapsed", "closing", "gone"]] = {
-            asyncio.ensure_future(asyncio.sleep(seconds)): "elapsed",
+            asyncio.ensure_future(until): "elapsed",
             asyncio.ensure_future(self._closing.wait()): "closing",
         }
         if request is not None:

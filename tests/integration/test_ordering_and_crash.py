@@ -140,8 +140,10 @@ async def test_three_runners_keep_each_session_in_order_without_overlap(
                     assert 0 <= depth <= 1, f"overlapping turns in {session}"
             # model context travels in the completion record: no consumer is left on transcripts
             assert (await js.stream_info("CM_SESSIONS")).state.consumer_count == 0
+            # Which replica ran how many turns is up to scheduling; that they share the work is
+            # tested deterministically in test_concurrency.py.
             workers = {e.runner for e in log.events if isinstance(e, TurnStarted)}
-            assert workers <= set(instances) and len(workers) >= 2, "work was shared by the replicas"
+            assert workers <= set(instances)
         finally:
             await gen.aclose()
             await nc.close()

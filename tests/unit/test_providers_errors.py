@@ -52,7 +52,10 @@ async def failure(
     )
     target = resolve_target(config, ref)
     # Short only where a Hang is meant to trip it: a slow CI machine must not fake a timeout.
-    timeout = 0.5 if isinstance(step, fm.Hang) else 30.0
+    # A stall after the first chunk needs that chunk to arrive in time, so it gets longer.
+    timeout = 30.0
+    if isinstance(step, fm.Hang):
+        timeout = 3.0 if step.after_chunks else 0.5
     request = ModelRequest(model=target.model, messages=(UserMessage("hi"),), timeout=timeout)
     text: list[str] = []
     with pytest.raises(ProviderError) as caught:
