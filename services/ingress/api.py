@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
@@ -39,7 +40,16 @@ from clawmesh.wire import (
     now,
 )
 
-from .http import NO_CACHE, RequestGuard, error, routing_error_status, sse, sse_comment, sse_response
+from .http import (
+    NO_CACHE,
+    BadRequest,
+    RequestGuard,
+    error,
+    routing_error_status,
+    sse,
+    sse_comment,
+    sse_response,
+)
 from .turns import PendingTurn, TurnClient, turn_id_for
 
 __all__ = ["ClawmeshAPI", "MessageIn"]
@@ -174,7 +184,32 @@ class ClawmeshAPI:
 
     # --- messages ------------------------------------------------------------------------
 
+    def _wait(self, raw: str | None) -> float | None:
+        """?wait as seconds (None: answer once routed); empty waits as long as a turn may run,
+        and so does any longer wait."""
+        if raw is None:
+            return None
+        limit = self.turns.turn_timeout()
+        if not raw:
+            return limit
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds < 0:
+            raise BadRequest(
+                error(
+                    400,
+                    "invalid_request",
+                    f"wait must be a number of seconds (0 or more), got {raw!r}",
+                    path="?wait",
+                )
+            )
+        return min(seconds, limit)
+
     async def post_message(self, request: Request) -> Response:
+        # the whole request is checked before anything is stored: a bad one leaves no turn behind
+        wait = self._wait(request.query_params.get("wait"))
         body = await self.guard.read(request, MessageIn)
         channel = body.channel.strip().lower() or "api"
         account = normalize_account_id(body.account_id)
@@ -193,9 +228,9 @@ class ClawmeshAPI:
         if streaming:
             return sse_response(self._stream(turn), NO_CACHE)
         with contextlib.closing(turn):
-            return await self._answer(turn, request.query_params.get("wait"))
+            return await self._answer(turn, wait)
 
-    async def _answer(self, turn: PendingTurn, wait: str | None) -> Response:
+    async def _answer(self, turn: PendingTurn, wait: float | None) -> Response:
         """202 once routed; with ?wait, the reply (200), or 202 "running" if it is not there in time."""
         decision = await turn.decision(self.turns.route_wait())
         if decision is None:
@@ -209,13 +244,7 @@ class ClawmeshAPI:
         if wait is None:
             return JSONResponse(accepted, status_code=202)
         try:
-            seconds = float(wait) if wait else self.turns.turn_timeout()
-        except ValueError:
-            return error(
-                400, "invalid_request", f"wait must be a number of seconds, got {wait!r}", path="?wait"
-            )
-        try:
-            final = await turn.outcome(seconds)
+            final = await turn.outcome(wait)
         except TimeoutError:
             return JSONResponse({**accepted, "state": "running"}, status_code=202)
         if isinstance(final, TurnError):

@@ -128,6 +128,13 @@ def decode_body(data: bytes, type_: type[T]) -> T:
         raise InvalidBody("invalid_request", _AT_PATH.sub("", text), path, text) from None
     except msgspec.DecodeError as exc:
         raise InvalidBody("invalid_json", f"body is not valid JSON: {exc}", None, str(exc)) from None
+    except UnicodeDecodeError as exc:
+        # msgspec checks a string's UTF-8 only as it builds it, outside its own error types
+        detail = f"body is not valid UTF-8 (byte {exc.start})"
+        raise InvalidBody("invalid_json", detail, None, detail) from None
+    except RecursionError:
+        detail = "body is nested too deeply"
+        raise InvalidBody("invalid_request", detail, "$", detail) from None
 
 
 def _invalid_body(exc: InvalidBody) -> Response:

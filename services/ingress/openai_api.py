@@ -23,12 +23,19 @@ from clawmesh.wire import InboundMessage, Peer, TextDeltaEvent, TurnError, TurnF
 from .http import InvalidBody, RequestGuard, routing_error_status, sse_data, sse_response
 from .turns import PendingTurn, TurnClient, turn_id_for
 
-__all__ = ["ChatRequest", "OpenAIAPI", "agent_for_model", "oa_error"]
+__all__ = ["ChatRequest", "ContentPart", "OpenAIAPI", "agent_for_model", "oa_error"]
+
+
+class ContentPart(msgspec.Struct):
+    """One part of a message's content; only text parts are read, the rest (images, …) skipped."""
+
+    type: str = ""
+    text: str = ""
 
 
 class ChatMessageIn(msgspec.Struct):
     role: str
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
 
 
 class ChatRequest(msgspec.Struct):
@@ -68,14 +75,12 @@ def agent_for_model(model: str) -> str:
     return model
 
 
-def _text(content: str | list[dict[str, Any]] | None) -> str:
+def _text(content: str | list[ContentPart] | None) -> str:
     if isinstance(content, str):
         return content
     if not content:
         return ""
-    return "".join(
-        str(part.get("text", "")) for part in content if part.get("type") in ("text", "input_text")
-    )
+    return "".join(part.text for part in content if part.type in ("text", "input_text"))
 
 
 class OpenAIAPI:

@@ -4,8 +4,9 @@ waiting or streaming. The happy paths over a real bus are in tests/integration/t
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from starlette.applications import Starlette
 
 from clawmesh.config import GatewayRateLimit, load_config
+from clawmesh.httpserver import EmbeddedHTTPServer
 from clawmesh.wire import (
     InboundMessage,
     ReplyMessage,
@@ -92,7 +94,20 @@ class Surfaces:
                 *OpenAIAPI(ctx, self.turns, guard).routes(),  # type: ignore[arg-type]
             ]
         )
+        self.app = app
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+    @contextlib.asynccontextmanager
+    async def served(self) -> AsyncIterator[httpx.AsyncClient]:
+        """The surfaces on a real HTTP server, with a client that keeps one connection."""
+        server = EmbeddedHTTPServer(self.app, "127.0.0.1", 0)
+        await server.start()
+        try:
+            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", limits=limits) as http:
+                yield http
+        finally:
+            await server.stop()
 
 
 @pytest.fixture
@@ -223,11 +238,58 @@ async def test_no_reply_within_wait_is_202_running(surfaces: Callable[..., Surfa
     assert r.status_code == 202 and r.json()["state"] == "running" and r.json()["agentId"] == "home"
 
 
-async def test_wait_must_be_a_number(surfaces: Callable[..., Surfaces]) -> None:
-    async with surfaces(replied).http as http:
-        r = await http.post("/v1/messages?wait=soon", json=MESSAGE)
+@pytest.mark.parametrize("wait", ["soon", "nan", "inf", "-1"])
+async def test_wait_must_be_a_number_of_seconds_and_is_checked_before_anything_is_stored(
+    surfaces: Callable[..., Surfaces], wait: str
+) -> None:
+    s = surfaces(replied)
+    async with s.http as http:
+        r = await http.post(f"/v1/messages?wait={wait}", json=MESSAGE)
     assert r.status_code == 400
-    assert r.json()["error"]["path"] == "?wait" and "'soon'" in r.json()["error"]["message"]
+    assert r.json()["error"]["path"] == "?wait" and f"{wait!r}" in r.json()["error"]["message"]
+    assert s.turns.submitted == []
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+_CHAT_PREFIX = b'{"model": "clawmesh/home", "messages": [{"role": "user", "content": '
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "code"),
+    [
+        ("/v1/messages", b'{"text": "caf\xe9"}', "invalid_json"),
+        ("/v1/messages?wait=nan", json.dumps(MESSAGE).encode(), "invalid_request"),
+        ("/v1/chat/completions", _CHAT_PREFIX + b'"caf\xe9"}]}', None),
+        (
+            "/v1/chat/completions",
+            _CHAT_PREFIX + b'[{"type": "text", "text": ' + _nested(990) + b"}]}]}",
+            None,
+        ),
+        ("/v1/chat/completions", _CHAT_PREFIX + b'[{"type": "image", "x": ' + _nested(5000) + b"}]}]}", None),
+    ],
+    ids=["utf8", "wait-nan", "openai-utf8", "openai-deep-text", "openai-deeper"],
+)
+async def test_a_malformed_request_is_a_4xx_and_the_connection_stays_usable(
+    surfaces: Callable[..., Surfaces], path: str, body: bytes, code: str | None
+) -> None:
+    s = surfaces(replied)
+    async with s.served() as http:
+        bad = await http.post(path, content=body, headers={"Content-Type": "application/json"})
+        local = [bad.extensions["network_stream"].get_extra_info("client_addr")]
+        good = await http.post("/v1/messages?wait=30", json=MESSAGE)
+        local.append(good.extensions["network_stream"].get_extra_info("client_addr"))
+    assert bad.status_code == 400, bad.text
+    assert bad.headers["content-type"] == "application/json"
+    if code is not None:  # the clawmesh API's error codes; OpenAI's errors have none of their own
+        assert bad.json()["error"]["code"] == code
+    else:
+        assert bad.json()["error"]["type"] == "invalid_request_error"
+    assert good.status_code == 200 and good.json()["text"] == "echo: hi"
+    assert local[0] == local[1]  # the same connection answered both
+    assert len(s.turns.submitted) == 1
 
 
 async def test_streaming_sends_route_events_and_final(surfaces: Callable[..., Surfaces]) -> None:
