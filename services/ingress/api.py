@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import AsyncIterator, Callable
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from nats.aio.msg import Msg
@@ -36,6 +36,7 @@ from clawmesh.wire import (
     Sender,
     TurnError,
     TurnEvent,
+    TurnFinal,
     decode,
     now,
 )
@@ -57,6 +58,8 @@ __all__ = ["ClawmeshAPI", "MessageIn"]
 # How long a session follower may see nothing before a keep-alive comment (proxies drop idle streams).
 _KEEP_ALIVE_SECONDS = 15
 _FOLLOW_BUFFER = 10_000
+# How often a retried message's request looks the turn up in the store while it waits.
+_DUPLICATE_POLL_SECONDS = 2.0
 
 
 # --- request bodies ----------------------------------------------------------------------
@@ -159,6 +162,10 @@ def _routing_error(decision: RouteDecision) -> JSONResponse:
     )
 
 
+def _duplicate_answer(turn_id: str, state: str, **fields: Any) -> JSONResponse:
+    return JSONResponse({"turnId": turn_id, "duplicate": True, "state": state, **fields}, status_code=200)
+
+
 class ClawmeshAPI:
     """The clawmesh API's routes. `ready`: whether the service has started (for /readyz)."""
 
@@ -219,12 +226,8 @@ class ClawmeshAPI:
         dedupe = f"in:{channel}:{account}:{body.message_id}" if body.message_id else f"in:{turn_id}"
         turn = await self.turns.submit(inbound, dedupe, request.headers)
         if turn.duplicate:
-            turn.close()
-            status = await self.store.get_turn_status(turn_id)
-            return JSONResponse(
-                {"turnId": turn_id, "duplicate": True, "state": status.state if status else "accepted"},
-                status_code=200,
-            )
+            with contextlib.closing(turn):
+                return await self._duplicate(turn, None if streaming else wait)
         if streaming:
             return sse_response(self._stream(turn), NO_CACHE)
         with contextlib.closing(turn):
@@ -260,6 +263,54 @@ class ClawmeshAPI:
         return JSONResponse(
             {**accepted, "state": "done", "text": final.text, "model": final.model}, status_code=200
         )
+
+    async def _duplicate(self, turn: PendingTurn, wait: float | None) -> Response:
+        """Another request already submitted this message id: 200 with the turn's state, and
+        with ?wait its reply once there. The replies go to the first request's reply subject:
+        on this instance they reach this request as well; otherwise (another instance, or sent
+        before this retry) the turn store has the outcome, looked up every few seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (wait or 0.0)
+        decision: RouteDecision | None = None
+        while True:
+            status = await self.store.get_turn_status(turn.turn_id)
+            if status is not None and status.state in ("done", "error"):
+                return _duplicate_answer(
+                    turn.turn_id,
+                    status.state,
+                    agentId=status.agent_id,
+                    sessionKey=status.session_key,
+                    **(
+                        {"text": status.text}
+                        if status.state == "done"
+                        else {"error": {"code": status.error_code, "message": status.error_message}}
+                    ),
+                )
+            remaining = deadline - loop.time()
+            if wait is None or remaining <= 0:
+                return _duplicate_answer(turn.turn_id, status.state if status else "accepted")
+            try:
+                async for item in turn.events(min(remaining, _DUPLICATE_POLL_SECONDS)):
+                    if isinstance(item, RouteDecision):
+                        decision = item
+                        if not item.ok:
+                            break
+            except TimeoutError:
+                continue
+            routed = {
+                "agentId": decision.agent_id if decision else None,
+                "sessionKey": decision.session_key if decision else None,
+            }
+            if isinstance(item, TurnFinal):
+                return _duplicate_answer(turn.turn_id, "done", **routed, text=item.text, model=item.model)
+            code, message = (
+                (item.code, item.message)
+                if isinstance(item, TurnError)
+                else (decision.error_code if decision else None, decision.error_message if decision else None)
+            )
+            return _duplicate_answer(
+                turn.turn_id, "error", **routed, error={"code": code, "message": message}
+            )
 
     async def _stream(self, turn: PendingTurn) -> AsyncIterator[bytes]:
         """`route` (or `queued`), then every event up to `final` or `error`."""

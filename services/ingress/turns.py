@@ -50,7 +50,7 @@ class PendingTurn:
 
     def close(self) -> None:
         """Stop receiving this turn's replies."""
-        self._waiters.close(self.turn_id)
+        self._waiters.close(self.turn_id, self._queue)
 
     async def decision(self, timeout: float) -> RouteDecision | None:
         """The route decision, or None when the router has not answered within `timeout`

@@ -15,20 +15,27 @@ log = logging.getLogger("clawmesh.ingress")
 
 
 class Waiters:
-    """One queue per turn a request here waits on, fed from the reply subject."""
+    """One queue per request here waiting on a turn, fed from the reply subject. Several
+    requests can wait on one turn (a retried message id): each gets every reply."""
 
     def __init__(self) -> None:
-        self._queues: dict[str, asyncio.Queue[ReplyMessage]] = {}
+        self._queues: dict[str, list[asyncio.Queue[ReplyMessage]]] = {}
 
     def open(self, turn_id: str) -> asyncio.Queue[ReplyMessage]:
         queue: asyncio.Queue[ReplyMessage] = asyncio.Queue()
-        self._queues[turn_id] = queue
+        self._queues.setdefault(turn_id, []).append(queue)
         return queue
 
-    def close(self, turn_id: str) -> None:
-        self._queues.pop(turn_id, None)
+    def close(self, turn_id: str, queue: asyncio.Queue[ReplyMessage]) -> None:
+        """Stop feeding `queue` (another request's queue for the same turn stays)."""
+        queues = self._queues.get(turn_id, [])
+        if queue in queues:
+            queues.remove(queue)
+        if not queues:
+            self._queues.pop(turn_id, None)
 
     def __len__(self) -> int:
+        """How many turns a request here waits on."""
         return len(self._queues)
 
     async def on_message(self, msg: Msg) -> None:
@@ -37,6 +44,5 @@ class Waiters:
         except DecodeFailure as exc:
             log.warning("ingress: ignoring an undecodable reply: %s", exc)
             return
-        queue = self._queues.get(item.turn_id)
-        if queue is not None:
+        for queue in self._queues.get(item.turn_id, ()):
             queue.put_nowait(item)

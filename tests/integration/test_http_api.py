@@ -218,8 +218,22 @@ async def test_duplicate_message_ids_make_one_turn(gw: Gateway, nc: Any) -> None
         second = await http.post("/v1/messages", json=body)
         assert first.status_code == 200 and second.status_code == 200
         assert second.json()["duplicate"] is True and second.json()["turnId"] == first.json()["turnId"]
+        # a retry that waits gets the reply too, though it went to the first request
+        waited = await http.post("/v1/messages?wait=30", json=body)
+        assert waited.status_code == 200 and waited.json()["duplicate"] is True
+        assert (waited.json()["state"], waited.json()["text"]) == ("done", "echo: once")
     info = await nc.jetstream().stream_info("CM_INBOUND")
     assert info.state.messages == 1
+
+
+async def test_concurrent_requests_with_one_message_id_both_get_the_reply(gw: Gateway, nc: Any) -> None:
+    body = {"text": "twice", "peer": {"kind": "direct", "id": "hank"}, "messageId": "m-2"}
+    async with gw.client() as http:
+        replies = await asyncio.gather(*(http.post("/v1/messages?wait=30", json=body) for _ in range(2)))
+    assert [r.status_code for r in replies] == [200, 200]
+    assert [r.json()["text"] for r in replies] == ["echo: twice"] * 2
+    assert sorted(bool(r.json().get("duplicate")) for r in replies) == [False, True]
+    assert len(gw.service("ingress").waiters) == 0
 
 
 async def test_routing_error_reaches_caller_and_dead_letters(nats_url: str, tmp_path: Path, nc: Any) -> None:

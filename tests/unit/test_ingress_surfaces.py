@@ -4,6 +4,7 @@ waiting or streaming. The happy paths over a real bus are in tests/integration/t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -34,6 +35,7 @@ from clawmesh_ingress.openai_api import OpenAIAPI
 from clawmesh_ingress.security import AuthGate
 from clawmesh_ingress.turns import PendingTurn, TurnClient
 from clawmesh_ingress.waiters import Waiters
+from tests.fixtures.gateway import wait_until
 
 PRESENT = 30.0  # never reached: the reply is already there
 NEVER = 0.05  # nothing will come
@@ -74,8 +76,32 @@ class ScriptedTurns(TurnClient):
         return turn
 
 
+class RetriedTurns(ScriptedTurns):
+    """A message id submitted again is a duplicate (as JetStream says); the script's replies
+    come once, after the retry was submitted, on the reply subject both requests wait on."""
+
+    async def submit(
+        self, inbound: InboundMessage, dedupe_key: str, trace_from: Mapping[str, str] | None = None
+    ) -> PendingTurn:
+        duplicate = any(m.id == inbound.id for m in self.submitted)
+        self.submitted.append(inbound)
+        turn = PendingTurn(inbound.id, self.waiters, duplicate=duplicate)
+        if duplicate:
+            for item in self.script(inbound.id):
+                data, headers = encode_msgpack(item)
+                await self.waiters.on_message(Msg(data=data, headers=headers))  # type: ignore[arg-type]
+        return turn
+
+
 class Surfaces:
-    def __init__(self, tmp_path: Path, script: Script, route_wait: float, turn_timeout: float) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        script: Script,
+        route_wait: float,
+        turn_timeout: float,
+        turns: type[ScriptedTurns] = ScriptedTurns,
+    ) -> None:
         path = tmp_path / "clawmesh.json"
         path.write_text(json.dumps({"agents": {"list": [{"id": "home", "default": True}, {"id": "work"}]}}))
         config = load_config(path, env={"HOME": str(tmp_path)})
@@ -86,7 +112,7 @@ class Surfaces:
             kv={"sessions": None},
             counters={},
         )
-        self.turns = ScriptedTurns(ctx, script, route_wait=route_wait, turn_timeout=turn_timeout)
+        self.turns = turns(ctx, script, route_wait=route_wait, turn_timeout=turn_timeout)
         guard = RequestGuard(AuthGate(lambda: None, GatewayRateLimit), lambda: 1 << 20)
         app = Starlette(
             routes=[
@@ -112,8 +138,14 @@ class Surfaces:
 
 @pytest.fixture
 def surfaces(tmp_path: Path) -> Callable[..., Surfaces]:
-    def make(script: Script, *, route_wait: float = PRESENT, turn_timeout: float = PRESENT) -> Surfaces:
-        return Surfaces(tmp_path, script, route_wait, turn_timeout)
+    def make(
+        script: Script,
+        *,
+        route_wait: float = PRESENT,
+        turn_timeout: float = PRESENT,
+        turns: type[ScriptedTurns] = ScriptedTurns,
+    ) -> Surfaces:
+        return Surfaces(tmp_path, script, route_wait, turn_timeout, turns)
 
     return make
 
@@ -290,6 +322,29 @@ async def test_a_malformed_request_is_a_4xx_and_the_connection_stays_usable(
     assert good.status_code == 200 and good.json()["text"] == "echo: hi"
     assert local[0] == local[1]  # the same connection answered both
     assert len(s.turns.submitted) == 1
+
+
+async def test_a_retried_message_id_waits_for_the_same_reply_as_the_first_request(
+    surfaces: Callable[..., Surfaces],
+) -> None:
+    s = surfaces(replied, turns=RetriedTurns)
+    body = {**MESSAGE, "messageId": "m-1"}
+    async with s.http as http:
+        first = asyncio.create_task(http.post("/v1/messages?wait=30", json=body))
+        await wait_until(lambda: len(s.turns.submitted) == 1, message="the first request submitted")
+        retry = await http.post("/v1/messages?wait=30", json=body)
+        original = await first
+    assert original.status_code == 200 and original.json()["text"] == "echo: hi"
+    assert "duplicate" not in original.json()
+    assert retry.status_code == 200
+    assert {k: retry.json()[k] for k in ("turnId", "duplicate", "state", "text", "agentId")} == {
+        "turnId": original.json()["turnId"],
+        "duplicate": True,
+        "state": "done",
+        "text": "echo: hi",
+        "agentId": "home",
+    }
+    assert len(s.turns.waiters) == 0
 
 
 async def test_streaming_sends_route_events_and_final(surfaces: Callable[..., Surfaces]) -> None:

@@ -109,6 +109,18 @@ async def test_no_decision_in_time_is_none_and_a_late_one_passes_through_events(
     assert await collect(turn) == ["RouteDecision", "TurnFinal"]
 
 
+async def test_two_requests_on_one_turn_each_get_every_reply_and_close_only_their_own() -> None:
+    waiters = Waiters()
+    first, retry = PendingTurn("t1", waiters), PendingTurn("t1", waiters, duplicate=True)
+    await deliver(waiters, decision("t1"), started("t1"))
+    retry.close()
+    await deliver(waiters, final("t1"))
+    assert await collect(first) == ["RouteDecision", "TurnStarted", "TurnFinal"]
+    assert len(waiters) == 1
+    first.close()
+    assert len(waiters) == 0
+
+
 async def test_events_time_out_when_the_next_one_does_not_come() -> None:
     waiters = Waiters()
     turn = PendingTurn("t1", waiters)
