@@ -229,7 +229,7 @@ class ClawmeshAPI:
             with contextlib.closing(turn):
                 return await self._duplicate(turn, None if streaming else wait)
         if streaming:
-            return sse_response(self._stream(turn), NO_CACHE)
+            return sse_response(self._stream(turn), NO_CACHE, on_close=turn.close)
         with contextlib.closing(turn):
             return await self._answer(turn, wait)
 
@@ -250,6 +250,8 @@ class ClawmeshAPI:
             final = await turn.outcome(wait)
         except TimeoutError:
             return JSONResponse({**accepted, "state": "running"}, status_code=202)
+        if isinstance(final, RouteDecision):  # a second decision; not expected after a first one
+            return _routing_error(final)
         if isinstance(final, TurnError):
             return error(
                 502,
@@ -293,8 +295,6 @@ class ClawmeshAPI:
                 async for item in turn.events(min(remaining, _DUPLICATE_POLL_SECONDS)):
                     if isinstance(item, RouteDecision):
                         decision = item
-                        if not item.ok:
-                            break
             except TimeoutError:
                 continue
             routed = {

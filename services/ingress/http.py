@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from clawmesh.config import Config
 
@@ -207,5 +208,26 @@ def sse_comment(text: str) -> bytes:
     return b": " + text.encode() + b"\n\n"
 
 
-def sse_response(frames: AsyncIterator[bytes], headers: Mapping[str, str] | None = None) -> StreamingResponse:
-    return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
+class _EventStream(StreamingResponse):
+    def __init__(
+        self, frames: AsyncIterator[bytes], headers: Mapping[str, str] | None, on_close: Callable[[], None]
+    ) -> None:
+        super().__init__(frames, media_type="text/event-stream", headers=headers)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+def sse_response(
+    frames: AsyncIterator[bytes],
+    headers: Mapping[str, str] | None = None,
+    *,
+    on_close: Callable[[], None] = lambda: None,
+) -> StreamingResponse:
+    """`on_close` runs when the response ends however it ends, even when the client went away
+    before the first frame was asked for (the generator's own `finally` then never runs)."""
+    return _EventStream(frames, headers, on_close)

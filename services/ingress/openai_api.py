@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from clawmesh.bus import ServiceContext
-from clawmesh.wire import InboundMessage, Peer, TextDeltaEvent, TurnError, TurnFinal, now
+from clawmesh.wire import InboundMessage, Peer, RouteDecision, TextDeltaEvent, TurnError, TurnFinal, now
 
 from .http import InvalidBody, RequestGuard, routing_error_status, sse_data, sse_response
 from .turns import PendingTurn, TurnClient, turn_id_for
@@ -62,6 +62,14 @@ def oa_error(
 def _error_frame(message: str | None, type_: str, code: str | None) -> bytes:
     """An error inside a stream that has begun (its 200 status is already sent)."""
     return sse_data({"error": {"message": message, "type": type_, "code": code}})
+
+
+def _routing_error(decision: RouteDecision) -> JSONResponse:
+    return oa_error(
+        routing_error_status(decision.error_code),
+        decision.error_message or "routing failed",
+        code=decision.error_code,
+    )
 
 
 def _invalid_body(exc: InvalidBody) -> Response:
@@ -148,19 +156,17 @@ class OpenAIAPI:
         completion_id = f"chatcmpl-{turn_id}"
         created = int(time.time())
         if body.stream:
-            return sse_response(self._stream(turn, completion_id, created, body.model))
+            return sse_response(self._stream(turn, completion_id, created, body.model), on_close=turn.close)
         with contextlib.closing(turn):
             try:
                 decision = await turn.decision(self.turns.route_wait())
                 if decision is not None and not decision.ok:
-                    return oa_error(
-                        routing_error_status(decision.error_code),
-                        decision.error_message or "routing failed",
-                        code=decision.error_code,
-                    )
+                    return _routing_error(decision)
                 final = await turn.outcome(self.turns.turn_timeout())
             except TimeoutError:
                 return oa_error(504, "the agent did not answer in time", type_="server_error", code="timeout")
+        if isinstance(final, RouteDecision):  # routed after route_wait, and refused
+            return _routing_error(final)
         if isinstance(final, TurnError):
             return oa_error(502, f"{final.code}: {final.message}", type_="server_error", code=final.code)
         return JSONResponse(
@@ -209,6 +215,9 @@ class OpenAIAPI:
                     yield _error_frame(decision.error_message, "invalid_request_error", decision.error_code)
                     return
                 async for item in turn.events(self.turns.turn_timeout()):
+                    if isinstance(item, RouteDecision) and not item.ok:  # refused after route_wait
+                        yield _error_frame(item.error_message, "invalid_request_error", item.error_code)
+                        return
                     if isinstance(item, TextDeltaEvent):
                         yield chunk({"content": item.text})
                     elif isinstance(item, TurnError):

@@ -74,25 +74,30 @@ class PendingTurn:
     async def events(self, timeout: float | None) -> AsyncIterator[ReplyMessage]:
         """Every event of the turn, ending with its final or error event. TimeoutError when
         none arrives for `timeout` seconds. (A decision that came after `decision` gave up
-        is passed through like an event.)"""
+        is passed through like an event; a failed one ends the turn: nothing else will come.)"""
         early, self._early = self._early, []
         for item in early:
             yield item
-            if isinstance(item, TurnFinal | TurnError):
+            if _ends_turn(item):
                 return
         while True:
             item = await asyncio.wait_for(self._queue.get(), timeout)
             yield item
-            if isinstance(item, TurnFinal | TurnError):
+            if _ends_turn(item):
                 return
 
-    async def outcome(self, timeout: float | None) -> TurnFinal | TurnError:
-        """The final reply or error, for a caller that does not stream (TimeoutError as `events`)."""
+    async def outcome(self, timeout: float | None) -> TurnFinal | TurnError | RouteDecision:
+        """The final reply or error, or the failed route decision that arrived after `decision`
+        gave up, for a caller that does not stream (TimeoutError as `events`)."""
         final: ReplyMessage | None = None
         async for item in self.events(timeout):
             final = item
-        assert isinstance(final, TurnFinal | TurnError)  # events() ends with one of them
+        assert isinstance(final, TurnFinal | TurnError | RouteDecision)  # events() ends with one
         return final
+
+
+def _ends_turn(item: ReplyMessage) -> bool:
+    return isinstance(item, TurnFinal | TurnError) or (isinstance(item, RouteDecision) and not item.ok)
 
 
 class TurnClient:

@@ -367,6 +367,15 @@ async def test_a_stream_ends_at_a_failed_route(surfaces: Callable[..., Surfaces]
     assert [e for e, _ in events] == ["route"] and events[0][1]["errorCode"] == "UNKNOWN_AGENT"
 
 
+async def test_a_routing_failure_after_route_wait_ends_the_stream(surfaces: Callable[..., Surfaces]) -> None:
+    s = surfaces(unroutable("UNKNOWN_AGENT"), route_wait=0)  # every decision comes late
+    async with s.http as http:
+        r = await http.post("/v1/messages", json=MESSAGE, headers=STREAM)
+    events = sse_events(r.text)
+    assert [e for e, _ in events] == ["queued", "route"] and events[1][1]["errorCode"] == "UNKNOWN_AGENT"
+    assert len(s.turns.waiters) == 0
+
+
 async def test_a_stream_says_queued_then_follows_and_times_out_with_an_error_event(
     surfaces: Callable[..., Surfaces],
 ) -> None:
@@ -381,6 +390,48 @@ async def test_a_stream_says_queued_then_follows_and_times_out_with_an_error_eve
     turn_id = s.turns.submitted[0].id
     assert events[0][1] == {"turnId": turn_id, "state": "queued"}
     assert events[-1][1] == {"turnId": turn_id, "code": "TIMEOUT", "message": "no reply in time"}
+    assert len(s.turns.waiters) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/v1/messages", MESSAGE), ("/v1/chat/completions", {**CHAT, "stream": True})],
+    ids=["clawmesh", "openai"],
+)
+async def test_a_stream_whose_client_left_before_it_started_stops_waiting(
+    surfaces: Callable[..., Surfaces], path: str, body: dict[str, Any]
+) -> None:
+    s = surfaces(nothing)
+    sent: list[str] = []
+    incoming = [
+        {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+        if message["type"] == "http.response.start":
+            await asyncio.Event().wait()  # the client is gone: this never completes
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"accept", b"text/event-stream")],
+        "client": ("127.0.0.1", 1),
+        "server": ("t", 80),
+    }
+    await s.app(scope, receive, send)
+    assert sent == ["http.response.start"] and len(s.turns.submitted) == 1
     assert len(s.turns.waiters) == 0
 
 
@@ -446,6 +497,19 @@ async def test_openai_bad_requests(surfaces: Callable[..., Surfaces]) -> None:
     assert "clawmesh/home, clawmesh/work" in ghost.json()["error"]["message"]
     assert no_user.status_code == 400 and no_user.json()["error"]["param"] == "messages"
     assert s.turns.submitted == []
+
+
+async def test_openai_routing_failure_after_route_wait_is_an_error_not_a_timeout(
+    surfaces: Callable[..., Surfaces],
+) -> None:
+    s = surfaces(unroutable("UNKNOWN_AGENT"), route_wait=0)  # every decision comes late
+    async with s.http as http:
+        waited = await http.post("/v1/chat/completions", json=CHAT)
+        streamed = await http.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    error = {"message": "no agent", "type": "invalid_request_error", "code": "UNKNOWN_AGENT"}
+    assert waited.status_code == 404 and waited.json() == {"error": {**error, "param": None}}
+    assert [data for _, data in sse_events(streamed.text)][-1] == {"error": error}
+    assert len(s.turns.waiters) == 0
 
 
 async def test_openai_stream(surfaces: Callable[..., Surfaces]) -> None:

@@ -121,6 +121,21 @@ async def test_two_requests_on_one_turn_each_get_every_reply_and_close_only_thei
     assert len(waiters) == 0
 
 
+async def test_a_late_failed_decision_ends_the_turn() -> None:
+    def refused(turn_id: str) -> RouteDecision:
+        return RouteDecision(turn_id=turn_id, channel="api", account_id="default", error_code="UNKNOWN_AGENT")
+
+    waiters = Waiters()
+    turn = PendingTurn("t1", waiters)
+    assert await turn.decision(NEVER) is None
+    await deliver(waiters, refused("t1"), delta("t1", "stray"))
+    assert await collect(turn) == ["RouteDecision"]
+    late = PendingTurn("t2", waiters)
+    await deliver(waiters, refused("t2"))
+    outcome = await late.outcome(PRESENT)
+    assert isinstance(outcome, RouteDecision) and outcome.error_code == "UNKNOWN_AGENT"
+
+
 async def test_events_time_out_when_the_next_one_does_not_come() -> None:
     waiters = Waiters()
     turn = PendingTurn("t1", waiters)
