@@ -15,8 +15,7 @@ import json
 import logging
 import socket
 import time
-from pathlib import PurePosixPath
-from typing import Any, ClassVar
+from typing import Any, ClassVar, assert_never
 
 from nats.aio.msg import Msg
 from nats.micro.request import Request
@@ -29,8 +28,10 @@ from clawmesh.routing import build_agent_main_session_key
 from clawmesh.sandbox import (
     EffectiveSandbox,
     SandboxError,
+    SandboxInfo,
     SandboxManager,
     SandboxUnavailable,
+    container_workdir,
     resolve_sandbox,
 )
 from clawmesh.tools.files import FileToolError, Workspace
@@ -38,12 +39,14 @@ from clawmesh.tools.host_exec import host_environment, run_on_host
 from clawmesh.tools.specs import (
     EditArgs,
     ExecArgs,
+    FileToolArgs,
     GlobArgs,
     LsArgs,
     ReadArgs,
+    ToolArgs,
     ToolArgumentError,
     WriteArgs,
-    parse_arguments,
+    validate_tool_arguments,
 )
 from clawmesh.wire import (
     DecodeFailure,
@@ -282,7 +285,7 @@ class NodeAgent:
         if capability not in self.capabilities:
             return self._fail(inv, "CAPABILITY_MISSING", f"node {self.node_id} does not offer {capability}")
         try:
-            args = parse_arguments(inv.tool, inv.arguments)
+            args = validate_tool_arguments(inv.tool, inv.arguments)
         except ToolArgumentError as exc:
             return self._fail(inv, "INVALID_ARGUMENTS", str(exc))
         sandbox = resolve_sandbox(config, agent.id)
@@ -293,12 +296,14 @@ class NodeAgent:
         # File operations run in a thread: a slow or blocking file must not stall the node.
         await asyncio.to_thread(agent.workspace.mkdir, parents=True, exist_ok=True)
         workspace = Workspace(agent.workspace, writable=True)
-        if isinstance(args, ExecArgs):
-            return await self._exec_on_host(inv, args, workspace, config)
-        return await asyncio.to_thread(self._file_tool, inv, args, workspace, sandboxed=False)
+        match args:
+            case ExecArgs():
+                return await self._exec_on_host(inv, args, workspace, config)
+            case _:
+                return await asyncio.to_thread(self._file_tool, inv, args, workspace, sandboxed=False)
 
     async def _in_sandbox(
-        self, inv: ToolInvocation, args: Any, agent: AgentView, sandbox: EffectiveSandbox, config: Config
+        self, inv: ToolInvocation, args: ToolArgs, agent: AgentView, sandbox: EffectiveSandbox, config: Config
     ) -> ToolInvocationResult:
         """Never falls back to the host: no Docker, or any Docker failure, is an error."""
         if "sandbox" not in self.capabilities:
@@ -316,35 +321,42 @@ class NodeAgent:
             root, writable = self.sandboxes.host_workspace(
                 sandbox, agent_id=agent.id, session_key=inv.session_key, agent_workspace=agent.workspace
             )
-            if not isinstance(args, ExecArgs):
-                return await asyncio.to_thread(
-                    self._file_tool,
-                    inv,
-                    args,
-                    Workspace(root, writable=writable, aliases=(sandbox.workdir,)),
-                    sandboxed=True,
-                )
-            workdir = _container_path(sandbox.workdir, args.workdir)
-            if workdir is None:
-                return self._fail(
-                    inv,
-                    "OUTSIDE_WORKSPACE",
-                    f"workdir {args.workdir!r} must be a relative path inside the workspace",
-                    sandboxed=True,
-                )
-            result = await self.sandboxes.exec(
-                info,
-                args.argv or args.command or "",
-                cwd=workdir,
-                env=args.env or None,
-                timeout=self._timeout(inv, args, config),
-                max_output=self._max_output(config),
-                on_output=self._streamer(inv),
-            )
+            match args:
+                case ExecArgs():
+                    return await self._exec_in_sandbox(inv, args, info, sandbox, config)
+                case _:
+                    workspace = Workspace(root, writable=writable, aliases=(sandbox.workdir,))
+                    return await asyncio.to_thread(self._file_tool, inv, args, workspace, sandboxed=True)
         except SandboxUnavailable as exc:
             return self._fail(inv, "SANDBOX_UNAVAILABLE", str(exc), sandboxed=True)
         except SandboxError as exc:
             return self._fail(inv, "SANDBOX_ERROR", str(exc), sandboxed=True)
+
+    async def _exec_in_sandbox(
+        self,
+        inv: ToolInvocation,
+        args: ExecArgs,
+        info: SandboxInfo,
+        sandbox: EffectiveSandbox,
+        config: Config,
+    ) -> ToolInvocationResult:
+        workdir = container_workdir(sandbox.workdir, args.workdir)
+        if workdir is None:
+            return self._fail(
+                inv,
+                "OUTSIDE_WORKSPACE",
+                f"workdir {args.workdir!r} must be a relative path inside the workspace",
+                sandboxed=True,
+            )
+        result = await self.sandboxes.exec(
+            info,
+            args.argv or args.command or "",
+            cwd=workdir,
+            env=args.env or None,
+            timeout=self._timeout(inv, args, config),
+            max_output=self._max_output(config),
+            on_output=self._streamer(inv),
+        )
         return _exec_result(inv, result, sandboxed=True)
 
     async def _exec_on_host(
@@ -367,21 +379,22 @@ class NodeAgent:
         return _exec_result(inv, result, sandboxed=False)
 
     def _file_tool(
-        self, inv: ToolInvocation, args: Any, workspace: Workspace, *, sandboxed: bool
+        self, inv: ToolInvocation, args: FileToolArgs, workspace: Workspace, *, sandboxed: bool
     ) -> ToolInvocationResult:
         try:
-            if isinstance(args, ReadArgs):
-                content = workspace.read(args.path, args.offset, args.limit)
-            elif isinstance(args, WriteArgs):
-                content = workspace.write(args.path, args.content)
-            elif isinstance(args, EditArgs):
-                content = workspace.edit(args.path, args.old_text, args.new_text, args.replace_all)
-            elif isinstance(args, LsArgs):
-                content = workspace.ls(args.path)
-            elif isinstance(args, GlobArgs):
-                content = workspace.glob(args.pattern, args.path)
-            else:
-                return self._fail(inv, "UNKNOWN_TOOL", f"unknown tool {inv.tool!r}")
+            match args:
+                case ReadArgs(path=path, offset=offset, limit=limit):
+                    content = workspace.read(path, offset, limit)
+                case WriteArgs(path=path, content=text):
+                    content = workspace.write(path, text)
+                case EditArgs(path=path, old_text=old, new_text=new, replace_all=replace_all):
+                    content = workspace.edit(path, old, new, replace_all)
+                case LsArgs(path=path):
+                    content = workspace.ls(path)
+                case GlobArgs(pattern=pattern, path=path):
+                    content = workspace.glob(pattern, path)
+                case _:
+                    assert_never(args)
         except FileToolError as exc:
             return self._fail(inv, exc.code.upper(), str(exc), sandboxed=sandboxed)
         except OSError as exc:
@@ -415,18 +428,6 @@ class NodeAgent:
             await self.ctx.nc.publish(subject, data, headers=headers)
 
         return send
-
-
-def _container_path(workdir: str, relative: str | None) -> str | None:
-    """A cwd inside the container: relative paths only, no `..`."""
-    if not relative:
-        return workdir
-    path = PurePosixPath(relative)
-    if str(path).startswith(workdir.rstrip("/") + "/") or str(path) == workdir:
-        return str(path) if ".." not in path.parts else None
-    if path.is_absolute() or ".." in path.parts:
-        return None
-    return str(PurePosixPath(workdir) / path)
 
 
 def _exec_result(inv: ToolInvocation, result: Any, *, sandboxed: bool) -> ToolInvocationResult:

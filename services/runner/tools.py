@@ -18,8 +18,14 @@ from clawmesh.nodes import NodeDirectory, pick_node, selector_text
 from clawmesh.providers import ToolCall, ToolResultMessage, ToolSpec
 from clawmesh.routing import is_subagent_session_key
 from clawmesh.sandbox import resolve_sandbox
-from clawmesh.tools import ToolPolicyResult, effective_tools
-from clawmesh.tools.specs import IMPLEMENTED_TOOLS, TOOL_SCHEMAS
+from clawmesh.tools import ToolPolicyResult, effective_tools, normalize_tool_name
+from clawmesh.tools.specs import (
+    IMPLEMENTED_TOOLS,
+    TOOL_SCHEMAS,
+    ExecArgs,
+    ToolArgumentError,
+    validate_tool_arguments,
+)
 from clawmesh.wire import (
     DecodeFailure,
     ToolCallEvent,
@@ -39,7 +45,6 @@ from .events import stamp
 __all__ = ["ToolBox"]
 
 Emit = Callable[[TurnEvent], Awaitable[None]]
-_ALIASES = {"bash": "exec"}
 
 
 def _node_spec(agent: AgentView) -> str | dict[str, str] | None:
@@ -64,9 +69,9 @@ def _offer(
     def build(c: Config) -> _Offer:
         policy = effective_tools(c, agent_id, sandboxed=sandboxed, subagent=subagent, tools=IMPLEMENTED_TOOLS)
         specs = tuple(
-            ToolSpec(name=name, description=TOOL_SCHEMAS[name][0], parameters=TOOL_SCHEMAS[name][1])
-            for name in IMPLEMENTED_TOOLS
-            if policy.allows(name)
+            ToolSpec(name=schema.name, description=schema.description, parameters=schema.parameters)
+            for schema in TOOL_SCHEMAS.values()  # in IMPLEMENTED_TOOLS order
+            if policy.allows(schema.name)
         )
         return policy, specs
 
@@ -108,7 +113,7 @@ class ToolBox:
 
     async def _run_one(self, call: ToolCall, emit: Emit) -> ToolResultMessage:
         turn = self.turn
-        name = _ALIASES.get(call.name.lower(), call.name.lower())
+        name = normalize_tool_name(call.name)
         node_id: str | None = None
         spec = _node_spec(self.agent)
         problem = ""
@@ -137,12 +142,24 @@ class ToolBox:
         )
         return ToolResultMessage(tool_call_id=call.id, name=call.name, content=content, is_error=is_error)
 
+    def _exec_timeout(self, call: ToolCall) -> float:
+        """How long the command may run, to size the wait for the node's answer. Arguments the
+        node will reject get the default: the rejection comes back at once anyway."""
+        try:
+            args = validate_tool_arguments("exec", call.arguments)
+        except ToolArgumentError:
+            return self.default_timeout
+        match args:
+            case ExecArgs(timeout=timeout) if timeout:
+                return timeout
+        return self.default_timeout
+
     async def _invoke(
         self, node_id: str, name: str, call: ToolCall, emit: Emit, spec: Any
     ) -> tuple[str, bool]:
         ctx, turn = self.ctx, self.turn
         invocation_id = uuid.uuid4().hex
-        timeout = float(call.arguments.get("timeout") or self.default_timeout) if name == "exec" else 60.0
+        timeout = self._exec_timeout(call) if name == "exec" else 60.0
         output_subject = (
             f"{ctx.subjects.prefix}.reply.{ctx.instance}.tool.{invocation_id}" if name == "exec" else None
         )

@@ -13,7 +13,6 @@ import clawmesh.providers._echo as echo_module
 import tests.fakes.models as fm
 from clawmesh.config import Config, parse_config
 from clawmesh.providers import (
-    INVALID_ARGUMENTS_KEY,
     AssistantMessage,
     ChatMessage,
     EchoProvider,
@@ -34,6 +33,7 @@ from clawmesh.providers import (
 )
 from clawmesh.providers._anthropic import parse_anthropic_stream
 from clawmesh.providers._openai import parse_openai_stream
+from clawmesh.tools.specs import INVALID_ARGUMENTS_KEY
 
 EXEC = ToolSpec(
     "exec",

@@ -17,7 +17,6 @@ from ._auth import AUTH_PROFILES_FILENAME, AuthProfiles, Credential, cooldown_se
 from ._echo import EchoProvider
 from ._errors import classify_error
 from ._failover import AllModelsFailed, Attempt, stream_with_failover
-from ._json import INVALID_ARGUMENTS_KEY
 from ._registry import (
     BUILTIN_PROVIDERS,
     DEFAULT_PROVIDER,
@@ -49,7 +48,6 @@ __all__ = [
     "AUTH_PROFILES_FILENAME",
     "BUILTIN_PROVIDERS",
     "DEFAULT_PROVIDER",
-    "INVALID_ARGUMENTS_KEY",
     "AllModelsFailed",
     "AnthropicProvider",
     "AssistantMessage",

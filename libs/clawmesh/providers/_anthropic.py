@@ -21,7 +21,7 @@ from anthropic.types import TextDelta as SdkTextDelta
 
 from ._defaults import DEFAULT_ANTHROPIC_BASE_URL
 from ._errors import classify_error
-from ._json import parse_arguments
+from ._json import arguments_from_json
 from ._pool import ClientPool, CredentialKey
 from ._types import (
     AssistantMessage,
@@ -163,7 +163,7 @@ async def parse_anthropic_stream(
         ToolCall(
             id=block.id,
             name=block.name,
-            arguments=parse_arguments("".join(block.parts)) if block.parts else dict(block.initial),
+            arguments=arguments_from_json("".join(block.parts)) if block.parts else dict(block.initial),
         )
         for _, block in sorted(tools.items())
     )

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Any
 
-__all__ = ["INVALID_ARGUMENTS_KEY", "parse_arguments"]
+from ..tools.specs import INVALID_ARGUMENTS_KEY
 
-# Small local models sometimes emit arguments that are not a JSON object. Rather than fail the
-# whole turn, the call goes through with the raw text under this key: the tool's argument
-# validation then rejects it and the model sees the error and can try again.
-INVALID_ARGUMENTS_KEY: Final = "__invalid_arguments__"
+__all__ = ["arguments_from_json"]
 
 
-def parse_arguments(raw: str) -> dict[str, Any]:
-    """`{}` for empty text (OpenAI-compatible servers send `""` for argument-less calls)."""
+def arguments_from_json(raw: str) -> dict[str, Any]:
+    """The arguments object of a tool call; `{}` for empty text (OpenAI-compatible servers send
+    `""` for argument-less calls). Text that is not a JSON object is passed on under
+    INVALID_ARGUMENTS_KEY, so that the tool rejects the call and the model sees why."""
     if not raw.strip():
         return {}
     try:

@@ -19,7 +19,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from ._defaults import DEFAULT_OPENAI_BASE_URL, MaxTokensField
 from ._errors import classify_error
-from ._json import parse_arguments
+from ._json import arguments_from_json
 from ._pool import ClientPool, CredentialKey
 from ._types import (
     AssistantMessage,
@@ -143,7 +143,7 @@ async def parse_openai_stream(
         ToolCall(
             id=call.id or f"call_{uuid.uuid4().hex[:24]}",
             name=call.name,
-            arguments=parse_arguments("".join(call.parts)),
+            arguments=arguments_from_json("".join(call.parts)),
         )
         for call in calls
     )

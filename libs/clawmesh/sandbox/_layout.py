@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Final
 
 from ..ids import normalize_agent_id
@@ -31,6 +31,7 @@ __all__ = [
     "Mount",
     "container_hash",
     "container_name",
+    "container_workdir",
     "effective_user",
     "host_workspace",
     "sandbox_dir",
@@ -108,6 +109,20 @@ def host_workspace(
     if sandbox.workspace_access == "ro":
         return agent_workspace, False
     return sandbox_dir(sandbox, agent_id=agent_id, session_key=session_key), True
+
+
+def container_workdir(workdir: str, requested: str | None) -> str | None:
+    """Where in the container a command asked to run in `requested` starts: the sandbox's
+    `workdir` when nothing was asked, else a path relative to it, or one already spelled under
+    it. None for anything that could leave it (absolute elsewhere, or any `..`)."""
+    if not requested:
+        return workdir
+    path = PurePosixPath(requested)
+    if str(path).startswith(workdir.rstrip("/") + "/") or str(path) == workdir:
+        return str(path) if ".." not in path.parts else None
+    if path.is_absolute() or ".." in path.parts:
+        return None
+    return str(PurePosixPath(workdir) / path)
 
 
 def effective_user(sandbox: EffectiveSandbox) -> str:
