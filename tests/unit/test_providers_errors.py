@@ -14,6 +14,7 @@ import pytest
 import tests.fakes.models as fm
 from clawmesh.config import parse_config
 from clawmesh.providers import (
+    Credential,
     ModelRequest,
     ProviderError,
     TextDelta,
@@ -59,7 +60,7 @@ async def failure(
     request = ModelRequest(model=target.model, messages=(UserMessage("hi"),), timeout=timeout)
     text: list[str] = []
     with pytest.raises(ProviderError) as caught:
-        async for event in provider_for(target).stream(request, api_key="sk-test"):
+        async for event in provider_for(target).stream(request, Credential("test", "sk-test")):
             if isinstance(event, TextDelta):
                 text.append(event.text)
     assert fake.pending == 0

@@ -15,6 +15,7 @@ from clawmesh.config import Config, parse_config
 from clawmesh.providers import (
     AssistantMessage,
     ChatMessage,
+    Credential,
     EchoProvider,
     ModelRequest,
     OpenAIProvider,
@@ -34,6 +35,9 @@ from clawmesh.providers import (
 from clawmesh.providers._anthropic import parse_anthropic_stream
 from clawmesh.providers._openai import parse_openai_stream
 from clawmesh.tools.specs import INVALID_ARGUMENTS_KEY
+
+KEY = Credential("test", "k")
+NO_KEY = Credential("none:test", None, "none")
 
 EXEC = ToolSpec(
     "exec",
@@ -92,7 +96,9 @@ def request(*messages: ChatMessage, model: str = "m-test", **kwargs: Any) -> Mod
 async def test_text_streams_as_deltas_with_usage(fake: fm.FakeModelServer, ref: str) -> None:
     fake.script(fm.Text("the quick brown fox", chunks=4))
     deltas, stop = await collect(
-        provider(fake, ref).stream(request(model=ref.split("/")[1], system="be brief"), api_key="sk-1")
+        provider(fake, ref).stream(
+            request(model=ref.split("/")[1], system="be brief"), Credential("test", "sk-1")
+        )
     )
     assert len(deltas) == 4 and "".join(deltas) == "the quick brown fox"
     assert stop.stop_reason == "end_turn" and stop.tool_calls == ()
@@ -103,10 +109,41 @@ async def test_text_streams_as_deltas_with_usage(fake: fm.FakeModelServer, ref: 
     assert sent.last_user_text == "hi"
 
 
+@pytest.mark.parametrize(
+    ("ref", "credential", "x_api_key", "authorization"),
+    [
+        # This SDK sends API keys as bearer tokens too; the token goes as `auth_token`.
+        ("anthropic/c", Credential("anthropic:work", "sk-ant"), None, "Bearer sk-ant"),
+        ("anthropic/c", Credential("anthropic:home", "setup-token", "token"), None, "Bearer setup-token"),
+        ("openai/g", Credential("openai:work", "sk-oai"), None, "Bearer sk-oai"),
+        ("openai/g", Credential("openai:home", "a-token", "token"), None, "Bearer a-token"),
+    ],
+)
+async def test_each_provider_sends_a_credential_its_own_way(
+    fake: fm.FakeModelServer,
+    ref: str,
+    credential: Credential,
+    x_api_key: str | None,
+    authorization: str | None,
+) -> None:
+    fake.script(fm.Text("ok"))
+    await collect(provider(fake, ref).stream(request(model=ref.split("/")[1]), credential))
+    sent = fake.requests[-1].headers
+    assert (sent.get("x-api-key"), sent.get("authorization")) == (x_api_key, authorization)
+
+
+def test_anthropic_tells_tokens_from_api_keys() -> None:
+    from clawmesh.providers._anthropic import _client_key
+
+    assert _client_key(Credential("anthropic:home", "t", "token")) == ("token", "t")
+    assert _client_key(Credential("anthropic:work", "k")) == ("api_key", "k")
+    assert _client_key(Credential("none:proxy", None, "none")) == ("none", "")
+
+
 async def test_anthropic_request_shape(fake: fm.FakeModelServer) -> None:
     await collect(
         provider(fake, "anthropic/c").stream(
-            request(model="c", tools=(EXEC,), max_tokens=77, system="sys"), api_key="k"
+            request(model="c", tools=(EXEC,), max_tokens=77, system="sys"), KEY
         )
     )
     body = fake.requests[-1].body
@@ -122,7 +159,7 @@ async def test_anthropic_request_shape(fake: fm.FakeModelServer) -> None:
 async def test_openai_request_shape(fake: fm.FakeModelServer) -> None:
     await collect(
         provider(fake, "openai/g").stream(
-            request(model="g", tools=(EXEC,), max_tokens=55, system="sys", temperature=0.2), api_key="k"
+            request(model="g", tools=(EXEC,), max_tokens=55, system="sys", temperature=0.2), KEY
         )
     )
     body = fake.requests[-1].body
@@ -149,7 +186,7 @@ async def test_configured_headers_are_sent(fake: fm.FakeModelServer) -> None:
         {"models": {"providers": {"anthropic": {"baseUrl": fake.base_url, "headers": {"x-team": "blue"}}}}},
         env={},
     )
-    await collect(provider_for(resolve_target(config, "anthropic/c")).stream(request(), api_key="k"))
+    await collect(provider_for(resolve_target(config, "anthropic/c")).stream(request(), KEY))
     assert fake.requests[-1].headers["x-team"] == "blue"
 
 
@@ -167,7 +204,7 @@ async def test_tool_calls_are_parsed(fake: fm.FakeModelServer, ref: str) -> None
             text_before="Let me look.",
         )
     )
-    deltas, stop = await collect(provider(fake, ref).stream(request(tools=(EXEC,)), api_key="k"))
+    deltas, stop = await collect(provider(fake, ref).stream(request(tools=(EXEC,)), KEY))
     assert "".join(deltas) == "Let me look."
     assert stop.stop_reason == "tool_use"
     assert [(c.name, c.arguments) for c in stop.tool_calls] == [
@@ -194,7 +231,7 @@ HISTORY: tuple[ChatMessage, ...] = (
 
 async def test_anthropic_history_conversion(fake: fm.FakeModelServer) -> None:
     # The fake rejects (400) tool_use blocks not answered in the very next user message.
-    await collect(provider(fake, "anthropic/c").stream(request(*HISTORY), api_key="k"))
+    await collect(provider(fake, "anthropic/c").stream(request(*HISTORY), KEY))
     assert fake.requests[-1].body["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "list files"}]},
         {
@@ -225,7 +262,7 @@ async def test_anthropic_history_conversion(fake: fm.FakeModelServer) -> None:
 
 
 async def test_openai_history_conversion(fake: fm.FakeModelServer) -> None:
-    await collect(provider(fake, "openai/g").stream(request(*HISTORY, system="sys"), api_key="k"))
+    await collect(provider(fake, "openai/g").stream(request(*HISTORY, system="sys"), KEY))
     messages = fake.requests[-1].body["messages"]
     assert messages[:2] == [{"role": "system", "content": "sys"}, {"role": "user", "content": "list files"}]
     assert messages[2]["role"] == "assistant" and messages[2]["content"] == "Sure."
@@ -254,7 +291,7 @@ async def test_foreign_tool_ids_are_made_safe_for_anthropic(fake: fm.FakeModelSe
         AssistantMessage("", (ToolCall("call:0.x", "exec", {}),)),
         ToolResultMessage("call:0.x", "exec", "ok"),
     )
-    await collect(provider(fake, "anthropic/c").stream(request(*history), api_key="k"))
+    await collect(provider(fake, "anthropic/c").stream(request(*history), KEY))
     sent = fake.requests[-1]
     assert sent.messages[1]["content"][0]["id"] == "call_0_x"
     assert sent.tool_results[0].tool_use_id == "call_0_x"
@@ -264,7 +301,7 @@ async def test_echo_step_round_trips_tool_results(fake: fm.FakeModelServer) -> N
     fake.script(fm.Echo(), fm.Echo())
     # Chat Completions has no error flag on tool results: the content says it instead.
     for ref, second in (("anthropic/c", "permission denied"), ("openai/g", "Error: permission denied")):
-        deltas, _ = await collect(provider(fake, ref).stream(request(*HISTORY[:4]), api_key="k"))
+        deltas, _ = await collect(provider(fake, ref).stream(request(*HISTORY[:4]), KEY))
         assert "".join(deltas) == "a.txt\n" + second
 
 
@@ -347,8 +384,8 @@ async def test_stream_without_chunks_is_a_timeout(parse: Any) -> None:
 async def test_echo_is_deterministic_and_streams_words() -> None:
     echo = EchoProvider()
     req = request(UserMessage("first"), AssistantMessage("ok"), UserMessage("hello  big world "))
-    one = await collect(echo.stream(req, api_key=None))
-    two = await collect(echo.stream(req, api_key=None))
+    one = await collect(echo.stream(req, NO_KEY))
+    two = await collect(echo.stream(req, NO_KEY))
     assert one == two
     deltas, stop = one
     assert "".join(deltas) == "echo: hello  big world "
@@ -366,7 +403,7 @@ async def test_echo_echoes_the_last_tool_result() -> None:
         AssistantMessage("", (ToolCall("t1", "exec", {}),)),
         ToolResultMessage("t1", "exec", "42 files"),
     )
-    deltas, _ = await collect(EchoProvider().stream(req, api_key=None))
+    deltas, _ = await collect(EchoProvider().stream(req, NO_KEY))
     assert "".join(deltas) == "echo: tool exec returned: 42 files"
 
 

@@ -10,10 +10,11 @@ The runner calls `stream_with_failover` once per model call of its tool loop:
         ...                                       # TextDelta | Failover | StreamStop (last)
 
 Lower level: `resolve_target(config, "anthropic/claude-x")` → `ModelTarget`, `provider_for(target)`
-→ a `Provider` whose `stream(request, api_key=…)` yields `TextDelta`s and one `StreamStop`.
+→ a `Provider` whose `stream(request, credential)` yields `TextDelta`s and one `StreamStop`; each
+provider decides how to send a `Credential` (Anthropic sends a `token` as a bearer token).
 """
 
-from ._auth import AUTH_PROFILES_FILENAME, AuthProfiles, Credential, cooldown_seconds
+from ._auth import AUTH_PROFILES_FILENAME, AuthProfiles, cooldown_seconds
 from ._echo import EchoProvider
 from ._errors import classify_error
 from ._failover import AllModelsFailed, Attempt, stream_with_failover
@@ -29,6 +30,8 @@ from ._registry import (
 from ._types import (
     AssistantMessage,
     ChatMessage,
+    Credential,
+    CredentialKind,
     Failover,
     FailoverReason,
     ModelRequest,
@@ -55,6 +58,7 @@ __all__ = [
     "AuthProfiles",
     "ChatMessage",
     "Credential",
+    "CredentialKind",
     "EchoProvider",
     "Failover",
     "FailoverReason",

@@ -26,6 +26,7 @@ from ._pool import ClientPool, CredentialKey
 from ._types import (
     AssistantMessage,
     ChatMessage,
+    Credential,
     ModelRequest,
     ProviderError,
     StreamEvent,
@@ -200,16 +201,8 @@ class AnthropicProvider:
             _with_credential,
         )
 
-    async def stream(
-        self, request: ModelRequest, *, api_key: str | None, auth_token: str | None = None
-    ) -> AsyncIterator[StreamEvent]:
-        """Stream one response. `auth_token` (a `token` auth profile) is sent as a bearer token
-        instead of an API key."""
-        if auth_token is not None:
-            credential: CredentialKey = ("token", auth_token)
-        else:
-            credential = ("api_key", api_key) if api_key else ("none", "")
-        client = self._pool.get(credential)
+    async def stream(self, request: ModelRequest, credential: Credential) -> AsyncIterator[StreamEvent]:
+        client = self._pool.get(_client_key(credential))
         # The SDK wants its TypedDicts; the wire dicts built here have exactly their shape.
         messages: Any = to_anthropic_messages(request.messages)
         tools: Any = to_anthropic_tools(request.tools) if request.tools else anthropic.omit
@@ -239,6 +232,13 @@ class AnthropicProvider:
 
     def __repr__(self) -> str:
         return f"<AnthropicProvider {self.name} {self.base_url}>"
+
+
+def _client_key(credential: Credential) -> CredentialKey:
+    # Anthropic setup tokens (`token` profiles) go in `Authorization: Bearer`, not `x-api-key`.
+    if credential.kind == "token" and credential.key:
+        return ("token", credential.key)
+    return ("api_key", credential.key) if credential.key else ("none", "")
 
 
 def _with_credential(base: anthropic.AsyncAnthropic, credential: CredentialKey) -> anthropic.AsyncAnthropic:

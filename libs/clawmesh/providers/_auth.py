@@ -22,17 +22,17 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 
 from ..config import AgentView
 from ._registry import BUILTIN_PROVIDERS, ENV_API_KEY, ModelTarget
-from ._types import FailoverReason, ProviderError
+from ._types import Credential, FailoverReason, ProviderError
 
-__all__ = ["AUTH_PROFILES_FILENAME", "AuthProfiles", "Credential", "cooldown_seconds"]
+__all__ = ["AUTH_PROFILES_FILENAME", "AuthProfiles", "cooldown_seconds"]
 
 log = logging.getLogger("clawmesh.providers")
 
@@ -43,18 +43,7 @@ _COOLDOWN_CAP: Final = 3600.0
 _BILLING_BASE: Final = 5 * 3600.0
 _BILLING_CAP: Final = 24 * 3600.0
 
-CredentialKind = Literal["api_key", "token", "none"]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Credential:
-    """One credential to try. `kind="token"` is sent as a bearer token; `"none"` sends no key
-    (echo, or a local OpenAI-compatible server without `apiKey`)."""
-
-    profile_id: str  # `<provider>:<name>` from the file, `config:<provider>`, `env:<VAR>`, `none:<provider>`
-    key: str | None = field(repr=False)  # never in logs
-    kind: CredentialKind = "api_key"
 
 
 def cooldown_seconds(failures: int, reason: FailoverReason) -> float:

@@ -15,6 +15,7 @@ from typing import Final
 from ._types import (
     AssistantMessage,
     ChatMessage,
+    Credential,
     ModelRequest,
     StreamEvent,
     StreamStop,
@@ -57,9 +58,7 @@ class EchoProvider:
 
     name = "echo"
 
-    async def stream(
-        self, request: ModelRequest, *, api_key: str | None = None
-    ) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ModelRequest, credential: Credential) -> AsyncIterator[StreamEvent]:
         reply = echo_reply(request.messages)
         for piece in _WORD_START.split(reply):
             if piece:

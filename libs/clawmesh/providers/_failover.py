@@ -27,7 +27,7 @@ from typing import TypeVar
 import msgspec
 
 from ..config import Config
-from ._auth import AuthProfiles, Credential
+from ._auth import AuthProfiles
 from ._registry import ModelTarget, parse_model_ref, provider_for, resolve_target
 from ._types import (
     ChatMessage,
@@ -94,17 +94,6 @@ class AllModelsFailed(ProviderError):
         return self.message
 
 
-def _open(target: ModelTarget, request: ModelRequest, credential: Credential) -> AsyncIterator[StreamEvent]:
-    provider = provider_for(target)
-    if credential.kind == "token" and target.api == "anthropic":
-        from ._anthropic import AnthropicProvider
-
-        # Anthropic setup tokens go in `Authorization: Bearer`, not as an API key.
-        assert isinstance(provider, AnthropicProvider)
-        return provider.stream(request, api_key=None, auth_token=credential.key)
-    return provider.stream(request, api_key=credential.key)
-
-
 async def _try_model(
     target: ModelTarget, request: ModelRequest, auth: AuthProfiles
 ) -> AsyncIterator[StreamEvent]:
@@ -119,7 +108,7 @@ async def _try_model(
     for i, credential in enumerate(credentials):
         streamed_text = False
         try:
-            async with _closing(_open(target, request, credential)) as events:
+            async with _closing(provider_for(target).stream(request, credential)) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
                         streamed_text = True

@@ -24,6 +24,7 @@ from ._pool import ClientPool, CredentialKey
 from ._types import (
     AssistantMessage,
     ChatMessage,
+    Credential,
     ModelRequest,
     ProviderError,
     StreamEvent,
@@ -185,8 +186,9 @@ class OpenAIProvider:
             _with_credential,
         )
 
-    async def stream(self, request: ModelRequest, *, api_key: str | None) -> AsyncIterator[StreamEvent]:
-        client = self._pool.get(("api_key", api_key) if api_key else ("none", ""))
+    async def stream(self, request: ModelRequest, credential: Credential) -> AsyncIterator[StreamEvent]:
+        # Chat Completions has one way to authenticate: any key or token is the bearer token.
+        client = self._pool.get(("api_key", credential.key) if credential.key else ("none", ""))
         body: dict[str, Any] = {
             "model": request.model,
             "messages": to_openai_messages(request.system, request.messages),

@@ -159,7 +159,7 @@ def _max_tokens_field(base_url: str) -> MaxTokensField:
 def provider_for(target: ModelTarget) -> Provider:
     """The provider for `target`, cached per endpoint so that a busy runner reuses connections.
 
-    Keys (per credential) are chosen at call time: see `Provider.stream(api_key=…)`.
+    Credentials are chosen at call time: see `Provider.stream(request, credential)`.
     """
     if target.api == "echo" or target.base_url is None:
         return _ECHO

@@ -7,6 +7,7 @@ OpenAI Chat Completions, the offline echo model) and translates the stream back.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -14,6 +15,8 @@ import msgspec
 __all__ = [
     "AssistantMessage",
     "ChatMessage",
+    "Credential",
+    "CredentialKind",
     "Failover",
     "FailoverReason",
     "ModelRequest",
@@ -169,9 +172,24 @@ class Failover(msgspec.Struct, frozen=True):
         return f"failed over from {self.from_ref} to {self.to_ref}: {self.reason} ({self.message})"
 
 
+CredentialKind = Literal["api_key", "token", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """One credential to try. Each provider decides how to send it: an `api_key` as the API's
+    key, a `token` (an auth profile of type token) as a bearer token where the API tells the two
+    apart (Anthropic), `none` as no key at all (echo, or a local OpenAI-compatible server
+    without `apiKey`)."""
+
+    profile_id: str  # `<provider>:<name>` from the file, `config:<provider>`, `env:<VAR>`, `none:<provider>`
+    key: str | None = field(repr=False)  # never in logs
+    kind: CredentialKind = "api_key"
+
+
 class Provider(Protocol):
     """One model API. `stream` yields TextDelta… then exactly one StreamStop, or raises ProviderError."""
 
     name: str
 
-    def stream(self, request: ModelRequest, *, api_key: str | None) -> AsyncIterator[StreamEvent]: ...
+    def stream(self, request: ModelRequest, credential: Credential) -> AsyncIterator[StreamEvent]: ...
