@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from clawmesh.config import AgentView, Config
 from clawmesh.providers import (
@@ -81,15 +83,20 @@ def to_chat_messages(entries: Sequence[TranscriptEntry], limit: int) -> list[Cha
     return out[start:]
 
 
-_AUTH: dict[str, AuthProfiles] = {}
+_AUTH: OrderedDict[str, AuthProfiles] = OrderedDict()
+_AUTH_LIMIT: Final = 1024  # without a roster any agent id is an agent: bound what we keep
 
 
 def _auth_for(agent: AgentView) -> AuthProfiles:
-    """One per agentDir for the life of the process: it remembers credential cooldowns."""
+    """One per agentDir, the most recently used kept: it remembers credential cooldowns."""
     key = str(agent.agent_dir)
     auth = _AUTH.get(key)
     if auth is None:
         auth = _AUTH[key] = AuthProfiles.for_agent(agent)
+        if len(_AUTH) > _AUTH_LIMIT:
+            _AUTH.popitem(last=False)
+    else:
+        _AUTH.move_to_end(key)
     return auth
 
 

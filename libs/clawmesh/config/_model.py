@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from ._errors import Problem
 from ._paths import default_workspace, resolve_user_path
 from ._schema import AgentEntry, ConfigFile, ModelSpec, NodeSelector, RunnerType, SessionSection
 
-__all__ = ["DEFAULT_MAX_CONCURRENT", "DEFAULT_MODEL", "AgentView", "Config", "build_roster"]
+__all__ = ["DEFAULT_MAX_CONCURRENT", "DEFAULT_MODEL", "DERIVED_LIMIT", "AgentView", "Config", "build_roster"]
 
 T = TypeVar("T")
 
@@ -21,6 +22,7 @@ DEFAULT_MAX_CONCURRENT: Final = 4  # OpenClaw's main lane
 # No model configured anywhere: use the offline echo provider rather than a paid API the user
 # has no key for; loading says so in a warning.
 DEFAULT_MODEL: Final = "echo/default"
+DERIVED_LIMIT: Final = 4096  # values derived from one config version (see Config.derived)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class Config:
         "__weakref__",
         "_by_id",
         "_derived",
+        "_derived_limit",
         "_lock",
         "agents",
         "default_agent_id",
@@ -91,7 +94,9 @@ class Config:
         self.version = version
         self.warnings = warnings
         self._by_id = {a.id: a for a in agents}
-        self._derived: dict[str, Any] = {}
+        # Bounded: callers key derived data by agent id, and without a roster any id is an agent.
+        self._derived: OrderedDict[str, Any] = OrderedDict()
+        self._derived_limit = DERIVED_LIMIT + 32 * len(agents)
         self._lock = threading.RLock()  # a derived value may be built from others
 
     def agent(self, agent_id: str) -> AgentView | None:
@@ -124,15 +129,32 @@ class Config:
         return (nats.subject_prefix if nats and nats.subject_prefix else "cm").strip() or "cm"
 
     def derived(self, name: str, build: Callable[[Config], T]) -> T:
-        """Data computed once per config version (routing index, tool policies, …)."""
+        """Data computed once per config version (routing index, tool policies, …).
+
+        At most `DERIVED_LIMIT` (plus a few per roster agent) values are kept; the least
+        recently used are dropped and built again when asked for."""
+        derived = self._derived
         try:
-            return self._derived[name]  # type: ignore[no-any-return]
+            value: T = derived[name]
         except KeyError:
             pass
+        else:
+            # Recency only matters once eviction is near; below that a hit costs one lookup.
+            if len(derived) > self._derived_limit // 2:
+                try:
+                    derived.move_to_end(name)
+                except KeyError:  # evicted by another thread meanwhile
+                    pass
+            return value
         with self._lock:
-            if name not in self._derived:
-                self._derived[name] = build(self)
-            return self._derived[name]  # type: ignore[no-any-return]
+            try:
+                return derived[name]  # type: ignore[no-any-return]
+            except KeyError:
+                value = build(self)
+                derived[name] = value
+                while len(derived) > self._derived_limit:
+                    derived.popitem(last=False)
+                return value
 
     def __repr__(self) -> str:
         return f"<Config {self.version} agents={list(self.agent_ids)} source={self.source}>"
