@@ -46,6 +46,7 @@ from clawmesh.tools.specs import (
     ToolArgs,
     ToolArgumentError,
     WriteArgs,
+    node_capability,
     validate_tool_arguments,
 )
 from clawmesh.wire import (
@@ -281,7 +282,7 @@ class NodeAgent:
             return self._fail(
                 inv, "UNKNOWN_AGENT", f"agent '{inv.agent_id}' is not configured on node {self.node_id}"
             )
-        capability = "exec" if inv.tool == "exec" else "files"
+        capability = node_capability(inv.tool)
         if capability not in self.capabilities:
             return self._fail(inv, "CAPABILITY_MISSING", f"node {self.node_id} does not offer {capability}")
         try:

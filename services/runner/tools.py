@@ -24,6 +24,7 @@ from clawmesh.tools.specs import (
     TOOL_SCHEMAS,
     ExecArgs,
     ToolArgumentError,
+    node_capability,
     validate_tool_arguments,
 )
 from clawmesh.wire import (
@@ -122,7 +123,7 @@ class ToolBox:
             why = f" (removed by {removal.stage}: {removal.rule})" if removal else ""
             problem = f"tool '{call.name}' is not available to agent '{self.agent.id}'{why}"
         else:
-            capability = "exec" if name == "exec" else "files"
+            capability = node_capability(name)
             chosen, why_not = pick_node(
                 await self.directory.statuses(), spec, capability=capability, prefer="local"
             )

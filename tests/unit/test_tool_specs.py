@@ -19,6 +19,7 @@ from clawmesh.tools.specs import (
     ReadArgs,
     ToolArgumentError,
     WriteArgs,
+    node_capability,
     validate_tool_arguments,
 )
 
@@ -97,6 +98,18 @@ def test_every_implemented_tool_is_offered_in_order() -> None:
     assert IMPLEMENTED_TOOLS == ("exec", "read", "write", "edit", "ls", "glob")
     assert tuple(TOOL_SCHEMAS) == IMPLEMENTED_TOOLS
     assert all(schema.name == name for name, schema in TOOL_SCHEMAS.items())
+
+
+def test_exec_needs_a_node_that_runs_commands_the_rest_one_that_lends_files() -> None:
+    assert {tool: node_capability(tool) for tool in IMPLEMENTED_TOOLS} == {
+        "exec": "exec",
+        "read": "files",
+        "write": "files",
+        "edit": "files",
+        "ls": "files",
+        "glob": "files",
+    }
+    assert node_capability("nosuch") == "files"  # and then refused as an unknown tool
 
 
 @pytest.mark.parametrize("tool", list(EXPECTED))

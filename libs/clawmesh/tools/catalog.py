@@ -16,6 +16,8 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Final, Literal
 
+from .specs import IMPLEMENTED_TOOLS
+
 __all__ = [
     "CATALOG",
     "CATALOG_IMPLEMENTED",
@@ -46,26 +48,24 @@ class ToolInfo:
     name: str
     description: str
     groups: tuple[str, ...]
-    implemented: bool = False
+
+    @property
+    def implemented(self) -> bool:
+        return self.name in IMPLEMENTED_TOOLS
 
 
 CATALOG: Final[tuple[ToolInfo, ...]] = (
     # group:fs — OpenClaw's read, write, edit, apply_patch. clawmesh adds its own read-only `ls`
     # and `glob` to group:fs (and so to the `coding` profile and the sandbox default allow-list,
     # next to `read`): they list what `read` could already open.
-    ToolInfo("read", "Read a file from the workspace.", ("group:fs",), implemented=True),
-    ToolInfo("write", "Create or overwrite a file in the workspace.", ("group:fs",), implemented=True),
-    ToolInfo("edit", "Replace exact text in a workspace file.", ("group:fs",), implemented=True),
+    ToolInfo("read", "Read a file from the workspace.", ("group:fs",)),
+    ToolInfo("write", "Create or overwrite a file in the workspace.", ("group:fs",)),
+    ToolInfo("edit", "Replace exact text in a workspace file.", ("group:fs",)),
     ToolInfo("apply_patch", "Apply a multi-file patch to the workspace.", ("group:fs",)),
-    ToolInfo("ls", "List a directory in the workspace (clawmesh).", ("group:fs",), implemented=True),
-    ToolInfo("glob", "Find workspace files by glob pattern (clawmesh).", ("group:fs",), implemented=True),
+    ToolInfo("ls", "List a directory in the workspace (clawmesh).", ("group:fs",)),
+    ToolInfo("glob", "Find workspace files by glob pattern (clawmesh).", ("group:fs",)),
     # group:runtime (`bash` is an alias of exec)
-    ToolInfo(
-        "exec",
-        "Run a shell command (on the gateway, a node or in the sandbox).",
-        ("group:runtime",),
-        implemented=True,
-    ),
+    ToolInfo("exec", "Run a shell command (on the gateway, a node or in the sandbox).", ("group:runtime",)),
     ToolInfo("process", "Manage background exec sessions (poll, write, kill).", ("group:runtime",)),
     ToolInfo("code_execution", "Run code in a provider-hosted code interpreter.", ("group:runtime",)),
     # group:sessions (§4.3)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Annotated, Any, ClassVar, Final, TypeAlias, get_args
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias, get_args
 
 import msgspec
 
@@ -25,11 +25,13 @@ __all__ = [
     "FileToolArgs",
     "GlobArgs",
     "LsArgs",
+    "NodeCapability",
     "ReadArgs",
     "ToolArgs",
     "ToolArgumentError",
     "ToolSchema",
     "WriteArgs",
+    "node_capability",
     "validate_tool_arguments",
 ]
 
@@ -38,6 +40,9 @@ __all__ = [
 # below rejects it and the model sees the error and can try again.
 INVALID_ARGUMENTS_KEY: Final = "__invalid_arguments__"
 
+# What a node must offer to run a tool (it announces these in its heartbeat).
+NodeCapability = Literal["exec", "files"]
+
 _Path = Annotated[str, msgspec.Meta(description="Path relative to the workspace (or under /workspace).")]
 
 
@@ -45,6 +50,7 @@ class _Args(msgspec.Struct, kw_only=True, rename="camel"):
     # The name the model calls the tool by. Docstrings of the subclasses are the descriptions
     # the model reads (whitespace folded), so they are written for the model.
     tool: ClassVar[str]
+    capability: ClassVar[NodeCapability] = "files"
 
 
 class ExecArgs(_Args):
@@ -52,6 +58,7 @@ class ExecArgs(_Args):
     Returns exit code and output."""
 
     tool: ClassVar[str] = "exec"
+    capability: ClassVar[NodeCapability] = "exec"
     command: Annotated[str | None, msgspec.Meta(description="Shell command line (run with sh -lc).")] = None
     argv: Annotated[
         list[str] | None, msgspec.Meta(description="Program and arguments, instead of command.")
@@ -120,6 +127,13 @@ _BY_TOOL: Final[Mapping[str, type[ToolArgs]]] = MappingProxyType(
     {cls.tool: cls for cls in get_args(ToolArgs)}
 )
 IMPLEMENTED_TOOLS: Final[tuple[str, ...]] = tuple(_BY_TOOL)
+
+
+def node_capability(tool: str) -> NodeCapability:
+    """The capability a node needs for `tool` (a canonical name); an unknown tool is asked of
+    the files capability and then refused by validation."""
+    cls = _BY_TOOL.get(tool)
+    return cls.capability if cls is not None else "files"
 
 
 # --- the schemas the model sees ------------------------------------------------------------------
