@@ -3,6 +3,7 @@ results go back to the model. Node pinning with two node-agents, offline nodes, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -198,7 +199,11 @@ async def test_node_list_and_describe_cli(fake: FakeModelServer, nats_url: str, 
             "--nats-url",
             nats_url,
         ]
-        out = subprocess.run(cmd, capture_output=True, text=True, env=gw.env, timeout=60)
+        # In a thread: the node-agent beats on this event loop, and a CLI that starts slowly
+        # while the loop is blocked would find it offline.
+        out = await asyncio.to_thread(
+            subprocess.run, cmd, capture_output=True, text=True, env=gw.env, timeout=60
+        )
         assert out.returncode == 0, out.stderr
         nodes = json.loads(out.stdout)
         assert len(nodes) == 1 and nodes[0]["online"] and {"exec", "files"} <= set(nodes[0]["capabilities"])
