@@ -50,6 +50,8 @@ class EmbeddedHTTPServer:
             http="httptools",  # C parser: about a third of h11's CPU per request
             timeout_graceful_shutdown=int(self.graceful_timeout),
             timeout_keep_alive=30,
+            # The app decides whose X-Forwarded-For to believe (uvicorn would from any loopback peer).
+            proxy_headers=False,
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http-server")

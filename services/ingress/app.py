@@ -51,7 +51,8 @@ class Ingress:
         self.reply_subject = f"{ctx.subjects.prefix}.reply.{ctx.instance}"
         self.turns = TurnClient(ctx, self.waiters, self.reply_subject)
         guard = RequestGuard(
-            AuthGate(lambda: self.token, self._rate_limit), lambda: body_limit(ctx.holder.current)
+            AuthGate(lambda: self.token, self._rate_limit, self._trusted_proxies),
+            lambda: body_limit(ctx.holder.current),
         )
         clawmesh_api = ClawmeshAPI(ctx, self.turns, guard, lambda: self.ready)
         openai_api = OpenAIAPI(ctx, self.turns, guard)
@@ -61,6 +62,10 @@ class Ingress:
     def _rate_limit(self) -> GatewayRateLimit:
         gw = self.ctx.holder.current.document.gateway
         return gw.auth.rate_limit if gw and gw.auth and gw.auth.rate_limit else GatewayRateLimit()
+
+    def _trusted_proxies(self) -> list[str]:
+        gw = self.ctx.holder.current.document.gateway
+        return gw.trusted_proxies or [] if gw else []
 
     @property
     def url(self) -> str:

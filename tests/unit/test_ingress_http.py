@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Literal
 
 import httpx
@@ -13,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from clawmesh.config import GatewayRateLimit
+from clawmesh.config import ConfigError, GatewayRateLimit, load_config
+from clawmesh.httpserver import EmbeddedHTTPServer
 from clawmesh_ingress.http import (
     BadRequest,
     InvalidBody,
@@ -24,7 +27,7 @@ from clawmesh_ingress.http import (
     sse_comment,
     sse_data,
 )
-from clawmesh_ingress.security import AuthGate
+from clawmesh_ingress.security import AuthGate, client_address
 from clawmesh_ingress.turns import Unavailable
 
 
@@ -172,3 +175,82 @@ def test_sse_frames() -> None:
     assert sse_data({"a": 1}) == b'data: {"a": 1}\n\n'
     assert sse_data(b"[DONE]") == b"data: [DONE]\n\n"
     assert sse_comment("keep-alive") == b": keep-alive\n\n"
+
+
+# --- who the client is -----------------------------------------------------------------------
+
+
+def request_from(peer: str, **headers: str) -> Request:
+    raw = [(k.replace("_", "-").lower().encode(), v.encode()) for k, v in headers.items()]
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": raw, "client": (peer, 1)})
+
+
+def test_forwarding_headers_are_believed_only_from_a_trusted_proxy() -> None:
+    spoofed = request_from("127.0.0.1", x_forwarded_for="203.0.113.7")
+    assert client_address(spoofed, []) == "127.0.0.1"
+    assert client_address(spoofed, ["10.0.0.0/8"]) == "127.0.0.1"
+    assert client_address(spoofed, ["127.0.0.1"]) == "203.0.113.7"
+    # the right-most address that is not a trusted proxy: the left ones are the client's to forge
+    chained = request_from("10.1.1.1", x_forwarded_for="198.51.100.1, 203.0.113.7, 10.2.2.2")
+    assert client_address(chained, ["10.0.0.0/8"]) == "203.0.113.7"
+    assert client_address(request_from("10.1.1.1", x_real_ip="203.0.113.9"), ["10.0.0.0/8"]) == "203.0.113.9"
+    assert client_address(request_from("10.1.1.1", x_forwarded_for="not-an-ip"), ["10.0.0.0/8"]) == "10.1.1.1"
+    assert client_address(request_from("10.1.1.1"), ["10.0.0.0/8"]) == "10.1.1.1"
+
+
+def test_the_limiter_forgets_expired_failures_and_lockouts() -> None:
+    now = [0.0]
+    limits = GatewayRateLimit(max_attempts=2, window_ms=60_000, lockout_ms=300_000, exempt_loopback=False)
+    gate = AuthGate(lambda: "secret", lambda: limits, lambda: ["127.0.0.1"], clock=lambda: now[0])
+    for i in range(100):
+        assert gate.check(request_from("127.0.0.1", x_forwarded_for=f"203.0.113.{i}")) is not None
+    gate.check(request_from("127.0.0.1", x_forwarded_for="198.51.100.1"))
+    gate.check(request_from("127.0.0.1", x_forwarded_for="198.51.100.1"))  # locked out
+    assert gate.tracked() == 101
+    now[0] = 120.0  # the failure windows are over, the lockout is not
+    assert gate.check(request_from("127.0.0.1", authorization="Bearer secret")) is None
+    assert gate.tracked() == 1
+    now[0] = 400.0
+    assert gate.check(request_from("127.0.0.1", authorization="Bearer secret")) is None
+    assert gate.tracked() == 0
+
+
+async def claimed_statuses(trusted: Sequence[str]) -> list[int]:
+    """Over a real server: three wrong tokens, then the right one, all claiming to be forwarded
+    for 203.0.113.7 (two failures lock an address out; loopback is exempt)."""
+    limits = GatewayRateLimit(max_attempts=2, exempt_loopback=True)
+    guard = RequestGuard(AuthGate(lambda: "secret", lambda: limits, lambda: trusted), lambda: 64)
+
+    async def ok(request: Request) -> Response:
+        return JSONResponse({})
+
+    server = EmbeddedHTTPServer(Starlette(routes=[Route("/", guard(ok))]), "127.0.0.1", 0)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+            statuses = []
+            for token in ("wrong", "wrong", "wrong", "secret"):
+                headers = {"X-Forwarded-For": "203.0.113.7", "Authorization": f"Bearer {token}"}
+                statuses.append((await http.get("/", headers=headers)).status_code)
+            return statuses
+    finally:
+        await server.stop()
+
+
+async def test_a_loopback_peer_cannot_lock_out_another_address_by_claiming_it() -> None:
+    """Without gateway.trustedProxies, X-Forwarded-For is the client's own claim (uvicorn would
+    otherwise rewrite the client address from it for any loopback peer)."""
+    assert await claimed_statuses([]) == [401, 401, 401, 200]  # loopback, exempt: the header changes nothing
+    assert await claimed_statuses(["127.0.0.1"]) == [401, 429, 429, 429]  # a trusted proxy's word is taken
+
+
+def test_trusted_proxies_are_ips_or_cidrs(tmp_path: Path) -> None:
+    path = tmp_path / "clawmesh.json"
+    path.write_text(json.dumps({"gateway": {"trustedProxies": ["10.0.0.0/8", "::1"]}}))
+    config = load_config(path, env={"HOME": str(tmp_path)})
+    assert config.document.gateway is not None
+    assert config.document.gateway.trusted_proxies == ["10.0.0.0/8", "::1"]
+    assert not [w for w in config.warnings if "trustedProxies" in w.path]
+    path.write_text(json.dumps({"gateway": {"trustedProxies": ["10.0.0.0/8", "proxy.lan"]}}))
+    with pytest.raises(ConfigError, match=r"'proxy.lan' is not an IP address or CIDR"):
+        load_config(path, env={"HOME": str(tmp_path)})

@@ -235,9 +235,7 @@ OPENCLAW_ONLY_KEYS: Final[dict[type, frozenset[str]]] = {
             "applyPatch",
         }
     ),
-    GatewaySection: frozenset(
-        {"controlUi", "remote", "trustedProxies", "tailscale", "reload", "tls", "http", "nodes", "push"}
-    ),
+    GatewaySection: frozenset({"controlUi", "remote", "tailscale", "reload", "tls", "http", "nodes", "push"}),
     GatewayAuth: frozenset({"allowTailscale", "trustedProxy"}),
     SandboxConfig: frozenset({"browser", "ssh"}),
     SandboxDocker: frozenset({"dangerouslyAllowContainerNamespaceJoin"}),

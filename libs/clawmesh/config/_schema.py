@@ -7,6 +7,7 @@ OpenClaw spells them. Keys OpenClaw knows but clawmesh does not implement are no
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal
 
 import msgspec
@@ -384,6 +385,15 @@ class GatewaySection(_Base):
     auth: GatewayAuth | None = None
     max_body_bytes: int | None = None  # clawmesh: HTTP request body limit (1 MiB default)
     name: str | None = None  # clawmesh: this gateway's id for federation (`cm.gw.<name>.…`)
+    # IPs/CIDRs of reverse proxies whose X-Forwarded-For / X-Real-IP name the client
+    trusted_proxies: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        for entry in self.trusted_proxies or ():
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"trustedProxies: {entry!r} is not an IP address or CIDR") from None
 
 
 class NatsSection(_Base):
