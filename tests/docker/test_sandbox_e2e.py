@@ -169,6 +169,36 @@ async def test_docker_unreachable_fails_the_tool_and_nothing_runs_on_the_host(
     assert events[-1][1]["text"] == "could not"
 
 
+async def test_failing_docker_fails_exec_and_file_tools_and_nothing_runs_on_the_host(
+    fake: FakeModelServer, nats_url: str, tmp_path: Path, prefix: str
+) -> None:
+    """The engine is there (the node offers sandboxes) but cannot make the sandbox (its image
+    is missing): a `SandboxError`, never a fallback to the host, for exec and file tools."""
+    marker = tmp_path / "ran-on-host"
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "secret.txt").write_text("host only")
+    fake.script(
+        ToolCall("exec", {"command": f"touch {marker}"}),
+        ToolCall("write", {"path": "note.txt", "content": "x"}),
+        ToolCall("read", {"path": "secret.txt"}),
+        Text("could not"),
+    )
+    config = _config(fake, tmp_path, prefix, docker={"image": "clawmesh-no-such-image:never"})
+    async with run_gateway(
+        nats_url, config, tmp_path, services=("ingress", "router", "runner", "node-agent")
+    ) as gw:
+        events = await _turn(gw, "try")
+    results = [d for e, d in events if e == "tool_result"]
+    assert [r["name"] for r in results] == ["exec", "write", "read"]
+    for result in results:
+        assert result["isError"] and "SANDBOX_ERROR" in result["content"], result
+        assert "clawmesh-no-such-image:never" in result["content"], result
+        assert "host only" not in result["content"], result
+    assert not marker.exists() and sorted(p.name for p in ws.iterdir()) == ["secret.txt"]
+    assert events[-1][1]["text"] == "could not"
+
+
 async def test_non_main_mode_sandboxes_only_other_sessions(
     fake: FakeModelServer, nats_url: str, tmp_path: Path, prefix: str
 ) -> None:
