@@ -19,7 +19,6 @@ from .security import AuthGate
 from .turns import Unavailable
 
 __all__ = [
-    "DEFAULT_BODY_LIMIT",
     "NO_CACHE",
     "BadRequest",
     "BodyTooLarge",
@@ -40,7 +39,6 @@ __all__ = [
 T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]
 
-DEFAULT_BODY_LIMIT = 1024 * 1024
 NO_CACHE = {"Cache-Control": "no-cache"}
 _AT_PATH = re.compile(r" - at `(\$[^`]*)`")
 
@@ -99,8 +97,7 @@ class InvalidBody(Exception):
 
 def body_limit(config: Config) -> int:
     """gateway.maxBodyBytes, 1 MiB by default."""
-    gw = config.document.gateway
-    return gw.max_body_bytes if gw and gw.max_body_bytes else DEFAULT_BODY_LIMIT
+    return config.settings.gateway.max_body_bytes
 
 
 async def read_body(request: Request, limit: int) -> bytes:

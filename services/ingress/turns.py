@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
 
 from clawmesh.bus import ServiceContext, producer_span
 from clawmesh.wire import InboundMessage, ReplyMessage, RouteDecision, TurnError, TurnFinal, encode_msgpack
@@ -15,12 +14,6 @@ from clawmesh.wire import InboundMessage, ReplyMessage, RouteDecision, TurnError
 from .waiters import Waiters
 
 __all__ = ["PendingTurn", "TurnClient", "Unavailable", "turn_id_for"]
-
-DEFAULT_ROUTE_WAIT = 5.0
-DEFAULT_TURN_TIMEOUT = 600.0
-# A caller waits this much longer than a turn may run, so the runner's own timeout error
-# reaches it rather than a bare "no reply".
-_TIMEOUT_GRACE = 30.0
 
 
 class Unavailable(Exception):
@@ -109,19 +102,13 @@ class TurnClient:
         self.waiters = waiters
         self.reply_subject = reply_subject
 
-    def _runtime(self) -> Any:
-        return self.ctx.holder.current.document.runtime
-
     def route_wait(self) -> float:
         """How long a caller waits for the route decision before being told "queued"."""
-        runtime = self._runtime()
-        return runtime.route_wait_seconds if runtime and runtime.route_wait_seconds else DEFAULT_ROUTE_WAIT
+        return self.ctx.holder.current.settings.runtime.route_wait
 
     def turn_timeout(self) -> float:
         """How long a caller waits for a turn's next event when it asked for no limit."""
-        runtime = self._runtime()
-        configured = runtime.turn_timeout_seconds if runtime and runtime.turn_timeout_seconds else None
-        return (configured or DEFAULT_TURN_TIMEOUT) + _TIMEOUT_GRACE
+        return self.ctx.holder.current.settings.runtime.reply_wait
 
     async def submit(
         self, inbound: InboundMessage, dedupe_key: str, trace_from: Mapping[str, str] | None = None

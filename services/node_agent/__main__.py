@@ -10,6 +10,7 @@ import os
 import sys
 
 from clawmesh.bus import configure_logging, run_loop, run_one
+from clawmesh.checks import default_checks
 from clawmesh.config import ConfigError, ConfigHolder
 
 from .app import NodeAgent
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         labels[key] = value
     configure_logging(args.log_level)
     try:
-        holder = ConfigHolder.load(args.config)
+        holder = ConfigHolder.load(args.config, checks=default_checks())
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

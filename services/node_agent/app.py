@@ -82,7 +82,7 @@ class NodeAgent:
         )
         self.labels = {**(local.labels if local and local.labels else {}), **ctx.options.get("labels", {})}
         self.wanted = tuple(local.capabilities) if local and local.capabilities else DEFAULT_CAPABILITIES
-        self.heartbeat = nodes.heartbeat_seconds if nodes and nodes.heartbeat_seconds else 5.0
+        self.heartbeat = config.settings.nodes.heartbeat_seconds
         self.capabilities: list[str] = [c for c in self.wanted if c != "sandbox"]
         self.docker_problem = ""
         self.sandboxes = SandboxManager(state_dir=config.state_dir, node_id=self.node_id)
@@ -290,7 +290,9 @@ class NodeAgent:
         except ToolArgumentError as exc:
             return self._fail(inv, "INVALID_ARGUMENTS", str(exc))
         sandbox = resolve_sandbox(config, agent.id)
-        main_key = inv.main_session_key or build_agent_main_session_key(agent.id, config.session.main_key)
+        main_key = inv.main_session_key or build_agent_main_session_key(
+            agent.id, config.settings.session.main_key
+        )
         sandboxed = sandbox.applies_to(inv.session_key, main_key)
         if sandboxed:
             return await self._in_sandbox(inv, args, agent, sandbox, config)
@@ -407,15 +409,11 @@ class NodeAgent:
         )
 
     def _timeout(self, inv: ToolInvocation, args: ExecArgs, config: Config) -> float:
-        tools = config.document.tools
-        default = tools.exec.timeout_sec if tools and tools.exec and tools.exec.timeout_sec else inv.timeout
-        return max(0.1, min(args.timeout or default or 120.0, MAX_EXEC_TIMEOUT))
+        # The runner resolved the default (`tools.exec.timeoutSec`) into the invocation.
+        return max(0.1, min(args.timeout or inv.timeout, MAX_EXEC_TIMEOUT))
 
     def _max_output(self, config: Config) -> int:
-        tools = config.document.tools
-        return (
-            tools.exec.max_output_bytes if tools and tools.exec and tools.exec.max_output_bytes else 200_000
-        )
+        return config.settings.exec.max_output_bytes
 
     def _streamer(self, inv: ToolInvocation) -> Any:
         subject = inv.output_subject

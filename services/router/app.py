@@ -84,9 +84,8 @@ def route_message(config: Config, msg: InboundMessage) -> Route:
         # Without a roster any id is accepted, normalised like a configured one: it becomes a
         # subject token, a KV key and a directory name.
         agent_id = agent.id if agent else normalize_agent_id(msg.agent_id)
-        session = config.session
-        dm = session.dm_scope or "main"
-        gs = session.group_scope or "per-group"
+        session = config.settings.session
+        dm, gs = session.dm_scope, session.group_scope
         key = build_agent_session_key(
             agent_id=agent_id,
             channel=msg.channel,

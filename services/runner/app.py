@@ -113,19 +113,14 @@ class Runner:
         self.store = SessionStore(ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"))
         self.leases = Leases(ctx.js, ctx.kv["leases"], ctx.subjects.bucket("leases"))
         self.lease_seconds = ctx.layout.lease_seconds
-        runtime = ctx.holder.current.document.runtime
-        self.capacity = (
-            runtime.max_turns_in_flight if runtime and runtime.max_turns_in_flight else None
-        ) or 64
+        self.capacity = ctx.holder.current.settings.runtime.max_turns_in_flight
         self._freed = asyncio.Event()
         self._agent_slots: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._active: dict[str, _SessionWork] = {}
         self._held: dict[int, Msg] = {}  # messages we keep alive with in_progress(), by id()
         self._tasks: set[asyncio.Task[Any]] = set()
-        nodes = ctx.holder.current.document.nodes
         self.nodes = NodeDirectory(
-            ctx.kv["nodes"],
-            offline_after_missed=(nodes.offline_after_missed if nodes and nodes.offline_after_missed else 3),
+            ctx.kv["nodes"], offline_after_missed=ctx.holder.current.settings.nodes.offline_after_missed
         )
         self._stopping = asyncio.Event()
         self._fetcher: asyncio.Task[None] | None = None
@@ -321,7 +316,7 @@ class Runner:
                 )
                 history = await self._history_of(turn, work.done)
                 entries: list[TranscriptEntry] = []
-                timeout = self._turn_timeout(config)
+                timeout = config.settings.runtime.turn_timeout
                 try:
                     outcome = await asyncio.wait_for(
                         execute_turn(
@@ -347,10 +342,6 @@ class Runner:
                     log.exception("runner: turn %s failed unexpectedly", turn.turn_id)
                     outcome = TurnOutcome.failed(TurnFailed("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"))
             await self._finish(turn, msg, outcome, entries, config, work)
-
-    def _turn_timeout(self, config: Config) -> float:
-        runtime = config.document.runtime
-        return (runtime.turn_timeout_seconds if runtime and runtime.turn_timeout_seconds else None) or 600.0
 
     async def _history_of(self, turn: TurnRequest, done: DoneRecord) -> list[TranscriptEntry]:
         """The model context: kept in the completion record, so any runner gets it with the

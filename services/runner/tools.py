@@ -97,12 +97,8 @@ class ToolBox:
         self.sandboxed, self.policy, self.specs = _offer(
             config, agent.id, turn.session_key, turn.route.main_session_key
         )
-        tools = config.document.tools
-        self.default_timeout = (
-            tools.exec.timeout_sec if tools and tools.exec and tools.exec.timeout_sec else 120.0
-        )
-        nodes = config.document.nodes
-        self.invoke_margin = nodes.invoke_timeout_seconds if nodes and nodes.invoke_timeout_seconds else 15.0
+        self.default_timeout = config.settings.exec.timeout
+        self.invoke_margin = config.settings.nodes.invoke_margin
 
     async def run(self, calls: Sequence[ToolCall], emit: Emit) -> list[ToolResultMessage]:
         """Run the calls one after another (their order can matter), streaming events."""

@@ -116,9 +116,8 @@ async def execute_turn(
             f"agent '{agent.id}' uses runnerType '{agent.runner_type}', which this runner does not provide",
             "use runnerType 'local' or run a runner with that backend",
         )
-    runtime = config.document.runtime
-    limit = (runtime.history_limit if runtime and runtime.history_limit else None) or 50
-    max_iterations = (runtime.tool_iterations if runtime and runtime.tool_iterations else None) or 16
+    limit = config.settings.runtime.history_limit
+    max_iterations = agent.tool_iterations
     identity = agent.entry.identity
     system = build_system_prompt(
         agent.workspace,
@@ -128,8 +127,6 @@ async def execute_turn(
     )
     messages: list[ChatMessage] = [*to_chat_messages(history, limit), UserMessage(text=turn.inbound.text)]
     auth = _auth_for(agent)
-    defaults = config.document.agents.defaults if config.document.agents else None
-    timeout = defaults.timeout_seconds if defaults and defaults.timeout_seconds else None
     used_model = agent.models[0]
     usage_in = usage_out = 0
     text = ""
@@ -144,7 +141,7 @@ async def execute_turn(
                 auth=auth,
                 system=system,
                 tools=tools.specs,
-                timeout=timeout,
+                timeout=agent.model_timeout,
             ):
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
@@ -202,7 +199,7 @@ async def execute_turn(
     raise TurnFailed(
         "TOOL_LOOP_LIMIT",
         f"stopped after {max_iterations} model/tool round trips",
-        "raise runtime.toolIterations",
+        "raise tools.maxIterations (per agent or global) or runtime.toolIterations",
     )
 
 

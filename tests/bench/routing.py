@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
+from clawmesh.checks import default_checks
 from clawmesh.config import parse_config
 from clawmesh.routing import Route, resolve_route, route_index
 from clawmesh.routing._resolve import _resolve_uncached
@@ -361,7 +362,7 @@ def run(sizes: Iterable[int], k: int, repeats: int) -> Results:
         # machine hits one repeat of many figures rather than every repeat of one figure.
         series: list[tuple[str, str, Callable[[int], Callable[[], None]]]] = []  # (kind, tier, loop)
         for sc in SCENARIOS:
-            config = parse_config(config_dict(sc.bindings(n)), env={})
+            config = parse_config(config_dict(sc.bindings(n)), env={}, checks=default_checks())
             index = route_index(config)
             q = sc.query(n)
             problem = check(sc, n, _resolve_uncached(index, *q.positional()))
@@ -394,7 +395,7 @@ def run(sizes: Iterable[int], k: int, repeats: int) -> Results:
         index_ns: list[float] = []
         for _ in range(repeats + 1):  # the first is the warm-up
             t0 = time.perf_counter_ns()
-            config = parse_config(raw, env={})
+            config = parse_config(raw, env={}, checks=default_checks())
             t1 = time.perf_counter_ns()
             route_index(config)
             t2 = time.perf_counter_ns()

@@ -19,6 +19,7 @@ import docker
 import docker.errors
 import pytest
 
+from clawmesh.checks import default_checks
 from clawmesh.config import Config, parse_config
 from clawmesh.sandbox import (
     DEFAULT_IMAGE,
@@ -78,7 +79,9 @@ def make_config(tmp_path: Path, node_id: str) -> Callable[..., Config]:
         for entry in entries:
             entry.setdefault("workspace", str(tmp_path / f"ws-{entry['id']}"))
         return parse_config(
-            {"agents": {"defaults": {"sandbox": sb}, "list": entries}}, env={"HOME": str(tmp_path)}
+            {"agents": {"defaults": {"sandbox": sb}, "list": entries}},
+            env={"HOME": str(tmp_path)},
+            checks=default_checks(),
         )
 
     return make

@@ -255,3 +255,34 @@ async def test_malformed_invocations_get_an_error_reply_and_a_dead_letter(
         letter = await nc.jetstream().get_last_msg("CM_DLQ", "cm.dlq.node_agent")
         assert json.loads(letter.data)["service"] == "node_agent"
         await nc.close()
+
+
+@pytest.mark.parametrize("where", ["agent", "global"])
+async def test_tools_max_iterations_bounds_the_tool_loop(
+    fake: FakeModelServer, nats_url: str, tmp_path: Path, where: str
+) -> None:
+    # the model would ask for a third tool round and then answer; the cap stops it after two
+    fake.script(
+        ToolCall("ls", {"path": "."}),
+        ToolCall("ls", {"path": "."}),
+        ToolCall("ls", {"path": "."}),
+        Text("done"),
+    )
+    cap = {"maxIterations": 2}
+    config = (
+        _config(fake, tmp_path, tools=cap) if where == "agent" else {**_config(fake, tmp_path), "tools": cap}
+    )
+    config["runtime"] = {"toolIterations": 10}  # tools.maxIterations wins over the deployment default
+    (tmp_path / "ws").mkdir()
+    async with (
+        run_gateway(nats_url, config, tmp_path, services=("ingress", "router", "runner", "node-agent")) as gw,
+        gw.client() as http,
+    ):
+        r = await http.post(
+            "/v1/messages?wait=60", json={"text": "loop", "peer": {"kind": "direct", "id": "dev"}}
+        )
+    assert r.status_code == 502
+    err = r.json()["error"]
+    assert err["code"] == "TOOL_LOOP_LIMIT" and "after 2 model/tool round trips" in err["message"]
+    assert "tools.maxIterations" in err["hint"]
+    assert len(fake.requests) == 2

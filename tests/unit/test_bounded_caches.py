@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from clawmesh.checks import default_checks
 from clawmesh.config import Config, parse_config
 from clawmesh.config._model import DERIVED_LIMIT
 from clawmesh.tools.policy import effective_tools
 
 
 def test_values_derived_per_agent_id_are_bounded_and_hot_ones_stay() -> None:
-    config = parse_config({"agents": {"defaults": {"model": "echo/x"}}}, env={})
+    config = parse_config({"agents": {"defaults": {"model": "echo/x"}}}, env={}, checks=default_checks())
     builds: Counter[str] = Counter()
 
     def build(name: str) -> Callable[[Config], object]:
@@ -38,7 +39,7 @@ def test_values_derived_per_agent_id_are_bounded_and_hot_ones_stay() -> None:
 def test_auth_profiles_kept_per_agent_dir_are_bounded() -> None:
     from clawmesh_runner.turn import _AUTH_LIMIT, _auth_for
 
-    config = parse_config({}, env={})
+    config = parse_config({}, env={}, checks=default_checks())
     views = [config.agent_view(f"a{i}") for i in range(_AUTH_LIMIT + 2)]
     assert all(v is not None for v in views)
     hot, cold = _auth_for(views[0]), _auth_for(views[1])  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from clawmesh.checks import default_checks
 from clawmesh.config import (
     ConfigError,
     config_path,
@@ -20,12 +21,12 @@ from clawmesh.config import (
 
 def errors(data: dict[str, Any], env: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as err:
-        parse_config(data, env=env or {})
+        parse_config(data, env=env or {}, checks=default_checks())
     return [str(p) for p in err.value.problems]
 
 
 def test_empty_config_is_valid_and_routes_to_main() -> None:
-    config = parse_config({}, env={})
+    config = parse_config({}, env={}, checks=default_checks())
     assert config.agent_ids == ("main",)
     assert config.default_agent_id == "main"
     assert not config.has_roster
@@ -39,12 +40,12 @@ def test_json5_comments_trailing_commas_and_unquoted_keys() -> None:
       /* block */ bindings: [],
     }
     """
-    assert parse_config_text(text, env={}).agent_ids == ("home",)
+    assert parse_config_text(text, env={}, checks=default_checks()).agent_ids == ("home",)
 
 
 def test_duplicate_keys_are_rejected_with_their_path() -> None:
     with pytest.raises(ConfigError) as err:
-        parse_config_text('{"agents": {"list": [{"id": "a", "id": "b"}]}}', env={})
+        parse_config_text('{"agents": {"list": [{"id": "a", "id": "b"}]}}', env={}, checks=default_checks())
     assert "$.agents.list[0].id: duplicate key" in str(err.value)
 
 
@@ -52,7 +53,7 @@ def test_json5_syntax_error_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text('{\n  "agents": {\n    "list": [ }\n}\n')
     with pytest.raises(ConfigError) as err:
-        load_config(path, env={})
+        load_config(path, env={}, checks=default_checks())
     assert f"{path}:3" in str(err.value) and "not valid JSON5" in str(err.value)
 
 
@@ -63,6 +64,7 @@ def test_env_substitution_and_escape() -> None:
             "models": {"providers": {"local": {"baseUrl": "$${NOT_SUBSTITUTED}"}}},
         },
         env={"GW_TOKEN": "s3cret"},
+        checks=default_checks(),
     )
     assert config.document.gateway.auth.token == "s3cret"  # type: ignore[union-attr]
     assert config.document.models.providers["local"].base_url == "${NOT_SUBSTITUTED}"  # type: ignore[union-attr]
@@ -94,6 +96,7 @@ def test_openclaw_only_keys_load_with_one_warning_each() -> None:
             "session": {"reset": {"mode": "daily"}},
         },
         env={},
+        checks=default_checks(),
     )
     paths = sorted(w.path for w in config.warnings if "not implemented" in w.message)
     assert paths == [
@@ -180,6 +183,7 @@ def test_warnings_for_dead_bindings() -> None:
             ],
         },
         env={},
+        checks=default_checks(),
     )
     messages = {w.path: w.message for w in config.warnings}
     assert messages["$.bindings[1]"].startswith("unreachable: $.bindings[0]")
@@ -196,7 +200,7 @@ def test_host_network_sandbox_is_refused() -> None:
 
 
 def test_identity_links_without_scope_warn() -> None:
-    config = parse_config({"session": {"identityLinks": {"a": ["x:1"]}}}, env={})
+    config = parse_config({"session": {"identityLinks": {"a": ["x:1"]}}}, env={}, checks=default_checks())
     assert any(w.path == "$.session.identityLinks" for w in config.warnings)
 
 
@@ -227,6 +231,7 @@ class TestPaths:
                 }
             },
             env=env,
+            checks=default_checks(),
         )
         home, work, lab = config.agents
         assert home.workspace == tmp_path / ".clawmesh" / "workspace"
@@ -238,7 +243,11 @@ class TestPaths:
 
     def test_defaults_workspace_and_profile(self, tmp_path: Path) -> None:
         env = {"HOME": str(tmp_path), "CLAWMESH_PROFILE": "dev"}
-        config = parse_config({"agents": {"list": [{"id": "a", "default": True}, {"id": "b"}]}}, env=env)
+        config = parse_config(
+            {"agents": {"list": [{"id": "a", "default": True}, {"id": "b"}]}},
+            env=env,
+            checks=default_checks(),
+        )
         assert config.agents[0].workspace == tmp_path / ".clawmesh" / "workspace-dev"
         config = parse_config(
             {
@@ -248,6 +257,7 @@ class TestPaths:
                 }
             },
             env=env,
+            checks=default_checks(),
         )
         assert config.agents[0].workspace == tmp_path / "ws"
         assert config.agents[1].workspace == tmp_path / "ws" / "b"
@@ -269,6 +279,7 @@ class TestModels:
                 }
             },
             env={},
+            checks=default_checks(),
         )
         chains = {a.id: a.models for a in config.agents}
         assert chains == {
@@ -280,14 +291,16 @@ class TestModels:
         }
 
     def test_no_model_means_echo_with_a_warning(self) -> None:
-        config = parse_config({}, env={})
+        config = parse_config({}, env={}, checks=default_checks())
         assert config.agents[0].models == ("echo/default",)
         assert any("echo provider" in w.message for w in config.warnings)
 
 
 def test_env_overrides() -> None:
     config = parse_config(
-        {"gateway": {"port": 1}}, env={"CLAWMESH_GATEWAY_PORT": "2000", "CLAWMESH_NATS_URL": "nats://x:1"}
+        {"gateway": {"port": 1}},
+        env={"CLAWMESH_GATEWAY_PORT": "2000", "CLAWMESH_NATS_URL": "nats://x:1"},
+        checks=default_checks(),
     )
     assert config.document.gateway.port == 2000  # type: ignore[union-attr]
     assert config.document.nats.url == "nats://x:1"  # type: ignore[union-attr]
@@ -297,9 +310,11 @@ def test_env_overrides() -> None:
 
 
 def test_version_changes_with_content_only() -> None:
-    a = parse_config({"bindings": []}, env={})
-    b = parse_config({"bindings": []}, env={})
-    c = parse_config({"bindings": [{"agentId": "x", "match": {"channel": "d"}}]}, env={})
+    a = parse_config({"bindings": []}, env={}, checks=default_checks())
+    b = parse_config({"bindings": []}, env={}, checks=default_checks())
+    c = parse_config(
+        {"bindings": [{"agentId": "x", "match": {"channel": "d"}}]}, env={}, checks=default_checks()
+    )
     assert a.version == b.version != c.version
 
 
@@ -360,7 +375,7 @@ def test_openclaw_json_loads_as_is(tmp_path: Path) -> None:
     }
     path = tmp_path / "openclaw.json"
     path.write_text(json.dumps(sample))
-    config = load_config(path, env={"HOME": str(tmp_path), "DISCORD_BOT_TOKEN": "t"})
+    config = load_config(path, env={"HOME": str(tmp_path), "DISCORD_BOT_TOKEN": "t"}, checks=default_checks())
     assert config.agent_ids == ("home", "work")
     assert config.source == path
     assert {w.path for w in config.warnings} >= {

@@ -7,13 +7,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clawmesh.checks import default_checks
 from clawmesh.config import parse_config
 from clawmesh.routing import AgentSelectionRequired, explain_route, resolve_route
 
 
 def _config(bindings: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
     agents = {"list": [{"id": "main", "default": True}, {"id": "a"}, {"id": "b"}]}
-    return parse_config({"agents": agents, "bindings": bindings}, env={})
+    return parse_config({"agents": agents, "bindings": bindings}, env={}, checks=default_checks())
 
 
 def _reasons(expl, path: str) -> list[str]:  # type: ignore[no-untyped-def]
@@ -53,7 +54,7 @@ def test_winner_and_shadowed_match_are_marked() -> None:
 
 
 def test_agent_selection_required_is_reported() -> None:
-    config = parse_config({"agents": {"list": [{"id": "a"}, {"id": "b"}]}}, env={})
+    config = parse_config({"agents": {"list": [{"id": "a"}, {"id": "b"}]}}, env={}, checks=default_checks())
     expl = explain_route(config, channel="slack")
     assert expl.route is None and expl.error is not None
     assert "AGENT_SELECTION_REQUIRED" in expl.render()

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from clawmesh.checks import default_checks
 from clawmesh.config import GatewayRateLimit, load_config
 from clawmesh.httpserver import EmbeddedHTTPServer
 from clawmesh.wire import (
@@ -104,7 +105,7 @@ class Surfaces:
     ) -> None:
         path = tmp_path / "clawmesh.json"
         path.write_text(json.dumps({"agents": {"list": [{"id": "home", "default": True}, {"id": "work"}]}}))
-        config = load_config(path, env={"HOME": str(tmp_path)})
+        config = load_config(path, env={"HOME": str(tmp_path)}, checks=default_checks())
         ctx = SimpleNamespace(
             holder=SimpleNamespace(current=config),
             subjects=Subjects("cm"),

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from clawmesh.checks import default_checks
 from clawmesh.config import Config, parse_config
 from clawmesh.providers import (
     AnthropicProvider,
@@ -36,7 +37,7 @@ def config(
     providers: dict[str, Any] | None = None, env: dict[str, str] | None = None, **extra: Any
 ) -> Config:
     data: dict[str, Any] = {"models": {"providers": providers or {}}, **extra}
-    return parse_config(data, env=env or {})
+    return parse_config(data, env=env or {}, checks=default_checks())
 
 
 def write(path: Path, document: object) -> Path:

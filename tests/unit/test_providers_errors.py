@@ -12,6 +12,7 @@ import httpx2
 import pytest
 
 import tests.fakes.models as fm
+from clawmesh.checks import default_checks
 from clawmesh.config import parse_config
 from clawmesh.providers import (
     Credential,
@@ -50,6 +51,7 @@ async def failure(
             }
         },
         env={},
+        checks=default_checks(),
     )
     target = resolve_target(config, ref)
     # Short only where a Hang is meant to trip it: a slow CI machine must not fake a timeout.

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import tests.fakes.models as fm
+from clawmesh.checks import default_checks
 from clawmesh.config import Config, parse_config
 from clawmesh.providers import (
     AllModelsFailed,
@@ -56,7 +57,9 @@ def config_for(
     for name, entry in providers.items():
         entries[name] = {**entries.get(name, {}), **entry}
     default_env = {"ANTHROPIC_API_KEY": "env-ant", "OPENAI_API_KEY": "env-oai"}
-    return parse_config({"models": {"providers": entries}}, env=default_env if env is None else env)
+    return parse_config(
+        {"models": {"providers": entries}}, env=default_env if env is None else env, checks=default_checks()
+    )
 
 
 def write_profiles(path: Path, profiles: dict[str, Any], order: dict[str, list[str]] | None = None) -> Path:

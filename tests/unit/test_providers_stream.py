@@ -11,6 +11,7 @@ from openai.types.chat import ChatCompletionChunk
 
 import clawmesh.providers._echo as echo_module
 import tests.fakes.models as fm
+from clawmesh.checks import default_checks
 from clawmesh.config import Config, parse_config
 from clawmesh.providers import (
     AssistantMessage,
@@ -65,6 +66,7 @@ def config_for(fake: fm.FakeModelServer, **providers: Any) -> Config:
             }
         },
         env={},
+        checks=default_checks(),
     )
 
 
@@ -176,7 +178,7 @@ async def test_openai_request_shape(fake: fm.FakeModelServer) -> None:
 
 
 def test_api_openai_com_gets_max_completion_tokens() -> None:
-    target = resolve_target(parse_config({}, env={}), "openai/gpt-x")
+    target = resolve_target(parse_config({}, env={}, checks=default_checks()), "openai/gpt-x")
     built = provider_for(target)
     assert isinstance(built, OpenAIProvider) and built.max_tokens_field == "max_completion_tokens"
 
@@ -185,6 +187,7 @@ async def test_configured_headers_are_sent(fake: fm.FakeModelServer) -> None:
     config = parse_config(
         {"models": {"providers": {"anthropic": {"baseUrl": fake.base_url, "headers": {"x-team": "blue"}}}}},
         env={},
+        checks=default_checks(),
     )
     await collect(provider_for(resolve_target(config, "anthropic/c")).stream(request(), KEY))
     assert fake.requests[-1].headers["x-team"] == "blue"
@@ -408,7 +411,7 @@ async def test_echo_echoes_the_last_tool_result() -> None:
 
 
 def test_echo_needs_no_network_or_key() -> None:
-    target = resolve_target(parse_config({}, env={}), "echo/anything-goes")
+    target = resolve_target(parse_config({}, env={}, checks=default_checks()), "echo/anything-goes")
     assert (target.api, target.model, target.base_url) == ("echo", "anything-goes", None)
     assert isinstance(provider_for(target), EchoProvider)
     assert "not a model" in (echo_module.__doc__ or "")

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from clawmesh.checks import default_checks
 from clawmesh.config import ConfigError, parse_config
 from clawmesh.routing import AGENT_SELECTION_REQUIRED, AgentSelectionRequired, resolve_route
 
@@ -14,7 +15,7 @@ def cfg(bindings: list[dict[str, Any]], agents: list[str] | None = ("main", "a",
     data: dict[str, Any] = {"bindings": bindings, **extra}
     if agents is not None:
         data.setdefault("agents", {"list": [{"id": a, "default": a == "main"} for a in agents]})
-    return parse_config(data, env={})
+    return parse_config(data, env={}, checks=default_checks())
 
 
 def b(
@@ -329,7 +330,9 @@ def test_main_binding_is_honoured_even_when_not_in_roster() -> None:
 
 def test_roster_lookup_is_normalised() -> None:
     config = parse_config(
-        {"agents": {"list": [{"id": "Ops Team", "default": True}]}, "bindings": [b("ops-team")]}, env={}
+        {"agents": {"list": [{"id": "Ops Team", "default": True}]}, "bindings": [b("ops-team")]},
+        env={},
+        checks=default_checks(),
     )
     assert resolve_route(config, channel="discord").agent_id == "ops-team"
 
@@ -346,7 +349,7 @@ def test_sole_agent_is_the_default() -> None:
 
 
 def test_several_agents_without_owner_require_selection() -> None:
-    config = parse_config({"agents": {"list": [{"id": "a"}, {"id": "b"}]}}, env={})
+    config = parse_config({"agents": {"list": [{"id": "a"}, {"id": "b"}]}}, env={}, checks=default_checks())
     with pytest.raises(AgentSelectionRequired) as err:
         resolve_route(config, channel="telegram", account_id="bot1")
     assert err.value.code == AGENT_SELECTION_REQUIRED == "AGENT_SELECTION_REQUIRED"
@@ -358,6 +361,7 @@ def test_several_agents_without_owner_require_selection() -> None:
             "bindings": [b("b", channel="telegram", accountId="*")],
         },
         env={},
+        checks=default_checks(),
     )
     assert resolve_route(config, channel="telegram", account_id="bot1").agent_id == "b"
 
@@ -365,7 +369,9 @@ def test_several_agents_without_owner_require_selection() -> None:
 def test_two_defaults_are_a_config_error() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(
-            {"agents": {"list": [{"id": "a", "default": True}, {"id": "b", "default": True}]}}, env={}
+            {"agents": {"list": [{"id": "a", "default": True}, {"id": "b", "default": True}]}},
+            env={},
+            checks=default_checks(),
         )
     assert "more than one agent is marked default" in str(err.value)
 
@@ -378,14 +384,14 @@ def test_explicit_ownership_uses_system_agent() -> None:
             "list": [{"id": "a"}, {"id": "b"}],
         }
     }
-    assert resolve_route(parse_config(data, env={}), channel="x").agent_id == "b"
+    assert resolve_route(parse_config(data, env={}, checks=default_checks()), channel="x").agent_id == "b"
     no_system = {"agents": {"ownership": "explicit", "list": [{"id": "a"}, {"id": "b"}]}}
     with pytest.raises(AgentSelectionRequired):
-        resolve_route(parse_config(no_system, env={}), channel="x")
+        resolve_route(parse_config(no_system, env={}, checks=default_checks()), channel="x")
 
 
 def test_caller_supplied_default_agent() -> None:
-    config = parse_config({"agents": {"list": [{"id": "a"}, {"id": "b"}]}}, env={})
+    config = parse_config({"agents": {"list": [{"id": "a"}, {"id": "b"}]}}, env={}, checks=default_checks())
     assert resolve_route(config, channel="x", default_agent_id="B").agent_id == "b"
     with pytest.raises(AgentSelectionRequired):
         resolve_route(config, channel="x", default_agent_id="ghost")
@@ -398,6 +404,7 @@ def test_entries_roster_form() -> None:
             "bindings": [b("work", channel="slack")],
         },
         env={},
+        checks=default_checks(),
     )
     assert config.agent_ids == ("home", "work")
     assert resolve_route(config, channel="slack").agent_id == "work"
@@ -498,5 +505,7 @@ def test_the_route_cache_keeps_recently_used_inputs() -> None:
     assert resolve_route(config, channel="telegram", account_id="cold") is not cold
 
 
-def test_dict_config_is_accepted() -> None:
-    assert resolve_route({"bindings": [b("x")]}, channel="discord").agent_id == "x"
+def test_a_rosterless_config_routes_to_the_bound_agent() -> None:
+    # resolve_route takes a parsed Config only (it no longer parses mappings itself)
+    config = parse_config({"bindings": [b("x")]}, env={}, checks=default_checks())
+    assert resolve_route(config, channel="discord").agent_id == "x"

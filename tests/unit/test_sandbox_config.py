@@ -10,18 +10,19 @@ from typing import Any
 
 import pytest
 
+from clawmesh.checks import default_checks
 from clawmesh.config import Config, ConfigError, parse_config
 from clawmesh.sandbox import (
     AGENT_MOUNT,
     DEFAULT_IMAGE,
     EffectiveSandbox,
+    config_checks,
     container_hash,
     container_name,
     effective_problems,
     host_workspace,
     path_refusal,
     resolve_sandbox,
-    sandbox_config_problems,
     validate_binds,
     workspace_mounts,
 )
@@ -34,7 +35,7 @@ def config(tmp_path: Path, defaults: dict[str, Any] | None = None, *agents: dict
     if defaults is not None:
         data["agents"]["defaults"] = {"sandbox": defaults}
     data["agents"]["list"] = list(agents) or [{"id": "a"}]
-    return parse_config(data, env={"HOME": str(tmp_path)})
+    return parse_config(data, env={"HOME": str(tmp_path)}, checks=default_checks())
 
 
 # -- resolution -------------------------------------------------------------------------------
@@ -479,7 +480,7 @@ def test_problems_carry_json_paths(tmp_path: Path) -> None:
 
 def test_no_problems_for_a_plain_config(tmp_path: Path) -> None:
     cfg = config(tmp_path, {"mode": "all", "docker": {"binds": ["~/projects:/p:ro"], "memory": "512m"}})
-    assert sandbox_config_problems(cfg) == []
+    assert config_checks(cfg) == []
 
 
 def test_state_dir_secrets_are_protected(tmp_path: Path) -> None:
@@ -506,7 +507,7 @@ def test_warnings(tmp_path: Path) -> None:
         {"scope": "shared", "docker": {"env": {"GITHUB_TOKEN": "x", "OPENAI_API_KEY": "y", "PATH": "/bin"}}},
         {"id": "a", "sandbox": {"docker": {"image": "mine"}, "prune": {"idleHours": 1}}},
     )
-    warnings = {p.path: p.message for p in sandbox_config_problems(cfg) if p.severity == "warning"}
+    warnings = {p.path: p.message for p in config_checks(cfg) if p.severity == "warning"}
     assert set(warnings) == {
         "$.agents.defaults.sandbox.docker.env.GITHUB_TOKEN",
         "$.agents.defaults.sandbox.docker.env.OPENAI_API_KEY",
@@ -523,10 +524,10 @@ def test_shared_scope_with_different_workspaces_warns(tmp_path: Path) -> None:
         {"id": "a"},
         {"id": "b"},
     )
-    [problem] = sandbox_config_problems(cfg)
+    [problem] = config_checks(cfg)
     assert (problem.path, problem.severity) == ("$.agents.defaults.sandbox.scope", "warning")
     same = config(tmp_path, {"mode": "all", "scope": "shared"}, {"id": "a"}, {"id": "b"})
-    assert sandbox_config_problems(same) == []
+    assert config_checks(same) == []
 
 
 def test_workspace_root_is_expanded(tmp_path: Path) -> None:

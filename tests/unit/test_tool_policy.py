@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from clawmesh.checks import default_checks
 from clawmesh.config import Config, parse_config
 from clawmesh.tools import (
     CATALOG,
@@ -122,7 +123,7 @@ def config(tools: dict[str, Any] | None = None, agent: dict[str, Any] | None = N
     }
     if tools is not None:
         data["tools"] = tools
-    return parse_config(data, env={})
+    return parse_config(data, env={}, checks=default_checks())
 
 
 def allowed(cfg: Config, **kw: Any) -> frozenset[str]:
@@ -630,7 +631,9 @@ def test_removed_covers_every_other_candidate_in_catalog_order() -> None:
 
 
 def test_agents_entries_label() -> None:
-    cfg = parse_config({"agents": {"entries": {"work": {"tools": {"deny": ["exec"]}}}}}, env={})
+    cfg = parse_config(
+        {"agents": {"entries": {"work": {"tools": {"deny": ["exec"]}}}}}, env={}, checks=default_checks()
+    )
     assert effective_tools(cfg, "work").removal("exec") == Removal(
         "exec", "agents.entries.work.tools.deny", "exec"
     )
@@ -818,7 +821,7 @@ def test_subagent_leaf_depth(
         data["agents"]["defaults"] = {"subagents": {"maxSpawnDepth": defaults}}
     if agent_depth is not None:
         data["agents"]["list"][0]["subagents"] = {"maxSpawnDepth": agent_depth}
-    cfg = parse_config(data, env={})
+    cfg = parse_config(data, env={}, checks=default_checks())
     result = effective_tools(cfg, "a", subagent=True, spawn_depth=spawn_depth)
     assert result.allows("sessions_spawn") is not leaf
     assert not result.allows("sessions_send")
@@ -864,7 +867,7 @@ def test_unknown_agent() -> None:
 
 
 def test_no_roster_uses_any_agent_id() -> None:
-    cfg = parse_config({"tools": {"deny": ["exec"]}}, env={})
+    cfg = parse_config({"tools": {"deny": ["exec"]}}, env={}, checks=default_checks())
     assert frozenset(effective_tools(cfg, "main").allowed) == ALL - {"exec"}
     assert frozenset(effective_tools(cfg, "other").allowed) == ALL - {"exec"}
 

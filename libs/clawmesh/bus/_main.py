@@ -10,6 +10,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
+from ..checks import default_checks
 from ..config import ConfigError, ConfigHolder
 from ._service import Service, open_context, run_services
 from ._trace import setup_tracing
@@ -63,7 +64,7 @@ def service_main(cls: type[Service], argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
-        holder = ConfigHolder.load(args.config)
+        holder = ConfigHolder.load(args.config, checks=default_checks())
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

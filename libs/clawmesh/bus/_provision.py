@@ -21,6 +21,7 @@ from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
+from ..config import NatsSettings, RuntimeSettings
 from ..wire import Subjects
 
 __all__ = ["BucketSpec", "Layout", "bind_buckets", "provision"]
@@ -42,8 +43,8 @@ class Layout:
     """Names and retention of everything clawmesh keeps in JetStream."""
 
     subjects: Subjects = field(default_factory=Subjects)
-    replicas: int = 1
-    lease_seconds: float = 10.0
+    replicas: int = NatsSettings.replicas
+    lease_seconds: float = RuntimeSettings.lease_seconds
 
     def _stream(self, name: str, subject: str, retention: RetentionPolicy, **extra: Any) -> StreamConfig:
         return StreamConfig(

@@ -106,9 +106,8 @@ class Service(Protocol):
 def nats_settings(holder: ConfigHolder, url_override: str | None = None) -> dict[str, Any]:
     """Connection settings from the config (`nats.*`), with an optional URL override."""
     section = holder.current.document.nats
-    url = url_override or (section.url if section and section.url else None) or "nats://127.0.0.1:4222"
     return {
-        "servers": url,
+        "servers": url_override or holder.current.settings.nats.url,
         "user": section.user if section else None,
         "password": section.password if section else None,
         "token": section.token if section else None,
@@ -117,13 +116,11 @@ def nats_settings(holder: ConfigHolder, url_override: str | None = None) -> dict
 
 
 def layout_for(holder: ConfigHolder) -> Layout:
-    config = holder.current
-    nats_cfg = config.document.nats
-    runtime = config.document.runtime
+    settings = holder.current.settings
     return Layout(
-        subjects=Subjects(config.subject_prefix),
-        replicas=(nats_cfg.replicas if nats_cfg and nats_cfg.replicas else 1),
-        lease_seconds=(runtime.turn_lease_seconds if runtime and runtime.turn_lease_seconds else 10.0),
+        subjects=Subjects(settings.nats.subject_prefix),
+        replicas=settings.nats.replicas,
+        lease_seconds=settings.runtime.lease_seconds,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ..checks import default_checks
 from ..config import Config, update_config_file
 from ..ids import is_valid_agent_id, normalize_account_id, normalize_agent_id
 from ..routing import TIERS, RouteBinding, normalize_bindings
@@ -213,7 +214,7 @@ def add(
         notes.extend(_bind_all(data, aid, bind or []))
 
     path = config_file(ctx)
-    config = update_config_file(path, mutate)
+    config = update_config_file(path, mutate, checks=default_checks())
     view = config.agent(aid)
     assert view is not None
     created = ensure_agent_dirs(view.workspace, view.agent_dir, aid, view.name)
@@ -249,7 +250,9 @@ def bind_(
     """Bind an agent to channel accounts. A binding without account matches only the `default` account."""
     aid = _agent_or_fail(ctx, agent)
     notes: list[str] = []
-    update_config_file(config_file(ctx), lambda data: notes.extend(_bind_all(data, aid, bind)))
+    update_config_file(
+        config_file(ctx), lambda data: notes.extend(_bind_all(data, aid, bind)), checks=default_checks()
+    )
     for note in notes:
         console.print(note, markup=False)
 
@@ -290,7 +293,7 @@ def unbind(
             fail(f"agent '{aid}' has no such binding")
         data["bindings"] = kept
 
-    update_config_file(config_file(ctx), mutate)
+    update_config_file(config_file(ctx), mutate, checks=default_checks())
     console.print(f"removed {len(removed)} binding(s) of {aid}: {', '.join(removed)}", markup=False)
 
 

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
+from ..checks import default_checks
 from ..config import Config, ConfigError, config_path, load_config
 
 __all__ = [
@@ -56,7 +57,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def load(ctx: typer.Context, *, missing_ok: bool = True) -> Config:
     """The effective config; a missing default file is an empty config, a missing --config is an error."""
     st = state(ctx)
-    return load_config(st.config, missing_ok=missing_ok)
+    return load_config(st.config, checks=default_checks(), missing_ok=missing_ok)
 
 
 def config_file(ctx: typer.Context) -> Path:

@@ -51,10 +51,7 @@ async def _statuses(config: Config, url: str | None) -> list[Any]:
     async with nats_client(config, url) as nc:
         js = nc.jetstream()
         kv = await js.key_value(Subjects(config.subject_prefix).bucket("nodes"))
-        nodes = config.document.nodes
-        directory = NodeDirectory(
-            kv, offline_after_missed=nodes.offline_after_missed if nodes and nodes.offline_after_missed else 3
-        )
+        directory = NodeDirectory(kv, offline_after_missed=config.settings.nodes.offline_after_missed)
         return await directory.statuses(fresh=True)
 
 
@@ -150,7 +147,7 @@ def sandbox_explain(
     if view is None:
         fail(f"unknown agent {agent!r} (configured: {', '.join(config.agent_ids)})")
     sandbox = resolve_sandbox(config, view.id)
-    main_key = build_agent_main_session_key(view.id, config.session.main_key)
+    main_key = build_agent_main_session_key(view.id, config.settings.session.main_key)
     key = session or main_key
     applies = sandbox.applies_to(key, main_key)
     spec: Any = view.node

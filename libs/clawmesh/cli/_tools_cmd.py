@@ -43,10 +43,10 @@ class _Session:
 
 def _session(config: Config, view: AgentView, session: str | None) -> _Session:
     """The session to explain (default: the agent's main session), normalised like the store does."""
-    main_key = build_agent_main_session_key(view.id, config.session.main_key)
+    main_key = build_agent_main_session_key(view.id, config.settings.session.main_key)
     if session is None:
         return _Session(main_key, True, 0)
-    key = to_agent_store_session_key(view.id, session, config.session.main_key)
+    key = to_agent_store_session_key(view.id, session, config.settings.session.main_key)
     parsed = parse_agent_session_key(key)
     if parsed is None:
         fail(f"malformed session key {session!r}: expected agent:<agentId>:<rest>", 2)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import __version__
+from ..checks import default_checks
 from ..config import Config, ConfigHolder, load_config, state_dir
 from ..gateway import DEFAULT_NATS_PORT, gateway_token
 from ._common import console, fail, state
@@ -212,9 +213,9 @@ def up(
         path = state_dir(env) / "demo.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(demo_config(env), indent=2) + "\n")
-        holder = ConfigHolder(load_config(path, env=env), path, env)
+        holder = ConfigHolder(load_config(path, checks=default_checks(), env=env), path, env)
     else:
-        holder = ConfigHolder.load(state(ctx).config, env)
+        holder = ConfigHolder.load(state(ctx).config, env, checks=default_checks())
     for warning in holder.current.warnings:
         console.print(f"warning: {warning}", markup=False, style=None)
     gateway_token(holder.current, create=True)
@@ -242,7 +243,7 @@ def service(
     if cls is None:
         fail(f"service {name!r} is not available in this build", 2)
     configure_logging(log_level)
-    holder = ConfigHolder.load(state(ctx).config)
+    holder = ConfigHolder.load(state(ctx).config, checks=default_checks())
     labels = {}
     for item in label or []:
         k, sep, v = item.partition("=")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ._errors import ConfigError
 from ._load import load_config, parse_config
-from ._model import Config
+from ._model import Config, ConfigCheck
 
 __all__ = ["ConfigHolder", "ReloadResult"]
 
@@ -41,14 +41,26 @@ class ConfigHolder:
         self._listeners: list[Callable[[Config], None]] = []
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> ConfigHolder:
-        config = load_config(path, env=env, missing_ok=True)
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None,
+        env: Mapping[str, str] | None = None,
+        *,
+        checks: Sequence[ConfigCheck],
+    ) -> ConfigHolder:
+        config = load_config(path, checks=checks, env=env, missing_ok=True)
         return cls(config, config.source, env)
 
     @classmethod
-    def fixed(cls, data: Mapping[str, object], env: Mapping[str, str] | None = None) -> ConfigHolder:
-        """A holder for an in-memory config (tests, embedded demos); reload re-validates it."""
-        return cls(parse_config(dict(data), env=env), None, env)
+    def fixed(
+        cls,
+        data: Mapping[str, object],
+        env: Mapping[str, str] | None = None,
+        *,
+        checks: Sequence[ConfigCheck],
+    ) -> ConfigHolder:
+        """A holder for an in-memory config (tests, embedded demos)."""
+        return cls(parse_config(dict(data), checks=checks, env=env), None, env)
 
     def on_change(self, listener: Callable[[Config], None]) -> None:
         self._listeners.append(listener)
@@ -64,12 +76,13 @@ class ConfigHolder:
         return mtime is not None and mtime != self._mtime
 
     def reload(self) -> ReloadResult:
-        """Re-read the file. On any error the current config stays and the errors are returned."""
+        """Re-read the file and run the checks the current config passed. On any error the
+        current config stays and the errors are returned."""
         if self.path is None:
             return ReloadResult(True, self.current.version, False, [])
         self._mtime = self._stat()
         try:
-            fresh = load_config(self.path, env=self.env)
+            fresh = load_config(self.path, checks=self.current.checks, env=self.env)
         except ConfigError as exc:
             errors = [str(p) for p in exc.problems] or [str(exc)]
             log.error("config reload failed, keeping version %s: %s", self.current.version, "; ".join(errors))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -14,9 +14,10 @@ import msgspec
 
 from ._check import DuplicateKeyDict, check_structure, child_path, index_path
 from ._errors import ConfigError, Problem
-from ._model import Config, build_roster
+from ._model import Config, ConfigCheck, build_roster
 from ._paths import config_path, state_dir
 from ._schema import ChannelsDefaults, ConfigFile
+from ._settings import resolve_settings
 from ._validate import validate
 
 __all__ = ["load_config", "parse_config", "parse_config_text", "read_config_file"]
@@ -90,17 +91,23 @@ def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str], problems:
 def parse_config(
     data: Mapping[str, Any],
     *,
+    checks: Sequence[ConfigCheck],
     env: Mapping[str, str] | None = None,
     source: str | os.PathLike[str] | None = None,
     apply_env_overrides: bool = True,
 ) -> Config:
-    """Validate a config object (OpenClaw or clawmesh shape). Raises `ConfigError` listing every error."""
+    """Validate a config object (OpenClaw or clawmesh shape). Raises `ConfigError` listing every error.
+
+    `checks` are the domains' own checks (`clawmesh.checks.default_checks()`), run on the
+    `Config` once its own schema and settings are sound; their errors refuse it too.
+    """
     env = dict(os.environ) if env is None else dict(env)
     src = Path(source) if source is not None else None
+    where = str(src) if src else None
     problems: list[Problem] = []
     if not isinstance(data, Mapping):
         raise ConfigError(
-            [Problem("$", f"expected an object at the top level, got {type(data).__name__}")], str(src)
+            [Problem("$", f"expected an object at the top level, got {type(data).__name__}")], where
         )
     substituted = _substitute(data if isinstance(data, dict) else dict(data), env, "$", problems)
     if apply_env_overrides:
@@ -116,50 +123,64 @@ def parse_config(
         channel_defaults = cleaned_defaults
     cleaned, found = check_structure(substituted, ConfigFile)
     problems += found
-    if any(p.severity == "error" for p in problems):
-        raise ConfigError(problems, str(src) if src else None)
+    if _has_errors(problems):
+        raise ConfigError(problems, where)
     try:
-        file = msgspec.convert(cleaned, ConfigFile)
+        document = msgspec.convert(cleaned, ConfigFile)
     except msgspec.ValidationError as exc:  # the walker should have caught it; report anyway
-        raise ConfigError([Problem("$", str(exc))], str(src) if src else None) from None
+        raise ConfigError([Problem("$", str(exc))], where) from None
+    settings, found = resolve_settings(document)
+    problems += found
     sdir = state_dir(env)
-    agents, has_roster, default_id, default_problem, roster_problems = build_roster(file, sdir, env)
-    problems += roster_problems
-    problems += validate(file, agents, has_roster)
-    if any(p.severity == "error" for p in problems):
-        raise ConfigError(problems, str(src) if src else None)
+    agents, has_roster, default_id, default_problem, found = build_roster(document, settings, sdir, env)
+    problems += found
+    problems += validate(document, agents)
     if channel_defaults is not None:
         cleaned = {**cleaned, "channels": {"defaults": channel_defaults, **cleaned.get("channels", {})}}
     version = hashlib.sha256(msgspec.json.encode(cleaned, order="sorted")).hexdigest()[:12]
-    config = Config(
-        document=file,
-        raw=cleaned,
-        agents=agents,
-        has_roster=has_roster,
-        default_agent_id=default_id,
-        default_agent_problem=default_problem,
-        state_dir=sdir,
-        env=env,
-        source=src,
-        version=version,
-        warnings=tuple(p for p in problems if p.severity == "warning"),
-    )
-    # Sandbox checks (refused binds and networks, …) need the resolved paths of a Config.
-    from ..sandbox import sandbox_config_problems
 
-    sandbox_problems = sandbox_config_problems(config)
-    if any(p.severity == "error" for p in sandbox_problems):
-        raise ConfigError(problems + sandbox_problems, str(src) if src else None)
-    if sandbox_problems:
-        config.warnings = config.warnings + tuple(sandbox_problems)
-    return config
+    def build(warnings: tuple[Problem, ...]) -> Config:
+        return Config(
+            document=document,
+            raw=cleaned,
+            agents=agents,
+            has_roster=has_roster,
+            default_agent_id=default_id,
+            default_agent_problem=default_problem,
+            settings=settings,
+            state_dir=sdir,
+            env=env,
+            source=src,
+            version=version,
+            warnings=warnings,
+            checks=tuple(checks),
+        )
+
+    config = build(_warnings(problems))
+    found = [problem for check in checks for problem in check(config)]
+    if _has_errors(problems + found):
+        raise ConfigError(problems + found, where)
+    # The domains' warnings belong in the `Config` they judged: a new one, as a `Config` never changes.
+    return build(_warnings(problems + found)) if found else config
+
+
+def _has_errors(problems: Iterable[Problem]) -> bool:
+    return any(p.severity == "error" for p in problems)
+
+
+def _warnings(problems: Iterable[Problem]) -> tuple[Problem, ...]:
+    return tuple(p for p in problems if p.severity == "warning")
 
 
 def parse_config_text(
-    text: str, *, source: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+    text: str,
+    *,
+    checks: Sequence[ConfigCheck],
+    source: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Config:
     """Parse JSON5 text (comments, trailing commas; duplicate keys rejected) into a `Config`."""
-    return parse_config(_parse_json5(text, source), env=env, source=source)
+    return parse_config(_parse_json5(text, source), checks=checks, env=env, source=source)
 
 
 def _parse_json5(text: str, source: str | os.PathLike[str] | None) -> Any:
@@ -214,6 +235,7 @@ def read_config_file(path: str | os.PathLike[str]) -> Any:
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
+    checks: Sequence[ConfigCheck],
     env: Mapping[str, str] | None = None,
     missing_ok: bool = False,
 ) -> Config:
@@ -224,5 +246,5 @@ def load_config(
     env = dict(os.environ) if env is None else dict(env)
     where = config_path(path, env)
     if missing_ok and path is None and not env.get("CLAWMESH_CONFIG_PATH") and not where.exists():
-        return parse_config({}, env=env, source=None)
-    return parse_config(read_config_file(where), env=env, source=where)
+        return parse_config({}, checks=checks, env=env, source=None)
+    return parse_config(read_config_file(where), checks=checks, env=env, source=where)

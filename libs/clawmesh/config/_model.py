@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -12,13 +12,21 @@ from typing import Any, Final, TypeVar
 from ..ids import DEFAULT_AGENT_ID, normalize_agent_id
 from ._errors import Problem
 from ._paths import default_workspace, resolve_user_path
-from ._schema import AgentEntry, ConfigFile, ModelSpec, NodeSelector, RunnerType, SessionSection
+from ._schema import AgentEntry, ConfigFile, ModelSpec, NodeSelector, RunnerType
+from ._settings import DEFAULT_MAX_CONCURRENT, Settings, positive
 
-__all__ = ["DEFAULT_MAX_CONCURRENT", "DEFAULT_MODEL", "DERIVED_LIMIT", "AgentView", "Config", "build_roster"]
+__all__ = [
+    "DEFAULT_MAX_CONCURRENT",
+    "DEFAULT_MODEL",
+    "DERIVED_LIMIT",
+    "AgentView",
+    "Config",
+    "ConfigCheck",
+    "build_roster",
+]
 
 T = TypeVar("T")
 
-DEFAULT_MAX_CONCURRENT: Final = 4  # OpenClaw's main lane
 # No model configured anywhere: use the offline echo provider rather than a paid API the user
 # has no key for; loading says so in a warning.
 DEFAULT_MODEL: Final = "echo/default"
@@ -41,8 +49,15 @@ class AgentView:
     models: tuple[str, ...]
     runner_type: RunnerType
     max_concurrent: int
+    tool_iterations: int  # model↔tool round trips per turn
+    model_timeout: float | None  # seconds without progress from the model; None: the provider's
     node: str | NodeSelector | None = None
     declared_default: bool = field(default=False)
+
+
+# A domain's checks of a loaded config (routing's bindings, sandbox's binds, …): config knows
+# none of them; whoever loads a config passes them in (see `clawmesh.config_checks`).
+ConfigCheck = Callable[["Config"], Iterable[Problem]]
 
 
 class Config:
@@ -55,17 +70,37 @@ class Config:
         "_derived_limit",
         "_lock",
         "agents",
+        "checks",
         "default_agent_id",
         "default_agent_problem",
         "document",
         "env",
         "has_roster",
         "raw",
+        "settings",
         "source",
         "state_dir",
         "version",
         "warnings",
     )
+
+    document: ConfigFile
+    raw: dict[str, Any]
+    agents: tuple[AgentView, ...]
+    has_roster: bool
+    default_agent_id: str | None
+    default_agent_problem: str | None
+    settings: Settings
+    state_dir: Path
+    env: Mapping[str, str]
+    source: Path | None
+    version: str
+    warnings: tuple[Problem, ...]
+    checks: tuple[ConfigCheck, ...]
+    _by_id: dict[str, AgentView]
+    _derived: OrderedDict[str, Any]
+    _derived_limit: int
+    _lock: threading.RLock
 
     def __init__(
         self,
@@ -76,28 +111,37 @@ class Config:
         has_roster: bool,
         default_agent_id: str | None,
         default_agent_problem: str | None,
+        settings: Settings,
         state_dir: Path,
         env: Mapping[str, str],
         source: Path | None,
         version: str,
         warnings: tuple[Problem, ...],
+        checks: tuple[ConfigCheck, ...],
     ) -> None:
-        self.document = document
-        self.raw = raw
-        self.agents = agents
-        self.has_roster = has_roster
-        self.default_agent_id = default_agent_id
-        self.default_agent_problem = default_agent_problem
-        self.state_dir = state_dir
-        self.env = env
-        self.source = source
-        self.version = version
-        self.warnings = warnings
-        self._by_id = {a.id: a for a in agents}
+        init = object.__setattr__
+        init(self, "document", document)
+        init(self, "raw", raw)
+        init(self, "agents", agents)
+        init(self, "has_roster", has_roster)
+        init(self, "default_agent_id", default_agent_id)
+        init(self, "default_agent_problem", default_agent_problem)
+        init(self, "settings", settings)
+        init(self, "state_dir", state_dir)
+        init(self, "env", env)
+        init(self, "source", source)
+        init(self, "version", version)
+        init(self, "warnings", warnings)
+        # The checks this config passed: a reload runs the same ones.
+        init(self, "checks", checks)
+        init(self, "_by_id", {a.id: a for a in agents})
         # Bounded: callers key derived data by agent id, and without a roster any id is an agent.
-        self._derived: OrderedDict[str, Any] = OrderedDict()
-        self._derived_limit = DERIVED_LIMIT + 32 * len(agents)
-        self._lock = threading.RLock()  # a derived value may be built from others
+        init(self, "_derived", OrderedDict())
+        init(self, "_derived_limit", DERIVED_LIMIT + 32 * len(agents))
+        init(self, "_lock", threading.RLock())  # a derived value may be built from others
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Config is immutable; cannot set {name!r}")
 
     def agent(self, agent_id: str) -> AgentView | None:
         """Look an agent up by any spelling of its id (ids compare normalised)."""
@@ -112,7 +156,9 @@ class Config:
         aid = normalize_agent_id(agent_id)
         return self.derived(
             f"agent-view:{aid}",
-            lambda c: _view(aid, "$", AgentEntry(), c.document, c.state_dir, c.env, aid == DEFAULT_AGENT_ID),
+            lambda c: _view(
+                aid, "$", AgentEntry(), c.document, c.settings, c.state_dir, c.env, aid == DEFAULT_AGENT_ID
+            ),
         )
 
     @property
@@ -120,13 +166,8 @@ class Config:
         return tuple(a.id for a in self.agents)
 
     @property
-    def session(self) -> SessionSection:
-        return self.document.session or SessionSection()
-
-    @property
     def subject_prefix(self) -> str:
-        nats = self.document.nats
-        return (nats.subject_prefix if nats and nats.subject_prefix else "cm").strip() or "cm"
+        return self.settings.nats.subject_prefix
 
     def derived(self, name: str, build: Callable[[Config], T]) -> T:
         """Data computed once per config version (routing index, tool policies, …).
@@ -210,8 +251,15 @@ def _elect_default(
     )
 
 
+def _agent_limits(entry: AgentEntry, path: str, problems: list[Problem]) -> None:
+    """The per-agent keys where 0 would silently mean "inherit"."""
+    positive(entry.max_concurrent, f"{path}.maxConcurrent", "inherited", problems)
+    if entry.tools is not None:
+        positive(entry.tools.max_iterations, f"{path}.tools.maxIterations", "inherited", problems)
+
+
 def build_roster(
-    file: ConfigFile, state_dir: Path, env: Mapping[str, str]
+    file: ConfigFile, settings: Settings, state_dir: Path, env: Mapping[str, str]
 ) -> tuple[tuple[AgentView, ...], bool, str | None, str | None, list[Problem]]:
     """Agents in roster order with their paths; also the default agent and roster problems."""
     problems: list[Problem] = []
@@ -220,6 +268,7 @@ def build_roster(
     if agents and agents.list:
         for i, entry in enumerate(agents.list):
             path = f"$.agents.list[{i}]"
+            _agent_limits(entry, path, problems)
             if entry.id is None or not entry.id.strip():
                 problems.append(Problem(path, "missing required key 'id'"))
                 continue
@@ -227,6 +276,7 @@ def build_roster(
     if agents and agents.entries:
         for key, entry in agents.entries.items():
             path = f"$.agents.entries[{key!r}]" if not key.isidentifier() else f"$.agents.entries.{key}"
+            _agent_limits(entry, path, problems)
             if entry.id is not None and normalize_agent_id(entry.id) != normalize_agent_id(key):
                 problems.append(Problem(f"{path}.id", f"id '{entry.id}' differs from its key '{key}'"))
             raw.append((key, path, entry))
@@ -269,7 +319,7 @@ def build_roster(
 
     views: list[AgentView] = []
     for agent_id, path, entry in roster or [(DEFAULT_AGENT_ID, "$", AgentEntry())]:
-        views.append(_view(agent_id, path, entry, file, state_dir, env, agent_id == default_id))
+        views.append(_view(agent_id, path, entry, file, settings, state_dir, env, agent_id == default_id))
     for view in views:
         if view.models == (DEFAULT_MODEL,) and view.entry.model is None and not (defaults and defaults.model):
             problems.append(
@@ -287,6 +337,7 @@ def _view(
     path: str,
     entry: AgentEntry,
     file: ConfigFile,
+    settings: Settings,
     state_dir: Path,
     env: Mapping[str, str],
     is_default: bool,
@@ -312,6 +363,11 @@ def _view(
     max_concurrent = (
         entry.max_concurrent or (defaults.max_concurrent if defaults else None) or DEFAULT_MAX_CONCURRENT
     )
+    # Per agent, then global `tools.maxIterations`, then the deployment's `runtime.toolIterations`.
+    tool_iterations = next(
+        (t.max_iterations for t in (entry.tools, file.tools) if t and t.max_iterations),
+        settings.runtime.tool_iterations,
+    )
     node = entry.node or (defaults.node if defaults else None)
     # OpenClaw's per-agent `tools.exec.node`, then the global one, pin an agent to a node too.
     for tools in (entry.tools, file.tools):
@@ -330,6 +386,8 @@ def _view(
         models=_model_chain(entry, defaults.model if defaults else None),
         runner_type=runner_type,
         max_concurrent=max_concurrent,
+        tool_iterations=tool_iterations,
+        model_timeout=defaults.timeout_seconds if defaults else None,
         node=node,
         declared_default=bool(entry.default),
     )

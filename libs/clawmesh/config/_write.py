@@ -6,12 +6,12 @@ import contextlib
 import json
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._load import parse_config, read_config_file
-from ._model import Config
+from ._model import Config, ConfigCheck
 
 __all__ = ["update_config_file"]
 
@@ -52,7 +52,11 @@ def _replace_with(path: Path, data: bytes, like: os.stat_result | None) -> None:
 
 
 def update_config_file(
-    path: Path, mutate: Callable[[dict[str, Any]], None], *, env: Mapping[str, str] | None = None
+    path: Path,
+    mutate: Callable[[dict[str, Any]], None],
+    *,
+    checks: Sequence[ConfigCheck],
+    env: Mapping[str, str] | None = None,
 ) -> Config:
     """Apply `mutate` to the file's raw data (`${VAR}` references kept), validate, then write.
 
@@ -63,7 +67,7 @@ def update_config_file(
     """
     data: dict[str, Any] = _plain(read_config_file(path)) if path.exists() else {}
     mutate(data)
-    config = parse_config(data, env=env, source=path)
+    config = parse_config(data, checks=checks, env=env, source=path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         original: os.stat_result | None = path.stat()

@@ -14,6 +14,7 @@ from ..ids import (
     normalize_optional_account_id,
 )
 from ._bindings import TIERS, RouteBinding, normalize_bindings
+from ._checks import config_checks
 from ._errors import AGENT_SELECTION_REQUIRED, AgentSelectionRequired
 from ._explain import CandidateExplanation, RouteExplanation, TierExplanation, explain_route
 from ._peer import normalize_chat_type, peer_kind_matches
@@ -58,6 +59,7 @@ __all__ = [
     "build_group_history_key",
     "build_subagent_session_key",
     "classify_session_key_shape",
+    "config_checks",
     "derive_last_route_policy",
     "derive_session_chat_type",
     "explain_route",

@@ -171,7 +171,7 @@ def _reasons(
 
 
 def explain_route(
-    config: Config | Mapping[str, Any],
+    config: Config,
     *,
     channel: str,
     account_id: str | None = None,
@@ -185,10 +185,6 @@ def explain_route(
     default_agent_id: str | None = None,
 ) -> RouteExplanation:
     """Explain a routing decision tier by tier; the outcome is exactly `resolve_route`'s."""
-    if isinstance(config, Mapping):
-        from ..config import parse_config
-
-        config = parse_config(config)
     index = route_index(config)
     ch = channel.strip().lower() if isinstance(channel, str) else ""
     acct = normalize_account_id(account_id)

@@ -135,11 +135,11 @@ class RouteIndex:
         }
         self.default_agent = config.default_agent_id
         self.default_error = config.default_agent_problem
-        session = config.document.session
-        self.dm_scope = (session.dm_scope if session else None) or "main"
-        self.group_scope = (session.group_scope if session else None) or "per-group"
-        self.main_key = normalize_main_key(session.main_key if session else None)
-        self.identity_links = session.identity_links if session else None
+        session = config.settings.session
+        self.dm_scope: str = session.dm_scope
+        self.group_scope: str = session.group_scope
+        self.main_key = normalize_main_key(session.main_key)
+        self.identity_links = session.identity_links
         # LRU: a plain dict evicted with next(iter(...)) walks the tombstones its deletions
         # leave at the front, O(n) per insert once the cache is full.
         self.cache: OrderedDict[tuple[Any, ...], Route] = OrderedDict()
@@ -325,7 +325,7 @@ def _rest(bucket: _Bucket | None, roles: frozenset[str]) -> RouteBinding | None:
 
 
 def resolve_route(
-    config: Config | Mapping[str, Any],
+    config: Config,
     *,
     channel: str,
     account_id: str | None = None,
@@ -343,10 +343,6 @@ def resolve_route(
     Raises `AgentSelectionRequired` when the matched binding names an agent that is not
     configured, or when nothing matches and no single default agent exists.
     """
-    if isinstance(config, Mapping):
-        from ..config import parse_config
-
-        config = parse_config(config)
     index = route_index(config)
     roles_key = tuple(member_role_ids or ())
     key: tuple[Any, ...] | None = (

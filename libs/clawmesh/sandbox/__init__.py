@@ -45,7 +45,7 @@ from ._layout import (
     workspace_mounts,
 )
 from ._manager import SandboxManager
-from ._problems import effective_problems, sandbox_config_problems
+from ._problems import config_checks, effective_problems
 
 __all__ = [
     "AGENT_MOUNT",
@@ -73,6 +73,7 @@ __all__ = [
     "SandboxUnavailable",
     "Scope",
     "WorkspaceAccess",
+    "config_checks",
     "container_hash",
     "container_name",
     "container_workdir",
@@ -82,7 +83,6 @@ __all__ = [
     "path_refusal",
     "protected_paths",
     "resolve_sandbox",
-    "sandbox_config_problems",
     "sandbox_dir",
     "validate_binds",
     "workspace_mounts",

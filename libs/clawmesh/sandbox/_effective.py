@@ -152,7 +152,7 @@ def _memory(value: str | int | None) -> str | None:
 
 def resolve_sandbox(config: Config, agent_id: str) -> EffectiveSandbox:
     """The sandbox settings of `agent_id`, defaults applied. Never raises for bad values: those are
-    reported by `sandbox_config_problems` and refused again by `SandboxManager.ensure`."""
+    reported by `config_checks` and refused again by `SandboxManager.ensure`."""
     view = config.agent_view(agent_id)
     if view is None:
         raise KeyError(f"unknown agent {normalize_agent_id(agent_id)!r}")

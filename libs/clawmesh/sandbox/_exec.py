@@ -38,6 +38,7 @@ import docker
 import docker.errors
 from docker.utils.socket import frames_iter
 
+from ..config import ExecSettings
 from ._docker import Engine, Unreachable
 from ._errors import SandboxError
 
@@ -298,8 +299,8 @@ async def run_exec(
     workdir: str | None = None,
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
-    timeout: float = 120,
-    max_output: int = 200_000,
+    timeout: float = ExecSettings.timeout,
+    max_output: int = ExecSettings.max_output_bytes,
     on_output: OnOutput | None = None,
 ) -> ExecResult:
     loop = asyncio.get_running_loop()
@@ -389,7 +390,7 @@ def run_exec_blocking(
     *,
     workdir: str | None = None,
     timeout: float = 600,
-    max_output: int = 200_000,
+    max_output: int = ExecSettings.max_output_bytes,
 ) -> ExecResult:
     """The same, blocking and without streaming (setupCommand, inside a worker thread)."""
     run = _prepare(

@@ -20,7 +20,7 @@ from typing import Final, TypeVar
 import docker
 import docker.errors
 
-from ..config._model import Config
+from ..config import Config, ExecSettings
 from ._binds import path_refusal
 from ._containers import Containers, SandboxInfo
 from ._docker import Engine, Unreachable
@@ -140,8 +140,8 @@ class SandboxManager:
         *,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
-        timeout: float = 120,
-        max_output: int = 200_000,
+        timeout: float = ExecSettings.timeout,
+        max_output: int = ExecSettings.max_output_bytes,
         on_output: OnOutput | None = None,
     ) -> ExecResult:
         """Run `command` (argv, or a string run as `sh -lc`) in the sandbox. Output is streamed to

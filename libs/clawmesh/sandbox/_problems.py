@@ -1,4 +1,4 @@
-"""What is wrong with sandbox settings: for the config loader (`sandbox_config_problems`, with JSON
+"""What is wrong with sandbox settings: for the config loader (`config_checks`, with JSON
 paths) and again right before a container is made (`effective_problems`), so a config that slipped
 past the loader (or an `EffectiveSandbox` built by hand) still cannot weaken a sandbox."""
 
@@ -20,7 +20,7 @@ from ._binds import bind_problems
 from ._effective import DEFAULT_WORKDIR, EffectiveSandbox, resolve_sandbox
 from ._layout import AGENT_MOUNT, container_hash
 
-__all__ = ["effective_problems", "sandbox_config_problems"]
+__all__ = ["config_checks", "effective_problems"]
 
 # Docker's container-name grammar; the prefix is the start of every sandbox's name.
 _NAME: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -164,7 +164,7 @@ def _protected_state(config: Config) -> list[Path]:
     return out
 
 
-def sandbox_config_problems(config: Config) -> list[Problem]:
+def config_checks(config: Config) -> list[Problem]:
     """Sandbox problems in a config, each with the JSON path it is about
     (`$.agents.list[1].sandbox.docker.binds[0]`). Errors refuse the config; warnings are advice."""
     problems: list[Problem] = []

@@ -16,6 +16,8 @@ from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias, get_args
 
 import msgspec
 
+from ..config import ExecSettings
+
 __all__ = [
     "IMPLEMENTED_TOOLS",
     "INVALID_ARGUMENTS_KEY",
@@ -68,7 +70,8 @@ class ExecArgs(_Args):
     ] = None
     env: dict[str, str] = {}
     timeout: Annotated[
-        float | None, msgspec.Meta(description="Seconds before the command is killed (default 120).")
+        float | None,
+        msgspec.Meta(description=f"Seconds before the command is killed (default {ExecSettings.timeout:g})."),
     ] = None
 
     def __post_init__(self) -> None:

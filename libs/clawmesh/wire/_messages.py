@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from ..config import ExecSettings
+
 __all__ = [
     "Attachment",
     "DeadLetter",
@@ -268,7 +270,7 @@ class ToolInvocation(_Wire, tag="invoke", tag_field="type", kw_only=True):
     session_key: str
     main_session_key: str = ""
     turn_id: str = ""
-    timeout: float = 120.0
+    timeout: float = ExecSettings.timeout  # the runner always sets it
     output_subject: str | None = None  # where to stream ToolOutputChunk messages (exec)
 
 
