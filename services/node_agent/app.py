@@ -356,7 +356,7 @@ class NodeAgent:
             args.argv or args.command or "",
             cwd=workdir,
             env=args.env or None,
-            timeout=self._timeout(inv, args, config),
+            timeout=self._timeout(inv, args),
             max_output=self._max_output(config),
             on_output=self._streamer(inv),
         )
@@ -375,7 +375,7 @@ class NodeAgent:
             args.argv or args.command or "",
             cwd=cwd,
             env=host_environment(args.env, workspace.root),
-            timeout=self._timeout(inv, args, config),
+            timeout=self._timeout(inv, args),
             max_output=self._max_output(config),
             on_output=self._streamer(inv),
         )
@@ -408,7 +408,7 @@ class NodeAgent:
             invocation_id=inv.invocation_id, ok=True, content=content, sandboxed=sandboxed
         )
 
-    def _timeout(self, inv: ToolInvocation, args: ExecArgs, config: Config) -> float:
+    def _timeout(self, inv: ToolInvocation, args: ExecArgs) -> float:
         # The runner resolved the default (`tools.exec.timeoutSec`) into the invocation.
         return max(0.1, min(args.timeout or inv.timeout, MAX_EXEC_TIMEOUT))
 
