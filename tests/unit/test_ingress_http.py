@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from clawmesh.checks import default_checks
 from clawmesh.config import ConfigError, GatewayRateLimit, load_config
 from clawmesh.httpserver import EmbeddedHTTPServer
 from clawmesh_ingress.http import (
@@ -247,10 +248,10 @@ async def test_a_loopback_peer_cannot_lock_out_another_address_by_claiming_it() 
 def test_trusted_proxies_are_ips_or_cidrs(tmp_path: Path) -> None:
     path = tmp_path / "clawmesh.json"
     path.write_text(json.dumps({"gateway": {"trustedProxies": ["10.0.0.0/8", "::1"]}}))
-    config = load_config(path, env={"HOME": str(tmp_path)})
+    config = load_config(path, env={"HOME": str(tmp_path)}, checks=default_checks())
     assert config.document.gateway is not None
     assert config.document.gateway.trusted_proxies == ["10.0.0.0/8", "::1"]
     assert not [w for w in config.warnings if "trustedProxies" in w.path]
     path.write_text(json.dumps({"gateway": {"trustedProxies": ["10.0.0.0/8", "proxy.lan"]}}))
     with pytest.raises(ConfigError, match=r"'proxy.lan' is not an IP address or CIDR"):
-        load_config(path, env={"HOME": str(tmp_path)})
+        load_config(path, env={"HOME": str(tmp_path)}, checks=default_checks())
