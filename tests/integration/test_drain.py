@@ -18,7 +18,7 @@ import nats
 import pytest
 
 from clawmesh.wire import TurnEvent, TurnFinal, TurnStarted, decode
-from tests.fakes.models import FakeModelServer, Gate
+from tests.fakes.models import FakeModelServer, Gate, Text
 from tests.fixtures.gateway import ServiceProcess, run_gateway, wait_until
 
 pytestmark = pytest.mark.slow
@@ -148,4 +148,57 @@ async def test_sigterm_stops_ingress_accepting_but_answers_waiting_requests(
             finally:
                 opened.set()
                 ingress.kill()
+                await nc.close()
+
+
+async def test_a_turn_longer_than_the_grace_period_is_handed_to_another_runner(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """The drain is bounded (30 s): a runner whose turn does not end in time exits anyway,
+    without acknowledging it, and another runner answers the turn."""
+    async with FakeModelServer() as fake:
+        never = asyncio.Event()
+        # a warm-up call (the provider SDK is imported on first use), then one that never returns
+        fake.script(Text("warm"), Gate(never))
+        events: list[Any] = []
+        config = {**_config(fake), "runtime": {"turnLeaseSeconds": 3}}
+        async with run_gateway(nats_url, config, tmp_path, services=("ingress", "router")) as gw:
+            first = ServiceProcess("runner", gw.config_path, nats_url, gw.env, tmp_path / "runner1.log")
+            second: ServiceProcess | None = None
+            nc = await nats.connect(nats_url)
+            try:
+
+                async def on_event(msg: Any) -> None:
+                    events.append(decode(msg.data, TurnEvent, msg.headers))
+
+                await nc.subscribe("cm.ev.>", cb=on_event)
+                stuck = (await _wait_for_service(nc, "runner"))["metadata"]["instance"]
+                async with gw.client() as http:
+                    warm = await http.post("/v1/messages?wait=60", json={"text": "warm up"})
+                    assert warm.status_code == 200, warm.text
+                    r = await http.post("/v1/messages", json={"text": "too slow"})
+                assert r.status_code == 202, r.text
+                turn_id = r.json()["turnId"]
+                await asyncio.wait_for(fake.wait_for_requests(2), 60)
+                first.proc.send_signal(signal.SIGTERM)
+                assert await _exit_code(first, timeout=120) == 0
+                assert not any(isinstance(e, TurnFinal) and e.turn_id == turn_id for e in events)
+                second = ServiceProcess("runner", gw.config_path, nats_url, gw.env, tmp_path / "runner2.log")
+                final = await wait_until(
+                    lambda: next(
+                        (e for e in events if isinstance(e, TurnFinal) and e.turn_id == turn_id), None
+                    ),
+                    timeout=60,
+                    message="the handed-over turn's final",
+                )
+                assert final.text == "pong from fake"
+                # (a runner that stalls longer than its lease may lose and retake a turn: only
+                # who ran it first and who finished it are certain)
+                starts = [e.runner for e in events if isinstance(e, TurnStarted) and e.turn_id == turn_id]
+                assert starts[0] == stuck and starts[-1] != stuck, starts
+            finally:
+                never.set()
+                first.kill()
+                if second is not None:
+                    second.kill()
                 await nc.close()
