@@ -9,8 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["EmbeddedHTTPServer"]
+__all__ = ["DEFAULT_HEADER_TIMEOUT", "EmbeddedHTTPServer"]
+
+# How long a client may take to send a request's line and headers.
+DEFAULT_HEADER_TIMEOUT = 30.0
 
 
 class _Server(uvicorn.Server):
@@ -20,14 +24,70 @@ class _Server(uvicorn.Server):
         yield
 
 
-class EmbeddedHTTPServer:
-    """Serve an ASGI app on host:port in the running loop; `port` is the bound port (0 works)."""
+def _protocol(header_timeout: float) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol, closing a connection whose request line and headers are not
+    complete `header_timeout` seconds after it opened or after the request's first byte
+    (uvicorn itself has no such limit: a client sending headers byte by byte holds a connection,
+    and its memory, for ever). The idle time between requests stays uvicorn's keep-alive timeout."""
 
-    def __init__(self, app: Any, host: str, port: int, *, graceful_timeout: float = 10.0) -> None:
+    class Protocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(header_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._disarm()  # idle until the next request: uvicorn's keep-alive timer
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+    return Protocol
+
+
+class EmbeddedHTTPServer:
+    """Serve an ASGI app on host:port in the running loop; `port` is the bound port (0 works).
+    A connection must send its request line and headers within `header_timeout` seconds."""
+
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        *,
+        graceful_timeout: float = 10.0,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.graceful_timeout = graceful_timeout
+        self.header_timeout = header_timeout
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -47,7 +107,7 @@ class EmbeddedHTTPServer:
             log_config=None,
             access_log=False,
             ws="none",
-            http="httptools",  # C parser: about a third of h11's CPU per request
+            http=_protocol(self.header_timeout),  # httptools, a C parser: a third of h11's CPU per request
             timeout_graceful_shutdown=int(self.graceful_timeout),
             timeout_keep_alive=30,
             # The app decides whose X-Forwarded-For to believe (uvicorn would from any loopback peer).

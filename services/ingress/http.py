@@ -3,6 +3,7 @@ guard in front of each handler (auth, rate limit, the common error answers), SSE
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -19,8 +20,10 @@ from .security import AuthGate
 from .turns import Unavailable
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT",
     "NO_CACHE",
     "BadRequest",
+    "BodyTimeout",
     "BodyTooLarge",
     "Handler",
     "InvalidBody",
@@ -39,6 +42,8 @@ __all__ = [
 T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]
 
+# How long a client may take to send a request's body (after its headers).
+DEFAULT_BODY_TIMEOUT = 60.0
 NO_CACHE = {"Cache-Control": "no-cache"}
 _AT_PATH = re.compile(r" - at `(\$[^`]*)`")
 
@@ -81,6 +86,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BodyTimeout(Exception):
+    pass
+
+
 class InvalidBody(Exception):
     """A body that is not JSON (`invalid_json`) or does not fit the expected shape
     (`invalid_request`, with `path`: the JSON path of the problem, `$` for the whole body)."""
@@ -100,18 +109,24 @@ def body_limit(config: Config) -> int:
     return config.settings.gateway.max_body_bytes
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than `limit` bytes (declared or actually sent)."""
+async def read_body(request: Request, limit: int, timeout: float = DEFAULT_BODY_TIMEOUT) -> bytes:
+    """The request body, refusing more than `limit` bytes (declared or actually sent) and a body
+    not all there within `timeout` seconds (BodyTimeout: a slow client must not hold a
+    connection for ever)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge()
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge()
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout() from None
     return b"".join(chunks)
 
 
@@ -147,13 +162,16 @@ class RequestGuard:
     401/429 (with WWW-Authenticate / Retry-After), 413, 503 when nothing could be stored.
     How a malformed body is answered is the surface's own (`on_invalid`)."""
 
-    def __init__(self, auth: AuthGate, body_limit: Callable[[], int]) -> None:
+    def __init__(
+        self, auth: AuthGate, body_limit: Callable[[], int], *, body_timeout: float = DEFAULT_BODY_TIMEOUT
+    ) -> None:
         self._auth = auth
         self.body_limit = body_limit  # read per request: the config can change while we run
+        self.body_timeout = body_timeout
 
     async def read(self, request: Request, type_: type[T]) -> T:
-        """The request body decoded as `type_` (BodyTooLarge, InvalidBody)."""
-        return decode_body(await read_body(request, self.body_limit()), type_)
+        """The request body decoded as `type_` (BodyTooLarge, BodyTimeout, InvalidBody)."""
+        return decode_body(await read_body(request, self.body_limit(), self.body_timeout), type_)
 
     def __call__(
         self, handler: Handler, *, on_invalid: Callable[[InvalidBody], Response] = _invalid_body
@@ -175,6 +193,13 @@ class RequestGuard:
                 return error(503, "unavailable", str(exc), headers={"Retry-After": "5"})
             except BodyTooLarge:
                 return error(413, "payload_too_large", f"request body exceeds {self.body_limit()} bytes")
+            except BodyTimeout:
+                return error(
+                    408,
+                    "request_timeout",
+                    f"request body not received within {self.body_timeout:g} seconds",
+                    headers={"Connection": "close"},
+                )
             except InvalidBody as exc:
                 return on_invalid(exc)
             except BadRequest as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -255,3 +256,60 @@ def test_trusted_proxies_are_ips_or_cidrs(tmp_path: Path) -> None:
     path.write_text(json.dumps({"gateway": {"trustedProxies": ["10.0.0.0/8", "proxy.lan"]}}))
     with pytest.raises(ConfigError, match=r"'proxy.lan' is not an IP address or CIDR"):
         load_config(path, env={"HOME": str(tmp_path)}, checks=default_checks())
+
+
+# --- slow clients ----------------------------------------------------------------------------
+
+SLOW_HEADERS = b"POST /read HTTP/1.1\r\nHost: t\r\nX-Slow: "
+SLOW_BODY = (
+    b"POST /read HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer secret\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+)
+
+
+async def trickle(port: int, headers: bytes) -> bytes:
+    """Send `headers` (a request's start, or all of its headers) and then one byte every
+    0.05 s for ever, as a slow-loris client would; what the server sent before it closed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(headers)
+    received = b""
+    try:
+        while True:
+            writer.write(b"a")
+            try:
+                await writer.drain()
+                chunk = await asyncio.wait_for(reader.read(4096), 0.05)
+            except TimeoutError:
+                continue  # still open: next byte
+            except ConnectionError:
+                return received
+            if not chunk:
+                return received
+            received += chunk
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("start", [SLOW_HEADERS, SLOW_BODY], ids=["headers", "body"])
+async def test_connections_sending_too_slowly_are_closed(start: bytes) -> None:
+    guard = RequestGuard(AuthGate(lambda: "secret", GatewayRateLimit), lambda: 1 << 20, body_timeout=1.0)
+
+    async def read(request: Request) -> Response:
+        body = await guard.read(request, Body)
+        return JSONResponse({"text": body.text})
+
+    app = Starlette(routes=[Route("/read", guard(read), methods=["POST"])])
+    server = EmbeddedHTTPServer(app, "127.0.0.1", 0, header_timeout=1.0)
+    await server.start()
+    try:
+        # generous: each is closed a second or so after it started
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(trickle(server.port, start) for _ in range(20))), 60
+        )
+    finally:
+        await server.stop()
+    if start is SLOW_HEADERS:
+        assert answers == [b""] * 20  # nothing to answer: no request yet
+    else:
+        assert {a.split(b"\r\n", 1)[0] for a in answers} == {b"HTTP/1.1 408 Request Timeout"}
+        assert all(b'"code":"request_timeout"' in a for a in answers)
