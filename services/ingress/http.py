@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from clawmesh.config import Config
 
 from .security import AuthGate
-from .turns import Unavailable
+from .turns import MessageTooLarge, Unavailable
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
@@ -193,6 +193,8 @@ class RequestGuard:
                 return error(503, "unavailable", str(exc), headers={"Retry-After": "5"})
             except BodyTooLarge:
                 return error(413, "payload_too_large", f"request body exceeds {self.body_limit()} bytes")
+            except MessageTooLarge as exc:
+                return error(413, "payload_too_large", str(exc))
             except BodyTimeout:
                 return error(
                     408,

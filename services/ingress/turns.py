@@ -13,11 +13,21 @@ from clawmesh.wire import InboundMessage, ReplyMessage, RouteDecision, TurnError
 
 from .waiters import Waiters
 
-__all__ = ["PendingTurn", "TurnClient", "Unavailable", "turn_id_for"]
+__all__ = ["MessageTooLarge", "PendingTurn", "TurnClient", "Unavailable", "turn_id_for"]
 
 
 class Unavailable(Exception):
     """The message could not be stored (NATS or JetStream unavailable): a 503, not a 500."""
+
+
+class MessageTooLarge(Exception):
+    """The message, encoded, is more than NATS carries (its max_payload): a 413, not a 503."""
+
+
+def _wire_size(data: bytes, headers: Mapping[str, str]) -> int:
+    """What NATS counts against max_payload: the payload and the header block with it."""
+    block = len(b"NATS/1.0\r\n\r\n") + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
+    return len(data) + block
 
 
 def turn_id_for(channel: str, account: str, message_id: str | None) -> str:
@@ -121,15 +131,23 @@ class TurnClient:
         data, headers = encode_msgpack(inbound)
         headers["Nats-Msg-Id"] = dedupe_key
         subject = ctx.subjects.inbound(inbound.channel, inbound.account_id)
-        try:
-            with producer_span("cm.in", subject, headers, parent=trace_from):
+        with producer_span("cm.in", subject, headers, parent=trace_from):
+            size, limit = _wire_size(data, headers), ctx.nc.max_payload
+            if size > limit:
+                # retrying cannot help; and the server would drop our connection for it
+                turn.close()
+                raise MessageTooLarge(
+                    f"the message is {size} bytes once encoded; the bus carries at most {limit}"
+                )
+            try:
                 ack = await ctx.js.publish(subject, data, headers=headers)
-        except Exception as exc:
-            turn.close()
-            ctx.counters["store_failures"] += 1
-            raise Unavailable(
-                f"could not store the message ({type(exc).__name__}: {exc}); nothing was accepted, retry later"
-            ) from exc
+            except Exception as exc:
+                turn.close()
+                ctx.counters["store_failures"] += 1
+                raise Unavailable(
+                    f"could not store the message ({type(exc).__name__}: {exc}); nothing was accepted, "
+                    "retry later"
+                ) from exc
         ctx.counters["accepted"] += 1
         turn.duplicate = bool(ack.duplicate)
         return turn

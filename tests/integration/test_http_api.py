@@ -211,6 +211,18 @@ async def test_body_limit_and_validation_errors(nats_url: str, tmp_path: Path) -
         assert missing.status_code == 400 and "text" in missing.json()["error"]["message"]
 
 
+async def test_a_body_under_the_limit_that_the_bus_cannot_carry_is_413(gw: Gateway) -> None:
+    """1 MiB is both the default body limit and NATS's max_payload: a body just under the
+    limit is more than the bus carries once wrapped in its message."""
+    async with gw.client() as http:
+        r = await http.post("/v1/messages", json={"text": "x" * (1024 * 1024 - 100)})
+        assert r.status_code == 413, r.text
+        assert r.json()["error"]["code"] == "payload_too_large"
+        assert "bytes once encoded" in r.json()["error"]["message"]
+        ok = await http.post("/v1/messages?wait=30", json={"text": "still connected"})
+        assert ok.status_code == 200 and ok.json()["text"] == "echo: still connected"
+
+
 async def test_duplicate_message_ids_make_one_turn(gw: Gateway, nc: Any) -> None:
     async with gw.client() as http:
         body = {"text": "once", "peer": {"kind": "direct", "id": "frank"}, "messageId": "m-1"}

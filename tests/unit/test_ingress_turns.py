@@ -24,7 +24,7 @@ from clawmesh.wire import (
     encode_json,
     encode_msgpack,
 )
-from clawmesh_ingress.turns import PendingTurn, TurnClient, Unavailable, turn_id_for
+from clawmesh_ingress.turns import MessageTooLarge, PendingTurn, TurnClient, Unavailable, turn_id_for
 from clawmesh_ingress.waiters import Waiters
 
 # Long enough never to expire in a test where the item is already there; short enough that
@@ -201,8 +201,9 @@ class FakeJetStream:
         return SimpleNamespace(duplicate=self.duplicate)
 
 
-def client(js: FakeJetStream) -> TurnClient:
-    ctx = SimpleNamespace(js=js, subjects=Subjects("cm"), counters=Counter())
+def client(js: FakeJetStream, max_payload: int = 1 << 20) -> TurnClient:
+    nc = SimpleNamespace(max_payload=max_payload)
+    ctx = SimpleNamespace(js=js, nc=nc, subjects=Subjects("cm"), counters=Counter())
     return TurnClient(ctx, Waiters(), "cm.reply.test")  # type: ignore[arg-type]
 
 
@@ -234,3 +235,18 @@ async def test_a_store_failure_is_unavailable_and_leaves_no_waiter() -> None:
     with pytest.raises(Unavailable, match=r"ConnectionError: no JetStream\); nothing was accepted"):
         await turns.submit(inbound(), "in:t1")
     assert len(turns.waiters) == 0 and turns.ctx.counters["store_failures"] == 1
+
+
+async def test_a_message_larger_than_the_bus_carries_is_refused_before_publishing() -> None:
+    js = FakeJetStream()
+    data, headers = encode_msgpack(inbound())
+    headers["Nats-Msg-Id"] = "in:t1"
+    exact = len(data) + len("NATS/1.0\r\n\r\n") + sum(len(k) + len(v) + 4 for k, v in headers.items())
+    turns = client(js, max_payload=exact - 1)
+    with pytest.raises(
+        MessageTooLarge, match=rf"the message is {exact} bytes once encoded; .* at most {exact - 1}"
+    ):
+        await turns.submit(inbound(), "in:t1")
+    assert js.published == [] and len(turns.waiters) == 0
+    await client(js, max_payload=exact).submit(inbound(), "in:t1")
+    assert len(js.published) == 1
