@@ -19,9 +19,17 @@ from typing import Any, ClassVar
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 
-from clawmesh.bus import Leases, ServiceContext, consumer_span, inject, producer_span
+from clawmesh.bus import (
+    Lease,
+    Leases,
+    ServiceContext,
+    consumer_span,
+    inject,
+    producer_span,
+    pull_forever,
+    wait_for_stop,
+)
 from clawmesh.config import Config
 from clawmesh.routing import (
     AgentSelectionRequired,
@@ -126,8 +134,7 @@ class Router:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.store = SessionStore(ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"))
-        self.leases = Leases(ctx.js, ctx.kv["leases"], ctx.subjects.bucket("leases"))
-        self._lease_revision: int | None = None
+        self.leases = Leases.for_context(ctx)
         self.lease_seconds = ctx.layout.lease_seconds
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -147,9 +154,6 @@ class Router:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._task, timeout)
-        if self._leader and self._lease_revision is not None:
-            with contextlib.suppress(Exception):  # hand over at once, not after the TTL
-                await self.leases.release(LEADER_KEY, self.ctx.instance.encode(), self._lease_revision)
         # A pull subscription can hold fetched-but-unread messages that would block the
         # connection's drain; they are redelivered to the next leader anyway.
         with contextlib.suppress(Exception):
@@ -162,52 +166,50 @@ class Router:
     async def _lead_forever(self) -> None:
         while not self._stopping.is_set():
             try:
-                revision = await self.leases.acquire(LEADER_KEY, self.ctx.instance.encode())
+                lease = await self.leases.acquire(LEADER_KEY)
             except Exception as exc:
                 log.warning("router: leader election failed (%s); retrying", exc)
-                await self._wait(1.0)
+                await wait_for_stop(self._stopping, 1.0)
                 continue
-            if revision is None:  # another router leads
-                await self._wait(self.lease_seconds / 3)
+            if lease is None:  # another router leads
+                await wait_for_stop(self._stopping, self.lease_seconds / 3)
                 continue
-            self._lease_revision = revision
             self._leader = True
             self._seq_cache.clear()  # another leader may have assigned sequences meanwhile
             log.info("router %s is the leader", self.ctx.instance)
-            keeper = asyncio.create_task(self._keep_lease(revision))
             try:
-                await self._consume(keeper)
+                await self._lead(lease)
             finally:
-                keeper.cancel()
                 self._leader = False
 
-    async def _keep_lease(self, revision: int) -> None:
+    async def _lead(self, lease: Lease) -> None:
+        """Consume while the lease is ours; when stopping, give it up at once, not after the TTL."""
+        keeper = asyncio.create_task(self._keep_lease(lease))
+        try:
+            await pull_forever(
+                self._psub,
+                self._handle_batch,
+                batch=BATCH,
+                stop=self._stopping,
+                name="router",
+                active=lambda: not keeper.done(),
+            )
+        finally:
+            lost = keeper.done()
+            keeper.cancel()
+            if not lost:
+                with contextlib.suppress(Exception):
+                    await lease.release()
+
+    async def _keep_lease(self, lease: Lease) -> None:
+        """Renew the leader lease until it is lost (any failure: a standby may lead by now)."""
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
-                revision = self._lease_revision = await self.leases.renew(
-                    LEADER_KEY, self.ctx.instance.encode(), revision
-                )
+                await lease.renew()
             except Exception as exc:
                 log.error("router: lost the leader lease (%s)", exc)
                 return
-
-    async def _wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-
-    async def _consume(self, keeper: asyncio.Task[None]) -> None:
-        while not self._stopping.is_set() and not keeper.done():
-            try:
-                msgs = await self._psub.fetch(BATCH, timeout=0.5)
-            except (NatsTimeout, TimeoutError):
-                continue
-            except Exception as exc:
-                log.warning("router: fetch failed: %s", exc)
-                await self._wait(0.5)
-                continue
-            if not await self._handle_batch(msgs):
-                await self._wait(0.5)
 
     async def _handle_batch(self, msgs: list[Msg]) -> bool:
         """Route a fetched batch. Decisions and sequence numbers are made in CM_INBOUND order;

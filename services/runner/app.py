@@ -22,10 +22,8 @@ from typing import Any, ClassVar
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js.errors import KeyWrongLastSequenceError
 
-from clawmesh.bus import Leases, ServiceContext, consumer_span, inject
+from clawmesh.bus import Lease, LeaseLost, Leases, ServiceContext, consumer_span, inject, pull_forever
 from clawmesh.config import AgentView, Config
 from clawmesh.nodes import NodeDirectory
 from clawmesh.providers import aclose_providers
@@ -97,9 +95,7 @@ class _SessionWork:
     """This runner's claim on a session while it runs (or queues) its turns."""
 
     key: str
-    lease_key: str
-    lease_revision: int | None = None
-    lost: bool = False
+    lease: Lease | None = None
     parked: dict[int, tuple[TurnRequest, Msg]] = field(default_factory=dict)
     task: asyncio.Task[Any] | None = None
     done: DoneRecord = field(default_factory=DoneRecord)
@@ -111,7 +107,7 @@ class Runner:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.store = SessionStore(ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"))
-        self.leases = Leases(ctx.js, ctx.kv["leases"], ctx.subjects.bucket("leases"))
+        self.leases = Leases.for_context(ctx)
         self.lease_seconds = ctx.layout.lease_seconds
         self.capacity = ctx.holder.current.settings.runtime.max_turns_in_flight
         self._freed = asyncio.Event()
@@ -159,27 +155,24 @@ class Runner:
 
     # --- fetching -----------------------------------------------------------------------
     async def _fetch_forever(self) -> None:
-        while not self._stopping.is_set():
-            free = self.capacity - len(self._tasks)
-            if free <= 0:
-                self._freed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._freed.wait(), 1.0)
-                continue
-            try:
-                msgs = await self._psub.fetch(min(free, 32), timeout=0.5)
-            except (NatsTimeout, TimeoutError):
-                continue
-            except Exception as exc:
-                if not self._stopping.is_set():
-                    log.warning("runner: fetch failed: %s", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), 0.5)
-                continue
-            for msg in msgs:
-                task = asyncio.create_task(self._dispatch(msg))
-                self._tasks.add(task)
-                task.add_done_callback(self._task_done)
+        await pull_forever(self._psub, self._take, batch=self._room, stop=self._stopping, name="runner")
+
+    async def _room(self) -> int:
+        """How many turns to fetch: up to 32 while below capacity; 0 after waiting (bounded,
+        so a stop is noticed) for a turn to finish."""
+        free = self.capacity - len(self._tasks)
+        if free > 0:
+            return min(free, 32)
+        self._freed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._freed.wait(), 1.0)
+        return 0
+
+    async def _take(self, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            task = asyncio.create_task(self._dispatch(msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -194,19 +187,16 @@ class Runner:
             for msg in list(self._held.values()):
                 with contextlib.suppress(Exception):
                     await msg.in_progress()  # a plain publish: no round trip
-            works = [w for w in list(self._active.values()) if w.lease_revision is not None and not w.lost]
+            works = [w for w in list(self._active.values()) if w.lease is not None and not w.lease.lost]
             await asyncio.gather(*(self._renew(w) for w in works))
 
     async def _renew(self, work: _SessionWork) -> None:
-        assert work.lease_revision is not None
+        assert work.lease is not None
         try:
-            work.lease_revision = await self.leases.renew(
-                work.lease_key, self.ctx.instance.encode(), work.lease_revision
-            )
-        except KeyWrongLastSequenceError:
+            await work.lease.renew()
+        except LeaseLost:
             # Someone else holds it now (ours expired): stop; the turn is redelivered.
             log.error("runner: lost the lease of %s; abandoning its turn", work.key)
-            work.lost = True
             if work.task is not None:
                 work.task.cancel()
         except Exception as exc:  # a slow or failed round trip: try again at the next beat
@@ -228,13 +218,13 @@ class Runner:
             work.parked[turn.seq] = (turn, msg)
             self._held[id(msg)] = msg
             return
-        work = _SessionWork(key=key, lease_key=f"s.{encode_token(key)}")
+        work = _SessionWork(key=key)
         self._active[key] = work
         try:
             # Lease first, then the completion record: read under the lease, it cannot change
             # until we release it, so "is this turn next?" stays true while we run it.
-            work.lease_revision = await self.leases.acquire(work.lease_key, self.ctx.instance.encode())
-            if work.lease_revision is None:
+            work.lease = lease = await self.leases.acquire(f"s.{encode_token(key)}")
+            if lease is None:
                 await msg.nak(delay=0.05)  # another runner is on this session right now
                 return
             found = await self.store.get_done(key)
@@ -250,14 +240,14 @@ class Runner:
                 return
             work.done = done
             nxt: tuple[TurnRequest, Msg] | None = (turn, msg)
-            while nxt is not None and not work.lost and not self._stopping.is_set():
+            while nxt is not None and not lease.lost and not self._stopping.is_set():
                 current, current_msg = nxt
                 self._held[id(current_msg)] = current_msg
                 try:
                     work.task = asyncio.create_task(self._run(current, current_msg, work))
                     await work.task
                 except asyncio.CancelledError:
-                    if not work.lost:
+                    if not lease.lost:
                         raise
                 except Exception:
                     # Persisting or replying failed (e.g. JetStream unavailable): hand the turn
@@ -271,9 +261,9 @@ class Runner:
                 nxt = work.parked.pop(current.seq + 1, None)
         finally:
             self._active.pop(key, None)
-            if work.lease_revision is not None and not work.lost:
+            if work.lease is not None:
                 with contextlib.suppress(Exception):
-                    await self.leases.release(work.lease_key, self.ctx.instance.encode(), work.lease_revision)
+                    await work.lease.release()
             for _, parked_msg in work.parked.values():
                 self._held.pop(id(parked_msg), None)
                 with contextlib.suppress(Exception):

@@ -3,9 +3,10 @@ again for the process that released them."""
 
 from __future__ import annotations
 
+import pytest
 from nats.aio.client import Client
 
-from clawmesh.bus import Layout, Leases, provision
+from clawmesh.bus import Layout, LeaseLost, Leases, provision
 
 
 async def _leases(nc: Client) -> tuple[Leases, Leases]:
@@ -13,28 +14,28 @@ async def _leases(nc: Client) -> tuple[Leases, Leases]:
     layout = Layout()
     kv = await provision(js, layout)
     bucket = layout.subjects.bucket("leases")
-    return Leases(js, kv["leases"], bucket), Leases(js, kv["leases"], bucket)
+    return Leases(js, kv["leases"], bucket, "a"), Leases(js, kv["leases"], bucket, b"b")
 
 
 async def test_a_lease_has_one_holder_at_a_time(nc: Client) -> None:
     a, b = await _leases(nc)
-    rev = await a.acquire("s.one", b"a")
-    assert rev is not None
-    assert await b.acquire("s.one", b"b") is None
-    rev = await a.renew("s.one", b"a", rev)
-    await a.release("s.one", b"a", rev)
-    rev_b = await b.acquire("s.one", b"b")  # b never saw the marker: the general path
-    assert rev_b is not None
-    assert await a.acquire("s.one", b"a") is None  # a's remembered marker is stale now
-    await b.release("s.one", b"b", rev_b)
-    assert await a.acquire("s.one", b"a") is not None
+    lease = await a.acquire("s.one")
+    assert lease is not None
+    assert await b.acquire("s.one") is None
+    await lease.renew()
+    await lease.release()
+    lease_b = await b.acquire("s.one")  # b never saw the marker: the general path
+    assert lease_b is not None
+    assert await a.acquire("s.one") is None  # a's remembered marker is stale now
+    await lease_b.release()
+    assert await a.acquire("s.one") is not None
 
 
 async def test_the_releasing_process_takes_it_again_in_one_update(nc: Client) -> None:
     a, b = await _leases(nc)
-    rev = await a.acquire("s.two", b"a")
-    assert rev is not None
-    await a.release("s.two", b"a", rev)
+    lease = await a.acquire("s.two")
+    assert lease is not None
+    await lease.release()
     calls = 0
     create = a.kv.create
 
@@ -44,20 +45,20 @@ async def test_the_releasing_process_takes_it_again_in_one_update(nc: Client) ->
         return await create(*args, **kwargs)
 
     a.kv.create = counting_create  # type: ignore[method-assign]
-    again = await a.acquire("s.two", b"a")
-    assert again is not None and again > rev and calls == 0
-    assert await b.acquire("s.two", b"b") is None
+    again = await a.acquire("s.two")
+    assert again is not None and again.revision > lease.revision and calls == 0
+    assert await b.acquire("s.two") is None
 
 
 async def test_release_with_a_stale_revision_leaves_the_new_holder_alone(nc: Client) -> None:
     a, b = await _leases(nc)
-    rev = await a.acquire("s.three", b"a")
-    assert rev is not None
-    await a.release("s.three", b"a", rev)
-    rev_b = await b.acquire("s.three", b"b")
-    assert rev_b is not None
-    await a.release("s.three", b"a", rev)  # a thinks it still holds revision `rev`: refused quietly
-    assert await a.acquire("s.three", b"a") is None
+    lease = await a.acquire("s.three")
+    assert lease is not None
+    await lease.release()
+    lease_b = await b.acquire("s.three")
+    assert lease_b is not None
+    await lease.release()  # a's object still has its old revision: refused quietly
+    assert await a.acquire("s.three") is None
     entry = await a.kv.get("s.three")
     assert entry.value == b"b"
 
@@ -66,8 +67,33 @@ async def test_release_after_a_renewal_it_did_not_see_still_releases(nc: Client)
     """The heartbeat may renew while the turn ends: the revision the releaser knows is stale,
     but the lease is still its own and must not linger until it expires."""
     a, b = await _leases(nc)
-    rev = await a.acquire("s.four", b"a")
-    assert rev is not None
-    await a.renew("s.four", b"a", rev)
-    await a.release("s.four", b"a", rev)
-    assert await b.acquire("s.four", b"b") is not None
+    lease = await a.acquire("s.four")
+    assert lease is not None
+    await a.kv.update("s.four", b"a", last=lease.revision)  # a renewal whose answer is still on its way
+    await lease.release()
+    assert await b.acquire("s.four") is not None
+
+
+async def test_renewing_a_lease_someone_else_took_raises_lease_lost(nc: Client) -> None:
+    a, b = await _leases(nc)
+    lease = await a.acquire("s.five")
+    assert lease is not None
+    await a.kv.delete("s.five")  # as if it had expired
+    assert await b.acquire("s.five") is not None
+    with pytest.raises(LeaseLost, match=r"s\.five"):
+        await lease.renew()
+    assert lease.lost
+    await lease.release()  # lost: nothing to give up, and b keeps it
+    assert (await a.kv.get("s.five")).value == b"b"
+    with pytest.raises(LeaseLost):
+        await lease.renew()
+
+
+async def test_a_renewal_moves_the_revision_on(nc: Client) -> None:
+    a, _ = await _leases(nc)
+    lease = await a.acquire("s.six")
+    assert lease is not None
+    first = lease.revision
+    await lease.renew()
+    assert lease.revision > first
+    assert (await a.kv.get("s.six")).revision == lease.revision

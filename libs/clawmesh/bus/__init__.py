@@ -2,15 +2,18 @@
 
 from ._connect import connect
 from ._embedded import NatsServer, NatsServerError, find_nats_server
-from ._lease import Leases
+from ._lease import Lease, LeaseLost, Leases
 from ._main import configure_logging, run_loop, run_one, service_main
 from ._provision import BucketSpec, Layout, provision
+from ._pull import pull_forever, wait_for_stop
 from ._service import Service, ServiceContext, layout_for, nats_settings, open_context, run_services
 from ._trace import consumer_span, inject, producer_span, setup_tracing, tracer
 
 __all__ = [
     "BucketSpec",
     "Layout",
+    "Lease",
+    "LeaseLost",
     "Leases",
     "NatsServer",
     "NatsServerError",
@@ -26,10 +29,12 @@ __all__ = [
     "open_context",
     "producer_span",
     "provision",
+    "pull_forever",
     "run_loop",
     "run_one",
     "run_services",
     "service_main",
     "setup_tracing",
     "tracer",
+    "wait_for_stop",
 ]

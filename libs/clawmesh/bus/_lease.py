@@ -1,5 +1,9 @@
 """Leases: KV keys that say who works on something, expiring unless renewed (bucket TTL).
 
+    lease = await leases.acquire(key)   # None: someone else holds it
+    await lease.renew()                 # raises LeaseLost once someone else holds it
+    await lease.release()
+
 Releasing deletes the key, which leaves a delete marker; nats-py's `create` then needs three
 round trips (a failed create, a read, an update) the next time the key is taken. A lease is
 usually taken again by the process that released it (the next turn of a session), so the
@@ -9,43 +13,60 @@ which succeeds only if nobody touched the key since: exactly the condition `crea
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from nats.js import JetStreamContext
 from nats.js.client import KV_PRE_TEMPLATE
 from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-__all__ = ["Leases"]
+if TYPE_CHECKING:
+    from ._service import ServiceContext
+
+__all__ = ["Lease", "LeaseLost", "Leases"]
 
 _MAX_REMEMBERED = 100_000
 _WRONG_LAST_SEQUENCE = 10071  # JetStream error code (nats-py maps it only inside KV calls)
 
 
+class LeaseLost(Exception):
+    """Someone else holds the lease now (ours expired without being renewed in time)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"lease {key!r} is held by someone else now")
+        self.key = key
+
+
 class Leases:
-    def __init__(self, js: JetStreamContext, kv: KeyValue, bucket: str) -> None:
+    """The leases one process (`owner`) takes in one KV bucket."""
+
+    def __init__(self, js: JetStreamContext, kv: KeyValue, bucket: str, owner: str | bytes) -> None:
         self.js = js
         self.kv = kv
+        self.owner = owner.encode() if isinstance(owner, str) else owner
         self._prefix = KV_PRE_TEMPLATE.format(bucket=bucket)
         self._markers: dict[str, int] = {}  # key -> revision of the delete marker we wrote
 
-    async def acquire(self, key: str, owner: bytes) -> int | None:
-        """Take the lease: its revision, or None when someone else holds it."""
+    @classmethod
+    def for_context(cls, ctx: ServiceContext) -> Leases:
+        """The leases of one service instance, in the `leases` bucket, owned by its instance id."""
+        return cls(ctx.js, ctx.kv["leases"], ctx.subjects.bucket("leases"), ctx.instance)
+
+    async def acquire(self, key: str) -> Lease | None:
+        """Take the lease, or None when someone else holds it."""
         marker = self._markers.pop(key, None)
         if marker is not None:
             try:
-                return await self.kv.update(key, owner, last=marker)
+                return Lease(self, key, await self.kv.update(key, self.owner, last=marker))
             except KeyWrongLastSequenceError:
                 pass  # taken or expired since: fall back to the general case
         try:
-            return await self.kv.create(key, owner)
+            return Lease(self, key, await self.kv.create(key, self.owner))
         except KeyWrongLastSequenceError:
             return None
 
-    async def renew(self, key: str, owner: bytes, revision: int) -> int:
-        """Extend the lease; raises KeyWrongLastSequenceError when it was lost meanwhile."""
-        return await self.kv.update(key, owner, last=revision)
-
-    async def release(self, key: str, owner: bytes, revision: int) -> None:
-        """Give the lease up if it is still ours. `revision` is the latest we know of; a renewal
+    async def _delete(self, key: str, revision: int) -> None:
+        """Delete the key if it is still ours. `revision` is the latest we know of; a renewal
         still in flight may have moved it on, so a mismatch is checked against the holder."""
         for _ in range(3):
             try:
@@ -61,7 +82,7 @@ class Leases:
                     entry = await self.kv.get(key)
                 except KeyNotFoundError:
                     return  # expired or deleted: nothing to give up
-                if entry.value != owner or entry.revision is None:
+                if entry.value != self.owner or entry.revision is None:
                     return  # someone else's now: leave it alone
                 revision = entry.revision
                 continue
@@ -69,3 +90,33 @@ class Leases:
                 self._markers.clear()
             self._markers[key] = ack.seq
             return
+
+
+class Lease:
+    """One lease held: renew it well within the bucket's TTL, release it when done."""
+
+    __slots__ = ("_leases", "key", "lost", "revision")
+
+    def __init__(self, leases: Leases, key: str, revision: int) -> None:
+        self._leases = leases
+        self.key = key
+        self.revision = revision  # of our latest write: the condition of the next one
+        self.lost = False
+
+    async def renew(self) -> None:
+        """Extend the lease. Raises LeaseLost when someone else holds it; any other error (a
+        slow or failed round trip) leaves it ours until it expires, so a retry may still work."""
+        if self.lost:
+            raise LeaseLost(self.key)
+        leases = self._leases
+        try:
+            self.revision = await leases.kv.update(self.key, leases.owner, last=self.revision)
+        except KeyWrongLastSequenceError:
+            self.lost = True
+            raise LeaseLost(self.key) from None
+
+    async def release(self) -> None:
+        """Give the lease up if it is still ours (never someone else's, even with a stale
+        revision); nothing to do once lost."""
+        if not self.lost:
+            await self._leases._delete(self.key, self.revision)
