@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import msgspec
 from nats.aio.msg import Msg
 
 from clawmesh.bus import (
@@ -38,7 +36,7 @@ from clawmesh.routing import (
     normalize_agent_id,
     resolve_route,
 )
-from clawmesh.sessions import SessionRecord, SessionStore, TurnStatus
+from clawmesh.sessions import SessionStore, TurnStatus
 from clawmesh.wire import (
     DecodeFailure,
     InboundMessage,
@@ -51,6 +49,8 @@ from clawmesh.wire import (
     now,
 )
 
+from .sequences import Sequences
+
 __all__ = ["Router"]
 
 log = logging.getLogger("clawmesh.router")
@@ -58,9 +58,6 @@ log = logging.getLogger("clawmesh.router")
 LEADER_KEY = "leader.router"
 DURABLE = "router"
 BATCH = 256
-
-
-RECENT_ASSIGNMENTS = 256
 
 
 @dataclass
@@ -139,7 +136,7 @@ class Router:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._leader = False
-        self._seq_cache: dict[str, tuple[SessionRecord, int]] = {}
+        self.sequences = Sequences(self.store)
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -175,7 +172,7 @@ class Router:
                 await wait_for_stop(self._stopping, self.lease_seconds / 3)
                 continue
             self._leader = True
-            self._seq_cache.clear()  # another leader may have assigned sequences meanwhile
+            self.sequences.forget()  # another leader may have assigned sequences meanwhile
             log.info("router %s is the leader", self.ctx.instance)
             try:
                 await self._lead(lease)
@@ -238,18 +235,19 @@ class Router:
         if not routed:
             return True
         try:
-            touched = await self._assign_seqs(routed)
+            seqs, touched = await self.sequences.assign([(r.route, r.inbound, r.inbound_seq) for r in routed])
+            for r, seq in zip(routed, seqs, strict=True):
+                r.seq = seq
             revisions = await asyncio.gather(
                 *(self.store.put_session(rec, rev) for rec, rev in touched.values())
             )
-            for (key, (rec, _)), revision in zip(touched.items(), revisions, strict=True):
-                self._seq_cache[key] = (rec, revision)
+            self.sequences.stored(touched, revisions)
             await asyncio.gather(*(self._publish_turn(r, config.version) for r in routed))
         except Exception as exc:
             log.warning(
                 "router: could not store %d routed message(s) (%s); handing them back", len(routed), exc
             )
-            self._seq_cache.clear()
+            self.sequences.forget()
             for r in routed:
                 with contextlib.suppress(Exception):
                     await r.msg.nak(delay=0.5)
@@ -267,8 +265,6 @@ class Router:
             await self._announce(decision, r.inbound)
             await r.msg.ack()
         ctx.counters["routed"] += len(routed)
-        if len(self._seq_cache) > 50_000:
-            self._seq_cache.clear()
         return True
 
     async def _publish_turn(self, r: _Routed, config_version: str) -> None:
@@ -301,52 +297,6 @@ class Router:
             producer_span("cm.turn", subject, hdrs),
         ):
             await self.ctx.js.publish(subject, data, headers=hdrs)
-
-    async def _assign_seqs(self, routed: list[_Routed]) -> dict[str, tuple[SessionRecord, int | None]]:
-        """Per-session sequence numbers in arrival order; returns each touched session's new
-        record and the revision it must replace (compare-and-set; None = create)."""
-        missing = [
-            key for key in dict.fromkeys(r.route.session_key for r in routed) if key not in self._seq_cache
-        ]
-        found = await asyncio.gather(*(self.store.get_session(key) for key in missing))
-        for key, hit in zip(missing, found, strict=True):
-            if hit is not None:
-                self._seq_cache[key] = hit
-        touched: dict[str, tuple[SessionRecord, int | None]] = {}
-        for r in routed:
-            key = r.route.session_key
-            last: int | None
-            if key in touched:
-                record, last = touched[key]
-            elif key in self._seq_cache:
-                cached, last = self._seq_cache[key]
-                record = msgspec.structs.replace(cached, recent=dict(cached.recent))
-            else:
-                record = SessionRecord(
-                    session_key=key,
-                    agent_id=r.route.agent_id,
-                    session_id=str(uuid.uuid4()),
-                    channel=r.route.channel,
-                    account_id=r.route.account_id,
-                    peer=r.inbound.peer,
-                )
-                last = None
-            previous = record.recent.get(r.inbound_seq)
-            if previous is not None:
-                r.seq = previous  # redelivered: the number it was given before
-            else:
-                if r.inbound_seq <= record.inbound_seq:
-                    log.warning("router: message %s of %s arrived after a newer one", r.inbound_seq, key)
-                r.seq = record.seq + 1
-                record.seq = r.seq
-                record.inbound_seq = max(record.inbound_seq, r.inbound_seq)
-                record.recent[r.inbound_seq] = r.seq
-                for old in sorted(record.recent)[: max(0, len(record.recent) - RECENT_ASSIGNMENTS)]:
-                    del record.recent[old]
-                record.agent_id = r.route.agent_id
-                record.updated_at = now()
-            touched[key] = (record, last)
-        return touched
 
     async def _reject(self, msg: Msg, inbound: InboundMessage, exc: RoutingError) -> None:
         """Routing failed: tell the caller, keep the message in the dead-letter stream. Never a

@@ -1,0 +1,96 @@
+"""Per-session sequence numbers, assigned in CM_INBOUND order: the order the runners obey.
+
+The numbers live in each session's record (KV `sessions`, `s.<session token>`), written with
+compare-and-set. The leader keeps the records it wrote, with their revisions, so a busy
+session costs no read per batch; a new leader (or a failed write) starts from the store again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+
+import msgspec
+
+from clawmesh.routing import Route
+from clawmesh.sessions import SessionRecord, SessionStore
+from clawmesh.wire import InboundMessage, now
+
+__all__ = ["RECENT_ASSIGNMENTS", "Sequences", "Touched"]
+
+log = logging.getLogger("clawmesh.router")
+
+RECENT_ASSIGNMENTS = 256  # assignments a record remembers, for messages redelivered after a crash
+_MAX_CACHED = 50_000
+
+# session key → its new record, and the revision it must replace (None: create it)
+Touched = dict[str, tuple[SessionRecord, int | None]]
+
+
+class Sequences:
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+        self._cache: dict[str, tuple[SessionRecord, int]] = {}
+
+    def forget(self) -> None:
+        """Drop what was cached: another leader may have assigned numbers, or a write failed."""
+        self._cache.clear()
+
+    def stored(self, touched: Touched, revisions: Sequence[int]) -> None:
+        """The records `assign` returned are stored now, at these revisions."""
+        for (key, (record, _)), revision in zip(touched.items(), revisions, strict=True):
+            self._cache[key] = (record, revision)
+        if len(self._cache) > _MAX_CACHED:
+            self._cache.clear()
+
+    async def assign(
+        self, arrivals: Sequence[tuple[Route, InboundMessage, int]]
+    ) -> tuple[list[int], Touched]:
+        """Number each (route, message, CM_INBOUND sequence), in the order given: the sequence
+        numbers, and the records to store. Nothing cached changes until `stored`: a batch that
+        cannot be written leaves no trace."""
+        missing = [
+            key for key in dict.fromkeys(r.session_key for r, _, _ in arrivals) if key not in self._cache
+        ]
+        found = await asyncio.gather(*(self.store.get_session(key) for key in missing))
+        for key, hit in zip(missing, found, strict=True):
+            if hit is not None:
+                self._cache[key] = hit
+        touched: Touched = {}
+        seqs: list[int] = []
+        for route, inbound, inbound_seq in arrivals:
+            key = route.session_key
+            last: int | None
+            if key in touched:
+                record, last = touched[key]
+            elif key in self._cache:
+                cached, last = self._cache[key]
+                record = msgspec.structs.replace(cached, recent=dict(cached.recent))
+            else:
+                record = SessionRecord(
+                    session_key=key,
+                    agent_id=route.agent_id,
+                    session_id=str(uuid.uuid4()),
+                    channel=route.channel,
+                    account_id=route.account_id,
+                    peer=inbound.peer,
+                )
+                last = None
+            previous = record.recent.get(inbound_seq)
+            if previous is not None:
+                seqs.append(previous)  # redelivered: the number it was given before
+            else:
+                if inbound_seq <= record.inbound_seq:
+                    log.warning("router: message %s of %s arrived after a newer one", inbound_seq, key)
+                record.seq += 1
+                seqs.append(record.seq)
+                record.inbound_seq = max(record.inbound_seq, inbound_seq)
+                record.recent[inbound_seq] = record.seq
+                for old in sorted(record.recent)[: max(0, len(record.recent) - RECENT_ASSIGNMENTS)]:
+                    del record.recent[old]
+                record.agent_id = route.agent_id
+                record.updated_at = now()
+            touched[key] = (record, last)
+        return seqs, touched

@@ -1,0 +1,116 @@
+"""Per-session sequence numbers assigned by the router: arrival order, one counter per session,
+the same number for a redelivered message, nothing cached until stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from clawmesh.routing import Route
+from clawmesh.sessions import SessionRecord
+from clawmesh.wire import InboundMessage, Peer
+from clawmesh_router.sequences import RECENT_ASSIGNMENTS, Sequences
+
+
+class _Store:
+    """The session records a SessionStore would return, counting reads."""
+
+    def __init__(self, records: dict[str, tuple[SessionRecord, int]] | None = None) -> None:
+        self.records = dict(records or {})
+        self.reads: list[str] = []
+
+    async def get_session(self, key: str) -> tuple[SessionRecord, int] | None:
+        self.reads.append(key)
+        return self.records.get(key)
+
+
+def _route(session: str, agent: str = "main") -> Route:
+    return Route(
+        agent, "api", "default", session, f"agent:{agent}:main", "session", "default", "main", "per-group"
+    )
+
+
+def _msg(peer: str = "u") -> InboundMessage:
+    return InboundMessage(id="t", channel="api", peer=Peer(kind="direct", id=peer))
+
+
+def _sequences(store: _Store) -> Sequences:
+    return Sequences(store)  # type: ignore[arg-type]
+
+
+async def test_a_new_session_counts_from_one_in_arrival_order() -> None:
+    store = _Store()
+    seqs, touched = await _sequences(store).assign(
+        [(_route("s1"), _msg(), 10), (_route("s2"), _msg("v"), 11), (_route("s1"), _msg(), 12)]
+    )
+    assert seqs == [1, 1, 2]
+    record, last = touched["s1"]
+    assert last is None  # created, not updated
+    assert (record.seq, record.inbound_seq, record.recent) == (2, 12, {10: 1, 12: 2})
+    assert record.agent_id == "main" and record.peer == Peer(kind="direct", id="u")
+    assert touched["s2"][0].seq == 1
+    assert store.reads == ["s1", "s2"]  # each session read once per batch
+
+
+async def test_numbers_continue_from_the_stored_record_and_replace_its_revision() -> None:
+    stored = SessionRecord(session_key="s1", agent_id="main", session_id="x", seq=7, inbound_seq=40)
+    store = _Store({"s1": (stored, 99)})
+    seqs, touched = await _sequences(store).assign([(_route("s1"), _msg(), 41)])
+    assert seqs == [8]
+    record, last = touched["s1"]
+    assert last == 99 and record.session_id == "x"
+
+
+async def test_a_redelivered_message_gets_the_number_it_was_given_before() -> None:
+    stored = SessionRecord(
+        session_key="s1", agent_id="main", session_id="x", seq=3, inbound_seq=30, recent={29: 2, 30: 3}
+    )
+    seqs, touched = await _sequences(_Store({"s1": (stored, 5)})).assign(
+        [(_route("s1"), _msg(), 29), (_route("s1"), _msg(), 30), (_route("s1"), _msg(), 31)]
+    )
+    assert seqs == [2, 3, 4]
+    assert touched["s1"][0].seq == 4
+
+
+async def test_an_older_message_that_was_never_numbered_still_gets_the_next_number(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stored = SessionRecord(session_key="s1", agent_id="main", session_id="x", seq=3, inbound_seq=30)
+    seqs, touched = await _sequences(_Store({"s1": (stored, 5)})).assign([(_route("s1"), _msg(), 20)])
+    assert seqs == [4]
+    assert touched["s1"][0].inbound_seq == 30  # the newest seen stays the newest
+    assert "arrived after a newer one" in caplog.text
+
+
+async def test_recent_assignments_are_bounded_keeping_the_newest() -> None:
+    arrivals: list[Any] = [(_route("s1"), _msg(), i) for i in range(1, RECENT_ASSIGNMENTS + 11)]
+    seqs, touched = await _sequences(_Store()).assign(arrivals)
+    assert seqs == list(range(1, RECENT_ASSIGNMENTS + 11))
+    recent = touched["s1"][0].recent
+    assert len(recent) == RECENT_ASSIGNMENTS and min(recent) == 11
+
+
+async def test_stored_records_are_used_without_reading_again_until_forgotten() -> None:
+    store = _Store()
+    sequences = _sequences(store)
+    seqs, touched = await sequences.assign([(_route("s1"), _msg(), 1)])
+    sequences.stored(touched, [17])
+    seqs, touched = await sequences.assign([(_route("s1"), _msg(), 2)])
+    assert seqs == [2] and touched["s1"][1] == 17
+    assert store.reads == ["s1"]
+    sequences.forget()
+    await sequences.assign([(_route("s1"), _msg(), 3)])
+    assert store.reads == ["s1", "s1"]
+
+
+async def test_a_batch_that_was_not_stored_leaves_the_cache_as_it_was() -> None:
+    store = _Store()
+    sequences = _sequences(store)
+    _, touched = await sequences.assign([(_route("s1"), _msg(), 1)])
+    sequences.stored(touched, [17])
+    await sequences.assign([(_route("s1"), _msg(), 2), (_route("s1"), _msg(), 3)])  # never stored
+    seqs, touched = await sequences.assign([(_route("s1"), _msg(), 2)])
+    assert seqs == [2]  # the unstored assignment left no trace
+    record, last = touched["s1"]
+    assert last == 17 and record.recent == {1: 1, 2: 2}
