@@ -1,0 +1,212 @@
+"""Per-session ordering in the runner: a turn runs only when it is next and the session's lease
+is held; turns behind it wait their turn; anything not run is handed back, never held."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from clawmesh.bus import LeaseLost, Leases
+from clawmesh.sessions import DoneRecord, SessionStore
+from clawmesh.wire import InboundMessage, RouteInfo, TurnRequest
+from clawmesh_runner.ordering import SessionOrder
+
+SESSION = "agent:main:main"
+
+
+def _turn(seq: int) -> TurnRequest:
+    route = RouteInfo(
+        agent_id="main",
+        session_key=SESSION,
+        main_session_key=SESSION,
+        matched_by="default",
+        channel="api",
+        account_id="default",
+    )
+    return TurnRequest(
+        turn_id=f"t{seq}", seq=seq, route=route, inbound=InboundMessage(id=f"t{seq}", channel="api")
+    )
+
+
+class _Msg:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.outcome: tuple[str, float | None] | None = None
+
+    async def ack(self) -> None:
+        self.outcome = ("ack", None)
+
+    async def nak(self, delay: float | None = None) -> None:
+        self.outcome = ("nak", delay)
+
+
+class _Lease:
+    def __init__(self) -> None:
+        self.lost = False
+        self.released = False
+        self.taken_over = False
+
+    async def renew(self) -> None:
+        if self.taken_over:
+            self.lost = True
+            raise LeaseLost("s")
+
+    async def release(self) -> None:
+        if not self.lost:
+            self.released = True
+
+
+class _Leases:
+    def __init__(self, free: bool = True) -> None:
+        self.free = free
+        self.taken: list[_Lease] = []
+
+    async def acquire(self, key: str) -> _Lease | None:
+        if not self.free:
+            return None
+        self.taken.append(_Lease())
+        return self.taken[-1]
+
+
+class _Store:
+    def __init__(self, done_seq: int = 0) -> None:
+        self.done = DoneRecord(seq=done_seq, turn_id=f"t{done_seq}") if done_seq else None
+        self.reads = 0
+
+    async def get_done(self, key: str) -> tuple[DoneRecord, int] | None:
+        self.reads += 1
+        return (self.done, 1) if self.done else None
+
+
+class _Runs:
+    """The turns run and replayed; a run can be held open until released."""
+
+    def __init__(self) -> None:
+        self.ran: list[tuple[int, int]] = []  # (turn seq, seq of the completion record it was given)
+        self.replayed: list[int] = []
+        self.gate: asyncio.Event | None = None
+        self.started = asyncio.Event()
+        self.fail: set[int] = set()
+
+    async def run(self, turn: TurnRequest, msg: Any, previous: DoneRecord) -> DoneRecord:
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if turn.seq in self.fail:
+            raise ConnectionError("JetStream unavailable")
+        self.ran.append((turn.seq, previous.seq))
+        await msg.ack()
+        return DoneRecord(seq=turn.seq, turn_id=turn.turn_id)
+
+    async def replay(self, turn: TurnRequest, done: DoneRecord) -> None:
+        self.replayed.append(turn.seq)
+
+
+def _order(runs: _Runs, leases: _Leases | None = None, store: _Store | None = None) -> SessionOrder:
+    return SessionOrder(
+        cast(Leases, leases or _Leases()),
+        cast(SessionStore, store or _Store()),
+        runs.run,
+        runs.replay,
+        asyncio.Event(),
+    )
+
+
+async def test_the_next_turn_runs_under_the_lease_which_is_then_released() -> None:
+    runs, leases, store = _Runs(), _Leases(), _Store(done_seq=4)
+    msg = _Msg("5")
+    await _order(runs, leases, store).submit(_turn(5), msg)  # type: ignore[arg-type]
+    assert runs.ran == [(5, 4)] and msg.outcome == ("ack", None)
+    assert leases.taken[0].released
+
+
+async def test_a_turn_that_is_not_next_is_handed_back_with_a_delay() -> None:
+    runs, leases = _Runs(), _Leases()
+    msg = _Msg("3")
+    await _order(runs, leases, _Store(done_seq=1)).submit(_turn(3), msg)  # type: ignore[arg-type]
+    assert runs.ran == [] and msg.outcome is not None
+    kind, delay = msg.outcome
+    assert kind == "nak" and delay is not None and delay > 0
+    assert leases.taken[0].released
+
+
+async def test_a_turn_completed_before_is_answered_again_not_run() -> None:
+    runs = _Runs()
+    msg = _Msg("2")
+    await _order(runs, store=_Store(done_seq=3)).submit(_turn(2), msg)  # type: ignore[arg-type]
+    assert runs.ran == [] and runs.replayed == [2] and msg.outcome == ("ack", None)
+
+
+async def test_a_session_leased_elsewhere_is_handed_back_without_reading_its_record() -> None:
+    runs, store = _Runs(), _Store()
+    msg = _Msg("1")
+    await _order(runs, _Leases(free=False), store).submit(_turn(1), msg)  # type: ignore[arg-type]
+    assert runs.ran == [] and store.reads == 0 and msg.outcome == ("nak", 0.05)
+
+
+async def test_turns_arriving_meanwhile_run_next_in_sequence_order_under_one_lease() -> None:
+    runs, leases = _Runs(), _Leases()
+    runs.gate = asyncio.Event()
+    order = _order(runs, leases)
+    msgs = {seq: _Msg(str(seq)) for seq in (1, 2, 3, 5)}
+    first = asyncio.create_task(order.submit(_turn(1), msgs[1]))  # type: ignore[arg-type]
+    await runs.started.wait()
+    for seq in (3, 5, 2):  # out of order; 5 is not next after 3
+        await order.submit(_turn(seq), msgs[seq])  # type: ignore[arg-type]
+    assert {m.name for m in order.held()} == {"1", "2", "3", "5"}  # all kept from redelivery
+    runs.gate.set()
+    await first
+    assert runs.ran == [(1, 0), (2, 1), (3, 2)]
+    assert len(leases.taken) == 1 and leases.taken[0].released
+    assert msgs[5].outcome == ("nak", 0.01)  # handed back, not held
+    assert list(order.held()) == [] and len(order) == 0
+
+
+async def test_a_turn_that_cannot_be_finished_is_handed_back_with_those_behind_it() -> None:
+    runs, leases = _Runs(), _Leases()
+    runs.gate, runs.fail = asyncio.Event(), {1}
+    order = _order(runs, leases)
+    msg1, msg2 = _Msg("1"), _Msg("2")
+    first = asyncio.create_task(order.submit(_turn(1), msg1))  # type: ignore[arg-type]
+    await runs.started.wait()
+    await order.submit(_turn(2), msg2)  # type: ignore[arg-type]
+    runs.gate.set()
+    await first
+    assert runs.ran == []
+    assert msg1.outcome == ("nak", 1.0) and msg2.outcome == ("nak", 0.01)
+    assert leases.taken[0].released
+
+
+async def test_a_lost_lease_abandons_the_turn_and_hands_back_the_next_one() -> None:
+    runs, leases = _Runs(), _Leases()
+    runs.gate = asyncio.Event()
+    order = _order(runs, leases)
+    msg1, msg2 = _Msg("1"), _Msg("2")
+    first = asyncio.create_task(order.submit(_turn(1), msg1))  # type: ignore[arg-type]
+    await runs.started.wait()
+    await order.submit(_turn(2), msg2)  # type: ignore[arg-type]
+    leases.taken[0].taken_over = True
+    await order.renew()  # finds the lease taken over: the running turn is cancelled
+    await first
+    assert runs.ran == []
+    assert msg1.outcome is None  # left to JetStream: redelivered to whoever holds the session now
+    assert msg2.outcome == ("nak", 0.01)  # not run here, and not held either
+    assert not leases.taken[0].released  # it is someone else's
+    assert list(order.held()) == []
+
+
+async def test_renewal_failures_other_than_a_takeover_keep_the_turn_running() -> None:
+    runs, leases = _Runs(), _Leases()
+    runs.gate = asyncio.Event()
+    order = _order(runs, leases)
+    first = asyncio.create_task(order.submit(_turn(1), _Msg("1")))  # type: ignore[arg-type]
+    await runs.started.wait()
+
+    async def slow_renewal() -> None:
+        raise TimeoutError
+
+    leases.taken[0].renew = slow_renewal  # type: ignore[method-assign]
+    await order.renew()
+    runs.gate.set()
+    await first
+    assert runs.ran == [(1, 0)]
