@@ -134,7 +134,7 @@ def parse_config(
     sdir = state_dir(env)
     agents, has_roster, default_id, default_problem, found = build_roster(document, settings, sdir, env)
     problems += found
-    problems += validate(document, agents)
+    problems += validate(document, settings, agents)
     if channel_defaults is not None:
         cleaned = {**cleaned, "channels": {"defaults": channel_defaults, **cleaned.get("channels", {})}}
     version = hashlib.sha256(msgspec.json.encode(cleaned, order="sorted")).hexdigest()[:12]

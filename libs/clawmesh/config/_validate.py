@@ -11,18 +11,19 @@ from collections.abc import Sequence
 from ._errors import Problem
 from ._model import AgentView
 from ._schema import ConfigFile
+from ._settings import SessionSettings, Settings
 
 __all__ = ["validate"]
 
 KNOWN_PROVIDERS = frozenset({"anthropic", "openai", "echo"})
 
 
-def validate(file: ConfigFile, agents: Sequence[AgentView]) -> list[Problem]:
+def validate(file: ConfigFile, settings: Settings, agents: Sequence[AgentView]) -> list[Problem]:
     problems: list[Problem] = []
     problems += _shared_paths(agents)
     problems += _mention_patterns(file, agents)
     problems += _models(file, agents)
-    problems += _session(file)
+    problems += _session(settings.session)
     return problems
 
 
@@ -80,9 +81,8 @@ def _models(file: ConfigFile, agents: Sequence[AgentView]) -> list[Problem]:
     return problems
 
 
-def _session(file: ConfigFile) -> list[Problem]:
-    session = file.session
-    if session and session.identity_links and (session.dm_scope or "main") == "main":
+def _session(session: SessionSettings) -> list[Problem]:
+    if session.identity_links and session.dm_scope == "main":
         return [
             Problem(
                 "$.session.identityLinks",
