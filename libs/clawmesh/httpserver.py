@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -11,10 +12,14 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .errors import best_effort
+
 __all__ = ["DEFAULT_HEADER_TIMEOUT", "EmbeddedHTTPServer"]
 
 # How long a client may take to send a request's line and headers.
 DEFAULT_HEADER_TIMEOUT = 30.0
+
+log = logging.getLogger("clawmesh.http")
 
 
 class _Server(uvicorn.Server):
@@ -125,7 +130,8 @@ class EmbeddedHTTPServer:
         if self._server is None or self._task is None:
             return
         self._server.should_exit = True
-        with contextlib.suppress(Exception):
+        # stopping anyway: a server that crashed or hangs is reported, not raised
+        with best_effort(None, "http_server_stop", log=log):
             await asyncio.wait_for(self._task, self.graceful_timeout + 5)
         self._server = None
         self._task = None

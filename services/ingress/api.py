@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from clawmesh.bus import ServiceContext
+from clawmesh.errors import best_effort
 from clawmesh.ids import normalize_account_id
 from clawmesh.routing import normalize_chat_type, parse_agent_session_key
 from clawmesh.sessions import SessionStore
@@ -54,6 +56,8 @@ from .http import (
 from .turns import PendingTurn, TurnClient, turn_id_for
 
 __all__ = ["ClawmeshAPI", "MessageIn"]
+
+log = logging.getLogger("clawmesh.ingress")
 
 # How long a session follower may see nothing before a keep-alive comment (proxies drop idle streams).
 _KEEP_ALIVE_SECONDS = 15
@@ -176,7 +180,9 @@ class ClawmeshAPI:
         self.turns = turns
         self.guard = guard
         self.ready = ready
-        self.store = SessionStore(ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"))
+        self.store = SessionStore(
+            ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"), counters=ctx.counters
+        )
 
     def routes(self) -> list[Route]:
         guard = self.guard
@@ -354,8 +360,10 @@ class ClawmeshAPI:
                 item = decode(msg.data, TurnEvent, msg.headers)
             except DecodeFailure:
                 return
-            with contextlib.suppress(asyncio.QueueFull):  # a follower too slow to read loses events
+            try:
                 queue.put_nowait(sse(_event_name(item), msg.data))
+            except asyncio.QueueFull:  # a follower too slow to read loses events: counted
+                self.ctx.counters["follow_events_dropped"] += 1
 
         sub = await self.ctx.nc.subscribe(self.ctx.subjects.events(parsed.agent_id, key), cb=on_event)
         await self.ctx.nc.flush()  # interest registered before we tell the client we follow
@@ -369,7 +377,7 @@ class ClawmeshAPI:
                     except TimeoutError:
                         yield sse_comment("keep-alive")
             finally:
-                with contextlib.suppress(Exception):
+                with best_effort(self.ctx.counters, "follow_unsubscribe", log=log):
                     await sub.unsubscribe()
 
         return sse_response(stream(), NO_CACHE)

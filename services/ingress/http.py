@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from clawmesh.config import Config
+from clawmesh.wire import ErrorCode
 
 from .security import AuthGate
 from .turns import MessageTooLarge, Unavailable
@@ -53,7 +54,7 @@ _AT_PATH = re.compile(r" - at `(\$[^`]*)`")
 
 def error(
     status: int,
-    code: str,
+    code: ErrorCode,
     message: str,
     *,
     path: str | None = None,
@@ -74,7 +75,7 @@ class BadRequest(Exception):
         self.response = response
 
 
-def routing_error_status(code: str | None) -> int:
+def routing_error_status(code: ErrorCode | None) -> int:
     """A failed route decision as an HTTP status: an unknown agent is a 404, the rest 422."""
     return 404 if code == "UNKNOWN_AGENT" else 422
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from starlette.requests import Request
@@ -18,7 +18,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from clawmesh.bus import ServiceContext
-from clawmesh.wire import InboundMessage, Peer, RouteDecision, TextDeltaEvent, TurnError, TurnFinal, now
+from clawmesh.wire import (
+    ErrorCode,
+    InboundMessage,
+    Peer,
+    RouteDecision,
+    TextDeltaEvent,
+    TurnError,
+    TurnFinal,
+    now,
+)
 
 from .http import InvalidBody, RequestGuard, routing_error_status, sse_data, sse_response
 from .turns import PendingTurn, TurnClient, turn_id_for
@@ -31,6 +40,10 @@ class ContentPart(msgspec.Struct):
 
     type: str = ""
     text: str = ""
+
+
+# OpenAI's own error codes, for OpenAI clients; everything else carries ours (wire.ErrorCode)
+OpenAICode = Literal["model_not_found", "timeout"]
 
 
 class ChatMessageIn(msgspec.Struct):
@@ -51,7 +64,7 @@ def oa_error(
     *,
     type_: str = "invalid_request_error",
     param: str | None = None,
-    code: str | None = None,
+    code: ErrorCode | OpenAICode | None = None,
 ) -> JSONResponse:
     """An error response in OpenAI's shape, which client libraries turn into their exceptions."""
     return JSONResponse(
@@ -59,7 +72,7 @@ def oa_error(
     )
 
 
-def _error_frame(message: str | None, type_: str, code: str | None) -> bytes:
+def _error_frame(message: str | None, type_: str, code: ErrorCode | OpenAICode | None) -> bytes:
     """An error inside a stream that has begun (its 200 status is already sent)."""
     return sse_data({"error": {"message": message, "type": type_, "code": code}})
 

@@ -23,6 +23,7 @@ from nats.micro.request import Request
 from clawmesh import __version__
 from clawmesh.bus import ServiceContext, consumer_span, inject
 from clawmesh.config import AgentView, Config
+from clawmesh.errors import best_effort
 from clawmesh.nodes import NodeAnnouncement, read_resources
 from clawmesh.routing import build_agent_main_session_key
 from clawmesh.sandbox import (
@@ -51,6 +52,7 @@ from clawmesh.tools.specs import (
 )
 from clawmesh.wire import (
     DecodeFailure,
+    ErrorCode,
     ToolInvocation,
     ToolInvocationResult,
     ToolOutputChunk,
@@ -98,7 +100,8 @@ class NodeAgent:
     async def start(self) -> None:
         await self._check_docker()
         if "sandbox" in self.capabilities:
-            with contextlib.suppress(Exception):
+            # stale containers only cost resources; they are reaped again next start
+            with best_effort(self.ctx.counters, "sandbox_reap", log=log):
                 reaped = await self.sandboxes.reap_stale(self.ctx.holder.current)
                 if reaped:
                     log.info("node %s: removed %d stale sandbox container(s)", self.node_id, reaped)
@@ -110,16 +113,18 @@ class NodeAgent:
         log.info("node %s serving %s (capabilities: %s)", self.node_id, subject, ",".join(self.capabilities))
 
     async def stop(self, timeout: float) -> None:
+        counters = self.ctx.counters
         self._stopping.set()
-        with contextlib.suppress(Exception):
+        with best_effort(counters, "invoke_unsubscribe", log=log):
             await self._sub.unsubscribe()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout)
         if self._beat is not None:
             self._beat.cancel()
-        with contextlib.suppress(Exception):
-            await self.kv.delete(self.key)  # shows offline at once instead of after 3 missed beats
-        with contextlib.suppress(Exception):
+        # without the delete the node shows offline after 3 missed beats instead of at once
+        with best_effort(counters, "presence_delete", log=log):
+            await self.kv.delete(self.key)
+        with best_effort(counters, "sandboxes_close", log=log):
             await self.sandboxes.close()
 
     def status(self) -> dict[str, Any]:
@@ -183,7 +188,8 @@ class NodeAgent:
     async def _announce(self) -> None:
         names: list[str] = []
         if "sandbox" in self.capabilities:
-            with contextlib.suppress(Exception):
+            # the announcement goes out anyway, without the sandbox names
+            with best_effort(self.ctx.counters, "sandbox_list", log=log):
                 names = [s.name for s in await self.sandboxes.list()]
         announcement = NodeAnnouncement(
             node_id=self.node_id,
@@ -269,7 +275,7 @@ class NodeAgent:
         await self.ctx.nc.publish(msg.reply, data, headers=inject(headers))
 
     def _fail(
-        self, inv: ToolInvocation, code: str, message: str, *, sandboxed: bool = False
+        self, inv: ToolInvocation, code: ErrorCode, message: str, *, sandboxed: bool = False
     ) -> ToolInvocationResult:
         return ToolInvocationResult(
             invocation_id=inv.invocation_id, ok=False, error_code=code, content=message, sandboxed=sandboxed
@@ -288,7 +294,7 @@ class NodeAgent:
         try:
             args = validate_tool_arguments(inv.tool, inv.arguments)
         except ToolArgumentError as exc:
-            return self._fail(inv, "INVALID_ARGUMENTS", str(exc))
+            return self._fail(inv, exc.code, str(exc))
         sandbox = resolve_sandbox(config, agent.id)
         main_key = inv.main_session_key or build_agent_main_session_key(
             agent.id, config.settings.session.main_key
@@ -330,10 +336,8 @@ class NodeAgent:
                 case _:
                     workspace = Workspace(root, writable=writable, aliases=(sandbox.workdir,))
                     return await asyncio.to_thread(self._file_tool, inv, args, workspace, sandboxed=True)
-        except SandboxUnavailable as exc:
-            return self._fail(inv, "SANDBOX_UNAVAILABLE", str(exc), sandboxed=True)
-        except SandboxError as exc:
-            return self._fail(inv, "SANDBOX_ERROR", str(exc), sandboxed=True)
+        except (SandboxUnavailable, SandboxError) as exc:  # the code tells them apart
+            return self._fail(inv, exc.code, str(exc), sandboxed=True)
 
     async def _exec_in_sandbox(
         self,
@@ -368,7 +372,7 @@ class NodeAgent:
         try:
             cwd = await asyncio.to_thread(workspace.resolve, args.workdir or ".")
         except FileToolError as exc:
-            return self._fail(inv, exc.code.upper(), str(exc))
+            return self._fail(inv, exc.code, str(exc))
         if not await asyncio.to_thread(cwd.is_dir):
             return self._fail(inv, "NOT_A_DIRECTORY", f"workdir {args.workdir!r} is not a directory")
         result = await run_on_host(
@@ -399,7 +403,7 @@ class NodeAgent:
                 case _:
                     assert_never(args)
         except FileToolError as exc:
-            return self._fail(inv, exc.code.upper(), str(exc), sandboxed=sandboxed)
+            return self._fail(inv, exc.code, str(exc), sandboxed=sandboxed)
         except OSError as exc:
             return self._fail(
                 inv, "IO_ERROR", f"{inv.tool} failed: {exc.strerror or exc}", sandboxed=sandboxed

@@ -29,8 +29,8 @@ from clawmesh.bus import (
     wait_for_stop,
 )
 from clawmesh.config import Config
+from clawmesh.errors import ClawmeshError, best_effort
 from clawmesh.routing import (
-    AgentSelectionRequired,
     Route,
     build_agent_session_key,
     normalize_agent_id,
@@ -69,19 +69,13 @@ class _Routed:
     seq: int = 0
 
 
-class RoutingError(Exception):
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code, self.message, self.hint = code, message, hint
-
-
 def route_message(config: Config, msg: InboundMessage) -> Route:
     """The routing decision for one inbound message (bindings, or the explicitly chosen agent)."""
     peer = {"kind": msg.peer.kind, "id": msg.peer.id} if msg.peer else None
     if msg.agent_id:
         agent = config.agent(msg.agent_id)
         if agent is None and config.has_roster:
-            raise RoutingError(
+            raise ClawmeshError(
                 "UNKNOWN_AGENT",
                 f"agent '{msg.agent_id}' is not configured",
                 f"configured: {', '.join(config.agent_ids)}",
@@ -130,7 +124,9 @@ class Router:
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self.store = SessionStore(ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"))
+        self.store = SessionStore(
+            ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"), counters=ctx.counters
+        )
         self.leases = Leases.for_context(ctx)
         self.lease_seconds = ctx.layout.lease_seconds
         self._stopping = asyncio.Event()
@@ -148,12 +144,14 @@ class Router:
 
     async def stop(self, timeout: float) -> None:
         self._stopping.set()
+        counters = self.ctx.counters
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            # A leader loop that was cancelled already has ended.
+            with contextlib.suppress(asyncio.CancelledError), best_effort(counters, "leader_stop", log=log):
                 await asyncio.wait_for(self._task, timeout)
         # A pull subscription can hold fetched-but-unread messages that would block the
         # connection's drain; they are redelivered to the next leader anyway.
-        with contextlib.suppress(Exception):
+        with best_effort(counters, "consumer_unsubscribe", log=log):
             await self._psub.unsubscribe()
 
     def status(self) -> dict[str, Any]:
@@ -195,7 +193,8 @@ class Router:
             lost = keeper.done()
             keeper.cancel()
             if not lost:
-                with contextlib.suppress(Exception):
+                # hand over at once; without the release a standby takes over after the TTL
+                with best_effort(self.ctx.counters, "leader_release", log=log):
                     await lease.release()
 
     async def _keep_lease(self, lease: Lease) -> None:
@@ -225,10 +224,7 @@ class Router:
                 continue
             try:
                 route = route_message(config, inbound)
-            except AgentSelectionRequired as exc:
-                await self._reject(msg, inbound, RoutingError(exc.code, exc.message, exc.hint))
-                continue
-            except RoutingError as exc:
+            except ClawmeshError as exc:  # AgentSelectionRequired, an unknown agent
                 await self._reject(msg, inbound, exc)
                 continue
             routed.append(_Routed(msg, inbound, route, msg.metadata.sequence.stream))
@@ -249,7 +245,8 @@ class Router:
             )
             self.sequences.forget()
             for r in routed:
-                with contextlib.suppress(Exception):
+                # without the nak it is redelivered anyway, after the ack wait
+                with best_effort(self.ctx.counters, "inbound_nak", log=log):
                     await r.msg.nak(delay=0.5)
             return False
         for r in routed:
@@ -298,13 +295,13 @@ class Router:
         ):
             await self.ctx.js.publish(subject, data, headers=hdrs)
 
-    async def _reject(self, msg: Msg, inbound: InboundMessage, exc: RoutingError) -> None:
+    async def _reject(self, msg: Msg, inbound: InboundMessage, exc: ClawmeshError) -> None:
         """Routing failed: tell the caller, keep the message in the dead-letter stream. Never a
         silent fallback to some other agent."""
         ctx = self.ctx
         ctx.counters["route_errors"] += 1
         await ctx.dead_letter(
-            msg.subject, f"{exc.code}: {exc.message} {exc.hint}".strip(), msg.data, msg.headers
+            msg.subject, f"{exc.code}: {exc.message} {exc.hint}".strip(), msg.data, msg.headers, code=exc.code
         )
         decision = RouteDecision(
             turn_id=inbound.id,
@@ -315,7 +312,8 @@ class Router:
             error_hint=exc.hint,
         )
         await self._announce(decision, inbound)
-        with contextlib.suppress(Exception):
+        # the caller was told; a poller of GET /v1/turns/<id> sees "unknown" without it
+        with best_effort(ctx.counters, "turn_status_write", log=log):
             await self.store.put_turn_status(
                 inbound.id,
                 TurnStatus(

@@ -23,6 +23,7 @@ from nats.aio.msg import Msg
 
 from clawmesh.bus import Leases, ServiceContext, consumer_span, pull_forever
 from clawmesh.config import AgentView, Config
+from clawmesh.errors import ClawmeshError, best_effort
 from clawmesh.nodes import NodeDirectory
 from clawmesh.providers import aclose_providers
 from clawmesh.sessions import DoneRecord, SessionStore, TranscriptEntry
@@ -32,7 +33,7 @@ from .events import TurnEvents, stamp
 from .finish import Finisher
 from .ordering import SessionOrder
 from .tools import ToolBox
-from .turn import TurnFailed, TurnOutcome, execute_turn
+from .turn import TurnOutcome, execute_turn
 
 __all__ = ["Runner"]
 
@@ -47,7 +48,9 @@ class Runner:
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self.store = SessionStore(ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"))
+        self.store = SessionStore(
+            ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"), counters=ctx.counters
+        )
         self.lease_seconds = ctx.layout.lease_seconds
         self.capacity = ctx.holder.current.settings.runtime.max_turns_in_flight
         self.nodes = NodeDirectory(
@@ -57,7 +60,12 @@ class Runner:
         self.finisher = Finisher(ctx, self.store, self.events)
         self._stopping = asyncio.Event()
         self.sessions = SessionOrder(
-            Leases.for_context(ctx), self.store, self._run, self.finisher.replay, self._stopping
+            Leases.for_context(ctx),
+            self.store,
+            self._run,
+            self.finisher.replay,
+            self._stopping,
+            counters=ctx.counters,
         )
         self._freed = asyncio.Event()
         self._agent_slots: dict[tuple[str, int], asyncio.Semaphore] = {}
@@ -79,9 +87,11 @@ class Runner:
 
     async def stop(self, timeout: float) -> None:
         """Stop fetching; let in-flight turns finish (bounded); hand queued ones back."""
+        counters = self.ctx.counters
         self._stopping.set()
         if self._fetcher is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            # It ends once _stopping is set. A fetcher that was cancelled already has ended too.
+            with contextlib.suppress(asyncio.CancelledError), best_effort(counters, "fetcher_stop", log=log):
                 await asyncio.wait_for(self._fetcher, 5)
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=timeout)
@@ -91,9 +101,9 @@ class Runner:
                 await asyncio.wait(pending, timeout=2)
         if self._heart is not None:
             self._heart.cancel()
-        with contextlib.suppress(Exception):
+        with best_effort(counters, "consumer_unsubscribe", log=log):
             await self._psub.unsubscribe()  # see Router.stop: unread fetched messages block drain
-        with contextlib.suppress(Exception):
+        with best_effort(counters, "providers_close", log=log):
             await aclose_providers()
 
     def status(self) -> dict[str, Any]:
@@ -137,7 +147,7 @@ class Runner:
         while True:
             await asyncio.sleep(interval)
             for msg in list(self.sessions.held()):
-                with contextlib.suppress(Exception):
+                with best_effort(self.ctx.counters, "turn_in_progress", log=log):
                     await msg.in_progress()  # a plain publish: no round trip
             await self.sessions.renew()
 
@@ -161,7 +171,7 @@ class Runner:
         ):
             if agent is None:
                 outcome = TurnOutcome.failed(
-                    TurnFailed(
+                    ClawmeshError(
                         "UNKNOWN_AGENT",
                         f"agent '{turn.agent_id}' is not configured (config {config.version})",
                     )
@@ -205,12 +215,14 @@ class Runner:
                 ),
                 timeout,
             )
-        except TurnFailed as exc:
+        except ClawmeshError as exc:
             return TurnOutcome.failed(exc)
         except TimeoutError:
-            return TurnOutcome.failed(TurnFailed("TURN_TIMEOUT", f"the turn took longer than {timeout:.0f}s"))
+            return TurnOutcome.failed(
+                ClawmeshError("TURN_TIMEOUT", f"the turn took longer than {timeout:.0f}s")
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("runner: turn %s failed unexpectedly", turn.turn_id)
-            return TurnOutcome.failed(TurnFailed("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"))
+            return TurnOutcome.failed(ClawmeshError("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"))

@@ -10,13 +10,13 @@ from that context.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import msgspec
 from nats.aio.msg import Msg
 
 from clawmesh.bus import ServiceContext, inject
+from clawmesh.errors import best_effort
 from clawmesh.sessions import (
     DoneRecord,
     SessionStore,
@@ -29,7 +29,7 @@ from clawmesh.sessions import (
 from clawmesh.wire import OutboundMessage, TurnError, TurnEvent, TurnFinal, TurnRequest, encode_json
 
 from .events import TurnEvents, stamp
-from .turn import TurnOutcome
+from .turn import TurnOutcome, user_text
 
 __all__ = ["CONTEXT_BYTES", "CONTEXT_ENTRIES", "Finisher", "bounded", "result_in_context"]
 
@@ -124,7 +124,7 @@ class Finisher:
             DoneRecord(
                 seq=turn.seq,
                 turn_id=turn.turn_id,
-                final_text=outcome.text if outcome.error is None else outcome.error.user_text(),
+                final_text=outcome.text if outcome.error is None else user_text(outcome.error),
                 is_error=outcome.error is not None,
                 model=outcome.model,
                 context=[*previous.context, *records],
@@ -210,5 +210,7 @@ class Finisher:
         )
         if isinstance(outbound, BaseException):
             raise outbound  # the reply must be stored: the turn is handed back and replayed
-        with contextlib.suppress(Exception):
+        # The reply is stored and the caller has its event; without the status a poller of
+        # GET /v1/turns/<id> sees "unknown" until the turn's reply reaches it some other way.
+        with best_effort(self.ctx.counters, "turn_status_write", log=log):
             await self.store.put_turn_status(turn.turn_id, status)

@@ -10,15 +10,15 @@ session, parked behind the current one and run next without another lease round 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.msg import Msg
 
 from clawmesh.bus import Lease, LeaseLost, Leases
+from clawmesh.errors import best_effort
 from clawmesh.sessions import DoneRecord, SessionStore
 from clawmesh.wire import TurnRequest, encode_token
 
@@ -54,7 +54,10 @@ class SessionOrder:
         run: RunTurn,
         replay: Replay,
         stopping: asyncio.Event,
+        *,
+        counters: MutableMapping[str, int] | None = None,
     ) -> None:
+        self.counters = counters  # the service's: failed releases and naks are counted there
         self.leases = leases
         self.store = store
         self.run = run
@@ -122,13 +125,14 @@ class SessionOrder:
             await self._run_in_order(work, lease, (turn, msg), done)
         finally:
             self._active.pop(key, None)
+            # without the release the next runner waits for the lease to expire
             if work.lease is not None:
-                with contextlib.suppress(Exception):
+                with best_effort(self.counters, "lease_release", log=log):
                     await work.lease.release()
             parked = list(work.parked.values())
             work.parked.clear()
             for _, parked_msg in parked:
-                with contextlib.suppress(Exception):
+                with best_effort(self.counters, "turn_nak", log=log):
                     await parked_msg.nak(delay=0.01)
 
     async def _run_in_order(
@@ -154,7 +158,8 @@ class SessionOrder:
                 # Persisting or replying failed (e.g. JetStream unavailable): hand the turn
                 # back; its completion record decides whether it reruns or only replies.
                 log.exception("runner: could not finish turn %s; it will be redelivered", turn.turn_id)
-                with contextlib.suppress(Exception):
+                # without the nak it is redelivered anyway, after the ack wait
+                with best_effort(self.counters, "turn_nak", log=log):
                     await msg.nak(delay=1.0)
                 return
             finally:

@@ -5,6 +5,7 @@ model sees — it never ends the turn."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from clawmesh.bus import ServiceContext, inject
 from clawmesh.config import AgentView, Config, NodeSelector
+from clawmesh.errors import best_effort
 from clawmesh.nodes import NodeDirectory, pick_node, selector_text
 from clawmesh.providers import ToolCall, ToolResultMessage, ToolSpec
 from clawmesh.routing import is_subagent_session_key
@@ -44,6 +46,8 @@ from clawmesh.wire import (
 from .events import stamp
 
 __all__ = ["ToolBox"]
+
+log = logging.getLogger("clawmesh.runner")
 
 Emit = Callable[[TurnEvent], Awaitable[None]]
 
@@ -175,7 +179,7 @@ class ToolBox:
         if output_subject is not None:
 
             async def relay(msg: Any) -> None:
-                with contextlib.suppress(DecodeFailure):
+                with contextlib.suppress(DecodeFailure):  # a garbled chunk: the result still comes
                     chunk = decode(msg.data, ToolOutputChunk, msg.headers)
                     await emit(
                         ToolOutputEvent(
@@ -208,7 +212,7 @@ class ToolBox:
             return f"{where} sent an invalid reply: {exc}", True
         finally:
             if sub is not None:
-                with contextlib.suppress(Exception):
+                with best_effort(self.ctx.counters, "tool_output_unsubscribe", log=log):
                     await sub.unsubscribe()
         self.ctx.counters["tool_calls"] += 1
         if not result.ok:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from clawmesh.config import AgentView, Config
+from clawmesh.errors import ClawmeshError
 from clawmesh.providers import (
     AssistantMessage,
     AuthProfiles,
@@ -28,20 +29,14 @@ from clawmesh.workspace import build_system_prompt
 from .events import stamp
 from .tools import ToolBox
 
-__all__ = ["TurnFailed", "TurnOutcome", "execute_turn", "to_chat_messages"]
+__all__ = ["TurnOutcome", "execute_turn", "to_chat_messages", "user_text"]
 
 Emit = Callable[[TurnEvent], Awaitable[None]]
 
 
-class TurnFailed(Exception):
-    """A turn that ends in an error the user is told about (never a crashed service)."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code, self.message, self.hint = code, message, hint
-
-    def user_text(self) -> str:
-        return f"⚠️ {self.message}" + (f" — {self.hint}" if self.hint else "")
+def user_text(error: ClawmeshError) -> str:
+    """What the user reads when their turn failed (the reply text)."""
+    return f"⚠️ {error.message}" + (f" — {error.hint}" if error.hint else "")
 
 
 @dataclass
@@ -49,10 +44,11 @@ class TurnOutcome:
     text: str = ""
     model: str = ""
     usage: tuple[int, int] = (0, 0)
-    error: TurnFailed | None = None
+    # a turn that ends in an error the user is told about (never a crashed service)
+    error: ClawmeshError | None = None
 
     @classmethod
-    def failed(cls, error: TurnFailed) -> TurnOutcome:
+    def failed(cls, error: ClawmeshError) -> TurnOutcome:
         return cls(error=error)
 
 
@@ -111,7 +107,7 @@ async def execute_turn(
 ) -> TurnOutcome:
     """Run the turn; append what it produced (assistant messages, tool results) to `entries`."""
     if agent.runner_type != "local":
-        raise TurnFailed(
+        raise ClawmeshError(
             "RUNNER_NOT_AVAILABLE",
             f"agent '{agent.id}' uses runnerType '{agent.runner_type}', which this runner does not provide",
             "use runnerType 'local' or run a runner with that backend",
@@ -165,9 +161,9 @@ async def execute_turn(
                 elif isinstance(event, StreamStop):
                     stop = event
         except ProviderError as exc:
-            raise TurnFailed("MODEL_ERROR", str(exc), _hint_for(exc)) from None
+            raise ClawmeshError("MODEL_ERROR", str(exc), _hint_for(exc)) from None
         if stop is None:
-            raise TurnFailed("MODEL_ERROR", "the model stream ended without a stop event")
+            raise ClawmeshError("MODEL_ERROR", "the model stream ended without a stop event")
         usage_in += stop.usage.input_tokens
         usage_out += stop.usage.output_tokens
         text = "".join(parts)
@@ -196,7 +192,7 @@ async def execute_turn(
                 )
             )
             messages.append(result)
-    raise TurnFailed(
+    raise ClawmeshError(
         "TOOL_LOOP_LIMIT",
         f"stopped after {max_iterations} model/tool round trips",
         "raise tools.maxIterations (per agent or global) or runtime.toolIterations",

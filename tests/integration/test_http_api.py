@@ -263,6 +263,7 @@ async def test_routing_error_reaches_caller_and_dead_letters(nats_url: str, tmp_
     msg = await js.get_last_msg("CM_DLQ", "cm.dlq.router")
     letter = decode(msg.data, DeadLetter, msg.headers)
     assert letter.service == "router" and letter.reason.startswith("UNKNOWN_AGENT")
+    assert letter.code == "UNKNOWN_AGENT"
 
 
 async def test_malformed_messages_are_dead_lettered_and_services_keep_running(gw: Gateway, nc: Any) -> None:
@@ -308,6 +309,30 @@ async def test_store_failure_is_a_json_503_and_nothing_is_accepted(gw: Gateway, 
     assert (
         r.json()["error"]["code"] == "unavailable" and "nothing was accepted" in r.json()["error"]["message"]
     )
+
+
+async def _runner_counters(nc: Any) -> dict[str, int]:
+    """The runner's counters as `$SRV.STATS` reports them (every endpoint carries them)."""
+    reply = await nc.request("$SRV.STATS.clawmesh-runner", b"", timeout=5)
+    return dict(json.loads(reply.data)["endpoints"][0]["data"]["counters"])
+
+
+async def test_failed_turn_status_write_is_counted_in_srv_stats(gw: Gateway, nc: Any) -> None:
+    before = await _runner_counters(nc)
+    assert "best_effort_failed.turn_status_write" not in before
+    await nc.jetstream().delete_stream("KV_cm_turns")  # turn statuses can no longer be written
+    async with gw.client() as http:
+        r = await http.post(
+            "/v1/messages?wait=30", json={"text": "status?", "peer": {"kind": "direct", "id": "hal"}}
+        )
+        assert r.status_code == 200 and r.json()["text"] == "echo: status?"  # the reply is unaffected
+
+    async def counted() -> dict[str, int] | None:
+        counters = await _runner_counters(nc)
+        return counters if counters.get("turns_completed", 0) > before.get("turns_completed", 0) else None
+
+    counters = await wait_until(counted, message="turn counted")
+    assert counters["best_effort_failed.turn_status_write"] == 1
 
 
 async def test_public_bind_without_auth_is_refused(nats_url: str, tmp_path: Path) -> None:

@@ -113,4 +113,4 @@ def test_read_only_access_lends_the_agent_workspace_read_only(tmp_path: Path) ->
     assert tools.read("notes.md") == "agent notes"
     with pytest.raises(FileToolError) as err:
         tools.write("notes.md", "changed")
-    assert err.value.code == "read_only"
+    assert err.value.code == "READ_ONLY"

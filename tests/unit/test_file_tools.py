@@ -36,7 +36,7 @@ def ws(tmp_path: Path) -> Workspace:
 def test_paths_leaving_the_workspace_are_refused(ws: Workspace, path: str) -> None:
     with pytest.raises(FileToolError) as err:
         ws.read(path)
-    assert err.value.code in ("outside_workspace", "invalid_path")
+    assert err.value.code in ("OUTSIDE_WORKSPACE", "INVALID_PATH")
 
 
 def test_symlinks_leading_out_are_refused_but_inner_ones_work(ws: Workspace, tmp_path: Path) -> None:
@@ -63,10 +63,10 @@ def test_read_write_edit_ls_glob(ws: Workspace) -> None:
     ws.write("e.txt", "a b a")
     with pytest.raises(FileToolError) as err:
         ws.edit("e.txt", "a", "x")
-    assert err.value.code == "ambiguous" and "2 times" in str(err.value)
+    assert err.value.code == "AMBIGUOUS" and "2 times" in str(err.value)
     with pytest.raises(FileToolError) as err:
         ws.edit("e.txt", "zzz", "x")
-    assert err.value.code == "no_match"
+    assert err.value.code == "NO_MATCH"
     ws.edit("e.txt", "a b", "c b")
     assert (ws.root / "e.txt").read_text() == "c b a"
     ws.edit("e.txt", "b", "B", replace_all=True)
@@ -82,17 +82,17 @@ def test_read_only_workspace_refuses_changes(ws: Workspace) -> None:
     for attempt in (lambda: ro.write("x", "y"), lambda: ro.edit("notes.txt", "one", "1")):
         with pytest.raises(FileToolError) as err:
             attempt()
-        assert err.value.code == "read_only"
+        assert err.value.code == "READ_ONLY"
 
 
 def test_binary_and_missing_files(ws: Workspace) -> None:
     (ws.root / "bin").write_bytes(b"\x00\x01\x02")
     with pytest.raises(FileToolError) as err:
         ws.read("bin")
-    assert err.value.code == "binary"
+    assert err.value.code == "BINARY"
     with pytest.raises(FileToolError) as err:
         ws.read("missing")
-    assert err.value.code == "not_found"
+    assert err.value.code == "NOT_FOUND"
 
 
 def _dead(pid: int) -> bool:
@@ -154,12 +154,12 @@ def test_fifos_and_sockets_are_refused_without_blocking(ws: Workspace) -> None:
             with contextlib.suppress(OSError):
                 os.close(os.open(ws.root / "pipe", os.O_RDWR | os.O_NONBLOCK))
         worker.join(10)
-    assert results == ["not_regular"] * 3
+    assert results == ["NOT_REGULAR"] * 3
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(ws.root / "sock"))
         with pytest.raises(FileToolError) as err:
             ws.read("sock")
-        assert err.value.code == "not_regular"
+        assert err.value.code == "NOT_REGULAR"
     assert ws.ls(".").splitlines() == ["notes.txt", "pipe", "sock", "sub/"]
 
 

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from clawmesh.bus import ServiceContext
+from clawmesh.errors import ClawmeshError
 from clawmesh.sessions import (
     DoneRecord,
     SessionStore,
@@ -33,7 +34,7 @@ from clawmesh.wire import (
 )
 from clawmesh_runner.events import TurnEvents
 from clawmesh_runner.finish import CONTEXT_BYTES, CONTEXT_ENTRIES, Finisher, bounded, result_in_context
-from clawmesh_runner.turn import TurnFailed, TurnOutcome
+from clawmesh_runner.turn import TurnOutcome
 
 
 def _turn(turn_id: str = "t2", seq: int = 2) -> TurnRequest:
@@ -236,7 +237,7 @@ async def test_finish_stores_records_then_completion_then_replies_then_acks() ->
 
 async def test_a_failed_turn_is_recorded_with_its_error_and_answered_with_it() -> None:
     world = _World()
-    outcome = TurnOutcome.failed(TurnFailed("MODEL_ERROR", "overloaded", "add fallbacks"))
+    outcome = TurnOutcome.failed(ClawmeshError("MODEL_ERROR", "overloaded", "add fallbacks"))
     done = await world.finisher().finish(_turn(), world.msg(), outcome, [], DoneRecord())
     assert isinstance(done.context[-1], TxError) and done.context[-1].code == "MODEL_ERROR"
     assert done.is_error and done.final_text == "⚠️ overloaded — add fallbacks"

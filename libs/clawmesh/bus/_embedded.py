@@ -7,7 +7,6 @@ the bound port is read from the server's log).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -17,6 +16,8 @@ import sys
 import sysconfig
 from pathlib import Path
 from typing import Final
+
+from ..errors import best_effort
 
 __all__ = ["NatsServer", "NatsServerError", "find_nats_server"]
 
@@ -180,7 +181,8 @@ class NatsServer:
                 proc.kill()
                 await proc.wait()
         if self._reader is not None:
-            with contextlib.suppress(Exception):
+            # the log reader ends at EOF; if it cannot (or failed writing the log file) say so
+            with best_effort(None, "nats_server_log_reader", log=log):
                 await asyncio.wait_for(self._reader, 2)
         self._proc = None
 

@@ -29,7 +29,8 @@ from nats.micro.request import Request
 
 from .. import __version__
 from ..config import ConfigHolder
-from ..wire import DeadLetter, Subjects, encode_json
+from ..errors import best_effort
+from ..wire import DeadLetter, ErrorCode, Subjects, encode_json
 from ._connect import connect
 from ._provision import Layout, bind_buckets, provision
 from ._trace import inject
@@ -76,13 +77,24 @@ class ServiceContext:
         )
 
     async def dead_letter(
-        self, subject: str, reason: str, payload: bytes, headers: dict[str, str] | None
+        self,
+        subject: str,
+        reason: str,
+        payload: bytes,
+        headers: dict[str, str] | None,
+        *,
+        code: ErrorCode = "INVALID_MESSAGE",
     ) -> None:
         """Keep a message we cannot process, with the reason, in the dead-letter stream."""
         self.counters["dead_letters"] += 1
-        log.warning("%s: dead-lettering message from %s: %s", self.service, subject, reason)
+        log.warning("%s: dead-lettering message from %s: %s: %s", self.service, subject, code, reason)
         letter = DeadLetter(
-            service=self.service, subject=subject, reason=reason, payload=payload, headers=dict(headers or {})
+            service=self.service,
+            subject=subject,
+            reason=reason,
+            code=code,
+            payload=payload,
+            headers=dict(headers or {}),
         )
         data, hdrs = encode_json(letter)
         try:
@@ -223,6 +235,7 @@ async def _health_file(
     its age (`CLAWMESH_HEALTH_FILE`), so a process that lost NATS shows as unhealthy."""
     while not stop.is_set():
         if all(ctx.nc.is_connected for ctx in contexts):
+            # a file we cannot touch ages, and the process shows as unhealthy: the honest signal
             with contextlib.suppress(OSError), open(path, "w") as fh:
                 fh.write(f"{time.time():.0f}\n")
         with contextlib.suppress(TimeoutError):
@@ -281,16 +294,18 @@ async def run_services(
             except Exception as exc:
                 log.error("%s: stop failed: %s", svc.name, exc)
         for ctx in contexts:
-            with contextlib.suppress(Exception):
+            with best_effort(ctx.counters, "micro_stop", log=log):
                 if ctx._micro is not None:
                     await ctx._micro.stop()
-            with contextlib.suppress(Exception):
+            # a drain that fails or times out may leave unacked work: it is redelivered elsewhere
+            with best_effort(ctx.counters, "drain", log=log):
                 await asyncio.wait_for(ctx.nc.drain(), 10)
         for _, ctx in factories:
             if ctx not in contexts:
-                with contextlib.suppress(Exception):
+                with best_effort(ctx.counters, "close", log=log):
                     await ctx.nc.close()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                with contextlib.suppress(Exception):
+                # the same platforms that refused add_signal_handler above refuse this
+                with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)

@@ -33,6 +33,7 @@ class NodeDirectory:
         except (NotFoundError, NoKeysError):  # nats-py: an empty bucket
             keys = []
         for key in keys:
+            # gone since listing, or written by a version we cannot read: not a node we can use
             with contextlib.suppress(KeyNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
                 entry = await self.kv.get(key)
                 if entry.value:

@@ -57,6 +57,8 @@ class TxError(_Rec, tag="error", tag_field="role", kw_only=True):
 
     turn_id: str
     seq: int
+    # a `wire.ErrorCode` when written; read as any string so stored history always decodes,
+    # whichever version wrote it
     code: str
     message: str
     ts: float = msgspec.field(default_factory=now)
@@ -106,6 +108,6 @@ class TurnStatus(_Rec, kw_only=True):
     agent_id: str | None = None
     session_key: str | None = None
     text: str = ""
-    error_code: str | None = None
+    error_code: str | None = None  # a `wire.ErrorCode`; any string on read, like TxError.code
     error_message: str | None = None
     updated_at: float = msgspec.field(default_factory=now)

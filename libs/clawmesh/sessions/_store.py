@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -14,10 +15,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
+from ..errors import best_effort
 from ..wire import Subjects, encode_token
 from ._records import DoneRecord, SessionRecord, TranscriptEntry, TurnStatus
 
 __all__ = ["SessionStore", "Versioned"]
+
+log = logging.getLogger("clawmesh.sessions")
 
 T = TypeVar("T")
 _json = msgspec.json.Encoder()
@@ -67,9 +71,16 @@ class SessionStore:
     """Per-session records (`s.`/`d.` keys in the sessions bucket), turn status, transcripts."""
 
     def __init__(
-        self, js: JetStreamContext, subjects: Subjects, sessions: KeyValue, turns: KeyValue | None = None
+        self,
+        js: JetStreamContext,
+        subjects: Subjects,
+        sessions: KeyValue,
+        turns: KeyValue | None = None,
+        *,
+        counters: MutableMapping[str, int] | None = None,
     ) -> None:
         self.js = js
+        self.counters = counters  # the service's: failed clean-ups are counted there
         self.subjects = subjects
         self.sessions = sessions
         self._done = _DoneCache(DONE_CACHE_BYTES)
@@ -137,7 +148,7 @@ class SessionStore:
             return []
         out = []
         for key in keys:
-            with contextlib.suppress(KeyNotFoundError):
+            with contextlib.suppress(KeyNotFoundError):  # deleted since listing
                 entry = await self.sessions.get(key)
                 if entry.value:
                     out.append(msgspec.json.decode(entry.value, type=SessionRecord))
@@ -186,15 +197,18 @@ class SessionStore:
             while True:
                 batch = await psub.fetch(256, timeout=timeout)
                 for msg in batch:
+                    # a record we cannot read is left out; the rest of the history still counts
                     with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
                         yield _entry_decoder.decode(msg.data)
                     if msg.metadata.sequence.stream >= last_seq:
                         return
         finally:
-            with contextlib.suppress(Exception):
+            # a consumer left behind goes away by itself (inactive_threshold) but counts
+            # against the stream's limit until then
+            with best_effort(self.counters, "transcript_consumer_delete", log=log):
                 name = (await psub.consumer_info()).name
                 await self.js.delete_consumer(self.stream, name)
-            with contextlib.suppress(Exception):
+            with best_effort(self.counters, "transcript_unsubscribe", log=log):
                 await psub.unsubscribe()
 
     async def history(

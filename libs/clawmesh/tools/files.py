@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from ..errors import ClawmeshError
+from ..wire import ErrorCode
+
 __all__ = ["FileToolError", "Workspace"]
 
 MAX_READ_BYTES: Final = 256 * 1024
@@ -30,17 +33,16 @@ class _Swapped(Exception):
     """A path component became a symlink after the path was checked."""
 
 
-class FileToolError(Exception):
+class FileToolError(ClawmeshError):
     """A refused or failed file operation; `code` is machine-readable, str() is for humans."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(code, message)
 
 
 def _not_regular(path: str) -> FileToolError:
     return FileToolError(
-        "not_regular", f"{path!r} is not a regular file (a FIFO, socket or device); file tools refuse it"
+        "NOT_REGULAR", f"{path!r} is not a regular file (a FIFO, socket or device); file tools refuse it"
     )
 
 
@@ -60,9 +62,9 @@ class Workspace:
         """The real path for `raw`, guaranteed inside the root (symlinks resolved)."""
         text = (raw or "").strip()
         if not text:
-            raise FileToolError("invalid_path", "path is empty")
+            raise FileToolError("INVALID_PATH", "path is empty")
         if "\x00" in text:
-            raise FileToolError("invalid_path", "path contains a NUL byte")
+            raise FileToolError("INVALID_PATH", "path contains a NUL byte")
         for alias in self.aliases:
             if text == alias or text.startswith(alias.rstrip("/") + "/"):
                 text = text[len(alias.rstrip("/")) :].lstrip("/") or "."
@@ -79,7 +81,7 @@ class Workspace:
                 why = "'..' leads out of the workspace"
             else:
                 why = "a symlink on the way leads out of the workspace"
-            raise FileToolError("outside_workspace", f"path {raw!r} is outside the agent workspace ({why})")
+            raise FileToolError("OUTSIDE_WORKSPACE", f"path {raw!r} is outside the agent workspace ({why})")
         return resolved
 
     def _display(self, path: Path) -> str:
@@ -89,7 +91,7 @@ class Workspace:
     def _require_writable(self, raw: str) -> None:
         if not self.writable:
             raise FileToolError(
-                "read_only", f"cannot modify {raw!r}: the workspace is mounted read-only for this agent"
+                "READ_ONLY", f"cannot modify {raw!r}: the workspace is mounted read-only for this agent"
             )
 
     def _walk(self, resolved: Path, *, create: bool) -> tuple[int, str]:
@@ -146,24 +148,24 @@ class Workspace:
                 raise
             return fd, os.fstat(fd), resolved
         raise FileToolError(
-            "path_changed", f"{raw!r} kept changing while it was opened (a symlink swapped in, or a loop)"
+            "PATH_CHANGED", f"{raw!r} kept changing while it was opened (a symlink swapped in, or a loop)"
         )
 
     def read(self, path: str, offset: int | None = None, limit: int | None = None) -> str:
         try:
             fd, st, _ = self._open(path, os.O_RDONLY)
         except FileNotFoundError:
-            raise FileToolError("not_found", f"{path!r} does not exist") from None
+            raise FileToolError("NOT_FOUND", f"{path!r} does not exist") from None
         except PermissionError:
-            raise FileToolError("permission_denied", f"cannot read {path!r}: permission denied") from None
+            raise FileToolError("PERMISSION_DENIED", f"cannot read {path!r}: permission denied") from None
         if stat.S_ISDIR(st.st_mode):
             os.close(fd)
-            raise FileToolError("is_directory", f"{path!r} is a directory (use ls)")
+            raise FileToolError("IS_DIRECTORY", f"{path!r} is a directory (use ls)")
         _require_regular(fd, st, path)
         with os.fdopen(fd, "rb") as fh:
             data = fh.read(MAX_READ_BYTES + 1)
         if b"\x00" in data[:8192]:
-            raise FileToolError("binary", f"{path!r} looks like a binary file ({st.st_size} bytes)")
+            raise FileToolError("BINARY", f"{path!r} looks like a binary file ({st.st_size} bytes)")
         truncated = len(data) > MAX_READ_BYTES
         text = data[:MAX_READ_BYTES].decode("utf-8", "replace")
         if offset or limit:
@@ -179,7 +181,7 @@ class Workspace:
         try:
             fd, st, target = self._open(path, os.O_WRONLY | os.O_CREAT, create=True)
         except IsADirectoryError:
-            raise FileToolError("is_directory", f"{path!r} is a directory") from None
+            raise FileToolError("IS_DIRECTORY", f"{path!r} is a directory") from None
         _require_regular(fd, st, path)
         with os.fdopen(fd, "wb") as fh:
             data = content.encode("utf-8")
@@ -191,24 +193,24 @@ class Workspace:
         """Exact-string replacement; the old text must occur exactly once unless replace_all."""
         self._require_writable(path)
         if not old_text:
-            raise FileToolError("invalid_arguments", "oldText must not be empty")
+            raise FileToolError("INVALID_ARGUMENTS", "oldText must not be empty")
         try:
             fd, st, target = self._open(path, os.O_RDWR)
         except FileNotFoundError:
-            raise FileToolError("not_found", f"{path!r} does not exist") from None
+            raise FileToolError("NOT_FOUND", f"{path!r} does not exist") from None
         except IsADirectoryError:
-            raise FileToolError("is_directory", f"{path!r} is a directory") from None
+            raise FileToolError("IS_DIRECTORY", f"{path!r} is a directory") from None
         _require_regular(fd, st, path)
         with os.fdopen(fd, "r+", encoding="utf-8") as fh:
             text = fh.read()
             count = text.count(old_text)
             if count == 0:
                 raise FileToolError(
-                    "no_match", f"oldText was not found in {path!r}; read the file and copy the exact text"
+                    "NO_MATCH", f"oldText was not found in {path!r}; read the file and copy the exact text"
                 )
             if count > 1 and not replace_all:
                 raise FileToolError(
-                    "ambiguous",
+                    "AMBIGUOUS",
                     f"oldText occurs {count} times in {path!r}; include more context so it is unique",
                 )
             fh.seek(0)
@@ -220,10 +222,10 @@ class Workspace:
         try:
             fd, st, _ = self._open(path or ".", os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
-            raise FileToolError("not_a_directory", f"{path!r} is not a directory") from None
+            raise FileToolError("NOT_A_DIRECTORY", f"{path!r} is not a directory") from None
         try:
             if not stat.S_ISDIR(st.st_mode):
-                raise FileToolError("not_a_directory", f"{path!r} is not a directory")
+                raise FileToolError("NOT_A_DIRECTORY", f"{path!r} is not a directory")
             with os.scandir(fd) as it:
                 entries = sorted(((e.name, e.is_dir()) for e in it), key=lambda e: e[0])
         finally:
@@ -236,7 +238,7 @@ class Workspace:
     def glob(self, pattern: str, path: str = ".") -> str:
         if not pattern or Path(pattern).is_absolute() or ".." in Path(pattern).parts:
             raise FileToolError(
-                "invalid_pattern", f"pattern {pattern!r} must be relative and stay inside the workspace"
+                "INVALID_PATTERN", f"pattern {pattern!r} must be relative and stay inside the workspace"
             )
         base = self.resolve(path or ".")
         root = Path(os.path.realpath(self.root))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -14,7 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from ..errors import best_effort
+
 __all__ = ["ExecResult", "OutputCallback", "host_environment", "run_on_host"]
+
+log = logging.getLogger("clawmesh.tools.exec")
 
 OutputCallback = Callable[[str, str], Awaitable[None]]
 
@@ -100,7 +105,8 @@ async def run_on_host(
                     budget[0] -= len(kept)
                     outputs[name].append(kept)
                     if on_output is not None:
-                        with contextlib.suppress(Exception):
+                        # followers missing a chunk must not cost the command its output
+                        with best_effort(None, "exec_output_callback", log=log):
                             await on_output(name, kept)
             if not chunk:
                 return

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..config import AgentView, Config, ToolPolicy, ToolsSection
+from ..errors import ClawmeshError
 from .catalog import (
     CATALOG_NAMES,
     SANDBOX_DEFAULT_ALLOW,
@@ -68,11 +69,13 @@ _NOT_LISTED: Final = "not in allow-list"
 _CATALOG_INDEX: Final = {name: i for i, name in enumerate(CATALOG_NAMES)}
 
 
-class UnknownAgentError(LookupError):
+class UnknownAgentError(ClawmeshError):
     """`effective_tools` was asked about an agent the config does not have."""
 
     def __init__(self, agent_id: str, configured: Sequence[str]) -> None:
-        super().__init__(f"unknown agent '{agent_id}' (configured: {', '.join(configured) or 'none'})")
+        super().__init__(
+            "UNKNOWN_AGENT", f"unknown agent '{agent_id}' (configured: {', '.join(configured) or 'none'})"
+        )
         self.agent_id = agent_id
         self.configured = tuple(configured)
 

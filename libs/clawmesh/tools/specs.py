@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias, get_args
 import msgspec
 
 from ..config import ExecSettings
+from ..errors import ClawmeshError
 
 __all__ = [
     "IMPLEMENTED_TOOLS",
@@ -185,8 +186,11 @@ TOOL_SCHEMAS: Final[Mapping[str, ToolSchema]] = _generate_schemas()
 # --- validating a call ---------------------------------------------------------------------------
 
 
-class ToolArgumentError(ValueError):
-    pass
+class ToolArgumentError(ClawmeshError):
+    """A tool call whose arguments do not fit the tool's schema; the message names the field."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("INVALID_ARGUMENTS", message)
 
 
 def validate_tool_arguments(tool: str, arguments: Mapping[str, Any]) -> ToolArgs:

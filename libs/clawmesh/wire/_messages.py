@@ -13,6 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from ..config import ExecSettings
+from ._errors import ErrorCode
 
 __all__ = [
     "Attachment",
@@ -188,7 +189,7 @@ class TurnFinal(_Event, tag="final", kw_only=True):
 
 
 class TurnError(_Event, tag="error", kw_only=True):
-    code: str
+    code: ErrorCode
     message: str
     hint: str = ""
 
@@ -215,7 +216,7 @@ class RouteDecision(_Wire, tag="route", tag_field="type", kw_only=True):
     session_key: str | None = None
     matched_by: str | None = None
     seq: int = 0
-    error_code: str | None = None
+    error_code: ErrorCode | None = None
     error_message: str | None = None
     error_hint: str | None = None
     ts: float = msgspec.field(default_factory=now)
@@ -284,7 +285,7 @@ class ToolInvocationResult(_Wire, tag="result", tag_field="type", kw_only=True):
     invocation_id: str
     ok: bool
     content: str = ""
-    error_code: str | None = None
+    error_code: ErrorCode | None = None
     exit_code: int | None = None
     truncated: bool = False
     timed_out: bool = False
@@ -299,6 +300,7 @@ class DeadLetter(_Wire, tag="dead_letter", tag_field="type", kw_only=True):
     service: str
     subject: str
     reason: str
+    code: ErrorCode | None = None  # None only in letters written before codes existed
     payload: bytes = b""
     headers: dict[str, str] = {}
     ts: float = msgspec.field(default_factory=now)
