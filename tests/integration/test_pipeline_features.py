@@ -123,10 +123,10 @@ async def test_config_reload_applies_to_later_messages_and_refuses_bad_files(
                 ),
             )
             replies = await _reload(nc)
-            # in-process services share one holder: the first reload changes it for all three
+            # In-process services share one holder, so only one of them sees a change here; that
+            # every process reloads to the same version is tested in test_config_reload.py.
             assert {r["service"] for r in replies} == {"ingress", "router", "runner"}
             assert all(r["ok"] for r in replies) and any(r["changed"] for r in replies)
-            assert len({r["version"] for r in replies}) == 1
             second = await http.post("/v1/messages?wait=30", json={"text": "b", "channel": "telegram"})
             assert second.json()["agentId"] == "work"
             version = gw.holder.current.version
