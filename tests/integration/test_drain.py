@@ -161,7 +161,7 @@ async def test_a_turn_longer_than_the_grace_period_is_handed_to_another_runner(
         # a warm-up call (the provider SDK is imported on first use), then one that never returns
         fake.script(Text("warm"), Gate(never))
         events: list[Any] = []
-        config = {**_config(fake), "runtime": {"turnLeaseSeconds": 3}}
+        config = {**_config(fake), "runtime": {"turnLeaseSeconds": 5}}
         async with run_gateway(nats_url, config, tmp_path, services=("ingress", "router")) as gw:
             first = ServiceProcess("runner", gw.config_path, nats_url, gw.env, tmp_path / "runner1.log")
             second: ServiceProcess | None = None
@@ -173,8 +173,8 @@ async def test_a_turn_longer_than_the_grace_period_is_handed_to_another_runner(
 
                 await nc.subscribe("cm.ev.>", cb=on_event)
                 stuck = (await _wait_for_service(nc, "runner"))["metadata"]["instance"]
-                async with gw.client() as http:
-                    warm = await http.post("/v1/messages?wait=60", json={"text": "warm up"})
+                async with gw.client(timeout=180) as http:
+                    warm = await http.post("/v1/messages?wait=150", json={"text": "warm up"})
                     assert warm.status_code == 200, warm.text
                     r = await http.post("/v1/messages", json={"text": "too slow"})
                 assert r.status_code == 202, r.text

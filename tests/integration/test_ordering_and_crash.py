@@ -191,7 +191,10 @@ async def test_sigkill_mid_turn_gives_exactly_one_final_reply(nats_url: str, tmp
                 finals = [f for f in log.finals() if f.turn_id == turn_id]
                 assert len(finals) == 1 and finals[0].text == "recovered"
                 starts = [e for e in log.events if isinstance(e, TurnStarted) and e.turn_id == turn_id]
-                assert len(starts) == 2 and starts[1].runner != started.runner
+                # Killed first, finished elsewhere. (A runner stalled past its lease on a loaded
+                # machine, e.g. importing a provider SDK, may retake a turn: more starts are
+                # possible, and harmless; the single final above is the guarantee.)
+                assert starts[0].runner == started.runner and starts[-1].runner != started.runner
                 # the outbound stream holds exactly one reply for the turn
                 js = nc.jetstream()
                 sub = await js.subscribe("cm.out.>", ordered_consumer=True)
