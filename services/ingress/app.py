@@ -13,7 +13,7 @@ from clawmesh.gateway import bind_host, gateway_token, http_port, is_loopback
 from clawmesh.httpserver import EmbeddedHTTPServer
 
 from .api import ClawmeshAPI
-from .http import RequestGuard, body_limit
+from .http import EXCEPTION_HANDLERS, RequestGuard, body_limit
 from .openai_api import OpenAIAPI
 from .security import AuthGate
 from .turns import TurnClient
@@ -56,7 +56,9 @@ class Ingress:
         )
         clawmesh_api = ClawmeshAPI(ctx, self.turns, guard, lambda: self.ready)
         openai_api = OpenAIAPI(ctx, self.turns, guard)
-        app = Starlette(routes=[*clawmesh_api.routes(), *openai_api.routes()])
+        app = Starlette(
+            routes=[*clawmesh_api.routes(), *openai_api.routes()], exception_handlers=EXCEPTION_HANDLERS
+        )
         self.http = EmbeddedHTTPServer(app, self.host, http_port(config, ctx.options.get("port")))
 
     def _rate_limit(self) -> GatewayRateLimit:

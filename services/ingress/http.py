@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Literal, TypeVar
 
 import msgspec
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -22,6 +23,7 @@ from .turns import MessageTooLarge, Unavailable
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
+    "EXCEPTION_HANDLERS",
     "NO_CACHE",
     "BadRequest",
     "BodyTimeout",
@@ -32,6 +34,7 @@ __all__ = [
     "body_limit",
     "decode_body",
     "error",
+    "http_exception",
     "read_body",
     "routing_error_status",
     "sse",
@@ -66,6 +69,27 @@ def error(
     if path:
         body["path"] = path
     return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+_STATUS_CODES: dict[int, ErrorCode] = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, wrong method) in the JSON error shape."""
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers) if exc.headers else None  # 405's Allow
+    if exc.status_code == 404:
+        message = f"no route {request.url.path!r}"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path!r}"
+    else:
+        message = str(exc.detail)
+    return error(
+        exc.status_code, _STATUS_CODES.get(exc.status_code, "invalid_request"), message, headers=headers
+    )
+
+
+EXCEPTION_HANDLERS = {HTTPException: http_exception}
 
 
 class BadRequest(Exception):

@@ -170,6 +170,19 @@ async def test_agents_health_and_ready(gw: Gateway) -> None:
         assert (await http.get("/readyz")).json()["ready"] is True
 
 
+async def test_unknown_routes_and_methods_are_json_errors(gw: Gateway) -> None:
+    async with gw.client() as http:
+        missing = await http.get("/v1/nope")
+        wrong = await http.put("/v1/messages", json={"text": "x"})
+    assert missing.status_code == 404
+    assert missing.json()["error"] == {"code": "not_found", "message": "no route '/v1/nope'"}
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert wrong.json()["error"] == {
+        "code": "method_not_allowed",
+        "message": "PUT is not allowed on '/v1/messages'",
+    }
+
+
 async def test_auth_is_required_and_failures_are_rate_limited(nats_url: str, tmp_path: Path) -> None:
     config = {
         **CONFIG,

@@ -60,6 +60,7 @@ ErrorCode = Literal[
     "request_timeout",
     "unavailable",
     "not_found",
+    "method_not_allowed",
 ]
 
 ERROR_CODES: Final[frozenset[str]] = frozenset(get_args(ErrorCode))
