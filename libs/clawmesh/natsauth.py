@@ -10,19 +10,44 @@ refused by the server (`Permissions Violation`).
 JetStream needs its API subjects: every service user may use `$JS.API.>` except the
 destructive verbs (deleting or purging streams, account-level changes), so the services can
 provision their streams and consumers on start without being able to destroy data.
+
+`clawmesh up` uses the same users for its embedded nats-server: `embedded_users` generates
+them on the first start and keeps them under the state dir (`nats-auth/users.json`, directory
+0700, file 0600) so a restart reuses the passwords; the CLI reads the `admin` user from there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .wire import Subjects, encode_token
 
-__all__ = ["NatsUser", "nats_users", "render_auth_conf", "render_env"]
+__all__ = [
+    "EMBEDDED_AUTH_DIR",
+    "NatsAuthError",
+    "NatsUser",
+    "embedded_admin",
+    "embedded_users",
+    "nats_users",
+    "render_auth_conf",
+    "render_env",
+    "service_user",
+]
+
+EMBEDDED_AUTH_DIR = "nats-auth"  # under the state dir
+_USERS_FILE = "users.json"
+
+
+class NatsAuthError(RuntimeError):
+    """The stored embedded credentials cannot be used (unreadable or malformed file)."""
+
 
 _JS_DENY = [
     "$JS.API.STREAM.DELETE.>",
@@ -181,3 +206,86 @@ def render_env(users: Sequence[NatsUser]) -> str:
         out.append(f"CLAWMESH_NATS_USER_{key}={u.user}")
         out.append(f"CLAWMESH_NATS_PASSWORD_{key}={u.password}")
     return "\n".join(out) + "\n"
+
+
+def service_user(users: Sequence[NatsUser], service: str, *, node_id: str = "local") -> NatsUser:
+    """The user a service connects as: by its name (`node_agent` → `node-<its node>`)."""
+    key = service.replace("_", "-")
+    name = f"node-{encode_token(node_id)}" if key == "node-agent" else key
+    for u in users:
+        if u.name == name:
+            return u
+    raise NatsAuthError(f"no NATS user for service {service!r} (looked for {name!r})")
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)  # mkdir's mode is masked by the umask and ignored for an existing dir
+    return path
+
+
+def _read_passwords(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise NatsAuthError(
+            f"{path}: cannot read the embedded NATS credentials ({exc}); delete the file to generate new ones"
+        ) from exc
+    users = data.get("users") if isinstance(data, dict) else None
+    if not isinstance(users, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("password"), str) and v["password"] for v in users.values()
+    ):
+        raise NatsAuthError(
+            f'{path}: expected {{"users": {{name: {{"user": ..., "password": ...}}}}}}; '
+            "delete the file to generate new credentials"
+        )
+    return {str(name): v["password"] for name, v in users.items()}
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    os.replace(tmp, path)
+
+
+def embedded_users(
+    state_dir: Path, prefix: str = "cm", *, nodes: Sequence[str] = ("local",)
+) -> list[NatsUser]:
+    """The users of `clawmesh up`'s embedded nats-server: generated on the first start, the
+    passwords reused on every later one (a new node gets a new user, the others keep theirs).
+    Permissions are always recomputed from `nats_users`, never read from the file."""
+    folder = _private_dir(state_dir / EMBEDDED_AUTH_DIR)
+    path = folder / _USERS_FILE
+    stored = _read_passwords(path)
+    users = nats_users(prefix, nodes=nodes, passwords=stored)
+    merged = {**stored, **{u.name: u.password for u in users}}
+    by_name = {u.name: u.user for u in users}
+    if merged != stored or not path.exists():
+        doc = {
+            "comment": "clawmesh up: embedded nats-server users. Private (0600).",
+            "users": {
+                n: {"user": by_name.get(n, f"{prefix}-{n}"), "password": pw} for n, pw in merged.items()
+            },
+        }
+        _write_private(path, json.dumps(doc, indent=2) + "\n")
+    elif path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    return users
+
+
+def embedded_admin(state_dir: Path, prefix: str = "cm") -> tuple[str, str] | None:
+    """(user, password) of the embedded server's `admin` user, for the CLI; None before the
+    first `clawmesh up` (nothing is generated here)."""
+    path = state_dir / EMBEDDED_AUTH_DIR / _USERS_FILE
+    password = _read_passwords(path).get("admin")
+    return (f"{Subjects(prefix).prefix}-admin", password) if password else None

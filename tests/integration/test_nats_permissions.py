@@ -3,6 +3,7 @@ refused outside its permissions by a real nats-server."""
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import nats
 import pytest
 
 from clawmesh.bus import NatsServer
-from clawmesh.natsauth import NatsUser, nats_users, render_auth_conf
+from clawmesh.natsauth import NatsUser, embedded_users, nats_users, render_auth_conf
 from tests.fixtures.gateway import run_gateway, wait_until
 
 
@@ -128,3 +129,21 @@ async def test_allowed_actions_raise_no_violation(secured: Any) -> None:
     await wait_until(lambda: errors, message="the later violation")
     await nc.close()
     assert len(errors) == 1 and "cm.in.api.x" in errors[0]
+
+
+async def test_authorization_block_refuses_anonymous_and_keeps_the_config_private(tmp_path: Path) -> None:
+    users = {u.name: u for u in embedded_users(tmp_path)}
+    server = NatsServer(
+        store_dir=tmp_path / "js", work_dir=tmp_path, authorization=render_auth_conf(users.values())
+    )
+    await server.start()
+    try:
+        [conf] = list(tmp_path.glob("nats-server-*.conf"))
+        assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+        with pytest.raises(Exception, match=r"(?i)authorization violation"):
+            await nats.connect(server.url, allow_reconnect=False, max_reconnect_attempts=0)
+        admin = await nats.connect(url(server, users["admin"]), allow_reconnect=False)
+        await admin.close()
+    finally:
+        await server.stop()
+    assert not conf.exists()  # it held the passwords

