@@ -298,9 +298,11 @@ class ClawmeshAPI:
             if wait is None or remaining <= 0:
                 return _duplicate_answer(turn.turn_id, status.state if status else "accepted")
             try:
-                async for item in turn.events(min(remaining, _DUPLICATE_POLL_SECONDS)):
-                    if isinstance(item, RouteDecision):
-                        decision = item
+                # bounds the whole look, not each event: deltas of a streamed turn keep coming
+                async with asyncio.timeout(min(remaining, _DUPLICATE_POLL_SECONDS)):
+                    async for item in turn.events(None):
+                        if isinstance(item, RouteDecision):
+                            decision = item
             except TimeoutError:
                 continue
             routed = {

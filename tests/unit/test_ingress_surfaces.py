@@ -348,6 +348,33 @@ async def test_a_retried_message_id_waits_for_the_same_reply_as_the_first_reques
     assert len(s.turns.waiters) == 0
 
 
+async def test_a_retry_waits_no_longer_than_asked_while_a_streamed_turn_goes_on(
+    surfaces: Callable[..., Surfaces],
+) -> None:
+    s = surfaces(only_routed, turns=RetriedTurns)
+    body = {**MESSAGE, "messageId": "m-1"}
+    stop = asyncio.Event()
+
+    async def deltas(turn_id: str) -> None:  # the first request's stream, never ending
+        while not stop.is_set():
+            data, headers = encode_msgpack(TextDeltaEvent(turn_id=turn_id, text="."))
+            await s.turns.waiters.on_message(Msg(data=data, headers=headers))  # type: ignore[arg-type]
+            await asyncio.sleep(0.01)
+
+    async with s.http as http:
+        first = asyncio.create_task(http.post("/v1/messages", json=body, headers=STREAM))
+        await wait_until(lambda: len(s.turns.submitted) == 1, message="the first request submitted")
+        feed = asyncio.create_task(deltas(s.turns.submitted[0].id))
+        try:
+            retry = await asyncio.wait_for(http.post("/v1/messages?wait=0.2", json=body), 30)
+        finally:
+            stop.set()
+            await feed
+            first.cancel()
+    assert retry.status_code == 200 and retry.json()["duplicate"] is True
+    assert retry.json()["state"] == "accepted"
+
+
 async def test_streaming_sends_route_events_and_final(surfaces: Callable[..., Surfaces]) -> None:
     s = surfaces(replied)
     async with s.http as http:
