@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Final
+from typing import Annotated, Final
+
+import msgspec
 
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
     "DEFAULT_AGENT_ID",
+    "MAX_ID_LENGTH",
+    "Id",
+    "IdTooLong",
+    "check_id",
     "is_valid_agent_id",
     "normalize_account_id",
     "normalize_agent_id",
@@ -21,6 +27,25 @@ __all__ = [
 
 DEFAULT_AGENT_ID: Final = "main"
 DEFAULT_ACCOUNT_ID: Final = "default"
+
+# Ids from outside (channel, account, peer, guild, team, role, message, thread, agent, turn,
+# invocation) are refused above this length where they enter: a wire message with a longer id
+# fails msgspec validation, naming the field and the limit.
+MAX_ID_LENGTH: Final = 256
+Id = Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)]
+
+
+class IdTooLong(ValueError):
+    """An id longer than `MAX_ID_LENGTH`; the message names the field."""
+
+
+def check_id(value: str, field: str) -> str:
+    """`value`, or `IdTooLong` naming `field` and the limit (for ids that do not arrive in a
+    msgspec struct annotated with `Id`)."""
+    if len(value) > MAX_ID_LENGTH:
+        raise IdTooLong(f"{field} is {len(value)} characters long; ids may be at most {MAX_ID_LENGTH}")
+    return value
+
 
 _VALID_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$", re.IGNORECASE)
 _INVALID_RUN: Final = re.compile(r"[^a-z0-9_-]+")

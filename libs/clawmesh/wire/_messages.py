@@ -13,6 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from ..config import ExecSettings
+from ..ids import Id
 from ._errors import ErrorCode
 
 __all__ = [
@@ -53,11 +54,11 @@ class _Wire(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
 
 class Peer(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
     kind: str
-    id: str
+    id: Id
 
 
 class Sender(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
-    id: str = ""
+    id: Id = ""
     name: str | None = None
     username: str | None = None
 
@@ -73,20 +74,20 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit
 class InboundMessage(_Wire, tag="inbound", tag_field="type", kw_only=True):
     """A normalised inbound chat message (stream CM_INBOUND, subject cm.in.<channel>.<account>)."""
 
-    id: str  # turn id, assigned by ingress
-    channel: str
-    account_id: str = "default"
+    id: Id  # turn id, assigned by ingress
+    channel: Id
+    account_id: Id = "default"
     peer: Peer | None = None
     parent_peer: Peer | None = None
-    guild_id: str | None = None
-    team_id: str | None = None
-    member_role_ids: list[str] = []
+    guild_id: Id | None = None
+    team_id: Id | None = None
+    member_role_ids: list[Id] = []
     sender: Sender | None = None
     text: str = ""
     attachments: list[Attachment] = []
-    message_id: str | None = None  # the platform's id: dedupe key
-    thread_id: str | None = None
-    agent_id: str | None = None  # explicit agent (e.g. OpenAI `model`): bindings are skipped
+    message_id: Id | None = None  # the platform's id: dedupe key
+    thread_id: Id | None = None
+    agent_id: Id | None = None  # explicit agent (e.g. OpenAI `model`): bindings are skipped
     received_at: float = 0.0
     reply_subject: str | None = None  # the accepting ingress instance's inbox
     # what goes to reply_subject: every event (a streaming caller), or only the route decision
@@ -264,13 +265,13 @@ class ToolInvocation(_Wire, tag="invoke", tag_field="type", kw_only=True):
     """Run one tool on a node for an agent. The node resolves the agent's workspace and
     sandbox from its own config; the runner has already applied the tool policy."""
 
-    invocation_id: str
+    invocation_id: Id
     tool: str  # exec | read | write | edit | ls | glob
     arguments: dict[str, Any] = {}
-    agent_id: str
+    agent_id: Id
     session_key: str
     main_session_key: str = ""
-    turn_id: str = ""
+    turn_id: Id = ""
     timeout: float = ExecSettings.timeout  # the runner always sets it
     output_subject: str | None = None  # where to stream ToolOutputChunk messages (exec)
 

@@ -4,34 +4,63 @@ No user-controlled string may put `.`, `*`, `>` or whitespace into a subject. Id
 `[a-z0-9_-]` are used as they are; anything else is escaped reversibly: each other byte of its
 UTF-8 form becomes `=XX` (lower-case hex). `=` is legal in NATS subjects *and* in JetStream KV
 keys, so the same token also works as a KV key. An empty id is `=`.
+
+Every token is at most `MAX_TOKEN_LENGTH` characters, whatever the id: nats-server closes the
+connection on a control line (PUB/SUB/HPUB with the subject) longer than 4096 bytes. A longer
+encoding is shortened to a readable prefix of it, `==`, and a hash of the whole id (not
+reversible; no reversible token contains `==`, so the two kinds never collide).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from functools import lru_cache
 from typing import Final
 
-__all__ = ["Subjects", "decode_token", "encode_token"]
+__all__ = ["MAX_TOKEN_LENGTH", "Subjects", "decode_token", "encode_token"]
 
+MAX_TOKEN_LENGTH: Final = 160
+_HASH_HEX: Final = 32  # 128 bits of blake2b
+_PREFIX: Final = MAX_TOKEN_LENGTH - 2 - _HASH_HEX
 _PLAIN: Final = re.compile(r"^[a-z0-9_-]+$")
 _SAFE: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
-_ESCAPED: Final = re.compile(r"=([0-9a-f]{2})")
 _TOKEN: Final = re.compile(r"^(?:[a-z0-9_-]|=[0-9a-f]{2})+$|^=$")
+
+
+def _utf8(value: str) -> bytes:
+    return value.encode("utf-8", "surrogatepass")  # a lone surrogate from JSON is still an id
 
 
 @lru_cache(maxsize=8192)  # a few ids (agents, sessions, channels) are encoded for every message
 def encode_token(value: str) -> str:
-    """One subject token for an arbitrary id (reversible; see module docstring)."""
-    if _PLAIN.match(value):
+    """One subject token of at most `MAX_TOKEN_LENGTH` characters for an arbitrary id
+    (reversible unless it had to be shortened; see module docstring)."""
+    if len(value) <= MAX_TOKEN_LENGTH and _PLAIN.match(value):
         return value
     if not value:
         return "="
-    return "".join(chr(b) if b in _SAFE else f"={b:02x}" for b in value.encode("utf-8"))
+    raw = _utf8(value)
+    if len(raw) <= MAX_TOKEN_LENGTH:  # else the escaped form is longer than the bound anyway
+        token = "".join(chr(b) if b in _SAFE else f"={b:02x}" for b in raw)
+        if len(token) <= MAX_TOKEN_LENGTH:
+            return token
+    prefix, size = [], 0
+    for b in raw:
+        part = chr(b) if b in _SAFE else f"={b:02x}"
+        if size + len(part) > _PREFIX:
+            break
+        prefix.append(part)
+        size += len(part)
+    digest = hashlib.blake2b(raw, digest_size=_HASH_HEX // 2).hexdigest()
+    return f"{''.join(prefix)}=={digest}"
 
 
 def decode_token(token: str) -> str:
-    """Inverse of `encode_token`; raises ValueError for something it could not have produced."""
+    """Inverse of `encode_token`; raises ValueError for something it could not have produced,
+    and for a shortened token (its id cannot be recovered)."""
+    if "==" in token:
+        raise ValueError(f"a shortened subject token cannot be decoded: {token[:40]!r}…")
     if not _TOKEN.match(token):
         raise ValueError(f"not an encoded subject token: {token!r}")
     if token == "=":
@@ -47,7 +76,7 @@ def decode_token(token: str) -> str:
         else:
             raw.append(ord(token[i]))
             i += 1
-    return raw.decode("utf-8")
+    return raw.decode("utf-8", "surrogatepass")
 
 
 class Subjects:
