@@ -129,6 +129,12 @@ async def run_on_host(
     _, unfinished = await asyncio.wait(pumps, timeout=_DRAIN_SECONDS)
     for task in (*unfinished, exited):
         task.cancel()
+    if unfinished:
+        # Close our ends of those pipes now (asyncio has no public call for it), not when the
+        # escaped process finally exits — possibly after this event loop is gone.
+        transport = getattr(proc, "_transport", None)
+        if transport is not None:
+            transport.close()
     await asyncio.gather(*pumps, return_exceptions=True)
     return ExecResult(
         exit_code=None if timed_out else proc.returncode,
