@@ -408,7 +408,11 @@ class ClawmeshAPI:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        ready = self.ctx.nc.is_connected and self.ready()
+        # every service of this process, not only ingress: a dead router behind a green
+        # ingress is not ready (hosted alone, e.g. in tests, there is only ingress to ask)
+        process = self.ctx.health.report() if self.ctx.health.connections else {"ready": True, "nats": {}}
+        ready = self.ctx.nc.is_connected and self.ready() and process["ready"]
         return JSONResponse(
-            {"ready": ready, "nats": self.ctx.nc.is_connected}, status_code=200 if ready else 503
+            {"ready": ready, "nats": self.ctx.nc.is_connected, "services": process["nats"]},
+            status_code=200 if ready else 503,
         )

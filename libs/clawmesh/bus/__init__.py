@@ -4,6 +4,7 @@ from ._connect import connect
 from ._embedded import NatsServer, NatsServerError, find_nats_server
 from ._lease import Lease, LeaseLost, Leases
 from ._main import configure_logging, run_loop, run_one, service_main
+from ._process import ConnectionClosedForGood, ProcessHealth
 from ._provision import BucketSpec, Layout, provision
 from ._pull import pull_forever, wait_for_stop
 from ._service import Service, ServiceContext, layout_for, nats_settings, open_context, run_services
@@ -11,12 +12,14 @@ from ._trace import consumer_span, inject, producer_span, setup_tracing, tracer
 
 __all__ = [
     "BucketSpec",
+    "ConnectionClosedForGood",
     "Layout",
     "Lease",
     "LeaseLost",
     "Leases",
     "NatsServer",
     "NatsServerError",
+    "ProcessHealth",
     "Service",
     "ServiceContext",
     "configure_logging",

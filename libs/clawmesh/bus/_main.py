@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from ..checks import default_checks
 from ..config import ConfigError, ConfigHolder
+from ._process import ConnectionClosedForGood
 from ._service import Service, open_context, run_services
 from ._trace import setup_tracing
 
@@ -72,3 +73,6 @@ def service_main(cls: type[Service], argv: Sequence[str] | None = None) -> None:
         run_loop(run_one(cls, holder, args.nats_url))
     except KeyboardInterrupt:
         pass
+    except ConnectionClosedForGood as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)  # the supervisor (compose: restart: unless-stopped) starts a fresh process

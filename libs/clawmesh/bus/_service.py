@@ -32,6 +32,7 @@ from ..config import ConfigHolder
 from ..errors import best_effort
 from ..wire import DeadLetter, ErrorCode, Subjects, encode_json
 from ._connect import connect
+from ._process import ConnectionClosedForGood, ProcessHealth, watch_connections
 from ._provision import Layout, bind_buckets, provision
 from ._trace import inject
 
@@ -53,6 +54,8 @@ class ServiceContext:
     layout: Layout
     counters: Counter[str] = field(default_factory=Counter)
     options: dict[str, Any] = field(default_factory=dict)  # per-instance settings: port, node id, labels
+    # shared by the services of one process (run_services): /readyz reports all of them
+    health: ProcessHealth = field(default_factory=ProcessHealth)
     _micro: Any = None
 
     @property
@@ -266,7 +269,9 @@ async def run_services(
     install_signals: bool = True,
 ) -> None:
     """Start the services, wait for SIGTERM/SIGINT (or `stop`), then stop them: in-flight work
-    finishes within `drain_timeout`, connections are drained. SIGHUP reloads the config."""
+    finishes within `drain_timeout`, connections are drained. SIGHUP reloads the config.
+    Raises ConnectionClosedForGood, after stopping the others, when a service's NATS connection
+    closes for good: the process must exit non-zero and be restarted."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     holders = [ctx.holder for _, ctx in factories]
@@ -280,6 +285,11 @@ async def run_services(
     contexts: list[ServiceContext] = []
     watcher = asyncio.create_task(_watch_config(list(dict.fromkeys(holders)), stop))
     tasks: list[asyncio.Task[None]] = []
+    process = ProcessHealth()
+    for _, ctx in factories:
+        ctx.health = process
+        process.add(ctx.service, ctx.nc)
+    closed_watch = asyncio.create_task(watch_connections(process, stop))
     try:
         for cls, ctx in factories:
             services.append(cls(ctx))
@@ -296,8 +306,10 @@ async def run_services(
             result = on_started(services)
             if asyncio.iscoroutine(result):
                 await result
+        process.started = True
         await stop.wait()
     finally:
+        process.started = False
         stop.set()
         watcher.cancel()
         for task in tasks:
@@ -324,3 +336,6 @@ async def run_services(
                 # the same platforms that refused add_signal_handler above refuse this
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+    closed = await closed_watch
+    if closed:
+        raise ConnectionClosedForGood(closed)

@@ -51,6 +51,9 @@ ErrorCode = Literal[
     "PATH_CHANGED",
     # messages a service could not process (dead letters)
     "INVALID_MESSAGE",
+    "DELIVERY_LIMIT",  # delivered runtime.maxDeliveries times without being processed
+    # process
+    "NATS_CLOSED",  # a NATS connection closed for good: the process exits to be restarted
     # HTTP API request errors (`{"error": {"code": …}}`)
     "invalid_request",
     "invalid_json",
