@@ -25,7 +25,7 @@ from clawmesh.bus import Leases, ServiceContext, consumer_span, pull_forever
 from clawmesh.config import AgentView, Config
 from clawmesh.errors import ClawmeshError, best_effort
 from clawmesh.nodes import NodeDirectory
-from clawmesh.providers import aclose_providers
+from clawmesh.providers import aclose_providers, preload_sdks
 from clawmesh.sessions import DoneRecord, SessionStore, TranscriptEntry
 from clawmesh.wire import DecodeFailure, TurnRequest, TurnStarted, decode
 
@@ -72,6 +72,7 @@ class Runner:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fetcher: asyncio.Task[None] | None = None
         self._heart: asyncio.Task[None] | None = None
+        self._preload: asyncio.Task[tuple[str, ...]] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -84,6 +85,10 @@ class Runner:
             name="runner-fetch",
         )
         self._heart = asyncio.create_task(self._heartbeat_forever(), name="runner-heartbeat")
+        # In the background: readiness does not wait for the SDKs, the first turn does not import them.
+        self._preload = asyncio.create_task(
+            asyncio.to_thread(preload_sdks, self.ctx.holder.current), name="runner-preload"
+        )
 
     async def stop(self, timeout: float) -> None:
         """Stop fetching; let in-flight turns finish (bounded); hand queued ones back."""

@@ -24,6 +24,7 @@ from ._registry import (
     ModelTarget,
     aclose_providers,
     parse_model_ref,
+    preload_sdks,
     provider_for,
     resolve_target,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "classify_error",
     "cooldown_seconds",
     "parse_model_ref",
+    "preload_sdks",
     "provider_for",
     "resolve_target",
     "stream_with_failover",

@@ -28,6 +28,7 @@ __all__ = [
     "ModelTarget",
     "aclose_providers",
     "parse_model_ref",
+    "preload_sdks",
     "provider_for",
     "resolve_target",
 ]
@@ -185,6 +186,27 @@ def provider_for(target: ModelTarget) -> Provider:
             )
         _providers[key] = provider
     return provider
+
+
+def preload_sdks(config: Config) -> tuple[Api, ...]:
+    """Import the SDK modules the configured model chains will call, and return their APIs.
+
+    The SDKs are imported lazily so that start-up stays fast, but a first import takes
+    seconds on a busy machine and would stall the event loop inside the first turn (long
+    enough for its session lease to lapse). Runners call this in a worker thread at start.
+    """
+    apis: set[Api] = set()
+    for agent in config.agents:
+        for ref in agent.models:
+            try:
+                apis.add(resolve_target(config, ref).api)
+            except ProviderError:
+                continue  # reported when the turn runs
+    if "anthropic" in apis:
+        from . import _anthropic  # noqa: F401
+    if "openai" in apis:
+        from . import _openai  # noqa: F401
+    return tuple(sorted(apis - {"echo"}))
 
 
 async def aclose_providers() -> None:
