@@ -13,7 +13,7 @@ help:
 	@echo "make test         install if needed (apt, venv, docker engine, images), then run every test"
 	@echo "make test-fast    unit tests only"
 	@echo "make bench        benchmarks with in-run baselines (tests/bench)"
-	@echo "make lint         ruff + mypy (strict on libs/)"
+	@echo "make lint         ruff, import layering (scripts/check_imports.py), mypy --strict on every package"
 	@echo "make images       build clawmesh-nats, clawmesh-python, clawmesh (services) and clawmesh-sandbox images locally"
 	@echo "make compose-up   images + docker compose up -d"
 
@@ -36,10 +36,10 @@ bench: install
 	@scripts/bench.sh $(ARGS)
 
 lint: install
-	$(BIN)/ruff check libs services tests
-	$(BIN)/ruff format --check libs services tests
-	$(BIN)/mypy
-	$(BIN)/mypy services
+	$(BIN)/ruff check libs services gateway scripts tests
+	$(BIN)/ruff format --check libs services gateway scripts tests
+	$(BIN)/python scripts/check_imports.py
+	@scripts/typecheck.sh
 
 images: install
 	@scripts/images.sh all

@@ -450,7 +450,7 @@ project_files() { # the files the project wheel is built from, relative to the r
     for f in pyproject.toml setup.cfg setup.py MANIFEST.in README* LICENSE* COPYING*; do
       [ -f "$f" ] && echo "$f"
     done
-    find libs services -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' 2>/dev/null
+    find libs services gateway -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' 2>/dev/null
   } | LC_ALL=C sort -u
 }
 

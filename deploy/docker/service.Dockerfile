@@ -16,7 +16,7 @@ COPY wheels /wheels
 RUN python3 -m venv /opt/clawmesh \
  && /opt/clawmesh/bin/pip install --no-cache-dir --no-index --find-links /wheels \
       --disable-pip-version-check --no-warn-script-location clawmesh \
- && /opt/clawmesh/bin/python -c 'import clawmesh'
+ && /opt/clawmesh/bin/python -c 'import clawmesh, clawmesh_gateway.registry'
 
 # Stage 2: the runtime image (same base, same venv path, so the venv's scripts stay valid).
 FROM ${BASE_IMAGE}

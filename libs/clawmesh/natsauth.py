@@ -86,10 +86,6 @@ class NatsUser:
         return perms
 
 
-def _kv(subjects: Subjects, bucket: str, key: str = ">") -> str:
-    return f"$KV.{subjects.bucket(bucket)}.{key}"
-
-
 def nats_users(
     prefix: str = "cm",
     *,
@@ -99,7 +95,6 @@ def nats_users(
 ) -> list[NatsUser]:
     """The users of a deployment; `passwords` (name → password) override generated ones."""
     s = Subjects(prefix)
-    p = s.prefix
     given = dict(passwords or {})
 
     def pw(name: str) -> str:
@@ -108,7 +103,7 @@ def nats_users(
     def svc(name: str, publish: list[str], subscribe: list[str]) -> NatsUser:
         return NatsUser(
             name=name,
-            user=f"{p}-{name}",
+            user=f"{s.prefix}-{name}",
             password=pw(name),
             publish=[*publish, *_COMMON_PUB],
             subscribe=[*subscribe, *_COMMON_SUB],
@@ -118,37 +113,37 @@ def nats_users(
     users = [
         svc(
             "ingress",
-            publish=[f"{p}.in.>", f"{p}.dlq.ingress", _kv(s, "turns"), _kv(s, "sessions")],
-            subscribe=[f"{p}.reply.>", f"{p}.ev.>", f"{p}.out.>", f"{p}.ctl.>"],
+            publish=[s.inbound_all, s.dead_letter("ingress"), s.kv("turns"), s.kv("sessions")],
+            subscribe=[s.replies_all, s.events_all, s.outbound_all, s.control_all],
         ),
         svc(
             "router",
             publish=[
-                f"{p}.turn.>",
-                f"{p}.route.decided",
-                f"{p}.reply.>",
-                f"{p}.dlq.router",
-                _kv(s, "sessions"),
-                _kv(s, "leases"),
-                _kv(s, "turns"),
+                s.turns_all,
+                s.route_decided,
+                s.replies_all,
+                s.dead_letter("router"),
+                s.kv("sessions"),
+                s.kv("leases"),
+                s.kv("turns"),
             ],
-            subscribe=[f"{p}.ctl.>"],
+            subscribe=[s.control_all],
         ),
         svc(
             "runner",
             publish=[
-                f"{p}.ev.>",
-                f"{p}.out.>",
-                f"{p}.reply.>",
-                f"{p}.tx.>",
-                f"{p}.dlq.runner",
-                f"{p}.node.*.invoke",
-                f"{p}.a2a.>",
-                _kv(s, "sessions"),
-                _kv(s, "leases"),
-                _kv(s, "turns"),
+                s.events_all,
+                s.outbound_all,
+                s.replies_all,
+                s.transcripts_all,
+                s.dead_letter("runner"),
+                s.node_invokes_all,
+                s.a2a_all,
+                s.kv("sessions"),
+                s.kv("leases"),
+                s.kv("turns"),
             ],
-            subscribe=[f"{p}.reply.>", f"{p}.ctl.>"],
+            subscribe=[s.replies_all, s.control_all],
         ),
     ]
     for node in nodes:
@@ -156,17 +151,17 @@ def nats_users(
         users.append(
             svc(
                 f"node-{token}",
-                publish=[f"{p}.reply.>", f"{p}.dlq.node_agent", _kv(s, "nodes", token)],
-                subscribe=[f"{p}.node.{token}.invoke", f"{p}.ctl.>"],
+                publish=[s.replies_all, s.dead_letter("node-agent"), s.kv("nodes", token)],
+                subscribe=[s.node_invoke(node), s.control_all],
             )
         )
     users.append(
         NatsUser(
             name="integration",
-            user=f"{p}-integration",
+            user=f"{s.prefix}-integration",
             password=pw("integration"),
             publish=[],
-            subscribe=[f"{p}.ev.>", f"{p}.route.decided", f"{p}.out.>"],
+            subscribe=[s.events_all, s.route_decided, s.outbound_all],
             publish_deny=[">"],
             allow_responses=False,
         )
@@ -174,7 +169,9 @@ def nats_users(
     if admin:
         # The operator's CLI (status, sessions, reload): everything.
         users.append(
-            NatsUser(name="admin", user=f"{p}-admin", password=pw("admin"), publish=[">"], subscribe=[">"])
+            NatsUser(
+                name="admin", user=f"{s.prefix}-admin", password=pw("admin"), publish=[">"], subscribe=[">"]
+            )
         )
     return users
 

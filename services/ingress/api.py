@@ -27,7 +27,6 @@ from clawmesh.bus import ServiceContext
 from clawmesh.errors import best_effort
 from clawmesh.ids import normalize_account_id
 from clawmesh.routing import normalize_chat_type, parse_agent_session_key
-from clawmesh.sessions import SessionStore
 from clawmesh.wire import (
     Attachment,
     DecodeFailure,
@@ -180,9 +179,7 @@ class ClawmeshAPI:
         self.turns = turns
         self.guard = guard
         self.ready = ready
-        self.store = SessionStore(
-            ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"), counters=ctx.counters
-        )
+        self.store = ctx.sessions
 
     def routes(self) -> list[Route]:
         guard = self.guard

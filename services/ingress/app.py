@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from starlette.applications import Starlette
@@ -19,13 +20,20 @@ from .security import AuthGate
 from .turns import TurnClient
 from .waiters import Waiters
 
-__all__ = ["Ingress", "IngressRefused"]
+__all__ = ["Ingress", "IngressOptions", "IngressRefused"]
 
 log = logging.getLogger("clawmesh.ingress")
 
 
 class IngressRefused(RuntimeError):
     """A configuration the ingress will not serve (e.g. a public bind without auth)."""
+
+
+@dataclass(frozen=True)
+class IngressOptions:
+    """Settings of one ingress instance that come from its command line, not the config."""
+
+    port: int | None = None  # `--port`; None: gateway.port (or 18789); 0: any free port (tests)
 
 
 class Ingress:
@@ -35,11 +43,11 @@ class Ingress:
 
     name: ClassVar[str] = "ingress"
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, options: IngressOptions | None = None) -> None:
+        options = options or IngressOptions()
         self.ctx = ctx
         config = ctx.holder.current
-        # ctx.options: `clawmesh up --port N` / tests (port 0 = any free port)
-        self.host = ctx.options.get("host") or bind_host(config)
+        self.host = bind_host(config)
         self.token = gateway_token(config, create=True)
         if self.token is None and not is_loopback(self.host):
             raise IngressRefused(
@@ -48,7 +56,7 @@ class Ingress:
             )
         self.ready = False
         self.waiters = Waiters()
-        self.reply_subject = f"{ctx.subjects.prefix}.reply.{ctx.instance}"
+        self.reply_subject = ctx.subjects.reply(ctx.instance)
         self.turns = TurnClient(ctx, self.waiters, self.reply_subject)
         guard = RequestGuard(
             AuthGate(lambda: self.token, self._rate_limit, self._trusted_proxies),
@@ -59,7 +67,7 @@ class Ingress:
         app = Starlette(
             routes=[*clawmesh_api.routes(), *openai_api.routes()], exception_handlers=EXCEPTION_HANDLERS
         )
-        self.http = EmbeddedHTTPServer(app, self.host, http_port(config, ctx.options.get("port")))
+        self.http = EmbeddedHTTPServer(app, self.host, http_port(config, options.port))
 
     def _rate_limit(self) -> GatewayRateLimit:
         gw = self.ctx.holder.current.document.gateway

@@ -15,6 +15,8 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, assert_never
 
 from nats.aio.msg import Msg
@@ -61,7 +63,7 @@ from clawmesh.wire import (
     encode_token,
 )
 
-__all__ = ["NodeAgent"]
+__all__ = ["NodeAgent", "NodeAgentOptions"]
 
 log = logging.getLogger("clawmesh.node-agent")
 
@@ -69,20 +71,30 @@ MAX_EXEC_TIMEOUT = 1800.0
 DEFAULT_CAPABILITIES = ("exec", "files", "sandbox")
 
 
-class NodeAgent:
-    name: ClassVar[str] = "node_agent"
+@dataclass(frozen=True)
+class NodeAgentOptions:
+    """Settings of one node-agent that come from its command line, not the config: `clawmesh up`
+    makes the local machine node `local`; `clawmesh service node-agent --node-id … --label k=v`
+    name their own."""
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    node_id: str | None = None  # None: nodes.local.id, else the hostname
+    labels: Mapping[str, str] = field(default_factory=dict)  # added to (and override) nodes.local.labels
+
+
+class NodeAgent:
+    """One machine's node: announces its presence and capabilities, and runs the tool calls
+    that runners send to it (on the host, confined, or in the agent's sandbox)."""
+
+    name: ClassVar[str] = "node-agent"
+
+    def __init__(self, ctx: ServiceContext, options: NodeAgentOptions | None = None) -> None:
+        options = options or NodeAgentOptions()
         self.ctx = ctx
         config = ctx.holder.current
         nodes = config.document.nodes
         local = nodes.local if nodes else None
-        # ctx.options: `clawmesh up` makes the local machine node `local`;
-        # `clawmesh service node-agent --node-id … --label k=v` set their own.
-        self.node_id = (
-            ctx.options.get("node_id") or (local.id if local and local.id else None) or socket.gethostname()
-        )
-        self.labels = {**(local.labels if local and local.labels else {}), **ctx.options.get("labels", {})}
+        self.node_id = options.node_id or (local.id if local and local.id else None) or socket.gethostname()
+        self.labels = {**(local.labels if local and local.labels else {}), **options.labels}
         self.wanted = tuple(local.capabilities) if local and local.capabilities else DEFAULT_CAPABILITIES
         self.heartbeat = config.settings.nodes.heartbeat_seconds
         self.capabilities: list[str] = [c for c in self.wanted if c != "sandbox"]

@@ -1,1 +1,5 @@
-"""clawmesh router service."""
+"""clawmesh router service: CM_INBOUND → routing → CM_TURNS."""
+
+from .app import Router
+
+__all__ = ["Router"]

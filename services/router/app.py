@@ -20,7 +20,6 @@ from nats.aio.msg import Msg
 
 from clawmesh.bus import (
     Lease,
-    Leases,
     ServiceContext,
     consumer_span,
     inject,
@@ -36,7 +35,7 @@ from clawmesh.routing import (
     normalize_agent_id,
     resolve_route,
 )
-from clawmesh.sessions import SessionStore, TurnStatus
+from clawmesh.sessions import TurnStatus
 from clawmesh.wire import (
     DecodeFailure,
     InboundMessage,
@@ -120,14 +119,15 @@ def route_message(config: Config, msg: InboundMessage) -> Route:
 
 
 class Router:
+    """Routes every accepted message to its agent, in CM_INBOUND order, stamping each turn with
+    its session's next sequence number; only the replica holding the leader lease consumes."""
+
     name: ClassVar[str] = "router"
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self.store = SessionStore(
-            ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"), counters=ctx.counters
-        )
-        self.leases = Leases.for_context(ctx)
+        self.store = ctx.sessions
+        self.leases = ctx.leases
         self.lease_seconds = ctx.layout.lease_seconds
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

@@ -21,12 +21,12 @@ from typing import Any, ClassVar
 
 from nats.aio.msg import Msg
 
-from clawmesh.bus import Leases, ServiceContext, consumer_span, pull_forever
+from clawmesh.bus import ServiceContext, consumer_span, pull_forever
 from clawmesh.config import AgentView, Config
 from clawmesh.errors import ClawmeshError, best_effort
 from clawmesh.nodes import NodeDirectory
 from clawmesh.providers import aclose_providers, preload_sdks
-from clawmesh.sessions import DoneRecord, SessionStore, TranscriptEntry
+from clawmesh.sessions import DoneRecord, TranscriptEntry
 from clawmesh.wire import DecodeFailure, TurnRequest, TurnStarted, decode
 
 from .events import TurnEvents, stamp
@@ -44,13 +44,14 @@ FETCH_MAX = 32  # turns fetched at a time (fewer when close to capacity)
 
 
 class Runner:
+    """Runs turns: one at a time per session in sequence order (session lease + completion
+    record), model calls with failover, the tool loop on nodes, transcripts, events, replies."""
+
     name: ClassVar[str] = "runner"
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self.store = SessionStore(
-            ctx.js, ctx.subjects, ctx.kv["sessions"], ctx.kv.get("turns"), counters=ctx.counters
-        )
+        self.store = ctx.sessions
         self.lease_seconds = ctx.layout.lease_seconds
         self.capacity = ctx.holder.current.settings.runtime.max_turns_in_flight
         self.nodes = NodeDirectory(
@@ -60,7 +61,7 @@ class Runner:
         self.finisher = Finisher(ctx, self.store, self.events)
         self._stopping = asyncio.Event()
         self.sessions = SessionOrder(
-            Leases.for_context(ctx),
+            ctx.leases,
             self.store,
             self._run,
             self.finisher.replay,

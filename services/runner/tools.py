@@ -161,9 +161,7 @@ class ToolBox:
         ctx, turn = self.ctx, self.turn
         invocation_id = uuid.uuid4().hex
         timeout = self._exec_timeout(call) if name == "exec" else 60.0
-        output_subject = (
-            f"{ctx.subjects.prefix}.reply.{ctx.instance}.tool.{invocation_id}" if name == "exec" else None
-        )
+        output_subject = ctx.subjects.tool_output(ctx.instance, invocation_id) if name == "exec" else None
         inv = ToolInvocation(
             invocation_id=invocation_id,
             tool=name,

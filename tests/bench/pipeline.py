@@ -298,7 +298,7 @@ async def start_gateway(tmp: Path, config: dict[str, Any], extra_env: dict[str, 
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "clawmesh.cli",
+            "clawmesh_gateway",
             "--config",
             str(path),
             "up",

@@ -40,7 +40,7 @@ import pytest
 from nats.aio.msg import Msg
 from typer.testing import CliRunner
 
-from clawmesh.cli._app import app as cli_app
+from clawmesh.cli import app as cli_app
 from tests.fixtures.gateway import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -100,7 +100,7 @@ async def test_exec_runs_locked_down_inside_the_sandbox(
         client.close()
         # the CLI lists it through the node-agent (in this process: run the CLI off the event
         # loop so the node-agent can answer), and recreate removes it
-        cli = [sys.executable, "-m", "clawmesh.cli", "--config", str(gw.config_path)]
+        cli = [sys.executable, "-m", "clawmesh_gateway", "--config", str(gw.config_path)]
         listed = await asyncio.to_thread(
             subprocess.run,
             [*cli, "sandbox", "list", "--json", "--nats-url", nats_url],

@@ -17,7 +17,7 @@ import pytest
 from tests.fixtures.files import replace_unseen
 from tests.fixtures.gateway import ROOT
 
-CLI = [sys.executable, "-m", "clawmesh.cli"]
+CLI = [sys.executable, "-m", "clawmesh_gateway"]
 CONFIG = {
     "agents": {"defaults": {"model": "echo/e2e"}, "list": [{"id": "home", "default": True}, {"id": "work"}]},
     "bindings": [{"agentId": "work", "match": {"channel": "api", "accountId": "work"}}],

@@ -85,7 +85,7 @@ async def processes(nats_url: str, tmp_path: Path) -> AsyncIterator[tuple[Path, 
 
 def _cli(env: dict[str, Any], path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "clawmesh.cli", "--config", str(path), *args],
+        [sys.executable, "-m", "clawmesh_gateway", "--config", str(path), *args],
         env={**env, "COLUMNS": "200"},
         capture_output=True,
         text=True,

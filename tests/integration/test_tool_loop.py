@@ -190,7 +190,7 @@ async def test_node_list_and_describe_cli(fake: FakeModelServer, nats_url: str, 
         cmd = [
             sys.executable,
             "-m",
-            "clawmesh.cli",
+            "clawmesh_gateway",
             "--config",
             str(gw.config_path),
             "nodes",
@@ -252,8 +252,8 @@ async def test_malformed_invocations_get_an_error_reply_and_a_dead_letter(
             headers={"Content-Type": "application/json"},
         )
         assert json.loads(good.data)["ok"] is True  # the node is still serving
-        letter = await nc.jetstream().get_last_msg("CM_DLQ", "cm.dlq.node_agent")
-        assert json.loads(letter.data)["service"] == "node_agent"
+        letter = await nc.jetstream().get_last_msg("CM_DLQ", "cm.dlq.node-agent")
+        assert json.loads(letter.data)["service"] == "node-agent"
         await nc.close()
 
 

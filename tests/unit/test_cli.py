@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-CLAWMESH = [sys.executable, "-m", "clawmesh.cli"]
+CLAWMESH = [sys.executable, "-m", "clawmesh_gateway"]
 
 
 def run(

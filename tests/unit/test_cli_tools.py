@@ -162,7 +162,7 @@ def run(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HOME": str(cfg.parent), "NO_COLOR": "1", "COLUMNS": "200"}
     env.pop("CLAWMESH_CONFIG_PATH", None)
     env.pop("CLAWMESH_STATE_DIR", None)
-    cmd = [sys.executable, "-m", "clawmesh.cli", "--config", str(cfg), "tools", "explain", *args]
+    cmd = [sys.executable, "-m", "clawmesh_gateway", "--config", str(cfg), "tools", "explain", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
 
 

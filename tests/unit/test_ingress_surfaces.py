@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from clawmesh.checks import default_checks
 from clawmesh.config import GatewayRateLimit, load_config
 from clawmesh.httpserver import EmbeddedHTTPServer
+from clawmesh.sessions import SessionStore
 from clawmesh.wire import (
     InboundMessage,
     ReplyMessage,
@@ -110,7 +111,8 @@ class Surfaces:
             holder=SimpleNamespace(current=config),
             subjects=Subjects("cm"),
             js=None,
-            kv={"sessions": None},
+            # no buckets: no turn status is ever stored
+            sessions=SessionStore(None, Subjects("cm"), None),  # type: ignore[arg-type]
             counters={},
         )
         self.turns = turns(ctx, script, route_wait=route_wait, turn_timeout=turn_timeout)

@@ -3,11 +3,19 @@
 from ._connect import connect
 from ._embedded import NatsServer, NatsServerError, find_nats_server
 from ._lease import Lease, LeaseLost, Leases
-from ._main import configure_logging, run_loop, run_one, service_main
+from ._main import configure_logging, run_loop, run_one
 from ._process import ConnectionClosedForGood, ProcessHealth
 from ._provision import BucketSpec, Layout, provision
 from ._pull import pull_forever, wait_for_stop
-from ._service import Service, ServiceContext, layout_for, nats_settings, open_context, run_services
+from ._service import (
+    Service,
+    ServiceContext,
+    ServiceFactory,
+    layout_for,
+    nats_settings,
+    open_context,
+    run_services,
+)
 from ._trace import consumer_span, inject, producer_span, setup_tracing, tracer
 
 __all__ = [
@@ -22,6 +30,7 @@ __all__ = [
     "ProcessHealth",
     "Service",
     "ServiceContext",
+    "ServiceFactory",
     "configure_logging",
     "connect",
     "consumer_span",
@@ -36,7 +45,6 @@ __all__ = [
     "run_loop",
     "run_one",
     "run_services",
-    "service_main",
     "setup_tracing",
     "tracer",
     "wait_for_stop",

@@ -13,15 +13,10 @@ which succeeds only if nobody touched the key since: exactly the condition `crea
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from nats.js import JetStreamContext
 from nats.js.client import KV_PRE_TEMPLATE
 from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
-
-if TYPE_CHECKING:
-    from ._service import ServiceContext
 
 __all__ = ["Lease", "LeaseLost", "Leases"]
 
@@ -46,11 +41,6 @@ class Leases:
         self.owner = owner.encode() if isinstance(owner, str) else owner
         self._prefix = KV_PRE_TEMPLATE.format(bucket=bucket)
         self._markers: dict[str, int] = {}  # key -> revision of the delete marker we wrote
-
-    @classmethod
-    def for_context(cls, ctx: ServiceContext) -> Leases:
-        """The leases of one service instance, in the `leases` bucket, owned by its instance id."""
-        return cls(ctx.js, ctx.kv["leases"], ctx.subjects.bucket("leases"), ctx.instance)
 
     async def acquire(self, key: str) -> Lease | None:
         """Take the lease, or None when someone else holds it."""

@@ -1,22 +1,22 @@
-"""Process entry point shared by the per-service commands (`clawmesh-router`, `python -m …`)."""
+"""Running services in a process: the event loop, logging, one service alone.
+
+Command lines live in the composition root (clawmesh_gateway), not here.
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from ..checks import default_checks
-from ..config import ConfigError, ConfigHolder
-from ._process import ConnectionClosedForGood
-from ._service import Service, open_context, run_services
+from ..config import ConfigHolder
+from ._service import ServiceFactory, open_context, run_services
 from ._trace import setup_tracing
 
-__all__ = ["configure_logging", "run_loop", "run_one", "service_main"]
+__all__ = ["configure_logging", "run_loop", "run_one"]
 
 T = TypeVar("T")
 
@@ -42,37 +42,8 @@ def configure_logging(level: str | None = None) -> None:
     )
 
 
-async def run_one(
-    cls: type[Service], holder: ConfigHolder, nats_url: str | None, options: dict[str, Any] | None = None
-) -> None:
-    setup_tracing(f"clawmesh-{cls.name}")
-    ctx = await open_context(cls.name, holder, url=nats_url, options=options)
-    await run_services([(cls, ctx)])
-
-
-def service_main(cls: type[Service], argv: Sequence[str] | None = None) -> None:
-    """`--config`, `--nats-url`, `--log-level`; runs until SIGTERM/SIGINT (SIGHUP reloads config)."""
-    parser = argparse.ArgumentParser(
-        prog=f"clawmesh-{cls.name.replace('_', '-')}", description=f"Run the clawmesh {cls.name} service."
-    )
-    parser.add_argument(
-        "--config", "-c", help="config file (default: $CLAWMESH_CONFIG_PATH or ~/.clawmesh/clawmesh.json)"
-    )
-    parser.add_argument(
-        "--nats-url", default=os.environ.get("CLAWMESH_NATS_URL"), help="NATS URL(s), comma separated"
-    )
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING, ERROR")
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level)
-    try:
-        holder = ConfigHolder.load(args.config, checks=default_checks())
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    try:
-        run_loop(run_one(cls, holder, args.nats_url))
-    except KeyboardInterrupt:
-        pass
-    except ConnectionClosedForGood as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)  # the supervisor (compose: restart: unless-stopped) starts a fresh process
+async def run_one(name: str, factory: ServiceFactory, holder: ConfigHolder, nats_url: str | None) -> None:
+    """Service `name` alone in this process (one per container), until SIGTERM/SIGINT."""
+    setup_tracing(f"clawmesh-{name}")
+    ctx = await open_context(name, holder, url=nats_url)
+    await run_services([(factory, ctx)])

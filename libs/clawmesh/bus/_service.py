@@ -1,8 +1,10 @@
 """What every service process shares: a NATS connection, JetStream, `$SRV` discovery, config
 reload, dead letters, and a bounded drain on SIGTERM.
 
-A service is a class with `name`, `__init__(ctx)`, `async start()`, `async stop(timeout)` and
-`status() -> dict`. `run_services` hosts one (a container) or several (`clawmesh up`).
+A service is a class with `name`, `async start()`, `async stop(timeout)` and `status() -> dict`,
+built from its `ServiceContext` by a factory (the class itself, or one with the service's own
+options bound: see clawmesh_gateway). `run_services` hosts one (a container) or several
+(`clawmesh up`).
 """
 
 from __future__ import annotations
@@ -30,13 +32,23 @@ from nats.micro.request import Request
 from .. import __version__
 from ..config import ConfigHolder
 from ..errors import best_effort
+from ..sessions import SessionStore
 from ..wire import DeadLetter, ErrorCode, Subjects, encode_json
 from ._connect import connect
+from ._lease import Leases
 from ._process import ConnectionClosedForGood, ProcessHealth, watch_connections
 from ._provision import Layout, bind_buckets, provision
 from ._trace import inject
 
-__all__ = ["Service", "ServiceContext", "layout_for", "nats_settings", "open_context", "run_services"]
+__all__ = [
+    "Service",
+    "ServiceContext",
+    "ServiceFactory",
+    "layout_for",
+    "nats_settings",
+    "open_context",
+    "run_services",
+]
 
 log = logging.getLogger("clawmesh.service")
 
@@ -50,10 +62,11 @@ class ServiceContext:
     holder: ConfigHolder
     nc: Client
     js: JetStreamContext
-    kv: dict[str, KeyValue]
+    kv: dict[str, KeyValue]  # handles on the buckets of `Layout.buckets()`, by name
     layout: Layout
+    sessions: SessionStore  # one per connection: its completion-record cache is shared by the service
+    leases: Leases
     counters: Counter[str] = field(default_factory=Counter)
-    options: dict[str, Any] = field(default_factory=dict)  # per-instance settings: port, node id, labels
     # shared by the services of one process (run_services): /readyz reports all of them
     health: ProcessHealth = field(default_factory=ProcessHealth)
     _micro: Any = None
@@ -109,13 +122,15 @@ class ServiceContext:
 class Service(Protocol):
     name: ClassVar[str]
 
-    def __init__(self, ctx: ServiceContext) -> None: ...
-
     async def start(self) -> None: ...
 
     async def stop(self, timeout: float) -> None: ...
 
     def status(self) -> dict[str, Any]: ...
+
+
+ServiceFactory = Callable[[ServiceContext], Service]
+"""Builds a service from its context: its class, or a partial with the service's options bound."""
 
 
 def nats_settings(
@@ -158,7 +173,6 @@ async def open_context(
     *,
     url: str | None = None,
     instance: str | None = None,
-    options: dict[str, Any] | None = None,
     provision_streams: bool = True,
     credentials: tuple[str, str] | None = None,
 ) -> ServiceContext:
@@ -170,15 +184,19 @@ async def open_context(
     js = nc.jetstream()
     layout = layout_for(holder)
     kv = await (provision(js, layout) if provision_streams else bind_buckets(js, layout))
+    instance = instance or nc._nuid.next().decode()  # nats-py's NUID: unique per process
+    counters: Counter[str] = Counter()
     return ServiceContext(
         service=service,
-        instance=instance or nc._nuid.next().decode(),  # nats-py's NUID: unique per process
+        instance=instance,
         holder=holder,
         nc=nc,
         js=js,
         kv=kv,
         layout=layout,
-        options=dict(options or {}),
+        sessions=SessionStore(js, layout.subjects, kv["sessions"], kv.get("turns"), counters=counters),
+        leases=Leases(js, kv["leases"], layout.subjects.bucket("leases"), instance),
+        counters=counters,
     )
 
 
@@ -190,7 +208,7 @@ async def _register_micro(ctx: ServiceContext, svc: Service) -> None:
 
     micro = await nats.micro.add_service(
         ctx.nc,
-        name=f"clawmesh-{svc.name.replace('_', '-')}",
+        name=f"clawmesh-{svc.name}",
         version=__version__,
         description=f"clawmesh {svc.name} service",
         metadata={
@@ -218,13 +236,13 @@ async def _register_micro(ctx: ServiceContext, svc: Service) -> None:
     # A per-instance queue group: every instance answers, not just one of them.
     await micro.add_endpoint(
         name="status",
-        subject=ctx.subjects.control(f"status.{svc.name}"),
+        subject=ctx.subjects.status(svc.name),
         queue_group=ctx.instance,
         handler=on_status,
     )
     await micro.add_endpoint(
         name="reload",
-        subject=ctx.subjects.control("config.reload"),
+        subject=ctx.subjects.config_reload,
         queue_group=ctx.instance,
         handler=on_reload,
     )
@@ -261,7 +279,7 @@ async def _health_file(
 
 
 async def run_services(
-    factories: Sequence[tuple[type[Service], ServiceContext]],
+    factories: Sequence[tuple[ServiceFactory, ServiceContext]],
     *,
     stop: asyncio.Event | None = None,
     drain_timeout: float = 30.0,
@@ -291,8 +309,8 @@ async def run_services(
         process.add(ctx.service, ctx.nc)
     closed_watch = asyncio.create_task(watch_connections(process, stop))
     try:
-        for cls, ctx in factories:
-            services.append(cls(ctx))
+        for factory, ctx in factories:
+            services.append(factory(ctx))
             contexts.append(ctx)
         # Independent of each other: start them together (faster `clawmesh up`).
         await asyncio.gather(*(svc.start() for svc in services))

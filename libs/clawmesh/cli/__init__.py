@@ -1,5 +1,9 @@
-"""The `clawmesh` command line (typer + rich)."""
+"""The `clawmesh` command line (typer + rich): every command that does not run a service.
 
-from ._app import app, main
+clawmesh_gateway adds `up` and `service` to `app` and is the `clawmesh` console script.
+"""
 
-__all__ = ["app", "main"]
+from ._app import app, run
+from ._common import CliError, State, console, fail, state
+
+__all__ = ["CliError", "State", "app", "console", "fail", "run", "state"]

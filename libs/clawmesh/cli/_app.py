@@ -1,10 +1,14 @@
-"""Root command: global options, sub-commands, and errors as one clear line (never a traceback)."""
+"""Root command: global options, sub-commands, and errors as one clear line (never a traceback).
+
+The commands that run services (`up`, `service`) are added by the composition root,
+clawmesh_gateway, whose `main` is the `clawmesh` console script: nothing here imports a service.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from typer.exceptions import TyperException
@@ -12,8 +16,10 @@ from typer.exceptions import TyperException
 from .. import __version__
 from ..config import ConfigError
 from ..routing import AgentSelectionRequired
-from . import _agents_cmd, _client_cmds, _config_cmd, _deploy_cmd, _nodes_cmd, _route_cmd, _tools_cmd, _up_cmd
+from . import _agents_cmd, _client_cmds, _config_cmd, _deploy_cmd, _nodes_cmd, _route_cmd, _tools_cmd
 from ._common import CliError, State, err_console, report_config_error
+
+__all__ = ["app", "run"]
 
 app = typer.Typer(
     name="clawmesh",
@@ -26,8 +32,6 @@ app = typer.Typer(
 app.add_typer(_config_cmd.app, name="config")
 app.add_typer(_agents_cmd.app, name="agents")
 app.command("route")(_route_cmd.route)
-app.command("up")(_up_cmd.up)
-app.command("service")(_up_cmd.service)
 app.command("send")(_client_cmds.send)
 app.command("chat")(_client_cmds.chat)
 app.command("status")(_client_cmds.status)
@@ -65,10 +69,12 @@ def _root(
     ctx.obj = State(config=config)
 
 
-def main() -> None:
+def run(command: typer.Typer) -> NoReturn:
+    """Run `command` (this app, or a one-command app such as `clawmesh-router`) and exit; every
+    error is one line on stderr with a meaningful exit code."""
     try:
         # standalone_mode=False returns the exit code of `typer.Exit` instead of raising it.
-        rc = app(standalone_mode=False)
+        rc = command(standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
     except CliError as exc:
         err_console.print(f"error: {exc}", markup=False)

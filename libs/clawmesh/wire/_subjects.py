@@ -144,15 +144,49 @@ class Subjects:
     def transcripts_all(self) -> str:
         return f"{self.prefix}.tx.>"
 
+    # replies to one process (see docs/architecture.md, "reply subjects") ------------------
+    # Instance ids are NUIDs (`[A-Za-z0-9]`), always one subject token: used as they are.
+    def reply(self, instance: str) -> str:
+        """`cm.reply.<instance>`: a turn's decision and events, to the ingress that waits for it."""
+        return f"{self.prefix}.reply.{instance}"
+
+    def tool_output(self, instance: str, invocation_id: str) -> str:
+        """`cm.reply.<runner>.tool.<id>`: a node's streamed exec output, to the runner that asked."""
+        return f"{self.prefix}.reply.{instance}.tool.{encode_token(invocation_id)}"
+
+    @property
+    def replies_all(self) -> str:
+        return f"{self.prefix}.reply.>"
+
     # nodes, agent-to-agent, control, dead letters ---------------------------------------
     def node_invoke(self, node: str) -> str:
         return f"{self.prefix}.node.{encode_token(node)}.invoke"
 
+    @property
+    def node_invokes_all(self) -> str:
+        return f"{self.prefix}.node.*.invoke"
+
     def a2a(self, agent: str) -> str:
         return f"{self.prefix}.a2a.{encode_token(agent)}"
 
+    @property
+    def a2a_all(self) -> str:
+        return f"{self.prefix}.a2a.>"
+
     def control(self, verb: str) -> str:
         return f"{self.prefix}.ctl.{verb}"
+
+    def status(self, service: str) -> str:
+        """`cm.ctl.status.<service>`: every instance of `service` answers with its status."""
+        return self.control(f"status.{encode_token(service)}")
+
+    @property
+    def config_reload(self) -> str:
+        return self.control("config.reload")
+
+    @property
+    def control_all(self) -> str:
+        return f"{self.prefix}.ctl.>"
 
     def dead_letter(self, service: str) -> str:
         return f"{self.prefix}.dlq.{encode_token(service)}"
@@ -164,3 +198,8 @@ class Subjects:
     def gateway(self, gateway: str, rest: str) -> str:
         """`cm.gw.<gateway>.<rest>`: a family addressed to another gateway across a leaf link."""
         return f"{self.prefix}.gw.{encode_token(gateway)}.{rest}"
+
+    # JetStream KV ------------------------------------------------------------------------
+    def kv(self, bucket: str, key: str = ">") -> str:
+        """The subject of `key` in bucket `bucket` (`$KV.cm_nodes.<key>`), e.g. for permissions."""
+        return f"$KV.{self.bucket(bucket)}.{key}"

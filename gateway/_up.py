@@ -1,45 +1,28 @@
-"""`clawmesh up` (everything in one process, embedded NATS) and `clawmesh service NAME`."""
+"""`clawmesh up`: the whole gateway in one process, with a private nats-server."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .. import __version__
-from ..checks import default_checks
-from ..config import Config, ConfigHolder, load_config, state_dir
-from ..gateway import DEFAULT_NATS_PORT, gateway_token
-from ._common import console, fail, state
+from clawmesh import __version__
+from clawmesh.checks import default_checks
+from clawmesh.cli import console, fail, state
+from clawmesh.config import Config, ConfigHolder, load_config, state_dir
+from clawmesh.gateway import DEFAULT_NATS_PORT, gateway_token
 
-SERVICES = ("ingress", "router", "runner", "node-agent")
+from ._load import cannot_load
 
+if TYPE_CHECKING:  # clawmesh.bus is imported when a command runs: the other commands start faster
+    from clawmesh.bus import Service, ServiceFactory
 
-_SERVICE_CLASSES = {
-    "ingress": ("clawmesh_ingress.app", "Ingress"),
-    "router": ("clawmesh_router.app", "Router"),
-    "runner": ("clawmesh_runner.app", "Runner"),
-    "node-agent": ("clawmesh_node_agent.app", "NodeAgent"),
-}
-
-
-def service_class(name: str) -> Any:
-    """The service classes live in their own packages; the CLI is the composition root and
-    imports them by name (libs never import services statically)."""
-    key = name.replace("_", "-")
-    if key not in _SERVICE_CLASSES:
-        fail(f"unknown service {name!r} (one of {', '.join(SERVICES)})", 2)
-    module, attr = _SERVICE_CLASSES[key]
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return None
+__all__ = ["demo_config", "embedded_nats_port", "up"]
 
 
 def embedded_nats_port(config: Config, override: int | None) -> int:
@@ -102,9 +85,15 @@ def _banner(
 
 
 async def _up(
-    holder: ConfigHolder, nats_url: str | None, port: int | None, nats_port: int | None, json_ready: bool
+    holder: ConfigHolder,
+    planned: list[tuple[str, ServiceFactory]],
+    nats_url: str | None,
+    nats_port: int | None,
+    json_ready: bool,
 ) -> None:
-    from ..bus import NatsServer, open_context, run_services, setup_tracing
+    from clawmesh.bus import NatsServer, open_context, run_services, setup_tracing
+
+    from .registry import Ingress
 
     started = time.monotonic()
     config = holder.current
@@ -126,34 +115,17 @@ async def _up(
         nats_url = server.url
     setup_tracing("clawmesh")
     try:
-        local = config.document.nodes.local if config.document.nodes else None
-        options: dict[str, dict[str, Any]] = {
-            "ingress": {"port": port},
-            # the machine running `clawmesh up` is node `local` unless the config names it
-            "node_agent": {"node_id": local.id if local and local.id else "local"},
-        }
-        classes = [(name, service_class(name)) for name in SERVICES]
-        classes = [
-            (name, cls)
-            for name, cls in classes
-            if cls is not None and not (name == "node-agent" and local is not None and local.enabled is False)
-        ]
         # The first connection provisions the streams; the others only bind, concurrently.
-        first = await open_context(
-            classes[0][1].name, holder, url=nats_url, options=options.get(classes[0][1].name)
-        )
+        first = await open_context(planned[0][0], holder, url=nats_url)
         rest = await asyncio.gather(
-            *(
-                open_context(
-                    cls.name, holder, url=nats_url, options=options.get(cls.name), provision_streams=False
-                )
-                for _, cls in classes[1:]
-            )
+            *(open_context(name, holder, url=nats_url, provision_streams=False) for name, _ in planned[1:])
         )
-        factories = list(zip([cls for _, cls in classes], [first, *rest], strict=True))
+        factories = [(factory, ctx) for (_, factory), ctx in zip(planned, [first, *rest], strict=True)]
 
-        async def on_started(services: list[Any]) -> None:
-            ingress = services[0]
+        async def on_started(services: list[Service]) -> None:
+            ingress = next((s for s in services if isinstance(s, Ingress)), None)
+            if ingress is None:
+                raise RuntimeError("clawmesh up started without an ingress")
             ready_in = time.monotonic() - started
             if json_ready:
                 print(
@@ -205,8 +177,12 @@ def up(
     ] = None,
 ) -> None:
     """Start the gateway in one process: private nats-server + ingress, router, runner, node-agent."""
-    from ..bus import configure_logging, run_loop
+    from clawmesh.bus import configure_logging, run_loop
 
+    try:
+        from .registry import in_process
+    except ImportError as exc:
+        cannot_load(exc)
     configure_logging(log_level or os.environ.get("CLAWMESH_LOG_LEVEL") or "WARNING")
     env = dict(os.environ)
     if demo and state(ctx).config is None:
@@ -219,43 +195,8 @@ def up(
     for warning in holder.current.warnings:
         console.print(f"warning: {warning}", markup=False, style=None)
     gateway_token(holder.current, create=True)
+    planned = in_process(holder.current, port=port)
     try:
-        run_loop(_up(holder, nats_url or os.environ.get("CLAWMESH_NATS_URL"), port, nats_port, json_ready))
+        run_loop(_up(holder, planned, nats_url or os.environ.get("CLAWMESH_NATS_URL"), nats_port, json_ready))
     except KeyboardInterrupt:
         pass
-
-
-def service(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="ingress | router | runner | node-agent")],
-    nats_url: Annotated[str | None, typer.Option("--nats-url", help="NATS URL(s), comma separated.")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="ingress: HTTP port.")] = None,
-    node_id: Annotated[str | None, typer.Option("--node-id", help="node-agent: this node's id.")] = None,
-    label: Annotated[
-        list[str] | None, typer.Option("--label", help="node-agent: key=value label, repeatable.")
-    ] = None,
-    log_level: Annotated[str | None, typer.Option("--log-level")] = None,
-) -> None:
-    """Run one service alone (the scaled deployment: one per container)."""
-    from ..bus import configure_logging, run_loop, run_one
-
-    cls = service_class(name)
-    if cls is None:
-        fail(f"service {name!r} is not available in this build", 2)
-    configure_logging(log_level)
-    holder = ConfigHolder.load(state(ctx).config, checks=default_checks())
-    labels = {}
-    for item in label or []:
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            fail(f"--label expects key=value (got {item!r})", 2)
-        labels[k] = v
-    options = {"port": port, "node_id": node_id, "labels": labels}
-    url = nats_url or os.environ.get("CLAWMESH_NATS_URL")
-    try:
-        run_loop(run_one(cls, holder, url, options))
-    except KeyboardInterrupt:
-        pass
-
-
-__all__ = ["demo_config", "embedded_nats_port", "service", "service_class", "up"]
