@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from clawmesh.bus import ServiceContext
 from clawmesh.errors import best_effort
-from clawmesh.ids import normalize_account_id
+from clawmesh.ids import Id, normalize_account_id
 from clawmesh.routing import normalize_chat_type, parse_agent_session_key
 from clawmesh.wire import (
     Attachment,
@@ -72,13 +72,15 @@ class _In(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=Tr
     pass
 
 
+# Ids are bounded here (`Id`, MAX_ID_LENGTH) so an oversized one is a 400 naming the field,
+# before anything is stored.
 class PeerIn(_In):
     kind: Literal["direct", "dm", "group", "channel"]
-    id: str | int
+    id: Id | int
 
 
 class SenderIn(_In):
-    id: str = ""
+    id: Id = ""
     name: str | None = None
     username: str | None = None
 
@@ -92,17 +94,17 @@ class AttachmentIn(_In):
 
 class MessageIn(_In):
     text: str
-    channel: str = "api"
-    account_id: str | None = None
+    channel: Id = "api"
+    account_id: Id | None = None
     peer: PeerIn | None = None
     parent_peer: PeerIn | None = None
-    guild_id: str | int | None = None
-    team_id: str | int | None = None
-    member_role_ids: list[str] = []
+    guild_id: Id | int | None = None
+    team_id: Id | int | None = None
+    member_role_ids: list[Id] = []
     sender: SenderIn | None = None
-    message_id: str | None = None
-    thread_id: str | None = None
-    agent_id: str | None = None
+    message_id: Id | None = None
+    thread_id: Id | None = None
+    agent_id: Id | None = None
     attachments: list[AttachmentIn] = []
     metadata: dict[str, str] = {}
 

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from clawmesh.bus import ServiceContext
+from clawmesh.ids import Id
 from clawmesh.wire import (
     ErrorCode,
     InboundMessage,
@@ -52,10 +53,10 @@ class ChatMessageIn(msgspec.Struct):
 
 
 class ChatRequest(msgspec.Struct):
-    model: str
+    model: Id
     messages: list[ChatMessageIn]
     stream: bool = False
-    user: str | None = None
+    user: Id | None = None  # becomes part of the session key: bounded like every id
 
 
 def oa_error(
