@@ -11,7 +11,7 @@ from nats.js.errors import NotFoundError
 
 from clawmesh.ids import MAX_ID_LENGTH
 from clawmesh.wire import DeadLetter, decode
-from tests.fixtures.gateway import run_gateway, wait_until
+from tests.fixtures.gateway import run_gateway
 
 CONFIG: dict[str, Any] = {"agents": {"defaults": {"model": "echo/test"}}}
 
