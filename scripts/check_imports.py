@@ -31,15 +31,7 @@ REGISTRY = "clawmesh_gateway.registry"
 
 # (importing module, what it must not import): violations that exist and are being removed.
 # Keep this empty when you can; every entry needs a reason.
-_SANDBOX_CONFIG = "sandbox/ reads config internals; clawmesh.config is to export what it needs (issue #9)"
-KNOWN: dict[tuple[str, str], str] = {
-    ("clawmesh.sandbox._effective", "clawmesh.config._model"): _SANDBOX_CONFIG,
-    ("clawmesh.sandbox._effective", "clawmesh.config._paths"): _SANDBOX_CONFIG,
-    ("clawmesh.sandbox._effective", "clawmesh.config._schema"): _SANDBOX_CONFIG,
-    ("clawmesh.sandbox._problems", "clawmesh.config._errors"): _SANDBOX_CONFIG,
-    ("clawmesh.sandbox._problems", "clawmesh.config._model"): _SANDBOX_CONFIG,
-    ("clawmesh.sandbox._problems", "clawmesh.config._paths"): _SANDBOX_CONFIG,
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ config = parse_config({"agents": {...}, "bindings": [...]}, checks=default_check
 config.settings.runtime.turn_timeout             # every default applied once, at load
 """
 
-from ._errors import ConfigError, Problem
+from ._errors import ConfigError, Problem, Severity
 from ._holder import ConfigHolder, ReloadResult
 from ._load import load_config, parse_config, parse_config_text, read_config_file
 from ._model import DEFAULT_MAX_CONCURRENT, DEFAULT_MODEL, AgentView, Config, ConfigCheck
@@ -46,6 +46,7 @@ __all__ = [
     "RuntimeSettings",
     "SessionSettings",
     "Settings",
+    "Severity",
     "config_path",
     "default_workspace",
     "home_dir",

@@ -18,9 +18,7 @@ from typing import Any, Final, Literal
 
 # leaf modules, not the `clawmesh.config` package: the config loader may import this package to
 # report sandbox problems, and must not find itself half-initialised
-from ..config._model import Config
-from ..config._paths import home_dir, resolve_user_path
-from ..config._schema import SandboxConfig, SandboxDocker, SandboxPrune
+from ..config import Config, SandboxConfig, SandboxDocker, SandboxPrune, home_dir, resolve_user_path
 from ..ids import normalize_agent_id
 
 __all__ = [

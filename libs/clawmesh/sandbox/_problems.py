@@ -13,9 +13,7 @@ from typing import Final, Protocol
 import docker.errors
 import docker.utils
 
-from ..config._errors import Problem, Severity
-from ..config._model import Config
-from ..config._paths import home_dir
+from ..config import Config, Problem, Severity, home_dir
 from ._binds import bind_problems
 from ._effective import DEFAULT_WORKDIR, EffectiveSandbox, resolve_sandbox
 from ._layout import AGENT_MOUNT, container_hash
