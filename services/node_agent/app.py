@@ -100,7 +100,7 @@ class NodeAgent:
         self.capabilities: list[str] = [c for c in self.wanted if c != "sandbox"]
         self.docker_problem = ""
         self.sandboxes = SandboxManager(state_dir=config.state_dir, node_id=self.node_id)
-        self.kv = ctx.kv["nodes"]
+        self.kv = ctx.presence
         self.key = encode_token(self.node_id)
         self.started_at = time.time()
         self._slots = asyncio.Semaphore(32)

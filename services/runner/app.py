@@ -55,7 +55,7 @@ class Runner:
         self.lease_seconds = ctx.layout.lease_seconds
         self.capacity = ctx.holder.current.settings.runtime.max_turns_in_flight
         self.nodes = NodeDirectory(
-            ctx.kv["nodes"], offline_after_missed=ctx.holder.current.settings.nodes.offline_after_missed
+            ctx.presence, offline_after_missed=ctx.holder.current.settings.nodes.offline_after_missed
         )
         self.events = TurnEvents(ctx.nc, ctx.subjects)
         self.finisher = Finisher(ctx, self.store, self.events)

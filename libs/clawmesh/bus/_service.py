@@ -75,6 +75,11 @@ class ServiceContext:
     def subjects(self) -> Subjects:
         return self.layout.subjects
 
+    @property
+    def presence(self) -> KeyValue:
+        """The node presence bucket (`cm_nodes`): node-agents write it, runners place tools by it."""
+        return self.kv["nodes"]
+
     async def pull_consumer(self, subject: str, stream: str, durable: str, *, max_ack_pending: int) -> Any:
         """The durable pull consumer replicas of a service share: explicit acks, redelivery
         after one lease (`runtime.turnLeaseSeconds`) without an ack or progress, no give-up."""
