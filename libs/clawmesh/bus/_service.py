@@ -234,7 +234,7 @@ async def _register_micro(ctx: ServiceContext, svc: Service) -> None:
         )
 
     async def on_reload(req: Request) -> None:
-        result = ctx.holder.reload()
+        result = await ctx.holder.reload_async()
         body = {"service": svc.name, "instance": ctx.instance, **result.to_dict()}
         await req.respond(json.dumps(body).encode())
 
@@ -258,15 +258,36 @@ async def _register_micro(ctx: ServiceContext, svc: Service) -> None:
 
 
 async def _watch_config(holders: Sequence[ConfigHolder], stop: asyncio.Event, interval: float = 2.0) -> None:
-    """Reload when the config file changes on disk (the old config stays if the new one is invalid)."""
+    """Reload when the config file changes on disk (the old config stays if the new one is invalid).
+    Nothing a reload raises stops the watching: a later, valid edit is still applied."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
-        seen: set[int] = set()
-        for holder in holders:
-            if id(holder) not in seen and holder.changed_on_disk():
-                holder.reload()
-            seen.add(id(holder))
+        for holder in dict.fromkeys(holders):
+            if holder.changed_on_disk():
+                await _reload(holder)
+
+
+# Reloads started by SIGHUP, kept referenced until done (the loop holds tasks only weakly).
+_signalled: set[asyncio.Task[None]] = set()
+
+
+def _reload_soon(holders: Sequence[ConfigHolder]) -> None:
+    async def reload_all() -> None:
+        for holder in dict.fromkeys(holders):
+            await _reload(holder)
+
+    task = asyncio.ensure_future(reload_all())
+    _signalled.add(task)
+    task.add_done_callback(_signalled.discard)
+
+
+async def _reload(holder: ConfigHolder) -> None:
+    try:
+        await holder.reload_async()
+    except Exception:  # reload_async reports its own failures; this is the last guard
+        holder.failed_reloads += 1
+        log.exception("config reload failed")
 
 
 async def _health_file(
@@ -303,7 +324,7 @@ async def run_services(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGHUP, lambda: [h.reload() for h in dict.fromkeys(holders)])
+            loop.add_signal_handler(signal.SIGHUP, lambda: _reload_soon(holders))
     services: list[Service] = []
     contexts: list[ServiceContext] = []
     watcher = asyncio.create_task(_watch_config(list(dict.fromkeys(holders)), stop))

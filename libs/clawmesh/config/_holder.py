@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,8 @@ class ConfigHolder:
         self.env = dict(os.environ) if env is None else dict(env)
         self._mtime = self._stat()
         self._listeners: list[Callable[[Config], None]] = []
+        self._reloading = asyncio.Lock()
+        self.failed_reloads = 0  # every reload that kept the old config, whatever the reason
 
     @classmethod
     def load(
@@ -77,20 +80,50 @@ class ConfigHolder:
 
     def reload(self) -> ReloadResult:
         """Re-read the file and run the checks the current config passed. On any error the
-        current config stays and the errors are returned."""
+        current config stays, the error is logged and counted, and returned."""
         if self.path is None:
             return ReloadResult(True, self.current.version, False, [])
         self._mtime = self._stat()
         try:
             fresh = load_config(self.path, checks=self.current.checks, env=self.env)
-        except ConfigError as exc:
+        except Exception as exc:
+            return self._failed(exc)
+        return self._apply(fresh)
+
+    async def reload_async(self) -> ReloadResult:
+        """`reload` with the reading and checking in a worker thread: a large file takes seconds
+        to check, and the event loop it would block serves every service of the process.
+        Reloads run one at a time; the swap happens on the loop, like every read of `current`."""
+        async with self._reloading:
+            if self.path is None:
+                return ReloadResult(True, self.current.version, False, [])
+            self._mtime = self._stat()
+            try:
+                fresh = await asyncio.to_thread(
+                    load_config, self.path, checks=self.current.checks, env=self.env
+                )
+            except Exception as exc:
+                return self._failed(exc)
+            return self._apply(fresh)
+
+    def _failed(self, exc: Exception) -> ReloadResult:
+        self.failed_reloads += 1
+        if isinstance(exc, ConfigError):
             errors = [str(p) for p in exc.problems] or [str(exc)]
             log.error("config reload failed, keeping version %s: %s", self.current.version, "; ".join(errors))
-            return ReloadResult(False, self.current.version, False, errors)
+        else:
+            errors = [f"{type(exc).__name__}: {exc}"]
+            log.exception("config reload failed unexpectedly, keeping version %s", self.current.version)
+        return ReloadResult(False, self.current.version, False, errors)
+
+    def _apply(self, fresh: Config) -> ReloadResult:
         changed = fresh.version != self.current.version
         if changed:
             self.current = fresh
             log.info("config reloaded: version %s", fresh.version)
             for listener in self._listeners:
-                listener(fresh)
+                try:
+                    listener(fresh)
+                except Exception:  # one listener's bug must not keep the others from hearing
+                    log.exception("config listener %r failed on version %s", listener, fresh.version)
         return ReloadResult(True, fresh.version, changed, [])

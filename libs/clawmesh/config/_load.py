@@ -297,6 +297,9 @@ def read_config_file(path: str | os.PathLike[str]) -> Any:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([Problem(str(p), "config file not found")], str(p)) from None
+    except UnicodeDecodeError as exc:
+        problem = Problem(str(p), f"not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}")
+        raise ConfigError([problem], str(p)) from None
     except OSError as exc:
         raise ConfigError([Problem(str(p), f"cannot read config file: {exc.strerror}")], str(p)) from None
     return _parse_json5(text, p)
