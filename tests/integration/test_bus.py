@@ -8,6 +8,7 @@ import pytest
 from nats.aio.client import Client
 
 from clawmesh.bus import Layout, NatsServer, inject, provision
+from clawmesh.config import NatsSettings
 from clawmesh.wire import Subjects, decode_token, encode_token
 
 HOSTILE = [
@@ -98,6 +99,52 @@ async def test_provision_turns_on_direct_gets_for_single_replica_buckets(nc: Cli
         info = await js.stream_info(f"KV_{layout.subjects.bucket(spec.name)}")
         assert info.config.allow_direct is True, spec.name
     assert (await buckets["sessions"].get("s.kept")).value == b"1"
+
+
+async def test_streams_without_a_natural_end_are_bounded_in_size(nc: Client) -> None:
+    js = nc.jetstream()
+    await provision(js, Layout())
+    config = NatsSettings()
+    for name, bound in [
+        ("CM_INBOUND", config.inbound_max_bytes),
+        ("CM_SESSIONS", config.sessions_max_bytes),
+        ("CM_DLQ", config.dead_letters_max_bytes),
+    ]:
+        info = await js.stream_info(name)
+        assert info.config.max_bytes == bound > 0, name
+        assert info.config.discard == "old", name  # the oldest go, new messages are never refused
+
+
+async def test_provision_bounds_existing_streams_in_place(
+    nc: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streams made by an older version (no size bound) get the configured bound, data kept;
+    provisioning again with the same bounds changes nothing, and a new bound is applied."""
+    from nats.js.api import StreamConfig
+
+    js = nc.jetstream()
+    layout = Layout()
+    await js.add_stream(StreamConfig(name="CM_SESSIONS", subjects=["cm.tx.>"], allow_direct=True))
+    await js.publish("cm.tx.main.s1", b"kept")
+    bounded = Layout(sessions_max_bytes=50 * 2**20, inbound_max_bytes=20 * 2**20)
+    await provision(js, bounded)
+    assert (await js.stream_info("CM_SESSIONS")).config.max_bytes == 50 * 2**20
+    assert (await js.stream_info("CM_INBOUND")).config.max_bytes == 20 * 2**20
+    assert (await js.get_last_msg("CM_SESSIONS", "cm.tx.main.s1")).data == b"kept"
+
+    updates: list[str] = []
+    real_update = js.update_stream
+
+    async def counted(config: StreamConfig | None = None, **params: object) -> object:
+        updates.append(config.name if config else "?")
+        return await real_update(config, **params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(js, "update_stream", counted)
+    await provision(js, bounded)
+    assert updates == []
+    await provision(js, layout)
+    assert sorted(updates) == ["CM_INBOUND", "CM_SESSIONS"]
+    assert (await js.stream_info("CM_SESSIONS")).config.max_bytes == NatsSettings().sessions_max_bytes
 
 
 _TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

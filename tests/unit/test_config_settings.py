@@ -257,3 +257,17 @@ def test_config_package_imports_no_other_domain() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_stream_size_bounds_come_from_nats_settings() -> None:
+    from clawmesh.bus._service import layout_for
+
+    holder = ConfigHolder.fixed(
+        {"nats": {"sessionsMaxBytes": 5_000_000, "inboundMaxBytes": 3_000_000}}, {}, checks=default_checks()
+    )
+    layout = layout_for(holder)
+    assert (layout.sessions_max_bytes, layout.inbound_max_bytes) == (5_000_000, 3_000_000)
+    assert layout.dead_letters_max_bytes == NatsSettings.dead_letters_max_bytes
+    with pytest.raises(ConfigError) as err:
+        parse_config({"nats": {"deadLettersMaxBytes": 0}}, env={}, checks=default_checks())
+    assert "$.nats.deadLettersMaxBytes: must be greater than 0" in str(err.value)

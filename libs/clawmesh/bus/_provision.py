@@ -45,6 +45,9 @@ class Layout:
     subjects: Subjects = field(default_factory=Subjects)
     replicas: int = NatsSettings.replicas
     lease_seconds: float = RuntimeSettings.lease_seconds
+    inbound_max_bytes: int = NatsSettings.inbound_max_bytes
+    sessions_max_bytes: int = NatsSettings.sessions_max_bytes
+    dead_letters_max_bytes: int = NatsSettings.dead_letters_max_bytes
 
     def _stream(self, name: str, subject: str, retention: RetentionPolicy, **extra: Any) -> StreamConfig:
         return StreamConfig(
@@ -65,6 +68,7 @@ class Layout:
                 s.inbound_all,
                 RetentionPolicy.LIMITS,
                 max_age=7 * DAY,
+                max_bytes=self.inbound_max_bytes,
                 duplicate_window=120.0,
                 discard=DiscardPolicy.OLD,
             ),
@@ -76,16 +80,26 @@ class Layout:
             self._stream(
                 "OUTBOUND", s.outbound_all, RetentionPolicy.LIMITS, max_age=DAY, duplicate_window=600.0
             ),
-            # Transcripts, one subject per session: any runner anywhere continues any session.
+            # Transcripts, one subject per session: any runner anywhere continues any session. No
+            # age limit (a session lives as long as people use it); at the size bound the oldest
+            # records go.
             self._stream(
                 "SESSIONS",
                 s.transcripts_all,
                 RetentionPolicy.LIMITS,
+                max_bytes=self.sessions_max_bytes,
+                discard=DiscardPolicy.OLD,
                 duplicate_window=600.0,
                 allow_direct=True,
             ),
             self._stream(
-                "DLQ", s.dead_letters_all, RetentionPolicy.LIMITS, max_age=14 * DAY, duplicate_window=120.0
+                "DLQ",
+                s.dead_letters_all,
+                RetentionPolicy.LIMITS,
+                max_age=14 * DAY,
+                max_bytes=self.dead_letters_max_bytes,
+                discard=DiscardPolicy.OLD,
+                duplicate_window=120.0,
             ),
         ]
 
@@ -129,6 +143,7 @@ async def _provision_once(js: JetStreamContext, layout: Layout) -> dict[str, Key
             or (current.max_age or 0) != (config.max_age or 0)
             or (current.duplicate_window or 0) != (config.duplicate_window or 0)
             or (current.num_replicas or 1) != (config.num_replicas or 1)
+            or _bound(current.max_bytes) != _bound(config.max_bytes)
         ):
             await js.update_stream(config)
             log.info("updated stream %s", config.name)
@@ -162,6 +177,11 @@ async def _provision_once(js: JetStreamContext, layout: Layout) -> dict[str, Key
             direct=direct,
         )
     return buckets
+
+
+def _bound(limit: int | None) -> int | None:
+    """A stream limit as set: JetStream reports "none" as -1, a config leaves it out."""
+    return limit if limit is not None and limit > 0 else None
 
 
 async def bind_buckets(js: JetStreamContext, layout: Layout) -> dict[str, KeyValue]:

@@ -169,6 +169,9 @@ def layout_for(holder: ConfigHolder) -> Layout:
         subjects=Subjects(settings.nats.subject_prefix),
         replicas=settings.nats.replicas,
         lease_seconds=settings.runtime.lease_seconds,
+        inbound_max_bytes=settings.nats.inbound_max_bytes,
+        sessions_max_bytes=settings.nats.sessions_max_bytes,
+        dead_letters_max_bytes=settings.nats.dead_letters_max_bytes,
     )
 
 

@@ -408,6 +408,9 @@ class NatsSection(_Base):
     token: str | None = None
     creds_file: str | None = None
     replicas: int | None = None
+    inbound_max_bytes: int | None = None
+    sessions_max_bytes: int | None = None
+    dead_letters_max_bytes: int | None = None
 
 
 class LocalNode(_Base):

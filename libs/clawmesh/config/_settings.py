@@ -86,6 +86,11 @@ class NatsSettings:
     url: str | list[str] = "nats://127.0.0.1:4222"
     subject_prefix: str = "cm"
     replicas: int = 1  # of every stream and KV bucket
+    # Size bounds of the streams that have no natural end; the oldest messages go first. JetStream
+    # reserves each bound from its storage when the stream is created, so they stay modest.
+    inbound_max_bytes: int = 256 * 2**20
+    sessions_max_bytes: int = 2**30
+    dead_letters_max_bytes: int = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -192,7 +197,18 @@ def resolve_settings(file: ConfigFile) -> tuple[Settings, list[Problem]]:
     gateway = _section(
         GatewaySettings, file.gateway, "$.gateway", {"max_body_bytes": "max_body_bytes"}, problems
     )
-    nats = _section(NatsSettings, file.nats, "$.nats", {"replicas": "replicas"}, problems)
+    nats = _section(
+        NatsSettings,
+        file.nats,
+        "$.nats",
+        {
+            "replicas": "replicas",
+            "inbound_max_bytes": "inbound_max_bytes",
+            "sessions_max_bytes": "sessions_max_bytes",
+            "dead_letters_max_bytes": "dead_letters_max_bytes",
+        },
+        problems,
+    )
     section = file.nats
     if section is not None:
         prefix = (section.subject_prefix or "").strip()
