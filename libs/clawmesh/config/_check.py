@@ -46,12 +46,14 @@ class DuplicateKeyDict(dict[str, Any]):
     duplicates: list[str]
 
     def __init__(self, pairs: list[tuple[str, Any]]) -> None:
-        super().__init__()
+        super().__init__(pairs)  # the last value of a key wins, as it did in json5
         self.duplicates = []
-        for key, value in pairs:
-            if key in self:
-                self.duplicates.append(key)
-            self[key] = value
+        if len(self) != len(pairs):  # rare: only then look for which keys repeat
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    self.duplicates.append(key)
+                seen.add(key)
 
 
 def child_path(path: str, key: str) -> str:

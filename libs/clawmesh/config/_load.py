@@ -250,20 +250,36 @@ def _line_too_deep(text: str) -> int | None:
 
 
 def _path_too_deep(data: Any) -> str | None:
-    """The path of the first value nested deeper than MAX_DEPTH (iterative: the check itself
-    must not be the one to overflow)."""
-    stack: list[tuple[Any, str, int]] = [(data, "$", 0)]
-    while stack:
-        value, path, depth = stack.pop()
-        if isinstance(value, dict):
-            children: Iterable[tuple[str, Any]] = ((child_path(path, k), v) for k, v in value.items())
-        elif isinstance(value, list):
-            children = ((index_path(path, i), v) for i, v in enumerate(value))
-        else:
-            continue
-        if depth == MAX_DEPTH:
-            return path
-        stack.extend((v, p, depth + 1) for p, v in children if isinstance(v, dict | list))
+    """The path of the first value nested deeper than MAX_DEPTH. Iterative (the check itself must
+    not be the one to overflow) and path-free until it finds one: it runs on every file."""
+    level = [data] if isinstance(data, dict | list) else []
+    for _ in range(MAX_DEPTH):
+        level = [
+            child
+            for value in level
+            for child in (value.values() if isinstance(value, dict) else value)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return None
+    return _find_at_depth(data, "$", MAX_DEPTH)
+
+
+def _find_at_depth(value: Any, path: str, depth: int) -> str | None:
+    """The path of the first container `depth` levels under `value` (recursion bounded by depth)."""
+    if not isinstance(value, dict | list):
+        return None
+    if depth == 0:
+        return path
+    items = (
+        ((child_path(path, k), v) for k, v in value.items())
+        if isinstance(value, dict)
+        else ((index_path(path, i), v) for i, v in enumerate(value))
+    )
+    for child, v in items:
+        found = _find_at_depth(v, child, depth - 1)
+        if found is not None:
+            return found
     return None
 
 
