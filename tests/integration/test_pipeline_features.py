@@ -180,7 +180,9 @@ async def test_config_file_changes_are_picked_up_without_a_command(nats_url: str
         assert r.json()["agentId"] == "work"
 
 
-async def test_trace_context_flows_from_http_through_router_and_runner(nats_url: str, tmp_path: Path) -> None:
+async def test_trace_context_flows_from_http_through_router_and_runner(
+    nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -189,10 +191,12 @@ async def test_trace_context_flows_from_http_through_router_and_runner(nats_url:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        trace.set_tracer_provider(provider)
-    else:
-        pytest.skip("a tracer provider was installed earlier in this process; cannot observe spans")
+    # Installed for this test only (restored afterwards): a global provider left behind would
+    # make every later test in the process trace, and carry `traceparent` headers.
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+    from clawmesh.bus import tracer as proxy
+
+    monkeypatch.setattr(proxy, "_real_tracer", None, raising=False)
     config = {"agents": {"defaults": {"model": "echo/x"}, "list": [{"id": "main", "default": True}]}}
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     async with run_gateway(nats_url, config, tmp_path) as gw, gw.client() as http:
