@@ -133,12 +133,19 @@ class Router:
         self._task: asyncio.Task[None] | None = None
         self._leader = False
         self.sequences = Sequences(self.store)
+        # runtime.maxDeliveries when the consumer was made: JetStream's bound is set from it
+        self.tries = ctx.holder.current.settings.runtime.max_deliveries
+        self._failures: dict[int, str] = {}  # stream sequence → why its last try failed here
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
         subjects = self.ctx.subjects
         self._psub = await self.ctx.pull_consumer(
-            subjects.inbound_all, subjects.stream("INBOUND"), DURABLE, max_ack_pending=10_000
+            subjects.inbound_all,
+            subjects.stream("INBOUND"),
+            DURABLE,
+            max_ack_pending=10_000,
+            tries=self.tries,
         )
         self._task = asyncio.create_task(self._lead_forever(), name="router-leader")
 
@@ -216,6 +223,9 @@ class Router:
         routed: list[_Routed] = []
         for msg in msgs:
             headers = msg.headers or {}
+            seq = msg.metadata.sequence.stream
+            if await ctx.give_up(msg, self.tries, self._failures.pop(seq, None)):
+                continue
             try:
                 inbound = decode(msg.data, InboundMessage, headers)
             except DecodeFailure as exc:
@@ -226,6 +236,10 @@ class Router:
                 route = route_message(config, inbound)
             except ClawmeshError as exc:  # AgentSelectionRequired, an unknown agent
                 await self._reject(msg, inbound, exc)
+                continue
+            except Exception as exc:  # a bug or an input nobody foresaw: never the whole router
+                log.exception("router: could not route message %s; it is tried again", inbound.id)
+                await self._retry_later(msg, exc)
                 continue
             routed.append(_Routed(msg, inbound, route, msg.metadata.sequence.stream))
         if not routed:
@@ -245,9 +259,7 @@ class Router:
             )
             self.sequences.forget()
             for r in routed:
-                # without the nak it is redelivered anyway, after the ack wait
-                with best_effort(self.ctx.counters, "inbound_nak", log=log):
-                    await r.msg.nak(delay=0.5)
+                await self._retry_later(r.msg, exc)
             return False
         for r in routed:
             decision = RouteDecision(
@@ -263,6 +275,17 @@ class Router:
             await r.msg.ack()
         ctx.counters["routed"] += len(routed)
         return True
+
+    async def _retry_later(self, msg: Msg, exc: Exception) -> None:
+        """Hand `msg` back with a growing delay; it is dead-lettered with `exc` as the reason
+        once it has been tried `runtime.maxDeliveries` times."""
+        if len(self._failures) >= 1000:  # bounded: the oldest reason is the least likely needed
+            self._failures.pop(next(iter(self._failures)))
+        self._failures[msg.metadata.sequence.stream] = f"{type(exc).__name__}: {exc}"[:500]
+        delay = min(0.5 * 2 ** ((msg.metadata.num_delivered or 1) - 1), 30.0)
+        # without the nak it is redelivered anyway, after the ack wait
+        with best_effort(self.ctx.counters, "inbound_nak", log=log):
+            await msg.nak(delay=delay)
 
     async def _publish_turn(self, r: _Routed, config_version: str) -> None:
         route = r.route

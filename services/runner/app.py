@@ -40,6 +40,10 @@ __all__ = ["Runner"]
 log = logging.getLogger("clawmesh.runner")
 
 DURABLE = "runner"
+# Deliveries of a turn before it is dead-lettered. High, because every hand-back counts as one
+# in JetStream, and most are not failures: a turn waiting for an earlier turn of its session is
+# handed back (with a growing delay, see ordering.py) for as long as that turn runs.
+TURN_TRIES = 2000
 FETCH_MAX = 32  # turns fetched at a time (fewer when close to capacity)
 
 
@@ -79,7 +83,7 @@ class Runner:
     async def start(self) -> None:
         subjects = self.ctx.subjects
         self._psub = await self.ctx.pull_consumer(
-            subjects.turns_all, subjects.stream("TURNS"), DURABLE, max_ack_pending=20_000
+            subjects.turns_all, subjects.stream("TURNS"), DURABLE, max_ack_pending=20_000, tries=TURN_TRIES
         )
         self._fetcher = asyncio.create_task(
             pull_forever(self._psub, self._take, batch=self._room, stop=self._stopping, name="runner"),
@@ -138,6 +142,8 @@ class Runner:
         self._freed.set()
 
     async def _dispatch(self, msg: Msg) -> None:
+        if await self.ctx.give_up(msg, TURN_TRIES):
+            return
         try:
             turn = decode(msg.data, TurnRequest, msg.headers)
         except DecodeFailure as exc:

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Protocol
 
 import nats.micro
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
@@ -80,9 +81,12 @@ class ServiceContext:
         """The node presence bucket (`cm_nodes`): node-agents write it, runners place tools by it."""
         return self.kv["nodes"]
 
-    async def pull_consumer(self, subject: str, stream: str, durable: str, *, max_ack_pending: int) -> Any:
+    async def pull_consumer(
+        self, subject: str, stream: str, durable: str, *, max_ack_pending: int, tries: int
+    ) -> Any:
         """The durable pull consumer replicas of a service share: explicit acks, redelivery
-        after one lease (`runtime.turnLeaseSeconds`) without an ack or progress, no give-up."""
+        after one lease (`runtime.turnLeaseSeconds`) without an ack or progress. A message is
+        delivered at most `tries` + 1 times: the last delivery is for `give_up` to dead-letter."""
         return await self.js.pull_subscribe(
             subject,
             durable=durable,
@@ -92,10 +96,26 @@ class ServiceContext:
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_wait=self.layout.lease_seconds,
-                max_deliver=-1,
+                max_deliver=tries + 1,
                 max_ack_pending=max_ack_pending,
             ),
         )
+
+    async def give_up(self, msg: Msg, tries: int, last_failure: str | None = None) -> bool:
+        """Dead-letter and terminate `msg` if it was delivered more than `tries` times (its
+        handling failed, or crashed its process, every time); False: try it."""
+        delivered = msg.metadata.num_delivered or 1
+        if delivered <= tries:
+            return False
+        self.counters["delivery_limit"] += 1
+        reason = f"not processed in {delivered - 1} deliveries (the limit is {tries})"
+        if last_failure:
+            reason += f"; last failure: {last_failure}"
+        await self.dead_letter(msg.subject, reason, msg.data, msg.headers, code="DELIVERY_LIMIT")
+        # term: JetStream stops redelivering it, even to a service that restarts
+        with best_effort(self.counters, "term", log=log):
+            await msg.term()
+        return True
 
     async def dead_letter(
         self,

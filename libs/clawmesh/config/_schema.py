@@ -438,6 +438,7 @@ class RuntimeSection(_Base):
     history_limit: int | None = None  # transcript messages given to the model as context (50)
     route_wait_seconds: float | None = None  # HTTP callers wait this long for the route decision (5)
     tool_iterations: int | None = None  # model↔tool round trips per turn (16)
+    max_deliveries: int | None = None  # tries of an inbound message before it is dead-lettered (5)
 
 
 class MessagesGroupChat(_Base):

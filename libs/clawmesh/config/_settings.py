@@ -48,6 +48,7 @@ class RuntimeSettings:
     history_limit: int = 50  # historyLimit: transcript messages given to the model as context
     route_wait: float = 5.0  # routeWaitSeconds: HTTP callers wait this long for the route decision
     tool_iterations: int = 16  # toolIterations: model↔tool round trips per turn (tools.maxIterations wins)
+    max_deliveries: int = 5  # maxDeliveries: tries of an inbound message before it is dead-lettered
 
     @property
     def reply_wait(self) -> float:
@@ -173,6 +174,7 @@ def resolve_settings(file: ConfigFile) -> tuple[Settings, list[Problem]]:
             "history_limit": "history_limit",
             "route_wait": "route_wait_seconds",
             "tool_iterations": "tool_iterations",
+            "max_deliveries": "max_deliveries",
         },
         problems,
     )
