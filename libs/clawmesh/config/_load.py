@@ -39,7 +39,11 @@ _ENV_OVERRIDES: Final = (
 )
 
 
-def _substitute(value: Any, env: Mapping[str, str], path: str, problems: list[Problem]) -> Any:
+def _substitute(
+    value: Any, env: Mapping[str, str], at: tuple[str | int, ...], problems: list[Problem]
+) -> Any:
+    """A copy of `value` with `${VAR}` references replaced. The path is kept as keys and built
+    into text only for a problem: a large config has tens of thousands of keys and few references."""
     if isinstance(value, str):
         if "${" not in value:
             return value
@@ -51,7 +55,7 @@ def _substitute(value: Any, env: Mapping[str, str], path: str, problems: list[Pr
             got = env.get(name)
             if not got:
                 problems.append(
-                    Problem(path, f"environment variable {name} is not set (referenced as ${{{name}}})")
+                    Problem(_path(at), f"environment variable {name} is not set (referenced as ${{{name}}})")
                 )
                 return ""
             return got
@@ -62,11 +66,23 @@ def _substitute(value: Any, env: Mapping[str, str], path: str, problems: list[Pr
         if isinstance(value, DuplicateKeyDict) and isinstance(out, DuplicateKeyDict):
             out.duplicates = value.duplicates
         for k, v in value.items():
-            out[k] = _substitute(v, env, child_path(path, k), problems)
+            out[k] = _substitute(v, env, (*at, k), problems) if _may_refer(v) else v
         return out
     if isinstance(value, list):
-        return [_substitute(v, env, index_path(path, i), problems) for i, v in enumerate(value)]
+        return [_substitute(v, env, (*at, i), problems) if _may_refer(v) else v for i, v in enumerate(value)]
     return value
+
+
+def _may_refer(value: Any) -> bool:
+    """Whether `_substitute` has anything to do for `value` (containers are always copied)."""
+    return isinstance(value, dict | list) or (isinstance(value, str) and "${" in value)
+
+
+def _path(at: tuple[str | int, ...]) -> str:
+    path = "$"
+    for part in at:
+        path = index_path(path, part) if isinstance(part, int) else child_path(path, part)
+    return path
 
 
 def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str], problems: list[Problem]) -> None:
@@ -110,7 +126,7 @@ def parse_config(
         raise ConfigError(
             [Problem("$", f"expected an object at the top level, got {type(data).__name__}")], where
         )
-    substituted = _substitute(data if isinstance(data, dict) else dict(data), env, "$", problems)
+    substituted = _substitute(data if isinstance(data, dict) else dict(data), env, (), problems)
     if apply_env_overrides:
         _apply_env_overrides(substituted, env, problems)
     channel_defaults = None
