@@ -29,6 +29,7 @@ from clawmesh.providers import aclose_providers, preload_sdks
 from clawmesh.sessions import DoneRecord, TranscriptEntry
 from clawmesh.wire import DecodeFailure, TurnRequest, TurnStarted, decode
 
+from .coalesce import DeltaCoalescer
 from .events import TurnEvents, stamp
 from .finish import Finisher
 from .ordering import SessionOrder
@@ -214,19 +215,25 @@ class Runner:
     ) -> TurnOutcome:
         """The model/tool loop within the turn timeout; any failure becomes the turn's error."""
         timeout = config.settings.runtime.turn_timeout
-        try:
-            return await asyncio.wait_for(
-                execute_turn(
+        deltas = DeltaCoalescer(lambda ev: self.events.emit(turn, ev))
+
+        async def run() -> TurnOutcome:
+            try:
+                return await execute_turn(
                     turn,
                     agent,
                     config,
                     history,
                     entries,
-                    lambda ev: self.events.emit(turn, ev),
+                    deltas.emit,
                     ToolBox(self.ctx, agent, turn, config, self.nodes),
-                ),
-                timeout,
-            )
+                )
+            finally:
+                # before the final/error event the finisher sends: clients see all the text first
+                await deltas.aclose()
+
+        try:
+            return await asyncio.wait_for(run(), timeout)
         except ClawmeshError as exc:
             return TurnOutcome.failed(exc)
         except TimeoutError:
