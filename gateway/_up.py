@@ -16,6 +16,7 @@ from clawmesh.checks import default_checks
 from clawmesh.cli import console, fail, state
 from clawmesh.config import Config, ConfigHolder, load_config, state_dir
 from clawmesh.gateway import DEFAULT_NATS_PORT, gateway_token
+from clawmesh.natsauth import NatsAuthError, NatsUser, embedded_users, render_auth_conf, service_user
 
 from ._load import cannot_load
 
@@ -93,20 +94,29 @@ async def _up(
 ) -> None:
     from clawmesh.bus import NatsServer, open_context, run_services, setup_tracing
 
-    from .registry import Ingress
+    from .registry import Ingress, local_node_id
 
     started = time.monotonic()
     config = holder.current
+    node_id = local_node_id(config)
     server: NatsServer | None = None
+    # On the embedded server every service connects as its own user (`natsauth`); with
+    # --nats-url the config's credentials are used, as for `clawmesh service`.
+    users: list[NatsUser] | None = None
     if nats_url is None:
         sdir = config.state_dir
         (sdir / "logs").mkdir(parents=True, exist_ok=True)
+        try:
+            users = embedded_users(sdir, config.settings.nats.subject_prefix, nodes=[node_id])
+        except NatsAuthError as exc:
+            fail(str(exc))
         server = NatsServer(
             store_dir=sdir / "nats",
             work_dir=sdir,
             port=embedded_nats_port(config, nats_port),
             server_name="clawmesh-embedded",
             log_file=sdir / "logs" / "nats-server.log",
+            authorization=render_auth_conf(users),
         )
         try:
             await server.start()
@@ -116,9 +126,23 @@ async def _up(
     setup_tracing("clawmesh")
     try:
         # The first connection provisions the streams; the others only bind, concurrently.
-        first = await open_context(planned[0][0], holder, url=nats_url)
+
+        def credentials(service: str) -> tuple[str, str] | None:
+            if users is None:
+                return None
+            user = service_user(users, service, node_id=node_id)
+            return user.user, user.password
+
+        first = await open_context(
+            planned[0][0], holder, url=nats_url, credentials=credentials(planned[0][0])
+        )
         rest = await asyncio.gather(
-            *(open_context(name, holder, url=nats_url, provision_streams=False) for name, _ in planned[1:])
+            *(
+                open_context(
+                    name, holder, url=nats_url, provision_streams=False, credentials=credentials(name)
+                )
+                for name, _ in planned[1:]
+            )
         )
         factories = [(factory, ctx) for (_, factory), ctx in zip(planned, [first, *rest], strict=True)]
 

@@ -28,6 +28,7 @@ __all__ = [
     "Router",
     "Runner",
     "in_process",
+    "local_node_id",
     "service_class",
 ]
 
@@ -50,6 +51,12 @@ def service_class(name: str) -> type[Service]:
         raise KeyError(f"unknown service {name!r} (one of {', '.join(SERVICES)})") from None
 
 
+def local_node_id(config: Config) -> str:
+    """The id of the machine's own node: `nodes.local.id`, else `local`."""
+    local = config.document.nodes.local if config.document.nodes else None
+    return local.id if local and local.id else "local"
+
+
 def in_process(
     config: Config, *, port: int | None, names: Sequence[str] | None = None
 ) -> list[tuple[str, ServiceFactory]]:
@@ -58,14 +65,13 @@ def in_process(
     not false. Ingress listens on `port` (None: the config's); the machine is node `local`
     unless the config names it."""
     local = config.document.nodes.local if config.document.nodes else None
+    node_id = local_node_id(config)
     if names is None:
         names = [
             name for name in SERVICES if not (name == NodeAgent.name and local and local.enabled is False)
         ]
     factories: dict[str, ServiceFactory] = {
         Ingress.name: partial(Ingress, options=IngressOptions(port=port)),
-        NodeAgent.name: partial(
-            NodeAgent, options=NodeAgentOptions(node_id=local.id if local and local.id else "local")
-        ),
+        NodeAgent.name: partial(NodeAgent, options=NodeAgentOptions(node_id=node_id)),
     }
     return [(name, factories.get(name) or service_class(name)) for name in names]

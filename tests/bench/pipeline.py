@@ -45,6 +45,7 @@ import httpx
 import nats
 from nats.aio.client import Client as NatsClient
 
+from clawmesh.natsauth import embedded_admin
 from tests.bench._common import LoadPhase, machine, nats_baseline, percentile, print_table, write_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -326,10 +327,13 @@ async def start_gateway(tmp: Path, config: dict[str, Any], extra_env: dict[str, 
     # Keep draining stdout so that the gateway never blocks writing to a full pipe.
     asyncio.get_running_loop().create_task(_drain(proc.stdout))
     nats_pid = next((p for p in child_pids(proc.pid) if proc_name(p) == "nats-server"), None)
+    # The embedded server requires users: the probe and the tap connect as the generated admin.
+    admin = embedded_admin(tmp / "state")
+    assert admin is not None, "clawmesh up generated no NATS users"
     return Gateway(
         proc=proc,
         url=info["url"],
-        nats_url=info["nats"],
+        nats_url=info["nats"].replace("nats://", f"nats://{admin[0]}:{admin[1]}@", 1),
         pid=int(info.get("pid", proc.pid)),
         nats_pid=nats_pid,
         spawn_to_ready_s=ready_at - spawned,
@@ -749,7 +753,7 @@ async def bench_run(name: str, counts: Counts, max_concurrent: int, keep: bool, 
             "rss_at_ready_mb": round(rss_mb(gw.pid), 1),
             "nats_rss_at_ready_mb": round(rss_mb(gw.nats_pid), 1),
             "url": gw.url,
-            "nats": gw.nats_url,
+            "nats": "nats://" + gw.nats_url.split("@", 1)[-1],  # without the admin password
         }
         print(
             f"ready: {gw.spawn_to_ready_s:.2f}s from spawn (process says {gw.ready_seconds:.2f}s); "
