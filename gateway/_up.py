@@ -15,7 +15,7 @@ from clawmesh import __version__
 from clawmesh.checks import default_checks
 from clawmesh.cli import console, fail, state
 from clawmesh.config import Config, ConfigHolder, load_config, state_dir
-from clawmesh.gateway import DEFAULT_NATS_PORT, gateway_token
+from clawmesh.gateway import DEFAULT_NATS_PORT, gateway_token, token_source
 from clawmesh.natsauth import NatsAuthError, NatsUser, embedded_users, render_auth_conf, service_user
 
 from ._load import cannot_load
@@ -59,12 +59,14 @@ def demo_config(env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _banner(
-    config: Config, url: str, token: str | None, nats_url: str, embedded: bool, ready_in: float
-) -> None:
-    lines = [
+def banner_lines(config: Config, url: str, nats_url: str, embedded: bool, ready_in: float) -> list[str]:
+    """What `clawmesh up` prints when ready. It says where the token lives, never the token:
+    terminals are scrolled back, shared and recorded."""
+    source = token_source(config)
+    auth_header = f"Authorization: Bearer {source[1]}" if source else ""
+    return [
         f"clawmesh {__version__} is up (ready in {ready_in:.2f}s)",
-        f"  HTTP API  {url}" + (f"   token: {token}" if token else "   (no auth)"),
+        f"  HTTP API  {url}" + (f"   token in {source[0]}" if source else "   (no auth)"),
         f"  NATS      {nats_url}"
         + (f" (embedded, JetStream in {config.state_dir / 'nats'})" if embedded else ""),
         f"  config    {config.source or 'built-in defaults'} (version {config.version})",
@@ -77,11 +79,14 @@ def _banner(
         '  clawmesh send "hello"                       # default agent, streamed reply',
         '  clawmesh send --agent work "status report"  # a specific agent',
         "  clawmesh chat",
-        f"  curl -s {url}/v1/messages?wait=30 -H 'Authorization: Bearer {token or ''}' \\",
+        f"  curl -s '{url}/v1/messages?wait=30'" + (f' -H "{auth_header}"' if source else "") + " \\",
         """       -H 'Content-Type: application/json' -d '{"text": "hi", "peer": {"kind": "direct", "id": "me"}}'""",
         "Ctrl-C stops everything (sessions are kept).",
     ]
-    console.print("\n".join(lines), markup=False)
+
+
+def _banner(config: Config, url: str, nats_url: str, embedded: bool, ready_in: float) -> None:
+    console.print("\n".join(banner_lines(config, url, nats_url, embedded, ready_in)), markup=False)
     sys.stdout.flush()
 
 
@@ -165,9 +170,7 @@ async def _up(
                     flush=True,
                 )
             else:
-                _banner(
-                    holder.current, ingress.url, ingress.token, nats_url or "", server is not None, ready_in
-                )
+                _banner(holder.current, ingress.url, nats_url or "", server is not None, ready_in)
 
         await run_services(factories, on_started=on_started)
     finally:

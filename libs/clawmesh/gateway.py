@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import shlex
 from pathlib import Path
 from typing import Final
 
@@ -18,6 +19,7 @@ __all__ = [
     "http_port",
     "is_loopback",
     "token_file",
+    "token_source",
 ]
 
 DEFAULT_HTTP_PORT: Final = 18789  # OpenClaw's gateway port
@@ -55,6 +57,26 @@ def is_loopback(host: str) -> bool:
 
 def token_file(config: Config) -> Path:
     return config.state_dir / "gateway-token"
+
+
+def token_source(config: Config) -> tuple[str, str] | None:
+    """Where the HTTP API token lives, for people: (description, shell expression giving it).
+    The token itself is never printed; None when auth mode is none."""
+    gw = config.document.gateway
+    auth = gw.auth if gw else None
+    where = str(config.source) if config.source else "the config"
+    env = config.env.get("CLAWMESH_GATEWAY_TOKEN", "").strip()
+    if auth and auth.mode == "none":
+        return None
+    if auth and auth.mode == "password" and auth.password:
+        return f"gateway.auth.password in {where}", "<gateway.auth.password>"
+    # The environment variable also overrides gateway.auth.token when the config is loaded.
+    if env and (not auth or not auth.token or auth.token == env):
+        return "$CLAWMESH_GATEWAY_TOKEN", "$CLAWMESH_GATEWAY_TOKEN"
+    if auth and auth.token:
+        return f"gateway.auth.token in {where}", "<gateway.auth.token>"
+    path = token_file(config)
+    return str(path), f"$(cat {shlex.quote(str(path))})"
 
 
 def gateway_token(config: Config, *, create: bool = False) -> str | None:

@@ -1,0 +1,54 @@
+"""`clawmesh up`'s banner says where the HTTP token lives and never prints the token."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from clawmesh.checks import default_checks
+from clawmesh.config import parse_config
+from clawmesh.gateway import gateway_token
+from clawmesh_gateway._up import banner_lines
+
+URL = "http://127.0.0.1:18789"
+
+
+def _lines(raw: dict[str, object], tmp_path: Path, env: dict[str, str] | None = None) -> list[str]:
+    config = parse_config(raw, checks=default_checks(), env={"HOME": str(tmp_path), **(env or {})})
+    token = gateway_token(config, create=True)
+    lines = banner_lines(config, URL, "nats://127.0.0.1:18790", True, 0.5)
+    if token:
+        assert not any(token in line for line in lines), lines
+    return lines
+
+
+def test_a_stored_token_is_named_by_its_file_and_the_curl_line_reads_it(tmp_path: Path) -> None:
+    lines = _lines({}, tmp_path)
+    token_path = tmp_path / ".clawmesh" / "gateway-token"
+    assert token_path.stat().st_mode & 0o777 == 0o600
+    assert f"token in {token_path}" in lines[1]
+    curl = next(line for line in lines if "curl" in line)
+    # The header the banner suggests gives the stored token when a shell expands it.
+    header = curl.split('-H "', 1)[1].split('"', 1)[0]
+    expanded = subprocess.run(
+        ["sh", "-c", f'printf %s "{header}"'], capture_output=True, text=True, check=True
+    )
+    assert expanded.stdout == f"Authorization: Bearer {token_path.read_text().strip()}"
+
+
+def test_a_token_from_the_environment_is_named_by_its_variable(tmp_path: Path) -> None:
+    lines = _lines({}, tmp_path, env={"CLAWMESH_GATEWAY_TOKEN": "s3cret-from-env"})
+    assert "token in $CLAWMESH_GATEWAY_TOKEN" in lines[1]
+    assert not any("s3cret-from-env" in line for line in lines)
+
+
+def test_a_token_in_the_config_is_named_by_its_key(tmp_path: Path) -> None:
+    lines = _lines({"gateway": {"auth": {"token": "s3cret-in-config"}}}, tmp_path)
+    assert "gateway.auth.token" in lines[1]
+    assert not any("s3cret-in-config" in line for line in lines)
+
+
+def test_no_auth_says_so(tmp_path: Path) -> None:
+    lines = _lines({"gateway": {"auth": {"mode": "none"}}}, tmp_path)
+    assert "(no auth)" in lines[1]
+    assert not any("Authorization" in line for line in lines)
