@@ -41,10 +41,12 @@ __all__ = ["Runner"]
 log = logging.getLogger("clawmesh.runner")
 
 DURABLE = "runner"
-# Deliveries of a turn before it is dead-lettered. High, because every hand-back counts as one
-# in JetStream, and most are not failures: a turn waiting for an earlier turn of its session is
-# handed back (with a growing delay, see ordering.py) for as long as that turn runs.
-TURN_TRIES = 2000
+# Deliveries of a turn before it is dead-lettered. Very high, because every hand-back counts as
+# one in JetStream, and most are not failures: a turn waiting for an earlier turn of its session
+# is handed back every 0.05-1 s for as long as that turn runs (up to runtime.turnTimeoutSeconds);
+# 50,000 hand-backs are more than 40 minutes of waiting. (Growing the delay instead slowed busy
+# sessions down: their waiting turns came back too late.)
+TURN_TRIES = 50_000
 FETCH_MAX = 32  # turns fetched at a time (fewer when close to capacity)
 
 

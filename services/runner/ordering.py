@@ -27,15 +27,6 @@ __all__ = ["Replay", "RunTurn", "SessionOrder"]
 log = logging.getLogger("clawmesh.runner")
 
 
-def _wait(msg: Msg, delay: float) -> float:
-    """The hand-back delay of a turn that waits for its session: the ordering delay for its
-    first 200 deliveries (a busy session's turns wait briefly and often), then growing to 2 s,
-    so that a long earlier turn stays far below the runner's TURN_TRIES (2000 hand-backs cover
-    more than 50 minutes of waiting)."""
-    delivered = msg.metadata.num_delivered or 1
-    return max(delay, min(0.01 * (delivered - 200), 2.0))
-
-
 # Run one turn that is next in its session, given the session's completion record; returns the
 # new completion record. Raising means the turn could not be finished (it is handed back).
 RunTurn = Callable[[TurnRequest, Msg, DoneRecord], Coroutine[Any, Any, DoneRecord]]
@@ -119,7 +110,7 @@ class SessionOrder:
             # until we release it, so "is this turn next?" stays true while we run it.
             work.lease = lease = await self.leases.acquire(f"s.{encode_token(key)}")
             if lease is None:
-                await msg.nak(delay=_wait(msg, 0.05))  # another runner is on this session right now
+                await msg.nak(delay=0.05)  # another runner is on this session right now
                 return
             found = await self.store.get_done(key)
             done = found[0] if found else DoneRecord()
@@ -130,7 +121,7 @@ class SessionOrder:
                 await msg.ack()
                 return
             if turn.seq > done.seq + 1:
-                await msg.nak(delay=_wait(msg, min(0.02 * (turn.seq - done.seq), 1.0)))
+                await msg.nak(delay=min(0.02 * (turn.seq - done.seq), 1.0))
                 return
             await self._run_in_order(work, lease, (turn, msg), done)
         finally:

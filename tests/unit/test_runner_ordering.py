@@ -132,17 +132,6 @@ async def test_a_turn_that_is_not_next_is_handed_back_with_a_delay() -> None:
     assert leases.taken[0].released
 
 
-async def test_a_turn_that_keeps_waiting_is_handed_back_less_and_less_often() -> None:
-    # every hand-back counts as a JetStream delivery: a long wait must not use up TURN_TRIES
-    delays = []
-    for delivered in (1, 300, 900):
-        msg = _Msg("3", delivered)
-        await _order(_Runs(), _Leases(), _Store(done_seq=1)).submit(_turn(3), msg)  # type: ignore[arg-type]
-        assert msg.outcome is not None and msg.outcome[0] == "nak"
-        delays.append(msg.outcome[1])
-    assert delays[0] < delays[1] < delays[2] == 2.0
-
-
 async def test_a_turn_completed_before_is_answered_again_not_run() -> None:
     runs = _Runs()
     msg = _Msg("2")
