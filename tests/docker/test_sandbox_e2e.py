@@ -15,7 +15,7 @@ import pytest
 
 from tests.fakes.models import FakeModelServer, Text, ToolCall
 from tests.fixtures.gateway import Gateway, ServiceProcess, run_gateway, wait_until
-from tests.integration.test_http_api import sse_events
+from tests.fixtures.sse import sse_events
 
 pytestmark = pytest.mark.docker
 

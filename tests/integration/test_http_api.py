@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from clawmesh.wire import DeadLetter, decode
 from tests.fixtures.gateway import Gateway, run_gateway, wait_until
+from tests.fixtures.sse import sse_events
 
 CONFIG: dict[str, Any] = {
     "agents": {
@@ -29,20 +30,6 @@ CONFIG: dict[str, Any] = {
 async def gw(nats_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
     async with run_gateway(nats_url, CONFIG, tmp_path) as gateway:
         yield gateway
-
-
-def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for block in text.split("\n\n"):
-        event, data = None, None
-        for line in block.splitlines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-        if event:
-            out.append((event, data or {}))
-    return out
 
 
 async def test_post_returns_202_with_route_then_reply_is_retrievable(gw: Gateway) -> None:

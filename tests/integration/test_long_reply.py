@@ -13,24 +13,11 @@ import pytest
 from clawmesh_runner.coalesce import FLUSH_AFTER, FLUSH_CHARS
 from tests.fakes.models import FakeModelServer, Text
 from tests.fixtures.gateway import run_gateway, wait_until
+from tests.fixtures.sse import sse_events
 
 pytestmark = pytest.mark.slow
 
 CHUNKS = 20_000
-
-
-def _sse(text: str) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for block in text.split("\n\n"):
-        event, data = None, None
-        for line in block.splitlines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-        if event:
-            out.append((event, data or {}))
-    return out
 
 
 async def test_a_100kb_reply_of_20000_chunks_is_a_bounded_number_of_events(
@@ -67,7 +54,7 @@ async def test_a_100kb_reply_of_20000_chunks_is_a_bounded_number_of_events(
             assert r.status_code == 200, r.text
             await wait_until(lambda: "final" in on_bus, message="final event on cm.ev")
 
-    events = _sse(r.text)
+    events = sse_events(r.text)
     assert events[-1][0] == "final"
     assert "".join(d["text"] for e, d in events if e == "delta") == events[-1][1]["text"] == reply
     # one event per full buffer, per timer expiry (at most one per FLUSH_AFTER), the first, the last

@@ -12,7 +12,7 @@ import pytest
 from tests.fakes.models import FakeModelServer, HTTPError, StreamError, Text
 from tests.fixtures.files import replace_unseen, touch_forward
 from tests.fixtures.gateway import run_gateway, wait_until, write_config
-from tests.integration.test_http_api import sse_events
+from tests.fixtures.sse import sse_events
 
 
 def _fake_config(fake: FakeModelServer, model: Any) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from clawmesh.wire import (
     encode_json,
 )
 from tests.fixtures.gateway import Gateway, run_gateway, wait_until
-from tests.integration.test_http_api import sse_events
+from tests.fixtures.sse import sse_events
 
 CONFIG = {"agents": {"defaults": {"model": "echo/x"}, "list": [{"id": "main", "default": True}]}}
 

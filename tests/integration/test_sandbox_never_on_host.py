@@ -20,7 +20,7 @@ from starlette.routing import Route
 from clawmesh.httpserver import EmbeddedHTTPServer
 from tests.fakes.models import FakeModelServer, Text, ToolCall
 from tests.fixtures.gateway import run_gateway
-from tests.integration.test_http_api import sse_events
+from tests.fixtures.sse import sse_events
 
 SECRET = "host-only secret"
 

@@ -15,7 +15,7 @@ import pytest
 from clawmesh.nodes import NodeDirectory
 from tests.fakes.models import FakeModelServer, Text, ToolCall
 from tests.fixtures.gateway import Gateway, ServiceProcess, run_gateway, wait_until
-from tests.integration.test_http_api import sse_events
+from tests.fixtures.sse import sse_events
 
 
 def _config(fake: FakeModelServer, tmp_path: Path, **agent: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from clawmesh.wire import (
 )
 from tests.fakes.models import FakeModelServer, Text, ToolCall
 from tests.fixtures.gateway import Gateway, run_gateway, wait_until
-from tests.integration.test_http_api import sse_events
+from tests.fixtures.sse import sse_events
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ from clawmesh_ingress.security import AuthGate
 from clawmesh_ingress.turns import PendingTurn, TurnClient
 from clawmesh_ingress.waiters import Waiters
 from tests.fixtures.gateway import wait_until
+from tests.fixtures.sse import sse_frames
 
 PRESENT = 30.0  # never reached: the reply is already there
 NEVER = 0.05  # nothing will come
@@ -191,20 +192,6 @@ def only_routed(turn_id: str) -> list[ReplyMessage]:
 
 def nothing(turn_id: str) -> list[ReplyMessage]:
     return []
-
-
-def sse_events(text: str) -> list[tuple[str | None, Any]]:
-    out: list[tuple[str | None, Any]] = []
-    for block in text.split("\n\n"):
-        event, data = None, None
-        for line in block.splitlines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                data = line[6:] if line == "data: [DONE]" else json.loads(line[6:])
-        if data is not None:
-            out.append((event, data))
-    return out
 
 
 MESSAGE = {"text": "hi", "peer": {"kind": "direct", "id": "x"}}
@@ -383,7 +370,7 @@ async def test_streaming_sends_route_events_and_final(surfaces: Callable[..., Su
         r = await http.post("/v1/messages", json=MESSAGE, headers=STREAM)
     assert r.headers["content-type"].startswith("text/event-stream")
     assert r.headers["cache-control"] == "no-cache"
-    events = sse_events(r.text)
+    events = sse_frames(r.text)
     assert [e for e, _ in events] == ["route", "started", "delta", "delta", "final"]
     assert events[0][1]["agentId"] == "home" and events[-1][1]["text"] == "echo: hi"
     assert s.turns.submitted[0].reply_events == "all"
@@ -393,7 +380,7 @@ async def test_streaming_sends_route_events_and_final(surfaces: Callable[..., Su
 async def test_a_stream_ends_at_a_failed_route(surfaces: Callable[..., Surfaces]) -> None:
     async with surfaces(unroutable("UNKNOWN_AGENT")).http as http:
         r = await http.post("/v1/messages", json=MESSAGE, headers=STREAM)
-    events = sse_events(r.text)
+    events = sse_frames(r.text)
     assert [e for e, _ in events] == ["route"] and events[0][1]["errorCode"] == "UNKNOWN_AGENT"
 
 
@@ -401,7 +388,7 @@ async def test_a_routing_failure_after_route_wait_ends_the_stream(surfaces: Call
     s = surfaces(unroutable("UNKNOWN_AGENT"), route_wait=0)  # every decision comes late
     async with s.http as http:
         r = await http.post("/v1/messages", json=MESSAGE, headers=STREAM)
-    events = sse_events(r.text)
+    events = sse_frames(r.text)
     assert [e for e, _ in events] == ["queued", "route"] and events[1][1]["errorCode"] == "UNKNOWN_AGENT"
     assert len(s.turns.waiters) == 0
 
@@ -415,7 +402,7 @@ async def test_a_stream_says_queued_then_follows_and_times_out_with_an_error_eve
     s = surfaces(started_only, route_wait=NEVER, turn_timeout=NEVER)
     async with s.http as http:
         r = await http.post("/v1/messages", json=MESSAGE, headers=STREAM)
-    events = sse_events(r.text)
+    events = sse_frames(r.text)
     assert [e for e, _ in events] == ["queued", "started", "error"]
     turn_id = s.turns.submitted[0].id
     assert events[0][1] == {"turnId": turn_id, "state": "queued"}
@@ -538,7 +525,7 @@ async def test_openai_routing_failure_after_route_wait_is_an_error_not_a_timeout
         streamed = await http.post("/v1/chat/completions", json={**CHAT, "stream": True})
     error = {"message": "no agent", "type": "invalid_request_error", "code": "UNKNOWN_AGENT"}
     assert waited.status_code == 404 and waited.json() == {"error": {**error, "param": None}}
-    assert [data for _, data in sse_events(streamed.text)][-1] == {"error": error}
+    assert [data for _, data in sse_frames(streamed.text)][-1] == {"error": error}
     assert len(s.turns.waiters) == 0
 
 
@@ -546,7 +533,7 @@ async def test_openai_stream(surfaces: Callable[..., Surfaces]) -> None:
     s = surfaces(replied)
     async with s.http as http:
         r = await http.post("/v1/chat/completions", json={**CHAT, "stream": True})
-    frames = [data for _, data in sse_events(r.text)]
+    frames = [data for _, data in sse_frames(r.text)]
     assert frames[-1] == "[DONE]"
     chunks = frames[:-1]
     assert [c["choices"][0]["delta"] for c in chunks] == [
@@ -588,7 +575,7 @@ async def test_openai_stream_ends_with_one_error_frame(
     async with s.http as http:
         r = await http.post("/v1/chat/completions", json={**CHAT, "stream": True})
     assert r.status_code == 200
-    frames = [data for _, data in sse_events(r.text)]
+    frames = [data for _, data in sse_frames(r.text)]
     assert frames[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert frames[-1] == {"error": error}
     assert len(s.turns.waiters) == 0
