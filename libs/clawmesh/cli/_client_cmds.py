@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import msgspec
 import typer
 from rich.table import Table
@@ -76,6 +75,8 @@ def stream_turn(
     base: str, token: str | None, body: dict[str, Any], *, as_json: bool = False, prefix: str = ""
 ) -> int:
     """POST the message and print the streamed reply; exit status 0 on a final reply."""
+    import httpx  # only the commands that talk HTTP pay for it
+
     headers = {"Accept": "text/event-stream"}
     if token:
         headers["Authorization"] = f"Bearer {token}"

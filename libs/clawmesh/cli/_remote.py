@@ -8,15 +8,16 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from nats.aio.client import Client
 
 from ..config import Config
 from ..gateway import DEFAULT_NATS_PORT, gateway_token, http_port
 from ..natsauth import NatsAuthError, embedded_admin
 from ._common import fail
+
+if TYPE_CHECKING:  # nats-py is imported by the commands that connect, not by every command
+    from nats.aio.client import Client
 
 __all__ = ["api_base", "api_token", "nats_client", "nats_credentials", "nats_url", "scatter_gather"]
 

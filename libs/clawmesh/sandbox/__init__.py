@@ -11,8 +11,9 @@ A sandbox that is required but cannot be had raises (`SandboxUnavailable`: no Do
 `SandboxError`: refused or broken); nothing ever falls back to running on the host.
 """
 
+from typing import TYPE_CHECKING
+
 from ._binds import Bind, parse_bind, path_refusal, protected_paths, validate_binds
-from ._containers import SandboxInfo
 from ._effective import (
     DEFAULT_CONTAINER_PREFIX,
     DEFAULT_IDLE_HOURS,
@@ -27,7 +28,6 @@ from ._effective import (
     resolve_sandbox,
 )
 from ._errors import SandboxError, SandboxUnavailable
-from ._exec import ExecResult, OnOutput
 from ._layout import (
     AGENT_MOUNT,
     LABEL_AGENT,
@@ -44,8 +44,12 @@ from ._layout import (
     sandbox_dir,
     workspace_mounts,
 )
-from ._manager import SandboxManager
 from ._problems import config_checks, effective_problems
+
+if TYPE_CHECKING:
+    from ._containers import SandboxInfo
+    from ._exec import ExecResult, OnOutput
+    from ._manager import SandboxManager
 
 __all__ = [
     "AGENT_MOUNT",
@@ -87,3 +91,21 @@ __all__ = [
     "validate_binds",
     "workspace_mounts",
 ]
+
+
+# These need the docker SDK (~0.2 s to import): loaded on first use, so that config checks and
+# every CLI command that only reads a config do not pay for it.
+_LAZY = {
+    "ExecResult": "._exec",
+    "OnOutput": "._exec",
+    "SandboxInfo": "._containers",
+    "SandboxManager": "._manager",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

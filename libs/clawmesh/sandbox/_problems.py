@@ -10,9 +10,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
-import docker.errors
-import docker.utils
-
 from ..config import Config, Problem, Severity, home_dir
 from ._binds import bind_problems
 from ._effective import DEFAULT_WORKDIR, EffectiveSandbox, resolve_sandbox
@@ -71,6 +68,11 @@ def network_problem(network: str) -> str | None:
 
 
 def _bytes_problem(value: str | int) -> str | None:
+    # docker's own parser, so the check agrees with the engine; imported here because the docker
+    # SDK (~0.2 s) would otherwise load with every config check, i.e. every CLI command.
+    import docker.errors
+    import docker.utils
+
     try:
         parsed = docker.utils.parse_bytes(value)
     except docker.errors.DockerException as exc:
