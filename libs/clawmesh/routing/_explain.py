@@ -170,6 +170,100 @@ def _reasons(
     return why
 
 
+@dataclass(frozen=True, slots=True)
+class _Message:
+    """The routing input, normalised the way `resolve_route` normalises it."""
+
+    channel: str
+    account: str
+    peer: tuple[str | None, str] | None
+    parent: tuple[str | None, str] | None
+    guild: str
+    team: str
+    roles: frozenset[str]
+
+
+def _tier_gates(m: _Message) -> dict[str, tuple[bool, str]]:
+    """Whether each tier is evaluated for this message at all, and why not."""
+    return {
+        "binding.peer": (m.peer is not None, "message has no peer"),
+        "binding.peer.parent": (
+            m.parent is not None and bool(m.parent[1]),
+            "message has no parent peer (thread parent)",
+        ),
+        "binding.peer.wildcard": (m.peer is not None, "message has no peer"),
+        "binding.guild+roles": (bool(m.guild) and bool(m.roles), "needs both a guild id and member roles"),
+        "binding.guild": (bool(m.guild), "message has no guild id"),
+        "binding.team": (bool(m.team), "message has no team id"),
+        "binding.account": (True, ""),
+        "binding.channel": (True, ""),
+    }
+
+
+def _tier_members(bindings: Iterable[RouteBinding]) -> dict[str, list[RouteBinding]]:
+    """The bindings each tier looks at, in config order."""
+    members: dict[str, list[RouteBinding]] = {name: [] for name in TIERS}
+    for b in bindings:
+        if b.peer_state == "valid":
+            members["binding.peer"].append(b)
+            members["binding.peer.parent"].append(b)
+        elif b.peer_state == "wildcard":
+            members["binding.peer.wildcard"].append(b)
+        if b.tier != "peer":  # peer bindings serve the three peer steps above
+            members[f"binding.{b.tier}"].append(b)
+    return members
+
+
+def _explain_tiers(
+    config: Config, m: _Message
+) -> tuple[list[TierExplanation], tuple[str, RouteBinding] | None]:
+    """Every binding of every tier with why it did or did not match; the first match wins."""
+    index = route_index(config)
+    gates = _tier_gates(m)
+    members = _tier_members(index.bindings)
+    tiers: list[TierExplanation] = []
+    winner: tuple[str, RouteBinding] | None = None
+    for name in TIERS:
+        on, why_off = gates[name]
+        tier = TierExplanation(name, on, "" if on else why_off)
+        parent_tier = name == "binding.peer.parent"
+        scope_peer, label = (m.parent, "parent peer") if parent_tier else (m.peer, "peer")
+        for b in members[name]:
+            reasons = _reasons(b, m.channel, m.account, scope_peer, label, m.guild, m.team, m.roles)
+            matched = on and not reasons
+            cand = CandidateExplanation(b.path, b.agent_id, matched, reasons)
+            if matched and winner is None:
+                winner = (name, b)
+                cand.chosen = True
+                cand.reasons = ["matches: every field of the binding matches this message"]
+                agent = index.agent_for[b.index]
+                if isinstance(agent, AgentSelectionRequired):
+                    cand.reasons.append(f"but {agent.message} ({agent.code})")
+            elif matched and winner is not None and winner[1] is not b:
+                cand.reasons = [
+                    f"matches, but {winner[1].path} ({winner[0]}) is evaluated first"
+                    if winner[0] != name
+                    else f"matches, but {winner[1].path} comes first in config order"
+                ]
+            elif not on and not reasons:
+                cand.reasons = [f"tier skipped: {why_off}"]
+            tier.candidates.append(cand)
+        tiers.append(tier)
+    return tiers, winner
+
+
+def _default_tier(
+    winner: tuple[str, RouteBinding] | None, route: Route | None, error: AgentSelectionRequired | None
+) -> TierExplanation:
+    default = TierExplanation("default", winner is None, "" if winner is None else "a binding matched")
+    if winner is None:
+        if route is not None:
+            default.note = f"no binding matched; default agent '{route.agent_id}'"
+        elif error is not None:
+            default.note = f"no binding matched and {error.hint}"
+    return default
+
+
 def explain_route(
     config: Config,
     *,
@@ -185,73 +279,23 @@ def explain_route(
     default_agent_id: str | None = None,
 ) -> RouteExplanation:
     """Explain a routing decision tier by tier; the outcome is exactly `resolve_route`'s."""
-    index = route_index(config)
-    ch = channel.strip().lower() if isinstance(channel, str) else ""
-    acct = normalize_account_id(account_id)
-    the_peer = _peer(peer)
-    parent = _peer(parent_peer)
-    guild = normalize_id(guild_id)
-    team = normalize_id(team_id)
     roles_tuple = tuple(member_role_ids or ())
-    roles = frozenset(r if isinstance(r, str) else str(r) for r in roles_tuple)
-    bindings = index.bindings
-    all_raw = config.document.bindings or ()
-    kept = {b.index for b in bindings}
-    ignored = [(f"$.bindings[{i}]", _ignored_reason(b)) for i, b in enumerate(all_raw) if i not in kept]
-
-    enabled = {
-        "binding.peer": (the_peer is not None, "message has no peer"),
-        "binding.peer.parent": (
-            parent is not None and bool(parent[1]),
-            "message has no parent peer (thread parent)",
-        ),
-        "binding.peer.wildcard": (the_peer is not None, "message has no peer"),
-        "binding.guild+roles": (bool(guild) and bool(roles), "needs both a guild id and member roles"),
-        "binding.guild": (bool(guild), "message has no guild id"),
-        "binding.team": (bool(team), "message has no team id"),
-        "binding.account": (True, ""),
-        "binding.channel": (True, ""),
-    }
-    members = {
-        "binding.peer": [b for b in bindings if b.peer_state == "valid"],
-        "binding.peer.parent": [b for b in bindings if b.peer_state == "valid"],
-        "binding.peer.wildcard": [b for b in bindings if b.peer_state == "wildcard"],
-        "binding.guild+roles": [b for b in bindings if b.tier == "guild+roles"],
-        "binding.guild": [b for b in bindings if b.tier == "guild"],
-        "binding.team": [b for b in bindings if b.tier == "team"],
-        "binding.account": [b for b in bindings if b.tier == "account"],
-        "binding.channel": [b for b in bindings if b.tier == "channel"],
-    }
-    tiers: list[TierExplanation] = []
-    winner: tuple[str, RouteBinding] | None = None
-    for name in TIERS:
-        on, why_off = enabled[name]
-        tier = TierExplanation(name, on, "" if on else why_off)
-        scope_peer = parent if name == "binding.peer.parent" else the_peer
-        label = "parent peer" if name == "binding.peer.parent" else "peer"
-        for b in members[name]:
-            reasons = _reasons(b, ch, acct, scope_peer, label, guild, team, roles)
-            matched = on and not reasons
-            cand = CandidateExplanation(b.path, b.agent_id, matched, reasons)
-            if matched:
-                if winner is None:
-                    winner = (name, b)
-                    cand.chosen = True
-                    cand.reasons = ["matches: every field of the binding matches this message"]
-                    agent = index.agent_for[b.index]
-                    if isinstance(agent, AgentSelectionRequired):
-                        cand.reasons.append(f"but {agent.message} ({agent.code})")
-                elif winner[1] is not b:
-                    cand.reasons = [
-                        f"matches, but {winner[1].path} ({winner[0]}) is evaluated first"
-                        if winner[0] != name
-                        else f"matches, but {winner[1].path} comes first in config order"
-                    ]
-            elif not on and not reasons:
-                cand.reasons = [f"tier skipped: {why_off}"]
-            tier.candidates.append(cand)
-        tiers.append(tier)
-
+    m = _Message(
+        channel=channel.strip().lower() if isinstance(channel, str) else "",
+        account=normalize_account_id(account_id),
+        peer=_peer(peer),
+        parent=_peer(parent_peer),
+        guild=normalize_id(guild_id),
+        team=normalize_id(team_id),
+        roles=frozenset(r if isinstance(r, str) else str(r) for r in roles_tuple),
+    )
+    kept = {b.index for b in route_index(config).bindings}
+    ignored = [
+        (f"$.bindings[{i}]", _ignored_reason(b))
+        for i, b in enumerate(config.document.bindings or ())
+        if i not in kept
+    ]
+    tiers, winner = _explain_tiers(config, m)
     route: Route | None = None
     error: AgentSelectionRequired | None = None
     try:
@@ -270,22 +314,16 @@ def explain_route(
         )
     except AgentSelectionRequired as exc:
         error = exc
-    default = TierExplanation("default", winner is None, "" if winner is None else "a binding matched")
-    if winner is None:
-        if route is not None:
-            default.note = f"no binding matched; default agent '{route.agent_id}'"
-        elif error is not None:
-            default.note = f"no binding matched and {error.hint}"
-    tiers.append(default)
+    tiers.append(_default_tier(winner, route, error))
     return RouteExplanation(
         input={
-            "channel": ch,
-            "accountId": acct,
-            "peer": {"kind": the_peer[0], "id": the_peer[1]} if the_peer else None,
-            "parentPeer": {"kind": parent[0], "id": parent[1]} if parent else None,
-            "guildId": guild or None,
-            "teamId": team or None,
-            "memberRoleIds": sorted(roles),
+            "channel": m.channel,
+            "accountId": m.account,
+            "peer": {"kind": m.peer[0], "id": m.peer[1]} if m.peer else None,
+            "parentPeer": {"kind": m.parent[0], "id": m.parent[1]} if m.parent else None,
+            "guildId": m.guild or None,
+            "teamId": m.team or None,
+            "memberRoleIds": sorted(m.roles),
         },
         tiers=tiers,
         route=route,
