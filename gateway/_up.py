@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
+import shutil
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -59,10 +62,23 @@ def demo_config(env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def banner_lines(config: Config, url: str, nats_url: str, embedded: bool, ready_in: float) -> list[str]:
+def cli_command(path_env: str | None = None) -> str:
+    """How to run this `clawmesh` from a new shell: the bare name when PATH finds this very
+    script, else its full path (after `make run` it lives in the checkout's .venv/bin)."""
+    here = Path(sys.executable).parent / "clawmesh"
+    found = shutil.which("clawmesh", path=path_env if path_env is not None else os.environ.get("PATH"))
+    if found is not None and (not here.exists() or Path(found).resolve() == here.resolve()):
+        return "clawmesh"
+    return shlex.quote(str(here)) if here.exists() else "clawmesh"
+
+
+def banner_lines(
+    config: Config, url: str, nats_url: str, embedded: bool, ready_in: float, cli: str = "clawmesh"
+) -> list[str]:
     """What `clawmesh up` prints when ready. It says where the token lives, never the token:
-    terminals are scrolled back, shared and recorded."""
+    terminals are scrolled back, shared and recorded. `cli` is how to run clawmesh from a new shell."""
     source = token_source(config)
+    pad = " " * max(0, len("clawmesh") - len(cli))
     auth_header = f"Authorization: Bearer {source[1]}" if source else ""
     return [
         f"clawmesh {__version__} is up (ready in {ready_in:.2f}s)",
@@ -76,9 +92,16 @@ def banner_lines(config: Config, url: str, nats_url: str, embedded: bool, ready_
         ),
         "",
         "Talk to it:",
-        '  clawmesh send "hello"                       # default agent, streamed reply',
-        '  clawmesh send --agent work "status report"  # a specific agent',
-        "  clawmesh chat",
+        f'  {cli} send "hello"                       {pad}# default agent, streamed reply',
+        f'  {cli} send --agent work "status report"  {pad}# a specific agent',
+        f"  {cli} chat",
+        *(
+            [
+                f"  (to type just `clawmesh` in a new shell: export PATH={shlex.quote(str(Path(shlex.split(cli)[0]).parent))}:$PATH)"
+            ]
+            if cli != "clawmesh"
+            else []
+        ),
         f"  curl -s '{url}/v1/messages?wait=30'" + (f' -H "{auth_header}"' if source else "") + " \\",
         """       -H 'Content-Type: application/json' -d '{"text": "hi", "peer": {"kind": "direct", "id": "me"}}'""",
         "Ctrl-C stops everything (sessions are kept).",
@@ -86,7 +109,8 @@ def banner_lines(config: Config, url: str, nats_url: str, embedded: bool, ready_
 
 
 def _banner(config: Config, url: str, nats_url: str, embedded: bool, ready_in: float) -> None:
-    console.print("\n".join(banner_lines(config, url, nats_url, embedded, ready_in)), markup=False)
+    lines = banner_lines(config, url, nats_url, embedded, ready_in, cli_command())
+    console.print("\n".join(lines), markup=False)
     sys.stdout.flush()
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 from clawmesh.checks import default_checks
 from clawmesh.config import parse_config
 from clawmesh.gateway import gateway_token
-from clawmesh_gateway._up import banner_lines
+from clawmesh_gateway._up import banner_lines, cli_command
 
 URL = "http://127.0.0.1:18789"
 
@@ -52,3 +54,33 @@ def test_no_auth_says_so(tmp_path: Path) -> None:
     lines = _lines({"gateway": {"auth": {"mode": "none"}}}, tmp_path)
     assert "(no auth)" in lines[1]
     assert not any("Authorization" in line for line in lines)
+
+
+def test_the_banner_shows_a_command_a_new_shell_can_run(tmp_path: Path) -> None:
+    config = parse_config({}, checks=default_checks(), env={"HOME": str(tmp_path)})
+    cli = cli_command(path_env="/nonexistent")  # a new shell whose PATH does not have the venv
+    assert cli != "clawmesh"
+    lines = banner_lines(config, URL, "nats://x", True, 0.5, cli)
+    send = next(line for line in lines if " send " in line).split("#")[0].strip()
+    assert send.startswith(cli)
+    done = subprocess.run(
+        ["/bin/sh", "-c", f"{cli} --version"], capture_output=True, text=True, env={"PATH": "/nonexistent"}
+    )
+    assert done.returncode == 0 and done.stdout.startswith("clawmesh "), done
+    hint = next(line for line in lines if "export PATH=" in line)
+    path = hint.split("export PATH=", 1)[1].split(":$PATH", 1)[0]
+    found = subprocess.run(
+        ["/bin/sh", "-c", "command -v clawmesh"],
+        capture_output=True,
+        text=True,
+        env={"PATH": shlex_unquote(path)},
+    )
+    assert found.returncode == 0, hint
+
+
+def test_the_bare_name_when_path_finds_this_clawmesh() -> None:
+    assert cli_command(path_env=str(Path(sys.executable).parent)) == "clawmesh"
+
+
+def shlex_unquote(text: str) -> str:
+    return shlex.split(text)[0]
