@@ -166,9 +166,15 @@ def decode_body(data: bytes, type_: type[T]) -> T:
         raise InvalidBody("invalid_request", _AT_PATH.sub("", text), path, text) from None
     except msgspec.DecodeError as exc:
         raise InvalidBody("invalid_json", f"body is not valid JSON: {exc}", None, str(exc)) from None
-    except UnicodeDecodeError as exc:
-        # msgspec checks a string's UTF-8 only as it builds it, outside its own error types
-        detail = f"body is not valid UTF-8 (byte {exc.start})"
+    except UnicodeDecodeError:
+        # msgspec checks a string's UTF-8 only as it builds it, outside its own error types, and
+        # its offset is within that string: find the offset in the body (error path only)
+        try:
+            data.decode("utf-8")
+            where = ""
+        except UnicodeDecodeError as whole:
+            where = f" (byte {whole.start})"
+        detail = f"body is not valid UTF-8{where}"
         raise InvalidBody("invalid_json", detail, None, detail) from None
     except RecursionError:
         detail = "body is nested too deeply"

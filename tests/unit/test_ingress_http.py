@@ -66,6 +66,13 @@ def test_a_problem_with_the_whole_body_is_at_the_root() -> None:
     assert "text" in err.value.message
 
 
+def test_invalid_utf8_names_its_offset_in_the_body() -> None:
+    with pytest.raises(InvalidBody) as err:
+        decode_body(b'{"text": "ok \xff"}', Body)
+    assert err.value.code == "invalid_json"
+    assert err.value.message == "body is not valid UTF-8 (byte 13)"
+
+
 def test_a_body_that_is_not_json_says_so() -> None:
     with pytest.raises(InvalidBody) as err:
         decode_body(b"{not json", Body)
