@@ -10,7 +10,6 @@ non-zero so that its supervisor (compose, systemd) restarts it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from ..errors import ClawmeshError
+from ._pull import wait_for_stop
 
 __all__ = ["ConnectionClosedForGood", "ProcessHealth", "watch_connections"]
 
@@ -73,6 +73,5 @@ async def watch_connections(health: ProcessHealth, stop: asyncio.Event) -> list[
                 )
             stop.set()
             return closed
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), WATCH_INTERVAL)
+        await wait_for_stop(stop, WATCH_INTERVAL)
     return []

@@ -39,6 +39,7 @@ from ._connect import connect
 from ._lease import Leases
 from ._process import ConnectionClosedForGood, ProcessHealth, watch_connections
 from ._provision import Layout, bind_buckets, provision
+from ._pull import wait_for_stop
 from ._trace import inject
 
 __all__ = [
@@ -284,9 +285,8 @@ async def _watch_config(holders: Sequence[ConfigHolder], stop: asyncio.Event, in
     """Reload when the config file changes on disk (the old config stays if the new one is invalid).
     Nothing a reload raises stops the watching: a later, valid edit is still applied."""
     while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
-        for holder in dict.fromkeys(holders):
+        await wait_for_stop(stop, interval)
+        for holder in holders:
             if holder.changed_on_disk():
                 await _reload(holder)
 
@@ -297,7 +297,7 @@ _signalled: set[asyncio.Task[None]] = set()
 
 def _reload_soon(holders: Sequence[ConfigHolder]) -> None:
     async def reload_all() -> None:
-        for holder in dict.fromkeys(holders):
+        for holder in holders:
             await _reload(holder)
 
     task = asyncio.ensure_future(reload_all())
@@ -323,8 +323,7 @@ async def _health_file(
             # a file we cannot touch ages, and the process shows as unhealthy: the honest signal
             with contextlib.suppress(OSError), open(path, "w") as fh:
                 fh.write(f"{time.time():.0f}\n")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+        await wait_for_stop(stop, interval)
 
 
 async def run_services(
@@ -341,7 +340,7 @@ async def run_services(
     closes for good: the process must exit non-zero and be restarted."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    holders = [ctx.holder for _, ctx in factories]
+    holders = list(dict.fromkeys(ctx.holder for _, ctx in factories))  # services may share one
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -350,7 +349,7 @@ async def run_services(
             loop.add_signal_handler(signal.SIGHUP, lambda: _reload_soon(holders))
     services: list[Service] = []
     contexts: list[ServiceContext] = []
-    watcher = asyncio.create_task(_watch_config(list(dict.fromkeys(holders)), stop))
+    watcher = asyncio.create_task(_watch_config(holders, stop))
     tasks: list[asyncio.Task[None]] = []
     process = ProcessHealth()
     for _, ctx in factories:
