@@ -6,9 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..checks import default_checks
-from ..config import ConfigError, load_config
-from ._common import config_file, console, print_json, report_config_error, state
+from ..config import ConfigError
+from ._common import config_file, console, load, print_json, report_config_error
 
 app = typer.Typer(help="Check and inspect the configuration.", no_args_is_help=True)
 
@@ -44,7 +43,7 @@ def validate(ctx: typer.Context) -> None:
     """Validate the config file; list every error (exit 1) and every warning."""
     path = config_file(ctx)
     try:
-        config = load_config(state(ctx).config, checks=default_checks(), missing_ok=True)
+        config = load(ctx)
     except ConfigError as exc:
         report_config_error(exc)
         raise typer.Exit(1) from None
@@ -64,7 +63,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
     """Print the effective config (after ${ENV} substitution and env overrides), secrets redacted."""
-    config = load_config(state(ctx).config, checks=default_checks(), missing_ok=True)
+    config = load(ctx)
     effective = redact(config.raw)
     if as_json:
         print_json(effective)
