@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..config import Config
-from ..gateway import DEFAULT_NATS_PORT, gateway_token, http_port
+from ..gateway import DEFAULT_NATS_PORT, gateway_token, http_port, is_loopback
 from ..natsauth import NatsAuthError, embedded_admin
 from ._common import fail
 
@@ -20,8 +20,6 @@ if TYPE_CHECKING:  # nats-py is imported by the commands that connect, not by ev
     from nats.aio.client import Client
 
 __all__ = ["api_base", "api_token", "nats_client", "nats_credentials", "nats_url", "scatter_gather"]
-
-_LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
 def api_base(config: Config, url: str | None) -> str:
@@ -52,7 +50,7 @@ def nats_url(config: Config, url: str | None) -> str:
 
 def _is_loopback(target: str) -> bool:
     hosts = [urlsplit(u.strip() if "://" in u else f"nats://{u.strip()}").hostname for u in target.split(",")]
-    return all(h in _LOOPBACK for h in hosts)
+    return all(h is not None and is_loopback(h) for h in hosts)
 
 
 def nats_credentials(config: Config, target: str) -> dict[str, Any]:
