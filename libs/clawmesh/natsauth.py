@@ -267,7 +267,7 @@ def embedded_users(
     users = nats_users(prefix, nodes=nodes, passwords=stored)
     merged = {**stored, **{u.name: u.password for u in users}}
     by_name = {u.name: u.user for u in users}
-    if merged != stored or not path.exists():
+    if merged != stored:  # always so without a file: `stored` is empty, `users` never is
         doc = {
             "comment": "clawmesh up: embedded nats-server users. Private (0600).",
             "users": {
