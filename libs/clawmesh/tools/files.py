@@ -100,8 +100,9 @@ class Workspace:
         The parent is reached from the root one component at a time without following
         symlinks: `resolved` has none, so a symlink met now was swapped in after `resolve`.
         """
-        parts = resolved.relative_to(os.path.realpath(self.root)).parts
-        fd = os.open(os.path.realpath(self.root), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        root = os.path.realpath(self.root)
+        parts = resolved.relative_to(root).parts
+        fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             for name in parts[:-1]:
                 try:
