@@ -106,6 +106,7 @@ def _private_part(imported: str, importer_package: str) -> str | None:
 
 
 def check(root: Path) -> list[Violation]:
+    """Every violation in the tree, the KNOWN ones included."""
     modules = list(_modules(root))
     firsts = {_top(m.name) for m in modules}
     services = firsts - {LIBRARY, ROOT_PACKAGE}
@@ -127,7 +128,7 @@ def check(root: Path) -> list[Violation]:
                 private = _private_part(imported, module.package)
                 if private is not None:
                     message, offending = f"{module.package} imports private {private}", private
-            if message is not None and (module.name, offending) not in KNOWN:
+            if message is not None:
                 found.setdefault(
                     (module.path, line, offending),
                     Violation(module.path, line, module.name, offending, message),
@@ -135,25 +136,17 @@ def check(root: Path) -> list[Violation]:
     return list(found.values())
 
 
-def stale_exceptions(root: Path) -> list[tuple[str, str]]:
-    """KNOWN entries that no longer match an import: delete them, so the rule holds again."""
-    saved = dict(KNOWN)
-    KNOWN.clear()
-    try:
-        seen = {(v.importer, v.imported) for v in check(root)}
-    finally:
-        KNOWN.update(saved)
-    return [key for key in KNOWN if key not in seen]
-
-
 def main(argv: list[str]) -> int:
     repo = Path(__file__).resolve().parents[1]
     root = Path(argv[1]).resolve() if len(argv) > 1 else repo
-    violations = check(root)
+    found = check(root)
+    violations = [v for v in found if (v.importer, v.imported) not in KNOWN]
     for v in violations:
         print(f"{v.path.relative_to(root)}:{v.line}: {v.message}")
-    # KNOWN describes this repository, not another tree given on the command line
-    stale = stale_exceptions(root) if root == repo else []
+    # KNOWN entries that no longer match an import are deleted, so the rule holds again. KNOWN
+    # describes this repository, not another tree given on the command line.
+    seen = {(v.importer, v.imported) for v in found}
+    stale = [key for key in KNOWN if key not in seen] if root == repo else []
     for importer, imported in stale:
         print(f"scripts/check_imports.py: KNOWN lists {importer} -> {imported}, which is gone: delete it")
     if violations:
