@@ -19,6 +19,7 @@ from clawmesh.providers import (
     TextDelta,
     ToolCall,
     ToolResultMessage,
+    ToolSpec,
     UserMessage,
     stream_with_failover,
 )
@@ -125,48 +126,20 @@ async def execute_turn(
     auth = _auth_for(agent)
     used_model = agent.models[0]
     usage_in = usage_out = 0
-    text = ""
     for _ in range(max_iterations):
-        parts: list[str] = []
-        stop: StreamStop | None = None
-        try:
-            async for event in stream_with_failover(
-                agent.models,
-                messages,
-                config=config,
-                auth=auth,
-                system=system,
-                tools=tools.specs,
-                timeout=agent.model_timeout,
-            ):
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    await emit(
-                        TextDeltaEvent(
-                            **stamp(turn),
-                            text=event.text,
-                        )
-                    )
-                elif isinstance(event, Failover):
-                    used_model = event.to_ref
-                    await emit(
-                        FailoverEvent(
-                            **stamp(turn),
-                            from_model=event.from_ref,
-                            to_model=event.to_ref,
-                            reason=event.reason,
-                            message=event.message,
-                        )
-                    )
-                elif isinstance(event, StreamStop):
-                    stop = event
-        except ProviderError as exc:
-            raise ClawmeshError("MODEL_ERROR", str(exc), _hint_for(exc)) from None
-        if stop is None:
-            raise ClawmeshError("MODEL_ERROR", "the model stream ended without a stop event")
+        text, stop, used_model = await _model_reply(
+            turn,
+            agent,
+            config,
+            messages,
+            auth=auth,
+            system=system,
+            specs=tools.specs,
+            emit=emit,
+            model=used_model,
+        )
         usage_in += stop.usage.input_tokens
         usage_out += stop.usage.output_tokens
-        text = "".join(parts)
         calls = stop.tool_calls
         entries.append(
             TxAssistant(
@@ -197,6 +170,55 @@ async def execute_turn(
         f"stopped after {max_iterations} model/tool round trips",
         "raise tools.maxIterations (per agent or global) or runtime.toolIterations",
     )
+
+
+async def _model_reply(
+    turn: TurnRequest,
+    agent: AgentView,
+    config: Config,
+    messages: list[ChatMessage],
+    *,
+    auth: AuthProfiles,
+    system: str,
+    specs: Sequence[ToolSpec],
+    emit: Emit,
+    model: str,
+) -> tuple[str, StreamStop, str]:
+    """One model call (with failover), its text and failovers emitted as they stream: the reply
+    text, how the stream stopped, and the model now answering (`model` unless it failed over)."""
+    parts: list[str] = []
+    stop: StreamStop | None = None
+    try:
+        async for event in stream_with_failover(
+            agent.models,
+            messages,
+            config=config,
+            auth=auth,
+            system=system,
+            tools=specs,
+            timeout=agent.model_timeout,
+        ):
+            if isinstance(event, TextDelta):
+                parts.append(event.text)
+                await emit(TextDeltaEvent(**stamp(turn), text=event.text))
+            elif isinstance(event, Failover):
+                model = event.to_ref
+                await emit(
+                    FailoverEvent(
+                        **stamp(turn),
+                        from_model=event.from_ref,
+                        to_model=event.to_ref,
+                        reason=event.reason,
+                        message=event.message,
+                    )
+                )
+            elif isinstance(event, StreamStop):
+                stop = event
+    except ProviderError as exc:
+        raise ClawmeshError("MODEL_ERROR", str(exc), _hint_for(exc)) from None
+    if stop is None:
+        raise ClawmeshError("MODEL_ERROR", "the model stream ended without a stop event")
+    return "".join(parts), stop, model
 
 
 def _hint_for(exc: ProviderError) -> str:
