@@ -62,11 +62,10 @@ def _node_spec(agent: AgentView) -> str | dict[str, str] | None:
 _Offer = tuple[ToolPolicyResult, tuple[ToolSpec, ...]]
 
 
-def _offer(
-    config: Config, agent_id: str, session_key: str, main_session_key: str
-) -> tuple[bool, ToolPolicyResult, tuple[ToolSpec, ...]]:
-    """Whether the session is sandboxed, the effective tool policy, and the tools offered to the
-    model. Every turn needs them and only a few combinations exist per config version."""
+def _offer(config: Config, agent_id: str, session_key: str, main_session_key: str) -> _Offer:
+    """The effective tool policy (it depends on whether the session is sandboxed) and the tools
+    offered to the model. Every turn needs them and only a few combinations exist per config
+    version."""
     sandbox = config.derived(f"runner.sandbox:{agent_id}", lambda c: resolve_sandbox(c, agent_id))
     sandboxed = sandbox.applies_to(session_key, main_session_key)
     subagent = is_subagent_session_key(session_key)
@@ -80,8 +79,7 @@ def _offer(
         )
         return policy, specs
 
-    policy, specs = config.derived(f"runner.tools:{agent_id}:{sandboxed}:{subagent}", build)
-    return sandboxed, policy, specs
+    return config.derived(f"runner.tools:{agent_id}:{sandboxed}:{subagent}", build)
 
 
 class ToolBox:
@@ -96,11 +94,8 @@ class ToolBox:
         self.ctx = ctx
         self.agent = agent
         self.turn = turn
-        self.config = config
         self.directory = directory
-        self.sandboxed, self.policy, self.specs = _offer(
-            config, agent.id, turn.session_key, turn.route.main_session_key
-        )
+        self.policy, self.specs = _offer(config, agent.id, turn.session_key, turn.route.main_session_key)
         self.default_timeout = config.settings.exec.timeout
         self.invoke_margin = config.settings.nodes.invoke_margin
 
