@@ -10,7 +10,6 @@ confined to the agent's workspace.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -23,7 +22,7 @@ from nats.aio.msg import Msg
 from nats.micro.request import Request
 
 from clawmesh import __version__
-from clawmesh.bus import ServiceContext, consumer_span, inject
+from clawmesh.bus import ServiceContext, consumer_span, inject, wait_for_stop
 from clawmesh.config import AgentView, Config
 from clawmesh.errors import best_effort
 from clawmesh.nodes import NodeAnnouncement, read_resources
@@ -223,8 +222,7 @@ class NodeAgent:
     async def _heartbeat_forever(self) -> None:
         beats = 0
         while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.heartbeat)
+            await wait_for_stop(self._stopping, self.heartbeat)
             if self._stopping.is_set():
                 return
             beats += 1
