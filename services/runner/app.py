@@ -242,8 +242,6 @@ class Runner:
             return TurnOutcome.failed(
                 ClawmeshError("TURN_TIMEOUT", f"the turn took longer than {timeout:.0f}s")
             )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # a cancellation (lease lost, stopping) is no Exception: it passes
             log.exception("runner: turn %s failed unexpectedly", turn.turn_id)
             return TurnOutcome.failed(ClawmeshError("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"))
