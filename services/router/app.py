@@ -241,7 +241,7 @@ class Router:
                 log.exception("router: could not route message %s; it is tried again", inbound.id)
                 await self._retry_later(msg, exc)
                 continue
-            routed.append(_Routed(msg, inbound, route, msg.metadata.sequence.stream))
+            routed.append(_Routed(msg, inbound, route, seq))
         if not routed:
             return True
         try:
