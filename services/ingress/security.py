@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import time
@@ -24,9 +25,11 @@ _MAX_TRACKED = 10_000
 _PRUNE_SECONDS = 60.0
 
 
-def _networks(entries: Sequence[str]) -> list[IPNetwork]:
-    # entries were checked when the config was loaded (gateway.trustedProxies)
-    return [ipaddress.ip_network(entry, strict=False) for entry in entries]
+@functools.lru_cache(maxsize=8)
+def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    # Parsed once per list, not per request. The entries were checked when the config was
+    # loaded (gateway.trustedProxies).
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -43,7 +46,7 @@ def client_address(request: Request, trusted_proxies: Sequence[str]) -> str:
     peer = request.client.host if request.client else ""
     if not trusted_proxies:
         return peer
-    networks = _networks(trusted_proxies)
+    networks = _networks(tuple(trusted_proxies))
 
     def trusted(text: str) -> bool:
         ip = _ip(text)
