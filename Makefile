@@ -15,7 +15,7 @@ help:
 	@echo "make bench        benchmarks with in-run baselines (tests/bench)"
 	@echo "make lint         ruff, import layering (scripts/check_imports.py), mypy --strict on every package"
 	@echo "make images       build clawmesh-nats, clawmesh-python, clawmesh (services) and clawmesh-sandbox images locally"
-	@echo "make compose-up   images + docker compose up -d"
+	@echo "make compose-up   images + credentials + docker compose up -d (scripts/compose.sh)"
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	@scripts/bootstrap.sh

@@ -4,22 +4,28 @@
 #   scripts/compose.sh up -d                                 # nats + ingress, router, runner, node-agent
 #   scripts/compose.sh up -d --scale runner=3 --scale router=2
 #   scripts/compose.sh --profile cluster up -d               # 3 NATS servers, 3 replicas per stream
-#   scripts/compose.sh --profile secure up -d                # per-service NATS users (generated)
 #   scripts/compose.sh --profile sandbox up -d               # + node-agent with the Docker socket
 #   scripts/compose.sh --profile cluster down -v             # same variant flags for every command
 #   scripts/compose.sh ps | logs -f runner | exec ... | down -v ...
+#   scripts/compose.sh cli status | send "hi" | sessions list # the host's clawmesh, as admin
+#   scripts/compose.sh token                                 # print the HTTP API token
+#
+# Credentials (always): NATS users with per-service permissions (auth.conf for nats-server,
+# credentials.env for the services, `clawmesh deploy nats-config`) and a random HTTP API token
+# are generated on first use into $CLAWMESH_SECRETS_DIR (default deploy/compose/secrets,
+# git-ignored, files 0600), and every compose command gets --env-file <secrets>/credentials.env.
+# A CLAWMESH_GATEWAY_TOKEN in the environment wins over the generated token.
 #
 # Everything is passed through to compose, except these pseudo-profiles, which select files:
 #   cluster  adds -f deploy/compose/cluster.yml
-#   secure   adds -f deploy/compose/secure.yml and --env-file <secrets>/credentials.env; the
-#            secrets (auth.conf for nats-server, credentials.env for the services) are generated
-#            with `clawmesh deploy nats-config` when missing, into $CLAWMESH_SECRETS_DIR
-#            (default deploy/compose/secrets, git-ignored)
 #   sandbox  a real compose profile; also creates $CLAWMESH_SANDBOX_DIR (default
 #            /var/lib/clawmesh-sandbox, owned by uid 10001) and sets CLAWMESH_DOCKER_GID to the
 #            group of /var/run/docker.sock
-# They can also come from COMPOSE_PROFILES (comma separated). The pseudo-profiles can be
-# combined with each other except cluster + secure (the cluster configs have no users).
+#   secure   accepted for compatibility: per-service users are now the default
+# They can also come from COMPOSE_PROFILES (comma separated).
+# Two pseudo-commands do not go to compose: `cli ARGS` runs the host's clawmesh against the
+# published ports (CLAWMESH_NATS_PORT, CLAWMESH_HTTP_PORT) with the admin NATS user and the API
+# token; `token` prints the API token.
 #
 # Compose implementation: `docker compose` (v2) when available, else `docker-compose` (v1.29);
 # CLAWMESH_COMPOSE="docker-compose" (or "docker compose") forces one.
@@ -85,9 +91,6 @@ rest=("$@")
 command=${rest[0]}
 
 has() { local v; for v in ${variants[@]+"${variants[@]}"}; do [ "$v" = "$1" ] && return 0; done; return 1; }
-if has cluster && has secure; then
-  die "the cluster and secure variants do not combine (the cluster's nats-server configs have no users)"
-fi
 
 files=()
 [ "$user_files" = 1 ] || files+=(-f "$REPO/docker-compose.yml")
@@ -104,29 +107,61 @@ case "$command" in
     ;;
 esac
 
-# --- secure: generated users and passwords ---------------------------------------------------
-if has secure; then
-  secrets=${CLAWMESH_SECRETS_DIR:-$REPO/deploy/compose/secrets}
-  mkdir -p "$secrets"
-  secrets=$(cd "$secrets" && pwd)
-  export CLAWMESH_SECRETS_DIR=$secrets
-  if [ ! -s "$secrets/auth.conf" ] || [ ! -s "$secrets/credentials.env" ]; then
-    say "generating NATS users and passwords into $secrets (clawmesh deploy nats-config)"
-    gen=(deploy nats-config --out "$secrets" --node compose --node sandbox)
-    if [ -x "$REPO/.venv/bin/clawmesh" ]; then
-      "$REPO/.venv/bin/clawmesh" --config "$REPO/deploy/compose/clawmesh.json" "${gen[@]}" >&2
-    elif command -v clawmesh >/dev/null 2>&1; then
-      clawmesh --config "$REPO/deploy/compose/clawmesh.json" "${gen[@]}" >&2
-    else
-      # no local install: run the command in the service image, as the calling user
-      docker run --rm --user "$(id -u):$(id -g)" -e HOME=/tmp \
-        -v "$REPO/deploy/compose/clawmesh.json:/etc/clawmesh/clawmesh.json:ro" -v "$secrets:$secrets" \
-        "${CLAWMESH_IMAGE:-clawmesh:latest}" clawmesh --config /etc/clawmesh/clawmesh.json \
-        "${gen[@]}" >&2
-    fi
+# --- credentials: generated users, passwords and API token ----------------------------------
+clawmesh_cli() {
+  # the repository's install, else one on PATH, else the service image (as the calling user)
+  if [ -x "$REPO/.venv/bin/clawmesh" ]; then
+    "$REPO/.venv/bin/clawmesh" "$@"
+  elif command -v clawmesh >/dev/null 2>&1; then
+    clawmesh "$@"
+  else
+    # host network: `cli` reaches the ports published on 127.0.0.1
+    local conf=${CLAWMESH_CONFIG_FILE:-$REPO/deploy/compose/clawmesh.json}
+    docker run --rm --network host --user "$(id -u):$(id -g)" -e HOME=/tmp \
+      -e CLAWMESH_NATS_USER -e CLAWMESH_NATS_PASSWORD -e CLAWMESH_NATS_URL \
+      -e CLAWMESH_GATEWAY_URL -e CLAWMESH_GATEWAY_TOKEN \
+      -v "$REPO/deploy/compose/clawmesh.json:$REPO/deploy/compose/clawmesh.json:ro" \
+      -v "$conf:$conf:ro" -v "$secrets:$secrets" \
+      "${CLAWMESH_IMAGE:-clawmesh:latest}" clawmesh "$@"
   fi
-  files+=(-f "$REPO/deploy/compose/secure.yml" --env-file "$secrets/credentials.env")
+}
+secrets=${CLAWMESH_SECRETS_DIR:-$REPO/deploy/compose/secrets}
+mkdir -p "$secrets"
+chmod 0700 "$secrets"
+secrets=$(cd "$secrets" && pwd)
+export CLAWMESH_SECRETS_DIR=$secrets
+if [ ! -s "$secrets/auth.conf" ] || [ ! -s "$secrets/credentials.env" ]; then
+  say "generating NATS users and passwords into $secrets (clawmesh deploy nats-config)"
+  clawmesh_cli --config "$REPO/deploy/compose/clawmesh.json" \
+    deploy nats-config --out "$secrets" --node compose --node sandbox >&2
 fi
+if ! grep -q '^CLAWMESH_GATEWAY_TOKEN=' "$secrets/credentials.env"; then
+  say "generating the HTTP API token (scripts/compose.sh token prints it)"
+  token=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+  (umask 077 && printf '# the HTTP API token (Authorization: Bearer ...)\nCLAWMESH_GATEWAY_TOKEN=%s\n' "$token" \
+    >>"$secrets/credentials.env")
+fi
+chmod 0600 "$secrets/auth.conf" "$secrets/credentials.env"
+# the nats-server container reads auth.conf as root; the services get credentials.env values
+files+=(--env-file "$secrets/credentials.env")
+cred() { sed -n "s/^$1=//p" "$secrets/credentials.env" | tail -n 1; }
+
+case "$command" in
+  token)
+    echo "${CLAWMESH_GATEWAY_TOKEN:-$(cred CLAWMESH_GATEWAY_TOKEN)}"
+    exit 0
+    ;;
+  cli)
+    CLAWMESH_NATS_USER=$(cred CLAWMESH_NATS_USER_ADMIN)
+    CLAWMESH_NATS_PASSWORD=$(cred CLAWMESH_NATS_PASSWORD_ADMIN)
+    CLAWMESH_NATS_URL=${CLAWMESH_NATS_URL:-nats://127.0.0.1:${CLAWMESH_NATS_PORT:-14222}}
+    CLAWMESH_GATEWAY_URL=${CLAWMESH_GATEWAY_URL:-http://127.0.0.1:${CLAWMESH_HTTP_PORT:-18789}}
+    CLAWMESH_GATEWAY_TOKEN=${CLAWMESH_GATEWAY_TOKEN:-$(cred CLAWMESH_GATEWAY_TOKEN)}
+    export CLAWMESH_NATS_USER CLAWMESH_NATS_PASSWORD CLAWMESH_NATS_URL CLAWMESH_GATEWAY_URL CLAWMESH_GATEWAY_TOKEN
+    clawmesh_cli --config "${CLAWMESH_CONFIG_FILE:-$REPO/deploy/compose/clawmesh.json}" "${rest[@]:1}"
+    exit $?
+    ;;
+esac
 
 # --- sandbox: the host directory mounted at the same path, and the socket's group --------------
 if has sandbox; then

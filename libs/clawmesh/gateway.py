@@ -18,6 +18,7 @@ __all__ = [
     "gateway_token",
     "http_port",
     "is_loopback",
+    "is_placeholder_token",
     "token_file",
     "token_source",
 ]
@@ -53,6 +54,15 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+# Tokens that examples and old defaults printed: whoever read the docs knows them.
+_PLACEHOLDER_TOKENS: Final = frozenset({"change-me", "changeme", "change_me", "secret", "token", "password"})
+
+
+def is_placeholder_token(token: str) -> bool:
+    """A token copied from an example (`change-me`, ...): refused outside loopback."""
+    return token.strip().lower() in _PLACEHOLDER_TOKENS
 
 
 def token_file(config: Config) -> Path:

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 
 from clawmesh.bus import ServiceContext
 from clawmesh.config import GatewayRateLimit
-from clawmesh.gateway import bind_host, gateway_token, http_port, is_loopback
+from clawmesh.gateway import bind_host, gateway_token, http_port, is_loopback, is_placeholder_token
 from clawmesh.httpserver import EmbeddedHTTPServer
 
 from .api import ClawmeshAPI
@@ -53,6 +53,12 @@ class Ingress:
             raise IngressRefused(
                 f"refusing to serve on {self.host} without authentication: set gateway.auth.token "
                 "(or CLAWMESH_GATEWAY_TOKEN), or bind to loopback"
+            )
+        if self.token is not None and is_placeholder_token(self.token) and not is_loopback(self.host):
+            raise IngressRefused(
+                f"refusing to serve on {self.host} with an example API token (from docs or an old default): anyone who "
+                "read the docs knows it; set your own gateway.auth.token (or CLAWMESH_GATEWAY_TOKEN), "
+                "or bind to loopback"
             )
         self.ready = False
         self.waiters = Waiters()

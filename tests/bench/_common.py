@@ -156,7 +156,13 @@ def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
 
 
 async def nats_baseline(
-    url: str, *, sequential: int, concurrent: int, in_flight: int, js: int
+    url: str,
+    *,
+    sequential: int,
+    concurrent: int,
+    in_flight: int,
+    js: int,
+    auth: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Raw nats-py request/reply (echo responder in this process) and JetStream publish on `url`.
 
@@ -171,8 +177,8 @@ async def nats_baseline(
     out: dict[str, float] = {}
     tag = f"{os.getpid()}_{time.monotonic_ns()}"
     subject = f"bench.req.{tag}"
-    responder = await nats.connect(url, name="bench-responder")
-    client = await nats.connect(url, name="bench-requester")
+    responder = await nats.connect(url, name="bench-responder", **(auth or {}))
+    client = await nats.connect(url, name="bench-requester", **(auth or {}))
     try:
 
         async def echo(msg: Msg) -> None:

@@ -106,9 +106,17 @@ class Project:
     http_port: int
     nats_port: int
 
+    def admin(self) -> dict[str, str]:
+        """nats.connect arguments of the admin user scripts/compose.sh generated."""
+        path = Path(self.env["CLAWMESH_SECRETS_DIR"]) / "credentials.env"
+        lines = path.read_text().splitlines()
+        creds = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+        return {"user": creds["CLAWMESH_NATS_USER_ADMIN"], "password": creds["CLAWMESH_NATS_PASSWORD_ADMIN"]}
+
     def run(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        # through scripts/compose.sh: it generates the project's NATS users and passes them on
         proc = subprocess.run(
-            [*self.compose, "-p", self.name, *args],
+            [str(ROOT / "scripts" / "compose.sh"), "-p", self.name, *args],
             cwd=ROOT,
             env=self.env,
             capture_output=True,
@@ -290,9 +298,9 @@ async def run_phase(
     return phase
 
 
-async def runners_on_srv(url: str) -> int:
+async def runners_on_srv(url: str, auth: dict[str, str]) -> int:
     """How many runner instances answer `$SRV.PING.clawmesh-runner` within half a second."""
-    nc = await nats.connect(url)
+    nc = await nats.connect(url, **auth)
     try:
         inbox = nc.new_inbox()
         seen: set[str] = set()
@@ -354,11 +362,15 @@ async def bench(args: argparse.Namespace, project: Project, counts: Counts) -> l
                 120,
                 f"{n} healthy runner(s)",
             )
-            await wait_for(lambda n=n: _count_is(runners_on_srv(nats_url), n), 60, f"{n} runner(s) on $SRV")
+            await wait_for(
+                lambda n=n: _count_is(runners_on_srv(nats_url, project.admin()), n),
+                60,
+                f"{n} runner(s) on $SRV",
+            )
             print(f"\n{n} runner(s): scaled in {time.monotonic() - t1:.1f}s; warming up", flush=True)
             port = project.http_port
             await run_phase(port, n, counts.warmup, counts.seconds, f"warm{n}-{uuid.uuid4().hex[:4]}")
-            probe_nc = await nats.connect(nats_url)
+            probe_nc = await nats.connect(nats_url, **project.admin())
             api_errors = (await probe_nc.jetstream().account_info()).api.errors
             peak = [0]
 
@@ -392,6 +404,7 @@ async def bench(args: argparse.Namespace, project: Project, counts: Counts) -> l
                 concurrent=counts.rr,
                 in_flight=CONCURRENCY,
                 js=counts.js,
+                auth=project.admin(),
             )
             phases.append(phase)
             print(
@@ -533,6 +546,9 @@ def main(argv: list[str] | None = None) -> int:
         "CLAWMESH_NATS_PORT": str(project.nats_port),
         "CLAWMESH_GATEWAY_TOKEN": TOKEN,
         "CLAWMESH_CONFIG_FILE": str(tmp / "clawmesh.json"),
+        "CLAWMESH_SECRETS_DIR": str(tmp / "secrets"),
+        "CLAWMESH_COMPOSE": " ".join(compose),
+        "CLAWMESH_COMPOSE_SKIP_IMAGES": "1",  # built above
         "CLAWMESH_LOG_LEVEL": "WARNING",
     }
 

@@ -342,3 +342,26 @@ async def test_public_bind_without_auth_is_refused(nats_url: str, tmp_path: Path
     with pytest.raises(IngressRefused, match="without authentication"):
         async with run_gateway(nats_url, config, tmp_path, services=("ingress",)):
             pass
+
+
+@pytest.mark.parametrize("token", ["change-me", "CHANGEME", "secret"])
+async def test_public_bind_with_an_example_token_is_refused(
+    nats_url: str, tmp_path: Path, token: str
+) -> None:
+    """The token the old compose default and the docs' examples used is refused off loopback,
+    and the error does not echo it."""
+    from clawmesh_ingress.app import IngressRefused
+
+    config = {**CONFIG, "gateway": {"bind": "lan", "auth": {"mode": "token", "token": token}}}
+    with pytest.raises(IngressRefused, match="example API token") as info:
+        async with run_gateway(nats_url, config, tmp_path, services=("ingress",)):
+            pass
+    assert token not in str(info.value)
+
+
+async def test_loopback_bind_with_an_example_token_still_serves(nats_url: str, tmp_path: Path) -> None:
+    config = {**CONFIG, "gateway": {"auth": {"mode": "token", "token": "change-me"}}}
+    async with run_gateway(nats_url, config, tmp_path, services=("ingress",)) as gw:
+        async with httpx.AsyncClient(base_url=gw.url) as http:
+            r = await http.get("/v1/agents", headers={"Authorization": "Bearer change-me"})
+        assert r.status_code == 200, r.text

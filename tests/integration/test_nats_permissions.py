@@ -3,6 +3,7 @@ refused outside its permissions by a real nats-server."""
 
 from __future__ import annotations
 
+import asyncio
 import stat
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,26 @@ async def test_authorization_block_refuses_anonymous_and_keeps_the_config_privat
     finally:
         await server.stop()
     assert not conf.exists()  # it held the passwords
+
+
+async def test_a_refused_login_says_so_not_no_servers(secured: Any, tmp_path: Path) -> None:
+    """nats-py reports a refused login as "no servers available"; `bus.connect` (and so every CLI
+    command) says the server refused the credentials instead, and the CLI says what to set."""
+    from typer.testing import CliRunner
+
+    from clawmesh.bus import connect
+    from clawmesh.cli import app as cli_app
+
+    server, users = secured
+    wrong = f"nats://{users['admin'].user}:wrong@127.0.0.1:{server.client_port}"
+    with pytest.raises(PermissionError, match=r"(?i)refused the credentials.*authorization violation"):
+        await connect(wrong, name="t", retry_forever=False, quiet=True, connect_timeout=3)
+    res = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli_app,
+        ["status", "--json", "--nats-url", f"nats://127.0.0.1:{server.client_port}"],
+        env={"CLAWMESH_STATE_DIR": str(tmp_path / "state"), "HOME": str(tmp_path)},
+    )
+    said = f"{res.output}{res.exception}"  # CliError is printed by the console script's main
+    assert res.exit_code != 0
+    assert "refused the credentials" in said and "CLAWMESH_NATS_USER" in said, said

@@ -32,11 +32,14 @@ async def connect(
     urls = [u for url in urls for u in url.split(",") if u.strip()]
 
     client: list[Client] = []
+    errors: list[Exception] = []  # what the server said, for a failed first connect
 
     def closing() -> bool:
         return bool(client) and (client[0].is_closed or client[0].is_draining)
 
     async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+        del errors[:-3]
         if not quiet and not closing():
             log.warning("%s: NATS error: %s", name, exc)
 
@@ -71,6 +74,13 @@ async def connect(
         kwargs["token"] = token
     if creds_file:
         kwargs["user_credentials"] = creds_file
-    nc = await nats.connect(**kwargs)
+    try:
+        nc = await nats.connect(**kwargs)
+    except Exception as exc:
+        # nats-py reports a refused login as "no servers available"; say what the server said
+        said = next((e for e in reversed(errors) if "authorization" in str(e).lower()), None)
+        if said is not None:
+            raise PermissionError(f"NATS refused the credentials: {said}") from exc
+        raise
     client.append(nc)
     return nc

@@ -89,6 +89,11 @@ async def nats_client(config: Config, url: str | None) -> AsyncIterator[Client]:
             retry_forever=False,
             quiet=True,
         )
+    except PermissionError as exc:
+        fail(
+            f"{exc} at {target}: set the NATS user (CLAWMESH_NATS_USER/CLAWMESH_NATS_PASSWORD, nats.user, "
+            "nats.credsFile); for a local `clawmesh up` run the CLI with the same state dir"
+        )
     except Exception as exc:
         fail(
             f"cannot reach NATS at {target} ({type(exc).__name__}: {exc}); is the gateway running? (clawmesh up, or --nats-url)"
