@@ -25,9 +25,11 @@ __all__ = [
     "DEFAULT_BODY_TIMEOUT",
     "EXCEPTION_HANDLERS",
     "NO_CACHE",
+    "OPENAI_PATHS",
     "BadRequest",
     "BodyTimeout",
     "BodyTooLarge",
+    "ErrorRenderer",
     "Handler",
     "InvalidBody",
     "RequestGuard",
@@ -35,7 +37,9 @@ __all__ = [
     "decode_body",
     "error",
     "http_exception",
+    "openai_error",
     "read_body",
+    "render_openai_error",
     "routing_error_status",
     "sse",
     "sse_comment",
@@ -73,6 +77,43 @@ def error(
 
 _STATUS_CODES: dict[int, ErrorCode] = {404: "not_found", 405: "method_not_allowed"}
 
+# Paths of the OpenAI-compatible surface: their errors, even Starlette's own 404/405, are in
+# OpenAI's shape, which OpenAI client libraries turn into their exceptions.
+OPENAI_PATHS = ("/v1/chat/", "/v1/models", "/v1/responses", "/v1/embeddings", "/v1/completions", "/tools/")
+_OPENAI_TYPES: dict[int, str] = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error(
+    status: int,
+    message: str,
+    *,
+    type_: str | None = None,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """`{"error": {message, type, param, code}}`: OpenAI's error shape. `type_` defaults by
+    status: `server_error` for a 5xx, else `invalid_request_error` (401, 403, 429 their own)."""
+    if type_ is None:
+        type_ = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return JSONResponse(
+        {"error": {"message": message, "type": type_, "param": param, "code": code}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def render_openai_error(
+    status: int, code: ErrorCode, message: str, headers: dict[str, str] | None
+) -> Response:
+    """The guard's refusals in OpenAI's shape (an `ErrorRenderer`)."""
+    return openai_error(status, message, code=code, headers=headers)
+
 
 async def http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (no such route, wrong method) in the JSON error shape."""
@@ -84,9 +125,10 @@ async def http_exception(request: Request, exc: Exception) -> Response:
         message = f"{request.method} is not allowed on {request.url.path!r}"
     else:
         message = str(exc.detail)
-    return error(
-        exc.status_code, _STATUS_CODES.get(exc.status_code, "invalid_request"), message, headers=headers
-    )
+    code = _STATUS_CODES.get(exc.status_code, "invalid_request")
+    if request.url.path.startswith(OPENAI_PATHS):
+        return openai_error(exc.status_code, message, code=code, headers=headers)
+    return error(exc.status_code, code, message, headers=headers)
 
 
 EXCEPTION_HANDLERS = {HTTPException: http_exception}
@@ -185,6 +227,14 @@ def _invalid_body(exc: InvalidBody) -> Response:
     return error(400, exc.code, exc.message, path=exc.path)
 
 
+# status, code, message, headers → the response (a surface's error shape)
+ErrorRenderer = Callable[[int, ErrorCode, str, dict[str, str] | None], Response]
+
+
+def _render_error(status: int, code: ErrorCode, message: str, headers: dict[str, str] | None) -> Response:
+    return error(status, code, message, headers=headers)
+
+
 # --- the guard -------------------------------------------------------------------------------
 
 
@@ -205,8 +255,15 @@ class RequestGuard:
         return decode_body(await read_body(request, self.body_limit(), self.body_timeout), type_)
 
     def __call__(
-        self, handler: Handler, *, on_invalid: Callable[[InvalidBody], Response] = _invalid_body
+        self,
+        handler: Handler,
+        *,
+        on_invalid: Callable[[InvalidBody], Response] = _invalid_body,
+        render: ErrorRenderer = _render_error,
     ) -> Handler:
+        """`render` draws the common refusals in the surface's own error shape."""
+        error = render
+
         async def guarded(request: Request) -> Response:
             denied = self._auth.check(request)
             if denied is not None:
@@ -215,23 +272,23 @@ class RequestGuard:
                     headers = {"WWW-Authenticate": 'Bearer realm="clawmesh"'}
                 else:
                     headers = {"Retry-After": str(max(1, round(retry or 1)))}
-                return error(
-                    status, "unauthorized" if status == 401 else "rate_limited", message, headers=headers
-                )
+                return error(status, "unauthorized" if status == 401 else "rate_limited", message, headers)
             try:
                 return await handler(request)
             except Unavailable as exc:
-                return error(503, "unavailable", str(exc), headers={"Retry-After": "5"})
+                return error(503, "unavailable", str(exc), {"Retry-After": "5"})
             except BodyTooLarge:
-                return error(413, "payload_too_large", f"request body exceeds {self.body_limit()} bytes")
+                return error(
+                    413, "payload_too_large", f"request body exceeds {self.body_limit()} bytes", None
+                )
             except MessageTooLarge as exc:
-                return error(413, "payload_too_large", str(exc))
+                return error(413, "payload_too_large", str(exc), None)
             except BodyTimeout:
                 return error(
                     408,
                     "request_timeout",
                     f"request body not received within {self.body_timeout:g} seconds",
-                    headers={"Connection": "close"},
+                    {"Connection": "close"},
                 )
             except InvalidBody as exc:
                 return on_invalid(exc)

@@ -1,16 +1,24 @@
-"""OpenAI-compatible endpoints, so any OpenAI client library can talk to an agent.
+"""OpenAI-compatible endpoints, so any OpenAI client library can talk to an agent, shaped as
+OpenClaw serves them (docs/gateway/openai-http-api.md of OpenClaw).
 
-POST /v1/chat/completions (streaming or not), GET /v1/models.
-`model` names the agent (`clawmesh/<agentId>`, `agent:<agentId>` or the bare id); `user`
-becomes the peer id; the last user message is the turn (the agent keeps its own history).
+POST /v1/chat/completions (streaming or not), GET /v1/models, GET /v1/models/{id}.
+`model` names the agent, the session is private unless `user` or `x-openclaw-session-key`
+names one (openai_target.py); the conversation becomes one turn (openai_prompt.py). Client
+`tools` are offered to the model, and when it calls one the turn ends with `tool_calls` for
+the caller to run. `gateway.http.endpoints.chatCompletions.enabled: false` turns it all off.
+Every error is in OpenAI's shape.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import math
+import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from starlette.requests import Request
@@ -18,8 +26,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from clawmesh.bus import ServiceContext
+from clawmesh.config import Config
 from clawmesh.ids import Id
 from clawmesh.wire import (
+    Attachment,
+    ClientTool,
     ErrorCode,
     InboundMessage,
     Peer,
@@ -27,36 +38,83 @@ from clawmesh.wire import (
     TextDeltaEvent,
     TurnError,
     TurnFinal,
+    TurnOptions,
     now,
 )
 
-from .http import InvalidBody, RequestGuard, routing_error_status, sse_data, sse_response
+from .http import (
+    InvalidBody,
+    RequestGuard,
+    openai_error,
+    render_openai_error,
+    routing_error_status,
+    sse_data,
+    sse_response,
+)
+from .openai_prompt import ChatMessageIn, ContentPart, PromptError, build_prompt
+from .openai_target import BadTarget, model_ids, resolve_target
 from .turns import PendingTurn, TurnClient, turn_id_for
 
-__all__ = ["ChatRequest", "ContentPart", "OpenAIAPI", "agent_for_model", "oa_error"]
+__all__ = ["ChatRequest", "ContentPart", "OpenAIAPI", "chat_completions_enabled", "oa_error"]
 
-
-class ContentPart(msgspec.Struct):
-    """One part of a message's content; only text parts are read, the rest (images, …) skipped."""
-
-    type: str = ""
-    text: str = ""
-
+# OpenClaw's limits on the current message's images
+MAX_IMAGE_PARTS: Final = 8
+MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
+_DATA_URL: Final = re.compile(r"^data:([^,]*?),(.*)$", re.I | re.S)
+_STOP_REASONS: Final = {"max_tokens": "length", "refusal": "content_filter"}
 
 # OpenAI's own error codes, for OpenAI clients; everything else carries ours (wire.ErrorCode)
 OpenAICode = Literal["model_not_found", "timeout"]
 
 
-class ChatMessageIn(msgspec.Struct):
-    role: str
-    content: str | list[ContentPart] | None = None
+class StreamOptions(msgspec.Struct):
+    include_usage: bool | None = None
+
+
+class FunctionIn(msgspec.Struct):
+    name: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolIn(msgspec.Struct):
+    type: str = ""
+    function: FunctionIn | None = None
+
+
+class ToolChoiceFunction(msgspec.Struct):
+    name: str = ""
+
+
+class ToolChoiceIn(msgspec.Struct):
+    type: str = ""
+    function: ToolChoiceFunction | None = None
 
 
 class ChatRequest(msgspec.Struct):
-    model: Id
     messages: list[ChatMessageIn]
-    stream: bool = False
+    model: Id = "openclaw"
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
     user: Id | None = None  # becomes part of the session key: bounded like every id
+    tools: list[ToolIn] | None = None
+    tool_choice: str | ToolChoiceIn | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    seed: float | None = None
+    stop: str | list[str] | None = None
+
+
+class _Invalid(Exception):
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
 
 
 def oa_error(
@@ -65,12 +123,17 @@ def oa_error(
     *,
     type_: str = "invalid_request_error",
     param: str | None = None,
-    code: ErrorCode | OpenAICode | None = None,
+    code: ErrorCode | OpenAICode | str | None = None,
 ) -> JSONResponse:
     """An error response in OpenAI's shape, which client libraries turn into their exceptions."""
-    return JSONResponse(
-        {"error": {"message": message, "type": type_, "param": param, "code": code}}, status_code=status
-    )
+    return openai_error(status, message, type_=type_, param=param, code=code)
+
+
+def chat_completions_enabled(config: Config) -> bool:
+    """`gateway.http.endpoints.chatCompletions.enabled`; served unless it is `false`."""
+    gw = config.document.gateway
+    endpoint = gw.http.endpoints.chat_completions if gw and gw.http and gw.http.endpoints else None
+    return endpoint is None or endpoint.enabled is not False
 
 
 def _error_frame(message: str | None, type_: str, code: ErrorCode | OpenAICode | None) -> bytes:
@@ -87,22 +150,116 @@ def _routing_error(decision: RouteDecision) -> JSONResponse:
 
 
 def _invalid_body(exc: InvalidBody) -> Response:
-    return oa_error(400, f"invalid request: {exc.detail}")
+    return oa_error(400, f"invalid request: {exc.detail}", code="invalid_request")
 
 
-def agent_for_model(model: str) -> str:
-    for prefix in ("clawmesh/", "agent:"):
-        if model.startswith(prefix):
-            return model[len(prefix) :]
-    return model
+def _ranged(value: float | None, name: str, low: float, high: float, text: str) -> float | None:
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        raise _Invalid(f"`{name}` must be a finite number.", name)
+    if not low <= value <= high:
+        raise _Invalid(f"`{name}` must be between {text}.", name)
+    return value
 
 
-def _text(content: str | list[ContentPart] | None) -> str:
-    if isinstance(content, str):
-        return content
-    if not content:
-        return ""
-    return "".join(part.text for part in content if part.type in ("text", "input_text"))
+def _token_cap(value: int | None, name: str) -> int | None:
+    if value is not None and not 0 < value <= 2**53 - 1:
+        raise _Invalid(f"{name} must be a positive safe integer", name)
+    return value
+
+
+def _stop(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    sequences = [value] if isinstance(value, str) else value
+    if len(sequences) > 4:
+        raise _Invalid("Invalid stop: stop supports at most 4 sequences", "stop")
+    if any(not s for s in sequences):
+        raise _Invalid("Invalid stop: stop entries must be non-empty strings", "stop")
+    return sequences
+
+
+def _tools(body: ChatRequest) -> tuple[list[ClientTool], str | None]:
+    tools: list[ClientTool] = []
+    for i, tool in enumerate(body.tools or ()):
+        if tool.type != "function":
+            raise _Invalid(f"tools[{i}]: only function tools are supported", "tools")
+        fn = tool.function
+        if fn is None or not fn.name.strip():
+            raise _Invalid(f"tools[{i}]: tool.function.name is required", "tools")
+        tools.append(
+            ClientTool(name=fn.name.strip(), description=fn.description or "", parameters=fn.parameters or {})
+        )
+    choice = body.tool_choice
+    if choice is None:
+        return tools, None
+    if isinstance(choice, str):
+        if choice not in ("auto", "none", "required"):
+            raise _Invalid(f"tool_choice: {choice!r} is not supported (auto, none, required)", "tool_choice")
+        if choice == "required" and not tools:
+            raise _Invalid("tool_choice is 'required' but no tools were provided", "tool_choice")
+        return tools, choice
+    if choice.type != "function" or choice.function is None or not choice.function.name.strip():
+        raise _Invalid(
+            "tool_choice: only 'auto', 'none', 'required' or {type: 'function', function: {name}}",
+            "tool_choice",
+        )
+    name = choice.function.name.strip()
+    if name not in {t.name for t in tools}:
+        raise _Invalid(f"tool_choice: function {name!r} is not among the provided tools", "tool_choice")
+    return tools, name
+
+
+def _image(url: str, index: int) -> Attachment:
+    """A `data:` URL as an attachment. Remote URLs are refused: fetching them for the caller
+    would let it reach whatever the gateway can reach (OpenClaw's `images.allowUrl` is off
+    by default too)."""
+    found = _DATA_URL.match(url)
+    if found is None:
+        raise _Invalid(f"image {index}: only data: URLs are accepted (base64-encoded images)", "messages")
+    meta = [p.strip() for p in found.group(1).split(";") if p.strip()]
+    if not any(p.lower() == "base64" for p in meta):
+        raise _Invalid(f"image {index}: image_url data URI must be base64 encoded", "messages")
+    mime = next((p.lower() for p in meta if "/" in p), "")
+    if not mime.startswith("image/"):
+        raise _Invalid(f"image {index}: {mime or 'no media type'} is not an image type", "messages")
+    try:
+        data = base64.b64decode(found.group(2).strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise _Invalid(f"image {index}: the data is not valid base64", "messages") from None
+    if not data:
+        raise _Invalid(f"image {index}: image_url data URI is missing payload data", "messages")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise _Invalid(f"image {index}: {len(data)} bytes; at most {MAX_IMAGE_BYTES}", "messages")
+    return Attachment(name=f"image-{index}", mime=mime, data=data)
+
+
+def _images(urls: tuple[str, ...]) -> list[Attachment]:
+    if len(urls) > MAX_IMAGE_PARTS:
+        raise _Invalid(f"Too many image_url parts ({len(urls)}; limit {MAX_IMAGE_PARTS})", "messages")
+    return [_image(url, i) for i, url in enumerate(urls)]
+
+
+def _finish_reason(final: TurnFinal) -> str:
+    if final.tool_calls:
+        return "tool_calls"
+    return _STOP_REASONS.get(final.stop_reason, "stop")
+
+
+def _tool_calls(final: TurnFinal) -> list[dict[str, Any]]:
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in final.tool_calls
+    ]
+
+
+def _usage(final: TurnFinal) -> dict[str, int]:
+    return {
+        "prompt_tokens": final.input_tokens,
+        "completion_tokens": final.output_tokens,
+        "total_tokens": final.input_tokens + final.output_tokens,
+    }
 
 
 class OpenAIAPI:
@@ -115,43 +272,93 @@ class OpenAIAPI:
 
     def routes(self) -> list[Route]:
         guard = self.guard
+        openai = render_openai_error
         return [
             Route(
                 "/v1/chat/completions",
-                guard(self.completions, on_invalid=_invalid_body),
+                guard(self.completions, on_invalid=_invalid_body, render=openai),
                 methods=["POST"],
             ),
-            Route("/v1/models", guard(self.models), methods=["GET"]),
+            Route("/v1/models", guard(self.models, render=openai), methods=["GET"]),
+            Route("/v1/models/{model_id:path}", guard(self.model, render=openai), methods=["GET"]),
         ]
 
+    def _disabled(self) -> Response | None:
+        if chat_completions_enabled(self.ctx.holder.current):
+            return None
+        return oa_error(
+            404,
+            "the OpenAI-compatible API is disabled (gateway.http.endpoints.chatCompletions.enabled)",
+            code="not_found",
+        )
+
     async def models(self, request: Request) -> Response:
-        config = self.ctx.holder.current
+        if (disabled := self._disabled()) is not None:
+            return disabled
         created = int(time.time())
         return JSONResponse(
             {
                 "object": "list",
                 "data": [
-                    {"id": f"clawmesh/{a.id}", "object": "model", "created": created, "owned_by": "clawmesh"}
-                    for a in config.agents
+                    {"id": m, "object": "model", "created": created, "owned_by": "clawmesh"}
+                    for m in model_ids(self.ctx.holder.current)
                 ],
             }
         )
 
+    async def model(self, request: Request) -> Response:
+        if (disabled := self._disabled()) is not None:
+            return disabled
+        model_id = request.path_params["model_id"]
+        if model_id not in model_ids(self.ctx.holder.current):
+            return oa_error(
+                404, f"The model `{model_id[:300]}` does not exist", param="model", code="model_not_found"
+            )
+        return JSONResponse(
+            {"id": model_id, "object": "model", "created": int(time.time()), "owned_by": "clawmesh"}
+        )
+
+    def _options(self, body: ChatRequest, system: str, model: str | None) -> TurnOptions | None:
+        max_tokens = _token_cap(body.max_tokens, "max_tokens")
+        max_completion = _token_cap(body.max_completion_tokens, "max_completion_tokens")
+        temperature = _ranged(body.temperature, "temperature", 0, 2, "0 and 2")
+        top_p = _ranged(body.top_p, "top_p", 0, 1, "0 and 1")
+        _ranged(body.frequency_penalty, "frequency_penalty", -2, 2, "-2.0 and 2.0")
+        _ranged(body.presence_penalty, "presence_penalty", -2, 2, "-2.0 and 2.0")
+        if body.seed is not None and (not math.isfinite(body.seed) or body.seed != int(body.seed)):
+            raise _Invalid("`seed` must be an integer.", "seed")
+        stop = _stop(body.stop)
+        tools, choice = _tools(body)
+        options = TurnOptions(
+            model=model,
+            system=system,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_completion if max_completion is not None else max_tokens,
+            stop=stop,
+            tools=tools,
+            tool_choice=choice,
+        )
+        return None if options == TurnOptions() else options
+
     async def completions(self, request: Request) -> Response:
+        if (disabled := self._disabled()) is not None:
+            return disabled
         body = await self.guard.read(request, ChatRequest)
         config = self.ctx.holder.current
-        agent_id = agent_for_model(body.model)
-        agent = config.agent(agent_id)
-        if agent is None and config.has_roster:
-            return oa_error(
-                404,
-                f"The model `{body.model}` does not exist (agents: {', '.join('clawmesh/' + a for a in config.agent_ids)})",
-                param="model",
-                code="model_not_found",
-            )
-        users = [m for m in body.messages if m.role == "user"]
-        if not users:
-            return oa_error(400, "messages must contain a user message", param="messages")
+        try:
+            target = resolve_target(config, body.model, body.user, request.headers)
+        except BadTarget as exc:
+            return oa_error(exc.status, exc.message, param=exc.param, code=exc.code)
+        try:
+            prompt = build_prompt(body.messages)
+            options = self._options(body, prompt.system, target.model_override)
+            images = _images(prompt.image_urls)
+        except PromptError as exc:
+            return oa_error(400, str(exc), param=exc.param)
+        except _Invalid as exc:
+            return oa_error(400, exc.message, param=exc.param)
+        stream = bool(body.stream)
         peer_id = (body.user or "openai").strip() or "openai"
         turn_id = turn_id_for("api", "default", None)
         inbound = InboundMessage(
@@ -159,18 +366,24 @@ class OpenAIAPI:
             channel="api",
             account_id="default",
             peer=Peer(kind="direct", id=peer_id),
-            text=_text(users[-1].content),
-            agent_id=agent.id if agent else agent_id,
+            text=prompt.text,
+            attachments=images,
+            agent_id=target.agent_id,
+            session_key=target.session_key,
+            options=options,
             received_at=now(),
             reply_subject=self.turns.reply_subject,
-            reply_events="all" if body.stream else "final",
-            metadata={"api": "openai.chat.completions"},
+            reply_events="all" if stream else "final",
+            metadata={"api": "openai.chat.completions", "messageChannel": target.message_channel},
         )
         turn = await self.turns.submit(inbound, f"in:{turn_id}", request.headers)
         completion_id = f"chatcmpl-{turn_id}"
         created = int(time.time())
-        if body.stream:
-            return sse_response(self._stream(turn, completion_id, created, body.model), on_close=turn.close)
+        if stream:
+            usage = bool(body.stream_options and body.stream_options.include_usage)
+            return sse_response(
+                self._stream(turn, completion_id, created, body.model, usage), on_close=turn.close
+            )
         with contextlib.closing(turn):
             try:
                 decision = await turn.decision(self.turns.route_wait())
@@ -183,32 +396,35 @@ class OpenAIAPI:
             return _routing_error(final)
         if isinstance(final, TurnError):
             return oa_error(502, f"{final.code}: {final.message}", type_="server_error", code=final.code)
+        message: dict[str, Any] = {"role": "assistant", "content": final.text}
+        if final.tool_calls:
+            message["tool_calls"] = _tool_calls(final)
         return JSONResponse(
             {
                 "id": completion_id,
                 "object": "chat.completion",
                 "created": created,
                 "model": body.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": final.text},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": final.input_tokens,
-                    "completion_tokens": final.output_tokens,
-                    "total_tokens": final.input_tokens + final.output_tokens,
-                },
-            }
+                "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(final)}],
+                "usage": _usage(final),
+            },
+            headers={"x-openclaw-session-key": target.session_key},
         )
 
     async def _stream(
-        self, turn: PendingTurn, completion_id: str, created: int, model: str
+        self, turn: PendingTurn, completion_id: str, created: int, model: str, include_usage: bool
     ) -> AsyncIterator[bytes]:
-        """`chat.completion.chunk`s: the role, the text deltas, `stop`, then `[DONE]`; an
-        error frame instead when routing fails, the turn fails or no event comes in time."""
+        # OpenClaw ends every stream, a failed one too, with [DONE]
+        async for frame in self._frames(turn, completion_id, created, model, include_usage):
+            yield frame
+        yield sse_data(b"[DONE]")
+
+    async def _frames(
+        self, turn: PendingTurn, completion_id: str, created: int, model: str, include_usage: bool
+    ) -> AsyncIterator[bytes]:
+        """`chat.completion.chunk`s: the role, the text deltas, the tool calls, the finish
+        reason, the usage when asked for, then `[DONE]`; an error frame and `[DONE]` instead
+        when routing fails, the turn fails or no event comes in time."""
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             return sse_data(
@@ -238,7 +454,30 @@ class OpenAIAPI:
                         yield _error_frame(f"{item.code}: {item.message}", "server_error", item.code)
                         return
                     elif isinstance(item, TurnFinal):
-                        yield chunk({}, "stop")
-                yield sse_data(b"[DONE]")
+                        for index, call in enumerate(item.tool_calls):
+                            yield chunk(
+                                {
+                                    "tool_calls": [
+                                        {
+                                            "index": index,
+                                            "id": call.id,
+                                            "type": "function",
+                                            "function": {"name": call.name, "arguments": call.arguments},
+                                        }
+                                    ]
+                                }
+                            )
+                        yield chunk({}, _finish_reason(item))
+                        if include_usage:
+                            yield sse_data(
+                                {
+                                    "id": completion_id,
+                                    "object": "chat.completion.chunk",
+                                    "created": created,
+                                    "model": model,
+                                    "choices": [],
+                                    "usage": _usage(item),
+                                }
+                            )
             except TimeoutError:
                 yield _error_frame("the agent did not answer in time", "server_error", "timeout")

@@ -33,6 +33,7 @@ from clawmesh.routing import (
     Route,
     build_agent_session_key,
     normalize_agent_id,
+    parse_agent_session_key,
     resolve_route,
 )
 from clawmesh.sessions import TurnStatus
@@ -84,16 +85,28 @@ def route_message(config: Config, msg: InboundMessage) -> Route:
         agent_id = agent.id if agent else normalize_agent_id(msg.agent_id)
         session = config.settings.session
         dm, gs = session.dm_scope, session.group_scope
-        key = build_agent_session_key(
-            agent_id=agent_id,
-            channel=msg.channel,
-            account_id=msg.account_id,
-            peer=peer,
-            dm_scope=dm,
-            group_scope=gs,
-            identity_links=session.identity_links,
-            main_key=session.main_key,
-        )
+        if msg.session_key:
+            # the caller chose the session (the OpenAI API's privacy: a session per request or
+            # per `user`); it must be one of this agent's
+            key = msg.session_key
+            parsed = parse_agent_session_key(key)
+            if parsed is None or normalize_agent_id(parsed.agent_id) != agent_id:
+                raise ClawmeshError(
+                    "ROUTING_ERROR",
+                    f"session key {key[:300]!r} is not a session of agent '{agent_id}'",
+                    f"use agent:{agent_id}:<key>",
+                )
+        else:
+            key = build_agent_session_key(
+                agent_id=agent_id,
+                channel=msg.channel,
+                account_id=msg.account_id,
+                peer=peer,
+                dm_scope=dm,
+                group_scope=gs,
+                identity_links=session.identity_links,
+                main_key=session.main_key,
+            )
         main = build_agent_session_key(agent_id=agent_id, channel=msg.channel, main_key=session.main_key)
         return Route(
             agent_id,

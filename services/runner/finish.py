@@ -189,6 +189,8 @@ class Finisher:
                 model=done.model,
                 input_tokens=usage[0],
                 output_tokens=usage[1],
+                tool_calls=list(outcome.tool_calls) if outcome is not None else [],
+                stop_reason=outcome.stop_reason if outcome is not None else "",
             )
         status = TurnStatus(
             state="error" if done.is_error else "done",

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
+
+import msgspec
 
 from clawmesh.config import AgentView, Config
 from clawmesh.errors import ClawmeshError
@@ -14,6 +16,7 @@ from clawmesh.providers import (
     AuthProfiles,
     ChatMessage,
     Failover,
+    Image,
     ProviderError,
     StreamStop,
     TextDelta,
@@ -24,7 +27,14 @@ from clawmesh.providers import (
     stream_with_failover,
 )
 from clawmesh.sessions import TranscriptEntry, TxAssistant, TxTool, TxUser
-from clawmesh.wire import FailoverEvent, TextDeltaEvent, TurnEvent, TurnRequest
+from clawmesh.wire import (
+    ClientToolCall,
+    FailoverEvent,
+    TextDeltaEvent,
+    TurnEvent,
+    TurnOptions,
+    TurnRequest,
+)
 from clawmesh.workspace import build_system_prompt
 
 from .events import stamp
@@ -47,6 +57,9 @@ class TurnOutcome:
     usage: tuple[int, int] = (0, 0)
     # a turn that ends in an error the user is told about (never a crashed service)
     error: ClawmeshError | None = None
+    stop_reason: str = ""
+    # the model called tools the caller runs (TurnOptions.tools): the turn ends with them
+    tool_calls: tuple[ClientToolCall, ...] = ()
 
     @classmethod
     def failed(cls, error: ClawmeshError) -> TurnOutcome:
@@ -122,25 +135,42 @@ async def execute_turn(
         identity_emoji=identity.emoji if identity else None,
         override=agent.entry.system_prompt_override,
     )
-    messages: list[ChatMessage] = [*to_chat_messages(history, limit), UserMessage(text=turn.inbound.text)]
+    options = turn.inbound.options or _NO_OPTIONS
+    if options.system:
+        system = f"{system}\n\n{options.system}" if system else options.system
+    images = tuple(
+        Image(mime=a.mime, data=a.data)
+        for a in turn.inbound.attachments
+        if a.data is not None and a.mime.startswith("image/")
+    )
+    messages: list[ChatMessage] = [
+        *to_chat_messages(history, limit),
+        UserMessage(text=turn.inbound.text, images=images),
+    ]
     auth = _auth_for(agent)
-    used_model = agent.models[0]
+    chain = (options.model,) if options.model else agent.models
+    specs, client = _offered_tools(tools.specs, options)
+    used_model = chain[0]
     usage_in = usage_out = 0
     for _ in range(max_iterations):
         text, stop, used_model = await _model_reply(
             turn,
+            chain,
             agent,
             config,
             messages,
             auth=auth,
             system=system,
-            specs=tools.specs,
+            specs=specs,
             emit=emit,
             model=used_model,
+            options=options,
         )
         usage_in += stop.usage.input_tokens
         usage_out += stop.usage.output_tokens
         calls = stop.tool_calls
+        if any(c.name in client for c in calls):
+            return _client_calls(turn, text, calls, client, entries, used_model, (usage_in, usage_out))
         entries.append(
             TxAssistant(
                 turn_id=turn.turn_id,
@@ -152,7 +182,9 @@ async def execute_turn(
         )
         messages.append(AssistantMessage(text=text, tool_calls=calls))
         if not calls:
-            return TurnOutcome(text=text, model=used_model, usage=(usage_in, usage_out))
+            return TurnOutcome(
+                text=text, model=used_model, usage=(usage_in, usage_out), stop_reason=stop.stop_reason
+            )
         for result in await tools.run(calls, emit):
             entries.append(
                 TxTool(
@@ -172,8 +204,69 @@ async def execute_turn(
     )
 
 
+_NO_OPTIONS: Final = TurnOptions()
+
+
+def _offered_tools(own: Sequence[ToolSpec], options: TurnOptions) -> tuple[list[ToolSpec], frozenset[str]]:
+    """The agent's tools and the caller's (`tool_choice: none` offers none of the caller's, a
+    pinned function only that one), and the names of the caller's tools offered."""
+    if not options.tools or options.tool_choice == "none":
+        return list(own), frozenset()
+    pinned = options.tool_choice not in (None, "auto", "required")
+    client = [t for t in options.tools if not pinned or t.name == options.tool_choice]
+    clash = {t.name for t in own} & {t.name for t in client}
+    if clash:
+        raise ClawmeshError(
+            "INVALID_REQUEST",
+            f"client tools {', '.join(sorted(clash))} have the names of the agent's own tools",
+            "rename them",
+        )
+    specs = [
+        ToolSpec(
+            name=t.name,
+            description=t.description,
+            parameters=t.parameters or {"type": "object", "properties": {}},
+        )
+        for t in client
+    ]
+    return [*own, *specs], frozenset(t.name for t in client)
+
+
+def _client_calls(
+    turn: TurnRequest,
+    text: str,
+    calls: Sequence[ToolCall],
+    client: frozenset[str],
+    entries: list[TranscriptEntry],
+    model: str,
+    usage: tuple[int, int],
+) -> TurnOutcome:
+    """The model called the caller's tools: the turn ends, they go back to the caller, who
+    sends their results in its next request. The transcript keeps the calls as text (their
+    results come back as text too, see the ingress' prompt): a call without its result
+    would make the next model call invalid. Calls of the agent's own tools in the same
+    response are not run."""
+    mine = [c for c in calls if c.name in client]
+    out = tuple(
+        ClientToolCall(id=c.id, name=c.name, arguments=msgspec.json.encode(c.arguments).decode())
+        for c in mine
+    )
+    rendered = "\n".join(f"tool_call id={c.id} name={c.name} arguments={c.arguments}" for c in out)
+    entries.append(
+        TxAssistant(
+            turn_id=turn.turn_id,
+            seq=turn.seq,
+            text="\n".join(part for part in (text, rendered) if part),
+            tool_calls=[],
+            model=model,
+        )
+    )
+    return TurnOutcome(text=text, model=model, usage=usage, stop_reason="tool_use", tool_calls=out)
+
+
 async def _model_reply(
     turn: TurnRequest,
+    chain: Sequence[str],
     agent: AgentView,
     config: Config,
     messages: list[ChatMessage],
@@ -183,6 +276,7 @@ async def _model_reply(
     specs: Sequence[ToolSpec],
     emit: Emit,
     model: str,
+    options: TurnOptions,
 ) -> tuple[str, StreamStop, str]:
     """One model call (with failover), its text and failovers emitted as they stream: the reply
     text, how the stream stopped, and the model now answering (`model` unless it failed over)."""
@@ -190,13 +284,14 @@ async def _model_reply(
     stop: StreamStop | None = None
     try:
         async for event in stream_with_failover(
-            agent.models,
+            chain,
             messages,
             config=config,
             auth=auth,
             system=system,
             tools=specs,
             timeout=agent.model_timeout,
+            **_sampling(options),
         ):
             if isinstance(event, TextDelta):
                 parts.append(event.text)
@@ -219,6 +314,21 @@ async def _model_reply(
     if stop is None:
         raise ClawmeshError("MODEL_ERROR", "the model stream ended without a stop event")
     return "".join(parts), stop, model
+
+
+def _sampling(options: TurnOptions) -> dict[str, Any]:
+    """The caller's sampling fields for `stream_with_failover`, only those it set."""
+    fields: dict[str, Any] = {
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        # `none` withholds the caller's tools only; the agent keeps its own
+        "tool_choice": None if options.tool_choice == "none" else options.tool_choice,
+    }
+    if options.max_tokens is not None:
+        fields["max_tokens"] = options.max_tokens
+    if options.stop:
+        fields["stop"] = tuple(options.stop)
+    return fields
 
 
 def _hint_for(exc: ProviderError) -> str:

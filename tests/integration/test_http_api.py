@@ -128,7 +128,14 @@ async def test_openai_client_non_streaming_and_streaming(gw: Gateway) -> None:
 
     client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=gw.token, max_retries=0)
     models = await client.models.list()
-    assert {m.id for m in models.data} == {"clawmesh/home", "clawmesh/work"}
+    assert {m.id for m in models.data} == {
+        "openclaw",
+        "openclaw/default",
+        "openclaw/home",
+        "openclaw/work",
+        "clawmesh/home",
+        "clawmesh/work",
+    }
     completion = await client.chat.completions.create(
         model="clawmesh/work",
         messages=[{"role": "system", "content": "x"}, {"role": "user", "content": "hi there"}],

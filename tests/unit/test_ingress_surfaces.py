@@ -511,7 +511,7 @@ async def test_openai_bad_requests(surfaces: Callable[..., Surfaces]) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("invalid request: ")
     assert "messages" in bad.json()["error"]["message"]
     assert ghost.status_code == 404 and ghost.json()["error"]["code"] == "model_not_found"
-    assert "clawmesh/home, clawmesh/work" in ghost.json()["error"]["message"]
+    assert "openclaw/home, openclaw/work" in ghost.json()["error"]["message"]
     assert no_user.status_code == 400 and no_user.json()["error"]["param"] == "messages"
     assert s.turns.submitted == []
 
@@ -525,7 +525,7 @@ async def test_openai_routing_failure_after_route_wait_is_an_error_not_a_timeout
         streamed = await http.post("/v1/chat/completions", json={**CHAT, "stream": True})
     error = {"message": "no agent", "type": "invalid_request_error", "code": "UNKNOWN_AGENT"}
     assert waited.status_code == 404 and waited.json() == {"error": {**error, "param": None}}
-    assert [data for _, data in sse_frames(streamed.text)][-1] == {"error": error}
+    assert [data for _, data in sse_frames(streamed.text)][-2:] == [{"error": error}, "[DONE]"]
     assert len(s.turns.waiters) == 0
 
 
@@ -577,5 +577,5 @@ async def test_openai_stream_ends_with_one_error_frame(
     assert r.status_code == 200
     frames = [data for _, data in sse_frames(r.text)]
     assert frames[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    assert frames[-1] == {"error": error}
+    assert frames[-2:] == [{"error": error}, "[DONE]"]  # clients wait for [DONE], a failure too
     assert len(s.turns.waiters) == 0

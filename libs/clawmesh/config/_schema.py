@@ -30,6 +30,9 @@ __all__ = [
     "DmScope",
     "ExecTools",
     "GatewayAuth",
+    "GatewayEndpoint",
+    "GatewayEndpoints",
+    "GatewayHttp",
     "GatewayRateLimit",
     "GatewaySection",
     "GroupChat",
@@ -377,6 +380,22 @@ class GatewayAuth(_Base):
     rate_limit: GatewayRateLimit | None = None
 
 
+class GatewayEndpoint(_Base):
+    """One optional HTTP endpoint (`gateway.http.endpoints.<name>`). `enabled` unset: clawmesh
+    serves it (OpenClaw's default is off; clawmesh always served its OpenAI API)."""
+
+    enabled: bool | None = None
+
+
+class GatewayEndpoints(_Base):
+    chat_completions: GatewayEndpoint | None = None
+    responses: GatewayEndpoint | None = None
+
+
+class GatewayHttp(_Base):
+    endpoints: GatewayEndpoints | None = None
+
+
 class GatewaySection(_Base):
     port: int | None = None
     bind: Literal["loopback", "lan", "tailnet", "auto", "custom"] | None = None
@@ -387,6 +406,7 @@ class GatewaySection(_Base):
     name: str | None = None  # clawmesh: this gateway's id for federation (`cm.gw.<name>.…`)
     # IPs/CIDRs of reverse proxies whose X-Forwarded-For / X-Real-IP name the client
     trusted_proxies: list[str] | None = None
+    http: GatewayHttp | None = None
 
     def __post_init__(self) -> None:
         for entry in self.trusted_proxies or ():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,13 @@ def to_anthropic_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any
 
     for message in messages:
         if isinstance(message, UserMessage):
+            for image in message.images:
+                source = {
+                    "type": "base64",
+                    "media_type": image.mime,
+                    "data": base64.b64encode(image.data).decode(),
+                }
+                add_user_block({"type": "image", "source": source})
             if message.text:  # the API rejects empty text blocks
                 add_user_block({"type": "text", "text": message.text})
         elif isinstance(message, ToolResultMessage):
@@ -98,6 +106,23 @@ def to_anthropic_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any
             if content:  # an empty assistant turn is invalid; dropping it loses nothing
                 wire.append({"role": "assistant", "content": content})
     return wire
+
+
+def _sampling(request: ModelRequest) -> dict[str, Any]:
+    """Sampling and tool-choice fields, sent only when asked for (this SDK's Messages API no
+    longer lists `temperature`; compatible proxies still take it)."""
+    extra: dict[str, Any] = {}
+    if request.temperature is not None:
+        extra["temperature"] = request.temperature
+    if request.top_p is not None:
+        extra["top_p"] = request.top_p
+    if request.stop:
+        extra["stop_sequences"] = list(request.stop)
+    if request.tool_choice is not None and request.tools:
+        choice = request.tool_choice
+        kinds = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}
+        extra["tool_choice"] = kinds.get(choice, {"type": "tool", "name": choice})
+    return extra
 
 
 def to_anthropic_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
@@ -213,9 +238,7 @@ class AnthropicProvider:
                 messages=messages,
                 system=request.system or anthropic.omit,
                 tools=tools,
-                # This SDK's Messages API no longer lists `temperature`; send it only when asked for
-                # (compatible proxies still take it).
-                extra_body=None if request.temperature is None else {"temperature": request.temperature},
+                extra_body=_sampling(request) or None,
                 stream=True,
                 timeout=request.timeout,
             )

@@ -33,13 +33,15 @@ _WORD_START: Final = re.compile(r"(?<=\s)(?=\S)")
 
 
 def echo_reply(messages: Sequence[ChatMessage]) -> str:
-    """`echo: <text of the last user message>`, or what the last tool returned."""
+    """`echo: <text of the last user message>` (and how many images it has, of which types),
+    or what the last tool returned."""
     if messages and isinstance(messages[-1], ToolResultMessage):
         result = messages[-1]
         return f"echo: tool {result.name} returned: {result.content}"
     for message in reversed(messages):
         if isinstance(message, UserMessage):
-            return f"echo: {message.text}"
+            seen = f" [{len(message.images)} image(s): {', '.join(i.mime for i in message.images)}]"
+            return f"echo: {message.text}" + (seen if message.images else "")
     return "echo: "
 
 

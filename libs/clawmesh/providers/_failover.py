@@ -146,6 +146,9 @@ async def stream_with_failover(
     tools: Sequence[ToolSpec] = (),
     max_tokens: int = 4096,
     temperature: float | None = None,
+    top_p: float | None = None,
+    stop: Sequence[str] = (),
+    tool_choice: str | None = None,
     timeout: float | None = None,
 ) -> AsyncIterator[StreamEvent | Failover]:
     """One model call over `chain` (`AgentView.models`, primary first).
@@ -175,6 +178,9 @@ async def stream_with_failover(
                 tools=tuple(tools),
                 max_tokens=max_tokens,
                 temperature=temperature,
+                top_p=top_p,
+                stop=tuple(stop),
+                tool_choice=tool_choice,
                 timeout=timeout or target.timeout or DEFAULT_TIMEOUT,
             )
             async with _closing(_try_model(target, request, auth)) as events:

@@ -8,6 +8,7 @@ or say `stop` although tools were called.
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
@@ -25,6 +26,7 @@ from ._types import (
     AssistantMessage,
     ChatMessage,
     Credential,
+    Image,
     ModelRequest,
     ProviderError,
     StreamEvent,
@@ -56,7 +58,12 @@ def to_openai_messages(system: str, messages: Sequence[ChatMessage]) -> list[dic
     wire: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     for message in messages:
         if isinstance(message, UserMessage):
-            wire.append({"role": "user", "content": message.text})
+            if message.images:
+                parts: list[dict[str, Any]] = [{"type": "text", "text": message.text}] if message.text else []
+                parts += [{"type": "image_url", "image_url": {"url": _data_url(i)}} for i in message.images]
+                wire.append({"role": "user", "content": parts})
+            else:
+                wire.append({"role": "user", "content": message.text})
         elif isinstance(message, ToolResultMessage):
             # Chat Completions has no error flag on tool results; say it in the content.
             content = f"Error: {message.content}" if message.is_error else message.content
@@ -76,6 +83,16 @@ def to_openai_messages(system: str, messages: Sequence[ChatMessage]) -> list[dic
                 ]
             wire.append(entry)
     return wire
+
+
+def _data_url(image: Image) -> str:
+    return f"data:{image.mime};base64,{base64.b64encode(image.data).decode()}"
+
+
+def _tool_choice(choice: str) -> str | dict[str, Any]:
+    if choice in ("auto", "none", "required"):
+        return choice
+    return {"type": "function", "function": {"name": choice}}
 
 
 def to_openai_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
@@ -198,8 +215,14 @@ class OpenAIProvider:
         }
         if request.tools:
             body["tools"] = to_openai_tools(request.tools)
+        if request.tool_choice is not None and request.tools:
+            body["tool_choice"] = _tool_choice(request.tool_choice)
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop"] = list(request.stop)
         try:
             # `post` is the SDK's public way to send a body as it is. `chat.completions.create`
             # would first walk every message through its TypedDict transform (several ms of CPU

@@ -19,6 +19,7 @@ __all__ = [
     "CredentialKind",
     "Failover",
     "FailoverReason",
+    "Image",
     "ModelRequest",
     "Provider",
     "ProviderError",
@@ -39,8 +40,16 @@ class ToolCall(msgspec.Struct, frozen=True):
     arguments: dict[str, Any]
 
 
+class Image(msgspec.Struct, frozen=True):
+    """An image the user sent (the raw bytes; each provider encodes them its way)."""
+
+    mime: str
+    data: bytes
+
+
 class UserMessage(msgspec.Struct, frozen=True, tag="user", tag_field="role"):
     text: str
+    images: tuple[Image, ...] = ()
 
 
 class AssistantMessage(msgspec.Struct, frozen=True, tag="assistant", tag_field="role"):
@@ -73,6 +82,10 @@ class ModelRequest(msgspec.Struct, frozen=True):
     tools: tuple[ToolSpec, ...] = ()
     max_tokens: int = 4096
     temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    # auto | none | required | the name of one tool; None: the provider's default (auto)
+    tool_choice: str | None = None
     timeout: float = 120.0
 
 

@@ -8,7 +8,7 @@ crashing. Field names are camelCase on the wire, like everything users see.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -18,6 +18,8 @@ from ._errors import ErrorCode
 
 __all__ = [
     "Attachment",
+    "ClientTool",
+    "ClientToolCall",
     "DeadLetter",
     "EventMessage",
     "FailoverEvent",
@@ -38,6 +40,7 @@ __all__ = [
     "TurnError",
     "TurnEvent",
     "TurnFinal",
+    "TurnOptions",
     "TurnRequest",
     "TurnStarted",
     "now",
@@ -71,6 +74,40 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit
     data: bytes | None = None
 
 
+class ClientTool(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """A function the caller offers the model and runs itself (OpenAI `tools`)."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = {}
+
+
+class ClientToolCall(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """The model's call of a client tool, returned to the caller instead of being run."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, as OpenAI's `function.arguments`
+
+
+class TurnOptions(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """What a caller set for its turn's model calls (the OpenAI-compatible API); validated by
+    the ingress, forwarded by the runner to the provider best-effort."""
+
+    model: str | None = None  # `provider/model` instead of the agent's chain
+    system: str = ""  # appended to the agent's system prompt
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] = []
+    tools: list[ClientTool] = []
+    tool_choice: str | None = None  # auto | none | required | the name of one of `tools`
+
+
+# An explicit session key (`x-openclaw-session-key`): longer than ids, an agent prefix included
+SessionKey = Annotated[str, msgspec.Meta(max_length=512)]
+
+
 class InboundMessage(_Wire, tag="inbound", tag_field="type", kw_only=True):
     """A normalised inbound chat message (stream CM_INBOUND, subject cm.in.<channel>.<account>)."""
 
@@ -94,6 +131,9 @@ class InboundMessage(_Wire, tag="inbound", tag_field="type", kw_only=True):
     # and the final/error event (a caller waiting for the reply: fewer messages per turn)
     reply_events: Literal["all", "final"] = "all"
     metadata: dict[str, str] = {}
+    # the session to use instead of the one routing derives (only with `agent_id`)
+    session_key: SessionKey | None = None
+    options: TurnOptions | None = None
 
 
 class RouteInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
@@ -187,6 +227,9 @@ class TurnFinal(_Event, tag="final", kw_only=True):
     model: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
+    # the model called client tools (TurnOptions.tools): the caller runs them
+    tool_calls: list[ClientToolCall] = []
+    stop_reason: str = ""  # the model's last stop: end_turn | max_tokens | tool_use | …
 
 
 class TurnError(_Event, tag="error", kw_only=True):
