@@ -113,7 +113,14 @@ def nats_users(
     users = [
         svc(
             "ingress",
-            publish=[s.inbound_all, s.dead_letter("ingress"), s.kv("turns"), s.kv("sessions")],
+            # approvals: the HTTP API answers exec approval requests
+            publish=[
+                s.inbound_all,
+                s.dead_letter("ingress"),
+                s.kv("turns"),
+                s.kv("sessions"),
+                s.kv("approvals"),
+            ],
             subscribe=[s.replies_all, s.events_all, s.outbound_all, s.control_all],
         ),
         svc(
@@ -151,7 +158,13 @@ def nats_users(
         users.append(
             svc(
                 f"node-{token}",
-                publish=[s.replies_all, s.dead_letter("node-agent"), s.kv("nodes", token)],
+                # its own approval requests only: a node cannot decide another node's
+                publish=[
+                    s.replies_all,
+                    s.dead_letter("node-agent"),
+                    s.kv("nodes", token),
+                    s.kv("approvals", f"{token}.>"),
+                ],
                 subscribe=[s.node_invoke(node), s.control_all],
             )
         )

@@ -4,6 +4,9 @@ POST /v1/messages            → 202 {turnId, agentId, sessionKey}; SSE with Acc
                                ?wait=SECONDS waits for the reply (200 with the text)
 GET  /v1/turns/{turnId}      → the turn's state and reply
 GET  /v1/sessions/{key}/events  SSE: follow a session
+GET  /v1/approvals             → pending exec approval requests (?all=1: decided ones too)
+GET  /v1/approvals/{id}
+POST /v1/approvals/{id}/approve  body {"always": true} for allow-always; /deny refuses
 GET  /v1/agents, /healthz, /readyz
 (The OpenAI-compatible endpoints are openai_api.py.)
 """
@@ -25,6 +28,7 @@ from starlette.routing import Route
 
 from clawmesh.bus import ServiceContext
 from clawmesh.errors import best_effort
+from clawmesh.execpolicy import ApprovalError, ApprovalRecord, ApprovalStore, Decision
 from clawmesh.ids import Id, normalize_account_id
 from clawmesh.routing import normalize_chat_type, parse_agent_session_key
 from clawmesh.wire import (
@@ -46,7 +50,9 @@ from .http import (
     NO_CACHE,
     BadRequest,
     RequestGuard,
+    decode_body,
     error,
+    read_body,
     routing_error_status,
     sse,
     sse_comment,
@@ -109,6 +115,10 @@ class MessageIn(_In):
     metadata: dict[str, str] = {}
 
 
+class ApproveIn(_In):
+    always: bool = False  # allow-always: the command joins the agent's allowlist on its node
+
+
 # --- the routes ----------------------------------------------------------------------------
 
 
@@ -167,6 +177,11 @@ def _routing_error(decision: RouteDecision) -> JSONResponse:
     )
 
 
+def _approval_error(exc: ApprovalError) -> JSONResponse:
+    status = {"not_found": 404, "invalid_request": 400, "conflict": 409}[exc.code]
+    return error(status, exc.code, str(exc), path="approvalId")
+
+
 def _duplicate_answer(turn_id: str, state: str, **fields: Any) -> JSONResponse:
     return JSONResponse({"turnId": turn_id, "duplicate": True, "state": state, **fields}, status_code=200)
 
@@ -182,6 +197,7 @@ class ClawmeshAPI:
         self.guard = guard
         self.ready = ready
         self.store = ctx.sessions
+        self.approvals = ApprovalStore(ctx.approvals)
 
     def routes(self) -> list[Route]:
         guard = self.guard
@@ -190,6 +206,10 @@ class ClawmeshAPI:
             Route("/v1/turns/{turn_id}", guard(self.get_turn), methods=["GET"]),
             Route("/v1/sessions/{key:path}/events", guard(self.session_events), methods=["GET"]),
             Route("/v1/agents", guard(self.agents), methods=["GET"]),
+            Route("/v1/approvals", guard(self.list_approvals), methods=["GET"]),
+            Route("/v1/approvals/{approval_id}", guard(self.get_approval), methods=["GET"]),
+            Route("/v1/approvals/{approval_id}/approve", guard(self.approve), methods=["POST"]),
+            Route("/v1/approvals/{approval_id}/deny", guard(self.deny), methods=["POST"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
         ]
@@ -382,6 +402,37 @@ class ClawmeshAPI:
                     await sub.unsubscribe()
 
         return sse_response(stream(), NO_CACHE)
+
+    # --- exec approvals ---------------------------------------------------------------------
+
+    async def list_approvals(self, request: Request) -> Response:
+        everything = request.query_params.get("all", "") not in ("", "0", "false")
+        records = await self.approvals.list(pending_only=not everything)
+        return JSONResponse({"approvals": [msgspec.to_builtins(r) for r in records]})
+
+    async def get_approval(self, request: Request) -> Response:
+        try:
+            record = await self.approvals.get(request.path_params["approval_id"])
+        except ApprovalError as exc:
+            return _approval_error(exc)
+        return JSONResponse(msgspec.to_builtins(record))
+
+    async def approve(self, request: Request) -> Response:
+        raw = await read_body(request, self.guard.body_limit(), self.guard.body_timeout)
+        body = decode_body(raw, ApproveIn) if raw.strip() else ApproveIn()
+        return await self._decide(request, "allow-always" if body.always else "allow-once")
+
+    async def deny(self, request: Request) -> Response:
+        return await self._decide(request, "deny")
+
+    async def _decide(self, request: Request, decision: Decision) -> Response:
+        try:
+            record: ApprovalRecord = await self.approvals.resolve(
+                request.path_params["approval_id"], decision, by="http"
+            )
+        except ApprovalError as exc:
+            return _approval_error(exc)
+        return JSONResponse(msgspec.to_builtins(record))
 
     # --- the rest ------------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import shlex
 import socket
 import time
 from collections.abc import Mapping
@@ -25,6 +27,16 @@ from clawmesh import __version__
 from clawmesh.bus import ServiceContext, consumer_span, inject, wait_for_stop
 from clawmesh.config import AgentView, Config
 from clawmesh.errors import best_effort
+from clawmesh.execpolicy import (
+    ApprovalRecord,
+    ApprovalsFile,
+    ApprovalsFileError,
+    ApprovalStore,
+    Verdict,
+    allow_always_entries,
+    evaluate,
+    new_approval_id,
+)
 from clawmesh.nodes import NodeAnnouncement, read_resources
 from clawmesh.routing import build_agent_main_session_key
 from clawmesh.sandbox import (
@@ -37,7 +49,7 @@ from clawmesh.sandbox import (
     resolve_sandbox,
 )
 from clawmesh.tools.files import FileToolError, Workspace
-from clawmesh.tools.host_exec import host_environment, run_on_host
+from clawmesh.tools.host_exec import host_environment, resolve_run_as, run_on_host
 from clawmesh.tools.specs import (
     EditArgs,
     ExecArgs,
@@ -54,6 +66,7 @@ from clawmesh.tools.specs import (
 from clawmesh.wire import (
     DecodeFailure,
     ErrorCode,
+    ExecApprovalNotice,
     ToolInvocation,
     ToolInvocationResult,
     ToolOutputChunk,
@@ -99,6 +112,9 @@ class NodeAgent:
         self.capabilities: list[str] = [c for c in self.wanted if c != "sandbox"]
         self.docker_problem = ""
         self.sandboxes = SandboxManager(state_dir=config.state_dir, node_id=self.node_id)
+        # host-local exec policy and allowlists (OpenClaw's exec-approvals.json), and requests
+        self.approvals_file = ApprovalsFile(config.state_dir)
+        self.approvals = ApprovalStore(ctx.approvals)
         self.kv = ctx.presence
         self.key = encode_token(self.node_id)
         self.started_at = time.time()
@@ -310,6 +326,14 @@ class NodeAgent:
             agent.id, config.settings.session.main_key
         )
         sandboxed = sandbox.applies_to(inv.session_key, main_key)
+        if isinstance(args, ExecArgs) and not sandboxed and agent.exec.host == "sandbox":
+            # OpenClaw: an explicit host=sandbox fails closed instead of running on the host
+            return self._fail(
+                inv,
+                "SANDBOX_UNAVAILABLE",
+                f"agent '{agent.id}' has tools.exec.host 'sandbox' but this session is not sandboxed "
+                "(sandbox.mode); refusing to run on the host",
+            )
         if sandboxed:
             return await self._in_sandbox(inv, args, agent, sandbox, config)
         # File operations run in a thread: a slow or blocking file must not stall the node.
@@ -317,7 +341,7 @@ class NodeAgent:
         workspace = Workspace(agent.workspace, writable=True)
         match args:
             case ExecArgs():
-                return await self._exec_on_host(inv, args, workspace, config)
+                return await self._exec_on_host(inv, args, workspace, config, agent)
             case _:
                 return await asyncio.to_thread(self._file_tool, inv, args, workspace, sandboxed=False)
 
@@ -377,7 +401,7 @@ class NodeAgent:
         return _exec_result(inv, result, sandboxed=True)
 
     async def _exec_on_host(
-        self, inv: ToolInvocation, args: ExecArgs, workspace: Workspace, config: Config
+        self, inv: ToolInvocation, args: ExecArgs, workspace: Workspace, config: Config, agent: AgentView
     ) -> ToolInvocationResult:
         try:
             cwd = await asyncio.to_thread(workspace.resolve, args.workdir or ".")
@@ -385,15 +409,129 @@ class NodeAgent:
             return self._fail(inv, exc.code, str(exc))
         if not await asyncio.to_thread(cwd.is_dir):
             return self._fail(inv, "NOT_A_DIRECTORY", f"workdir {args.workdir!r} is not a directory")
+        command: str | list[str] = args.argv or args.command or ""
+        env = host_environment(args.env, workspace.root)
+        # The policy is enforced here, where the command runs: a runner is never trusted with it.
+        try:
+            host = await asyncio.to_thread(self.approvals_file.policy, agent.id)
+        except ApprovalsFileError as exc:
+            return self._fail(inv, "EXEC_DENIED", f"{exc}; host exec is refused until it is fixed")
+        verdict = await asyncio.to_thread(evaluate, agent.exec, host, command, cwd=cwd, path_env=env["PATH"])
+        if verdict.action == "deny":
+            return self._fail(inv, "EXEC_DENIED", f"{verdict.reason}; the command was not run")
+        if verdict.action == "ask":
+            refused = await self._ask(inv, agent, command, cwd, env["PATH"], verdict, config)
+            if refused is not None:
+                return refused
+        try:
+            run_as = resolve_run_as(agent.exec.run_as, allow_root=agent.exec.allow_root, euid=os.geteuid())
+        except LookupError as exc:
+            return self._fail(inv, "EXEC_DENIED", str(exc))
         result = await run_on_host(
-            args.argv or args.command or "",
+            command,
             cwd=cwd,
-            env=host_environment(args.env, workspace.root),
+            env=env,
             timeout=self._timeout(inv, args),
             max_output=self._max_output(config),
             on_output=self._streamer(inv),
+            run_as=run_as,
         )
         return _exec_result(inv, result, sandboxed=False)
+
+    async def _ask(
+        self,
+        inv: ToolInvocation,
+        agent: AgentView,
+        command: str | list[str],
+        cwd: Any,
+        path_env: str,
+        verdict: Verdict,
+        config: Config,
+    ) -> ToolInvocationResult | None:
+        """Asks an operator and waits for the decision (bounded); None when the command may run."""
+        # A turn that is over cannot use a late approval: never wait longer than a turn may run.
+        wait = min(agent.exec.approval_timeout, config.settings.runtime.turn_timeout)
+        now = time.time()
+        shown = command if isinstance(command, str) else shlex.join(command)
+        record = ApprovalRecord(
+            id=new_approval_id(),
+            node=self.node_id,
+            agent_id=agent.id,
+            session_key=inv.session_key,
+            turn_id=str(inv.turn_id),
+            command=shown,
+            cwd=str(cwd),
+            host="node" if agent.exec.host == "node" else "gateway",
+            security=verdict.security,
+            ask=verdict.ask,
+            reason=verdict.reason,
+            created_at=now,
+            expires_at=now + wait,
+        )
+        await self.approvals.create(record)
+        log.info(
+            "node %s: exec approval %s requested for agent %s: %s",
+            self.node_id,
+            record.id,
+            agent.id,
+            shown[:200],
+        )
+        await self._notice(
+            inv,
+            ExecApprovalNotice(
+                invocation_id=inv.invocation_id,
+                phase="requested",
+                approval_id=record.id,
+                command=shown,
+                cwd=record.cwd,
+                host=record.host,
+                reason=verdict.reason,
+                expires_at=record.expires_at,
+            ),
+        )
+        decided = await self.approvals.wait(record, wait)
+        self.ctx.counters[f"approvals_{decided.status}"] += 1
+        await self._notice(
+            inv,
+            ExecApprovalNotice(
+                invocation_id=inv.invocation_id,
+                phase="resolved",
+                approval_id=record.id,
+                decision=decided.status,
+                resolved_by=decided.resolved_by,
+            ),
+        )
+        match decided.status:
+            case "allow-once":
+                return None
+            case "allow-always":
+                entries = await asyncio.to_thread(allow_always_entries, command, cwd=cwd, path_env=path_env)
+                if entries:
+                    await asyncio.to_thread(self.approvals_file.add, agent.id, entries)
+                return None
+            case "deny":
+                who = f" by {decided.resolved_by}" if decided.resolved_by else ""
+                return self._fail(
+                    inv,
+                    "APPROVAL_DENIED",
+                    f"exec approval {record.id} was denied{who}; the command was not run",
+                )
+        # expired: OpenClaw's askFallback decides (deny unless the host document says otherwise)
+        if verdict.ask_fallback == "full" or (verdict.ask_fallback == "allowlist" and verdict.satisfied):
+            return None
+        return self._fail(
+            inv,
+            "APPROVAL_TIMEOUT",
+            f"exec approval {record.id} got no decision within {wait:.0f}s; the command was not run",
+        )
+
+    async def _notice(self, inv: ToolInvocation, notice: ExecApprovalNotice) -> None:
+        if not inv.output_subject:
+            return
+        data, headers = encode_json(notice)
+        # the request stands in the bucket whatever happens to the announcement
+        with best_effort(self.ctx.counters, "approval_notice", log=log):
+            await self.ctx.nc.publish(inv.output_subject, data, headers=headers)
 
     def _file_tool(
         self, inv: ToolInvocation, args: FileToolArgs, workspace: Workspace, *, sandboxed: bool

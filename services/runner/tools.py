@@ -31,6 +31,9 @@ from clawmesh.tools.specs import (
 )
 from clawmesh.wire import (
     DecodeFailure,
+    ExecApprovalNotice,
+    ExecApprovalRequested,
+    ExecApprovalResolved,
     ToolCallEvent,
     ToolInvocation,
     ToolInvocationResult,
@@ -98,6 +101,9 @@ class ToolBox:
         self.policy, self.specs = _offer(config, agent.id, turn.session_key, turn.route.main_session_key)
         self.default_timeout = config.settings.exec.timeout
         self.invoke_margin = config.settings.nodes.invoke_margin
+        # An exec may wait for an operator's approval first (the node-agent decides whether it
+        # asks, from its own config and approvals document), never longer than a turn may run.
+        self.approval_wait = min(agent.exec.approval_timeout, config.settings.runtime.turn_timeout)
 
     async def run(self, calls: Sequence[ToolCall], emit: Emit) -> list[ToolResultMessage]:
         """Run the calls one after another (their order can matter), streaming events."""
@@ -173,34 +179,25 @@ class ToolBox:
 
             async def relay(msg: Any) -> None:
                 with contextlib.suppress(DecodeFailure):  # a garbled chunk: the result still comes
-                    chunk = decode(msg.data, ToolOutputChunk, msg.headers)
-                    await emit(
-                        ToolOutputEvent(
-                            **stamp(turn),
-                            call_id=call.id,
-                            stream=chunk.stream,
-                            text=chunk.text,
-                        )
-                    )
+                    item = decode(msg.data, ToolOutputChunk | ExecApprovalNotice, msg.headers)
+                    await emit(_relayed(item, turn, call.id))
 
             sub = await ctx.nc.subscribe(output_subject, cb=relay)
         data, headers = encode_json(inv)
+        wait = timeout + self.invoke_margin + (self.approval_wait if name == "exec" else 0.0)
         where = f"node '{node_id}'" + (f" ({selector_text(spec)})" if isinstance(spec, dict) else "")
         try:
             reply = await ctx.nc.request(
                 ctx.subjects.node_invoke(node_id),
                 data,
-                timeout=timeout + self.invoke_margin,
+                timeout=wait,
                 headers=inject(headers),
             )
             result = decode(reply.data, ToolInvocationResult, reply.headers)
         except NoRespondersError:
             return f"cannot run {name}: {where} is offline (no node-agent answers for it)", True
         except (TimeoutError, NatsTimeout):
-            return (
-                f"cannot run {name}: {where} did not answer within {timeout + self.invoke_margin:.0f}s",
-                True,
-            )
+            return f"cannot run {name}: {where} did not answer within {wait:.0f}s", True
         except DecodeFailure as exc:
             return f"{where} sent an invalid reply: {exc}", True
         finally:
@@ -211,3 +208,28 @@ class ToolBox:
         if not result.ok:
             return f"{result.error_code or 'ERROR'}: {result.content}", True
         return result.content, False
+
+
+def _relayed(item: ToolOutputChunk | ExecApprovalNotice, turn: TurnRequest, call_id: str) -> TurnEvent:
+    """The turn event for what a node-agent streamed about a running call."""
+    match item:
+        case ExecApprovalNotice(phase="requested"):
+            return ExecApprovalRequested(
+                **stamp(turn),
+                call_id=call_id,
+                approval_id=item.approval_id,
+                command=item.command,
+                cwd=item.cwd,
+                host=item.host,
+                reason=item.reason,
+                expires_at=item.expires_at,
+            )
+        case ExecApprovalNotice():
+            return ExecApprovalResolved(
+                **stamp(turn),
+                call_id=call_id,
+                approval_id=item.approval_id,
+                decision=item.decision,
+                resolved_by=item.resolved_by,
+            )
+    return ToolOutputEvent(**stamp(turn), call_id=call_id, stream=item.stream, text=item.text)

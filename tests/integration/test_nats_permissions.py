@@ -76,6 +76,46 @@ async def test_pipeline_runs_with_least_privilege(secured: Any, tmp_path: Path) 
     await admin.close()
 
 
+async def test_exec_approvals_work_with_least_privilege(secured: Any, tmp_path: Path) -> None:
+    """The node-agent creates and waits on its request, ingress decides it over HTTP."""
+    from tests.fakes.models import FakeModelServer, Text, ToolCall
+    from tests.fixtures.sse import sse_events
+
+    server, users = secured
+    async with FakeModelServer() as fake:
+        fake.script(ToolCall("exec", {"argv": ["true"]}), Text("done"))
+        config = {
+            "agents": {"defaults": {"model": "openai/m"}, "list": [{"id": "main", "default": True}]},
+            "models": {"providers": {"openai": {"baseUrl": fake.base_url + "/v1", "apiKey": "k"}}},
+            "tools": {"exec": {"mode": "ask"}},
+        }
+        urls = {name: url(server, users[name]) for name in ("ingress", "router", "runner")}
+        urls["node-agent"] = url(server, users["node-local"])
+        services = ("ingress", "router", "runner", "node-agent")
+        async with (
+            run_gateway(server.url, config, tmp_path, urls=urls, services=services) as gw,
+            gw.client(timeout=120) as http,
+        ):
+            turn = asyncio.create_task(
+                http.post(
+                    "/v1/messages",
+                    json={"text": "go", "peer": {"kind": "direct", "id": "a"}},
+                    headers={"Accept": "text/event-stream"},
+                )
+            )
+
+            async def pending() -> list[Any]:
+                r = await http.get("/v1/approvals")
+                return list(r.json()["approvals"])
+
+            [request] = await wait_until(pending, timeout=60, message="a pending approval")
+            decided = await http.post(f"/v1/approvals/{request['id']}/approve")
+            assert decided.status_code == 200, decided.text
+            events = sse_events((await turn).text)
+    result = next(d for e, d in events if e == "tool_result")
+    assert not result.get("isError") and "[exit code 0]" in result["content"]
+
+
 @pytest.mark.parametrize(
     ("who", "verb", "subject"),
     [
@@ -87,6 +127,10 @@ async def test_pipeline_runs_with_least_privilege(secured: Any, tmp_path: Path) 
         ("runner", "pub", "cm.turn.main"),
         ("node-local", "sub", "cm.node.sg-1.invoke"),
         ("node-local", "pub", "$KV.cm_nodes.sg-1"),
+        # exec approvals: a node writes only its own requests; a runner can never decide one
+        ("node-local", "pub", "$KV.cm_approvals.sg-1.0123456789abcdef"),
+        ("runner", "pub", "$KV.cm_approvals.local.0123456789abcdef"),
+        ("integration", "pub", "$KV.cm_approvals.local.0123456789abcdef"),
         ("node-sg-1", "pub", "cm.ev.main.x"),
         ("integration", "pub", "cm.in.api.default"),
         ("integration", "sub", "cm.in.>"),

@@ -109,6 +109,9 @@ class Layout:
             BucketSpec("leases", ttl=self.lease_seconds),  # session and leader leases: expire unless renewed
             BucketSpec("turns", ttl=DAY),  # turn status for polling clients
             BucketSpec("nodes"),  # node presence (node-agent)
+            # exec approval requests (node-agent creates, operators decide); each carries its own
+            # expiry, the TTL only clears old ones away
+            BucketSpec("approvals", ttl=DAY),
         ]
 
 

@@ -78,6 +78,11 @@ class ServiceContext:
         return self.layout.subjects
 
     @property
+    def approvals(self) -> KeyValue:
+        """Exec approval requests (`cm_approvals`): node-agents create them, operators decide."""
+        return self.kv["approvals"]
+
+    @property
     def presence(self) -> KeyValue:
         """The node presence bucket (`cm_nodes`): node-agents write it, runners place tools by it."""
         return self.kv["nodes"]

@@ -16,7 +16,16 @@ from typer.exceptions import TyperException
 from .. import __version__
 from ..config import ConfigError
 from ..routing import AgentSelectionRequired
-from . import _agents_cmd, _client_cmds, _config_cmd, _deploy_cmd, _nodes_cmd, _route_cmd, _tools_cmd
+from . import (
+    _agents_cmd,
+    _approvals_cmd,
+    _client_cmds,
+    _config_cmd,
+    _deploy_cmd,
+    _nodes_cmd,
+    _route_cmd,
+    _tools_cmd,
+)
 from ._common import CliError, State, err_console, report_config_error
 
 __all__ = ["app", "run"]
@@ -38,6 +47,7 @@ app.command("status")(_client_cmds.status)
 app.add_typer(_client_cmds.sessions_app, name="sessions")
 app.add_typer(_tools_cmd.app, name="tools")
 app.add_typer(_nodes_cmd.nodes_app, name="nodes")
+app.add_typer(_approvals_cmd.app, name="approvals")
 app.add_typer(_nodes_cmd.sandbox_app, name="sandbox")
 app.add_typer(_deploy_cmd.app, name="deploy")
 _config_cmd.app.command("reload")(_client_cmds.config_reload)

@@ -227,10 +227,12 @@ OPENCLAW_ONLY_KEYS: Final[dict[type, frozenset[str]]] = {
     ),
     ExecTools: frozenset(
         {
-            "security",
-            "ask",
             "pathPrepend",
-            "safeBins",
+            "strictInlineEval",
+            "reviewer",
+            "approvalRunningNoticeMs",
+            "commandHighlighting",
+            "grantExpiryDays",
             "backgroundMs",
             "cleanupMs",
             "notifyOnExit",

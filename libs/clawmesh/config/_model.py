@@ -13,7 +13,7 @@ from ..ids import DEFAULT_AGENT_ID, normalize_agent_id
 from ._errors import Problem
 from ._paths import default_workspace, resolve_user_path
 from ._schema import AgentEntry, ConfigFile, ModelSpec, NodeSelector, RunnerType
-from ._settings import DEFAULT_MAX_CONCURRENT, Settings, positive
+from ._settings import DEFAULT_MAX_CONCURRENT, ExecSettings, Settings, positive, resolve_exec
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENT",
@@ -53,6 +53,9 @@ class AgentView:
     model_timeout: float | None  # seconds without progress from the model; None: the provider's
     node: str | NodeSelector | None = None
     declared_default: bool = field(default=False)
+    exec: ExecSettings = field(
+        default_factory=ExecSettings
+    )  # `tools.exec` with this agent's `tools.exec` applied
 
 
 # A domain's checks of a loaded config (routing's bindings, sandbox's binds, …): config knows
@@ -269,6 +272,7 @@ def build_roster(
         for i, entry in enumerate(agents.list):
             path = f"$.agents.list[{i}]"
             _agent_limits(entry, path, problems)
+            _agent_exec(entry, path, file, problems)
             if entry.id is None or not entry.id.strip():
                 problems.append(Problem(path, "missing required key 'id'"))
                 continue
@@ -277,6 +281,7 @@ def build_roster(
         for key, entry in agents.entries.items():
             path = f"$.agents.entries[{key!r}]" if not key.isidentifier() else f"$.agents.entries.{key}"
             _agent_limits(entry, path, problems)
+            _agent_exec(entry, path, file, problems)
             if entry.id is not None and normalize_agent_id(entry.id) != normalize_agent_id(key):
                 problems.append(Problem(f"{path}.id", f"id '{entry.id}' differs from its key '{key}'"))
             raw.append((key, path, entry))
@@ -330,6 +335,12 @@ def build_roster(
                 )
             )
     return tuple(views), bool(roster), default_id, default_problem, problems
+
+
+def _agent_exec(entry: AgentEntry, path: str, file: ConfigFile, problems: list[Problem]) -> None:
+    """Reports what is wrong with an agent's `tools.exec` (its view resolves it again, quietly)."""
+    if entry.tools is not None and entry.tools.exec is not None:
+        resolve_exec(ExecSettings(), entry.tools.exec, f"{path}.tools.exec", problems)
 
 
 def _view(
@@ -390,4 +401,5 @@ def _view(
         model_timeout=defaults.timeout_seconds if defaults else None,
         node=node,
         declared_default=bool(entry.default),
+        exec=resolve_exec(settings.exec, entry.tools.exec if entry.tools else None, f"{path}.tools.exec", []),
     )

@@ -28,6 +28,9 @@ __all__ = [
     "ConfigFile",
     "DmPolicy",
     "DmScope",
+    "ExecAsk",
+    "ExecMode",
+    "ExecSecurity",
     "ExecTools",
     "GatewayAuth",
     "GatewayEndpoint",
@@ -50,6 +53,7 @@ __all__ = [
     "PeerKind",
     "RunnerType",
     "RuntimeSection",
+    "SafeBinProfile",
     "SandboxConfig",
     "SandboxDocker",
     "SandboxPrune",
@@ -119,11 +123,38 @@ class ToolsStage(_Base):
     tools: ToolPolicy | None = None
 
 
+class SafeBinProfile(_Base):
+    """`tools.exec.safeBinProfiles.<bin>`: the argv a custom safe bin accepts (OpenClaw's shape)."""
+
+    min_positional: int | None = None
+    max_positional: int | None = None
+    allowed_value_flags: list[str] | None = None
+    denied_flags: list[str] | None = None
+
+
+ExecMode = Literal["deny", "allowlist", "ask", "auto", "full"]
+ExecSecurity = Literal["deny", "allowlist", "full"]
+ExecAsk = Literal["off", "on-miss", "always"]
+
+
 class ExecTools(_Base):
+    """`tools.exec` and `agents.list[].tools.exec`: where `exec` runs and OpenClaw's policy of
+    host exec (`mode`, or the legacy `security`/`ask` pair), plus clawmesh's own limits."""
+
     host: Literal["auto", "sandbox", "gateway", "node"] | None = None
     node: str | None = None
+    mode: ExecMode | None = None
+    security: ExecSecurity | None = None
+    ask: ExecAsk | None = None
+    safe_bins: list[str] | None = None
+    safe_bin_trusted_dirs: list[str] | None = None
+    safe_bin_profiles: dict[str, SafeBinProfile] | None = None
     timeout_sec: float | None = None
     max_output_bytes: int | None = None
+    # clawmesh
+    approval_timeout_seconds: float | None = None  # how long an ask waits for a decision
+    run_as: str | None = None  # the user host commands run as when the node-agent is root
+    allow_root: bool | None = None  # run host commands as root when the node-agent is root
 
 
 class AgentToAgent(_Base):

@@ -10,14 +10,26 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from types import MappingProxyType
+from typing import Any, Final, Literal
 
 from ._check import child_path
 from ._errors import Problem
-from ._schema import ConfigFile, DmScope, GroupScope
+from ._schema import (
+    ConfigFile,
+    DmScope,
+    ExecAsk,
+    ExecMode,
+    ExecSecurity,
+    ExecTools,
+    GroupScope,
+    SafeBinProfile,
+)
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENT",
+    "DEFAULT_SAFE_BINS",
+    "ExecHost",
     "ExecSettings",
     "GatewaySettings",
     "NatsSettings",
@@ -26,6 +38,7 @@ __all__ = [
     "SessionSettings",
     "Settings",
     "positive",
+    "resolve_exec",
     "resolve_settings",
 ]
 
@@ -56,12 +69,147 @@ class RuntimeSettings:
         return self.turn_timeout + _REPLY_GRACE
 
 
+ExecHost = Literal["auto", "sandbox", "gateway", "node"]
+
+# OpenClaw's default safe bins (stdin-only filters that run in allowlist mode without an entry).
+DEFAULT_SAFE_BINS: Final = ("cut", "uniq", "head", "tail", "tr", "wc")
+_DEFAULT_TRUSTED_DIRS: Final = ("/bin", "/usr/bin")
+# `tools.exec.mode` → (security, ask), OpenClaw's table. `auto` has no reviewer model here, so
+# its misses go to a human, which is what OpenClaw does when the reviewer cannot decide.
+_MODES: Final[Mapping[str, tuple[ExecSecurity, ExecAsk]]] = {
+    "deny": ("deny", "off"),
+    "allowlist": ("allowlist", "off"),
+    "ask": ("allowlist", "on-miss"),
+    "auto": ("allowlist", "on-miss"),
+    "full": ("full", "off"),
+}
+# Never safe bins, whatever the config says: they can run code or read files by design.
+_NEVER_SAFE: Final = frozenset({"jq", "awk", "gawk", "mawk", "nawk", "sed", "gsed"})
+
+
 @dataclass(frozen=True)
 class ExecSettings:
-    """`tools.exec.*` (global): the `exec` tool's limits."""
+    """`tools.exec.*` (global, then per agent): the `exec` tool's limits and OpenClaw's host-exec
+    policy. The default is OpenClaw's: host exec runs without approval (`security` full, `ask` off)."""
 
     timeout: float = 120.0  # timeoutSec: when the model gives none
     max_output_bytes: int = 200_000  # maxOutputBytes
+    host: ExecHost = "auto"
+    mode: ExecMode | None = None  # as configured; security/ask below are what it means
+    security: ExecSecurity = "full"
+    ask: ExecAsk = "off"
+    safe_bins: tuple[str, ...] = DEFAULT_SAFE_BINS
+    safe_bin_trusted_dirs: tuple[str, ...] = _DEFAULT_TRUSTED_DIRS
+    safe_bin_profiles: Mapping[str, SafeBinProfile] = field(default_factory=lambda: MappingProxyType({}))
+    approval_timeout: float = (
+        1800.0  # approvalTimeoutSeconds: OpenClaw's pending approvals expire after 30 min
+    )
+    run_as: str = "nobody"  # runAs: host commands' user when the node-agent runs as root
+    allow_root: bool = False  # allowRoot: keep root for host commands (an explicit opt-in)
+
+    @property
+    def unapproved_host_exec(self) -> bool:
+        """Whether any command the agent sends can run on a host without anyone approving it."""
+        return self.security == "full" and self.ask == "off" and self.host != "sandbox"
+
+
+def resolve_exec(
+    base: ExecSettings, section: ExecTools | None, path: str, problems: list[Problem]
+) -> ExecSettings:
+    """`base` (the defaults, or the global settings for an agent) with `section`'s keys applied."""
+    if section is None:
+        return base
+    given: dict[str, Any] = {}
+    if section.mode is not None:
+        if section.security is not None or section.ask is not None:
+            legacy = [k for k, v in (("security", section.security), ("ask", section.ask)) if v is not None]
+            problems.append(
+                Problem(
+                    f"{path}.mode",
+                    f"'mode' cannot be combined with the legacy {' and '.join(repr(k) for k in legacy)} in the same "
+                    f"exec object; keep 'mode' ({section.mode!r}) and remove {', '.join(legacy)}",
+                )
+            )
+        given["mode"] = section.mode
+        given["security"], given["ask"] = _MODES[section.mode]
+    else:
+        if section.security is not None:
+            given["security"] = section.security
+            given["mode"] = None
+        if section.ask is not None:
+            given["ask"] = section.ask
+            given["mode"] = None
+    if section.host is not None:
+        given["host"] = section.host
+    profiles = dict(base.safe_bin_profiles)
+    if section.safe_bin_profiles is not None:
+        profiles.update({name.strip().lower(): p for name, p in section.safe_bin_profiles.items()})
+        for name, p in section.safe_bin_profiles.items():
+            _check_profile(p, f"{child_path(f'{path}.safeBinProfiles', name)}", problems)
+        given["safe_bin_profiles"] = MappingProxyType(profiles)
+    if section.safe_bins is not None:
+        bins: list[str] = []
+        for i, raw in enumerate(section.safe_bins):
+            name = raw.strip().lower().rsplit("/", 1)[-1]
+            where = f"{path}.safeBins[{i}]"
+            if not name:
+                problems.append(Problem(where, "must be a binary name, got an empty string"))
+            elif name in _NEVER_SAFE:
+                problems.append(
+                    Problem(
+                        where,
+                        f"'{name}' is never a safe bin (it can run code or read files); use an allowlist entry instead",
+                        "warning",
+                    )
+                )
+            elif name not in DEFAULT_SAFE_BINS and name not in _BUILTIN_PROFILES and name not in profiles:
+                problems.append(
+                    Problem(
+                        where,
+                        f"custom safe bin '{name}' needs a profile in {path}.safeBinProfiles.{name}; it is ignored until it has one",
+                        "warning",
+                    )
+                )
+            else:
+                bins.append(name)
+        given["safe_bins"] = tuple(bins)
+    if section.safe_bin_trusted_dirs is not None:
+        dirs = list(_DEFAULT_TRUSTED_DIRS)
+        for i, d in enumerate(section.safe_bin_trusted_dirs):
+            if not d.startswith("/"):
+                problems.append(
+                    Problem(f"{path}.safeBinTrustedDirs[{i}]", f"must be an absolute directory, got {d!r}")
+                )
+            elif d not in dirs:
+                dirs.append(d.rstrip("/") or "/")
+        given["safe_bin_trusted_dirs"] = tuple(dirs)
+    if positive(
+        section.approval_timeout_seconds, f"{path}.approvalTimeoutSeconds", base.approval_timeout, problems
+    ):
+        given["approval_timeout"] = section.approval_timeout_seconds
+    if section.run_as is not None:
+        if not section.run_as.strip() or section.run_as.strip() in ("root", "0"):
+            problems.append(
+                Problem(
+                    f"{path}.runAs",
+                    f"must name an unprivileged user, got {section.run_as!r} (use allowRoot: true to keep root)",
+                )
+            )
+        else:
+            given["run_as"] = section.run_as.strip()
+    if section.allow_root is not None:
+        given["allow_root"] = section.allow_root
+    return dataclasses.replace(base, **given) if given else base
+
+
+# Safe bins OpenClaw ships an argv profile for besides the defaults (opt-in only).
+_BUILTIN_PROFILES: Final = frozenset({"grep", "sort"})
+
+
+def _check_profile(profile: SafeBinProfile, path: str, problems: list[Problem]) -> None:
+    for key, value in (("minPositional", profile.min_positional), ("maxPositional", profile.max_positional)):
+        if value is not None and value < 0:
+            problems.append(Problem(f"{path}.{key}", f"must be 0 or more, got {value}"))
 
 
 @dataclass(frozen=True)
@@ -178,11 +326,17 @@ def resolve_settings(file: ConfigFile) -> tuple[Settings, list[Problem]]:
         },
         problems,
     )
-    exec_ = _section(
-        ExecSettings,
-        file.tools.exec if file.tools else None,
+    exec_section = file.tools.exec if file.tools else None
+    exec_ = resolve_exec(
+        _section(
+            ExecSettings,
+            exec_section,
+            "$.tools.exec",
+            {"timeout": "timeout_sec", "max_output_bytes": "max_output_bytes"},
+            problems,
+        ),
+        exec_section,
         "$.tools.exec",
-        {"timeout": "timeout_sec", "max_output_bytes": "max_output_bytes"},
         problems,
     )
     nodes = _section(

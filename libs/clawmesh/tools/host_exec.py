@@ -1,5 +1,7 @@
 """`exec` on the node itself (no sandbox): a child process in its own process group, with a
-timeout that kills the whole group, an output cap, and output streamed as it comes."""
+timeout that kills the whole group, an output cap, and output streamed as it comes. A node-agent
+running as root runs it as an unprivileged user (`tools.exec.runAs`, `nobody` by default) unless
+the operator opted in to root (`tools.exec.allowRoot`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import codecs
 import contextlib
 import logging
 import os
+import pwd
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -17,7 +21,7 @@ from typing import Final
 
 from ..errors import best_effort
 
-__all__ = ["ExecResult", "OutputCallback", "host_environment", "run_on_host"]
+__all__ = ["ExecResult", "OutputCallback", "RunAs", "host_environment", "resolve_run_as", "run_on_host"]
 
 log = logging.getLogger("clawmesh.tools.exec")
 
@@ -35,6 +39,59 @@ class ExecResult:
     timed_out: bool = False
     truncated: bool = False
     duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The unprivileged user (and its primary group, no others) a host command runs as."""
+
+    uid: int
+    gid: int
+    name: str
+
+
+def resolve_run_as(user: str, *, allow_root: bool, euid: int) -> RunAs | None:
+    """Who host commands run as: None keeps the node-agent's own user (it is not root, or the
+    operator allowed root). Raises LookupError when the configured user cannot be used."""
+    if euid != 0 or allow_root:
+        return None
+    try:
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    except KeyError:
+        raise LookupError(
+            f"tools.exec.runAs: no user {user!r} on this node; the node-agent runs as root and does not "
+            "run host commands as root unless tools.exec.allowRoot is true"
+        ) from None
+    if entry.pw_uid == 0:
+        raise LookupError(
+            f"tools.exec.runAs: {user!r} is root; set tools.exec.allowRoot: true to run as root"
+        )
+    return RunAs(entry.pw_uid, entry.pw_gid, entry.pw_name)
+
+
+# Drops to the user, then becomes the command. A tiny exec wrapper rather than Popen's
+# user/group: event loops such as uvloop do not support those, and preexec_fn is unsafe in a
+# threaded process. Root's supplementary groups go too: only the user's primary group stays.
+_DROP: Final = """import os, sys
+uid, gid, argv = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+os.setgroups([])
+os.setgid(gid)
+os.setuid(uid)
+try:
+    os.execvp(argv[0], argv)
+except OSError as exc:
+    sys.stderr.write(f"{argv[0]}: {exc.strerror}\\n")
+    sys.exit(127 if isinstance(exc, FileNotFoundError) else 126)
+"""
+
+
+_SETPRIV: Final = next((p for p in ("/usr/bin/setpriv", "/bin/setpriv") if os.access(p, os.X_OK)), None)
+
+
+def _drop_privileges(run_as: RunAs) -> list[str]:
+    if _SETPRIV is not None:  # util-linux: no interpreter start-up per command
+        return [_SETPRIV, f"--reuid={run_as.uid}", f"--regid={run_as.gid}", "--clear-groups", "--"]
+    return [sys.executable, "-I", "-c", _DROP, str(run_as.uid), str(run_as.gid)]
 
 
 def host_environment(extra: Mapping[str, str] | None, workspace: Path) -> dict[str, str]:
@@ -70,9 +127,12 @@ async def run_on_host(
     timeout: float,
     max_output: int = 200_000,
     on_output: OutputCallback | None = None,
+    run_as: RunAs | None = None,
 ) -> ExecResult:
     argv = ["sh", "-lc", command] if isinstance(command, str) else list(command)
     started = time.monotonic()
+    if run_as is not None:
+        argv = [*_drop_privileges(run_as), *argv]
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -85,6 +145,14 @@ async def run_on_host(
         )
     except FileNotFoundError as exc:
         return ExecResult(127, "", f"command not found: {exc.filename}", duration=time.monotonic() - started)
+    except PermissionError as exc:
+        who = f" as user {run_as.name}" if run_as is not None else ""
+        return ExecResult(
+            126,
+            "",
+            f"cannot start the command{who}: {exc.strerror} ({exc.filename or cwd})",
+            duration=time.monotonic() - started,
+        )
     outputs = {"stdout": [], "stderr": []}  # type: dict[str, list[str]]
     budget = [max_output]
     truncated = [False]

@@ -35,6 +35,10 @@ ErrorCode = Literal[
     "SANDBOX_UNAVAILABLE",
     "SANDBOX_ERROR",
     "IO_ERROR",
+    # exec policy and approvals (node-agent)
+    "EXEC_DENIED",  # the exec policy refuses the command (deny, or an allowlist miss)
+    "APPROVAL_DENIED",  # an operator denied the approval request
+    "APPROVAL_TIMEOUT",  # nobody decided in time (askFallback did not allow it)
     # file tools (confined to the agent's workspace)
     "INVALID_PATH",
     "OUTSIDE_WORKSPACE",
@@ -63,6 +67,7 @@ ErrorCode = Literal[
     "request_timeout",
     "unavailable",
     "not_found",
+    "conflict",  # e.g. an approval request that is already decided or expired
     "method_not_allowed",
 ]
 

@@ -22,6 +22,9 @@ __all__ = [
     "ClientToolCall",
     "DeadLetter",
     "EventMessage",
+    "ExecApprovalNotice",
+    "ExecApprovalRequested",
+    "ExecApprovalResolved",
     "FailoverEvent",
     "InboundMessage",
     "OutboundMessage",
@@ -210,6 +213,27 @@ class ToolOutputEvent(_Event, tag="tool_output", kw_only=True):
     text: str
 
 
+class ExecApprovalRequested(_Event, tag="exec.approval.requested", kw_only=True):
+    """A host command waits for an operator: `clawmesh approvals approve|deny <approvalId>` or
+    `POST /v1/approvals/<approvalId>/approve|deny`."""
+
+    call_id: str
+    approval_id: str
+    command: str
+    cwd: str = ""
+    node: str = ""
+    host: str = "gateway"
+    reason: str = ""
+    expires_at: float = 0.0
+
+
+class ExecApprovalResolved(_Event, tag="exec.approval.resolved", kw_only=True):
+    call_id: str
+    approval_id: str
+    decision: str  # allow-once | allow-always | deny | expired
+    resolved_by: str = ""
+
+
 class FailoverEvent(_Event, tag="failover", kw_only=True):
     from_model: str
     to_model: str
@@ -244,6 +268,8 @@ TurnEvent = (
     | ToolCallEvent
     | ToolResultEvent
     | ToolOutputEvent
+    | ExecApprovalRequested
+    | ExecApprovalResolved
     | FailoverEvent
     | TurnFinal
     | TurnError
@@ -278,6 +304,8 @@ ReplyMessage = (
     | ToolCallEvent
     | ToolResultEvent
     | ToolOutputEvent
+    | ExecApprovalRequested
+    | ExecApprovalResolved
     | FailoverEvent
     | TurnFinal
     | TurnError
@@ -323,6 +351,22 @@ class ToolOutputChunk(_Wire, tag="output", tag_field="type", kw_only=True):
     invocation_id: str
     stream: str
     text: str
+
+
+class ExecApprovalNotice(_Wire, tag="approval", tag_field="type", kw_only=True):
+    """Node-agent → runner, on the invocation's output subject: an exec waits for approval
+    (`phase` requested) or was decided (`phase` resolved). The runner turns it into events."""
+
+    invocation_id: str
+    phase: Literal["requested", "resolved"]
+    approval_id: str
+    command: str = ""
+    cwd: str = ""
+    host: str = "gateway"
+    reason: str = ""
+    expires_at: float = 0.0
+    decision: str = ""
+    resolved_by: str = ""
 
 
 class ToolInvocationResult(_Wire, tag="result", tag_field="type", kw_only=True):
