@@ -17,9 +17,17 @@ import typer
 from clawmesh import __version__
 from clawmesh.checks import default_checks
 from clawmesh.cli import console, fail, state
-from clawmesh.config import Config, ConfigHolder, load_config, state_dir
+from clawmesh.config import Config, ConfigHolder, config_path, load_config, state_dir
 from clawmesh.gateway import DEFAULT_NATS_PORT, gateway_token, token_source
-from clawmesh.natsauth import NatsAuthError, NatsUser, embedded_users, render_auth_conf, service_user
+from clawmesh.localgateway import GatewayRunning, LocalGateway, acquire, mark_ready, release
+from clawmesh.natsauth import (
+    EMBEDDED_AUTH_DIR,
+    NatsAuthError,
+    NatsUser,
+    embedded_users,
+    render_auth_conf,
+    service_user,
+)
 
 from ._load import cannot_load
 
@@ -120,6 +128,7 @@ async def _up(
     nats_url: str | None,
     nats_port: int | None,
     json_ready: bool,
+    record: LocalGateway,
 ) -> None:
     from clawmesh.bus import NatsServer, open_context, run_services, setup_tracing
 
@@ -139,9 +148,12 @@ async def _up(
             users = embedded_users(sdir, config.settings.nats.subject_prefix, nodes=[node_id])
         except NatsAuthError as exc:
             fail(str(exc))
+        for leftover in sdir.glob("nats-server-*.conf"):  # from a killed start of an older version
+            leftover.unlink(missing_ok=True)
         server = NatsServer(
             store_dir=sdir / "nats",
             work_dir=sdir,
+            conf_name="nats-server.conf",  # one server per state dir (the lock): reused, not accumulated
             port=embedded_nats_port(config, nats_port),
             server_name="clawmesh-embedded",
             log_file=sdir / "logs" / "nats-server.log",
@@ -180,6 +192,13 @@ async def _up(
             if ingress is None:
                 raise RuntimeError("clawmesh up started without an ingress")
             ready_in = time.monotonic() - started
+            mark_ready(
+                config.state_dir,
+                record,
+                url=ingress.url,
+                nats_url=nats_url,
+                nats_auth_dir=config.state_dir / EMBEDDED_AUTH_DIR if users is not None else None,
+            )
             if json_ready:
                 print(
                     json.dumps(
@@ -204,6 +223,15 @@ async def _up(
 
 def up(
     ctx: typer.Context,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="PATH",
+            help="Config file (as `clawmesh --config PATH up`; default: $CLAWMESH_CONFIG_PATH, else ~/.clawmesh/clawmesh.json).",
+        ),
+    ] = None,
     nats_url: Annotated[
         str | None, typer.Option("--nats-url", help="Use this NATS instead of starting an embedded one.")
     ] = None,
@@ -228,26 +256,62 @@ def up(
     ] = None,
 ) -> None:
     """Start the gateway in one process: private nats-server + ingress, router, runner, node-agent."""
-    from clawmesh.bus import configure_logging, run_loop
+    from clawmesh.bus import configure_logging
+
+    configure_logging(log_level or os.environ.get("CLAWMESH_LOG_LEVEL") or "WARNING")
+    env = dict(os.environ)
+    explicit = config or state(ctx).config
+    sdir = state_dir(env)
+    use_demo = demo and explicit is None
+    path = sdir / "demo.json" if use_demo else config_path(explicit, env)
+    # Claimed before anything is written or started: a second `up` on this state dir (and
+    # its JetStream store) refuses in one line instead of starting a second nats-server.
+    try:
+        record = acquire(sdir, path, demo=use_demo)
+    except GatewayRunning as exc:
+        fail(str(exc))
+    try:
+        _run_up(env, path, use_demo, explicit, port, nats_url, nats_port, json_ready, record)
+    finally:
+        release(sdir)
+
+
+def _run_up(
+    env: dict[str, str],
+    path: Path,
+    use_demo: bool,
+    explicit: str | None,
+    port: int | None,
+    nats_url: str | None,
+    nats_port: int | None,
+    json_ready: bool,
+    record: LocalGateway,
+) -> None:
+    from clawmesh.bus import run_loop
 
     try:
         from .registry import in_process
     except ImportError as exc:
         cannot_load(exc)
-    configure_logging(log_level or os.environ.get("CLAWMESH_LOG_LEVEL") or "WARNING")
-    env = dict(os.environ)
-    if demo and state(ctx).config is None:
-        path = state_dir(env) / "demo.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if use_demo:
         path.write_text(json.dumps(demo_config(env), indent=2) + "\n")
         holder = ConfigHolder(load_config(path, checks=default_checks(), env=env), path, env)
     else:
-        holder = ConfigHolder.load(state(ctx).config, env, checks=default_checks())
+        holder = ConfigHolder.load(explicit, env, checks=default_checks())
     for warning in holder.current.warnings:
         console.print(f"warning: {warning}", markup=False, style=None)
     gateway_token(holder.current, create=True)
     planned = in_process(holder.current, port=port)
     try:
-        run_loop(_up(holder, planned, nats_url or os.environ.get("CLAWMESH_NATS_URL"), nats_port, json_ready))
+        run_loop(
+            _up(
+                holder,
+                planned,
+                nats_url or os.environ.get("CLAWMESH_NATS_URL"),
+                nats_port,
+                json_ready,
+                record,
+            )
+        )
     except KeyboardInterrupt:
         pass

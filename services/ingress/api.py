@@ -450,6 +450,8 @@ class ClawmeshAPI:
                     }
                     for a in config.agents
                 ],
+                # False: any agent id is accepted (no `agents.list`), so clients cannot reject one
+                "roster": config.has_roster,
                 "configVersion": config.version,
             }
         )

@@ -93,7 +93,7 @@ def test_up_serves_cli_and_stops_cleanly(up: Up) -> None:
     names = sorted(s["name"] for s in json.loads(status.stdout)["services"])
     assert {"clawmesh-ingress", "clawmesh-router", "clawmesh-runner"} <= set(names)
     bad = up.cli("send", "--url", url, "--agent", "ghost", "x")
-    assert bad.returncode == 1 and "UNKNOWN_AGENT" in bad.stderr
+    assert bad.returncode == 1 and "unknown agent 'ghost'" in bad.stderr
     assert up.stop() == 0
 
 
@@ -179,6 +179,140 @@ def test_sighup_reloads_and_chat_reads_stdin(tmp_path: Path, config_file: Path) 
             cwd=ROOT,
         )
         assert chat.returncode == 0, chat.stderr
-        assert "agent> echo: first line" in chat.stdout and "agent> echo: second line" in chat.stdout
+        # stdin is not a terminal: no banner, no prompts, only the replies
+        assert chat.stdout.splitlines() == ["echo: first line", "echo: second line"]
     finally:
         assert gateway.stop() == 0
+
+
+def _run(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+
+
+class Demo(Up):
+    """`clawmesh up --demo` with no --config: the CLI finds it through the state dir."""
+
+    def __init__(self, home: Path) -> None:
+        self.env = {
+            **os.environ,
+            "HOME": str(home),
+            "CLAWMESH_STATE_DIR": str(home / "state"),
+            "NO_COLOR": "1",
+        }
+        self.env.pop("CLAWMESH_CONFIG_PATH", None)
+        self.env.pop("CLAWMESH_NATS_URL", None)
+        self.env.pop("CLAWMESH_GATEWAY_URL", None)
+        self.proc = subprocess.Popen(
+            [*CLI, "up", "--demo", "--port", "0", "--nats-port", "0", "--json-ready"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(
+                f"clawmesh up exited: {self.proc.wait(10)}\n{self.proc.stderr.read() if self.proc.stderr else ''}"
+            )
+        self.ready = json.loads(line)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return _run(self.env, *args)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    gateway = Demo(tmp_path)
+    try:
+        yield gateway
+    finally:
+        if gateway.proc.poll() is None:
+            gateway.proc.kill()
+            gateway.proc.wait(10)
+
+
+def test_cli_without_config_describes_and_reaches_the_running_demo(demo: Demo) -> None:
+    listed = demo.cli("agents", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [a["id"] for a in json.loads(listed.stdout)] == ["home", "work"]
+    routed = demo.cli("route", "--channel", "api", "--account", "work", "--json")
+    assert routed.returncode == 0, routed.stderr
+    assert json.loads(routed.stdout)["agentId"] == "work"
+    shown = demo.cli("config", "show", "--json")
+    assert [a["id"] for a in json.loads(shown.stdout)["agents"]["list"]] == ["home", "work"]
+    assert demo.cli("tools", "explain", "--agent", "work").returncode == 0
+    # URL, NATS port (random here) and credentials come from the state dir, not the defaults
+    reloaded = demo.cli("config", "reload")
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert "router" in reloaded.stdout
+    sent = demo.cli("send", "--agent", "work", "hi")
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.strip() == "echo: hi"
+    status = demo.cli("status", "--json")
+    assert status.returncode == 0, status.stderr
+
+
+def test_second_up_on_the_same_state_dir_refuses_and_a_stale_lock_is_replaced(
+    tmp_path: Path, demo: Demo
+) -> None:
+    second = _run(demo.env, "up", "--demo", "--port", "0", "--nats-port", "0", "--json-ready")
+    assert second.returncode == 1
+    assert second.stdout == ""
+    assert second.stderr.count("\n") == 1 and "already running" in second.stderr
+    assert str(demo.proc.pid) in second.stderr
+    assert demo.proc.poll() is None  # the first one is untouched
+    assert demo.stop() == 0
+    state = tmp_path / "state"
+    assert not (state / "gateway.json").exists()
+    assert list(state.glob("nats-server*.conf")) == []
+    # a record left by a killed gateway (its pid is gone) does not block the next start
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (state / "gateway.json").write_text(json.dumps({"pid": dead.pid, "config": None}))
+    (state / "nats-server-123-abc.conf").write_text("# left by a killed start\n")
+    again = Demo(tmp_path)
+    try:
+        assert again.cli("agents", "list", "--json").returncode == 0
+        assert list(state.glob("nats-server-*.conf")) == []
+    finally:
+        assert again.stop() == 0
+
+
+def test_up_takes_config_after_the_command(tmp_path: Path, config_file: Path) -> None:
+    env = {**os.environ, "HOME": str(tmp_path), "CLAWMESH_STATE_DIR": str(tmp_path / "state")}
+    proc = subprocess.Popen(
+        [*CLI, "up", "--config", str(config_file), "--port", "0", "--nats-port", "0", "--json-ready"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["ready"] is True
+        record = json.loads((tmp_path / "state" / "gateway.json").read_text())
+        assert record["config"] == str(config_file) and record["pid"] == proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
+def test_client_errors_exit_non_zero(demo: Demo) -> None:
+    chat = _run(demo.env, "chat", "--agent", "nosuch", stdin="hello\n")
+    assert chat.returncode == 1 and "unknown agent 'nosuch'" in chat.stderr
+    assert chat.stdout == ""  # checked before reading anything: no prompt, no turn
+    typo = demo.cli("send", "--agent", "wrok", "hi")
+    assert typo.returncode == 1
+    assert "did you mean 'work'?" in typo.stderr and "configured: home, work" in typo.stderr
+    history = demo.cli("sessions", "history", "agent:home:nosuch")
+    assert history.returncode == 1 and "no transcript" in history.stderr
+    tools = demo.cli("tools", "explain", "--agent", "nosuch")
+    assert tools.returncode == 1 and "unknown agent 'nosuch'" in tools.stderr
+    piped = _run(demo.env, "chat", "--agent", "work", stdin="one\ntwo\n")
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.splitlines() == ["echo: one", "echo: two"]

@@ -79,6 +79,7 @@ class NatsServer:
         authorization: str = "",
         work_dir: Path | None = None,
         log_file: Path | None = None,
+        conf_name: str | None = None,
     ) -> None:
         self.store_dir = store_dir
         self.host = host
@@ -90,6 +91,9 @@ class NatsServer:
         self._conf: Path | None = None
         self.work_dir = work_dir
         self.log_file = log_file
+        # A fixed name (the owner guarantees one server per work dir) means a killed process
+        # leaves no config file behind that the next start would not overwrite.
+        self.conf_name = conf_name
         self.client_port: int | None = None
         self.cluster_port: int | None = None
         self.leaf_port: int | None = None
@@ -123,7 +127,7 @@ class NatsServer:
         work.mkdir(parents=True, exist_ok=True)
         if self.store_dir:
             self.store_dir.mkdir(parents=True, exist_ok=True)
-        conf = work / f"nats-server-{os.getpid()}-{id(self):x}.conf"
+        conf = work / (self.conf_name or f"nats-server-{os.getpid()}-{id(self):x}.conf")
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)  # an existing file keeps its mode on open
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

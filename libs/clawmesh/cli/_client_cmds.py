@@ -102,8 +102,10 @@ def stream_turn(
                 payload = json.loads(data) if data else {}
                 if event == "route" and payload.get("errorCode"):
                     if not as_json:
+                        hint = payload.get("errorHint")
                         err_console.print(
-                            f"error: {payload['errorCode']}: {payload.get('errorMessage')} {payload.get('errorHint') or ''}",
+                            f"error: {payload['errorCode']}: {payload.get('errorMessage')}"
+                            + (f" ({hint})" if hint else ""),
                             markup=False,
                         )
                     return 1
@@ -150,6 +152,45 @@ def stream_turn(
     return 1
 
 
+def check_agent(base: str, token: str | None, agent: str | None) -> str | None:
+    """The id of `agent` (None: the default agent) as the gateway knows it; a clear error, with
+    the closest id, for one it does not know (instead of a message the router dead-letters).
+    None when the gateway cannot say (it then decides, as before)."""
+    import difflib
+
+    import httpx
+
+    from ..routing import normalize_agent_id
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        resp = httpx.get(f"{base}/v1/agents", headers=headers, timeout=10.0)
+    except httpx.ConnectError:
+        fail(f"cannot reach the gateway at {base}; start it with `clawmesh up` (or pass --url)")
+    except httpx.HTTPError as exc:
+        fail(f"HTTP error talking to {base}: {exc}")
+    if resp.status_code == 401:
+        fail(
+            f"the gateway at {base} refused the token (HTTP 401); pass --token or set CLAWMESH_GATEWAY_TOKEN"
+        )
+    try:
+        body = resp.json() if resp.status_code == 200 else {}
+        ids = [str(a["id"]) for a in body.get("agents", [])]
+        default = next((str(a["id"]) for a in body.get("agents", []) if a.get("default")), None)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return agent
+    if agent is None:
+        return default
+    wanted = normalize_agent_id(agent)
+    if agent in ids or wanted in ids:
+        return agent if agent in ids else wanted
+    if not body.get("roster", True) or not ids:
+        return agent
+    close = difflib.get_close_matches(wanted, ids, n=1, cutoff=0.5)
+    suggestion = f"did you mean '{close[0]}'? " if close else ""
+    fail(f"unknown agent '{agent}' ({suggestion}configured: {', '.join(ids)})")
+
+
 def send(
     ctx: typer.Context,
     text: Annotated[str, typer.Argument(help="The message.")],
@@ -167,9 +208,12 @@ def send(
 ) -> None:
     """Send one message and print the streamed reply."""
     config = load(ctx)
+    base, tok = api_base(config, url), api_token(config, token)
+    if agent is not None:
+        agent = check_agent(base, tok, agent)
     code = stream_turn(
-        api_base(config, url),
-        api_token(config, token),
+        base,
+        tok,
         _message(text, agent, channel, account, peer),
         as_json=as_json,
     )
@@ -183,20 +227,32 @@ def chat(
     url: ApiUrl = None,
     token: Token = None,
 ) -> None:
-    """Interactive chat (one line per message; /exit or Ctrl-D to leave)."""
+    """Interactive chat (one line per message; /exit or Ctrl-D to leave). With stdin not a
+    terminal each input line is one message, without prompts; exit status 1 if a turn failed."""
     config = load(ctx)
     base, tok = api_base(config, url), api_token(config, token)
-    console.print(f"chatting with {agent or 'the default agent'} at {base} — /exit to leave", markup=False)
+    name = check_agent(base, tok, agent)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        import readline  # noqa: F401  (line editing and history for input())
+
+        shown = name or agent or "the default agent"
+        console.print(f"chatting with {shown} at {base} — /exit or Ctrl-D to leave", markup=False)
+    prompt, prefix = ("you> ", f"{name or 'agent'}> ") if interactive else ("", "")
+    failed = False
     while True:
         try:
-            line = input("you> ")
+            line = input(prompt)
         except (EOFError, KeyboardInterrupt):
-            print()
-            return
+            if interactive:
+                print()
+            break
         if line.strip() in ("/exit", "/quit"):
-            return
+            break
         if line.strip():
-            stream_turn(base, tok, _message(line, agent, None, None, peer), prefix="agent> ")
+            code = stream_turn(base, tok, _message(line, agent, None, None, peer), prefix=prefix)
+            failed = failed or code != 0
+    raise typer.Exit(1 if failed else 0)
 
 
 def status(
@@ -402,11 +458,11 @@ def sessions_history(
             return list(await store.history(parsed.agent_id, key, limit=limit))
 
     entries = asyncio.run(run())
+    if not entries:
+        fail(f"no transcript for {key} (see `clawmesh sessions list`)")
     if as_json:
         print_json([msgspec.to_builtins(e) for e in entries])
         return
-    if not entries:
-        console.print(f"no transcript for {key}", markup=False)
     for e in entries:
         role = type(e).__struct_config__.tag
         if role == "user":

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 from ..checks import default_checks
-from ..config import Config, ConfigError, config_path, load_config
+from ..config import Config, ConfigError, config_path, load_config, state_dir
 
 __all__ = [
     "CliError",
@@ -28,8 +29,23 @@ __all__ = [
     "state",
 ]
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+_UNBOUNDED = 1_000_000
+
+
+class _Console(Console):
+    """No markup or emoji codes in anything printed (data such as `agent:family:main` stays as
+    is), and no width limit when the output is not a terminal, so tables never cut or wrap an
+    id that a script or the next command needs."""
+
+    def _unbounded_size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        return size if self.is_terminal else ConsoleDimensions(_UNBOUNDED, size.height)
+
+    size = property(_unbounded_size, Console.size.fset)  # type: ignore[attr-defined]
+
+
+console = _Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err_console = _Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 class CliError(Exception):
@@ -54,14 +70,26 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise CliError(message, code)
 
 
+def _chosen_config(ctx: typer.Context) -> str | None:
+    """--config, else $CLAWMESH_CONFIG_PATH, else the config of the gateway `clawmesh up` runs
+    on this state dir (so `up --demo` and the CLI describe the same agents), else None (the
+    default path)."""
+    explicit = state(ctx).config
+    if explicit or os.environ.get("CLAWMESH_CONFIG_PATH", "").strip():
+        return explicit
+    from ..localgateway import running
+
+    live = running(state_dir())
+    return live.config if live is not None else None
+
+
 def load(ctx: typer.Context, *, missing_ok: bool = True) -> Config:
     """The effective config; a missing default file is an empty config, a missing --config is an error."""
-    st = state(ctx)
-    return load_config(st.config, checks=default_checks(), missing_ok=missing_ok)
+    return load_config(_chosen_config(ctx), checks=default_checks(), missing_ok=missing_ok)
 
 
 def config_file(ctx: typer.Context) -> Path:
-    return config_path(state(ctx).config)
+    return config_path(_chosen_config(ctx))
 
 
 def print_json(data: Any) -> None:

@@ -8,11 +8,13 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..config import Config
 from ..gateway import DEFAULT_NATS_PORT, gateway_token, http_port, is_loopback
+from ..localgateway import LocalGateway, running
 from ..natsauth import NatsAuthError, embedded_admin
 from ._common import fail
 
@@ -22,12 +24,26 @@ if TYPE_CHECKING:  # nats-py is imported by the commands that connect, not by ev
 __all__ = ["api_base", "api_token", "nats_client", "nats_credentials", "nats_url", "scatter_gather"]
 
 
+def _local(config: Config) -> LocalGateway | None:
+    """The gateway `clawmesh up` runs on this state dir, when it runs `config` (or `config`
+    has no file: the CLI was given nothing that points elsewhere)."""
+    live = running(config.state_dir)
+    if live is None:
+        return None
+    if config.source is None or live.config is None or Path(live.config).resolve() == config.source.resolve():
+        return live
+    return None
+
+
 def api_base(config: Config, url: str | None) -> str:
     if url:
         return url.rstrip("/")
     env = os.environ.get("CLAWMESH_GATEWAY_URL")
     if env:
         return env.rstrip("/")
+    live = _local(config)
+    if live is not None and live.url:
+        return live.url.rstrip("/")
     return f"http://127.0.0.1:{http_port(config)}"
 
 
@@ -41,6 +57,9 @@ def nats_url(config: Config, url: str | None) -> str:
     env = os.environ.get("CLAWMESH_NATS_URL")
     if env:
         return env
+    live = _local(config)
+    if live is not None and live.nats_url:
+        return live.nats_url
     section = config.document.nats
     if section and section.url:
         return section.url if isinstance(section.url, str) else ",".join(section.url)

@@ -1,0 +1,84 @@
+"""The state dir's record of the running gateway, and CLI output that never mangles data."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.table import Table
+
+from clawmesh.cli._common import _Console
+from clawmesh.localgateway import GatewayRunning, LocalGateway, acquire, mark_ready, release, running
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_acquire_records_and_release_removes(tmp_path: Path) -> None:
+    record = acquire(tmp_path, tmp_path / "c.json", demo=True)
+    assert record.pid == os.getpid()
+    ready = mark_ready(tmp_path, record, url="http://127.0.0.1:1", nats_url="nats://x:2", nats_auth_dir=None)
+    stored = json.loads((tmp_path / "gateway.json").read_text())
+    assert stored["url"] == "http://127.0.0.1:1" and stored["config"] == str(tmp_path / "c.json")
+    assert ready.demo is True
+    assert running(tmp_path) is None  # this very process is not "another gateway"
+    release(tmp_path)
+    assert not (tmp_path / "gateway.json").exists()
+
+
+def test_a_live_holder_refuses_and_a_dead_one_is_replaced(tmp_path: Path) -> None:
+    # a live process whose command line names clawmesh holds the state dir
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", "clawmesh"], stdin=subprocess.PIPE
+    )
+    try:
+        (tmp_path / "gateway.json").write_text(
+            json.dumps({"pid": holder.pid, "config": None, "url": "http://u"})
+        )
+        live = running(tmp_path)
+        assert live == LocalGateway(pid=holder.pid, config=None, url="http://u")
+        with pytest.raises(GatewayRunning, match=f"pid {holder.pid}, http://u"):
+            acquire(tmp_path, None)
+    finally:
+        holder.communicate(b"")
+    (tmp_path / "gateway.json").write_text(json.dumps({"pid": _dead_pid(), "config": None}))
+    assert running(tmp_path) is None
+    assert acquire(tmp_path, None).pid == os.getpid()
+
+
+def test_a_reused_pid_of_another_program_is_stale(tmp_path: Path) -> None:
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        (tmp_path / "gateway.json").write_text(json.dumps({"pid": other.pid, "config": None}))
+        assert running(tmp_path) is None
+    finally:
+        other.communicate(b"")
+
+
+def test_unreadable_record_is_no_gateway(tmp_path: Path) -> None:
+    (tmp_path / "gateway.json").write_text("{not json")
+    assert running(tmp_path) is None
+    assert acquire(tmp_path, None).pid == os.getpid()
+
+
+def test_console_prints_data_as_is_and_never_cuts_ids_off_a_terminal() -> None:
+    out = io.StringIO()
+    console = _Console(file=out, highlight=False, soft_wrap=True, markup=False, emoji=False, width=None)
+    key = "agent:family:main:" + "x" * 150
+    table = Table("session", "agent", box=None)
+    table.add_row(key, "[bold]family[/bold] :smile:")
+    console.print(table)
+    console.print("agent:family:main [red]x[/red]")
+    text = out.getvalue()
+    assert key in text
+    assert "[bold]family[/bold] :smile:" in text
+    assert "agent:family:main [red]x[/red]" in text
+    assert "\N{FAMILY}" not in text
