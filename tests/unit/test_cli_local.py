@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -10,9 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 from rich.table import Table
 
 from clawmesh.cli._common import _Console
+from clawmesh.cli._remote import expected_services, scatter_gather
+from clawmesh.config import load_config
 from clawmesh.localgateway import GatewayRunning, LocalGateway, acquire, mark_ready, release, running
 
 
@@ -37,9 +42,13 @@ def test_acquire_records_and_release_removes(tmp_path: Path) -> None:
 def test_a_live_holder_refuses_and_a_dead_one_is_replaced(tmp_path: Path) -> None:
     # a live process whose command line names clawmesh holds the state dir
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()", "clawmesh"], stdin=subprocess.PIPE
+        [sys.executable, "-c", "import sys; print(flush=True); sys.stdin.read()", "clawmesh"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
     )
     try:
+        assert holder.stdout is not None
+        holder.stdout.readline()  # started: its command line is its own, not pytest's
         (tmp_path / "gateway.json").write_text(
             json.dumps({"pid": holder.pid, "config": None, "url": "http://u"})
         )
@@ -55,8 +64,14 @@ def test_a_live_holder_refuses_and_a_dead_one_is_replaced(tmp_path: Path) -> Non
 
 
 def test_a_reused_pid_of_another_program_is_stale(tmp_path: Path) -> None:
-    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print(flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
+        assert other.stdout is not None
+        other.stdout.readline()
         (tmp_path / "gateway.json").write_text(json.dumps({"pid": other.pid, "config": None}))
         assert running(tmp_path) is None
     finally:
@@ -82,3 +97,30 @@ def test_console_prints_data_as_is_and_never_cuts_ids_off_a_terminal() -> None:
     assert "[bold]family[/bold] :smile:" in text
     assert "agent:family:main [red]x[/red]" in text
     assert "\N{FAMILY}" not in text
+
+
+async def test_scatter_gather_returns_once_every_expected_service_answered(nc: Client) -> None:
+    for name in ("ingress", "router"):
+
+        async def answer(msg: Msg, name: str = name) -> None:
+            await msg.respond(json.dumps({"service": name}).encode())
+
+        await nc.subscribe("probe", cb=answer)
+    # an hour-long window: only `done` can end it while the test still runs
+    replies = await asyncio.wait_for(
+        scatter_gather(
+            nc, "probe", wait=3600, done=lambda r: {x["service"] for x in r} >= {"ingress", "router"}
+        ),
+        60,
+    )
+    assert sorted(r["service"] for r in replies) == ["ingress", "router"]
+
+
+def test_expected_services_follow_the_local_node_setting(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "CLAWMESH_STATE_DIR": str(tmp_path)}
+    default = load_config(None, checks=(), env=env, missing_ok=True)
+    assert expected_services(default) == {"ingress", "router", "runner", "node-agent"}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"nodes": {"local": {"enabled": False}}}))
+    no_node = load_config(path, checks=(), env=env)
+    assert expected_services(no_node) == {"ingress", "router", "runner"}

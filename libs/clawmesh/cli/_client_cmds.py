@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from ._common import console, err_console, fail, load, parse_peer, print_json
-from ._remote import api_base, api_token, nats_client, scatter_gather
+from ._remote import api_base, api_token, expected_services, nats_client, scatter_gather
 
 sessions_app = typer.Typer(
     help="List, show and export sessions (transcripts live in JetStream).", no_args_is_help=True
@@ -289,8 +289,15 @@ def status(
 async def _status(config: Any, url: str | None) -> dict[str, Any]:
     async with nats_client(config, url) as nc:
         rtt = await nc.rtt() if hasattr(nc, "rtt") else 0.0
-        infos = {i["id"]: i for i in await scatter_gather(nc, "$SRV.INFO")}
-        stats = await scatter_gather(nc, "$SRV.STATS")
+        expected = {f"clawmesh-{name}" for name in expected_services(config)}
+
+        def answered(replies: list[dict[str, Any]]) -> bool:
+            return expected <= {r.get("name") for r in replies}
+
+        info_replies, stats = await asyncio.gather(
+            scatter_gather(nc, "$SRV.INFO", done=answered), scatter_gather(nc, "$SRV.STATS", done=answered)
+        )
+        infos = {i.get("id"): i for i in info_replies}
         services = []
         for st in sorted(stats, key=lambda s: (s.get("name", ""), s.get("id", ""))):
             if not st.get("name", "").startswith("clawmesh-"):
@@ -348,8 +355,12 @@ def config_reload(ctx: typer.Context, nats_url: NatsUrl = None) -> None:
         async with nats_client(config, nats_url) as nc:
             from ..wire import Subjects
 
+            expected = expected_services(config)
             return await scatter_gather(
-                nc, Subjects(config.subject_prefix).control("config.reload"), wait=1.0
+                nc,
+                Subjects(config.subject_prefix).control("config.reload"),
+                wait=1.0,
+                done=lambda replies: expected <= {r.get("service") for r in replies},
             )
 
     replies = asyncio.run(run())

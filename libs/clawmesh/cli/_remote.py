@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,15 @@ from ._common import fail
 if TYPE_CHECKING:  # nats-py is imported by the commands that connect, not by every command
     from nats.aio.client import Client
 
-__all__ = ["api_base", "api_token", "nats_client", "nats_credentials", "nats_url", "scatter_gather"]
+__all__ = [
+    "api_base",
+    "api_token",
+    "expected_services",
+    "nats_client",
+    "nats_credentials",
+    "nats_url",
+    "scatter_gather",
+]
 
 
 def _local(config: Config) -> LocalGateway | None:
@@ -123,27 +132,49 @@ async def nats_client(config: Config, url: str | None) -> AsyncIterator[Client]:
         await nc.close()
 
 
+def expected_services(config: Config) -> frozenset[str]:
+    """The services a gateway running `config` has (every one answers discovery and control
+    requests): the CLI stops waiting for replies once each has answered."""
+    local = config.document.nodes.local if config.document.nodes else None
+    names = {"ingress", "router", "runner"}
+    if not (local and local.enabled is False):
+        names.add("node-agent")
+    return frozenset(names)
+
+
 async def scatter_gather(
-    nc: Client, subject: str, payload: bytes = b"", wait: float = 1.0
+    nc: Client,
+    subject: str,
+    payload: bytes = b"",
+    wait: float = 1.0,
+    *,
+    done: Callable[[list[dict[str, Any]]], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Publish one request and collect every JSON reply that arrives within `wait` seconds
-    (how `$SRV` discovery works: each service instance answers)."""
+    (how `$SRV` discovery works: each service instance answers). With `done`, stop as soon as
+    the replies satisfy it, after a grace of a few round trips for other instances of the same
+    services (which answer together); `wait` then only bounds a missing service."""
     inbox = nc.new_inbox()
     replies: list[dict[str, Any]] = []
+    complete = asyncio.Event()
 
     async def cb(msg: Any) -> None:
         if msg.data:  # an empty message is a "no responders" status
             with contextlib.suppress(ValueError):
                 replies.append(json.loads(msg.data))
+                if done is not None and done(replies):
+                    complete.set()
 
     sub = await nc.subscribe(inbox, cb=cb)
     try:
+        started = time.monotonic()
         await nc.publish(subject, payload, reply=inbox)
         await nc.flush()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.Event().wait(), wait
-            )  # the window itself: replies arrive meanwhile
+            # the window itself: replies arrive meanwhile
+            await asyncio.wait_for(complete.wait(), wait)
+            rtt = time.monotonic() - started
+            await asyncio.sleep(min(wait, max(0.02, 3 * rtt)))
     finally:
         await sub.unsubscribe()
     return replies
