@@ -31,9 +31,24 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $("$py" --version)"
   "$py" -m venv .venv
 fi
-echo "==> installing clawmesh and its test extras into .venv"
-# The machine's pip config may list local find-links that do not exist; pip warns and moves on.
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -c 'import clawmesh, nats, msgspec' || { echo "error: installation failed" >&2; exit 1; }
-echo "==> .venv ready"
+# pip's full output goes to a log; the terminal gets one line per package so a first install
+# (a minute or more) shows progress. setuptools' "Editable installation" build warning is noise
+# for this checkout layout (the packages live under libs/, services/, gateway/), so it is muted.
+log=.venv/pip-install.log
+: > "$log"
+pip_install() {
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install \
+    --disable-pip-version-check --progress-bar off "$@" 2>&1 | tee -a "$log" \
+    | grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed|ERROR)' \
+    | sed -u -e 's/^/    /' || true
+}
+echo "==> upgrading pip in .venv"
+pip_install --upgrade pip
+echo "==> installing clawmesh and its test extras into .venv (one line per package)"
+pip_install -e '.[test]'
+.venv/bin/python -c 'import clawmesh, nats, msgspec' || {
+  echo "error: installation failed; pip's output is in $log:" >&2
+  tail -n 30 "$log" >&2
+  exit 1
+}
+echo "==> .venv ready: run .venv/bin/clawmesh, or put it on PATH with: export PATH=\"$PWD/.venv/bin:\$PATH\""
