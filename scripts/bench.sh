@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: the benchmarks in tests/bench, each with its baseline measured in the same run.
 #
-#   scripts/bench.sh                     routing, config_load, pipeline, tools, then compose
-#   scripts/bench.sh routing             one of them (routing | config_load | pipeline | tools | compose)
+#   scripts/bench.sh                     routing, config_load, providers, pipeline, tools, then compose
+#   scripts/bench.sh routing             one of them (routing | config_load | providers | pipeline | tools | compose)
 #   scripts/bench.sh pipeline --quick    extra arguments go to every benchmark run
 #   make bench ARGS="--quick"
 #
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL=(routing config_load pipeline tools compose)
+ALL=(routing config_load providers pipeline tools compose)
 PY=.venv/bin/python
 OUT=.ci-logs/bench
 
@@ -22,7 +22,7 @@ names=()
 args=()
 for arg in "$@"; do
   case "$arg" in
-    routing | config_load | pipeline | tools | compose) names+=("$arg") ;;
+    routing | config_load | providers | pipeline | tools | compose) names+=("$arg") ;;
     -h | --help) usage; exit 0 ;;
     *) args+=("$arg") ;;
   esac

@@ -58,6 +58,17 @@ def _pipeline(data: dict[str, Any]) -> list[str]:
     return lines or ["pipeline: no runs"]
 
 
+def _providers(data: dict[str, Any]) -> list[str]:
+    cpu: dict[str, float] = data.get("cpu_ms_per_call", {})
+    echo = cpu.get("echo provider", float("nan"))
+    return [
+        f"providers: {name} {cpu[name]:.2f} ms CPU/call ({cpu[name] - echo:+.2f} over echo, "
+        f"{cpu[name] - cpu.get(f'raw HTTP ({api} wire)', float('nan')):+.2f} over the bare HTTP round trip)"
+        for api in ("openai", "anthropic")
+        if (name := f"{api} provider") in cpu
+    ] or ["providers: no figures"]
+
+
 def main(argv: list[str] | None = None) -> int:
     for arg in argv if argv is not None else sys.argv[1:]:
         path = Path(arg)
@@ -67,7 +78,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: unreadable ({exc})")
             continue
         kind = data.get("benchmark")
-        lines = _routing(data) if kind == "routing" else _pipeline(data) if kind == "pipeline" else []
+        lines = (
+            _routing(data)
+            if kind == "routing"
+            else _pipeline(data)
+            if kind == "pipeline"
+            else _providers(data)
+            if kind == "providers"
+            else []
+        )
         for line in lines:
             print(f"  {line}")
     return 0

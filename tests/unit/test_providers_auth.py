@@ -297,13 +297,14 @@ def test_providers_are_cached_per_endpoint() -> None:
     assert provider_for(resolve_target(with_headers, "ollama/a")) is not first
 
 
-async def test_sdk_clients_are_reused_per_credential() -> None:
+async def test_one_http_client_per_loop_serves_every_credential() -> None:
     provider = provider_for(resolve_target(config({"x": {"baseUrl": "http://x/v1"}}), "x/m"))
     assert isinstance(provider, OpenAIProvider)
     pool = provider._pool
-    one, again, other = pool.get(("api_key", "k1")), pool.get(("api_key", "k1")), pool.get(("api_key", "k2"))
-    assert one is again and other is not one
-    assert one._client is other._client  # one HTTP connection pool for every key
+    one = pool.get()
+    assert pool.get() is one  # credentials are per-request headers: one connection pool for every key
+    await provider.aclose()
+    assert pool.get() is not one  # closed with the provider; the next call opens a new one
     await provider.aclose()
 
 

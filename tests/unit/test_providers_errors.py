@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import httpx2
+import msgspec
 import pytest
 
 import tests.fakes.models as fm
@@ -177,12 +177,13 @@ def test_parse_retry_after_forms() -> None:
 @pytest.mark.parametrize(
     ("exc", "reason"),
     [
-        (httpx2.ReadTimeout("slow"), "timeout"),
+        (httpx.ReadTimeout("slow"), "timeout"),
         (httpx.ConnectTimeout("slow"), "timeout"),
         (asyncio.TimeoutError(), "timeout"),  # noqa: UP041  (what asyncio.wait_for raises)
-        (httpx2.RemoteProtocolError("incomplete chunked read"), "connection"),
+        (httpx.RemoteProtocolError("incomplete chunked read"), "connection"),
         (httpx.ConnectError("refused"), "connection"),
         (ConnectionResetError("reset by peer"), "connection"),
+        (msgspec.DecodeError("JSON is malformed"), "server"),  # a garbled stream chunk
         (ValueError("surprise"), "other"),
     ],
 )

@@ -1,4 +1,4 @@
-"""Runners import the SDKs their model chains need at start, not inside the first turn."""
+"""Runners import the provider modules their model chains need at start, not inside the first turn."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ def _preload_in_fresh_interpreter(config: str) -> str:
         from clawmesh.config import parse_config_text
         from clawmesh.providers import preload_sdks
         config = parse_config_text({config!r}, env={{}}, checks=default_checks())
-        assert "openai" not in sys.modules and "anthropic" not in sys.modules
+        openai, anthropic = "clawmesh.providers._openai", "clawmesh.providers._anthropic"
+        assert openai not in sys.modules and anthropic not in sys.modules
         apis = preload_sdks(config)
-        print(",".join(apis), "openai" in sys.modules, "anthropic" in sys.modules)
+        print(",".join(apis), openai in sys.modules, anthropic in sys.modules)
         """
     )
     return subprocess.run(
@@ -26,7 +27,7 @@ def _preload_in_fresh_interpreter(config: str) -> str:
     ).stdout.strip()
 
 
-def test_an_openai_chain_imports_the_openai_sdk_only() -> None:
+def test_an_openai_chain_imports_the_openai_provider_only() -> None:
     config = '{"agents": {"defaults": {"model": {"primary": "openai/gpt-x", "fallbacks": ["echo/x"]}}}}'
     assert _preload_in_fresh_interpreter(config) == "openai True False"
 
@@ -39,5 +40,5 @@ def test_both_apis_are_imported_when_the_chains_use_both() -> None:
     assert _preload_in_fresh_interpreter(config) == "anthropic,openai True True"
 
 
-def test_echo_only_imports_no_sdk() -> None:
+def test_echo_only_imports_no_provider_module() -> None:
     assert _preload_in_fresh_interpreter('{"agents": {"defaults": {"model": "echo/demo"}}}') == "False False"

@@ -6,8 +6,8 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
-from openai.types.chat import ChatCompletionChunk
 
 import clawmesh.providers._echo as echo_module
 import tests.fakes.models as fm
@@ -34,7 +34,7 @@ from clawmesh.providers import (
     resolve_target,
 )
 from clawmesh.providers._anthropic import parse_anthropic_stream
-from clawmesh.providers._openai import parse_openai_stream
+from clawmesh.providers._openai import OpenAIChunk, parse_openai_stream
 from clawmesh.tools.specs import INVALID_ARGUMENTS_KEY
 
 KEY = Credential("test", "k")
@@ -114,7 +114,7 @@ async def test_text_streams_as_deltas_with_usage(fake: fm.FakeModelServer, ref: 
 @pytest.mark.parametrize(
     ("ref", "credential", "x_api_key", "authorization"),
     [
-        # This SDK sends API keys as bearer tokens too; the token goes as `auth_token`.
+        # This API version takes API keys as bearer tokens too (as its SDK sends them).
         ("anthropic/c", Credential("anthropic:work", "sk-ant"), None, "Bearer sk-ant"),
         ("anthropic/c", Credential("anthropic:home", "setup-token", "token"), None, "Bearer setup-token"),
         ("openai/g", Credential("openai:work", "sk-oai"), None, "Bearer sk-oai"),
@@ -155,7 +155,7 @@ async def test_anthropic_request_shape(fake: fm.FakeModelServer) -> None:
     ]
     assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
     assert "temperature" not in body  # only sent when asked for
-    assert fake.requests[-1].headers["anthropic-version"]  # the SDK sends its own
+    assert fake.requests[-1].headers["anthropic-version"]
 
 
 async def test_openai_request_shape(fake: fm.FakeModelServer) -> None:
@@ -311,10 +311,10 @@ async def test_echo_step_round_trips_tool_results(fake: fm.FakeModelServer) -> N
 # -- lenient parsing (OpenAI-compatible servers) and empty streams -----------------------------
 
 
-async def _chunks(*raw: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
+async def _chunks(*raw: dict[str, Any]) -> AsyncIterator[OpenAIChunk]:
     for item in raw:
-        yield ChatCompletionChunk.model_validate(
-            {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m", **item}
+        yield msgspec.convert(
+            {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m", **item}, OpenAIChunk
         )
 
 

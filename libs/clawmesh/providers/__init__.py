@@ -90,7 +90,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # The provider classes import their SDKs (~1 s); load them on first use only.
+    # The provider classes are loaded on first use only: an echo-only runner never needs them.
     if name == "AnthropicProvider":
         from ._anthropic import AnthropicProvider
 

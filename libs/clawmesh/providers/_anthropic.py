@@ -1,4 +1,4 @@
-"""Anthropic Messages API (`POST /v1/messages`, streaming) through the official `anthropic` SDK."""
+"""Anthropic Messages API (`POST /v1/messages`, streaming), spoken directly over httpx (see `_http`)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import anthropic
-from anthropic.types import (
-    InputJSONDelta,
-    RawContentBlockDeltaEvent,
-    RawContentBlockStartEvent,
-    RawMessageDeltaEvent,
-    RawMessageStartEvent,
-    RawMessageStopEvent,
-    ToolUseBlock,
-)
-from anthropic.types import TextDelta as SdkTextDelta
+import httpx
+import msgspec
 
 from ._defaults import DEFAULT_ANTHROPIC_BASE_URL
 from ._errors import classify_error
+from ._http import LoopClients, iter_sse, status_error, stream_error
 from ._json import arguments_from_json
-from ._pool import ClientPool, CredentialKey
 from ._types import (
     AssistantMessage,
     ChatMessage,
@@ -42,14 +33,14 @@ from ._types import (
 
 __all__ = [
     "DEFAULT_ANTHROPIC_BASE_URL",
+    "AnthropicEvent",
     "AnthropicProvider",
     "parse_anthropic_stream",
     "to_anthropic_messages",
 ]
 
-# Passed explicitly so that the SDK never falls back to os.environ (clawmesh reads the
-# environment from the config, which tests and hot reloads control).
-
+# The API version every request names (the one the SDK sent; the stream format is stable).
+_API_VERSION: Final = "2023-06-01"
 _ID_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -109,7 +100,7 @@ def to_anthropic_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any
 
 
 def _sampling(request: ModelRequest) -> dict[str, Any]:
-    """Sampling and tool-choice fields, sent only when asked for (this SDK's Messages API no
+    """Sampling and tool-choice fields, sent only when asked for (the current Messages API no
     longer lists `temperature`; compatible proxies still take it)."""
     extra: dict[str, Any] = {}
     if request.temperature is not None:
@@ -129,6 +120,59 @@ def to_anthropic_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
     return [{"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools]
 
 
+# The parts of the stream events the runner uses; other events and fields are ignored.
+class _Usage(msgspec.Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class _Message(msgspec.Struct):
+    usage: _Usage | None = None
+    # Only in a non-streamed response:
+    content: list[_Block] | None = None
+    stop_reason: str | None = None
+
+
+class _Block(msgspec.Struct):
+    type: str = ""
+    id: str = ""
+    name: str = ""
+    input: object = None
+    text: str = ""
+
+
+class _Delta(msgspec.Struct):
+    type: str = ""
+    text: str = ""
+    partial_json: str = ""
+    stop_reason: str | None = None
+
+
+class AnthropicEvent(msgspec.Struct):
+    """One stream event: `type` says which (message_start, content_block_delta, …)."""
+
+    type: str = ""
+    index: int = 0
+    message: _Message | None = None
+    content_block: _Block | None = None
+    delta: _Delta | None = None
+    usage: _Usage | None = None
+
+
+_EVENT: Final = msgspec.json.Decoder(AnthropicEvent)
+
+
+def _input_tokens(usage: _Usage) -> int:
+    # Cached prompt tokens are input too; `input_tokens` alone excludes them.
+    return (
+        (usage.input_tokens or 0)
+        + (usage.cache_creation_input_tokens or 0)
+        + (usage.cache_read_input_tokens or 0)
+    )
+
+
 @dataclass
 class _ToolBlock:
     id: str
@@ -138,47 +182,43 @@ class _ToolBlock:
 
 
 async def parse_anthropic_stream(
-    events: AsyncIterable[object], *, provider: str, model: str
+    events: AsyncIterable[AnthropicEvent], *, provider: str, model: str
 ) -> AsyncIterator[StreamEvent]:
-    """Raw Messages stream events → `TextDelta`s and one `StreamStop` (or a `ProviderError`)."""
+    """Messages stream events → `TextDelta`s and one `StreamStop` (or a `ProviderError`)."""
     seen_any = stopped = False
     stop_reason: str | None = None
     input_tokens = output_tokens = 0
     tools: dict[int, _ToolBlock] = {}
     async for event in events:
         seen_any = True
-        if isinstance(event, RawMessageStartEvent):
-            usage = event.message.usage
-            # Cached prompt tokens are input too; `input_tokens` alone excludes them.
-            input_tokens = (
-                usage.input_tokens
-                + (usage.cache_creation_input_tokens or 0)
-                + (usage.cache_read_input_tokens or 0)
-            )
-            output_tokens = usage.output_tokens
-        elif isinstance(event, RawContentBlockStartEvent):
-            block = event.content_block
-            if isinstance(block, ToolUseBlock):
-                initial = block.input if isinstance(block.input, Mapping) else {}
-                tools[event.index] = _ToolBlock(block.id, block.name, initial)
-        elif isinstance(event, RawContentBlockDeltaEvent):
+        kind = event.type
+        if kind == "content_block_delta":
             delta = event.delta
-            if isinstance(delta, SdkTextDelta):
+            if delta is None:
+                continue
+            if delta.type == "text_delta":
                 if delta.text:
                     yield TextDelta(delta.text)
-            elif isinstance(delta, InputJSONDelta) and event.index in tools:
+            elif delta.type == "input_json_delta" and event.index in tools:
                 tools[event.index].parts.append(delta.partial_json)
             # thinking / signature / citations deltas carry nothing the runner uses.
-        elif isinstance(event, RawMessageDeltaEvent):
-            stop_reason = event.delta.stop_reason or stop_reason
-            output_tokens = event.usage.output_tokens
-            if event.usage.input_tokens is not None:
-                input_tokens = (
-                    event.usage.input_tokens
-                    + (event.usage.cache_creation_input_tokens or 0)
-                    + (event.usage.cache_read_input_tokens or 0)
-                )
-        elif isinstance(event, RawMessageStopEvent):
+        elif kind == "message_start":
+            usage = event.message.usage if event.message is not None else None
+            if usage is not None:
+                input_tokens, output_tokens = _input_tokens(usage), usage.output_tokens or 0
+        elif kind == "content_block_start":
+            block = event.content_block
+            if block is not None and block.type == "tool_use":
+                initial = block.input if isinstance(block.input, Mapping) else {}
+                tools[event.index] = _ToolBlock(block.id, block.name, initial)
+        elif kind == "message_delta":
+            if event.delta is not None:
+                stop_reason = event.delta.stop_reason or stop_reason
+            if event.usage is not None:
+                output_tokens = event.usage.output_tokens or 0
+                if event.usage.input_tokens is not None:
+                    input_tokens = _input_tokens(event.usage)
+        elif kind == "message_stop":
             stopped = True
     if not seen_any:
         # OpenClaw's rule: a stream that ends without a single chunk counts as a timeout.
@@ -213,42 +253,65 @@ class AnthropicProvider:
     ) -> None:
         self.name = name
         self.base_url = base_url
-        self._pool: ClientPool[anthropic.AsyncAnthropic] = ClientPool(
-            lambda: anthropic.AsyncAnthropic(
-                # A placeholder: every call goes through a per-credential copy.
-                api_key="unused",
-                base_url=base_url,
-                # No SDK retries: the failover chain is the retry, and it must stay fast.
-                max_retries=0,
+        self._url = base_url.rstrip("/") + "/v1/messages"
+        self._pool = LoopClients(
+            lambda: httpx.AsyncClient(
                 timeout=timeout,
-                default_headers=dict(headers or {}),
-            ),
-            _with_credential,
+                headers={
+                    "accept": "application/json",
+                    "anthropic-version": _API_VERSION,
+                    **dict(headers or {}),
+                },
+            )
         )
 
     async def stream(self, request: ModelRequest, credential: Credential) -> AsyncIterator[StreamEvent]:
-        client = self._pool.get(_client_key(credential))
-        # The SDK wants its TypedDicts; the wire dicts built here have exactly their shape.
-        messages: Any = to_anthropic_messages(request.messages)
-        tools: Any = to_anthropic_tools(request.tools) if request.tools else anthropic.omit
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "messages": to_anthropic_messages(request.messages),
+            "stream": True,
+        }
+        if request.system:
+            body["system"] = request.system
+        if request.tools:
+            body["tools"] = to_anthropic_tools(request.tools)
+        body.update(_sampling(request))
         try:
-            events = await client.messages.create(
-                model=request.model,
-                max_tokens=request.max_tokens,
-                messages=messages,
-                system=request.system or anthropic.omit,
-                tools=tools,
-                extra_body=_sampling(request) or None,
-                stream=True,
+            async with self._pool.get().stream(
+                "POST",
+                self._url,
+                content=msgspec.json.encode(body),
+                headers=_auth_headers(credential),
                 timeout=request.timeout,
-            )
-            async with events:  # closes the response even when the caller stops early
+            ) as response:
+                if response.status_code >= 400:
+                    raise status_error(
+                        response.status_code,
+                        response.headers,
+                        await response.aread(),
+                        provider=self.name,
+                        model=request.model,
+                    )
+                if response.headers.get("content-type", "").startswith("application/json"):
+                    # A proxy that ignored `stream: true` answers with one complete message.
+                    events = _whole(await response.aread())
+                else:
+                    events = self._events(response, request.model)
                 async for event in parse_anthropic_stream(events, provider=self.name, model=request.model):
                     yield event
         except ProviderError:
             raise
         except Exception as exc:
             raise classify_error(exc, provider=self.name, model=request.model) from exc
+
+    async def _events(self, response: httpx.Response, model: str) -> AsyncIterator[AnthropicEvent]:
+        async for name, data in iter_sse(response.aiter_bytes()):
+            if name == "ping":
+                continue
+            if name == "error":
+                raise stream_error(data, provider=self.name, model=model)
+            yield _EVENT.decode(data)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -257,16 +320,34 @@ class AnthropicProvider:
         return f"<AnthropicProvider {self.name} {self.base_url}>"
 
 
+# (kind, secret): kind is "api_key", "token" or "none".
+CredentialKey = tuple[str, str]
+
+
 def _client_key(credential: Credential) -> CredentialKey:
-    # Anthropic setup tokens (`token` profiles) go in `Authorization: Bearer`, not `x-api-key`.
+    # Anthropic setup tokens (`token` profiles) are told apart from API keys; this API version
+    # takes both as a bearer token (as the SDK sends them).
     if credential.kind == "token" and credential.key:
         return ("token", credential.key)
     return ("api_key", credential.key) if credential.key else ("none", "")
 
 
-def _with_credential(base: anthropic.AsyncAnthropic, credential: CredentialKey) -> anthropic.AsyncAnthropic:
-    kind, secret = credential
-    if kind == "token":
-        return base.with_options(auth_token=secret)
-    # Keyless (a local proxy that needs none): the SDK insists on a credential; send a dummy.
-    return base.with_options(api_key=secret or "none")
+def _auth_headers(credential: Credential) -> dict[str, str]:
+    # Keyless (a local proxy that needs none): a dummy, as the header is required.
+    _, secret = _client_key(credential)
+    return {"content-type": "application/json", "authorization": f"Bearer {secret or 'none'}"}
+
+
+async def _whole(raw: bytes) -> AsyncIterator[AnthropicEvent]:
+    """A non-streamed `message` as the stream events that say the same."""
+    message = msgspec.json.decode(raw, type=_Message)
+    yield AnthropicEvent(type="message_start", message=_Message(usage=message.usage))
+    for index, block in enumerate(message.content or ()):
+        if block.type == "text" and block.text:
+            yield AnthropicEvent(
+                type="content_block_delta", index=index, delta=_Delta("text_delta", block.text)
+            )
+        elif block.type == "tool_use":
+            yield AnthropicEvent(type="content_block_start", index=index, content_block=block)
+    yield AnthropicEvent(type="message_delta", delta=_Delta(stop_reason=message.stop_reason))
+    yield AnthropicEvent(type="message_stop")

@@ -1,5 +1,5 @@
-"""Endpoint defaults, apart from the provider modules: those import the SDKs (~1 s), which
-should only happen when a model of theirs is first used."""
+"""Endpoint defaults, apart from the provider modules, which are loaded only when a model of
+theirs is first used."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Turn whatever a model call raised into a classified `ProviderError`, for both SDKs.
+"""Turn whatever a model call raised into a classified `ProviderError`, for both APIs.
 
 One table for both APIs, so that failover treats "Anthropic is overloaded" and "OpenAI is
 overloaded" alike. Classification follows OpenClaw's failover matchers (see
@@ -12,17 +12,14 @@ import asyncio
 import email.utils
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import httpx
+import msgspec
 
 from ._types import FailoverReason, ProviderError
 
-if TYPE_CHECKING:
-    import anthropic
-    import openai
-
-__all__ = ["classify_error", "parse_retry_after"]
+__all__ = ["classify_error", "parse_retry_after", "reason_for"]
 
 # 503 means "overloaded" only when it says so (OpenClaw #28512): a plain 503 from a proxy is a
 # server fault like any other 5xx. Both fail over, but the reason shown to the user differs.
@@ -106,67 +103,25 @@ def reason_for(status: int | None, error_type: str | None, code: str | None, mes
     return "other"
 
 
-def _status_error(
-    exc: anthropic.APIStatusError | openai.APIStatusError, *, provider: str, model: str
-) -> ProviderError:
-    import anthropic
-
-    error_type: str | None
-    code: str | None
-    if isinstance(exc, anthropic.APIStatusError):
-        error_type, code, message = exc.type, exc.error_code, exc.api_message or exc.message
-    else:
-        error_type, code = exc.type, exc.code
-        body = exc.body
-        detail = body.get("message") if isinstance(body, dict) else None
-        message = detail if isinstance(detail, str) and detail else exc.message
-    status = exc.status_code
-    reason = reason_for(status, error_type, code, message)
-    return ProviderError(
-        reason,
-        message,
-        provider=provider,
-        model=model,
-        status=None if status == 200 else status,
-        retry_after=parse_retry_after(exc.response.headers),
-    )
-
-
 def classify_error(exc: BaseException, *, provider: str, model: str) -> ProviderError:
-    """A `ProviderError` for anything a model call raised; unknown exceptions become `other`."""
+    """A `ProviderError` for anything a model call raised; unknown exceptions become `other`.
+
+    HTTP error responses and error events are classified where they are read (`_http`); what
+    reaches this are transport failures, malformed responses and surprises.
+    """
     if isinstance(exc, ProviderError):
         return exc
-    # The SDKs are imported only where one of their errors can exist: they take ~1 s to
-    # import, and an echo-only runner never needs them.
-    import anthropic
-    import httpx2
-    import openai
-
-    if isinstance(exc, anthropic.APIStatusError | openai.APIStatusError):
-        return _status_error(exc, provider=provider, model=model)
 
     def error(reason: FailoverReason, message: str) -> ProviderError:
         return ProviderError(reason, message, provider=provider, model=model)
 
-    # Order matters: the SDKs' timeout errors subclass their connection errors, and httpx's
-    # timeouts subclass its transport errors.
-    if isinstance(exc, anthropic.APITimeoutError | openai.APITimeoutError):
-        return error("timeout", "request timed out")
-    if isinstance(exc, anthropic.APIConnectionError | openai.APIConnectionError):
-        cause = exc.__cause__
-        return error("connection", f"connection error: {_describe(cause) if cause else exc.message}")
-    if isinstance(exc, anthropic.APIResponseValidationError | openai.APIResponseValidationError):
-        return error("server", f"invalid response: {exc.message}")
-    if isinstance(exc, openai.APIError):
-        # OpenAI's `{"error": …}` frame inside a 200 stream: no status, only the error object.
-        return error(reason_for(None, exc.type, exc.code, exc.message), exc.message)
-    if isinstance(exc, anthropic.APIError):
-        return error(reason_for(None, None, None, exc.message), exc.message)
-    # Raw transport errors: the Anthropic SDK lets these escape while a stream is being read.
-    if isinstance(exc, httpx2.TimeoutException | httpx.TimeoutException | asyncio.TimeoutError):
+    # Order matters: httpx's timeouts subclass its transport errors.
+    if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError):
         return error("timeout", f"timed out: {_describe(exc)}")
-    if isinstance(exc, httpx2.TransportError | httpx.TransportError | ConnectionError):
+    if isinstance(exc, httpx.TransportError | ConnectionError):
         return error("connection", f"connection error: {_describe(exc)}")
+    if isinstance(exc, msgspec.DecodeError | msgspec.ValidationError):
+        return error("server", f"invalid response: {exc}")
     return error("other", _describe(exc))
 
 

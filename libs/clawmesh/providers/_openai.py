@@ -1,4 +1,4 @@
-"""OpenAI Chat Completions (streaming) through the official `openai` SDK.
+"""OpenAI Chat Completions (streaming), spoken directly over httpx (see `_http` for why not the SDK).
 
 Also the client for every OpenAI-compatible server (Ollama, vLLM, LM Studio, OpenRouter…),
 so the stream parser is lenient where those servers differ from api.openai.com: usage may be
@@ -15,13 +15,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+import httpx
+import msgspec
 
 from ._defaults import DEFAULT_OPENAI_BASE_URL, MaxTokensField
 from ._errors import classify_error
+from ._http import LoopClients, iter_sse, status_error, stream_error
 from ._json import arguments_from_json
-from ._pool import ClientPool, CredentialKey
 from ._types import (
     AssistantMessage,
     ChatMessage,
@@ -39,9 +39,14 @@ from ._types import (
     UserMessage,
 )
 
-__all__ = ["DEFAULT_OPENAI_BASE_URL", "OpenAIProvider", "parse_openai_stream", "to_openai_messages"]
+__all__ = [
+    "DEFAULT_OPENAI_BASE_URL",
+    "OpenAIChunk",
+    "OpenAIProvider",
+    "parse_openai_stream",
+    "to_openai_messages",
+]
 
-# Passed explicitly so that the SDK never falls back to os.environ["OPENAI_BASE_URL"].
 _FINISH: Final[Mapping[str, str]] = {
     "stop": "end_turn",
     "length": "max_tokens",
@@ -105,6 +110,46 @@ def to_openai_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
     ]
 
 
+# The parts of a `chat.completion.chunk` the runner uses. Loosely typed where compatible servers
+# are known to differ (an index that is not a number, arguments sent as an object).
+class _Function(msgspec.Struct):
+    name: str | None = None
+    arguments: object = None
+
+
+class _ToolCallDelta(msgspec.Struct):
+    index: object = None
+    id: str | None = None
+    function: _Function | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
+
+
+class _Choice(msgspec.Struct):
+    index: object = 0
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class OpenAIChunk(msgspec.Struct):
+    """One streamed `chat.completion.chunk` (or, inside a 200 stream, an `{"error": …}` frame)."""
+
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: object = None
+
+
+_CHUNK: Final = msgspec.json.Decoder(OpenAIChunk)
+
+
 @dataclass
 class _PendingCall:
     id: str | None = None
@@ -113,7 +158,7 @@ class _PendingCall:
 
 
 async def parse_openai_stream(
-    chunks: AsyncIterable[ChatCompletionChunk], *, provider: str, model: str
+    chunks: AsyncIterable[OpenAIChunk], *, provider: str, model: str
 ) -> AsyncIterator[StreamEvent]:
     """Chat Completions chunks → `TextDelta`s and one `StreamStop` (or a `ProviderError`)."""
     seen_any = False
@@ -191,21 +236,15 @@ class OpenAIProvider:
         self.name = name
         self.base_url = base_url
         self.max_tokens_field: MaxTokensField = max_tokens_field
-        self._pool: ClientPool[openai.AsyncOpenAI] = ClientPool(
-            lambda: openai.AsyncOpenAI(
-                api_key="unused",  # a placeholder: every call goes through a per-credential copy
-                base_url=base_url,
-                # No SDK retries: the failover chain is the retry, and it must stay fast.
-                max_retries=0,
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._pool = LoopClients(
+            lambda: httpx.AsyncClient(
                 timeout=timeout,
-                default_headers=dict(headers or {}),
-            ),
-            _with_credential,
+                headers={"accept": "application/json", **dict(headers or {})},
+            )
         )
 
     async def stream(self, request: ModelRequest, credential: Credential) -> AsyncIterator[StreamEvent]:
-        # Chat Completions has one way to authenticate: any key or token is the bearer token.
-        client = self._pool.get(("api_key", credential.key) if credential.key else ("none", ""))
         body: dict[str, Any] = {
             "model": request.model,
             "messages": to_openai_messages(request.system, request.messages),
@@ -223,26 +262,48 @@ class OpenAIProvider:
             body["top_p"] = request.top_p
         if request.stop:
             body["stop"] = list(request.stop)
+        # Chat Completions has one way to authenticate: any key or token is the bearer token.
+        # Keyless servers (a local Ollama) accept any, but some insist on the header.
+        headers = {
+            "authorization": f"Bearer {credential.key or 'none'}",
+            "content-type": "application/json",
+        }
         try:
-            # `post` is the SDK's public way to send a body as it is. `chat.completions.create`
-            # would first walk every message through its TypedDict transform (several ms of CPU
-            # per call with a long history) to produce the very dicts built here; everything
-            # else (auth, errors, SSE and chunk parsing) is the same code path.
-            chunks = await client.post(
-                "/chat/completions",
-                body=body,
-                cast_to=ChatCompletion,
-                stream=True,
-                stream_cls=openai.AsyncStream[ChatCompletionChunk],
-                options={"timeout": request.timeout, "security": {"bearer_auth": True}},
-            )
-            async with chunks:  # closes the response even when the caller stops early
+            async with self._pool.get().stream(
+                "POST", self._url, content=msgspec.json.encode(body), headers=headers, timeout=request.timeout
+            ) as response:
+                if response.status_code >= 400:
+                    raise status_error(
+                        response.status_code,
+                        response.headers,
+                        await response.aread(),
+                        provider=self.name,
+                        model=request.model,
+                    )
+                if response.headers.get("content-type", "").startswith("application/json"):
+                    # A server that ignored `stream: true` answers with one complete response.
+                    chunks = _whole(await response.aread())
+                else:
+                    chunks = self._chunks(response, request.model)
                 async for event in parse_openai_stream(chunks, provider=self.name, model=request.model):
                     yield event
         except ProviderError:
             raise
         except Exception as exc:
             raise classify_error(exc, provider=self.name, model=request.model) from exc
+
+    async def _chunks(self, response: httpx.Response, model: str) -> AsyncIterator[OpenAIChunk]:
+        done = False
+        async for _, data in iter_sse(response.aiter_bytes()):
+            # Read on after [DONE] to the end of the body: a response closed early takes its
+            # connection with it, and the next call would pay for a new one.
+            if done or data.startswith(b"[DONE]"):
+                done = True
+                continue
+            chunk = _CHUNK.decode(data)
+            if chunk.error is not None:
+                raise stream_error(data, provider=self.name, model=model)
+            yield chunk
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -251,6 +312,37 @@ class OpenAIProvider:
         return f"<OpenAIProvider {self.name} {self.base_url}>"
 
 
-def _with_credential(base: openai.AsyncOpenAI, credential: CredentialKey) -> openai.AsyncOpenAI:
-    # Keyless servers (a local Ollama) accept any bearer token, but the SDK insists on one.
-    return base.with_options(api_key=credential[1] or "none")
+class _Message(msgspec.Struct):
+    content: str | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
+
+
+class _WholeChoice(msgspec.Struct):
+    index: object = 0
+    message: _Message | None = None
+    finish_reason: str | None = None
+
+
+class _Completion(msgspec.Struct):
+    choices: list[_WholeChoice] | None = None
+    usage: _Usage | None = None
+
+
+async def _whole(raw: bytes) -> AsyncIterator[OpenAIChunk]:
+    """A non-streamed `chat.completion` as the one chunk that says the same."""
+    completion = msgspec.json.decode(raw, type=_Completion)
+    choices = [
+        _Choice(
+            index=choice.index,
+            delta=_Delta(
+                content=choice.message.content if choice.message else None,
+                tool_calls=[
+                    _ToolCallDelta(index=i, id=call.id, function=call.function)
+                    for i, call in enumerate((choice.message.tool_calls if choice.message else None) or ())
+                ],
+            ),
+            finish_reason=choice.finish_reason,
+        )
+        for choice in completion.choices or ()
+    ]
+    yield OpenAIChunk(choices=choices, usage=completion.usage)

@@ -189,11 +189,12 @@ def provider_for(target: ModelTarget) -> Provider:
 
 
 def preload_sdks(config: Config) -> tuple[Api, ...]:
-    """Import the SDK modules the configured model chains will call, and return their APIs.
+    """Import the provider modules the configured model chains will call, and return their APIs.
 
-    The SDKs are imported lazily so that start-up stays fast, but a first import takes
-    seconds on a busy machine and would stall the event loop inside the first turn (long
-    enough for its session lease to lapse). Runners call this in a worker thread at start.
+    They are imported lazily so that start-up stays fast, but a first import inside the first
+    turn would stall the event loop there (with the SDKs it took seconds, long enough for a
+    session lease to lapse). Runners call this in a worker thread at start. (The name is kept
+    from when the providers were SDK clients.)
     """
     apis: set[Api] = set()
     for agent in config.agents:
