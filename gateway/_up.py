@@ -18,6 +18,7 @@ from clawmesh import __version__
 from clawmesh.checks import default_checks
 from clawmesh.cli import console, fail, state
 from clawmesh.config import Config, ConfigHolder, config_path, load_config, state_dir
+from clawmesh.execpolicy import ApprovalsFile, exposure_line
 from clawmesh.gateway import DEFAULT_NATS_PORT, gateway_token, token_source
 from clawmesh.localgateway import GatewayRunning, LocalGateway, acquire, mark_ready, release
 from clawmesh.natsauth import (
@@ -98,6 +99,7 @@ def banner_lines(
         + ", ".join(
             f"{a.id}{' (default)' if a.is_default else ''} [{' → '.join(a.models)}]" for a in config.agents
         ),
+        f"  host exec {exposure_line(config, ApprovalsFile(config.state_dir), euid=os.geteuid())}",
         "",
         "Talk to it:",
         f'  {cli} send "hello"                       {pad}# default agent, streamed reply',

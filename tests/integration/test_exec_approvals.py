@@ -227,3 +227,32 @@ async def test_a_root_node_agent_runs_host_commands_unprivileged_unless_allowed(
         result = _result(await _turn(gw, "whoami"))
     uid = int(result["content"].split("\n")[0])
     assert (uid == 0) is root
+
+
+async def test_status_names_the_agents_that_run_host_commands_unapproved(
+    fake: FakeModelServer, nats_url: str, tmp_path: Path
+) -> None:
+    config = _config(fake, tmp_path, {"mode": "ask"})
+    config["agents"]["list"].append({"id": "ops", "tools": {"exec": {"mode": "full"}}})
+    async with run_gateway(nats_url, config, tmp_path, services=("ingress",)) as gw:
+        cmd = [sys.executable, "-m", "clawmesh_gateway", "--config", str(gw.config_path), "status"]
+        as_json = await asyncio.to_thread(
+            subprocess.run,
+            [*cmd, "--json", "--nats-url", nats_url],
+            capture_output=True,
+            text=True,
+            env=gw.env,
+            timeout=60,
+        )
+        text = await asyncio.to_thread(
+            subprocess.run,
+            [*cmd, "--nats-url", nats_url],
+            capture_output=True,
+            text=True,
+            env=gw.env,
+            timeout=60,
+        )
+    assert as_json.returncode == 0, as_json.stderr
+    unapproved = json.loads(as_json.stdout)["hostExec"]["unapproved"]
+    assert [u["agentId"] for u in unapproved] == ["ops"]
+    assert text.returncode == 0 and "UNAPPROVED host commands: ops (as " in text.stdout

@@ -306,3 +306,24 @@ class TestRunAs:
         uid, groups = result.stdout.split("\n")[:2]
         assert run_as is not None and int(uid) == run_as.uid != 0
         assert groups.split() == [str(run_as.gid)]  # root's groups are gone
+
+
+class TestExposure:
+    def test_root_nodes_name_the_user_commands_run_as(self) -> None:
+        from clawmesh.execpolicy import unapproved_host_exec
+
+        config = parse(
+            {
+                "agents": {
+                    "list": [
+                        {"id": "a", "tools": {"exec": {"runAs": "daemon"}}},
+                        {"id": "b", "tools": {"exec": {"allowRoot": True}}},
+                        {"id": "c", "tools": {"exec": {"host": "sandbox"}}},
+                    ]
+                }
+            }
+        )
+        exposed = {e.agent_id: e.runs_as for e in unapproved_host_exec(config, None, euid=0)}
+        assert exposed == {"a": "daemon", "b": "root"}
+        as_user = {e.agent_id: e.runs_as for e in unapproved_host_exec(config, None, euid=4242)}
+        assert set(as_user) == {"a", "b"} and "root" not in as_user.values()

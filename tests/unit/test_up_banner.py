@@ -84,3 +84,31 @@ def test_the_bare_name_when_path_finds_this_clawmesh() -> None:
 
 def shlex_unquote(text: str) -> str:
     return shlex.split(text)[0]
+
+
+def test_the_banner_names_the_agents_that_run_host_commands_unapproved(tmp_path: Path) -> None:
+    raw = {
+        "agents": {
+            "list": [
+                {"id": "ops", "tools": {"exec": {"mode": "full"}}},
+                {"id": "bot", "tools": {"exec": {"mode": "ask"}}},
+                {"id": "quiet", "tools": {"deny": ["exec"]}},
+                {"id": "boxed", "sandbox": {"mode": "all"}},
+            ]
+        }
+    }
+    [line] = [line for line in _lines(raw, tmp_path) if "host exec" in line]
+    assert "UNAPPROVED" in line and "ops (as " in line
+    assert not any(name in line for name in ("bot", "quiet", "boxed"))
+    [line] = [
+        line for line in _lines({"tools": {"exec": {"mode": "allowlist"}}}, tmp_path) if "host exec" in line
+    ]
+    assert "no agent runs host commands without approval" in line
+
+
+def test_the_hosts_approvals_document_can_take_an_agent_off_the_list(tmp_path: Path) -> None:
+    state = tmp_path / ".clawmesh"
+    state.mkdir()
+    (state / "exec-approvals.json").write_text('{"version": 1, "agents": {"main": {"ask": "always"}}}')
+    [line] = [line for line in _lines({}, tmp_path) if "host exec" in line]
+    assert "no agent runs host commands without approval" in line

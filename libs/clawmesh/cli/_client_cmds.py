@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -261,11 +262,22 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Services found through $SRV (versions, request counts), NATS and stream health."""
+    from ..execpolicy import ApprovalsFile, exposure_line, unapproved_host_exec
+
     config = load(ctx)
     result = asyncio.run(_status(config, nats_url))
+    # From this machine's config and approvals document: a node elsewhere may differ.
+    approvals, euid = ApprovalsFile(config.state_dir), os.geteuid()
+    result["hostExec"] = {
+        "unapproved": [
+            {"agentId": e.agent_id, "runsAs": e.runs_as}
+            for e in unapproved_host_exec(config, approvals, euid=euid)
+        ]
+    }
     if as_json:
         print_json(result)
         return
+    console.print(f"host exec {exposure_line(config, approvals, euid=euid)}", markup=False)
     console.print(
         f"NATS {result['nats']['url']}  rtt {result['nats']['rttMs']:.2f} ms  server {result['nats']['server']}",
         markup=False,

@@ -11,6 +11,7 @@ from ._approvals_file import (
 )
 from ._command import Stage, split_command
 from ._evaluate import Verdict, allow_always_entries, evaluate, matches_entry
+from ._exposure import HostExecExposure, exposure_line, unapproved_host_exec
 from ._safebins import NEVER_SAFE, is_safe_bin_stage
 from ._store import ApprovalError, ApprovalRecord, ApprovalStore, Decision, new_approval_id
 
@@ -25,13 +26,16 @@ __all__ = [
     "ApprovalsFileError",
     "AskFallback",
     "Decision",
+    "HostExecExposure",
     "HostPolicy",
     "Stage",
     "Verdict",
     "allow_always_entries",
     "evaluate",
+    "exposure_line",
     "is_safe_bin_stage",
     "matches_entry",
     "new_approval_id",
     "split_command",
+    "unapproved_host_exec",
 ]
