@@ -16,6 +16,7 @@ from clawmesh.httpserver import EmbeddedHTTPServer
 from .api import ClawmeshAPI
 from .http import EXCEPTION_HANDLERS, RequestGuard, body_limit
 from .openai_api import OpenAIAPI
+from .openresponses_api import ResponsesAPI
 from .security import AuthGate
 from .turns import TurnClient
 from .waiters import Waiters
@@ -70,8 +71,10 @@ class Ingress:
         )
         clawmesh_api = ClawmeshAPI(ctx, self.turns, guard, lambda: self.ready)
         openai_api = OpenAIAPI(ctx, self.turns, guard)
+        responses_api = ResponsesAPI(openai_api)
         app = Starlette(
-            routes=[*clawmesh_api.routes(), *openai_api.routes()], exception_handlers=EXCEPTION_HANDLERS
+            routes=[*clawmesh_api.routes(), *openai_api.routes(), *responses_api.routes()],
+            exception_handlers=EXCEPTION_HANDLERS,
         )
         self.http = EmbeddedHTTPServer(app, self.host, http_port(config, options.port))
 

@@ -52,10 +52,24 @@ from .http import (
     sse_response,
 )
 from .openai_prompt import ChatMessageIn, ContentPart, PromptError, build_prompt
-from .openai_target import BadTarget, model_ids, resolve_target
+from .openai_target import BadTarget, Target, model_ids, resolve_target
 from .turns import PendingTurn, TurnClient, turn_id_for
 
-__all__ = ["ChatRequest", "ContentPart", "OpenAIAPI", "chat_completions_enabled", "oa_error"]
+__all__ = [
+    "ChatRequest",
+    "ContentPart",
+    "FunctionIn",
+    "Invalid",
+    "OpenAIAPI",
+    "ToolChoiceIn",
+    "ToolIn",
+    "chat_completions_enabled",
+    "images_from",
+    "oa_error",
+    "token_cap",
+    "tools_from",
+    "turn_options",
+]
 
 # OpenClaw's limits on the current message's images
 MAX_IMAGE_PARTS: Final = 8
@@ -90,6 +104,7 @@ class ToolChoiceFunction(msgspec.Struct):
 class ToolChoiceIn(msgspec.Struct):
     type: str = ""
     function: ToolChoiceFunction | None = None
+    name: str | None = None
 
 
 class ChatRequest(msgspec.Struct):
@@ -110,7 +125,9 @@ class ChatRequest(msgspec.Struct):
     stop: str | list[str] | None = None
 
 
-class _Invalid(Exception):
+class Invalid(Exception):
+    """A request field out of range or unsupported: a 400 naming `param`."""
+
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -157,15 +174,15 @@ def _ranged(value: float | None, name: str, low: float, high: float, text: str) 
     if value is None:
         return None
     if not math.isfinite(value):
-        raise _Invalid(f"`{name}` must be a finite number.", name)
+        raise Invalid(f"`{name}` must be a finite number.", name)
     if not low <= value <= high:
-        raise _Invalid(f"`{name}` must be between {text}.", name)
+        raise Invalid(f"`{name}` must be between {text}.", name)
     return value
 
 
-def _token_cap(value: int | None, name: str) -> int | None:
+def token_cap(value: int | None, name: str) -> int | None:
     if value is not None and not 0 < value <= 2**53 - 1:
-        raise _Invalid(f"{name} must be a positive safe integer", name)
+        raise Invalid(f"{name} must be a positive safe integer", name)
     return value
 
 
@@ -174,40 +191,42 @@ def _stop(value: str | list[str] | None) -> list[str]:
         return []
     sequences = [value] if isinstance(value, str) else value
     if len(sequences) > 4:
-        raise _Invalid("Invalid stop: stop supports at most 4 sequences", "stop")
+        raise Invalid("Invalid stop: stop supports at most 4 sequences", "stop")
     if any(not s for s in sequences):
-        raise _Invalid("Invalid stop: stop entries must be non-empty strings", "stop")
+        raise Invalid("Invalid stop: stop entries must be non-empty strings", "stop")
     return sequences
 
 
-def _tools(body: ChatRequest) -> tuple[list[ClientTool], str | None]:
+def tools_from(
+    offered: list[ToolIn] | None, choice: str | ToolChoiceIn | None
+) -> tuple[list[ClientTool], str | None]:
     tools: list[ClientTool] = []
-    for i, tool in enumerate(body.tools or ()):
+    for i, tool in enumerate(offered or ()):
         if tool.type != "function":
-            raise _Invalid(f"tools[{i}]: only function tools are supported", "tools")
+            raise Invalid(f"tools[{i}]: only function tools are supported", "tools")
         fn = tool.function
         if fn is None or not fn.name.strip():
-            raise _Invalid(f"tools[{i}]: tool.function.name is required", "tools")
+            raise Invalid(f"tools[{i}]: tool.function.name is required", "tools")
         tools.append(
             ClientTool(name=fn.name.strip(), description=fn.description or "", parameters=fn.parameters or {})
         )
-    choice = body.tool_choice
     if choice is None:
         return tools, None
     if isinstance(choice, str):
         if choice not in ("auto", "none", "required"):
-            raise _Invalid(f"tool_choice: {choice!r} is not supported (auto, none, required)", "tool_choice")
+            raise Invalid(f"tool_choice: {choice!r} is not supported (auto, none, required)", "tool_choice")
         if choice == "required" and not tools:
-            raise _Invalid("tool_choice is 'required' but no tools were provided", "tool_choice")
+            raise Invalid("tool_choice is 'required' but no tools were provided", "tool_choice")
         return tools, choice
-    if choice.type != "function" or choice.function is None or not choice.function.name.strip():
-        raise _Invalid(
+    # Chat Completions nests the name in `function`, Responses has it at the top
+    name = (choice.function.name if choice.function is not None else choice.name or "").strip()
+    if choice.type != "function" or not name:
+        raise Invalid(
             "tool_choice: only 'auto', 'none', 'required' or {type: 'function', function: {name}}",
             "tool_choice",
         )
-    name = choice.function.name.strip()
     if name not in {t.name for t in tools}:
-        raise _Invalid(f"tool_choice: function {name!r} is not among the provided tools", "tool_choice")
+        raise Invalid(f"tool_choice: function {name!r} is not among the provided tools", "tool_choice")
     return tools, name
 
 
@@ -217,28 +236,74 @@ def _image(url: str, index: int) -> Attachment:
     by default too)."""
     found = _DATA_URL.match(url)
     if found is None:
-        raise _Invalid(f"image {index}: only data: URLs are accepted (base64-encoded images)", "messages")
+        raise Invalid(f"image {index}: only data: URLs are accepted (base64-encoded images)", "messages")
     meta = [p.strip() for p in found.group(1).split(";") if p.strip()]
     if not any(p.lower() == "base64" for p in meta):
-        raise _Invalid(f"image {index}: image_url data URI must be base64 encoded", "messages")
+        raise Invalid(f"image {index}: image_url data URI must be base64 encoded", "messages")
     mime = next((p.lower() for p in meta if "/" in p), "")
     if not mime.startswith("image/"):
-        raise _Invalid(f"image {index}: {mime or 'no media type'} is not an image type", "messages")
+        raise Invalid(f"image {index}: {mime or 'no media type'} is not an image type", "messages")
     try:
         data = base64.b64decode(found.group(2).strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise _Invalid(f"image {index}: the data is not valid base64", "messages") from None
+        raise Invalid(f"image {index}: the data is not valid base64", "messages") from None
     if not data:
-        raise _Invalid(f"image {index}: image_url data URI is missing payload data", "messages")
+        raise Invalid(f"image {index}: image_url data URI is missing payload data", "messages")
     if len(data) > MAX_IMAGE_BYTES:
-        raise _Invalid(f"image {index}: {len(data)} bytes; at most {MAX_IMAGE_BYTES}", "messages")
+        raise Invalid(f"image {index}: {len(data)} bytes; at most {MAX_IMAGE_BYTES}", "messages")
     return Attachment(name=f"image-{index}", mime=mime, data=data)
 
 
-def _images(urls: tuple[str, ...]) -> list[Attachment]:
+def images_from(urls: tuple[str, ...] | list[str]) -> list[Attachment]:
+    """The images of a request as attachments (`Invalid` when one is not acceptable)."""
     if len(urls) > MAX_IMAGE_PARTS:
-        raise _Invalid(f"Too many image_url parts ({len(urls)}; limit {MAX_IMAGE_PARTS})", "messages")
+        raise Invalid(f"Too many image_url parts ({len(urls)}; limit {MAX_IMAGE_PARTS})", "messages")
     return [_image(url, i) for i, url in enumerate(urls)]
+
+
+def turn_options(
+    *,
+    system: str,
+    model: str | None,
+    temperature: float | None,
+    top_p: float | None,
+    max_tokens: int | None,
+    stop: list[str],
+    tools: list[ClientTool],
+    tool_choice: str | None,
+) -> TurnOptions | None:
+    """The turn's options, None when the caller set none (validated already)."""
+    options = TurnOptions(
+        model=model,
+        system=system,
+        temperature=_ranged(temperature, "temperature", 0, 2, "0 and 2"),
+        top_p=_ranged(top_p, "top_p", 0, 1, "0 and 1"),
+        max_tokens=max_tokens,
+        stop=stop,
+        tools=tools,
+        tool_choice=tool_choice,
+    )
+    return None if options == TurnOptions() else options
+
+
+def _chat_options(body: ChatRequest, system: str, model: str | None) -> TurnOptions | None:
+    max_tokens = token_cap(body.max_tokens, "max_tokens")
+    max_completion = token_cap(body.max_completion_tokens, "max_completion_tokens")
+    _ranged(body.frequency_penalty, "frequency_penalty", -2, 2, "-2.0 and 2.0")
+    _ranged(body.presence_penalty, "presence_penalty", -2, 2, "-2.0 and 2.0")
+    if body.seed is not None and (not math.isfinite(body.seed) or body.seed != int(body.seed)):
+        raise Invalid("`seed` must be an integer.", "seed")
+    tools, choice = tools_from(body.tools, body.tool_choice)
+    return turn_options(
+        system=system,
+        model=model,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        max_tokens=max_completion if max_completion is not None else max_tokens,
+        stop=_stop(body.stop),
+        tools=tools,
+        tool_choice=choice,
+    )
 
 
 def _finish_reason(final: TurnFinal) -> str:
@@ -318,55 +383,26 @@ class OpenAIAPI:
             {"id": model_id, "object": "model", "created": int(time.time()), "owned_by": "clawmesh"}
         )
 
-    def _options(self, body: ChatRequest, system: str, model: str | None) -> TurnOptions | None:
-        max_tokens = _token_cap(body.max_tokens, "max_tokens")
-        max_completion = _token_cap(body.max_completion_tokens, "max_completion_tokens")
-        temperature = _ranged(body.temperature, "temperature", 0, 2, "0 and 2")
-        top_p = _ranged(body.top_p, "top_p", 0, 1, "0 and 1")
-        _ranged(body.frequency_penalty, "frequency_penalty", -2, 2, "-2.0 and 2.0")
-        _ranged(body.presence_penalty, "presence_penalty", -2, 2, "-2.0 and 2.0")
-        if body.seed is not None and (not math.isfinite(body.seed) or body.seed != int(body.seed)):
-            raise _Invalid("`seed` must be an integer.", "seed")
-        stop = _stop(body.stop)
-        tools, choice = _tools(body)
-        options = TurnOptions(
-            model=model,
-            system=system,
-            temperature=temperature,
-            top_p=top_p,
-            max_tokens=max_completion if max_completion is not None else max_tokens,
-            stop=stop,
-            tools=tools,
-            tool_choice=choice,
-        )
-        return None if options == TurnOptions() else options
-
-    async def completions(self, request: Request) -> Response:
-        if (disabled := self._disabled()) is not None:
-            return disabled
-        body = await self.guard.read(request, ChatRequest)
-        config = self.ctx.holder.current
-        try:
-            target = resolve_target(config, body.model, body.user, request.headers)
-        except BadTarget as exc:
-            return oa_error(exc.status, exc.message, param=exc.param, code=exc.code)
-        try:
-            prompt = build_prompt(body.messages)
-            options = self._options(body, prompt.system, target.model_override)
-            images = _images(prompt.image_urls)
-        except PromptError as exc:
-            return oa_error(400, str(exc), param=exc.param)
-        except _Invalid as exc:
-            return oa_error(400, exc.message, param=exc.param)
-        stream = bool(body.stream)
-        peer_id = (body.user or "openai").strip() or "openai"
+    async def submit(
+        self,
+        request: Request,
+        *,
+        target: Target,
+        text: str,
+        images: list[Attachment],
+        options: TurnOptions | None,
+        user: str | None,
+        stream: bool,
+        api: str,
+    ) -> PendingTurn:
+        """Store the turn for `target`, to be followed by this instance (a surface's request)."""
         turn_id = turn_id_for("api", "default", None)
         inbound = InboundMessage(
             id=turn_id,
             channel="api",
             account_id="default",
-            peer=Peer(kind="direct", id=peer_id),
-            text=prompt.text,
+            peer=Peer(kind="direct", id=(user or "openai").strip() or "openai"),
+            text=text,
             attachments=images,
             agent_id=target.agent_id,
             session_key=target.session_key,
@@ -374,16 +410,12 @@ class OpenAIAPI:
             received_at=now(),
             reply_subject=self.turns.reply_subject,
             reply_events="all" if stream else "final",
-            metadata={"api": "openai.chat.completions", "messageChannel": target.message_channel},
+            metadata={"api": api, "messageChannel": target.message_channel},
         )
-        turn = await self.turns.submit(inbound, f"in:{turn_id}", request.headers)
-        completion_id = f"chatcmpl-{turn_id}"
-        created = int(time.time())
-        if stream:
-            usage = bool(body.stream_options and body.stream_options.include_usage)
-            return sse_response(
-                self._stream(turn, completion_id, created, body.model, usage), on_close=turn.close
-            )
+        return await self.turns.submit(inbound, f"in:{turn_id}", request.headers)
+
+    async def final(self, turn: PendingTurn) -> TurnFinal | Response:
+        """The turn's final reply, or the OpenAI-shaped error that ends it (and closes it)."""
         with contextlib.closing(turn):
             try:
                 decision = await turn.decision(self.turns.route_wait())
@@ -396,6 +428,46 @@ class OpenAIAPI:
             return _routing_error(final)
         if isinstance(final, TurnError):
             return oa_error(502, f"{final.code}: {final.message}", type_="server_error", code=final.code)
+        return final
+
+    async def completions(self, request: Request) -> Response:
+        if (disabled := self._disabled()) is not None:
+            return disabled
+        body = await self.guard.read(request, ChatRequest)
+        config = self.ctx.holder.current
+        try:
+            target = resolve_target(config, body.model, body.user, request.headers)
+        except BadTarget as exc:
+            return oa_error(exc.status, exc.message, param=exc.param, code=exc.code)
+        try:
+            prompt = build_prompt(body.messages)
+            options = _chat_options(body, prompt.system, target.model_override)
+            images = images_from(prompt.image_urls)
+        except PromptError as exc:
+            return oa_error(400, str(exc), param=exc.param)
+        except Invalid as exc:
+            return oa_error(400, exc.message, param=exc.param)
+        stream = bool(body.stream)
+        turn = await self.submit(
+            request,
+            target=target,
+            text=prompt.text,
+            images=images,
+            options=options,
+            user=body.user,
+            stream=stream,
+            api="openai.chat.completions",
+        )
+        completion_id = f"chatcmpl-{turn.turn_id}"
+        created = int(time.time())
+        if stream:
+            usage = bool(body.stream_options and body.stream_options.include_usage)
+            return sse_response(
+                self._stream(turn, completion_id, created, body.model, usage), on_close=turn.close
+            )
+        final = await self.final(turn)
+        if not isinstance(final, TurnFinal):
+            return final
         message: dict[str, Any] = {"role": "assistant", "content": final.text}
         if final.tool_calls:
             message["tool_calls"] = _tool_calls(final)

@@ -186,17 +186,20 @@ def _model_override(raw: str | None) -> str | None:
     return raw
 
 
-def resolve_target(config: Config, model: str, user: str | None, headers: Mapping[str, str]) -> Target:
-    """Agent, session key, channel context and model override of one request (BadTarget)."""
+def resolve_target(
+    config: Config, model: str, user: str | None, headers: Mapping[str, str], *, prefix: str = "openai"
+) -> Target:
+    """Agent, session key, channel context and model override of one request (BadTarget).
+    `prefix` names the surface in derived keys (`openai`, `openresponses`), as OpenClaw's do."""
     from_header = header(headers, "agent-id") or header(headers, "agent")
     agent_id = _agent_from_header(config, from_header) if from_header else agent_for_model(config, model)
     explicit = header(headers, "session-key")
     if explicit is not None:
         session_key = _explicit_session(agent_id, explicit, config.settings.session.main_key)
     elif user is not None and user.strip():
-        session_key = f"agent:{agent_id}:openai-user:{user.strip().lower()}"
+        session_key = f"agent:{agent_id}:{prefix}-user:{user.strip().lower()}"
     else:
-        session_key = f"agent:{agent_id}:openai:{uuid.uuid4()}"
+        session_key = f"agent:{agent_id}:{prefix}:{uuid.uuid4()}"
     return Target(
         agent_id=agent_id,
         session_key=session_key,

@@ -181,3 +181,29 @@ async def test_errors_are_openai_shaped(gw: Gateway) -> None:
     async with gw.client() as http:
         wrong = await http.get("/v1/chat/completions")
     assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_responses_with_the_openai_client(gw: Gateway, fake: FakeModelServer) -> None:
+    fake.script(ToolCall("get_weather", {"city": "Lima"}, id="call_l"), Text("Lima: fog."))
+    tool = {"type": "function", "name": "get_weather", "parameters": TOOL["function"]["parameters"]}  # type: ignore[index]
+    async with _client(gw) as client:
+        text = await client.responses.create(model="openclaw/echo", input="hello there")
+        streamed = await client.responses.create(model="openclaw/echo", input="streamed", stream=True)
+        events = [e async for e in streamed]
+        asked = await client.responses.create(model="openclaw", input="weather in Lima?", tools=[tool])  # type: ignore[list-item]
+        answered = await client.responses.create(
+            model="openclaw",
+            input=[{"type": "function_call_output", "call_id": "call_l", "output": "fog"}],
+            previous_response_id=asked.id,
+            tools=[tool],  # type: ignore[list-item]
+        )
+    assert text.output_text == "echo: hello there" and text.status == "completed"
+    assert [e.type for e in events][-1] == "response.completed"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "echo: streamed"  # type: ignore[union-attr]
+    calls = [o for o in asked.output if o.type == "function_call"]
+    assert [(c.call_id, c.name, c.arguments) for c in calls] == [("call_l", "get_weather", '{"city":"Lima"}')]  # type: ignore[union-attr]
+    assert answered.output_text == "Lima: fog."
+    _, second = await fake.wait_for_requests(2)
+    assert "Tool:call_l: fog" in second.last_user_text
+    # previous_response_id continued the session: the model saw the first turn again
+    assert any("weather in Lima?" in str(m.get("content")) for m in second.messages)
