@@ -114,6 +114,7 @@ class Surfaces:
             js=None,
             # no buckets: no turn status is ever stored
             sessions=SessionStore(None, Subjects("cm"), None),  # type: ignore[arg-type]
+            approvals=None,  # no exec approvals bucket: these surfaces never reach it
             counters={},
         )
         self.turns = turns(ctx, script, route_wait=route_wait, turn_timeout=turn_timeout)
