@@ -6,13 +6,14 @@ BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS  ?=
 
-.PHONY: install run test test-fast bench lint images images-test compose-up compose-down clean help
+.PHONY: install run test test-fast bench lint oracle-fixtures images images-test compose-up compose-down clean help
 
 help:
 	@echo "make run          install if needed, then start the embedded gateway (clawmesh up --demo)"
 	@echo "make test         install if needed (apt, venv, docker engine, images), then run every test"
 	@echo "make test-fast    unit tests only"
 	@echo "make bench        benchmarks with in-run baselines (tests/bench)"
+	@echo "make oracle-fixtures  rerun the real OpenClaw (npm, ~/.cache/openclaw-oracle) to regenerate tests/fixtures/oracle/"
 	@echo "make lint         ruff, import layering (scripts/check_imports.py), mypy --strict on every package"
 	@echo "make images       build clawmesh-nats, clawmesh-python, clawmesh (services) and clawmesh-sandbox images locally"
 	@echo "make compose-up   images + credentials + docker compose up -d (scripts/compose.sh)"
@@ -34,6 +35,10 @@ test-fast: install
 
 bench: install
 	@scripts/bench.sh $(ARGS)
+
+# Needs OpenClaw 2026.9.6 + Node 24 from npm (docs/openclaw-oracle.md); refuses clearly without them.
+oracle-fixtures: install
+	$(BIN)/python scripts/oracle/session_keys.py
 
 lint: install
 	$(BIN)/ruff check libs services gateway scripts tests

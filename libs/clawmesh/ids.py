@@ -20,6 +20,8 @@ __all__ = [
     "IdTooLong",
     "check_id",
     "is_valid_agent_id",
+    "js_lower_trim",
+    "js_trim",
     "normalize_account_id",
     "normalize_agent_id",
     "normalize_optional_account_id",
@@ -47,7 +49,27 @@ def check_id(value: str, field: str) -> str:
     return value
 
 
-_VALID_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$", re.IGNORECASE)
+# JavaScript's `String.prototype.trim` set. Python's `str.strip()` differs (it strips \x1c-\x1f
+# and U+0085, keeps U+FEFF), and ids must normalise exactly as OpenClaw's do.
+_JS_WHITESPACE: Final = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
+
+def js_trim(value: str) -> str:
+    """`value.trim()` as JavaScript does it."""
+    return value.strip(_JS_WHITESPACE)
+
+
+def js_lower_trim(value: object) -> str:
+    """OpenClaw `normalizeLowercaseStringOrEmpty`: trimmed and lower-cased; '' for non-strings."""
+    return value.strip(_JS_WHITESPACE).lower() if isinstance(value, str) else ""
+
+
+# re.ASCII: JavaScript's /i (no /u) folds only within ASCII for these letters, whereas Python's
+# full Unicode folding would accept `ſ` (U+017F) as `s` and the Kelvin sign as `k`.
+_VALID_ID: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}", re.IGNORECASE | re.ASCII)
 _INVALID_RUN: Final = re.compile(r"[^a-z0-9_-]+")
 # Object.prototype keys: OpenClaw refuses them as account ids because ids index plain objects.
 _BLOCKED_ACCOUNT_IDS: Final = frozenset({"__proto__", "constructor", "prototype"})
@@ -59,29 +81,29 @@ def _sanitize(trimmed: str) -> str:
 
 def is_valid_agent_id(value: str | None) -> bool:
     """True when the trimmed id already has the canonical shape `[a-z0-9][a-z0-9_-]{0,63}` (any case)."""
-    trimmed = (value or "").strip()
-    return bool(trimmed) and _VALID_ID.match(trimmed) is not None
+    trimmed = js_trim(value or "")
+    return bool(trimmed) and _VALID_ID.fullmatch(trimmed) is not None
 
 
 def normalize_agent_id(value: str | None) -> str:
     """Canonical agent id: lower-cased; invalid runs become `-`; empty or unrepresentable → `main`."""
-    trimmed = (value or "").strip()
+    trimmed = js_trim(value or "")
     if not trimmed:
         return DEFAULT_AGENT_ID
-    if _VALID_ID.match(trimmed):
+    if _VALID_ID.fullmatch(trimmed):
         return trimmed.lower()
     return _sanitize(trimmed) or DEFAULT_AGENT_ID
 
 
 @lru_cache(maxsize=512)
 def _canonical_account_id(trimmed: str) -> str:
-    candidate = trimmed.lower() if _VALID_ID.match(trimmed) else _sanitize(trimmed)
+    candidate = trimmed.lower() if _VALID_ID.fullmatch(trimmed) else _sanitize(trimmed)
     return "" if candidate in _BLOCKED_ACCOUNT_IDS else candidate
 
 
 def normalize_account_id(value: str | None) -> str:
     """Canonical account id; absent, empty or unrepresentable ids are the `default` account."""
-    trimmed = (value or "").strip() if isinstance(value, str) else ""
+    trimmed = js_trim(value) if isinstance(value, str) else ""
     if not trimmed:
         return DEFAULT_ACCOUNT_ID
     return _canonical_account_id(trimmed) or DEFAULT_ACCOUNT_ID
@@ -89,7 +111,7 @@ def normalize_account_id(value: str | None) -> str:
 
 def normalize_optional_account_id(value: str | None) -> str | None:
     """Like `normalize_account_id`, but absent or unrepresentable ids give None instead of `default`."""
-    trimmed = (value or "").strip() if isinstance(value, str) else ""
+    trimmed = js_trim(value) if isinstance(value, str) else ""
     if not trimmed:
         return None
     return _canonical_account_id(trimmed) or None

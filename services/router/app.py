@@ -33,6 +33,7 @@ from clawmesh.routing import (
     Route,
     build_agent_session_key,
     normalize_agent_id,
+    normalize_chat_type,
     parse_agent_session_key,
     resolve_route,
 )
@@ -71,7 +72,10 @@ class _Routed:
 
 def route_message(config: Config, msg: InboundMessage) -> Route:
     """The routing decision for one inbound message (bindings, or the explicitly chosen agent)."""
-    peer = {"kind": msg.peer.kind, "id": msg.peer.id} if msg.peer else None
+    # `dm` is folded into `direct` here, as OpenClaw's resolveAgentRoute does before building a key
+    peer = (
+        {"kind": normalize_chat_type(msg.peer.kind) or msg.peer.kind, "id": msg.peer.id} if msg.peer else None
+    )
     if msg.agent_id:
         agent = config.agent(msg.agent_id)
         if agent is None and config.has_roster:

@@ -41,19 +41,23 @@ def test_dm_keys_per_scope(scope: str, expected: str) -> None:
     assert key == expected
 
 
-def test_dm_alias_kind_and_missing_peer_use_main_key() -> None:
+def test_builder_takes_the_peer_kind_as_given_and_missing_peer_uses_main_key() -> None:
+    # OpenClaw's buildAgentSessionKey does not fold `dm` into `direct` (resolve_route does, before
+    # it builds the key), and a peer with an empty id is the peer `unknown`; see the oracle fixture.
     assert (
         build_agent_session_key(
             agent_id="a", channel="x", peer={"kind": "dm", "id": "B"}, dm_scope="per-peer"
         )
-        == "agent:a:direct:b"
+        == "agent:a:x:dm:b"
     )
     assert (
         build_agent_session_key(agent_id="a", channel="x", peer=None, dm_scope="per-peer") == "agent:a:main"
     )
-    # an empty DM peer id collapses to the main key
     assert build_agent_session_key(
         agent_id="a", channel="x", peer={"kind": "direct", "id": " "}, dm_scope="per-peer"
+    ) == ("agent:a:direct:unknown")
+    assert build_agent_session_key(
+        agent_id="a", channel="x", peer={"kind": "direct", "id": " "}, dm_scope="main"
     ) == ("agent:a:main")
 
 
@@ -100,9 +104,10 @@ def test_signal_groups_and_matrix_rooms_keep_their_case() -> None:
     assert matrix == "agent:a:matrix:channel:!RoOm:Server.org"
     assert signal_dm == "agent:a:direct:+ab"
     assert parse_agent_session_key(signal) == ("a", "signal:group:AbC+/=")
-    assert parse_agent_session_key("AGENT:A:Matrix:Group:!Xy:S:Thread:T1") == (
+    # the thread marker is folded; a Matrix thread's event id keeps its case (OpenClaw 2026.9.6)
+    assert parse_agent_session_key("AGENT:A:Matrix:Group:!Xy:S:Thread:$EvT1") == (
         "a",
-        "matrix:group:!Xy:S:thread:t1",
+        "matrix:group:!Xy:S:thread:$EvT1",
     )
 
 
@@ -223,7 +228,7 @@ def test_last_route_policy_and_store_keys() -> None:
     assert derive_last_route_policy("agent:a:main", "agent:a:main") == "main"
     assert derive_last_route_policy("agent:a:direct:b", "agent:a:main") == "session"
     assert to_agent_store_session_key("A", "main") == "agent:a:main"
-    assert to_agent_store_session_key("A", "agent:x:Y") == "agent:x:Y"
+    assert to_agent_store_session_key("A", "agent:x:Y") == "agent:x:y"  # agent keys are normalised
     assert to_agent_store_session_key("A", "Discord:Group:1") == "agent:a:discord:group:1"
     assert build_group_history_key("Discord", None, "channel", " c1 ") == "discord:default:channel:c1"
 

@@ -232,6 +232,9 @@ def _elect_default(
 ) -> tuple[str | None, str | None]:
     """The default (owner) agent, OpenClaw latest; `(None, why)` when selection is required."""
     if not roster:
+        if file.agents is not None and (file.agents.list is not None or file.agents.entries is not None):
+            # OpenClaw: an explicitly empty roster has no implicit `main` owner to fall back to
+            return None, "no agents are configured (the agent roster is empty); add an agent"
         return DEFAULT_AGENT_ID, None
     ids = [agent_id for agent_id, _, _ in roster]
     agents = file.agents

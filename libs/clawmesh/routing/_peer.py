@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from ..ids import js_lower_trim, js_trim
+
 __all__ = ["kind_class", "normalize_chat_type", "normalize_id", "peer_kind_matches"]
 
 _CHAT_TYPES: Final = {"direct": "direct", "dm": "direct", "group": "group", "channel": "channel"}
@@ -11,19 +13,17 @@ _CHAT_TYPES: Final = {"direct": "direct", "dm": "direct", "group": "group", "cha
 
 def normalize_chat_type(kind: Any) -> str | None:
     """`direct`/`dm` → direct, `group`, `channel`; anything else is None (unknown)."""
-    if not isinstance(kind, str):
-        return None
-    return _CHAT_TYPES.get(kind.strip().lower())
+    return _CHAT_TYPES.get(js_lower_trim(kind))
 
 
 def normalize_id(value: Any) -> str:
     """Strings are trimmed, numbers become their decimal string; any other type becomes ''."""
     if isinstance(value, str):
-        return value.strip()
+        return js_trim(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         if isinstance(value, float) and value.is_integer():
-            return str(int(value)).strip()
-        return str(value).strip()
+            return str(int(value))
+        return str(value)
     return ""
 
 

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
-from ..ids import DEFAULT_AGENT_ID, normalize_account_id, normalize_agent_id
+from ..ids import DEFAULT_AGENT_ID, js_lower_trim, normalize_account_id, normalize_agent_id
 from ._bindings import RouteBinding, normalize_bindings
 from ._errors import AgentSelectionRequired
 from ._peer import kind_class, normalize_chat_type, normalize_id, peer_kind_matches
@@ -186,7 +186,7 @@ def _peer_parts(peer: Any) -> Peer | None:
     kind = _CHAT_TYPES.get(raw_kind) if type(raw_kind) is str else None
     if kind is None:
         kind = normalize_chat_type(raw_kind) or (raw_kind if isinstance(raw_kind, str) else None)
-    return kind, raw_id.strip() if type(raw_id) is str else normalize_id(raw_id)
+    return kind, normalize_id(raw_id)
 
 
 def _pick(
@@ -412,7 +412,7 @@ def _resolve_uncached(
     gs_in: str | None,
     default_agent_id: str | None,
 ) -> Route:
-    ch = channel.strip().lower() if isinstance(channel, str) else ""
+    ch = js_lower_trim(channel)
     acct = normalize_account_id(account_id)
     peer = _peer_parts(peer_in)
     parent = _peer_parts(parent_in) if parent_in is not None else None
@@ -466,8 +466,10 @@ def _session_key(
     """`build_agent_peer_session_key` for already-normalised inputs (the hot path skips re-checks)."""
     kind = peer[0] if peer is not None else "direct"
     if kind == "direct" or kind is None:
-        if dm == "main" or peer is None or not peer[1]:
+        if dm == "main" or peer is None:
             return main_key
+        # OpenClaw: a DM peer without an id is the peer `unknown`, not the main session
+        pid = peer[1].lower() or "unknown"
         if index.identity_links:
             return build_agent_peer_session_key(
                 agent_id=agent,
@@ -475,12 +477,11 @@ def _session_key(
                 channel=ch,
                 account_id=acct,
                 peer_kind="direct",
-                peer_id=peer[1],
+                peer_id=peer[1] or "unknown",
                 identity_links=index.identity_links,
                 dm_scope=dm,
                 group_scope=gs,
             )
-        pid = peer[1].lower()
         if dm == "per-channel-peer":
             return f"agent:{agent}:{ch or 'unknown'}:direct:{pid}"
         if dm == "per-account-channel-peer":
@@ -501,6 +502,11 @@ def _default_agent(
         return _pick_binding_agent(index.config, default_agent_id)
     if index.default_agent is not None:
         return index.default_agent
+    if not index.config.has_roster:
+        return AgentSelectionRequired(
+            "No agents configured.",
+            hint="Add an agent to agents.list (or agents.entries), or bind this channel.",
+        )
     return AgentSelectionRequired(
         f"No agent owns {channel}:{account} and no single default agent is configured.",
         hint=(
