@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
-from ..ids import DEFAULT_AGENT_ID, js_lower_trim, normalize_account_id, normalize_agent_id
+from ..ids import DEFAULT_AGENT_ID, js_lower_trim, js_trim, normalize_account_id, normalize_agent_id
 from ._bindings import RouteBinding, normalize_bindings
 from ._errors import AgentSelectionRequired
 from ._peer import kind_class, normalize_chat_type, normalize_id, peer_kind_matches
@@ -186,7 +186,7 @@ def _peer_parts(peer: Any) -> Peer | None:
     kind = _CHAT_TYPES.get(raw_kind) if type(raw_kind) is str else None
     if kind is None:
         kind = normalize_chat_type(raw_kind) or (raw_kind if isinstance(raw_kind, str) else None)
-    return kind, normalize_id(raw_id)
+    return kind, js_trim(raw_id) if type(raw_id) is str else normalize_id(raw_id)
 
 
 def _pick(
