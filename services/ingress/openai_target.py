@@ -151,7 +151,10 @@ def _explicit_session(agent_id: str, raw: str, main_key: str | None) -> str:
             "(subagent:, cron:, acp:).",
             code="invalid_request",
         )
-    key = to_agent_store_session_key(agent_id, raw, main_key)
+    # OpenClaw's endpoint passes an explicit `agent:` key on as sent (to_agent_store_session_key
+    # would fold its case); other keys become the agent's store key
+    trimmed = raw.strip()
+    key = trimmed if trimmed[:6].lower() == "agent:" else to_agent_store_session_key(agent_id, raw, main_key)
     parsed = parse_agent_session_key(key)
     if parsed is None:
         raise BadTarget(
