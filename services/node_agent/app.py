@@ -49,7 +49,7 @@ from clawmesh.sandbox import (
     resolve_sandbox,
 )
 from clawmesh.tools.files import FileToolError, Workspace
-from clawmesh.tools.host_exec import host_environment, resolve_run_as, run_on_host
+from clawmesh.tools.host_exec import blocked_env_name, host_environment, resolve_run_as, run_on_host
 from clawmesh.tools.specs import (
     EditArgs,
     ExecArgs,
@@ -410,6 +410,14 @@ class NodeAgent:
         if not await asyncio.to_thread(cwd.is_dir):
             return self._fail(inv, "NOT_A_DIRECTORY", f"workdir {args.workdir!r} is not a directory")
         command: str | list[str] = args.argv or args.command or ""
+        blocked = sorted(k for k in args.env or {} if blocked_env_name(k))
+        if blocked:
+            return self._fail(
+                inv,
+                "INVALID_ARGUMENTS",
+                f"host exec does not accept {', '.join(blocked)} in env: they choose which binary runs "
+                "or inject code before it",
+            )
         env = host_environment(args.env, workspace.root)
         # The policy is enforced here, where the command runs: a runner is never trusted with it.
         try:
@@ -435,6 +443,9 @@ class NodeAgent:
             max_output=self._max_output(config),
             on_output=self._streamer(inv),
             run_as=run_as,
+            # Under a gating policy the command text is what was judged: no login shell, whose
+            # profile files (the workspace's .profile among them) would run unjudged code first.
+            login=verdict.security == "full" and verdict.ask == "off",
         )
         return _exec_result(inv, result, sandboxed=False)
 

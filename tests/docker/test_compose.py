@@ -866,6 +866,7 @@ async def test_cluster_variant_replicated_streams(which: str, deploy: Callable[.
         "KV_cm_leases",
         "KV_cm_turns",
         "KV_cm_nodes",
+        "KV_cm_approvals",
     }
     infos = {name: await js.stream_info(name) for name in names}
     await nc.close()

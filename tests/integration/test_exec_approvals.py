@@ -256,3 +256,27 @@ async def test_status_names_the_agents_that_run_host_commands_unapproved(
     unapproved = json.loads(as_json.stdout)["hostExec"]["unapproved"]
     assert [u["agentId"] for u in unapproved] == ["ops"]
     assert text.returncode == 0 and "UNAPPROVED host commands: ops (as " in text.stdout
+
+
+async def test_an_allowlisted_command_cannot_smuggle_code_through_env_or_the_profile(
+    fake: FakeModelServer, nats_url: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    doc = {"version": 1, "agents": {"main": {"allowlist": [{"pattern": "printf"}]}}}
+    (state / "exec-approvals.json").write_text(json.dumps(doc))
+    # root keeps the profile readable (tests' temporary directories are private to root)
+    config = _config(fake, tmp_path, {"mode": "allowlist", "allowRoot": True})
+    # HOME is the workspace: a login shell would source this before the allowlisted command
+    (tmp_path / "ws" / ".profile").write_text("touch pwned\n")
+    fake.script(ToolCall("exec", {"command": "printf ok", "env": {"PATH": str(tmp_path / "ws")}}), Text("no"))
+    fake.script(ToolCall("exec", {"command": "printf ok", "env": {"LD_PRELOAD": "/x.so"}}), Text("no"))
+    fake.script(ToolCall("exec", {"command": "printf ok"}), Text("yes"))
+    async with run_gateway(nats_url, config, tmp_path, services=SERVICES) as gw:
+        path = _result(await _turn(gw, "path"))
+        preload = _result(await _turn(gw, "preload"))
+        plain = _result(await _turn(gw, "plain"))
+    assert path["isError"] and path["content"].startswith("INVALID_ARGUMENTS:") and "PATH" in path["content"]
+    assert preload["isError"] and "LD_PRELOAD" in preload["content"]
+    assert not plain.get("isError") and plain["content"].startswith("ok")
+    assert not (tmp_path / "ws" / "pwned").exists(), plain

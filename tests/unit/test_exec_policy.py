@@ -327,3 +327,20 @@ class TestExposure:
         assert exposed == {"a": "daemon", "b": "root"}
         as_user = {e.agent_id: e.runs_as for e in unapproved_host_exec(config, None, euid=4242)}
         assert set(as_user) == {"a", "b"} and "root" not in as_user.values()
+
+
+def test_host_exec_env_refuses_what_chooses_the_binary_or_injects_code() -> None:
+    from clawmesh.tools.host_exec import blocked_env_name
+
+    assert all(
+        blocked_env_name(k) for k in ("PATH", "LD_PRELOAD", "DYLD_INSERT_LIBRARIES", "BASH_ENV", "ENV")
+    )
+    assert not any(blocked_env_name(k) for k in ("LANG", "TERM", "MY_PATH", "NO_COLOR"))
+
+
+def test_a_command_string_runs_without_a_login_shell_when_asked(tmp_path: Path) -> None:
+    (tmp_path / ".profile").write_text("echo from-profile\n")
+    env = host_environment(None, tmp_path)
+    login = asyncio.run(run_on_host("echo cmd", cwd=tmp_path, env=env, timeout=30))
+    plain = asyncio.run(run_on_host("echo cmd", cwd=tmp_path, env=env, timeout=30, login=False))
+    assert login.stdout == "from-profile\ncmd\n" and plain.stdout == "cmd\n"

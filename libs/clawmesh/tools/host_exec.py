@@ -21,7 +21,15 @@ from typing import Final
 
 from ..errors import best_effort
 
-__all__ = ["ExecResult", "OutputCallback", "RunAs", "host_environment", "resolve_run_as", "run_on_host"]
+__all__ = [
+    "ExecResult",
+    "OutputCallback",
+    "RunAs",
+    "blocked_env_name",
+    "host_environment",
+    "resolve_run_as",
+    "run_on_host",
+]
 
 log = logging.getLogger("clawmesh.tools.exec")
 
@@ -94,6 +102,15 @@ def _drop_privileges(run_as: RunAs) -> list[str]:
     return [sys.executable, "-I", "-c", _DROP, str(run_as.uid), str(run_as.gid)]
 
 
+def blocked_env_name(name: str) -> bool:
+    """Variables a call may not set for host exec: they choose which binary runs or inject code
+    (OpenClaw refuses PATH and loader overrides; the shell start-up ones are clawmesh's)."""
+    return name in _BLOCKED_NAMES or name.startswith(("LD_", "DYLD_"))
+
+
+_BLOCKED_NAMES: Final = frozenset({"PATH", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "IFS"})
+
+
 def host_environment(extra: Mapping[str, str] | None, workspace: Path) -> dict[str, str]:
     """A small, explicit environment: the node's secrets (API keys, tokens) never leak into
     commands an agent runs."""
@@ -128,8 +145,11 @@ async def run_on_host(
     max_output: int = 200_000,
     on_output: OutputCallback | None = None,
     run_as: RunAs | None = None,
+    login: bool = True,
 ) -> ExecResult:
-    argv = ["sh", "-lc", command] if isinstance(command, str) else list(command)
+    """`login`: run a command string in a login shell (`sh -lc`, which reads the profile files,
+    `$HOME/.profile` included); False for policies that vouch for the command text alone."""
+    argv = ["sh", "-lc" if login else "-c", command] if isinstance(command, str) else list(command)
     started = time.monotonic()
     if run_as is not None:
         argv = [*_drop_privileges(run_as), *argv]
