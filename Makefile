@@ -6,7 +6,7 @@ BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS  ?=
 
-.PHONY: install run test test-fast bench lint oracle-fixtures images images-test compose-up compose-down clean help
+.PHONY: install run test test-fast bench chaos lint oracle-fixtures images images-test compose-up compose-down clean help
 
 help:
 	@echo "make run          install if needed, then start the embedded gateway (clawmesh up --demo)"
@@ -14,6 +14,7 @@ help:
 	@echo "make test-fast    unit tests only"
 	@echo "make bench        benchmarks with in-run baselines (tests/bench)"
 	@echo "make oracle-fixtures  rerun the real OpenClaw (npm, ~/.cache/openclaw-oracle) to regenerate tests/fixtures/oracle/"
+	@echo "make chaos        minutes of random faults under load on a loopback cluster (ARGS=\"--seed N --duration S\")"
 	@echo "make lint         ruff, import layering (scripts/check_imports.py), mypy --strict on every package"
 	@echo "make images       build clawmesh-nats, clawmesh-python, clawmesh (services) and clawmesh-sandbox images locally"
 	@echo "make compose-up   images + credentials + docker compose up -d (scripts/compose.sh)"
@@ -39,6 +40,11 @@ bench: install
 # Needs OpenClaw 2026.9.6 + Node 24 from npm (docs/openclaw-oracle.md); refuses clearly without them.
 oracle-fixtures: install
 	$(BIN)/python scripts/oracle/session_keys.py
+
+# docs/testing.md: 3 clustered nats-servers + the services as processes, seeded faults, then a
+# check of what users received. CHAOS_SEED / CHAOS_DURATION / CHAOS_SESSIONS or ARGS set the run.
+chaos: install
+	$(BIN)/python -m tests.chaos $(ARGS)
 
 lint: install
 	$(BIN)/ruff check libs services gateway scripts tests
