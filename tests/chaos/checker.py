@@ -101,6 +101,8 @@ class Report:
     transcript_missing: list[str] = field(default_factory=list)
     transcript_duplicated: list[str] = field(default_factory=list)
     transcript_misordered: list[str] = field(default_factory=list)
+    # peer → (message n, session seq) in seq order, when the router numbered turns out of order
+    sequenced_out_of_order: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     longest_wait: float = 0.0  # the longest a user retried one message before it was accepted
     longest_wait_message: str = ""
     longest_gap: float = 0.0  # the longest time no message at all was accepted
@@ -143,6 +145,7 @@ class Report:
             "transcript_missing": len(self.transcript_missing),
             "transcript_duplicated": len(self.transcript_duplicated),
             "transcript_misordered": len(self.transcript_misordered),
+            "sessions_sequenced_out_of_order": len(self.sequenced_out_of_order),
             "longest_accept_s": round(self.longest_wait, 2),
             "longest_wait_message": self.longest_wait_message,
             "longest_gap_without_acceptance_s": round(self.longest_gap, 2),
@@ -169,6 +172,7 @@ class Report:
             "transcript_missing": self.transcript_missing[:limit],
             "transcript_duplicated": self.transcript_duplicated[:limit],
             "transcript_misordered": self.transcript_misordered[:limit],
+            "sequenced_out_of_order": dict(list(self.sequenced_out_of_order.items())[:limit]),
         }
 
 
@@ -244,6 +248,11 @@ def check(
         r.transcript_duplicated += [t for t, c in counts.items() if c > 1]
         if _inversions([index[t] for t in got_texts if t in index]):
             r.transcript_misordered.append(peer)
+        # The session sequence numbers the router gave the turns, in message order: if they
+        # are out of order, the turns were numbered wrongly (not run or replied in a wrong order).
+        by_seq = sorted((e.seq, index[e.text]) for e in transcripts.get(peer, []) if e.text in index)
+        if _inversions([n for _, n in by_seq]):
+            r.sequenced_out_of_order[peer] = [(n, seq) for seq, n in by_seq]
     accepted_times = sorted(m.accepted_at for m in sent if m.accepted_at is not None)
     if accepted_times:
         starts = sorted(m.first_sent for m in sent)

@@ -59,11 +59,12 @@ def schedule(
     faults: list[Fault] = []
     t = rng.uniform(0.5, mean_gap)
     while t < duration:
+        t = round(t, 2)  # printed with 2 decimals: the schedule is exactly what is printed
         nats_fault = bool(servers) and rng.random() < 0.3
         if nats_fault and t >= nats_busy_until:
             target = rng.choice(servers)
             action = rng.choice(("nats-kill", "nats-partition"))
-            down = rng.uniform(1.0, max_down * (1.5 if action == "nats-partition" else 1.0))
+            down = round(rng.uniform(1.0, max_down * (1.5 if action == "nats-partition" else 1.0)), 2)
             # after a restart the server needs a moment to rejoin before the next one may go
             nats_busy_until = t + down + 5.0
         else:
@@ -73,9 +74,9 @@ def schedule(
                 continue
             target = rng.choice(free)
             action = rng.choice(("kill", "pause"))
-            down = rng.uniform(0.5, max_down)
+            down = round(rng.uniform(0.5, max_down), 2)
         busy_until[target] = t + down
-        faults.append(Fault(round(t, 2), action, target, round(down, 2)))
+        faults.append(Fault(t, action, target, down))
         t += rng.expovariate(1 / mean_gap)
     return faults
 
