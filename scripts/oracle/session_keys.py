@@ -466,6 +466,23 @@ def route_config(r: random.Random) -> dict[str, Any]:
     return cfg
 
 
+def route_config_keyed(r: random.Random) -> dict[str, Any]:
+    """A config in OpenClaw 9.6's keyed roster form: `agents.entries`, sometimes with
+    `ownership: "explicit"` and `defaults.systemAgent` (where `default: true` is retired)."""
+    cfg = route_config(r)
+    listed = cfg.get("agents", {}).get("list", [])
+    agents: dict[str, Any] = {"entries": {e["id"]: {k: v for k, v in e.items() if k != "id"} for e in listed}}
+    if listed and r.random() < 0.5:
+        agents["ownership"] = "explicit"
+        for entry in agents["entries"].values():
+            entry.pop("default", None)
+        if r.random() < 0.7:
+            owner = r.choice(listed)["id"]
+            agents["defaults"] = {"systemAgent": {"agentId": owner.upper() if r.random() < 0.2 else owner}}
+    cfg["agents"] = agents
+    return cfg
+
+
 def route_inputs(r: random.Random, n: int) -> list[dict[str, Any]]:
     out = []
     for _ in range(n):
@@ -475,7 +492,7 @@ def route_inputs(r: random.Random, n: int) -> list[dict[str, Any]]:
         if r.random() < 0.85:
             inp["peer"] = {
                 "kind": r.choice(["direct", "dm", "group", "channel", "Group", "thread"]),
-                "id": r.choice([*R_PEERS, "", " c1 ", "u2"]),
+                "id": r.choice([*R_PEERS, "", " c1 ", "u2", 42, 1.5, 0, "\ufeffc1", "c1\u0085"]),
             }
         if r.random() < 0.15:
             inp["parentPeer"] = {
@@ -483,9 +500,9 @@ def route_inputs(r: random.Random, n: int) -> list[dict[str, Any]]:
                 "id": r.choice([*R_PEERS, ""]),
             }
         if r.random() < 0.4:
-            inp["guildId"] = r.choice([*R_GUILDS, " g1 ", ""])
+            inp["guildId"] = r.choice([*R_GUILDS, " g1 ", "", 1, 7.0])
         if r.random() < 0.2:
-            inp["teamId"] = r.choice(R_TEAMS)
+            inp["teamId"] = r.choice([*R_TEAMS, 3])
         if r.random() < 0.35:
             inp["memberRoleIds"] = r.sample(R_ROLES, r.randint(0, 3))
         if r.random() < 0.15:
@@ -546,6 +563,7 @@ def main() -> None:
             cases.append((fn, value))
     cases += builder_cases(r, 1500)
     routes = [{"config": route_config(r), "inputs": route_inputs(r, 25)} for _ in range(250)]
+    routes += [{"config": route_config_keyed(r), "inputs": route_inputs(r, 25)} for _ in range(100)]
 
     with tempfile.TemporaryDirectory(prefix="oracle-") as tmp:
         env = {**os.environ, "HOME": tmp, "OPENCLAW_STATE_DIR": tmp, "OPENCLAW_ORACLE_DIR": str(oracle)}
