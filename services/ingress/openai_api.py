@@ -463,7 +463,9 @@ class OpenAIAPI:
         if stream:
             usage = bool(body.stream_options and body.stream_options.include_usage)
             return sse_response(
-                self._stream(turn, completion_id, created, body.model, usage), on_close=turn.close
+                self._stream(turn, completion_id, created, body.model, usage),
+                {"x-openclaw-session-key": target.session_key},
+                on_close=turn.close,
             )
         final = await self.final(turn)
         if not isinstance(final, TurnFinal):

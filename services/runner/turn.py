@@ -182,6 +182,13 @@ async def execute_turn(
         )
         messages.append(AssistantMessage(text=text, tool_calls=calls))
         if not calls:
+            if client and options.tool_choice not in (None, "auto"):
+                # OpenClaw's contract: a required or pinned client tool must be called
+                raise ClawmeshError(
+                    "MODEL_ERROR",
+                    f"tool_choice {options.tool_choice!r} requires a call of a client tool; "
+                    "the model answered without one",
+                )
             return TurnOutcome(
                 text=text, model=used_model, usage=(usage_in, usage_out), stop_reason=stop.stop_reason
             )

@@ -207,3 +207,18 @@ async def test_responses_with_the_openai_client(gw: Gateway, fake: FakeModelServ
     assert "Tool:call_l: fog" in second.last_user_text
     # previous_response_id continued the session: the model saw the first turn again
     assert any("weather in Lima?" in str(m.get("content")) for m in second.messages)
+
+
+async def test_a_required_tool_that_is_not_called_fails_the_turn(gw: Gateway, fake: FakeModelServer) -> None:
+    fake.script(Text("I would rather not."))
+    async with _client(gw) as client:
+        with pytest.raises(openai.InternalServerError) as failed:
+            await client.chat.completions.create(
+                model="openclaw",
+                messages=[{"role": "user", "content": "weather?"}],
+                tools=[TOOL],  # type: ignore[list-item]
+                tool_choice="required",
+            )
+    assert failed.value.status_code == 502 and "requires a call of a client tool" in failed.value.message
+    (request,) = await fake.wait_for_requests(1)
+    assert request.body["tool_choice"] == "required"
