@@ -13,7 +13,7 @@ import msgspec
 
 from ._defaults import DEFAULT_ANTHROPIC_BASE_URL
 from ._errors import classify_error
-from ._http import LoopClients, iter_sse, status_error, stream_error
+from ._http import POOL_LIMITS, LoopClients, iter_sse, status_error, stream_error
 from ._json import arguments_from_json
 from ._types import (
     AssistantMessage,
@@ -257,6 +257,7 @@ class AnthropicProvider:
         self._pool = LoopClients(
             lambda: httpx.AsyncClient(
                 timeout=timeout,
+                limits=POOL_LIMITS,
                 headers={
                     "accept": "application/json",
                     "anthropic-version": _API_VERSION,

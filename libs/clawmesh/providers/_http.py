@@ -22,7 +22,19 @@ import msgspec
 from ._errors import parse_retry_after, reason_for
 from ._types import ProviderError
 
-__all__ = ["LoopClients", "ServerSentEvent", "error_fields", "iter_sse", "status_error", "stream_error"]
+# The SDKs' pool limits: httpx's own (100 connections, 20 kept alive) would queue a busy
+# runner's calls and reconnect for most of them.
+POOL_LIMITS: Final = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+
+__all__ = [
+    "POOL_LIMITS",
+    "LoopClients",
+    "ServerSentEvent",
+    "error_fields",
+    "iter_sse",
+    "status_error",
+    "stream_error",
+]
 
 
 class LoopClients:

@@ -20,7 +20,7 @@ import msgspec
 
 from ._defaults import DEFAULT_OPENAI_BASE_URL, MaxTokensField
 from ._errors import classify_error
-from ._http import LoopClients, iter_sse, status_error, stream_error
+from ._http import POOL_LIMITS, LoopClients, iter_sse, status_error, stream_error
 from ._json import arguments_from_json
 from ._types import (
     AssistantMessage,
@@ -240,6 +240,7 @@ class OpenAIProvider:
         self._pool = LoopClients(
             lambda: httpx.AsyncClient(
                 timeout=timeout,
+                limits=POOL_LIMITS,
                 headers={"accept": "application/json", **dict(headers or {})},
             )
         )
