@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: the benchmarks in tests/bench, each with its baseline measured in the same run.
 #
-#   scripts/bench.sh                     routing, config_load, providers, pipeline, tools, then compose
-#   scripts/bench.sh routing             one of them (routing | config_load | providers | pipeline | tools | compose)
+#   scripts/bench.sh                     routing, config_load, providers, pipeline, anchor, tools, then compose
+#   scripts/bench.sh routing             one of them (routing | config_load | providers | pipeline | anchor | tools | compose)
+#                                        (anchor: OpenClaw on the same fake model, compared with the last pipeline
+#                                        run; skipped, saying why, when OpenClaw is not installed)
 #   scripts/bench.sh pipeline --quick    extra arguments go to every benchmark run
 #   make bench ARGS="--quick"
 #
@@ -12,17 +14,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL=(routing config_load providers pipeline tools compose)
+ALL=(routing config_load providers pipeline anchor tools compose)
 PY=.venv/bin/python
 OUT=.ci-logs/bench
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 names=()
 args=()
 for arg in "$@"; do
   case "$arg" in
-    routing | config_load | providers | pipeline | tools | compose) names+=("$arg") ;;
+    routing | config_load | providers | pipeline | anchor | tools | compose) names+=("$arg") ;;
     -h | --help) usage; exit 0 ;;
     *) args+=("$arg") ;;
   esac

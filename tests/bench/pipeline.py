@@ -4,8 +4,9 @@ HTTP request → ingress → router → runner → reply, against a real `clawme
 its embedded nats-server, on 127.0.0.1 only. Two runs:
 
   echo     agents on the offline `echo/bench` model (the pipeline alone)
-  openai   agents on `openai/fake`, served by the local fake OpenAI server
+  openai   agents on `openai/fake`, served by the local fake model server
            (`python -m tests.fakes.models`, a streamed short fixed reply)
+  anthropic  agents on `anthropic/fake`, the same fake server's Messages API
 
 Per run: spawn → ready time (and the process's own `readySeconds`), p50/p90/p99/max latency at
 concurrency 1, throughput at concurrency 20 and 100 (one session and one keep-alive HTTP
@@ -13,7 +14,9 @@ connection per concurrent worker, workers spread over two agents by account bind
 generator spent per turn, and the peak RSS of the gateway and of its nats-server. Baselines in
 the same run, against the same nats-server: nats-py request/reply (sequential, and 20 in
 flight) with the responder in this process, JetStream publish (sync, on a bench stream outside
-`cm.>`), and `GET /healthz` through the same HTTP client (the HTTP floor). Ratios to those
+`cm.>`), `GET /healthz` through the same HTTP client (the HTTP floor), and in the model runs
+the bare HTTP round trip to the fake model (plain httpx from this process: latency and CPU per
+call), so that a provider's gateway CPU per turn can be set against echo's and that floor. Ratios to those
 baselines are printed; targets are shown as PASS/MISS for information only. Where a turn's time
 goes: a tap process subscribed to `>` timestamps each turn's messages in an extra c=1 phase
 (`--no-stages` skips it), and in the loaded phases the router's and runner's JetStream consumer
@@ -21,7 +24,7 @@ depth is sampled and turned into a mean time per stage (Little's law).
 
 Exit status: 0, unless the gateway failed to start or more than 1% of the requests failed.
 
-    python -m tests.bench.pipeline [--quick] [--json PATH] [--only echo|openai] [--max-concurrent N]
+    python -m tests.bench.pipeline [--quick] [--json PATH] [--only echo|openai|anthropic] [--max-concurrent N]
 """
 
 from __future__ import annotations
@@ -47,12 +50,14 @@ from nats.aio.client import Client as NatsClient
 
 from clawmesh.natsauth import embedded_admin
 from tests.bench._common import LoadPhase, machine, nats_baseline, percentile, print_table, write_json
+from tests.bench._fake_rtt import fake_round_trip
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "bench-token"
 FAKE_REPLY = "pong from fake"
 AGENTS = ("alpha", "beta")
 ACCOUNT_OF = {"alpha": "a", "beta": "b"}
+MODEL_RUNS = ("openai", "anthropic")  # runs against the fake model server, named for the API
 
 # The issue's targets, and the incumbent gateway measured on this machine with a fake model.
 TARGETS = {
@@ -272,6 +277,7 @@ class Gateway:
 
 
 def bench_config(model: str, max_concurrent: int, fake_port: int | None) -> dict[str, Any]:
+    """The gateway config of a run; `model`'s provider (openai | anthropic) points at the fake."""
     defaults: dict[str, Any] = {"model": model}
     if max_concurrent:
         defaults["maxConcurrent"] = max_concurrent
@@ -285,7 +291,9 @@ def bench_config(model: str, max_concurrent: int, fake_port: int | None) -> dict
         "gateway": {"auth": {"token": TOKEN}},
     }
     if fake_port is not None:
-        config["models"] = {"providers": {"openai": {"baseUrl": f"http://127.0.0.1:{fake_port}/v1"}}}
+        root = f"http://127.0.0.1:{fake_port}"
+        base = {"openai": f"{root}/v1", "anthropic": root}[model.split("/")[0]]
+        config["models"] = {"providers": {model.split("/")[0]: {"baseUrl": base}}}
     return config
 
 
@@ -730,16 +738,16 @@ async def bench_run(name: str, counts: Counts, max_concurrent: int, keep: bool, 
     tmp = Path(tempfile.mkdtemp(prefix=f"clawmesh-bench-{name}-"))
     fake: FakeModel | None = None
     gw: Gateway | None = None
-    model = "echo/bench" if name == "echo" else "openai/fake"
+    model = "echo/bench" if name == "echo" else f"{name}/fake"
     result = RunResult(name, model)
     expect = "echo" if name == "echo" else FAKE_REPLY
     print(f"\n=== run '{name}': model {model}, state in {tmp}", flush=True)
     try:
         extra_env: dict[str, str] = {}
-        if name == "openai":
+        if name in MODEL_RUNS:
             fake = await start_fake_model(tmp)
-            extra_env["OPENAI_API_KEY"] = "sk-fake"
-            print(f"fake OpenAI server on 127.0.0.1:{fake.port} (pid {fake.proc.pid})", flush=True)
+            extra_env[f"{name.upper()}_API_KEY"] = "sk-fake"
+            print(f"fake model server on 127.0.0.1:{fake.port} (pid {fake.proc.pid})", flush=True)
         config = bench_config(model, max_concurrent, fake.port if fake else None)
         try:
             gw = await start_gateway(tmp, config, extra_env)
@@ -832,6 +840,14 @@ async def bench_run(name: str, counts: Counts, max_concurrent: int, keep: bool, 
                 gw.nats_url, sequential=counts.rr, concurrent=counts.rr, in_flight=20, js=counts.js
             )
         )
+        if fake is not None:
+            result.baselines.update(await fake_round_trip(fake.port, name, counts.http))
+            print(
+                f"baseline: bare HTTP round trip to the fake model ({name} wire, plain httpx) p50 "
+                f"{result.baselines['fake_rtt_p50_ms'] * 1e3:.0f} µs, "
+                f"{result.baselines['fake_rtt_cpu_ms']:.2f} ms CPU per call in the load generator",
+                flush=True,
+            )
         b = result.baselines
         print(
             f"baselines: request/reply p50 {b['rr_p50_ms'] * 1e3:.0f} µs p99 {b['rr_p99_ms'] * 1e3:.0f} µs, "
@@ -968,6 +984,7 @@ def report(results: list[RunResult]) -> None:
     ok_runs = [r for r in results if not r.error and r.phases]
     if not ok_runs:
         return
+    report_provider_cost(ok_runs)
     header = ["target", "goal", *(r.name for r in ok_runs), "incumbent"]
     labels = {
         "p50_ms_c1": ("p50 latency, c=1 (ms)", "≤ 5"),
@@ -992,6 +1009,44 @@ def report(results: list[RunResult]) -> None:
     rows.append(["throughput, c=100 (turns/s)", "-", *extra, "-"])
     rows.append(["nats-server RSS, peak (MB)", "-", *(f"{r.peak_rss_nats_mb:.0f}" for r in ok_runs), "-"])
     print_table(header, rows, title="Summary (targets are informational; PASS/MISS per run)")
+
+
+def report_provider_cost(runs: list[RunResult]) -> None:
+    """Gateway CPU per turn of each model run over the echo run's (the issue's goal: ≤ +2 ms),
+    next to the bare HTTP round trip to the fake model that a provider cannot avoid."""
+    echo = next((r for r in runs if r.name == "echo"), None)
+    if echo is None:
+        return
+    rows = []
+    for r in runs:
+        if r is echo:
+            continue
+        cells = [r.name]
+        for label in ("c1", "c20"):
+            mine, base = r.phases.get(label), echo.phases.get(label)
+            if mine and base:
+                extra = mine.per_turn_ms(mine.gateway_cpu_s) - base.per_turn_ms(base.gateway_cpu_s)
+                cells.append(f"{mine.per_turn_ms(mine.gateway_cpu_s):.2f} ({extra:+.2f})")
+            else:
+                cells.append("-")
+        rtt = r.baselines.get("fake_rtt_cpu_ms")
+        cells.append(f"{rtt:.2f}" if rtt is not None else "-")
+        p50 = r.baselines.get("fake_rtt_p50_ms")
+        cells.append(f"{p50 * 1e3:.0f}" if p50 is not None else "-")
+        rows.append(cells)
+    if rows:
+        print_table(
+            [
+                "run",
+                "gw CPU ms/turn c=1 (− echo)",
+                "gw CPU ms/turn c=20 (− echo)",
+                "bare HTTP call CPU ms",
+                "bare HTTP p50 µs",
+            ],
+            rows,
+            title="Provider cost: gateway CPU per turn against the echo run's (goal ≤ +2 ms), and the bare "
+            "HTTP round trip to the fake model (plain httpx in the load generator, same run)",
+        )
 
 
 def report_stages(r: RunResult) -> None:
@@ -1055,7 +1110,7 @@ def to_json(results: list[RunResult], counts: Counts, args: argparse.Namespace) 
 
 async def amain(args: argparse.Namespace) -> int:
     counts = QUICK if args.quick else FULL
-    names = [args.only] if args.only else ["echo", "openai"]
+    names = [args.only] if args.only else ["echo", *MODEL_RUNS]
     print(
         f"pipeline benchmark: runs {names}; c=1 {counts.c1}, c=20 {counts.c20}, c=100 {counts.c100} turns "
         f"(≤ {counts.phase_seconds:.0f}s per phase); agents.defaults.maxConcurrent = "
@@ -1092,7 +1147,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small counts (a smoke check, noisy figures)")
     parser.add_argument("--json", metavar="PATH", help="write the figures to PATH")
-    parser.add_argument("--only", choices=["echo", "openai"], help="one run only")
+    parser.add_argument("--only", choices=["echo", *MODEL_RUNS], help="one run only")
     parser.add_argument(
         "--max-concurrent",
         type=int,

@@ -27,7 +27,6 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -37,6 +36,7 @@ from clawmesh.providers._echo import EchoProvider
 from clawmesh.providers._openai import OpenAIProvider
 from clawmesh.providers._types import Provider
 from tests.bench._common import median, print_table, write_json
+from tests.bench._fake_rtt import raw_model_call
 from tests.bench.pipeline import FAKE_REPLY, start_fake_model, stop_process
 
 _KEY = Credential("bench:key", "bench-key")
@@ -55,41 +55,6 @@ async def _provider_call(provider: Provider, model: str) -> None:
         raise RuntimeError(f"{provider!r}: the stream ended without StreamStop")
 
 
-def _raw_call(client: httpx.AsyncClient, api: str) -> Callable[[], Awaitable[None]]:
-    """The bare round trip: the same request body the provider would send, the body read as bytes."""
-    if api == "openai":
-        path, headers = "/v1/chat/completions", {"authorization": "Bearer bench-key"}
-        body: dict[str, Any] = {
-            "model": "fake",
-            "messages": [
-                {"role": "system", "content": "You are a bench."},
-                {"role": "user", "content": "ping 0"},
-            ],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "max_completion_tokens": 256,
-        }
-    else:
-        path = "/v1/messages"
-        headers = {"x-api-key": "bench-key", "anthropic-version": "2023-06-01"}
-        body = {
-            "model": "fake",
-            "max_tokens": 256,
-            "system": "You are a bench.",
-            "messages": [{"role": "user", "content": [{"type": "text", "text": "ping 0"}]}],
-            "stream": True,
-        }
-
-    async def call() -> None:
-        async with client.stream("POST", path, json=body, headers=headers) as resp:
-            async for _ in resp.aiter_bytes():
-                pass
-            if resp.status_code != 200:
-                raise RuntimeError(f"raw {api}: HTTP {resp.status_code}")
-
-    return call
-
-
 async def _measure(call: Callable[[], Awaitable[None]], n: int) -> tuple[float, float]:
     """(CPU ms per call, wall ms per call) over `n` sequential calls."""
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -106,8 +71,8 @@ async def amain(args: argparse.Namespace) -> int:
         openai_p = OpenAIProvider("openai", base_url=f"{base}/v1")
         anthropic_p = AnthropicProvider("anthropic", base_url=base)
         calls: dict[str, Callable[[], Awaitable[None]]] = {
-            "raw HTTP (openai wire)": _raw_call(raw, "openai"),
-            "raw HTTP (anthropic wire)": _raw_call(raw, "anthropic"),
+            "raw HTTP (openai wire)": raw_model_call(raw, "openai"),
+            "raw HTTP (anthropic wire)": raw_model_call(raw, "anthropic"),
             "echo provider": lambda: _provider_call(EchoProvider(), "bench"),
             "openai provider": lambda: _provider_call(openai_p, "fake"),
             "anthropic provider": lambda: _provider_call(anthropic_p, "fake"),

@@ -69,6 +69,24 @@ def _providers(data: dict[str, Any]) -> list[str]:
     ] or ["providers: no figures"]
 
 
+def _anchor(data: dict[str, Any]) -> list[str]:
+    if data.get("skipped"):
+        return [f"anchor: skipped: {data['skipped']}"]
+    mine, theirs = data.get("clawmesh", {}), data.get("openclaw", {})
+    parts = []
+    for key, label, lower_is_better in (
+        ("p50_ms_c1", "latency c=1", True),
+        ("turns_per_s_c20", "throughput c=20", False),
+        ("cpu_ms_per_turn_c1", "CPU/turn c=1", True),
+        ("rss_mb", "RSS", True),
+        ("ready_s", "ready", True),
+    ):
+        a, b = mine.get(key), theirs.get(key)
+        if a and b:
+            parts.append(f"{label} {(b / a if lower_is_better else a / b):,.1f}x")
+    return ["anchor: clawmesh vs OpenClaw (> 1x: clawmesh better): " + (", ".join(parts) or "no figures")]
+
+
 def main(argv: list[str] | None = None) -> int:
     for arg in argv if argv is not None else sys.argv[1:]:
         path = Path(arg)
@@ -85,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             if kind == "pipeline"
             else _providers(data)
             if kind == "providers"
+            else _anchor(data)
+            if kind == "anchor"
             else []
         )
         for line in lines:
