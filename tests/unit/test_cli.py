@@ -122,7 +122,8 @@ def test_agents_add_bind_unbind_cycle(home: Path) -> None:
 
     listed = json.loads(run("agents", "list", "--bindings", "--json", home=home).stdout)
     work = next(a for a in listed if a["id"] == "work")
-    assert [b["match"] for b in work["bindings"]] == ["telegram:biz", "slack:*"]
+    assert [b["match"] for b in work["bindingRules"]] == ["telegram:biz", "slack:*"]
+    assert work["bindings"] == 2  # OpenClaw's count
 
     res = run("agents", "unbind", "--agent", "work", "--bind", "slack:*", home=home)
     assert res.returncode == 0 and "removed 1" in res.stdout

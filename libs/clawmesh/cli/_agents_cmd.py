@@ -1,8 +1,12 @@
-"""`clawmesh agents list|add|bind|unbind` (OpenClaw's semantics for bind/unbind)."""
+"""`clawmesh agents list|bindings|add|bind|unbind|delete|set-identity` (OpenClaw's semantics
+and `--json` shapes)."""
 
 from __future__ import annotations
 
+import shutil
 import sys
+import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -33,6 +37,80 @@ def _describe_binding(b: RouteBinding) -> str:
     return " ".join(parts)
 
 
+def describe_match(match: Any) -> str:
+    """A binding's match as OpenClaw's CLI words it (`telegram accountId=work`,
+    `discord peer=group:g1`, `discord guild=G roles=a,b`, `slack team=T`)."""
+    if not isinstance(match, dict):
+        return str(match)
+    parts = [str(match.get("channel", ""))]
+    if match.get("accountId") not in (None, ""):
+        parts.append(f"accountId={match['accountId']}")
+    peer = match.get("peer")
+    if isinstance(peer, dict):
+        parts.append(f"peer={peer.get('kind')}:{peer.get('id')}")
+    if match.get("guildId"):
+        parts.append(f"guild={match['guildId']}")
+    if match.get("teamId"):
+        parts.append(f"team={match['teamId']}")
+    roles = match.get("roles")
+    if isinstance(roles, list) and roles:
+        parts.append("roles=" + ",".join(str(r) for r in roles))
+    return " ".join(parts)
+
+
+def _raw_bindings(config: Config, agent: str | None = None) -> list[dict[str, Any]]:
+    """The config's route bindings in file order, each with OpenClaw's description."""
+    out = []
+    for b in config.raw.get("bindings") or []:
+        if not isinstance(b, dict) or (b.get("type") or "route") != "route":
+            continue
+        aid = normalize_agent_id(str(b.get("agentId", "")))
+        if agent is not None and aid != agent:
+            continue
+        out.append({"agentId": aid, "match": b.get("match"), "description": describe_match(b.get("match"))})
+    return out
+
+
+def _agent_json(config: Config, a: Any, rules: list[RouteBinding], with_bindings: bool) -> dict[str, Any]:
+    """OpenClaw's `agents list --json` entry (same keys, same order), then clawmesh's own
+    (`models`: the whole chain, `runnerType`, `default`; with --bindings `bindingRules`: the
+    bindings in precedence order with their tier)."""
+    identity = a.entry.identity
+    mine = _raw_bindings(config, a.id)
+    out: dict[str, Any] = {"id": a.id}
+    if a.entry.name:
+        out["name"] = a.entry.name
+    if identity is not None and (identity.name or identity.emoji):
+        if identity.name:
+            out["identityName"] = identity.name
+        if identity.emoji:
+            out["identityEmoji"] = identity.emoji
+        out["identitySource"] = "config"
+    out["workspace"] = str(a.workspace)
+    out["agentDir"] = str(a.agent_dir)
+    if a.models:
+        out["model"] = a.models[0]
+    out["bindings"] = len(mine)
+    out["isDefault"] = a.is_default
+    if with_bindings:
+        if mine:
+            out["bindingDetails"] = [b["description"] for b in mine]
+        if a.is_default:
+            out["routes"] = ["default (no explicit rules)"]
+        out["bindingRules"] = [
+            {
+                "binding": b.path,
+                "tier": TIERS[min(_TIER_ORDER[b.tier], 7)] if b.tier != "peer" else "binding.peer",
+                "match": _describe_binding(b),
+            }
+            for b in rules
+        ]
+    out["default"] = a.is_default
+    out["models"] = list(a.models)
+    out["runnerType"] = a.runner_type
+    return out
+
+
 def _bindings_by_agent(config: Config) -> dict[str, list[RouteBinding]]:
     """Each agent's bindings in effective precedence order: tier first, then config order."""
     out: dict[str, list[RouteBinding]] = {}
@@ -55,30 +133,7 @@ def list_(
     config = load(ctx)
     by_agent = _bindings_by_agent(config)
     if as_json:
-        print_json(
-            [
-                {
-                    "id": a.id,
-                    "name": a.name,
-                    "default": a.is_default,
-                    "models": list(a.models),
-                    "runnerType": a.runner_type,
-                    "workspace": str(a.workspace),
-                    "agentDir": str(a.agent_dir),
-                    "bindings": [
-                        {
-                            "binding": b.path,
-                            "tier": TIERS[min(_TIER_ORDER[b.tier], 7)]
-                            if b.tier != "peer"
-                            else "binding.peer",
-                            "match": _describe_binding(b),
-                        }
-                        for b in by_agent.get(a.id, [])
-                    ],
-                }
-                for a in config.agents
-            ]
-        )
+        print_json([_agent_json(config, a, by_agent.get(a.id, []), bindings) for a in config.agents])
         return
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for col in ("id", "name", "default", "model", "runner", "workspace", "agentDir"):
@@ -297,4 +352,187 @@ def unbind(
     console.print(f"removed {len(removed)} binding(s) of {aid}: {', '.join(removed)}", markup=False)
 
 
-__all__ = ["app", "apply_bind", "state"]
+@app.command("bindings")
+def bindings_(
+    ctx: typer.Context,
+    agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's bindings.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (OpenClaw's shape).")] = False,
+) -> None:
+    """List routing bindings in config order (as `openclaw agents bindings`)."""
+    config = load(ctx)
+    aid = _agent_or_fail(ctx, agent) if agent is not None else None
+    rows = _raw_bindings(config, aid)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("No routing bindings." if aid is None else f"No routing bindings for {aid}.")
+        return
+    console.print("Routing bindings:")
+    for row in rows:
+        console.print(f"- {row['agentId']} <- {row['description']}")
+
+
+def _find_entry(data: dict[str, Any], aid: str) -> tuple[Any, Any] | None:
+    """The container (agents.list or agents.entries) and key/index of agent `aid` in the file."""
+    lst, entries = _roster(data)
+    if isinstance(lst, list):
+        for i, e in enumerate(lst):
+            if isinstance(e, dict) and normalize_agent_id(str(e.get("id", ""))) == aid:
+                return lst, i
+    if isinstance(entries, dict):
+        for key in entries:
+            if normalize_agent_id(str(key)) == aid:
+                return entries, key
+    return None
+
+
+def _related(a: Path, b: Path) -> bool:
+    a, b = a.resolve(), b.resolve()
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    agent_id: Annotated[str, typer.Argument(metavar="ID", help="The agent to delete.")],
+    force: Annotated[bool, typer.Option("--force", help="Skip confirmation.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Delete an agent: its config entry and bindings; its workspace, agentDir and sessions
+    directory move to <stateDir>/trash (as `openclaw agents delete`). Transcripts in JetStream
+    are kept."""
+    config = load(ctx)
+    view = config.agent(agent_id)
+    if view is None or not config.has_roster:
+        fail(f"unknown agent '{agent_id}' (configured: {', '.join(config.agent_ids)})")
+    if len(config.agents) == 1:
+        fail(f"'{view.id}' is the only configured agent and cannot be deleted")
+    if not force:
+        if not sys.stdin.isatty():
+            fail(f"deleting '{view.id}' needs confirmation; re-run with --force", 2)
+        typer.confirm(f"Delete agent '{view.id}' and move its workspace and state to the trash?", abort=True)
+    aid = view.id
+    removed_bindings = 0
+
+    def mutate(data: dict[str, Any]) -> None:
+        nonlocal removed_bindings
+        found = _find_entry(data, aid)
+        if found is None:
+            fail(f"agent '{aid}' is not in {config_file(ctx)} (defined by an $include?)")
+        container, key = found
+        del container[key]
+        bindings = data.get("bindings") or []
+        kept = [
+            b
+            for b in bindings
+            if not (isinstance(b, dict) and normalize_agent_id(str(b.get("agentId", ""))) == aid)
+        ]
+        removed_bindings = len(bindings) - len(kept)
+        if "bindings" in data:
+            data["bindings"] = kept
+
+    update_config_file(config_file(ctx), mutate, checks=default_checks())
+    others = [a for a in config.agents if a.id != aid]
+    trash = config.state_dir / "trash" / f"{aid}-{int(time.time())}"
+    removed: list[dict[str, str]] = []
+    failed: list[dict[str, str]] = []
+    retained: list[str] = []
+    for what, path in (
+        ("workspace", view.workspace),
+        ("agentDir", view.agent_dir),
+        ("sessions", view.sessions_dir),
+    ):
+        shared = [a.id for a in others if _related(path, a.workspace) or _related(path, a.agent_dir)]
+        if shared:
+            retained.extend(shared)
+            removed.append({"path": str(path), "method": "retained"})
+            continue
+        if not path.exists():
+            removed.append({"path": str(path), "method": "missing"})
+            continue
+        try:
+            trash.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), str(trash / what))
+            removed.append({"path": str(path), "method": "trash"})
+        except OSError as exc:
+            failed.append({"path": str(path), "error": str(exc)})
+    summary: dict[str, Any] = {
+        "agentId": aid,
+        "workspace": str(view.workspace),
+        "agentDir": str(view.agent_dir),
+        "sessionsDir": str(view.sessions_dir),
+        "removedBindings": removed_bindings,
+        "removedAllow": 0,
+        "removed": removed,
+        "failed": failed,
+    }
+    if retained:
+        summary["workspaceRetained"] = True
+        summary["workspaceSharedWith"] = sorted(set(retained))
+    if as_json:
+        print_json(summary)
+    else:
+        console.print(f"deleted agent '{aid}' ({removed_bindings} binding(s) removed)")
+        for row in removed:
+            if row["method"] == "trash":
+                console.print(f"  moved {row['path']} to {trash}")
+            elif row["method"] == "retained":
+                console.print(f"  kept {row['path']} (shared with {', '.join(sorted(set(retained)))})")
+        for row in failed:
+            console.print(f"  could not move {row['path']}: {row['error']} (remove it by hand)")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("set-identity")
+def set_identity(
+    ctx: typer.Context,
+    agent: Annotated[
+        str | None, typer.Option("--agent", help="Agent id (default: the default agent).")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Identity name.")] = None,
+    theme: Annotated[str | None, typer.Option("--theme", help="Identity theme.")] = None,
+    emoji: Annotated[str | None, typer.Option("--emoji", help="Identity emoji.")] = None,
+    avatar: Annotated[
+        str | None,
+        typer.Option("--avatar", help="Identity avatar (workspace path, http(s) URL or data URI)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Update an agent's identity (name/theme/emoji/avatar), as `openclaw agents set-identity`."""
+    values = {k: v for k, v in (("name", name), ("theme", theme), ("emoji", emoji), ("avatar", avatar)) if v}
+    if not values:
+        fail("give at least one of --name, --theme, --emoji, --avatar", 2)
+    config = load(ctx)
+    if agent is None:
+        if config.default_agent_id is None:
+            fail("no default agent; pass --agent")
+        aid = config.default_agent_id
+    else:
+        aid = _agent_or_fail(ctx, agent)
+    identity: dict[str, Any] = {}
+
+    def mutate(data: dict[str, Any]) -> None:
+        found = _find_entry(data, aid)
+        if found is None:
+            lst, entries = _roster(data)
+            if lst is not None or entries is not None:
+                fail(f"agent '{aid}' is not in {config_file(ctx)} (defined by an $include?)")
+            # the implicit single agent gets an explicit entry to hold its identity
+            data["agents"]["list"] = [{"id": aid, "default": True}]
+            found = data["agents"]["list"], 0
+        container, key = found
+        entry = container[key]
+        current = entry.get("identity") if isinstance(entry.get("identity"), dict) else {}
+        entry["identity"] = {**current, **values}
+        identity.update(entry["identity"])
+
+    update_config_file(config_file(ctx), mutate, checks=default_checks())
+    if as_json:
+        print_json({"agentId": aid, "identity": identity})
+    else:
+        console.print(f"updated identity of '{aid}': " + ", ".join(f"{k}={v}" for k, v in identity.items()))
+
+
+__all__ = ["app", "apply_bind", "describe_match", "state"]
