@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.unit.test_cli import run
+from tests.unit.test_cli import CLAWMESH, run
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "openclaw_cli"
 CLAWMESH_ONLY = ("default", "models", "runnerType", "bindingRules")
@@ -127,3 +129,49 @@ def test_agents_set_identity(tmp_path: Path, config: Path) -> None:
     ]
     nothing = run("agents", "set-identity", "--agent", "home", home=tmp_path, config=config)
     assert nothing.returncode == 2
+
+
+def _doctor(home: Path, config: Path, **env: str) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+    full = {**os.environ, "HOME": str(home), "CLAWMESH_STATE_DIR": str(home / "state"), **env}
+    # a port nothing listens on: the result does not depend on gateways elsewhere on the machine
+    full["CLAWMESH_NATS_URL"] = "nats://127.0.0.1:1"
+    for name in ("CLAWMESH_CONFIG_PATH", "ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
+        full.pop(name, None)
+    full.update(env)
+    res = subprocess.run(
+        [*CLAWMESH, "--config", str(config), "doctor", "--json"],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    by_check: dict[str, list[dict[str, Any]]] = {}
+    for finding in json.loads(res.stdout)["checks"]:
+        by_check.setdefault(finding["check"], []).append(finding)
+    return res.returncode, by_check
+
+
+def test_doctor_names_what_is_wrong_and_how_to_fix_it(tmp_path: Path, config: Path) -> None:
+    (tmp_path / "state").mkdir()
+    token = tmp_path / "state" / "gateway-token"
+    token.write_text("secret")
+    token.chmod(0o644)
+    code, found = _doctor(tmp_path, config)
+    assert code == 1
+    missing = [f for f in found["credentials"] if f["status"] == "fail"]
+    assert any(
+        "anthropic/claude-sonnet-4-6" in f["detail"] and "ANTHROPIC_API_KEY" in f["fix"] for f in missing
+    )
+    assert any(f"chmod 600 {token}" == f["fix"] for f in missing)
+    assert [f["status"] for f in found["nats"]] == ["warn"]  # nothing runs: not a failure
+    assert found["gateway"][0]["fix"].startswith("clawmesh up")
+
+    token.chmod(0o600)
+    code, found = _doctor(tmp_path, config, ANTHROPIC_API_KEY="k", OPENAI_API_KEY="k")
+    assert code == 0, found
+    assert all(f["status"] == "ok" for f in found["credentials"])
+
+    config.write_text('{"agents": {"list": 5}}')
+    code, found = _doctor(tmp_path, config)
+    assert code == 1 and found["config"][0]["status"] == "fail"
+    assert found["config"][0]["fix"].startswith("clawmesh config validate")

@@ -22,6 +22,7 @@ from . import (
     _client_cmds,
     _config_cmd,
     _deploy_cmd,
+    _doctor_cmd,
     _nodes_cmd,
     _route_cmd,
     _tools_cmd,
@@ -50,6 +51,7 @@ app.add_typer(_nodes_cmd.nodes_app, name="nodes")
 app.add_typer(_approvals_cmd.app, name="approvals")
 app.add_typer(_nodes_cmd.sandbox_app, name="sandbox")
 app.add_typer(_deploy_cmd.app, name="deploy")
+app.command("doctor")(_doctor_cmd.doctor)
 _config_cmd.app.command("reload")(_client_cmds.config_reload)
 
 
