@@ -105,6 +105,10 @@ class Report:
     sequenced_out_of_order: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     longest_wait: float = 0.0  # the longest a user retried one message before it was accepted
     longest_wait_message: str = ""
+    # accepted, but only after the user retried longer than a naive client would (issue 18's
+    # 5 × 0.5 s) or than a leader election should take
+    waited_over_2_5s: int = 0
+    waited_over_10s: int = 0
     longest_gap: float = 0.0  # the longest time no message at all was accepted
     latency_warm: list[float] = field(default_factory=list)
     latency_chaos: list[float] = field(default_factory=list)
@@ -148,6 +152,8 @@ class Report:
             "sessions_sequenced_out_of_order": len(self.sequenced_out_of_order),
             "longest_accept_s": round(self.longest_wait, 2),
             "longest_wait_message": self.longest_wait_message,
+            "accepted_after_over_2.5s": self.waited_over_2_5s,
+            "accepted_after_over_10s": self.waited_over_10s,
             "longest_gap_without_acceptance_s": round(self.longest_gap, 2),
             "latency_warmup": {
                 "n": len(self.latency_warm),
@@ -213,6 +219,8 @@ def check(
         r.accepted += 1
         if m.failures:
             r.retried += 1
+        r.waited_over_2_5s += m.waited > 2.5
+        r.waited_over_10s += m.waited > 10
         if m.waited > r.longest_wait:
             r.longest_wait, r.longest_wait_message = m.waited, m.message_id
         if not got:

@@ -106,35 +106,33 @@ async def _admin(cluster: Cluster) -> Client:
     )
 
 
-async def _instances(nc: Client, service: str) -> int:
+async def _wait_instances(nc: Client, service: str, count: int, timeout: float) -> None:
+    """Until `count` instances of `service` answer NATS micro discovery."""
     inbox = nc.new_inbox()
     found: set[str] = set()
 
     async def cb(msg: Any) -> None:
-        if msg.data:
+        if msg.data:  # an empty body is a no-responders status
             found.add(json.loads(msg.data)["metadata"]["instance"])
 
     sub = await nc.subscribe(inbox, cb=cb)
     try:
-        await nc.publish(f"$SRV.INFO.clawmesh-{service}", b"", reply=inbox)
-        await nc.flush()
-        # the answers of running instances come within a round trip; give them a moment
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.Event().wait(), 0.5)
+
+        async def enough() -> bool:
+            await nc.publish(f"$SRV.INFO.clawmesh-{service}", b"", reply=inbox)
+            await nc.flush()
+            return len(found) >= count
+
+        await _poll(enough, timeout, f"{count} {service} processes")
     finally:
         await sub.unsubscribe()
-    return len(found)
 
 
 async def _ready(cluster: Cluster, nc: Client, timeout: float) -> None:
     """Every service instance answers discovery and every ingress answers /readyz."""
     want = {"router": cluster.routers, "runner": cluster.runners, "node-agent": cluster.node_agents}
     for service, count in want.items():
-
-        async def enough(service: str = service, count: int = count) -> bool:
-            return await _instances(nc, service) >= count
-
-        await _poll(enough, timeout, f"{count} {service} processes")
+        await _wait_instances(nc, service, count, timeout)
     async with httpx.AsyncClient(timeout=5) as http:
         for url in cluster.ingress_urls:
 
