@@ -500,7 +500,15 @@ class NodeAgent:
                 expires_at=record.expires_at,
             ),
         )
-        decided = await self.approvals.wait(record, wait)
+        # Waiting for a person takes no execution slot (this runs inside `_serve`'s `async with`):
+        # pending approvals must not starve the node's other tool calls.
+        self._slots.release()
+        try:
+            decided = await self.approvals.wait(record, wait)
+        finally:
+            # shielded: if the call is cancelled here, the slot is still taken back before
+            # `async with` gives it back, so the count stays right
+            await asyncio.shield(self._slots.acquire())
         self.ctx.counters[f"approvals_{decided.status}"] += 1
         await self._notice(
             inv,
