@@ -140,7 +140,8 @@ class TurnClient:
                     f"the message is {size} bytes once encoded; the bus carries at most {limit}"
                 )
             try:
-                ack = await ctx.js.publish(subject, data, headers=headers)
+                # retried across a stream leader change; the same Nats-Msg-Id keeps it one turn
+                ack = await ctx.publish(subject, data, headers)
             except Exception as exc:
                 turn.close()
                 ctx.counters["store_failures"] += 1

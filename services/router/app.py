@@ -333,7 +333,7 @@ class Router:
             consumer_span("cm.in", r.msg.subject, r.msg.headers, **{"clawmesh.turn_id": r.inbound.id}),
             producer_span("cm.turn", subject, hdrs),
         ):
-            await self.ctx.js.publish(subject, data, headers=hdrs)
+            await self.ctx.publish(subject, data, hdrs)
 
     async def _reject(self, msg: Msg, inbound: InboundMessage, exc: ClawmeshError) -> None:
         """Routing failed: tell the caller, keep the message in the dead-letter stream. Never a

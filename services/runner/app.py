@@ -6,7 +6,9 @@ Guarantees (across any number of replicas):
 - Crash safety: a runner killed mid-turn stops renewing its lease and its JetStream ack
   deadline; the turn is redelivered and completes elsewhere. Transcript records and the reply
   carry the turn id as their dedupe key, and a turn already completed is answered from its
-  stored result (`finish.py`), so the user gets exactly one final reply.
+  stored result (`finish.py`), so the user gets exactly one final reply, in session order.
+- A turn that keeps failing (or crashing its runner) is started at most `runtime.maxDeliveries`
+  times; then it ends with an error reply and a dead letter, and the session moves on.
 
 This module is the service around them: lifecycle, fetching turns within capacity, the
 heartbeat that keeps held turns and leases alive, and running one turn (agent slot, timeout).
@@ -26,12 +28,12 @@ from clawmesh.config import AgentView, Config
 from clawmesh.errors import ClawmeshError, best_effort
 from clawmesh.nodes import NodeDirectory
 from clawmesh.providers import aclose_providers, preload_sdks
-from clawmesh.sessions import DoneRecord, TranscriptEntry
+from clawmesh.sessions import TranscriptEntry
 from clawmesh.wire import DecodeFailure, TurnRequest, TurnStarted, decode
 
 from .coalesce import DeltaCoalescer
 from .events import TurnEvents, stamp
-from .finish import Finisher
+from .finish import Completion, Finisher
 from .ordering import SessionOrder
 from .tools import ToolBox
 from .turn import TurnOutcome, execute_turn
@@ -41,12 +43,6 @@ __all__ = ["Runner"]
 log = logging.getLogger("clawmesh.runner")
 
 DURABLE = "runner"
-# Deliveries of a turn before it is dead-lettered. Very high, because every hand-back counts as
-# one in JetStream, and most are not failures: a turn waiting for an earlier turn of its session
-# is handed back every 0.05-1 s for as long as that turn runs (up to runtime.turnTimeoutSeconds);
-# 50,000 hand-backs are more than 40 minutes of waiting. (Growing the delay instead slowed busy
-# sessions down: their waiting turns came back too late.)
-TURN_TRIES = 50_000
 FETCH_MAX = 32  # turns fetched at a time (fewer when close to capacity)
 
 
@@ -72,6 +68,7 @@ class Runner:
             self.store,
             self._run,
             self.finisher.replay,
+            self.finisher.deliver,
             self._stopping,
             counters=ctx.counters,
         )
@@ -85,8 +82,11 @@ class Runner:
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
         subjects = self.ctx.subjects
+        # No JetStream bound on deliveries: a turn waiting for an earlier turn of its session is
+        # handed back (a delivery) every 0.05-1 s for as long as that one runs, which is no
+        # failure. Real failures are counted per turn (`_exhausted`).
         self._psub = await self.ctx.pull_consumer(
-            subjects.turns_all, subjects.stream("TURNS"), DURABLE, max_ack_pending=20_000, tries=TURN_TRIES
+            subjects.turns_all, subjects.stream("TURNS"), DURABLE, max_ack_pending=20_000, tries=None
         )
         self._fetcher = asyncio.create_task(
             pull_forever(self._psub, self._take, batch=self._room, stop=self._stopping, name="runner"),
@@ -145,8 +145,6 @@ class Runner:
         self._freed.set()
 
     async def _dispatch(self, msg: Msg) -> None:
-        if await self.ctx.give_up(msg, TURN_TRIES):
-            return
         try:
             turn = decode(msg.data, TurnRequest, msg.headers)
         except DecodeFailure as exc:
@@ -174,8 +172,35 @@ class Runner:
             sem = self._agent_slots[key] = asyncio.Semaphore(agent.max_concurrent)
         return sem
 
-    async def _run(self, turn: TurnRequest, msg: Msg, previous: DoneRecord) -> DoneRecord:
+    async def _exhausted(self, turn: TurnRequest, msg: Msg) -> int | None:
+        """How often the turn was started, when that reaches `runtime.maxDeliveries` (it failed,
+        or crashed its runner, every time); None: run it. Only a turn delivered again is
+        counted (one KV write), so a first delivery costs nothing."""
+        if (msg.metadata.num_delivered or 1) <= 1:
+            return None
+        limit = self.ctx.holder.current.settings.runtime.max_deliveries
+        started = await self.store.count_attempt(turn.session_key, turn.seq, turn.turn_id)
+        return started - 1 if started > limit else None
+
+    async def _give_up(self, turn: TurnRequest, msg: Msg, tries: int, previous: Completion) -> Completion:
+        """End a turn that failed every time with an error reply (so the session moves on, with
+        no gap in its sequence) and keep it in the dead-letter stream."""
+        self.ctx.counters["delivery_limit"] += 1
+        error = ClawmeshError(
+            "DELIVERY_LIMIT",
+            f"the message could not be processed in {tries} tries",
+            "send it again, or ask the operator to look at the dead-letter stream",
+        )
+        completion = await self.finisher.finish(turn, msg, TurnOutcome.failed(error), [], previous)
+        reason = f"turn {turn.turn_id} (seq {turn.seq}) was started {tries} times without finishing"
+        await self.ctx.dead_letter(msg.subject, reason, msg.data, msg.headers, code="DELIVERY_LIMIT")
+        return completion
+
+    async def _run(self, turn: TurnRequest, msg: Msg, previous: Completion) -> Completion:
         """Run a turn that is next in its session and finish it; the new completion record."""
+        tries = await self._exhausted(turn, msg)
+        if tries is not None:
+            return await self._give_up(turn, msg, tries, previous)
         config = self.ctx.holder.current
         agent = config.agent_view(turn.agent_id)
         with consumer_span(
@@ -203,7 +228,7 @@ class Runner:
                         runner=self.ctx.instance,
                     ),
                 )
-                history = await self.finisher.history(turn, previous)
+                history = await self.finisher.history(turn, previous[0])
                 outcome = await self._execute(turn, agent, config, history, entries)
             return await self.finisher.finish(turn, msg, outcome, entries, previous)
 

@@ -1,10 +1,13 @@
 """Per-session ordering: one turn of a session at a time, in the router's sequence order,
-across any number of runner replicas.
+across any number of runner replicas, and their replies stored in that order.
 
 A turn runs only while this runner holds the session's lease (a KV key that expires unless
-renewed) and only when the session's completion record says its predecessor is done. Turns that
-are not next are handed back (nak with a delay) or, if this runner is already working on the
-session, parked behind the current one and run next without another lease round trip.
+renewed), only when the session's completion record says its predecessor is done, and only
+after the predecessor's reply, if the record still has it pending, was published (`Deliver`).
+Turns that are not next are handed back (nak with a delay) or, if this runner is already
+working on the session, parked behind the current one and run next without another lease
+round trip. The record is written with compare-and-set: a runner that finds it changed since
+it read it (CompletionConflict) is stale and stops working on the session.
 """
 
 from __future__ import annotations
@@ -19,19 +22,23 @@ from nats.aio.msg import Msg
 
 from clawmesh.bus import Lease, LeaseLost, Leases
 from clawmesh.errors import best_effort
-from clawmesh.sessions import DoneRecord, SessionStore
+from clawmesh.sessions import CompletionConflict, DoneRecord, SessionStore
 from clawmesh.wire import TurnRequest, encode_token
 
-__all__ = ["Replay", "RunTurn", "SessionOrder"]
+__all__ = ["Completion", "Deliver", "Replay", "RunTurn", "SessionOrder"]
 
 log = logging.getLogger("clawmesh.runner")
 
 
+# A session's completion record and its KV revision (0: none yet).
+Completion = tuple[DoneRecord, int]
 # Run one turn that is next in its session, given the session's completion record; returns the
 # new completion record. Raising means the turn could not be finished (it is handed back).
-RunTurn = Callable[[TurnRequest, Msg, DoneRecord], Coroutine[Any, Any, DoneRecord]]
+RunTurn = Callable[[TurnRequest, Msg, Completion], Coroutine[Any, Any, Completion]]
 # Answer a turn completed before from the completion record (and ack nothing: the caller does).
-Replay = Callable[[TurnRequest, DoneRecord], Coroutine[Any, Any, None]]
+Replay = Callable[[TurnRequest, Completion], Coroutine[Any, Any, Completion]]
+# Publish the record's pending reply, if any (session key, record); the record without it.
+Deliver = Callable[[str, Completion], Coroutine[Any, Any, Completion]]
 
 
 @dataclass
@@ -42,7 +49,7 @@ class _Session:
     lease: Lease | None = None
     current: Msg | None = None
     parked: dict[int, tuple[TurnRequest, Msg]] = field(default_factory=dict)
-    task: asyncio.Task[DoneRecord] | None = None
+    task: asyncio.Task[Completion] | None = None
 
 
 class SessionOrder:
@@ -54,6 +61,7 @@ class SessionOrder:
         store: SessionStore,
         run: RunTurn,
         replay: Replay,
+        deliver: Deliver,
         stopping: asyncio.Event,
         *,
         counters: MutableMapping[str, int] | None = None,
@@ -63,6 +71,7 @@ class SessionOrder:
         self.store = store
         self.run = run
         self.replay = replay
+        self.deliver = deliver
         self.stopping = stopping
         self._active: dict[str, _Session] = {}
 
@@ -112,18 +121,23 @@ class SessionOrder:
             if lease is None:
                 await msg.nak(delay=0.05)  # another runner is on this session right now
                 return
-            found = await self.store.get_done(key)
-            done = found[0] if found else DoneRecord()
+            completion: Completion = await self.store.get_done(key) or (DoneRecord(), 0)
+            done = completion[0]
             if turn.seq <= done.seq:
                 # Completed before (we or another runner died before acking it): answer again
                 # from what was stored. It may be an older turn than the last one completed.
-                await self.replay(turn, done)
+                await self.replay(turn, completion)
                 await msg.ack()
                 return
             if turn.seq > done.seq + 1:
                 await msg.nak(delay=min(0.02 * (turn.seq - done.seq), 1.0))
                 return
-            await self._run_in_order(work, lease, (turn, msg), done)
+            await self._run_in_order(work, lease, (turn, msg), completion)
+        except CompletionConflict as exc:
+            # another runner moved the session on meanwhile; it (or a redelivery) answers
+            log.warning("runner: %s; leaving session %s to its new holder", exc, key)
+            with best_effort(self.counters, "turn_nak", log=log):
+                await msg.nak(delay=0.05)
         finally:
             self._active.pop(key, None)
             # without the release the next runner waits for the lease to expire
@@ -137,10 +151,11 @@ class SessionOrder:
                     await parked_msg.nak(delay=0.01)
 
     async def _run_in_order(
-        self, work: _Session, lease: Lease, first: tuple[TurnRequest, Msg], done: DoneRecord
+        self, work: _Session, lease: Lease, first: tuple[TurnRequest, Msg], completion: Completion
     ) -> None:
         """Run `first`, then each parked turn that is next, while the lease is ours. A turn is
-        taken from `parked` only when it will run: whatever is left there is handed back."""
+        taken from `parked` only when it will run: whatever is left there is handed back.
+        Before a turn runs, its predecessor's reply is published if it is still pending."""
         seq = first[0].seq
         work.parked[seq] = first
         while not lease.lost and not self.stopping.is_set():
@@ -150,11 +165,19 @@ class SessionOrder:
             turn, msg = nxt
             work.current = msg
             try:
-                work.task = asyncio.create_task(self.run(turn, msg, done))
-                done = await work.task
+                if completion[0].reply is not None:
+                    completion = await self.deliver(work.key, completion)
+                work.task = asyncio.create_task(self.run(turn, msg, completion))
+                completion = await work.task
             except asyncio.CancelledError:
                 if not lease.lost:
                     raise
+            except CompletionConflict as exc:
+                # stale: the session's new holder has answered this turn or will
+                log.warning("runner: %s; leaving session %s to its new holder", exc, work.key)
+                with best_effort(self.counters, "turn_nak", log=log):
+                    await msg.nak(delay=0.05)
+                return
             except Exception:
                 # Persisting or replying failed (e.g. JetStream unavailable): hand the turn
                 # back; its completion record decides whether it reruns or only replies.

@@ -210,12 +210,32 @@ async def test_sigkill_mid_turn_gives_exactly_one_final_reply(nats_url: str, tmp
                 await nc.close()
 
 
-async def test_an_older_turn_redelivered_after_later_ones_still_gets_its_reply(
+async def _outbound(js: Any) -> list[OutboundMessage]:
+    """Every reply stored in CM_OUTBOUND, in stream order."""
+    info = await js.stream_info("CM_OUTBOUND")
+    first, last = info.state.first_seq, info.state.last_seq
+    if not info.state.messages:
+        return []
+    return [
+        decode((await js.get_msg("CM_OUTBOUND", seq)).data, OutboundMessage) for seq in range(first, last + 1)
+    ]
+
+
+def _turns_empty(js: Any) -> Any:
+    async def empty() -> bool:
+        return (await js.stream_info("CM_TURNS")).state.messages == 0
+
+    return empty
+
+
+async def test_a_reply_left_pending_by_a_crashed_runner_is_stored_once_before_the_next_turns(
     nats_url: str, tmp_path: Path
 ) -> None:
-    """A runner died after recording turn 1 as complete but before storing its reply; turn 2
-    completed elsewhere; then turn 1 comes back. Its reply is rebuilt from the context."""
-    from clawmesh.sessions import DoneRecord, TxAssistant
+    """A runner died after recording turn 1 as complete but before storing its reply (the
+    completion record still has the reply pending). Turn 2 arrives: turn 1's reply is stored
+    first, then turn 2's. Then turn 1 comes back (it was never acked): its caller hears the
+    answer again, but it is not stored a second time."""
+    from clawmesh.sessions import DoneRecord, PendingReply, TxAssistant
     from clawmesh.wire import InboundMessage, Peer, RouteInfo, TurnRequest, encode_msgpack, encode_token
 
     config = {"agents": {"defaults": {"model": "echo/x"}, "list": [{"id": "main", "default": True}]}}
@@ -226,14 +246,6 @@ async def test_an_older_turn_redelivered_after_later_ones_still_gets_its_reply(
         await nc.subscribe("cm.ev.>", cb=log.on_msg)
         js = nc.jetstream()
         kv = await js.key_value("cm_sessions")
-        context = [
-            TxUser(turn_id="t1", seq=1, text="one"),
-            TxAssistant(turn_id="t1", seq=1, text="answer one", model="echo/x"),
-            TxUser(turn_id="t2", seq=2, text="two"),
-            TxAssistant(turn_id="t2", seq=2, text="answer two", model="echo/x"),
-        ]
-        done = DoneRecord(seq=2, turn_id="t2", final_text="answer two", context=context, has_context=True)
-        await kv.put(f"d.{encode_token(key)}", msgspec.json.encode(done))
         route = RouteInfo(
             agent_id="main",
             session_key=key,
@@ -242,16 +254,46 @@ async def test_an_older_turn_redelivered_after_later_ones_still_gets_its_reply(
             channel="api",
             account_id="default",
         )
-        inbound = InboundMessage(id="t1", channel="api", text="one", peer=Peer(kind="direct", id="u"))
-        data, headers = encode_msgpack(TurnRequest(turn_id="t1", seq=1, route=route, inbound=inbound))
-        await js.publish("cm.turn.main", data, headers=headers)
-        await wait_until(lambda: log.finals(key), message="the replayed final")
-        assert [f.text for f in log.finals(key)] == ["answer one"]
-        out = await js.get_last_msg("CM_OUTBOUND", "cm.out.api.default")
-        reply = decode(out.data, OutboundMessage)
-        assert (reply.turn_id, reply.text) == ("t1", "answer one")
-        # recorded as done: a second replay does not store the reply again
-        await js.publish("cm.turn.main", data, headers={**headers, "Nats-Msg-Id": "again"})
-        await wait_until(lambda: len(log.finals(key)) == 2, message="second replay")
-        assert (await js.stream_info("CM_OUTBOUND")).state.messages == 1
+        peer = Peer(kind="direct", id="u")
+        pending = PendingReply(
+            subject="cm.out.api.default",
+            msg_id="out:t1",
+            message=OutboundMessage(
+                turn_id="t1", agent_id="main", session_key=key, channel="api", account_id="default", text=""
+            ),
+        )
+        context = [
+            TxUser(turn_id="t1", seq=1, text="one"),
+            TxAssistant(turn_id="t1", seq=1, text="answer one", model="echo/x"),
+        ]
+        done = DoneRecord(
+            seq=1, turn_id="t1", final_text="answer one", context=context, has_context=True, reply=pending
+        )
+        await kv.put(f"d.{encode_token(key)}", msgspec.json.encode(done))
+
+        def turn(seq: int, text: str) -> tuple[bytes, dict[str, str]]:
+            inbound = InboundMessage(id=f"t{seq}", channel="api", text=text, peer=peer)
+            return encode_msgpack(TurnRequest(turn_id=f"t{seq}", seq=seq, route=route, inbound=inbound))
+
+        data2, headers2 = turn(2, "two")
+        await js.publish("cm.turn.main", data2, headers=headers2)
+
+        async def stored_two() -> list[OutboundMessage] | None:
+            replies = await _outbound(js)
+            return replies if len(replies) >= 2 else None
+
+        replies = await wait_until(stored_two, message="two replies in CM_OUTBOUND")
+        assert [(o.turn_id, o.text) for o in replies] == [("t1", "answer one"), ("t2", replies[1].text)]
+        record = await kv.get(f"d.{encode_token(key)}")
+        assert record.value is not None
+        assert msgspec.json.decode(record.value, type=DoneRecord).reply is None
+
+        # turn 1 delivered again: answered from the context, not stored again (nor after turn 2)
+        data1, headers1 = turn(1, "one")
+        await js.publish("cm.turn.main", data1, headers=headers1)
+        # (its ack by the runner follows the replay: once it is gone from CM_TURNS, all is done)
+        await wait_until(lambda: any(f.turn_id == "t1" for f in log.finals(key)), message="the replay")
+        await wait_until(_turns_empty(js), message="the replayed turn acked")
+        assert [f.text for f in log.finals(key) if f.turn_id == "t1"] == ["answer one"]
+        assert [o.turn_id for o in await _outbound(js)] == ["t1", "t2"]
         await nc.close()

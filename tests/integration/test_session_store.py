@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import pytest
 from nats.aio.client import Client
 
 from clawmesh.bus import Layout, provision
-from clawmesh.sessions import DoneRecord, SessionStore, TxUser
+from clawmesh.sessions import CompletionConflict, DoneRecord, SessionStore, TxUser
 from clawmesh.wire import encode_token
 
 
@@ -29,14 +30,14 @@ async def test_done_records_written_elsewhere_are_seen(nc: Client) -> None:
     key = "agent:main:api:direct:ann"
     assert await a.get_done(key) is None
 
-    rev1 = await a.put_done(key, _record(1, "first"))
+    rev1 = await a.put_done(key, _record(1, "first"), last=0)
     found = await a.get_done(key)
     assert found is not None and found[1] == rev1 and found[0].final_text == "first"
 
     # another runner (another store) completes the next turn: `a` must not answer from its copy
     found_b = await b.get_done(key)
     assert found_b is not None and found_b[0].final_text == "first"
-    rev2 = await b.put_done(key, _record(2, "second"))
+    rev2 = await b.put_done(key, _record(2, "second"), last=found_b[1])
     assert rev2 > rev1
     again = await a.get_done(key)
     assert again is not None and again[1] == rev2
@@ -46,3 +47,33 @@ async def test_done_records_written_elsewhere_are_seen(nc: Client) -> None:
     await kv["sessions"].put("d." + encode_token(key), b'{"seq": 3, "turnId": "t3", "finalText": "raw"}')
     raw = await a.get_done(key)
     assert raw is not None and (raw[0].seq, raw[0].final_text, raw[0].context) == (3, "raw", [])
+
+
+async def test_a_completion_record_is_written_only_over_the_revision_it_was_read_at(nc: Client) -> None:
+    js = nc.jetstream()
+    layout = Layout()
+    kv = await provision(js, layout)
+    fresh = SessionStore(js, layout.subjects, kv["sessions"])
+    stale = SessionStore(js, layout.subjects, kv["sessions"])
+    key = "agent:main:api:direct:cas"
+    rev1 = await fresh.put_done(key, _record(1, "first"), last=0)
+    # a second "first write" (someone read no record before the first one was stored) loses
+    with pytest.raises(CompletionConflict):
+        await stale.put_done(key, _record(1, "other first"), last=0)
+    # the stale runner read revision 1; a newer runner moved on to turn 2 meanwhile
+    rev2 = await fresh.put_done(key, _record(2, "second"), last=rev1)
+    with pytest.raises(CompletionConflict):
+        await stale.put_done(key, _record(2, "stale second"), last=rev1)
+    found = await stale.get_done(key)
+    assert found is not None and (found[0].final_text, found[1]) == ("second", rev2)
+
+
+async def test_attempts_are_counted_per_turn(nc: Client) -> None:
+    js = nc.jetstream()
+    layout = Layout()
+    kv = await provision(js, layout)
+    store = SessionStore(js, layout.subjects, kv["sessions"])
+    key = "agent:main:api:direct:tries"
+    # the first delivery is never recorded: the first count is of a second start
+    assert [await store.count_attempt(key, 4, "t4") for _ in range(3)] == [2, 3, 4]
+    assert await store.count_attempt(key, 5, "t5") == 2  # the next turn starts over

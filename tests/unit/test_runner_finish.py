@@ -14,6 +14,7 @@ import pytest
 from clawmesh.bus import ServiceContext
 from clawmesh.errors import ClawmeshError
 from clawmesh.sessions import (
+    CompletionConflict,
     DoneRecord,
     SessionStore,
     TranscriptEntry,
@@ -135,8 +136,11 @@ def test_a_turn_not_in_context_or_without_an_answer_has_no_result() -> None:
 class _World:
     """What a Finisher talks to, recording every call in one timeline."""
 
-    def __init__(self, status: TurnStatus | None = None, fail_publish: bool = False) -> None:
+    def __init__(
+        self, status: TurnStatus | None = None, fail_publish: bool = False, stored_revision: int = 0
+    ) -> None:
         self.timeline: list[str] = []
+        self.revision = stored_revision  # of the completion record in the (fake) KV
         self.published: list[tuple[str, bytes, dict[str, str]]] = []
         self.events: list[Any] = []
         self.appended: list[tuple[TranscriptEntry, str]] = []
@@ -151,12 +155,11 @@ class _World:
     def finisher(self) -> Finisher:
         world = self
 
-        class Js:
-            async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
-                world.timeline.append("reply")
-                if world.fail_publish:
-                    raise ConnectionError("JetStream unavailable")
-                world.published.append((subject, data, headers))
+        async def publish(subject: str, data: bytes, headers: dict[str, str]) -> None:
+            world.timeline.append("reply")
+            if world.fail_publish:
+                raise ConnectionError("JetStream unavailable")
+            world.published.append((subject, data, headers))
 
         class Store:
             async def append(
@@ -165,11 +168,16 @@ class _World:
                 world.timeline.append("append")
                 world.appended.append((entry, msg_id))
 
-            async def put_done(self, session_key: str, record: DoneRecord, data: bytes) -> int:
-                world.timeline.append("done")
-                assert msgspec.json.decode(data, type=DoneRecord) == record
+            async def put_done(
+                self, session_key: str, record: DoneRecord, data: bytes | None = None, *, last: int
+            ) -> int:
+                if last != world.revision:
+                    raise CompletionConflict(session_key, last)
+                world.timeline.append("done" if record.reply is not None else "settled")
+                assert data is None or msgspec.json.decode(data, type=DoneRecord) == record
                 world.done = record
-                return 1
+                world.revision += 1
+                return world.revision
 
             async def get_turn_status(self, turn_id: str) -> TurnStatus | None:
                 return world.status
@@ -187,7 +195,7 @@ class _World:
                 world.timeline.append("event")
                 world.events.append(event)
 
-        ctx = SimpleNamespace(js=Js(), subjects=Subjects(), counters=self.counters)
+        ctx = SimpleNamespace(publish=publish, subjects=Subjects(), counters=self.counters)
         return Finisher(cast(ServiceContext, ctx), cast(SessionStore, Store()), cast(TurnEvents, Events()))
 
     def msg(self) -> Any:
@@ -205,16 +213,20 @@ class _World:
 
 
 async def test_finish_stores_records_then_completion_then_replies_then_acks() -> None:
-    world = _World()
+    world = _World(stored_revision=7)
     previous = DoneRecord(seq=1, turn_id="t1", context=_exchange("t1", 1, "a"), has_context=True)
     answer = TxAssistant(turn_id="t2", seq=2, text="the answer", model="m")
-    done = await world.finisher().finish(
-        _turn(), world.msg(), TurnOutcome(text="the answer", model="m", usage=(3, 4)), [answer], previous
+    done, revision = await world.finisher().finish(
+        _turn(), world.msg(), TurnOutcome(text="the answer", model="m", usage=(3, 4)), [answer], (previous, 7)
     )
     assert world.timeline[:2] == ["append", "append"]
-    assert world.timeline.index("done") < world.timeline.index("reply") < world.timeline.index("ack")
+    timeline = world.timeline
+    assert (
+        timeline.index("done") < timeline.index("reply") < timeline.index("settled") < timeline.index("ack")
+    )
     assert [msg_id for _, msg_id in world.appended] == ["t2:0", "t2:1"]
-    assert world.done == done
+    # the record as it is stored now: the reply is in CM_OUTBOUND, nothing pending
+    assert world.done == done and done.reply is None and revision == world.revision == 9
     assert (done.seq, done.turn_id, done.final_text, done.model, done.has_context) == (
         2,
         "t2",
@@ -238,7 +250,7 @@ async def test_finish_stores_records_then_completion_then_replies_then_acks() ->
 async def test_a_failed_turn_is_recorded_with_its_error_and_answered_with_it() -> None:
     world = _World()
     outcome = TurnOutcome.failed(ClawmeshError("MODEL_ERROR", "overloaded", "add fallbacks"))
-    done = await world.finisher().finish(_turn(), world.msg(), outcome, [], DoneRecord())
+    done, _ = await world.finisher().finish(_turn(), world.msg(), outcome, [], (DoneRecord(), 0))
     assert isinstance(done.context[-1], TxError) and done.context[-1].code == "MODEL_ERROR"
     assert done.is_error and done.final_text == "⚠️ overloaded — add fallbacks"
     (error,) = world.events
@@ -251,19 +263,61 @@ async def test_a_failed_turn_is_recorded_with_its_error_and_answered_with_it() -
 async def test_a_reply_that_cannot_be_stored_fails_the_finish_after_the_completion_record() -> None:
     world = _World(fail_publish=True)
     with pytest.raises(ConnectionError):
-        await world.finisher().finish(_turn(), world.msg(), TurnOutcome(text="a"), [], DoneRecord())
-    assert world.done is not None  # a redelivery answers from it instead of running again
+        await world.finisher().finish(_turn(), world.msg(), TurnOutcome(text="a"), [], (DoneRecord(), 0))
+    # a redelivery (or the session's next turn) publishes the reply from it instead of running again
+    assert world.done is not None and world.done.reply is not None
+    assert world.done.reply.msg_id == "out:t2"
     assert not world.acked and "status" not in world.timeline
 
 
-async def test_the_last_turn_delivered_again_is_answered_from_the_completion_record() -> None:
+async def test_a_stale_runner_loses_the_completion_record_and_replies_nothing() -> None:
+    world = _World(stored_revision=5)  # another runner wrote revisions 4 and 5 meanwhile
+    with pytest.raises(CompletionConflict):
+        await world.finisher().finish(_turn(), world.msg(), TurnOutcome(text="late"), [], (DoneRecord(), 3))
+    assert world.published == [] and world.events == [] and world.done is None
+    assert not world.acked and world.counters["turns_stale"] == 1
+
+
+async def test_a_pending_reply_is_delivered_and_settled() -> None:
     world = _World()
-    done = DoneRecord(seq=2, turn_id="t2", final_text="stored answer", model="m", has_context=True)
-    await world.finisher().replay(_turn(), done)
+    finisher = world.finisher()
+    with pytest.raises(ConnectionError):
+        world.fail_publish = True
+        await finisher.finish(_turn(), world.msg(), TurnOutcome(text="kept"), [], (DoneRecord(), 0))
+    world.fail_publish = False
+    assert world.done is not None
+    done, revision = await finisher.deliver("agent:main:main", (world.done, world.revision))
+    assert [o.text for o in world.outbound()] == ["kept"]
+    assert world.published[0][2]["Nats-Msg-Id"] == "out:t2"
+    assert done.reply is None and revision == world.revision
+    # nothing pending: nothing to publish, no write
+    assert await finisher.deliver("agent:main:main", (done, revision)) == (done, revision)
+    assert len(world.published) == 1
+
+
+async def test_the_last_turn_delivered_again_with_its_reply_pending_publishes_it() -> None:
+    world = _World()
+    finisher = world.finisher()
+    world.fail_publish = True
+    with pytest.raises(ConnectionError):
+        await finisher.finish(_turn(), world.msg(), TurnOutcome(text="stored answer"), [], (DoneRecord(), 0))
+    world.fail_publish = False
+    world.events.clear()
+    assert world.done is not None
+    await finisher.replay(_turn(), (world.done, world.revision))
     assert [o.text for o in world.outbound()] == ["stored answer"]
     assert world.published[0][2]["Nats-Msg-Id"] == "out:t2"  # the outbound stream drops a second copy
     assert [e.text for e in world.events] == ["stored answer"]
+    assert world.done.reply is None
     assert world.counters["turns_replayed"] == 1
+
+
+async def test_a_record_from_before_pending_replies_without_a_status_is_answered_again() -> None:
+    world = _World(stored_revision=1)
+    done = DoneRecord(seq=2, turn_id="t2", final_text="stored answer", model="m", has_context=True)
+    await world.finisher().replay(_turn(), (done, 1))
+    assert [o.text for o in world.outbound()] == ["stored answer"]
+    assert [e.text for e in world.events] == ["stored answer"]
 
 
 async def test_an_older_turn_delivered_again_is_answered_from_the_context() -> None:
@@ -271,14 +325,15 @@ async def test_an_older_turn_delivered_again_is_answered_from_the_context() -> N
     done = DoneRecord(
         seq=2, turn_id="t2", final_text="b", context=[*_exchange("t1", 1, "a"), *_exchange("t2", 2, "b")]
     )
-    await world.finisher().replay(_turn("t1", 1), done)
-    assert [o.text for o in world.outbound()] == ["a"]
+    await world.finisher().replay(_turn("t1", 1), (done, 1))
+    # its reply is in CM_OUTBOUND already (t2 ran only after it was): not published again, after t2's
+    assert world.published == []
     assert [(e.turn_id, e.text, e.model) for e in world.events] == [("t1", "a", "m2")]
 
 
 async def test_a_replayed_turn_whose_status_is_recorded_is_not_stored_again() -> None:
     world = _World(status=TurnStatus(state="done"))
-    await world.finisher().replay(_turn(), DoneRecord(seq=2, turn_id="t2", final_text="b"))
+    await world.finisher().replay(_turn(), (DoneRecord(seq=2, turn_id="t2", final_text="b"), 1))
     assert world.published == []  # its reply is stored already
     assert [e.text for e in world.events] == ["b"]  # a waiting caller still hears it
 
@@ -287,7 +342,7 @@ async def test_a_turn_no_longer_in_the_context_is_not_answered(caplog: pytest.Lo
     world = _World()
     done = DoneRecord(seq=9, turn_id="t9", final_text="z", context=_exchange("t9", 9, "z"))
     with caplog.at_level(logging.WARNING, "clawmesh.runner"):
-        await world.finisher().replay(_turn("t1", 1), done)
+        await world.finisher().replay(_turn("t1", 1), (done, 1))
     assert world.published == [] and world.events == []
     assert "no longer in the session context" in caplog.text
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from clawmesh.bus import LeaseLost, Leases
-from clawmesh.sessions import DoneRecord, SessionStore
-from clawmesh.wire import InboundMessage, RouteInfo, TurnRequest
-from clawmesh_runner.ordering import SessionOrder
+from clawmesh.sessions import CompletionConflict, DoneRecord, PendingReply, SessionStore
+from clawmesh.wire import InboundMessage, OutboundMessage, RouteInfo, TurnRequest
+from clawmesh_runner.ordering import Completion, SessionOrder
 
 SESSION = "agent:main:main"
 
@@ -70,9 +70,17 @@ class _Leases:
         return self.taken[-1]
 
 
+def _pending(seq: int) -> PendingReply:
+    message = OutboundMessage(
+        turn_id=f"t{seq}", agent_id="main", session_key=SESSION, channel="api", account_id="default", text=""
+    )
+    return PendingReply(subject="cm.out.api.default", msg_id=f"out:t{seq}", message=message)
+
+
 class _Store:
-    def __init__(self, done_seq: int = 0) -> None:
-        self.done = DoneRecord(seq=done_seq, turn_id=f"t{done_seq}") if done_seq else None
+    def __init__(self, done_seq: int = 0, pending: bool = False) -> None:
+        reply = _pending(done_seq) if pending else None
+        self.done = DoneRecord(seq=done_seq, turn_id=f"t{done_seq}", reply=reply) if done_seq else None
         self.reads = 0
 
     async def get_done(self, key: str) -> tuple[DoneRecord, int] | None:
@@ -86,22 +94,37 @@ class _Runs:
     def __init__(self) -> None:
         self.ran: list[tuple[int, int]] = []  # (turn seq, seq of the completion record it was given)
         self.replayed: list[int] = []
+        self.timeline: list[str] = []  # "run <seq>", "deliver <seq>"
         self.gate: asyncio.Event | None = None
         self.started = asyncio.Event()
         self.fail: set[int] = set()
+        self.stale: set[int] = set()  # turns whose completion record another runner wrote first
+        self.leave_pending: set[int] = set()  # turns whose reply could not be stored (yet)
 
-    async def run(self, turn: TurnRequest, msg: Any, previous: DoneRecord) -> DoneRecord:
+    async def run(self, turn: TurnRequest, msg: Any, previous: Completion) -> Completion:
         self.started.set()
         if self.gate is not None:
             await self.gate.wait()
         if turn.seq in self.fail:
             raise ConnectionError("JetStream unavailable")
-        self.ran.append((turn.seq, previous.seq))
+        if turn.seq in self.stale:
+            raise CompletionConflict(SESSION, previous[1])
+        done, revision = previous
+        assert done.reply is None, "a turn ran before its predecessor's reply was stored"
+        self.ran.append((turn.seq, done.seq))
+        self.timeline.append(f"run {turn.seq}")
         await msg.ack()
-        return DoneRecord(seq=turn.seq, turn_id=turn.turn_id)
+        reply = _pending(turn.seq) if turn.seq in self.leave_pending else None
+        return DoneRecord(seq=turn.seq, turn_id=turn.turn_id, reply=reply), revision + 1
 
-    async def replay(self, turn: TurnRequest, done: DoneRecord) -> None:
+    async def replay(self, turn: TurnRequest, completion: Completion) -> Completion:
         self.replayed.append(turn.seq)
+        return completion
+
+    async def deliver(self, key: str, completion: Completion) -> Completion:
+        done, revision = completion
+        self.timeline.append(f"deliver {done.seq}")
+        return DoneRecord(seq=done.seq, turn_id=done.turn_id), revision + 1
 
 
 def _order(runs: _Runs, leases: _Leases | None = None, store: _Store | None = None) -> SessionOrder:
@@ -110,6 +133,7 @@ def _order(runs: _Runs, leases: _Leases | None = None, store: _Store | None = No
         cast(SessionStore, store or _Store()),
         runs.run,
         runs.replay,
+        runs.deliver,
         asyncio.Event(),
     )
 
@@ -212,3 +236,38 @@ async def test_renewal_failures_other_than_a_takeover_keep_the_turn_running() ->
     runs.gate.set()
     await first
     assert runs.ran == [(1, 0)]
+
+
+async def test_a_predecessors_pending_reply_is_published_before_the_next_turn_runs() -> None:
+    # the runner of turn 4 stopped after recording it and before its reply was stored
+    runs = _Runs()
+    msg = _Msg("5")
+    await _order(runs, store=_Store(done_seq=4, pending=True)).submit(_turn(5), msg)  # type: ignore[arg-type]
+    assert runs.timeline == ["deliver 4", "run 5"] and msg.outcome == ("ack", None)
+
+
+async def test_a_reply_left_pending_in_a_run_is_published_before_the_turn_parked_behind_it() -> None:
+    runs = _Runs()
+    runs.gate, runs.leave_pending = asyncio.Event(), {1}
+    order = _order(runs)
+    first = asyncio.create_task(order.submit(_turn(1), _Msg("1")))  # type: ignore[arg-type]
+    await runs.started.wait()
+    await order.submit(_turn(2), _Msg("2"))  # type: ignore[arg-type]
+    runs.gate.set()
+    await first
+    assert runs.timeline == ["run 1", "deliver 1", "run 2"]
+
+
+async def test_a_stale_runner_stops_working_on_the_session_and_hands_its_turns_back() -> None:
+    runs, leases = _Runs(), _Leases()
+    runs.gate, runs.stale = asyncio.Event(), {1}
+    order = _order(runs, leases)
+    msg1, msg2 = _Msg("1"), _Msg("2")
+    first = asyncio.create_task(order.submit(_turn(1), msg1))  # type: ignore[arg-type]
+    await runs.started.wait()
+    await order.submit(_turn(2), msg2)  # type: ignore[arg-type]
+    runs.gate.set()
+    await first
+    assert runs.ran == []
+    assert msg1.outcome == ("nak", 0.05) and msg2.outcome == ("nak", 0.01)
+    assert list(order.held()) == [] and len(order) == 0

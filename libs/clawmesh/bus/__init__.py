@@ -6,6 +6,7 @@ from ._lease import Lease, LeaseLost, Leases
 from ._main import configure_logging, run_loop, run_one
 from ._process import ConnectionClosedForGood, ProcessHealth
 from ._provision import BucketSpec, Layout, provision
+from ._publish import PUBLISH_RETRYABLE, publish_retrying
 from ._pull import pull_forever, wait_for_stop
 from ._service import (
     Service,
@@ -19,6 +20,7 @@ from ._service import (
 from ._trace import consumer_span, inject, producer_span, setup_tracing, tracer
 
 __all__ = [
+    "PUBLISH_RETRYABLE",
     "BucketSpec",
     "ConnectionClosedForGood",
     "Layout",
@@ -41,6 +43,7 @@ __all__ = [
     "open_context",
     "producer_span",
     "provision",
+    "publish_retrying",
     "pull_forever",
     "run_loop",
     "run_one",

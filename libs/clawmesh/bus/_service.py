@@ -26,7 +26,7 @@ import nats.micro
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 from nats.js.kv import KeyValue
 from nats.micro.request import Request
 
@@ -39,6 +39,7 @@ from ._connect import connect
 from ._lease import Leases
 from ._process import ConnectionClosedForGood, ProcessHealth, watch_connections
 from ._provision import Layout, bind_buckets, provision
+from ._publish import publish_retrying
 from ._pull import wait_for_stop
 from ._trace import inject
 
@@ -87,12 +88,22 @@ class ServiceContext:
         """The node presence bucket (`cm_nodes`): node-agents write it, runners place tools by it."""
         return self.kv["nodes"]
 
+    def publish_window(self) -> float:
+        """How long a stream publish is retried across a leader change (`runtime.publishRetrySeconds`)."""
+        return self.holder.current.settings.runtime.publish_retry
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> PubAck:
+        """Store a message in its stream, retried with the same `Nats-Msg-Id` (which `headers`
+        must carry) for `publish_window()` seconds while a leader change makes it fail."""
+        return await publish_retrying(self.js, subject, data, headers, within=self.publish_window())
+
     async def pull_consumer(
-        self, subject: str, stream: str, durable: str, *, max_ack_pending: int, tries: int
+        self, subject: str, stream: str, durable: str, *, max_ack_pending: int, tries: int | None
     ) -> Any:
         """The durable pull consumer replicas of a service share: explicit acks, redelivery
         after one lease (`runtime.turnLeaseSeconds`) without an ack or progress. A message is
-        delivered at most `tries` + 1 times: the last delivery is for `give_up` to dead-letter."""
+        delivered at most `tries` + 1 times: the last delivery is for `give_up` to dead-letter
+        (None: no bound; the service counts failures itself)."""
         return await self.js.pull_subscribe(
             subject,
             durable=durable,
@@ -102,7 +113,7 @@ class ServiceContext:
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_wait=self.layout.lease_seconds,
-                max_deliver=tries + 1,
+                max_deliver=-1 if tries is None else tries + 1,
                 max_ack_pending=max_ack_pending,
             ),
         )
@@ -220,6 +231,11 @@ async def open_context(
     kv = await (provision(js, layout) if provision_streams else bind_buckets(js, layout))
     instance = instance or nc._nuid.next().decode()  # nats-py's NUID: unique per process
     counters: Counter[str] = Counter()
+
+    async def publish(subject: str, data: bytes, headers: dict[str, str]) -> PubAck:
+        window = holder.current.settings.runtime.publish_retry
+        return await publish_retrying(js, subject, data, headers, within=window)
+
     return ServiceContext(
         service=service,
         instance=instance,
@@ -228,7 +244,14 @@ async def open_context(
         js=js,
         kv=kv,
         layout=layout,
-        sessions=SessionStore(js, layout.subjects, kv["sessions"], kv.get("turns"), counters=counters),
+        sessions=SessionStore(
+            js,
+            layout.subjects,
+            kv["sessions"],
+            kv.get("turns"),
+            counters=counters,
+            publish=publish,
+        ),
         leases=Leases(js, kv["leases"], layout.subjects.bucket("leases"), instance),
         counters=counters,
     )

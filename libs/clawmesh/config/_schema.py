@@ -489,7 +489,12 @@ class RuntimeSection(_Base):
     history_limit: int | None = None  # transcript messages given to the model as context (50)
     route_wait_seconds: float | None = None  # HTTP callers wait this long for the route decision (5)
     tool_iterations: int | None = None  # model↔tool round trips per turn (16)
-    max_deliveries: int | None = None  # tries of an inbound message before it is dead-lettered (5)
+    max_deliveries: int | None = (
+        None  # tries of an inbound message (or a turn) before it is dead-lettered (5)
+    )
+    publish_retry_seconds: float | None = (
+        None  # a stream publish is retried this long on a leader change (10)
+    )
 
 
 class MessagesGroupChat(_Base):

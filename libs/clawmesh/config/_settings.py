@@ -61,7 +61,10 @@ class RuntimeSettings:
     history_limit: int = 50  # historyLimit: transcript messages given to the model as context
     route_wait: float = 5.0  # routeWaitSeconds: HTTP callers wait this long for the route decision
     tool_iterations: int = 16  # toolIterations: model↔tool round trips per turn (tools.maxIterations wins)
-    max_deliveries: int = 5  # maxDeliveries: tries of an inbound message before it is dead-lettered
+    max_deliveries: int = (
+        5  # maxDeliveries: tries of an inbound message (or a turn) before it is dead-lettered
+    )
+    publish_retry: float = 10.0  # publishRetrySeconds: a stream publish is retried this long (leader change)
 
     @property
     def reply_wait(self) -> float:
@@ -323,6 +326,7 @@ def resolve_settings(file: ConfigFile) -> tuple[Settings, list[Problem]]:
             "route_wait": "route_wait_seconds",
             "tool_iterations": "tool_iterations",
             "max_deliveries": "max_deliveries",
+            "publish_retry": "publish_retry_seconds",
         },
         problems,
     )

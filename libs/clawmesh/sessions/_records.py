@@ -6,12 +6,14 @@ from typing import Any
 
 import msgspec
 
-from ..wire import Peer, now
+from ..wire import OutboundMessage, Peer, now
 
 __all__ = [
     "DoneRecord",
+    "PendingReply",
     "SessionRecord",
     "TranscriptEntry",
+    "TurnAttempts",
     "TurnStatus",
     "TxAssistant",
     "TxError",
@@ -85,6 +87,29 @@ class SessionRecord(_Rec, kw_only=True):
     updated_at: float = msgspec.field(default_factory=now)
 
 
+class PendingReply(_Rec, kw_only=True):
+    """A completed turn's reply until it is surely in CM_OUTBOUND. Whoever next works on the
+    session (the same runner, or another after a crash) publishes it before anything newer of
+    the session, with the same `Nats-Msg-Id`, so it is stored once and in order."""
+
+    subject: str
+    msg_id: str
+    message: OutboundMessage  # its `text` is left empty: it is the record's final_text
+
+    def outbound(self, text: str) -> OutboundMessage:
+        return msgspec.structs.replace(self.message, text=text)
+
+
+class TurnAttempts(_Rec, kw_only=True):
+    """How often the session's next turn was started (KV `sessions`, key `a.<session token>`);
+    written only when a turn is delivered again, so a turn that keeps failing (or crashing its
+    runner) ends with an error reply after `runtime.maxDeliveries` starts."""
+
+    seq: int
+    turn_id: str
+    attempts: int
+
+
 class DoneRecord(_Rec, kw_only=True):
     """Written by the runner when a turn completes (KV `sessions`, key `d.<session token>`).
 
@@ -98,6 +123,8 @@ class DoneRecord(_Rec, kw_only=True):
     model: str = ""
     context: list[TranscriptEntry] = []
     has_context: bool = False  # False for records written before `context` existed
+    # this turn's reply while it may not be in CM_OUTBOUND yet; None once it is
+    reply: PendingReply | None = None
     updated_at: float = msgspec.field(default_factory=now)
 
 

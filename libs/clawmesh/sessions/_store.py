@@ -5,21 +5,21 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
 from ..errors import best_effort
 from ..wire import Subjects, encode_token
-from ._records import DoneRecord, SessionRecord, TranscriptEntry, TurnStatus
+from ._records import DoneRecord, SessionRecord, TranscriptEntry, TurnAttempts, TurnStatus
 
-__all__ = ["SessionStore", "Versioned"]
+__all__ = ["CompletionConflict", "SessionStore", "Versioned"]
 
 log = logging.getLogger("clawmesh.sessions")
 
@@ -28,6 +28,22 @@ _json = msgspec.json.Encoder()
 _entry_decoder: Final = msgspec.json.Decoder(TranscriptEntry)
 _done_decoder: Final = msgspec.json.Decoder(DoneRecord)
 DONE_CACHE_BYTES: Final = 64 * 1024 * 1024
+
+
+class CompletionConflict(Exception):
+    """The session's completion record is not the revision the writer read: someone else
+    (a runner that took the session over while this one was stopped) has written since."""
+
+    def __init__(self, session_key: str, expected: int) -> None:
+        super().__init__(
+            f"the completion record of session {session_key!r} changed since revision {expected}"
+        )
+        self.session_key = session_key
+        self.expected = expected
+
+
+# Store one message in its stream (subject, payload, headers with a Nats-Msg-Id).
+Publish = Callable[[str, bytes, dict[str, str]], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +94,11 @@ class SessionStore:
         turns: KeyValue | None = None,
         *,
         counters: MutableMapping[str, int] | None = None,
+        publish: Publish | None = None,
     ) -> None:
         self.js = js
+        # how transcript records are stored: services retry across a leader change (bus)
+        self._publish: Publish = publish or self._publish_once
         self.counters = counters  # the service's: failed clean-ups are counted there
         self.subjects = subjects
         self.sessions = sessions
@@ -132,13 +151,34 @@ class SessionStore:
             self._done.put(session_key, revision, record, len(data))
         return record, revision
 
-    async def put_done(self, session_key: str, record: DoneRecord, data: bytes | None = None) -> int:
-        """Store `record` (`data`: its JSON encoding, when the caller has it already). The
-        record must not be changed afterwards: it is kept for `get_done`."""
+    async def put_done(
+        self, session_key: str, record: DoneRecord, data: bytes | None = None, *, last: int
+    ) -> int:
+        """Store `record` if the stored one is still revision `last` (0: there is none yet);
+        CompletionConflict when someone wrote since. `data`: its JSON encoding, when the
+        caller has it already. The record must not be changed afterwards: `get_done` keeps it."""
         data = _json.encode(record) if data is None else data
-        revision = await self.sessions.put(self._done_key(session_key), data)
+        key = self._done_key(session_key)
+        try:
+            if last:
+                revision = await self.sessions.update(key, data, last=last)
+            else:
+                revision = await self.sessions.create(key, data)
+        except KeyWrongLastSequenceError:
+            raise CompletionConflict(session_key, last) from None
         self._done.put(session_key, revision, record, len(data))
         return revision
+
+    async def count_attempt(self, session_key: str, seq: int, turn_id: str) -> int:
+        """Count one more start of turn `seq` (delivered again) and return how many there have
+        been. A first delivery is never recorded (the common case costs nothing), so a turn
+        with no record yet counts as started once before."""
+        key = f"a.{encode_token(session_key)}"
+        found = await self._get(key, TurnAttempts)
+        before = found[0].attempts if found is not None and found[0].seq == seq else 1
+        record = TurnAttempts(seq=seq, turn_id=turn_id, attempts=before + 1)
+        await self.sessions.put(key, _json.encode(record))
+        return record.attempts
 
     async def list_sessions(self) -> list[SessionRecord]:
         try:
@@ -171,9 +211,11 @@ class SessionStore:
     async def append(self, agent_id: str, session_key: str, entry: TranscriptEntry, msg_id: str) -> None:
         """Append one record; `msg_id` makes a replayed turn write it only once."""
         subject = self.subjects.transcript(agent_id, session_key)
-        await self.js.publish(
-            subject, _json.encode(entry), headers={"Nats-Msg-Id": msg_id, "Content-Type": "application/json"}
-        )
+        headers = {"Nats-Msg-Id": msg_id, "Content-Type": "application/json"}
+        await self._publish(subject, _json.encode(entry), headers)
+
+    async def _publish_once(self, subject: str, data: bytes, headers: dict[str, str]) -> object:
+        return await self.js.publish(subject, data, headers=headers)
 
     async def entries(
         self, agent_id: str, session_key: str, *, timeout: float = 5.0
