@@ -146,8 +146,8 @@ class TurnClient:
                 turn.close()
                 ctx.counters["store_failures"] += 1
                 raise Unavailable(
-                    f"could not store the message ({type(exc).__name__}: {exc}); nothing was accepted, "
-                    "retry later"
+                    f"could not store the message in {ctx.publish_window():g}s of trying "
+                    f"({type(exc).__name__}: {exc}); nothing was accepted, retry later"
                 ) from exc
         ctx.counters["accepted"] += 1
         turn.duplicate = bool(ack.duplicate)

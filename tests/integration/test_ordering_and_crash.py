@@ -297,3 +297,106 @@ async def test_a_reply_left_pending_by_a_crashed_runner_is_stored_once_before_th
         assert [f.text for f in log.finals(key) if f.turn_id == "t1"] == ["answer one"]
         assert [o.turn_id for o in await _outbound(js)] == ["t1", "t2"]
         await nc.close()
+
+
+async def test_a_turn_that_keeps_failing_ends_with_an_error_reply_and_the_next_turn_follows(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """Turn 1's answer can never be recorded (the echo of a ~600 KB message makes a completion
+    record larger than NATS carries): finishing it fails on every delivery. After
+    runtime.maxDeliveries starts it ends with an error reply and a dead letter; turn 2, waiting
+    behind it, then runs. Both replies are stored, in order."""
+    from clawmesh.wire import DeadLetter, InboundMessage, Peer, RouteInfo, TurnRequest, encode_msgpack
+
+    config = {
+        "agents": {"defaults": {"model": "echo/x"}, "list": [{"id": "main", "default": True}]},
+        "runtime": {"maxDeliveries": 2},
+    }
+    key = "agent:main:main"
+    route = RouteInfo(
+        agent_id="main",
+        session_key=key,
+        main_session_key=key,
+        matched_by="default",
+        channel="api",
+        account_id="default",
+    )
+    async with run_gateway(nats_url, config, tmp_path, services=("runner",)):
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        for seq, text in ((1, "x" * 600_000), (2, "two")):
+            inbound = InboundMessage(id=f"t{seq}", channel="api", text=text, peer=Peer(kind="direct", id="u"))
+            data, headers = encode_msgpack(
+                TurnRequest(turn_id=f"t{seq}", seq=seq, route=route, inbound=inbound)
+            )
+            await js.publish("cm.turn.main", data, headers={**headers, "Nats-Msg-Id": f"turn:t{seq}"})
+
+        async def stored_two() -> list[OutboundMessage] | None:
+            replies = await _outbound(js)
+            return replies if len(replies) >= 2 else None
+
+        replies = await wait_until(stored_two, timeout=60, message="both replies in CM_OUTBOUND")
+        assert [(o.turn_id, o.is_error) for o in replies] == [("t1", True), ("t2", False)]
+        assert "could not be processed in 2 tries" in replies[0].text
+        assert replies[1].text == "echo: two"
+        letter = await js.get_last_msg("CM_DLQ", "cm.dlq.runner")
+        dead = decode(letter.data, DeadLetter, letter.headers)
+        assert dead.code == "DELIVERY_LIMIT" and "t1" in dead.reason
+        await wait_until(_turns_empty(js), message="both turns acked")
+        assert len(await _outbound(js)) == 2
+        await nc.close()
+
+
+async def test_a_stale_runner_loses_the_completion_record_and_stores_no_reply(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """A runner read the session's record (revision r), was stopped (SIGSTOP) past its lease,
+    and another runner completed the turn and the next one meanwhile. When the stale runner
+    finishes with revision r, its write loses: the newer record stays and nothing is replied."""
+    from clawmesh.errors import ClawmeshError
+    from clawmesh.sessions import CompletionConflict, DoneRecord
+    from clawmesh.wire import InboundMessage, RouteInfo, TurnRequest
+    from clawmesh_runner.turn import TurnOutcome
+
+    config = {"agents": {"defaults": {"model": "echo/x"}, "list": [{"id": "main", "default": True}]}}
+    key = "agent:main:main"
+    async with run_gateway(nats_url, config, tmp_path, services=("runner",)) as gw:
+        runner = gw.service("runner")
+        store: SessionStore = runner.store
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        events = EventLog()
+        await nc.subscribe("cm.ev.>", cb=events.on_msg)
+        first = await store.put_done(key, DoneRecord(seq=1, turn_id="t1", final_text="one"), last=0)
+        read_by_stale = (DoneRecord(seq=1, turn_id="t1", final_text="one"), first)
+        # the new holder of the session completes turns 2 and 3
+        newer = await store.put_done(key, DoneRecord(seq=2, turn_id="t2", final_text="two"), last=first)
+        newest = await store.put_done(key, DoneRecord(seq=3, turn_id="t3", final_text="three"), last=newer)
+
+        route = RouteInfo(
+            agent_id="main",
+            session_key=key,
+            main_session_key=key,
+            matched_by="default",
+            channel="api",
+            account_id="default",
+        )
+        turn = TurnRequest(turn_id="t2", seq=2, route=route, inbound=InboundMessage(id="t2", channel="api"))
+
+        class Msg:
+            acked = False
+
+            async def ack(self) -> None:
+                self.acked = True
+
+        msg = Msg()
+        for outcome in (TurnOutcome(text="stale two"), TurnOutcome.failed(ClawmeshError("MODEL_ERROR", "x"))):
+            with pytest.raises(CompletionConflict):
+                await runner.finisher.finish(turn, msg, outcome, [], read_by_stale)
+        assert not msg.acked
+        found = await store.get_done(key)
+        assert found is not None and (found[0].final_text, found[1]) == ("three", newest)
+        assert (await js.stream_info("CM_OUTBOUND")).state.messages == 0
+        await nc.flush()
+        assert events.finals(key) == [] and runner.ctx.counters["turns_stale"] == 2
+        await nc.close()

@@ -203,7 +203,15 @@ class FakeJetStream:
 
 def client(js: FakeJetStream, max_payload: int = 1 << 20) -> TurnClient:
     nc = SimpleNamespace(max_payload=max_payload)
-    ctx = SimpleNamespace(js=js, nc=nc, subjects=Subjects("cm"), counters=Counter())
+    # ServiceContext.publish (retried across a leader change) stands for the stream here
+    ctx = SimpleNamespace(
+        js=js,
+        publish=js.publish,
+        publish_window=lambda: 10.0,
+        nc=nc,
+        subjects=Subjects("cm"),
+        counters=Counter(),
+    )
     return TurnClient(ctx, Waiters(), "cm.reply.test")  # type: ignore[arg-type]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -44,10 +44,12 @@ async def publish_retrying(
     headers: Mapping[str, str],
     *,
     within: float,
+    counters: MutableMapping[str, int] | None = None,
 ) -> PubAck:
     """Publish to a stream; while the failure is one a leader change causes, try again with the
     same headers until `within` seconds have passed, then raise the last failure. `headers`
-    must carry a `Nats-Msg-Id`: only then is a second try of a stored message harmless."""
+    must carry a `Nats-Msg-Id`: only then is a second try of a stored message harmless.
+    `counters`: the service's, where `publish_retries` counts the tries after a failure."""
     if "Nats-Msg-Id" not in headers:
         raise ValueError(f"publish to {subject!r} retried without a Nats-Msg-Id: it could be stored twice")
     loop = asyncio.get_running_loop()
@@ -67,6 +69,8 @@ async def publish_retrying(
                 log.warning("publish to %s failed %d times within %.1fs: %s", subject, tries, within, exc)
                 raise
             log.info("publish to %s failed (%s: %s); trying again", subject, type(exc).__name__, exc)
+            if counters is not None:
+                counters["publish_retries"] += 1
             # a pause between tries, growing, so an election is not flooded; not a synchronisation
             await asyncio.sleep(min(pause, remaining))
             pause = min(pause * 2, _MAX_PAUSE)

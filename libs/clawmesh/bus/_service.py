@@ -95,7 +95,9 @@ class ServiceContext:
     async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> PubAck:
         """Store a message in its stream, retried with the same `Nats-Msg-Id` (which `headers`
         must carry) for `publish_window()` seconds while a leader change makes it fail."""
-        return await publish_retrying(self.js, subject, data, headers, within=self.publish_window())
+        return await publish_retrying(
+            self.js, subject, data, headers, within=self.publish_window(), counters=self.counters
+        )
 
     async def pull_consumer(
         self, subject: str, stream: str, durable: str, *, max_ack_pending: int, tries: int | None
@@ -234,7 +236,7 @@ async def open_context(
 
     async def publish(subject: str, data: bytes, headers: dict[str, str]) -> PubAck:
         window = holder.current.settings.runtime.publish_retry
-        return await publish_retrying(js, subject, data, headers, within=window)
+        return await publish_retrying(js, subject, data, headers, within=window, counters=counters)
 
     return ServiceContext(
         service=service,
