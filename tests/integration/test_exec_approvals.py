@@ -7,6 +7,7 @@ commands as an unprivileged user."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import stat
@@ -165,17 +166,20 @@ async def test_cli_approve_always_persists_and_deny_refuses(
     fake.script(ToolCall("exec", {"command": "id -u"}), Text("first"))
     fake.script(ToolCall("exec", {"command": "id -u"}), Text("second"))
     fake.script(ToolCall("exec", {"command": "touch denied"}), Text("third"))
-    async with run_gateway(
-        nats_url, _config(fake, tmp_path, {"mode": "ask"}), tmp_path, services=SERVICES
-    ) as gw:
-        turn = asyncio.create_task(_turn(gw, "who am i"))
+    config = _config(fake, tmp_path, {"mode": "ask"})
+    async with run_gateway(nats_url, config, tmp_path, services=SERVICES) as gw:
+        # the first turn through `clawmesh send`: it tells the person at the terminal what to run
+        send = [sys.executable, "-m", "clawmesh_gateway", "--config", str(gw.config_path), "send"]
+        run = functools.partial(subprocess.run, capture_output=True, text=True, env=gw.env, timeout=120)
+        sent = asyncio.create_task(asyncio.to_thread(run, [*send, "--url", gw.url, "who am i"]))
         pending = await _pending(gw)
+        approved_id = pending["id"]
         listed = await asyncio.to_thread(_cli, gw, "list", "--json")
         assert listed.returncode == 0, listed.stderr
-        assert [a["id"] for a in json.loads(listed.stdout)] == [pending["id"]]
-        approved = await asyncio.to_thread(_cli, gw, "approve", pending["id"], "--always")
+        assert [a["id"] for a in json.loads(listed.stdout)] == [approved_id]
+        approved = await asyncio.to_thread(_cli, gw, "approve", approved_id, "--always")
         assert approved.returncode == 0 and "allow-always" in approved.stdout, approved.stderr
-        first = await turn
+        said = await sent
         # the same command again: on the allowlist now, no approval asked
         second = await _turn(gw, "who am i again")
         turn = asyncio.create_task(_turn(gw, "touch"))
@@ -184,16 +188,20 @@ async def test_cli_approve_always_persists_and_deny_refuses(
         assert denied.returncode == 0, denied.stderr
         third = await turn
         twice = await asyncio.to_thread(_cli, gw, "deny", pending["id"])
-    assert not _result(first).get("isError") and "exec.approval.requested" in [e for e, _ in first]
-    assert not _result(second).get("isError") and "exec.approval.requested" not in [e for e, _ in second]
+    assert said.returncode == 0 and said.stdout.strip() == "first", said.stderr
+    assert f"waits for approval: clawmesh approvals approve {approved_id}" in said.stderr
+    assert f"approval {approved_id}: allow-always" in said.stderr
+    # what the model got back from the approved run
+    [output] = [m["content"] for m in fake.requests[1].messages if m["role"] == "tool"]
+    assert "[exit code 0]" in output
     if os.geteuid() == 0:  # the node-agent runs as root here: the command did not
-        assert _result(first)["content"].split("\n")[0] != "0"
+        assert output.split("\n")[0] != "0"
+    assert not _result(second).get("isError") and "exec.approval.requested" not in [e for e, _ in second]
     path = tmp_path / "state" / "exec-approvals.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     entries = json.loads(path.read_text())["agents"]["main"]["allowlist"]
-    assert (
-        len(entries) == 1 and entries[0]["source"] == "allow-always" and entries[0]["pattern"].endswith("/id")
-    )
+    assert len(entries) == 1 and entries[0]["source"] == "allow-always"
+    assert entries[0]["pattern"].endswith("/id")
     result = _result(third)
     assert result["isError"] and result["content"].startswith("APPROVAL_DENIED:")
     assert not (tmp_path / "ws" / "denied").exists()

@@ -130,6 +130,16 @@ def stream_turn(
                         f"⚙ {payload.get('name')} {json.dumps(payload.get('arguments', {}))[:200]}",
                         markup=False,
                     )
+                elif event == "exec.approval.requested":
+                    err_console.print(
+                        f"⏸ {payload.get('command')!r} waits for approval: clawmesh approvals approve "
+                        f"{payload.get('approvalId')} [--always] | deny {payload.get('approvalId')}",
+                        markup=False,
+                    )
+                elif event == "exec.approval.resolved":
+                    err_console.print(
+                        f"▶ approval {payload.get('approvalId')}: {payload.get('decision')}", markup=False
+                    )
                 elif event == "final":
                     if not printed:
                         sys.stdout.write(prefix + payload.get("text", ""))
