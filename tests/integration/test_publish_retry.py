@@ -60,11 +60,6 @@ async def test_a_publish_outlasts_a_server_restart_and_is_stored_once(tmp_path: 
             await second.stop()
 
 
-async def test_a_publish_that_could_be_stored_twice_is_not_retried(nc: Any) -> None:
-    with pytest.raises(ValueError, match="Nats-Msg-Id"):
-        await publish_retrying(nc.jetstream(), "t.x", b"", {}, within=1)
-
-
 async def test_ingress_keeps_trying_while_the_inbound_stream_is_unavailable(
     nats_url: str, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -157,8 +158,12 @@ class ServiceContext:
             headers=dict(headers or {}),
         )
         data, hdrs = encode_json(letter)
+        # the same message dead-lettered for the same reason is one letter: so the publish can be
+        # retried across a leader change like every other one
+        digest = hashlib.blake2b(subject.encode() + b"\0" + code.encode() + b"\0" + payload, digest_size=16)
+        hdrs["Nats-Msg-Id"] = f"dl:{self.service}:{digest.hexdigest()}"
         try:
-            await self.js.publish(self.subjects.dead_letter(self.service), data, headers=inject(hdrs))
+            await self.publish(self.subjects.dead_letter(self.service), data, inject(hdrs))
         except Exception as exc:  # the DLQ being unavailable must not take the service down
             log.error("%s: could not dead-letter (%s); message was: %r", self.service, exc, payload[:200])
 
