@@ -173,14 +173,16 @@ class Runner:
         return sem
 
     async def _exhausted(self, turn: TurnRequest, msg: Msg) -> int | None:
-        """How often the turn was started, when that reaches `runtime.maxDeliveries` (it failed,
-        or crashed its runner, every time); None: run it. Only a turn delivered again is
-        counted (one KV write), so a first delivery costs nothing."""
+        """`runtime.maxDeliveries` when the turn has been started more often than that (it
+        failed, or crashed its runner, every time); None: run it. Only a turn delivered again
+        is counted (one KV write), so a first delivery costs nothing; a first delivery that
+        failed is therefore not counted either (one try more, never one less: a turn that was
+        only handed back while it waited is never given up before it ran)."""
         if (msg.metadata.num_delivered or 1) <= 1:
             return None
         limit = self.ctx.holder.current.settings.runtime.max_deliveries
         started = await self.store.count_attempt(turn.session_key, turn.seq, turn.turn_id)
-        return started - 1 if started > limit else None
+        return limit if started > limit else None
 
     async def _give_up(self, turn: TurnRequest, msg: Msg, tries: int, previous: Completion) -> Completion:
         """End a turn that failed every time with an error reply (so the session moves on, with
@@ -192,7 +194,7 @@ class Runner:
             "send it again, or ask the operator to look at the dead-letter stream",
         )
         completion = await self.finisher.finish(turn, msg, TurnOutcome.failed(error), [], previous)
-        reason = f"turn {turn.turn_id} (seq {turn.seq}) was started {tries} times without finishing"
+        reason = f"turn {turn.turn_id} (seq {turn.seq}) failed {tries} times (runtime.maxDeliveries)"
         await self.ctx.dead_letter(msg.subject, reason, msg.data, msg.headers, code="DELIVERY_LIMIT")
         return completion
 

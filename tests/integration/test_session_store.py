@@ -74,6 +74,6 @@ async def test_attempts_are_counted_per_turn(nc: Client) -> None:
     kv = await provision(js, layout)
     store = SessionStore(js, layout.subjects, kv["sessions"])
     key = "agent:main:api:direct:tries"
-    # the first delivery is never recorded: the first count is of a second start
-    assert [await store.count_attempt(key, 4, "t4") for _ in range(3)] == [2, 3, 4]
-    assert await store.count_attempt(key, 5, "t5") == 2  # the next turn starts over
+    # the first delivery is never recorded (it cannot be told from a hand-back)
+    assert [await store.count_attempt(key, 4, "t4") for _ in range(3)] == [1, 2, 3]
+    assert await store.count_attempt(key, 5, "t5") == 1  # the next turn starts over

@@ -101,9 +101,9 @@ class PendingReply(_Rec, kw_only=True):
 
 
 class TurnAttempts(_Rec, kw_only=True):
-    """How often the session's next turn was started (KV `sessions`, key `a.<session token>`);
-    written only when a turn is delivered again, so a turn that keeps failing (or crashing its
-    runner) ends with an error reply after `runtime.maxDeliveries` starts."""
+    """How often the session's next turn was started after being delivered again (KV
+    `sessions`, key `a.<session token>`), so a turn that keeps failing (or crashing its
+    runner) ends with an error reply after `runtime.maxDeliveries` such starts."""
 
     seq: int
     turn_id: str

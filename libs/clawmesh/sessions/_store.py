@@ -170,12 +170,12 @@ class SessionStore:
         return revision
 
     async def count_attempt(self, session_key: str, seq: int, turn_id: str) -> int:
-        """Count one more start of turn `seq` (delivered again) and return how many there have
-        been. A first delivery is never recorded (the common case costs nothing), so a turn
-        with no record yet counts as started once before."""
+        """Count one more start of turn `seq` (delivered again) and return how many have been
+        counted. A first delivery is never recorded (the common case costs nothing) and cannot
+        be told from a hand-back, so it is not counted."""
         key = f"a.{encode_token(session_key)}"
         found = await self._get(key, TurnAttempts)
-        before = found[0].attempts if found is not None and found[0].seq == seq else 1
+        before = found[0].attempts if found is not None and found[0].seq == seq else 0
         record = TurnAttempts(seq=seq, turn_id=turn_id, attempts=before + 1)
         await self.sessions.put(key, _json.encode(record))
         return record.attempts
