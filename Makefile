@@ -40,6 +40,7 @@ bench: install
 # Needs OpenClaw 2026.9.6 + Node 24 from npm (docs/openclaw-oracle.md); refuses clearly without them.
 oracle-fixtures: install
 	$(BIN)/python scripts/oracle/session_keys.py
+	$(BIN)/python scripts/oracle/exec_allowlist.py
 
 # docs/testing.md: 3 clustered nats-servers + the services as processes, seeded faults, then a
 # check of what users received. CHAOS_SEED / CHAOS_DURATION / CHAOS_SESSIONS or ARGS set the run.

@@ -21,6 +21,7 @@ class Stage:
 
     argv: tuple[str, ...]
     expands: tuple[bool, ...]
+    substitutes: bool = False  # a `$` expansion in any word: its value is not what was judged
 
     @property
     def assigns(self) -> bool:
@@ -40,10 +41,12 @@ class _Words:
         self.expands: list[bool] = []
         self.word: str | None = None
         self.expand = False
+        self.dollar = False
 
-    def add(self, text: str, *, expand: bool = False) -> None:
+    def add(self, text: str, *, expand: bool = False, dollar: bool = False) -> None:
         self.word = (self.word or "") + text
         self.expand = self.expand or expand
+        self.dollar = self.dollar or dollar
 
     def flush(self) -> None:
         if self.word is not None:
@@ -54,10 +57,10 @@ class _Words:
     def end_stage(self, *, required: bool) -> None:
         self.flush()
         if self.argv:
-            self.stages.append(Stage(tuple(self.argv), tuple(self.expands)))
+            self.stages.append(Stage(tuple(self.argv), tuple(self.expands), self.dollar))
         elif required:  # `a | | b`, `| b`
             raise _Unparseable
-        self.argv, self.expands = [], []
+        self.argv, self.expands, self.dollar = [], [], False
 
     def end_segment(self, *, required: bool) -> None:
         self.end_stage(required=required or bool(self.stages))
@@ -82,7 +85,7 @@ def _double_quoted(text: str, i: int, words: _Words) -> int:
                 words.add(text[i + 1])
             i += 2
             continue
-        words.add(c, expand=c == "$")
+        words.add(c, expand=c == "$", dollar=c == "$")
         i += 1
     raise _Unparseable  # unterminated
 
@@ -133,7 +136,7 @@ def split_command(text: str) -> list[list[Stage]] | None:
             elif c == "$":
                 if nxt in "({":
                     raise _Unparseable  # $(…) and ${…} (which can hide $(…) in defaults)
-                words.add(c, expand=True)
+                words.add(c, expand=True, dollar=True)
             elif c == "#" and words.word is None:
                 end = text.find("\n", i)
                 i = n if end < 0 else end

@@ -24,6 +24,38 @@ __all__ = ["Verdict", "allow_always_entries", "evaluate", "matches_entry"]
 _SECURITY_ORDER: Final = {"deny": 0, "allowlist": 1, "full": 2}
 _ASK_ORDER: Final = {"off": 0, "on-miss": 1, "always": 2}
 _ARGV_HASH: Final = "sha256:argv:"
+# OpenClaw's safe shell builtins: they run in allowlist mode without an entry (shell commands only).
+_SAFE_BUILTINS: Final = frozenset({":", "cd", "false", "pwd", "test", "true"})
+
+
+# Commands that run another command (OpenClaw's dispatch wrappers and carriers). OpenClaw unwraps
+# the transparent ones and judges the inner command; clawmesh does not unwrap, so they are misses
+# even when their own binary is allowlisted (stricter: they ask instead of running).
+_CARRIERS: Final = frozenset(
+    {
+        "xargs", "env", "nice", "nohup", "timeout", "stdbuf", "flock", "sudo", "doas", "su",
+        "runuser", "setpriv", "setsid", "chroot", "ionice", "taskset", "unshare", "nsenter",
+        "busybox", "toybox", "time", "watch", "parallel", "script", "strace", "ltrace",
+    }
+)  # fmt: skip
+_SHELLS: Final = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh"})
+
+
+def _carrier(stage: Stage) -> bool:
+    name = os.path.basename(stage.argv[0]).lower()
+    if name in _CARRIERS:
+        return True
+    # `sh -c …` / `bash -lc …`: the command is in an argument
+    return name in _SHELLS and any(
+        a.startswith("-") and not a.startswith("--") and "c" in a for a in stage.argv[1:]
+    )
+
+
+def _safe_builtin(stage: Stage) -> bool:
+    head = stage.argv[0].strip().lower()
+    if head == "[":
+        return stage.argv[-1] == "]"
+    return head in _SAFE_BUILTINS
 
 
 @dataclass(frozen=True)
@@ -115,12 +147,22 @@ def _satisfied(
     allowlist: tuple[AllowlistEntry, ...],
     cwd: Path,
     path_env: str,
+    *,
+    shell: bool,
 ) -> bool:
     if not segments:
         return False
+    moved = False  # after a `cd`, a relative executable is not where we would look for it
     for pipeline in segments:
         for stage in pipeline:
-            if stage.assigns or stage.expands[0]:
+            if stage.assigns or stage.substitutes:
+                return False
+            if shell and _safe_builtin(stage):
+                moved = moved or stage.argv[0].strip().lower() == "cd"
+                continue
+            if stage.expands[0] or _carrier(stage):
+                return False
+            if moved and "/" in stage.argv[0] and not stage.argv[0].startswith("/"):
                 return False
             names, via_path = _resolve(stage.argv[0], cwd, path_env)
             if not names:
@@ -153,7 +195,8 @@ def evaluate(
 
     if security == "deny":
         return verdict("deny", "host exec is denied by policy (security=deny)", False)
-    satisfied = _satisfied(_stages(command), settings, host.allowlist, cwd, path_env)
+    shell = isinstance(command, str)
+    satisfied = _satisfied(_stages(command), settings, host.allowlist, cwd, path_env, shell=shell)
     if ask == "always":
         return verdict("ask", "every command needs approval (ask=always)", satisfied)
     if security == "allowlist" and not satisfied:
@@ -178,7 +221,7 @@ def allow_always_entries(command: str | list[str], *, cwd: Path, path_env: str) 
     out: list[AllowlistEntry] = []
     for pipeline in segments:
         for stage in pipeline:
-            if stage.assigns or any(stage.expands):
+            if stage.assigns or stage.substitutes or any(stage.expands):
                 return []
             names, _ = _resolve(stage.argv[0], cwd, path_env)
             if not names:
