@@ -5,7 +5,10 @@ Runners run as real OS processes here, so one can be killed mid-turn like in pro
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +21,7 @@ import pytest
 
 from clawmesh.sessions import SessionStore, TxUser
 from clawmesh.wire import OutboundMessage, Subjects, TurnEvent, TurnFinal, TurnStarted, decode
-from tests.fakes.models import FakeModelServer, Hang
+from tests.fakes.models import FakeModelServer, Gate, Hang
 from tests.fixtures.gateway import Gateway, ServiceProcess, run_gateway, wait_until
 
 pytestmark = pytest.mark.slow
@@ -400,3 +403,76 @@ async def test_a_stale_runner_loses_the_completion_record_and_stores_no_reply(
         await nc.flush()
         assert events.finals(key) == [] and runner.ctx.counters["turns_stale"] == 2
         await nc.close()
+
+
+async def test_a_runner_resumed_after_sigstop_past_its_lease_stores_nothing(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """A runner is stopped (SIGSTOP) in the middle of turn 1; its lease expires and another
+    runner answers turn 1, then turn 2 of the same session. When the stopped runner resumes
+    and its model call returns, it finds the lease or the completion record taken over and
+    stores nothing: the session's replies stay one per turn, in order."""
+    opened = asyncio.Event()
+    async with FakeModelServer(reply="fresh", chunks=1) as fake:
+        fake.script(Gate(opened))  # the first model call ends when the test says so
+        config = {
+            "agents": {"defaults": {"model": "openai/fake-model"}, "list": [{"id": "main", "default": True}]},
+            "models": {"providers": {"openai": {"baseUrl": fake.base_url + "/v1", "apiKey": "sk-test"}}},
+            "runtime": {"turnLeaseSeconds": 2},
+        }
+        log = EventLog()
+        async with run_gateway(nats_url, config, tmp_path, services=("ingress", "router")) as gw:
+            nc = await nats.connect(nats_url)
+            js = nc.jetstream()
+            await nc.subscribe("cm.ev.>", cb=log.on_msg)
+            gen = _runners(gw, tmp_path, 2)
+            procs = await anext(gen)
+            victim: ServiceProcess | None = None
+            try:
+                instances = await _runner_instances(nc, 2)
+                peer = {"kind": "direct", "id": "sleeper"}
+                async with httpx.AsyncClient(base_url=gw.url, headers=gw.headers(), timeout=60) as http:
+                    r1 = await http.post("/v1/messages", json={"text": "one", "peer": peer})
+                    assert r1.status_code == 202
+                    t1 = r1.json()["turnId"]
+                    started = await wait_until(
+                        lambda: next((e for e in log.events if isinstance(e, TurnStarted)), None),
+                        message="turn 1 started",
+                    )
+                    await wait_until(lambda: len(fake.requests) >= 1, message="the gated model call")
+                    victim = next(p for p in procs if p.proc.pid == instances[started.runner])
+                    os.kill(victim.proc.pid, signal.SIGSTOP)
+                    await wait_until(
+                        lambda: any(f.turn_id == t1 for f in log.finals()),
+                        timeout=60,
+                        message="turn 1 elsewhere",
+                    )
+                    r2 = await http.post("/v1/messages", json={"text": "two", "peer": peer})
+                    assert r2.status_code == 202
+                    t2 = r2.json()["turnId"]
+                    await wait_until(
+                        lambda: any(f.turn_id == t2 for f in log.finals()), timeout=60, message="turn 2"
+                    )
+                opened.set()  # the stale runner's model call returns when it resumes
+                os.kill(victim.proc.pid, signal.SIGCONT)
+                stale_log = victim.log
+
+                def gave_up() -> bool:
+                    text = stale_log.read_text(errors="replace")
+                    return (
+                        "lost the lease" in text or "completed elsewhere" in text or "changed since" in text
+                    )
+
+                await wait_until(gave_up, timeout=60, message="the resumed runner giving the session up")
+                assert [(f.turn_id, f.text) for f in log.finals()] == [(t1, "fresh"), (t2, "fresh")]
+                replies = await _outbound(js)
+                assert [o.turn_id for o in replies] == [t1, t2]
+                # and the session's completion record is still turn 2's, not overwritten
+                store = SessionStore(js, Subjects(), await js.key_value("cm_sessions"))
+                found = await store.get_done("agent:main:main")
+                assert found is not None and (found[0].seq, found[0].turn_id) == (2, t2)
+            finally:
+                if victim is not None and victim.proc.poll() is None:
+                    os.kill(victim.proc.pid, signal.SIGCONT)
+                await gen.aclose()
+                await nc.close()
