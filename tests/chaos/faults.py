@@ -83,12 +83,12 @@ def schedule(
 
 @dataclass
 class FaultLog:
-    """What was done and when (monotonic seconds), for the report."""
+    """What was done and when (wall clock, like the load's records), for the report."""
 
     lines: list[str]
 
     def add(self, text: str) -> None:
-        self.lines.append(f"{time.monotonic():.1f} {text}")
+        self.lines.append(f"{time.time():.1f} {text}")
 
 
 async def apply_schedule(

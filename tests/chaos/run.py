@@ -143,8 +143,12 @@ async def _ready(cluster: Cluster, nc: Client, timeout: float) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _running(cluster: Cluster, start_timeout: float) -> AsyncIterator[Client]:
+async def _running(cluster: Cluster, start_timeout: float, log: FaultLog) -> AsyncIterator[Client]:
+    """The cluster, started and ready. From the services' start on, a process that exits by
+    itself is restarted (compose's `restart: unless-stopped`): a service may fail its start-up
+    while the new cluster still elects its first leaders."""
     cluster.build()
+    supervisor: asyncio.Task[None] | None = None
     try:
         for p in cluster.of("nats"):
             p.start()
@@ -160,11 +164,14 @@ async def _running(cluster: Cluster, start_timeout: float) -> AsyncIterator[Clie
             for p in cluster.procs:
                 if p.kind != "nats":
                     p.start()
+            supervisor = asyncio.create_task(supervise(cluster.procs, log))
             await _ready(cluster, nc, start_timeout)
             yield nc
         finally:
             await nc.close()
     finally:
+        if supervisor is not None:
+            supervisor.cancel()
         cluster.stop_all()
 
 
@@ -183,7 +190,7 @@ async def run_chaos(opts: Options, start_timeout: float = 180.0) -> Result:
     work = opts.work or Path(tempfile.mkdtemp(prefix=f"chaos-{opts.seed}-"))
     cluster = Cluster(work)
     fault_log = FaultLog([])
-    async with _running(cluster, start_timeout) as nc:
+    async with _running(cluster, start_timeout, fault_log) as nc:
         targets = [(p.name, p.kind) for p in cluster.procs]
         faults = schedule(opts.seed, opts.duration, targets, mean_gap=opts.mean_gap, max_down=opts.max_down)
         load = Load(
@@ -196,7 +203,6 @@ async def run_chaos(opts: Options, start_timeout: float = 180.0) -> Result:
         )
         stop = asyncio.Event()
         load_task = asyncio.create_task(load.run(stop))
-        supervisor = asyncio.create_task(supervise(cluster.procs, fault_log))
         try:
             # the phases' lengths are the test's input
             await asyncio.sleep(opts.warmup)
@@ -212,7 +218,6 @@ async def run_chaos(opts: Options, start_timeout: float = 180.0) -> Result:
             await load_task
         finally:
             stop.set()
-            supervisor.cancel()
             if not load_task.done():
                 load_task.cancel()
             heal(cluster.procs, fault_log)
@@ -244,6 +249,16 @@ async def run_chaos(opts: Options, start_timeout: float = 180.0) -> Result:
                 "fault_log": fault_log.lines,
                 "summary": report.summary(),
                 "details": report.details(limit=1000),
+                # where the users waited longest, to set beside the fault log
+                "slowest_accepts": [
+                    {
+                        "message": m.message_id,
+                        "first_sent": round(m.first_sent, 1),
+                        "waited": round(m.waited, 2),
+                        "failures": m.failures,
+                    }
+                    for m in sorted(load.sent, key=lambda m: -m.waited)[:20]
+                ],
             },
             indent=2,
         )

@@ -43,5 +43,6 @@ async def test_users_get_every_reply_once_in_order_under_chaos(tmp_path: Path) -
         f"transcripts (seed {opts.seed}): {report.details()}"
     )
     assert not report.misordered_sessions, (
-        f"replies out of order (seed {opts.seed}): {report.misordered_sessions}"
+        f"replies out of order (seed {opts.seed}): {report.misordered_sessions}; "
+        f"turns numbered out of order: {report.sequenced_out_of_order}"
     )
