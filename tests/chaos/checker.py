@@ -113,6 +113,17 @@ class Report:
     latency_warm: list[float] = field(default_factory=list)
     latency_chaos: list[float] = field(default_factory=list)
 
+    def numbering_inversions(self) -> dict[str, list[list[tuple[int, int]]]]:
+        """Per session, each place the numbering goes back: (message n, seq) around it."""
+        out: dict[str, list[list[tuple[int, int]]]] = {}
+        for peer, pairs in self.sequenced_out_of_order.items():
+            seen = -1
+            for i, (n, _) in enumerate(pairs):
+                if n < seen:
+                    out.setdefault(peer, []).append(pairs[max(0, i - 3) : i + 2])
+                seen = max(seen, n)
+        return out
+
     @property
     def ok(self) -> bool:
         return not (
@@ -178,7 +189,7 @@ class Report:
             "transcript_missing": self.transcript_missing[:limit],
             "transcript_duplicated": self.transcript_duplicated[:limit],
             "transcript_misordered": self.transcript_misordered[:limit],
-            "sequenced_out_of_order": dict(list(self.sequenced_out_of_order.items())[:limit]),
+            "sequenced_out_of_order": dict(list(self.numbering_inversions().items())[:limit]),
         }
 
 

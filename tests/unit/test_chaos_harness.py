@@ -86,3 +86,4 @@ def test_lost_duplicated_misordered_wrong_and_refused_are_each_reported() -> Non
     assert [x.split(" ")[0] for x in r.refused] == ["b-m0"]
     assert r.transcript_missing == ["a message 3"] and r.transcript_misordered == ["a"]
     assert r.sequenced_out_of_order == {"a": [(1, 0), (0, 1), (2, 2)]}
+    assert r.numbering_inversions() == {"a": [[(1, 0), (0, 1), (2, 2)]]}
