@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,12 @@ def _same(a: Any, b: Any) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, DuplicateKeyDict):
-        return a.duplicates == b.duplicates and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+        # which keys repeat, not in which order they are reported
+        return (
+            sorted(a.duplicates) == sorted(b.duplicates)
+            and list(a) == list(b)
+            and all(_same(a[k], b[k]) for k in a)
+        )
     if isinstance(a, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) and math.isnan(a):
@@ -166,3 +172,120 @@ def test_deep_nesting_in_a_list_names_the_path(tmp_path: Path) -> None:
     # `$` is level 1, `config` level 5: the 33rd level is 28 lists further in.
     where = "$.plugins.entries.x.config" + "[0]" * (MAX_DEPTH - 4)
     assert f"{where}: nested more than {MAX_DEPTH} levels deep" in str(err.value)
+
+
+# --- hand-written JSON5: the rewrite fast path (config._json5_fast) ------------------------------
+_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*\Z")
+_GAPS = ["", " ", "\n", "// c\n", "/* c */", "\t", "\v", "\u00a0", "\ufeff", "/**/\n"]
+
+
+def _sq(s: str) -> str:
+    """A single-quoted JSON5 string with the value `s`."""
+    body = json.dumps(s)[1:-1].replace('\\"', '"').replace("'", "\\'")
+    return "'" + body + "'"
+
+
+def _to_json5(value: Any, draw: Any) -> str:
+    """JSON5 text for `value` in the styles people write: unquoted keys, single quotes, comments
+    and odd whitespace between tokens, trailing commas."""
+
+    def gap() -> str:
+        return str(draw(st.sampled_from(_GAPS)))
+
+    def string(s: str) -> str:
+        return _sq(s) if draw(st.booleans()) else json.dumps(s, ensure_ascii=draw(st.booleans()))
+
+    def key(k: str) -> str:
+        return k if _IDENT.match(k) and draw(st.booleans()) else string(k)
+
+    def trailing() -> str:
+        return "," + gap() if draw(st.booleans()) else ""
+
+    if isinstance(value, tuple):
+        items = [f"{gap()}{key(k)}{gap()}:{gap()}{_to_json5(v, draw)}{gap()}" for k, v in value[1]]
+        return "{" + ",".join(items) + (trailing() if items else "") + gap() + "}"
+    if isinstance(value, list):
+        items = [gap() + _to_json5(v, draw) + gap() for v in value]
+        return "[" + ",".join(items) + (trailing() if items else "") + gap() + "]"
+    if isinstance(value, str):
+        return string(value)
+    return json.dumps(value)
+
+
+_json5_keys = st.sampled_from(["a", "b", "id", "$x", "_y", "true", "null", "Infinity", "é", ""]) | _text
+_json5_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(st.tuples(_json5_keys, inner), max_size=4).map(lambda pairs: ("dup", pairs))
+    ),
+    max_leaves=20,
+)
+
+
+def _agree(text: str) -> None:
+    """The loader gives json5's value for `text`, or a ConfigError where json5 refuses it."""
+    try:
+        expected = _reference(text)
+    except (ValueError, RecursionError):
+        with pytest.raises(ConfigError):
+            _parse_json5(text, "c.json5")
+        return
+    assert _same(_parse_json5(text, "c.json5"), expected), text
+
+
+@settings(max_examples=150, deadline=None)
+@given(_json5_values, st.data())
+def test_hand_written_json5_parses_as_json5_does(value: Any, data: Any) -> None:
+    _agree("// config\n" + _to_json5(value, data.draw) + "\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json5_values, st.data())
+def test_broken_json5_is_refused_or_read_as_json5_does(value: Any, data: Any) -> None:
+    """One character deleted, inserted or replaced: the fast path never accepts what json5
+    refuses, and never reads it differently."""
+    text = _to_json5(value, data.draw)
+    at = data.draw(st.integers(0, len(text)))
+    edit = data.draw(st.sampled_from(["delete", "insert", "replace"]))
+    char = data.draw(st.sampled_from([*",:{}[]'\"/\\*\n x0-+.eE", "//", "/*", "*/", "true", "}"]))
+    if edit == "delete":
+        text = text[:at] + text[at + 1 :]
+    elif edit == "insert":
+        text = text[:at] + char + text[at:]
+    else:
+        text = text[:at] + char + text[at + 1 :]
+    if text.strip():
+        _agree(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{a: 1, b: 'x', c: [1, 2,], /* d */}",
+        "{true: 1, null: 2, Infinity: Infinity, NaN: NaN}",
+        "{'q\"uote': 'it\\'s', \"d'q\": \"x\"}",
+        "{a: 1,,}",  # two trailing commas: invalid
+        "[,]",  # a comma with nothing before it: invalid
+        "{,}",
+        "[,1]",
+        "[[1],{a:[],},]",
+        "{a: /* c */ 1, // d\n b // e\n : 2,}",
+        "{a: 1, 'b': 2, \"c\": 3 /* x */ , }",
+        "{Infinityx: 1, truex: true, $: null}",
+        "{a: b}",  # an unquoted value: invalid
+        "{a 1}",
+        "[1, 2] // trailing comment",
+        "{a: -Infinity, b: +1, c: .5, d: 0x1F, e: 5.}",  # forms the fast path leaves to json5
+        "{a: 'line\\\ncontinued'}",
+        "{'\\x41': '\\v\\0'}",
+        "{a: 01}",
+        "{a: 1e}",
+        "/* unterminated {a: 1}",
+        "{a: 1} /* unterminated",
+        "{a\u2028: 1}",
+        "{a: '\u2028'}",
+    ],
+)
+def test_json5_edge_cases_match_json5(text: str) -> None:
+    _agree(text)

@@ -15,6 +15,7 @@ import msgspec
 
 from ._check import DuplicateKeyDict, check_structure, child_path, index_path
 from ._errors import ConfigError, Problem
+from ._json5_fast import to_json
 from ._model import Config, ConfigCheck, build_roster
 from ._paths import config_path, state_dir
 from ._schema import ChannelsDefaults, ConfigFile
@@ -207,6 +208,8 @@ def _parse_json5(text: str, source: str | os.PathLike[str] | None) -> Any:
     try:
         data = _parse_plain_json(text)
         if data is _NOT_PLAIN_JSON:
+            data = _parse_rewritten_json5(text)
+        if data is _NOT_PLAIN_JSON:
             data = _join_surrogates(json5.loads(text, object_pairs_hook=_pairs))
     except ValueError as exc:
         msg = str(exc)
@@ -240,6 +243,16 @@ def _parse_plain_json(text: str) -> Any:
     # json5 leaves an escaped lone surrogate alone and `_join_surrogates` then replaces it with
     # U+FFFD; do the same here (json joins escaped pairs itself).
     return _join_surrogates(data) if _ESCAPED_SURROGATE.search(text) else data
+
+
+def _parse_rewritten_json5(text: str) -> Any:
+    """Hand-written JSON5 (comments, unquoted keys, trailing commas) through `to_json` and the C
+    parser; `_NOT_PLAIN_JSON` when the rewrite declines or the result is not JSON, so that `json5`
+    decides (and words the error)."""
+    rewritten = to_json(text)
+    if rewritten is None:
+        return _NOT_PLAIN_JSON
+    return _parse_plain_json(rewritten)
 
 
 # Real configs nest about ten levels; json5 is recursive and fails at about 55. A bound well
@@ -315,7 +328,9 @@ def _join_surrogates(value: Any) -> Any:
         return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     if isinstance(value, DuplicateKeyDict):
         fixed = DuplicateKeyDict([(_join_surrogates(k), _join_surrogates(v)) for k, v in value.items()])
-        fixed.duplicates = [_join_surrogates(k) for k in value.duplicates]
+        # keys the file repeated as written, then keys that became equal once joined ("\ud83e\udd9e"
+        # and a literal 🦞 are the same key: json joins escaped pairs before it compares)
+        fixed.duplicates = [*(_join_surrogates(k) for k in value.duplicates), *fixed.duplicates]
         return fixed
     if isinstance(value, list):
         return [_join_surrogates(v) for v in value]
