@@ -275,8 +275,13 @@ class Router:
                 "router: could not store %d routed message(s) (%s); handing them back", len(routed), exc
             )
             self.sequences.forget()
+            # Hold the line, then hand the batch back with no delay: a message handed back with
+            # a delay would let a later message of its session be routed (and numbered) first.
+            # Redelivered messages are served before new ones, in the order they were handed back.
+            tries = max((r.msg.metadata.num_delivered or 1) for r in routed)
+            await wait_for_stop(self._stopping, min(0.5 * 2 ** (tries - 1), 5.0))
             for r in routed:
-                await self._retry_later(r.msg, exc)
+                await self._retry_later(r.msg, exc, delay=0)
             return False
         for r in routed:
             decision = RouteDecision(
@@ -293,13 +298,14 @@ class Router:
         ctx.counters["routed"] += len(routed)
         return True
 
-    async def _retry_later(self, msg: Msg, exc: Exception) -> None:
-        """Hand `msg` back with a growing delay; it is dead-lettered with `exc` as the reason
-        once it has been tried `runtime.maxDeliveries` times."""
+    async def _retry_later(self, msg: Msg, exc: Exception, *, delay: float | None = None) -> None:
+        """Hand `msg` back (by default with a growing delay); it is dead-lettered with `exc` as
+        the reason once it has been tried `runtime.maxDeliveries` times."""
         if len(self._failures) >= 1000:  # bounded: the oldest reason is the least likely needed
             self._failures.pop(next(iter(self._failures)))
         self._failures[msg.metadata.sequence.stream] = f"{type(exc).__name__}: {exc}"[:500]
-        delay = min(0.5 * 2 ** ((msg.metadata.num_delivered or 1) - 1), 30.0)
+        if delay is None:
+            delay = min(0.5 * 2 ** ((msg.metadata.num_delivered or 1) - 1), 30.0)
         # without the nak it is redelivered anyway, after the ack wait
         with best_effort(self.ctx.counters, "inbound_nak", log=log):
             await msg.nak(delay=delay)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, MutableMapping
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 
 __all__ = ["PUBLISH_RETRYABLE", "publish_retrying"]
 
@@ -33,6 +33,17 @@ PUBLISH_RETRYABLE: tuple[type[BaseException], ...] = (
     nats.errors.ConnectionReconnectingError,
     nats.errors.StaleConnectionError,
 )
+# 409 "duplicate message id is in process": an earlier try with this id is being stored (a slow
+# leader); the next try is answered `duplicate` once it is.
+_IN_PROCESS_ERR_CODE = 10158
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, PUBLISH_RETRYABLE):
+        return True
+    return isinstance(exc, APIError) and exc.err_code == _IN_PROCESS_ERR_CODE
+
+
 _FIRST_PAUSE = 0.05
 _MAX_PAUSE = 1.0
 
@@ -63,7 +74,9 @@ async def publish_retrying(
         try:
             # a copy: nats-py may add headers to the mapping it is given
             return await js.publish(subject, data, timeout=timeout, headers=dict(headers))
-        except PUBLISH_RETRYABLE as exc:
+        except Exception as exc:
+            if not _retryable(exc):
+                raise
             remaining = deadline - loop.time()
             if remaining <= 0:
                 log.warning("publish to %s failed %d times within %.1fs: %s", subject, tries, within, exc)
