@@ -6,7 +6,7 @@ BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS  ?=
 
-.PHONY: install run test test-fast bench chaos lint oracle-fixtures images images-test compose-up compose-down clean help
+.PHONY: install run test test-fast bench chaos lint oracle-fixtures images images-test compose-up compose-down clean help openclaw-catalogue openclaw-configs
 
 help:
 	@echo "make run          install if needed, then start the embedded gateway (clawmesh up --demo)"
@@ -18,6 +18,7 @@ help:
 	@echo "make lint         ruff, import layering (scripts/check_imports.py), mypy --strict on every package"
 	@echo "make images       build clawmesh-nats, clawmesh-python, clawmesh (services) and clawmesh-sandbox images locally"
 	@echo "make compose-up   images + credentials + docker compose up -d (scripts/compose.sh)"
+	@echo "make openclaw-catalogue / openclaw-configs   regenerate the fixtures read from the real OpenClaw"
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	@scripts/bootstrap.sh
@@ -67,3 +68,10 @@ compose-down:
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache
+
+# Fixtures generated from the real OpenClaw (needs it installed; see scripts/openclaw_oracle.py).
+openclaw-catalogue: install
+	$(BIN)/python scripts/openclaw_key_catalogue.py
+
+openclaw-configs: install
+	$(BIN)/python scripts/openclaw_doc_configs.py

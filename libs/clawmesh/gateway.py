@@ -9,7 +9,7 @@ import shlex
 from pathlib import Path
 from typing import Final
 
-from .config import Config
+from .config import Config, secret_value
 
 __all__ = [
     "DEFAULT_HTTP_PORT",
@@ -97,9 +97,9 @@ def gateway_token(config: Config, *, create: bool = False) -> str | None:
     if auth and auth.mode == "none":
         return None
     if auth and auth.mode == "password" and auth.password:
-        return auth.password
+        return secret_value(auth.password, config.env, "$.gateway.auth.password")
     if auth and auth.token:
-        return auth.token
+        return secret_value(auth.token, config.env, "$.gateway.auth.token")
     env = config.env.get("CLAWMESH_GATEWAY_TOKEN", "").strip()
     if env:
         return env

@@ -60,6 +60,33 @@ def test_validate_ok_lists_warnings(home: Path) -> None:
     assert "config OK" in res.stdout and "warning: $.meta" in res.stdout
 
 
+def test_validate_prints_warnings_with_errors_and_json_like_openclaw(home: Path) -> None:
+    cfg = home / "mixed.json5"
+    cfg.write_text('{ meta: {}, gateway: { port: "x" } }')
+    res = run("config", "validate", home=home, config=cfg)
+    assert res.returncode == 1
+    assert "$.gateway.port: expected an integer" in res.stderr
+    assert "warning: $.meta: accepted, not implemented by clawmesh" in res.stderr
+    res = run("config", "validate", "--json", home=home, config=cfg)
+    assert res.returncode == 1
+    out = json.loads(res.stdout)
+    assert out["valid"] is False and out["path"] == str(cfg)
+    assert {
+        "path": "gateway.port",
+        "message": "expected an integer, got a string",
+        "severity": "error",
+    } in out["issues"]
+    assert {
+        "path": "meta",
+        "message": "accepted, not implemented by clawmesh; ignored",
+        "severity": "warning",
+    } in out["issues"]
+    cfg.write_text('{ meta: {}, agents: { entries: { a: { model: "echo/x" } } } }')
+    out = json.loads(run("config", "validate", "--json", home=home, config=cfg).stdout)
+    assert out["valid"] is True
+    assert [i["path"] for i in out["issues"]] == ["meta"]
+
+
 def test_missing_explicit_config_is_an_error(home: Path) -> None:
     res = run("config", "validate", home=home, config=home / "nope.json")
     assert res.returncode == 1 and "config file not found" in res.stderr

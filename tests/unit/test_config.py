@@ -70,11 +70,31 @@ def test_env_substitution_and_escape() -> None:
     assert config.document.models.providers["local"].base_url == "${NOT_SUBSTITUTED}"  # type: ignore[union-attr]
 
 
-def test_missing_env_variable_names_variable_and_path() -> None:
-    found = errors({"gateway": {"auth": {"token": "Bearer ${MISSING_TOKEN}"}}})
-    assert found == [
+def test_missing_env_variable_is_left_unresolved_with_a_warning() -> None:
+    """As OpenClaw: the file loads, the reference stays visible, and the warning names it."""
+    config = parse_config(
+        {"gateway": {"auth": {"token": "Bearer ${MISSING_TOKEN}"}}}, env={}, checks=default_checks()
+    )
+    assert config.document.gateway.auth.token == "Bearer ${MISSING_TOKEN}"  # type: ignore[union-attr]
+    assert [str(w) for w in config.warnings if w.path.startswith("$.gateway")] == [
+        "$.gateway.auth.token: environment variable MISSING_TOKEN is not set; ${MISSING_TOKEN} is left unresolved"
+    ]
+
+
+def test_a_missing_variable_is_an_error_where_its_value_is_needed(tmp_path: Path) -> None:
+    from clawmesh.gateway import gateway_token
+
+    config = parse_config(
+        {"gateway": {"auth": {"token": "Bearer ${MISSING_TOKEN}"}}},
+        env={"CLAWMESH_STATE_DIR": str(tmp_path)},
+        checks=default_checks(),
+    )
+    with pytest.raises(ConfigError) as err:
+        gateway_token(config, create=True)
+    assert [str(p) for p in err.value.problems] == [
         "$.gateway.auth.token: environment variable MISSING_TOKEN is not set (referenced as ${MISSING_TOKEN})"
     ]
+    assert not (tmp_path / "gateway-token").exists()  # no generated token replaces the one asked for
 
 
 def test_unknown_key_gets_a_suggestion() -> None:

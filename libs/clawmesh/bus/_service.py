@@ -32,7 +32,7 @@ from nats.js.kv import KeyValue
 from nats.micro.request import Request
 
 from .. import __version__
-from ..config import ConfigHolder
+from ..config import ConfigHolder, secret_value
 from ..errors import best_effort
 from ..sessions import SessionStore
 from ..wire import DeadLetter, ErrorCode, Subjects, encode_json
@@ -189,6 +189,7 @@ def nats_settings(
     `credentials` (user, password) replace the config's: `clawmesh up` hands each service its
     own user on the embedded server (`natsauth.service_user`)."""
     section = holder.current.document.nats
+    env = holder.current.env
     if credentials is not None:
         user, password = credentials
         return {
@@ -200,9 +201,9 @@ def nats_settings(
         }
     return {
         "servers": url_override or holder.current.settings.nats.url,
-        "user": section.user if section else None,
-        "password": section.password if section else None,
-        "token": section.token if section else None,
+        "user": secret_value(section.user, env, "$.nats.user") if section else None,
+        "password": secret_value(section.password, env, "$.nats.password") if section else None,
+        "token": secret_value(section.token, env, "$.nats.token") if section else None,
         "creds_file": section.creds_file if section else None,
     }
 

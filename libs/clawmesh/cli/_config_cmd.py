@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..config import ConfigError
-from ._common import config_file, console, load, print_json, report_config_error
+from ..config import ConfigError, Problem
+from ._common import config_file, console, err_console, load, print_json, report_config_error
 
 app = typer.Typer(help="Check and inspect the configuration.", no_args_is_help=True)
 
@@ -38,15 +38,36 @@ def redact(value: Any, key: str = "") -> Any:
     return value
 
 
+def _issue(problem: Problem) -> dict[str, str]:
+    """One finding in OpenClaw's `config validate --json` shape (paths without the leading `$.`)."""
+    path = problem.path.removeprefix("$").removeprefix(".")
+    return {"path": path, "message": problem.message, "severity": problem.severity}
+
+
 @app.command()
-def validate(ctx: typer.Context) -> None:
+def validate(
+    ctx: typer.Context,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print {valid, path, issues: [{path, message, severity}]} only.")
+    ] = False,
+) -> None:
     """Validate the config file; list every error (exit 1) and every warning."""
     path = config_file(ctx)
     try:
         config = load(ctx)
     except ConfigError as exc:
-        report_config_error(exc)
+        if as_json:
+            issues = [_issue(p) for p in (*exc.problems, *exc.warnings)]
+            print_json({"valid": False, "path": exc.source or str(path), "issues": issues})
+        else:
+            report_config_error(exc)
+            for warning in exc.warnings:
+                err_console.print(f"  warning: {warning}", markup=False)
         raise typer.Exit(1) from None
+    if as_json:
+        where_json = str(config.source) if config.source else None
+        print_json({"valid": True, "path": where_json, "issues": [_issue(p) for p in config.warnings]})
+        return
     where = str(config.source) if config.source else f"{path} (not found: using defaults)"
     bindings = len(config.document.bindings or ())
     console.print(

@@ -17,6 +17,7 @@ from ._model import DEFAULT_MAX_CONCURRENT, DEFAULT_MODEL, AgentView, Config, Co
 from ._paths import CONFIG_FILENAME, config_path, default_workspace, home_dir, resolve_user_path, state_dir
 from ._schema import *  # noqa: F403
 from ._schema import __all__ as _schema_all
+from ._secrets import secret_value
 from ._settings import (
     ExecSettings,
     GatewaySettings,
@@ -55,6 +56,7 @@ __all__ = [
     "parse_config_text",
     "read_config_file",
     "resolve_user_path",
+    "secret_value",
     "state_dir",
     "update_config_file",
     *_schema_all,

@@ -2,8 +2,9 @@
 
 msgspec stops at the first error; users fixing a config want the whole list at once, with paths
 and wording they understand. This walker follows the schema's type info, collects problems,
-drops keys OpenClaw knows but clawmesh does not implement (one warning each) and returns data
-that `msgspec.convert` then accepts.
+drops keys OpenClaw knows but clawmesh does not implement (one warning each, the key's subtree
+unread) and returns data that `msgspec.convert` then accepts. Which keys OpenClaw knows comes
+from its own schema (`_catalogue`), walked beside the config.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any, Final
 import msgspec
 import msgspec.inspect as mi
 
+from ._catalogue import CatalogueNode, catalogue_root
 from ._errors import Problem
-from ._keys import OPENCLAW_ONLY_KEYS
+from ._keys import NOT_ENFORCED_KEYS, OPENCLAW_ONLY_KEYS
 
 __all__ = ["DuplicateKeyDict", "check_structure", "child_path", "index_path"]
 
@@ -111,24 +113,31 @@ class _Walker:
     def warn(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message, "warning"))
 
-    def walk(self, value: Any, t: mi.Type, path: str) -> Any:
+    def walk(self, value: Any, t: mi.Type, path: str, known: CatalogueNode | None) -> Any:
+        """`known` is OpenClaw's catalogue at the same place (None where OpenClaw has no such key)."""
         if isinstance(t, mi.AnyType):
             return value
         if isinstance(t, mi.UnionType):
-            return self._union(value, t, path)
+            return self._union(value, t, path, known)
         if isinstance(t, mi.StructType):
-            return self._struct(value, t, path)
+            return self._struct(value, t, path, known)
         if isinstance(t, mi.ListType):
             if not isinstance(value, list):
                 self.error(path, f"expected an array, got {_kind(value)}")
                 return value
-            return [self.walk(v, t.item_type, index_path(path, i)) for i, v in enumerate(value)]
+            item = known.item() if known is not None else None
+            return [self.walk(v, t.item_type, index_path(path, i), item) for i, v in enumerate(value)]
         if isinstance(t, mi.DictType):
             if not isinstance(value, dict):
                 self.error(path, f"expected an object, got {_kind(value)}")
                 return value
             self._duplicates(value, path)
-            return {k: self.walk(v, t.value_type, child_path(path, k)) for k, v in value.items()}
+            return {
+                k: self.walk(
+                    v, t.value_type, child_path(path, k), known.child(k) if known is not None else None
+                )
+                for k, v in value.items()
+            }
         if isinstance(t, mi.LiteralType):
             if value not in t.values or isinstance(value, bool) != any(isinstance(v, bool) for v in t.values):
                 self.error(path, f"expected {_describe(t)}, got {value!r}")
@@ -137,36 +146,45 @@ class _Walker:
             self.error(path, f"expected {_describe(t)}, got {_kind(value)}")
         return value
 
-    def _union(self, value: Any, t: mi.UnionType, path: str) -> Any:
+    def _union(self, value: Any, t: mi.UnionType, path: str, known: CatalogueNode | None) -> Any:
         members = list(t.types)
         if value is None and any(isinstance(m, mi.NoneType) for m in members):
             return value
         for member in members:
             if _shape_fits(value, member):
-                return self.walk(value, member, path)
+                return self.walk(value, member, path, known)
         wanted = " or ".join(dict.fromkeys(_describe(m) for m in members if not isinstance(m, mi.NoneType)))
         self.error(path, f"expected {wanted}, got {_kind(value)}")
         return value
 
-    def _struct(self, value: Any, t: mi.StructType, path: str) -> Any:
+    def _struct(self, value: Any, t: mi.StructType, path: str, known: CatalogueNode | None) -> Any:
         if not isinstance(value, dict):
             self.error(path, f"expected an object, got {_kind(value)}")
             return value
         self._duplicates(value, path)
         fields = {f.encode_name: f for f in t.fields}
-        openclaw_only = OPENCLAW_ONLY_KEYS.get(t.cls, frozenset())
+        not_enforced = NOT_ENFORCED_KEYS.get(t.cls, frozenset())
         out: dict[str, Any] = {}
         for key, item in value.items():
             field = fields.get(key)
+            theirs = known.child(key) if known is not None else None
             if field is not None:
-                out[key] = self.walk(item, field.type, child_path(path, key))
-            elif key in openclaw_only:
-                self.warn(child_path(path, key), "OpenClaw key not implemented by clawmesh; ignored")
-            else:
-                self.error(
+                out[key] = self.walk(item, field.type, child_path(path, key), theirs)
+                if key in not_enforced and item is not None:
+                    self.warn(
+                        child_path(path, key),
+                        "accepted, not enforced by clawmesh (no sender is filtered by it)",
+                    )
+            elif theirs is not None:
+                self.warn(child_path(path, key), "accepted, not implemented by clawmesh; ignored")
+            elif key in OPENCLAW_ONLY_KEYS.get(t.cls, ()):
+                self.warn(
                     child_path(path, key),
-                    _unknown_key_message(key, path, list(fields) + sorted(openclaw_only)),
+                    "a key of older OpenClaw versions (not in OpenClaw 2026.9.6), not implemented by clawmesh; ignored",
                 )
+            else:
+                theirs_here = known.names() if known is not None else []
+                self.error(child_path(path, key), _unknown_key_message(key, path, theirs_here, list(fields)))
         for field in t.fields:
             if field.required and field.encode_name not in value:
                 self.error(path, f"missing required key '{field.encode_name}'")
@@ -177,12 +195,18 @@ class _Walker:
             self.error(child_path(path, key), "duplicate key (each key may appear only once)")
 
 
-def _unknown_key_message(key: str, path: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
-    if not close:
-        folded = {k.lower(): k for k in known}
-        if key.lower() in folded:
-            close = [folded[key.lower()]]
+def _unknown_key_message(key: str, path: str, openclaw: list[str], clawmesh: list[str]) -> str:
+    """OpenClaw's current names are suggested first: a clawmesh-only or legacy spelling only
+    when OpenClaw has nothing close."""
+    close: list[str] = []
+    for known in (openclaw, clawmesh):
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+        if not close:
+            folded = {k.lower(): k for k in known}
+            if key.lower() in folded:
+                close = [folded[key.lower()]]
+        if close:
+            break
     hint = f" — did you mean '{close[0]}'?" if close else ""
     return f"unknown key '{key}' at {path}{hint}"
 
@@ -211,8 +235,14 @@ def _shape_fits(value: Any, t: mi.Type) -> bool:
     return _scalar_ok(value, t) and not isinstance(t, mi.NoneType)
 
 
-def check_structure(value: Any, schema: type[msgspec.Struct], path: str = "$") -> tuple[Any, list[Problem]]:
-    """Check `value` against `schema`; return the cleaned value and all problems found."""
+def check_structure(
+    value: Any, schema: type[msgspec.Struct], path: str = "$", known_path: str = ""
+) -> tuple[Any, list[Problem]]:
+    """Check `value` against `schema`; return the cleaned value and all problems found.
+    `known_path` is where `value` sits in OpenClaw's catalogue (dotted; the root by default)."""
     walker = _Walker()
-    cleaned = walker.walk(value, mi.type_info(schema), path)
+    known: CatalogueNode | None = catalogue_root()
+    for key in filter(None, known_path.split(".")):
+        known = known.child(key) if known is not None else None
+    cleaned = walker.walk(value, mi.type_info(schema), path, known)
     return cleaned, walker.problems

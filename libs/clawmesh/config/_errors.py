@@ -24,10 +24,14 @@ class Problem:
 
 
 class ConfigError(ValueError):
-    """The config cannot be used; `problems` lists every error found, not only the first."""
+    """The config cannot be used; `problems` lists every error found, not only the first, and
+    `warnings` the warnings found before loading stopped."""
 
     def __init__(self, problems: Iterable[Problem], source: str | None = None) -> None:
-        self.problems: tuple[Problem, ...] = tuple(p for p in problems if p.severity == "error")
+        found = tuple(problems)
+        self.problems: tuple[Problem, ...] = tuple(p for p in found if p.severity == "error")
+        # Found along the way; `config validate` shows them with the errors.
+        self.warnings: tuple[Problem, ...] = tuple(p for p in found if p.severity == "warning")
         self.source = source
         where = f" in {source}" if source else ""
         count = len(self.problems)

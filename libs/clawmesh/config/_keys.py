@@ -1,8 +1,11 @@
-"""Keys OpenClaw accepts that clawmesh does not implement (yet), per config object.
+"""Keys clawmesh reads but does not act on, per config object.
 
-Loading an `openclaw.json` must work as it is: these keys load with one warning each and are
-then ignored. A key that is in neither the schema nor these lists is a mistake (usually a typo)
-and is an error with a suggestion. Lists are drawn from OpenClaw's configuration reference.
+Which keys OpenClaw 2026.9.6 knows comes from its own schema (`openclaw_keys.json`, see
+`_catalogue`). `OPENCLAW_ONLY_KEYS` lists keys of *older* OpenClaw versions (drawn from their
+configuration reference) that configs written for them still carry: they load with a warning
+too. `NOT_ENFORCED_KEYS` are access policies the schema accepts (so an `openclaw.json` loads as
+it is) that no clawmesh service applies yet: each loads with a warning saying so, so nobody
+believes a sender is filtered when it is not.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from ._schema import (
     ToolsSection,
 )
 
-__all__ = ["OPENCLAW_ONLY_KEYS"]
+__all__ = ["NOT_ENFORCED_KEYS", "OPENCLAW_ONLY_KEYS"]
 
 _AGENT_COMMON: Final = frozenset(
     {
@@ -143,7 +146,6 @@ OPENCLAW_ONLY_KEYS: Final[dict[type, frozenset[str]]] = {
         {
             "$schema",
             "meta",
-            "env",
             "wizard",
             "diagnostics",
             "logging",
@@ -263,4 +265,15 @@ OPENCLAW_ONLY_KEYS: Final[dict[type, frozenset[str]]] = {
             "suppressToolErrors",
         }
     ),
+}
+
+_CHANNEL_POLICIES: Final = frozenset(
+    {"dmPolicy", "allowFrom", "groupPolicy", "groupAllowFrom", "requireMention"}
+)
+
+NOT_ENFORCED_KEYS: Final[dict[type, frozenset[str]]] = {
+    ChannelConfig: _CHANNEL_POLICIES,
+    ChannelAccount: _CHANNEL_POLICIES,
+    ChannelGroup: frozenset({"requireMention", "allowFrom", "users", "roles"}),
+    ChannelsDefaults: frozenset({"groupPolicy"}),
 }

@@ -1,4 +1,5 @@
-"""Loading: JSON5 text → `${ENV}` substitution → structural check → msgspec → semantic checks."""
+"""Loading: JSON5 text → `$include` → `env.vars` → `${ENV}` substitution → structural check →
+msgspec → semantic checks."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import msgspec
 
 from ._check import DuplicateKeyDict, check_structure, child_path, index_path
 from ._errors import ConfigError, Problem
+from ._includes import resolve_includes
 from ._json5_fast import to_json
 from ._model import Config, ConfigCheck, build_roster
 from ._paths import config_path, state_dir
@@ -22,7 +24,7 @@ from ._schema import ChannelsDefaults, ConfigFile
 from ._settings import resolve_settings
 from ._validate import validate
 
-__all__ = ["load_config", "parse_config", "parse_config_text", "read_config_file"]
+__all__ = ["load_config", "parse_config", "parse_config_text", "read_config_file", "unresolved_reference"]
 
 # OpenClaw substitutes only upper-case names; `$${X}` is an escaped, literal `${X}`.
 _ENV_REF: Final = re.compile(r"\$\$\{([A-Z_][A-Z0-9_]*)\}|\$\{([A-Z_][A-Z0-9_]*)\}")
@@ -55,10 +57,16 @@ def _substitute(
             name = m.group(2)
             got = env.get(name)
             if not got:
+                # As OpenClaw: left visibly unresolved. Whatever needs the value refuses it
+                # there (`unresolved_reference`), naming the variable.
                 problems.append(
-                    Problem(_path(at), f"environment variable {name} is not set (referenced as ${{{name}}})")
+                    Problem(
+                        _path(at),
+                        f"environment variable {name} is not set; ${{{name}}} is left unresolved",
+                        "warning",
+                    )
                 )
-                return ""
+                return m.group(0)
             return got
 
         return _ENV_REF.sub(repl, value)
@@ -72,6 +80,27 @@ def _substitute(
     if isinstance(value, list):
         return [_substitute(v, env, (*at, i), problems) if _may_refer(v) else v for i, v in enumerate(value)]
     return value
+
+
+def unresolved_reference(value: str | None) -> str | None:
+    """The first `${VAR}` that loading left unresolved in `value` (its variable was not set), or None.
+    A consumer that needs the value (a token, a password) refuses it with this name."""
+    if not value or "${" not in value:
+        return None
+    for m in _ENV_REF.finditer(value):
+        if m.group(2):
+            return m.group(2)
+    return None
+
+
+def _file_vars(data: Mapping[str, Any]) -> dict[str, str]:
+    """`env.vars` of the file: OpenClaw applies them only where the process environment lacks the
+    variable, and they count for `${VAR}` substitution and everything that reads the environment."""
+    section = data.get("env")
+    found = section.get("vars") if isinstance(section, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _may_refer(value: Any) -> bool:
@@ -127,6 +156,14 @@ def parse_config(
         raise ConfigError(
             [Problem("$", f"expected an object at the top level, got {type(data).__name__}")], where
         )
+    data = resolve_includes(data, src, env, _parse_json5)
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            [Problem("$", f"the top-level $include gave {type(data).__name__}, not an object")], where
+        )
+    defined = _file_vars(data)
+    if defined:
+        env = {**env, **{k: v for k, v in defined.items() if not env.get(k)}}
     substituted = _substitute(data if isinstance(data, dict) else dict(data), env, (), problems)
     if apply_env_overrides:
         _apply_env_overrides(substituted, env, problems)
@@ -136,7 +173,9 @@ def parse_config(
         channels = dict(channels)
         raw_defaults = channels.pop("defaults")
         substituted = {**substituted, "channels": channels}
-        cleaned_defaults, found = check_structure(raw_defaults, ChannelsDefaults, "$.channels.defaults")
+        cleaned_defaults, found = check_structure(
+            raw_defaults, ChannelsDefaults, "$.channels.defaults", "channels.defaults"
+        )
         problems += found
         channel_defaults = cleaned_defaults
     cleaned, found = check_structure(substituted, ConfigFile)

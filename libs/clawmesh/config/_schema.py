@@ -8,7 +8,7 @@ OpenClaw spells them. Keys OpenClaw knows but clawmesh does not implement are no
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -28,6 +28,7 @@ __all__ = [
     "ConfigFile",
     "DmPolicy",
     "DmScope",
+    "EnvSection",
     "ExecAsk",
     "ExecMode",
     "ExecSecurity",
@@ -57,6 +58,8 @@ __all__ = [
     "SandboxConfig",
     "SandboxDocker",
     "SandboxPrune",
+    "Secret",
+    "SecretRef",
     "SessionSection",
     "SessionsTools",
     "SubagentDefaults",
@@ -82,6 +85,20 @@ class _Base(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True, fo
 # --- models --------------------------------------------------------------------------------
 
 
+class SecretRef(_Base):
+    """OpenClaw's SecretInput object, accepted wherever a secret may be given: `{source: "env",
+    id: "VAR"}` names an environment variable (clawmesh resolves those where the secret is
+    used, see `secret_value`); other sources (`file`, `exec`, `store`) are accepted but not read by clawmesh."""
+
+    source: str  # "env", "file", "exec", "store", …
+    id: str
+    provider: str | None = None
+
+
+# A secret: a string (possibly a `${VAR}`) or a SecretRef.
+Secret: TypeAlias = str | SecretRef
+
+
 class ModelSpec(_Base):
     """`{primary, fallbacks}`. `fallbacks` is UNSET when the key is absent (OpenClaw: Object.hasOwn)."""
 
@@ -93,7 +110,7 @@ class ModelProvider(_Base):
     """`models.providers.<id>`: a custom or OpenAI-compatible endpoint (Ollama, vLLM, LM Studio)."""
 
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: Secret | None = None
     api: str | None = None  # "openai-completions" | "anthropic-messages" | …
     headers: dict[str, str] = {}
     models: list[dict[str, Any]] = []
@@ -219,7 +236,7 @@ class SandboxConfig(_Base):
     per_session: bool | None = None  # legacy: true -> scope session, false -> shared
     workspace_access: Literal["none", "ro", "rw"] | None = None
     workspace_root: str | None = None
-    backend: Literal["docker"] | None = None
+    backend: str | None = None  # only "docker" is implemented; others warn (see _validate.py)
     docker: SandboxDocker | None = None
     prune: SandboxPrune | None = None
     session_tools_visibility: Literal["spawned", "all"] | None = None
@@ -374,12 +391,12 @@ class ChannelAccount(_Base):
     group_allow_from: list[Id] | None = None
     groups: dict[str, ChannelGroup] | None = None
     require_mention: bool | None = None
-    bot_token: str | None = None
-    token: str | None = None
-    app_token: str | None = None
-    signing_secret: str | None = None
+    bot_token: Secret | None = None
+    token: Secret | None = None
+    app_token: Secret | None = None
+    signing_secret: Secret | None = None
     webhook_url: str | None = None
-    webhook_secret: str | None = None
+    webhook_secret: Secret | None = None
     webhook_path: str | None = None
     mode: str | None = None
     api_base_url: str | None = None  # clawmesh: point a channel at a local fake/proxy
@@ -406,8 +423,8 @@ class GatewayRateLimit(_Base):
 
 class GatewayAuth(_Base):
     mode: Literal["token", "password", "none", "trusted-proxy"] | None = None
-    token: str | None = None
-    password: str | None = None
+    token: Secret | None = None
+    password: Secret | None = None
     rate_limit: GatewayRateLimit | None = None
 
 
@@ -506,6 +523,12 @@ class MessagesSection(_Base):
     group_chat: MessagesGroupChat | None = None
 
 
+class EnvSection(_Base):
+    """`env.vars`: variables the file defines where the environment lacks them (see _load.py)."""
+
+    vars: dict[str, str] | None = None
+
+
 class ConfigFile(_Base):
     """The whole file. Every section is optional; an empty object is a valid config."""
 
@@ -521,3 +544,4 @@ class ConfigFile(_Base):
     nats: NatsSection | None = None
     nodes: NodesSection | None = None
     runtime: RuntimeSection | None = None
+    env: EnvSection | None = None

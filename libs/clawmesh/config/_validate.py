@@ -24,7 +24,28 @@ def validate(file: ConfigFile, settings: Settings, agents: Sequence[AgentView]) 
     problems += _mention_patterns(file, agents)
     problems += _models(file, agents)
     problems += _session(settings.session)
+    problems += _sandbox_backends(file, agents)
     return problems
+
+
+def _sandbox_backends(file: ConfigFile, agents: Sequence[AgentView]) -> list[Problem]:
+    """OpenClaw has other sandbox backends (ssh, openshell, podman, …); clawmesh has docker only."""
+    places = []
+    defaults = file.agents.defaults if file.agents else None
+    if defaults and defaults.sandbox and defaults.sandbox.backend:
+        places.append(("$.agents.defaults.sandbox.backend", defaults.sandbox.backend))
+    for agent in agents:
+        if agent.entry.sandbox and agent.entry.sandbox.backend:
+            places.append((f"{agent.path}.sandbox.backend", agent.entry.sandbox.backend))
+    return [
+        Problem(
+            path,
+            f"sandbox backend '{backend}' is not implemented by clawmesh; its sandboxes run in docker",
+            "warning",
+        )
+        for path, backend in places
+        if backend != "docker"
+    ]
 
 
 def _shared_paths(agents: Sequence[AgentView]) -> list[Problem]:

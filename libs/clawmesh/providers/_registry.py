@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import urlsplit
 
-from ..config import Config, ModelProvider
+from ..config import Config, ConfigError, ModelProvider, secret_value
 
 if TYPE_CHECKING:
     from ._anthropic import AnthropicProvider
@@ -101,6 +101,17 @@ def _known_providers(config: Config) -> list[str]:
     return sorted({*BUILTIN_PROVIDERS, *(k.strip().lower() for k in custom)})
 
 
+def _api_key(config: Config, entry: ModelProvider | None, provider_id: str, model: str) -> str | None:
+    """The provider entry's `apiKey`; one that names an unset variable fails this model (as a
+    401 would: the next auth profile or model is tried), naming the variable and the key."""
+    if entry is None:
+        return None
+    try:
+        return secret_value(entry.api_key, config.env, f"$.models.providers.{provider_id}.apiKey") or None
+    except ConfigError as exc:
+        raise ProviderError("auth", str(exc.problems[0]), provider=provider_id, model=model) from None
+
+
 def resolve_target(config: Config, ref: str) -> ModelTarget:
     """Resolve `ref` against `config`; unknown providers raise `ProviderError("model_not_found")`."""
     provider_id, model = parse_model_ref(ref)
@@ -140,7 +151,7 @@ def resolve_target(config: Config, ref: str) -> ModelTarget:
         base_url,
         headers=tuple(sorted((entry.headers if entry else {}).items())),
         timeout=entry.timeout_seconds if entry else None,
-        config_api_key=(entry.api_key or None) if entry else None,
+        config_api_key=_api_key(config, entry, provider_id, model),
         env_api_key=(config.env.get(ENV_API_KEY[provider_id]) or None) if builtin else None,
     )
 

@@ -1,0 +1,69 @@
+"""Running the real OpenClaw (the oracle) from the scripts that generate fixtures from it.
+
+OpenClaw 2026.9.6 and its Node 24 runtime are npm packages installed outside the repository
+(see docs/openclaw-compat.md); `OPENCLAW_ORACLE` names the install directory. Every run gets a
+throw-away HOME and state dir so the oracle never reads or writes the user's own OpenClaw state.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["ORACLE_VERSION", "oracle_dir", "oracle_env", "run_node", "run_openclaw"]
+
+ORACLE_VERSION = "2026.9.6"
+
+
+def oracle_dir() -> Path:
+    root = Path(os.environ.get("OPENCLAW_ORACLE", Path.home() / ".cache" / "openclaw-oracle"))
+    if not (root / "node_modules" / ".bin" / "openclaw").exists():
+        sys.exit(
+            f"OpenClaw is not installed at {root} (set OPENCLAW_ORACLE); install it with:\n"
+            f"  mkdir -p {root} && cd {root} && echo '{{\"private\":true}}' > package.json\n"
+            "  npm install --no-audit --no-fund node@24\n"
+            f'  PATH="$PWD/node_modules/node/bin:$PATH" npm install --no-audit --no-fund openclaw@{ORACLE_VERSION}'
+        )
+    return root
+
+
+def oracle_env(home: Path, **extra: str) -> dict[str, str]:
+    """A minimal environment: only what Node needs, so no variable of the caller leaks into a
+    config's `${VAR}` substitution."""
+    node_bin = oracle_dir() / "node_modules" / "node" / "bin"
+    return {
+        "PATH": f"{node_bin}{os.pathsep}/usr/bin:/bin",
+        "HOME": str(home),
+        "OPENCLAW_STATE_DIR": str(home / ".openclaw"),
+        "NO_COLOR": "1",
+        **extra,
+    }
+
+
+def run_openclaw(*args: str, home: Path | None = None, env: dict[str, str] | None = None) -> str:
+    """stdout of `openclaw ARGS` (raises on a non-zero exit)."""
+    with tempfile.TemporaryDirectory(prefix="openclaw-oracle-") as tmp:
+        where = home or Path(tmp)
+        result = subprocess.run(
+            [str(oracle_dir() / "node_modules" / ".bin" / "openclaw"), *args],
+            env={**oracle_env(where), **(env or {})},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return result.stdout
+
+
+def run_node(script: str, *args: str, home: Path) -> None:
+    """Run an ES module `script` with the oracle's Node; `OC_DIST` names OpenClaw's dist folder."""
+    dist = oracle_dir() / "node_modules" / "openclaw" / "dist"
+    with tempfile.NamedTemporaryFile("w", suffix=".mjs", dir=home, delete=False) as fh:
+        fh.write(script)
+    subprocess.run(
+        [str(oracle_dir() / "node_modules" / "node" / "bin" / "node"), fh.name, *args],
+        env=oracle_env(home, OC_DIST=str(dist)),
+        check=True,
+    )

@@ -1,0 +1,160 @@
+"""OpenClaw's keys (from its schema's generated catalogue), `$include`, `env.vars` and SecretRefs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clawmesh.checks import default_checks
+from clawmesh.config import Config, ConfigError, SecretRef, load_config, parse_config, secret_value
+from clawmesh.config._catalogue import catalogue_root
+
+
+def load(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
+    return parse_config(data, env=env or {}, checks=default_checks())
+
+
+def errors(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        load(data)
+    return [str(p) for p in err.value.problems]
+
+
+def warnings(config: Config, under: str) -> list[str]:
+    return [str(w) for w in config.warnings if w.path.startswith(under)]
+
+
+def test_the_catalogue_is_openclaws_schema() -> None:
+    root = catalogue_root()
+    exec_keys = root.child("tools").child("exec")  # type: ignore[union-attr]
+    assert exec_keys is not None and "timeoutSeconds" in exec_keys.names()
+    assert root.child("nosuchsection") is None
+
+
+def test_a_key_openclaw_knows_loads_with_one_warning() -> None:
+    config = load({"gateway": {"tools": {"allow": ["x"]}}, "messages": {"visibleReplies": "all"}})
+    assert warnings(config, "$.gateway") == [
+        "$.gateway.tools: accepted, not implemented by clawmesh; ignored"
+    ]
+    assert warnings(config, "$.messages") == [
+        "$.messages.visibleReplies: accepted, not implemented by clawmesh; ignored"
+    ]
+
+
+def test_agents_entries_keys_openclaw_writes_load() -> None:
+    config = load(
+        {
+            "agents": {
+                "ownership": "explicit",
+                "defaults": {"authInheritance": {"agentId": "work"}},
+                "entries": {"work": {"workspace": "/tmp/w", "name": "Work"}},
+            }
+        }
+    )
+    assert config.agent_ids == ("work",)
+    assert warnings(config, "$.agents.defaults.authInheritance") == [
+        "$.agents.defaults.authInheritance: accepted, not implemented by clawmesh; ignored"
+    ]
+
+
+def test_an_unknown_key_suggests_openclaws_current_name() -> None:
+    assert errors({"tools": {"exec": {"timeoutSecs": 5}}}) == [
+        "$.tools.exec.timeoutSecs: unknown key 'timeoutSecs' at $.tools.exec — did you mean 'timeoutSeconds'?"
+    ]
+    assert errors({"gateway": {"tlss": {}}}) == [
+        "$.gateway.tlss: unknown key 'tlss' at $.gateway — did you mean 'tls'?"
+    ]
+
+
+def test_policy_keys_warn_that_they_are_not_enforced() -> None:
+    config = load(
+        {
+            "channels": {
+                "telegram": {
+                    "dmPolicy": "allowlist",
+                    "allowFrom": ["1"],
+                    "groups": {"*": {"requireMention": True}},
+                }
+            }
+        }
+    )
+    assert warnings(config, "$.channels") == [
+        "$.channels.telegram.dmPolicy: accepted, not enforced by clawmesh (no sender is filtered by it)",
+        "$.channels.telegram.allowFrom: accepted, not enforced by clawmesh (no sender is filtered by it)",
+        "$.channels.telegram.groups['*'].requireMention: accepted, not enforced by clawmesh (no sender is filtered by it)",
+    ]
+
+
+def test_env_vars_in_the_file_are_defined_unless_the_environment_has_them() -> None:
+    data = {
+        "env": {"vars": {"MY_BASE": "http://127.0.0.1:9", "MY_KEY": "from-file"}},
+        "models": {"providers": {"local": {"baseUrl": "${MY_BASE}/v1", "apiKey": "${MY_KEY}"}}},
+    }
+    config = load(data, env={"MY_KEY": "from-env"})
+    provider = config.document.models.providers["local"]  # type: ignore[union-attr]
+    assert (provider.base_url, provider.api_key) == ("http://127.0.0.1:9/v1", "from-env")
+    assert config.env["MY_BASE"] == "http://127.0.0.1:9"
+
+
+def test_a_secret_ref_is_read_from_the_environment_where_needed() -> None:
+    config = load(
+        {
+            "models": {
+                "providers": {
+                    "x": {
+                        "baseUrl": "http://h",
+                        "apiKey": {"source": "env", "provider": "default", "id": "X_KEY"},
+                    }
+                }
+            }
+        }
+    )
+    ref = config.document.models.providers["x"].api_key  # type: ignore[union-attr]
+    assert isinstance(ref, SecretRef)
+    assert secret_value(ref, {"X_KEY": "k"}, "$.p") == "k"
+    with pytest.raises(ConfigError, match=r"\$.p: environment variable X_KEY is not set"):
+        secret_value(ref, {}, "$.p")
+
+
+def write(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_include_replaces_merges_in_order_and_siblings_win(tmp_path: Path) -> None:
+    write(tmp_path / "agents.json5", "{ entries: { a: { workspace: '/tmp/a' } } } // JSON5")
+    write(tmp_path / "b1.json", {"entries": {"b": {"name": "one"}}, "ownership": "explicit"})
+    write(tmp_path / "b2.json", {"entries": {"b": {"name": "two", "workspace": "/tmp/b"}}})
+    cfg = write(
+        tmp_path / "openclaw.json",
+        {"agents": {"$include": ["./b1.json", "./b2.json"], "entries": {"c": {"$include": "c.json"}}}},
+    )
+    write(tmp_path / "c.json", {"workspace": "/tmp/c"})
+    config = load_config(cfg, env={"HOME": str(tmp_path)}, checks=default_checks())
+    assert config.agent_ids == ("b", "c")
+    assert config.raw["agents"]["entries"]["b"] == {"name": "two", "workspace": "/tmp/b"}
+    single = write(tmp_path / "single.json", {"agents": {"$include": "agents.json5"}})
+    assert load_config(single, env={"HOME": str(tmp_path)}, checks=default_checks()).agent_ids == ("a",)
+
+
+@pytest.mark.parametrize(
+    ("include", "message"),
+    [
+        ("missing.json", "included file missing.json not found"),
+        ("../outside.json", "../outside.json is outside the config directory"),
+        ("loop.json", "circular $include"),
+    ],
+)
+def test_include_errors_name_the_file(tmp_path: Path, include: str, message: str) -> None:
+    root = tmp_path / "cfg"
+    write(tmp_path / "outside.json", {})
+    write(root / "loop.json", {"$include": "loop.json"})
+    cfg = write(root / "openclaw.json", {"agents": {"$include": include}})
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg, env={"HOME": str(tmp_path)}, checks=default_checks())
+    assert err.value.problems[0].path.startswith("$.agents")
+    assert message in err.value.problems[0].message
