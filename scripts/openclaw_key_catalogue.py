@@ -4,10 +4,12 @@ Run with `make openclaw-catalogue` (needs the OpenClaw oracle, see scripts/openc
 The loader reads the generated file to tell a key OpenClaw accepts but clawmesh does not
 implement (a warning) from a mistake (an error with a suggestion).
 
-Format: `{"openclaw": version, "keys": {path: type}}`. A path joins keys with `.`; `*` stands
-for any key of a map and `[]` for the items of an array. A type is `string`, `integer`,
-`number`, `boolean`, `null`, `object`, `array`, `enum:a|b|…`, several joined by ` or `, or
-`any` for a map whose entries OpenClaw does not check (`x.*: any` accepts everything under x).
+Format: `{"openclaw": version, "keys": tree}`: each key's node holds its children and, under
+`#`, its type; `*` stands for any key of a map and `[]` for the items of an array. A type is
+`string`, `integer`, `number`, `boolean`, `null`, `object`, `array`, `enum:a|b|…`, several
+joined by ` or `, or `any` for a map whose entries OpenClaw does not check (`"*": {"#": "any"}`
+accepts everything below). Nested rather than flat so that loading it is one `json.loads`
+(the loader reads it on every config load that has a key clawmesh does not implement).
 """
 
 from __future__ import annotations
@@ -65,14 +67,31 @@ def flatten(node: dict[str, Any], path: str, keys: dict[str, str]) -> None:
             flatten(items, f"{path}[]", keys)
 
 
+def _segments(path: str) -> list[str]:
+    """`a.b[].*` -> a, b, [], *"""
+    out: list[str] = []
+    for part in path.split("."):
+        name = part.removesuffix("[]")
+        arrays = (len(part) - len(name)) // 2
+        while name.endswith("[]"):
+            name = name.removesuffix("[]")
+            arrays += 1
+        out += [name] + ["[]"] * arrays
+    return out
+
+
 def main() -> None:
     schema = json.loads(run_openclaw("config", "schema"))
     keys: dict[str, str] = {}
     flatten(schema, "", keys)
+    tree: dict[str, Any] = {}
+    for path, kind in sorted(keys.items()):
+        node = tree
+        for seg in _segments(path):
+            node = node.setdefault(seg, {})
+        node["#"] = kind
     OUT.write_text(
-        json.dumps(
-            {"openclaw": ORACLE_VERSION, "keys": dict(sorted(keys.items()))}, indent=0, ensure_ascii=False
-        )
+        json.dumps({"openclaw": ORACLE_VERSION, "keys": tree}, separators=(",", ":"), ensure_ascii=False)
         + "\n",
         encoding="utf-8",
     )

@@ -10,7 +10,7 @@ import pytest
 
 from clawmesh.checks import default_checks
 from clawmesh.config import Config, ConfigError, SecretRef, load_config, parse_config, secret_value
-from clawmesh.config._catalogue import catalogue_root
+from clawmesh.config._catalogue import catalogue_child, catalogue_names, catalogue_root
 
 
 def load(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
@@ -29,9 +29,10 @@ def warnings(config: Config, under: str) -> list[str]:
 
 def test_the_catalogue_is_openclaws_schema() -> None:
     root = catalogue_root()
-    exec_keys = root.child("tools").child("exec")  # type: ignore[union-attr]
-    assert exec_keys is not None and "timeoutSeconds" in exec_keys.names()
-    assert root.child("nosuchsection") is None
+    tools = catalogue_child(root, "tools")
+    exec_keys = catalogue_child(tools, "exec") if tools is not None else None
+    assert exec_keys is not None and "timeoutSeconds" in catalogue_names(exec_keys)
+    assert catalogue_child(root, "nosuchsection") is None
 
 
 def test_a_key_openclaw_knows_loads_with_one_warning() -> None:
@@ -158,3 +159,18 @@ def test_include_errors_name_the_file(tmp_path: Path, include: str, message: str
         load_config(cfg, env={"HOME": str(tmp_path)}, checks=default_checks())
     assert err.value.problems[0].path.startswith("$.agents")
     assert message in err.value.problems[0].message
+
+
+def test_the_file_openclaw_agents_add_and_bind_write_loads() -> None:
+    """tests/fixtures/openclaw_agents_add_bind.json is what OpenClaw 2026.9.6 wrote for
+    `openclaw agents add work --workspace ~/ws-work --non-interactive` then
+    `openclaw agents bind --agent work --bind telegram:ops` in a fresh HOME (/home/me):
+    `agents.entries` (map form), `ownership: "explicit"`, `systemAgent`, `meta`, `plugins`."""
+    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "openclaw_agents_add_bind.json"
+    config = load_config(fixture, env={"HOME": "/home/me"}, checks=default_checks())
+    assert config.agent_ids == ("main", "work")
+    assert config.default_agent_id == "main"
+    work = next(a for a in config.agents if a.id == "work")
+    assert str(work.workspace) == "/home/me/ws-work"
+    assert [b.agent_id for b in config.document.bindings or ()] == ["work"]
+    assert not [w for w in config.warnings if "unknown" in w.message]

@@ -17,7 +17,7 @@ from typing import Any, Final
 import msgspec
 import msgspec.inspect as mi
 
-from ._catalogue import CatalogueNode, catalogue_root
+from ._catalogue import CatalogueNode, catalogue_child, catalogue_item, catalogue_names, catalogue_root
 from ._errors import Problem
 from ._keys import NOT_ENFORCED_KEYS, OPENCLAW_ONLY_KEYS
 
@@ -125,7 +125,7 @@ class _Walker:
             if not isinstance(value, list):
                 self.error(path, f"expected an array, got {_kind(value)}")
                 return value
-            item = known.item() if known is not None else None
+            item = catalogue_item(known) if known is not None else None
             return [self.walk(v, t.item_type, index_path(path, i), item) for i, v in enumerate(value)]
         if isinstance(t, mi.DictType):
             if not isinstance(value, dict):
@@ -134,7 +134,10 @@ class _Walker:
             self._duplicates(value, path)
             return {
                 k: self.walk(
-                    v, t.value_type, child_path(path, k), known.child(k) if known is not None else None
+                    v,
+                    t.value_type,
+                    child_path(path, k),
+                    catalogue_child(known, k) if known is not None else None,
                 )
                 for k, v in value.items()
             }
@@ -167,7 +170,7 @@ class _Walker:
         out: dict[str, Any] = {}
         for key, item in value.items():
             field = fields.get(key)
-            theirs = known.child(key) if known is not None else None
+            theirs = catalogue_child(known, key) if known is not None else None
             if field is not None:
                 out[key] = self.walk(item, field.type, child_path(path, key), theirs)
                 if key in not_enforced and item is not None:
@@ -183,7 +186,7 @@ class _Walker:
                     "a key of older OpenClaw versions (not in OpenClaw 2026.9.6), not implemented by clawmesh; ignored",
                 )
             else:
-                theirs_here = known.names() if known is not None else []
+                theirs_here = catalogue_names(known) if known is not None else []
                 self.error(child_path(path, key), _unknown_key_message(key, path, theirs_here, list(fields)))
         for field in t.fields:
             if field.required and field.encode_name not in value:
@@ -243,6 +246,6 @@ def check_structure(
     walker = _Walker()
     known: CatalogueNode | None = catalogue_root()
     for key in filter(None, known_path.split(".")):
-        known = known.child(key) if known is not None else None
+        known = catalogue_child(known, key) if known is not None else None
     cleaned = walker.walk(value, mi.type_info(schema), path, known)
     return cleaned, walker.problems
