@@ -69,9 +69,9 @@ compose-down:
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache
 
-# Fixtures generated from the real OpenClaw (needs it installed; see scripts/openclaw_oracle.py).
+# Fixtures generated from the real OpenClaw (docs/openclaw-oracle.md).
 openclaw-catalogue: install
-	$(BIN)/python scripts/openclaw_key_catalogue.py
+	$(BIN)/python scripts/oracle/key_catalogue.py
 
 openclaw-configs: install
-	$(BIN)/python scripts/openclaw_doc_configs.py
+	$(BIN)/python scripts/oracle/doc_configs.py

@@ -1,7 +1,7 @@
 """Every config OpenClaw 2026.9.6 accepts loads in clawmesh (warnings allowed, no errors).
 
 The corpus is the JSON5 examples of OpenClaw's own docs that its `config validate` accepts,
-written by scripts/openclaw_doc_configs.py (`make openclaw-configs`); no Node is needed here.
+written by scripts/oracle/doc_configs.py (`make openclaw-configs`); no Node is needed here.
 """
 
 from __future__ import annotations

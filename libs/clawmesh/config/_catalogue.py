@@ -1,5 +1,5 @@
 """OpenClaw's own key catalogue (`openclaw_keys.json`, generated from `openclaw config schema` by
-scripts/openclaw_key_catalogue.py), walked beside the config by the structural check.
+scripts/oracle/key_catalogue.py), walked beside the config by the structural check.
 
 A key the catalogue has but clawmesh's schema lacks is OpenClaw's and loads with a warning; a
 key in neither is a mistake, and the catalogue's names at that place are the suggestions. A node

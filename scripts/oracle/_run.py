@@ -1,7 +1,7 @@
 """Running the real OpenClaw (the oracle) from the scripts that generate fixtures from it.
 
 OpenClaw 2026.9.6 and its Node 24 runtime are npm packages installed outside the repository
-(see docs/openclaw-compat.md); `OPENCLAW_ORACLE` names the install directory. Every run gets a
+(docs/openclaw-oracle.md); `OPENCLAW_ORACLE_DIR` names the install directory. Every run gets a
 throw-away HOME and state dir so the oracle never reads or writes the user's own OpenClaw state.
 """
 
@@ -19,14 +19,14 @@ ORACLE_VERSION = "2026.9.6"
 
 
 def oracle_dir() -> Path:
-    root = Path(os.environ.get("OPENCLAW_ORACLE", Path.home() / ".cache" / "openclaw-oracle"))
+    root = Path(os.environ.get("OPENCLAW_ORACLE_DIR", Path.home() / ".cache" / "openclaw-oracle"))
     if not (root / "node_modules" / ".bin" / "openclaw").exists():
-        sys.exit(
-            f"OpenClaw is not installed at {root} (set OPENCLAW_ORACLE); install it with:\n"
-            f"  mkdir -p {root} && cd {root} && echo '{{\"private\":true}}' > package.json\n"
-            "  npm install --no-audit --no-fund node@24\n"
-            f'  PATH="$PWD/node_modules/node/bin:$PATH" npm install --no-audit --no-fund openclaw@{ORACLE_VERSION}'
+        print(
+            f"OpenClaw is not installed at {root}: install it as docs/openclaw-oracle.md says, "
+            "or set OPENCLAW_ORACLE_DIR to its npm directory.",
+            file=sys.stderr,
         )
+        sys.exit(2)
     return root
 
 

@@ -1,7 +1,7 @@
 """Write tests/fixtures/openclaw_configs.json: the JSON5 configs of OpenClaw's own docs that
 OpenClaw's `config validate` accepts (tests/unit/test_openclaw_configs.py loads each in clawmesh).
 
-Run with `make openclaw-configs` (needs the OpenClaw oracle, see scripts/openclaw_oracle.py).
+Run with `make openclaw-configs` (needs the OpenClaw oracle, docs/openclaw-oracle.md).
 A doc code block counts as a config when it is JSON5 whose top-level keys are all top-level keys
 of OpenClaw's schema. Each is validated the way `openclaw config validate --json` does it (the
 same read-and-validate functions, run in one Node process: the CLI takes ~14 s per file), with an
@@ -18,16 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import json5
-from openclaw_oracle import ORACLE_VERSION, oracle_dir, run_node
+from _run import ORACLE_VERSION, oracle_dir, run_node
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "fixtures" / "openclaw_configs.json"
-TOP_KEYS = {
-    k.split(".", 1)[0].removesuffix("[]")
-    for k in json.loads(
-        (ROOT / "libs" / "clawmesh" / "config" / "openclaw_keys.json").read_text(encoding="utf-8")
-    )["keys"]
-}
+TOP_KEYS = set(
+    json.loads((ROOT / "libs" / "clawmesh" / "config" / "openclaw_keys.json").read_text(encoding="utf-8"))[
+        "keys"
+    ]
+)
 _FENCE = re.compile(r"^([ \t]*)```(json5|json)[^\n]*\n(.*?)^\1```", re.M | re.S)
 
 # What `openclaw config validate` runs (dist/config-cli-*.mjs, runConfigValidate), per file.

@@ -1,6 +1,6 @@
 """Write libs/clawmesh/config/openclaw_keys.json: every config key OpenClaw knows, from its own schema.
 
-Run with `make openclaw-catalogue` (needs the OpenClaw oracle, see scripts/openclaw_oracle.py).
+Run with `make openclaw-catalogue` (needs the OpenClaw oracle, docs/openclaw-oracle.md).
 The loader reads the generated file to tell a key OpenClaw accepts but clawmesh does not
 implement (a warning) from a mistake (an error with a suggestion).
 
@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from openclaw_oracle import ORACLE_VERSION, run_openclaw
+from _run import ORACLE_VERSION, run_openclaw
 
-OUT = Path(__file__).resolve().parent.parent / "libs" / "clawmesh" / "config" / "openclaw_keys.json"
+OUT = Path(__file__).resolve().parents[2] / "libs" / "clawmesh" / "config" / "openclaw_keys.json"
 
 
 def _variants(node: dict[str, Any]) -> list[dict[str, Any]]:
