@@ -13,7 +13,7 @@ import msgspec
 
 from ._defaults import DEFAULT_ANTHROPIC_BASE_URL
 from ._errors import classify_error
-from ._http import POOL_LIMITS, LoopClients, iter_sse, status_error, stream_error
+from ._http import POOL_LIMITS, LoopClients, iter_sse, post_stream, stream_error
 from ._json import arguments_from_json
 from ._types import (
     AssistantMessage,
@@ -279,26 +279,16 @@ class AnthropicProvider:
             body["tools"] = to_anthropic_tools(request.tools)
         body.update(_sampling(request))
         try:
-            async with self._pool.get().stream(
-                "POST",
+            async with post_stream(
+                self._pool.get(),
                 self._url,
-                content=msgspec.json.encode(body),
-                headers=_auth_headers(credential),
-                timeout=request.timeout,
-            ) as response:
-                if response.status_code >= 400:
-                    raise status_error(
-                        response.status_code,
-                        response.headers,
-                        await response.aread(),
-                        provider=self.name,
-                        model=request.model,
-                    )
-                if response.headers.get("content-type", "").startswith("application/json"):
-                    # A proxy that ignored `stream: true` answers with one complete message.
-                    events = _whole(await response.aread())
-                else:
-                    events = self._events(response, request.model)
+                msgspec.json.encode(body),
+                _auth_headers(credential),
+                request.timeout,
+                provider=self.name,
+                model=request.model,
+            ) as (response, whole):
+                events = _whole(whole) if whole is not None else self._events(response, request.model)
                 async for event in parse_anthropic_stream(events, provider=self.name, model=request.model):
                     yield event
         except ProviderError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Final
 
 import httpx
@@ -32,6 +33,7 @@ __all__ = [
     "ServerSentEvent",
     "error_fields",
     "iter_sse",
+    "post_stream",
     "status_error",
     "stream_error",
 ]
@@ -139,6 +141,30 @@ def status_error(
         status=status,
         retry_after=parse_retry_after(headers),
     )
+
+
+@asynccontextmanager
+async def post_stream(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    *,
+    provider: str,
+    model: str,
+) -> AsyncIterator[tuple[httpx.Response, bytes | None]]:
+    """POST a streamed request. An error status raises its classified `ProviderError`; else the
+    response, and the whole body when the server answered one JSON document instead of a stream
+    (a proxy or server that ignored `stream: true`)."""
+    async with client.stream("POST", url, content=body, headers=headers, timeout=timeout) as response:
+        if response.status_code >= 400:
+            raw = await response.aread()
+            raise status_error(response.status_code, response.headers, raw, provider=provider, model=model)
+        whole = None
+        if response.headers.get("content-type", "").startswith("application/json"):
+            whole = await response.aread()
+        yield response, whole
 
 
 def stream_error(raw: bytes, *, provider: str, model: str) -> ProviderError:

@@ -20,7 +20,7 @@ import msgspec
 
 from ._defaults import DEFAULT_OPENAI_BASE_URL, MaxTokensField
 from ._errors import classify_error
-from ._http import POOL_LIMITS, LoopClients, iter_sse, status_error, stream_error
+from ._http import POOL_LIMITS, LoopClients, iter_sse, post_stream, stream_error
 from ._json import arguments_from_json
 from ._types import (
     AssistantMessage,
@@ -270,22 +270,16 @@ class OpenAIProvider:
             "content-type": "application/json",
         }
         try:
-            async with self._pool.get().stream(
-                "POST", self._url, content=msgspec.json.encode(body), headers=headers, timeout=request.timeout
-            ) as response:
-                if response.status_code >= 400:
-                    raise status_error(
-                        response.status_code,
-                        response.headers,
-                        await response.aread(),
-                        provider=self.name,
-                        model=request.model,
-                    )
-                if response.headers.get("content-type", "").startswith("application/json"):
-                    # A server that ignored `stream: true` answers with one complete response.
-                    chunks = _whole(await response.aread())
-                else:
-                    chunks = self._chunks(response, request.model)
+            async with post_stream(
+                self._pool.get(),
+                self._url,
+                msgspec.json.encode(body),
+                headers,
+                request.timeout,
+                provider=self.name,
+                model=request.model,
+            ) as (response, whole):
+                chunks = _whole(whole) if whole is not None else self._chunks(response, request.model)
                 async for event in parse_openai_stream(chunks, provider=self.name, model=request.model):
                     yield event
         except ProviderError:
