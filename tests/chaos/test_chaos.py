@@ -43,25 +43,6 @@ async def test_users_get_every_reply_once_in_order_under_chaos(tmp_path: Path) -
         f"transcripts (seed {opts.seed}): {report.details()}"
     )
     misordered = set(report.misordered_sessions) | set(report.transcript_misordered)
-    # the replies of such a session follow the router's numbering exactly
-    follow_numbering = all(
-        report.misordered_sessions[peer]
-        == [n for n, _ in report.sequenced_out_of_order[peer] if n in set(report.misordered_sessions[peer])]
-        for peer in report.misordered_sessions
-        if peer in report.sequenced_out_of_order
-    )
-    if misordered and misordered <= set(report.sequenced_out_of_order) and follow_numbering:
-        # Known, not fixed in main yet: when the router cannot store routed turns (a CM_TURNS
-        # publish times out, or is refused with 409 "duplicate message id is in process",
-        # err_code 10158, during a NATS fault) it hands the messages back, routes the session's
-        # later messages meanwhile and numbers the handed-back one after them ("message N of …
-        # arrived after a newer one" in its log). Replies follow the numbering, so they and the
-        # transcript are out of user order. Only this case is tolerated; misordered replies of
-        # turns numbered in order fail below.
-        pytest.xfail(
-            f"issue 18: the router numbered turns out of user order after a failed CM_TURNS publish "
-            f"(seed {opts.seed}): {report.numbering_inversions()}"
-        )
     assert not misordered, (
         f"out of order (seed {opts.seed}): replies {report.misordered_sessions}, transcripts "
         f"{report.transcript_misordered}; turns numbered out of order: {report.numbering_inversions()}"
