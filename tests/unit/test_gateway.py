@@ -139,5 +139,7 @@ def test_version_answers_before_any_command_module_is_imported() -> None:
         "heavy = sorted(m for m in sys.modules if m.startswith(('clawmesh.cli', 'typer', 'rich')))\n"
         "print('heavy:', heavy)\n"
     )
+    from clawmesh import __version__
+
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert proc.stdout.splitlines() == ["clawmesh 0.1.0", "heavy: []"], proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == [f"clawmesh {__version__}", "heavy: []"], proc.stdout + proc.stderr
