@@ -129,6 +129,12 @@ class ToolBox:
                 await self.directory.statuses(), spec, capability=capability, prefer="local"
             )
             if chosen is None:
+                # the directory is cached for a second: a node that announced itself since (just
+                # started, or back after a restart) is not refused on a stale view
+                chosen, why_not = pick_node(
+                    await self.directory.statuses(fresh=True), spec, capability=capability, prefer="local"
+                )
+            if chosen is None:
                 problem = f"cannot run {name}: {why_not}"
             else:
                 node_id = chosen.node.node_id
