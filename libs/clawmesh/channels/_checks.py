@@ -1,0 +1,113 @@
+"""What the config loader reports about channel access settings (one of `default_checks()`).
+
+OpenClaw 2026.9.6 accepts `dmPolicy: "open"` without `"*"` and `allowlist` with an empty
+`allowFrom` (both drop every DM) and ignores unsafe mention patterns at runtime, so clawmesh
+loads such files too — refusing a config OpenClaw runs would break moving to clawmesh — and
+says so in warnings with OpenClaw's wording and the path. Unusable mention patterns are never
+compiled; the warning names each one.
+"""
+
+from __future__ import annotations
+
+from ..config import ChannelAccount, ChannelConfig, Config, Problem
+from ._mentions import unsafe_reason
+from ._normalize import normalize_entry
+
+__all__ = ["config_checks"]
+
+_REASONS = {
+    "unsafe-nested-repetition": "unsafe nested repetition (catastrophic backtracking)",
+    "invalid-regex": "not a valid regular expression",
+    "too-many-unbounded-quantifiers": "more than 2 unbounded quantifiers (*, +, {n,}): matching could take polynomial time",
+}
+
+
+def config_checks(config: Config) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, channel in (config.document.channels or {}).items():
+        base = f"$.channels.{name}" if name.isidentifier() else f"$.channels[{name!r}]"
+        _account(problems, name, base, channel, None)
+        for account_id, account in (channel.accounts or {}).items():
+            path = (
+                f"{base}.accounts.{account_id}"
+                if account_id.isidentifier()
+                else f"{base}.accounts[{account_id!r}]"
+            )
+            _account(problems, name, path, account, (base, channel))
+    messages = config.document.messages
+    if messages is not None and messages.group_chat is not None:
+        _patterns(problems, "$.messages.groupChat.mentionPatterns", messages.group_chat.mention_patterns)
+    for agent in config.agents:
+        chat = agent.entry.group_chat
+        if chat is not None:
+            _patterns(problems, f"{agent.path}.groupChat.mentionPatterns", chat.mention_patterns)
+    return problems
+
+
+def _account(
+    problems: list[Problem],
+    channel: str,
+    path: str,
+    account: ChannelAccount,
+    parent: tuple[str, ChannelConfig] | None,
+) -> None:
+    policy = account.dm_policy or (parent[1].dm_policy if parent else None)
+    if account.dm_policy is None and parent is not None and account.allow_from is None:
+        return  # the channel's own settings (checked there) apply unchanged
+    allow = (
+        account.allow_from if account.allow_from is not None else (parent[1].allow_from if parent else None)
+    )
+    entries = [str(x).strip() for x in allow or ()]
+    where = f"{path}.allowFrom"
+    dotted = where.removeprefix("$.")
+    if policy == "open" and "*" not in entries:
+        if parent is not None and account.allow_from is None:
+            parent_dotted = f"{parent[0].removeprefix('$.')}.allowFrom"
+            message = (
+                f'{path.removeprefix("$.")}.dmPolicy="open" but {dotted} is unset and {parent_dotted} does not '
+                f'include "*"; all DMs will be dropped. Add "*" to {dotted} or {parent_dotted} or set '
+                f'{path.removeprefix("$.")}.dmPolicy to "pairing"/"allowlist".'
+            )
+        else:
+            message = (
+                f'{path.removeprefix("$.")}.dmPolicy="open" but {dotted} does not include "*"; all DMs will be '
+                f'dropped. Add "*" to {dotted} or set {path.removeprefix("$.")}.dmPolicy to "pairing"/"allowlist".'
+            )
+        problems.append(Problem(where, message, "warning"))
+    elif policy == "allowlist" and not entries:
+        problems.append(
+            Problem(
+                where,
+                f'{path.removeprefix("$.")}.dmPolicy="allowlist" but {dotted} is empty; all DMs will be dropped. '
+                f"Add at least one sender ID to {dotted} or change {path.removeprefix('$.')}.dmPolicy.",
+                "warning",
+            )
+        )
+    for key, values in (("allowFrom", account.allow_from), ("groupAllowFrom", account.group_allow_from)):
+        for i, raw in enumerate(values or ()):
+            if str(raw).strip() and normalize_entry(channel, raw) is None:
+                problems.append(Problem(f"{path}.{key}[{i}]", _unusable(channel, raw), "warning"))
+
+
+def _unusable(channel: str, raw: str | int) -> str:
+    if channel == "telegram":
+        return (
+            f"{raw!r} never matches: Telegram sender allow-lists take numeric user ids only "
+            "(an @username is not resolved; a negative chat id belongs under channels.telegram.groups)"
+        )
+    if channel == "whatsapp":
+        return f"{raw!r} never matches: WhatsApp senders are phone numbers (E.164, e.g. +15551234567)"
+    return f"{raw!r} never matches"
+
+
+def _patterns(problems: list[Problem], path: str, patterns: list[str] | None) -> None:
+    for i, pattern in enumerate(patterns or ()):
+        reason = unsafe_reason(pattern.replace("\b", "\\b"))
+        if reason is not None and reason != "empty":
+            problems.append(
+                Problem(
+                    f"{path}[{i}]",
+                    f"mention pattern {pattern!r} refused: {_REASONS.get(reason, reason)}; it is never used",
+                    "warning",
+                )
+            )

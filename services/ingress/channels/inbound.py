@@ -1,0 +1,86 @@
+"""Platform messages into CM_INBOUND, for every adapter: the access policy
+(`clawmesh.channels.AccessControl`: dmPolicy, allowFrom, groupPolicy, mention gating, pairing)
+is asked here, once per message (the one place it is called), then the message is stored. A
+platform message id is the turn id's seed and the JetStream dedupe key, so a platform's
+redelivery (a webhook retry, a poller that failed over before saving its offset) is one turn."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import msgspec
+
+from clawmesh.bus import ServiceContext, producer_span
+from clawmesh.channels import AccessControl, AccessRequest, Command, Deny, PairingChallenge, parse_command
+from clawmesh.wire import InboundMessage, encode_msgpack
+
+from ..turns import PendingTurn, TurnClient, Unavailable
+
+__all__ = ["ChannelInbound", "Submitted"]
+
+log = logging.getLogger("clawmesh.ingress.channels")
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What became of a message: refused by the access policy (`denied`; a pairing challenge
+    carries the reply to send), a message JetStream had already (`duplicate`), or stored;
+    `turn` follows it when the caller asked to."""
+
+    denied: Deny | PairingChallenge | None = None
+    duplicate: bool = False
+    turn: PendingTurn | None = None
+
+
+class ChannelInbound:
+    def __init__(self, ctx: ServiceContext, turns: TurnClient) -> None:
+        self.ctx = ctx
+        self.turns = turns
+        self._config = ctx.holder.current
+        self.access = AccessControl(
+            self._config, kv=ctx.kv.get("pairing"), publish=ctx.nc.publish, subjects=ctx.subjects
+        )
+
+    async def submit(self, request: AccessRequest, inbound: InboundMessage, *, follow: bool) -> Submitted:
+        """Ask the access policy, then store the message. `follow`: the turn's events come back
+        to this instance (a streamed reply); else nobody waits and none are sent here.
+        Raises Unavailable when the message could not be stored (the platform must retry)."""
+        ctx = self.ctx
+        if ctx.holder.current is not self._config:  # reloaded: policies are resolved again
+            self._config = ctx.holder.current
+            self.access.update_config(self._config)
+        decision = await self.access.check(request)
+        if isinstance(decision, Deny | PairingChallenge):
+            ctx.counters["channel_denied"] += 1
+            return Submitted(denied=decision)
+        if isinstance(decision, Command):
+            # marked here, where the bot's own name is known (`/stop@this_bot`); the router
+            # and the runner act on the mark like on a command typed into any surface
+            parsed = parse_command(request.text, request.bot_username)
+            args = parsed[1] if parsed is not None and parsed[0] == decision.name else ""
+            inbound = msgspec.structs.replace(
+                inbound, metadata={**inbound.metadata, "command": decision.name, "commandArgs": args}
+            )
+        dedupe = f"in:{inbound.channel}:{inbound.account_id}:{inbound.message_id}"
+        if follow:
+            inbound = msgspec.structs.replace(
+                inbound, reply_subject=self.turns.reply_subject, reply_events="all"
+            )
+            turn = await self.turns.submit(inbound, dedupe)
+            if turn.duplicate:
+                turn.close()
+                return Submitted(duplicate=True)
+            return Submitted(turn=turn)
+        # nobody here waits for this turn: no reply subject, so nothing is sent back to it
+        data, headers = encode_msgpack(inbound)
+        headers["Nats-Msg-Id"] = dedupe
+        subject = ctx.subjects.inbound_of(inbound)
+        with producer_span("cm.in", subject, headers):
+            try:
+                ack = await ctx.publish(subject, data, headers)
+            except Exception as exc:
+                ctx.counters["store_failures"] += 1
+                raise Unavailable(f"could not store the message ({type(exc).__name__}: {exc})") from exc
+        ctx.counters["accepted"] += 1
+        return Submitted(duplicate=bool(ack.duplicate))

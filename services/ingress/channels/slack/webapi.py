@@ -1,0 +1,98 @@
+"""A Slack Web API client for one bot token: JSON bodies, the token in the Authorization header
+(never in a URL, so never in a log line), `{"ok": false, "error": …}` (HTTP 200) and 429
+`Retry-After` turned into typed errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import msgspec
+
+__all__ = ["NetworkError", "WebApi", "WebApiError"]
+
+# errors that will not go away by trying again (anything else unknown is treated the same)
+_TRANSIENT = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+
+class WebApiError(Exception):
+    """Slack answered `ok: false` (or a non-JSON error page): `error` is Slack's code."""
+
+    def __init__(self, method: str, status: int, error: str, retry_after: float | None = None) -> None:
+        super().__init__(f"{method}: {error} (HTTP {status})")
+        self.method = method
+        self.status = status
+        self.error = error
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        return self.status == 429 or self.status >= 500 or self.error in _TRANSIENT
+
+
+class NetworkError(Exception):
+    """No answer from the Web API (connection refused or reset, timeout)."""
+
+
+class _Answer(msgspec.Struct):
+    ok: bool = False
+    error: str = ""
+
+
+_answer = msgspec.json.Decoder(_Answer)
+
+
+class WebApi:
+    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            headers={"authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            trust_env=False,
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The decoded answer of `method`; WebApiError or NetworkError."""
+        try:
+            resp = await self._client.post(
+                method,
+                content=msgspec.json.encode(params or {}),
+                headers={"content-type": "application/json; charset=utf-8"},
+            )
+        except httpx.TransportError as exc:
+            raise NetworkError(f"{method}: {type(exc).__name__}: {exc}") from None
+        retry = resp.headers.get("retry-after")
+        try:
+            retry_after = float(retry) if retry is not None else None
+        except ValueError:
+            retry_after = None
+        if resp.status_code == 429:
+            raise WebApiError(method, 429, "ratelimited", retry_after if retry_after is not None else 1.0)
+        try:
+            head = _answer.decode(resp.content)
+            body: dict[str, Any] = msgspec.json.decode(resp.content)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise WebApiError(
+                method, resp.status_code, f"not a Web API answer (HTTP {resp.status_code})"
+            ) from None
+        if resp.status_code >= 500 or not head.ok:
+            raise WebApiError(method, resp.status_code, head.error or "unknown_error", retry_after)
+        return body
+
+    async def auth_test(self) -> dict[str, Any]:
+        return await self.call("auth.test")
+
+    async def post_message(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
+        """The new message's `ts`."""
+        params: dict[str, Any] = {"channel": channel, "text": text}
+        if thread_ts:
+            params["thread_ts"] = thread_ts
+        return str((await self.call("chat.postMessage", params)).get("ts", ""))
+
+    async def update(self, channel: str, ts: str, text: str) -> None:
+        await self.call("chat.update", {"channel": channel, "ts": ts, "text": text})

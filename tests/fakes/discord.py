@@ -1,0 +1,554 @@
+"""A fake Discord (REST API + Gateway) for offline tests (channel-protocols.md §3, §6).
+
+    async with FakeDiscord() as discord:                   # 127.0.0.1, two free ports
+        bot = discord.add_bot("bot-token", user_id="900", username="clawbot")
+        ...  # point `channels.discord.apiBaseUrl` at discord.api_base
+        await discord.wait_ready(bot)
+        discord.direct_message(bot, user="42", content="hi")
+        sent = await discord.wait_sent(bot, lambda m: m.channel_id == discord.dm_channel("42"))
+
+REST as Discord answers it, under `/api/v10`: `Authorization: Bot <token>` (else 401
+`{"message": "401: Unauthorized", "code": 0}`); `GET /gateway/bot` (the local `ws://` URL),
+`GET /users/@me`, `GET /channels/{id}` (404 code 10003 `Unknown Channel`),
+`POST /users/@me/channels` (a user's DM channel, the same every time),
+`POST /channels/{id}/messages` (empty content: 400 50006; over 2000 characters: 400 50035
+`Invalid Form Body`; unknown channel: 404 10003; a `message_reference` kept), which also
+dispatches the bot's own MESSAGE_CREATE as Discord does; every answer carries the
+`X-RateLimit-*` headers; scripted failures (`fail_next`: a 429 with `retry_after` in the body,
+`Retry-After`, `X-RateLimit-Remaining: 0`, `-Reset-After`, `-Scope`, or any status).
+
+Gateway as Discord runs it: HELLO (op 10) on connect; heartbeats (op 1) answered with op 11;
+IDENTIFY (op 2) checked (an unknown token closes 4004, intents without MESSAGE_CONTENT 4014)
+and answered with READY (the bot user, a session id, `resume_gateway_url` on its own path)
+then one GUILD_CREATE per guild (its channels and threads); RESUME (op 6) replays every
+dispatch after the given `seq` and then RESUMED, or op 9 `d: false` for an unknown session.
+Dispatches of a session whose connection is gone are kept and replayed on RESUME. Tests
+drive it: `reconnect` (op 7), `drop` (the socket closed without a close frame's code),
+`invalidate` (op 9), `request_heartbeat` (op 1 from the server), `Bot.ack_heartbeats = False`
+(a zombie connection: heartbeats unanswered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from clawmesh.httpserver import EmbeddedHTTPServer
+
+__all__ = ["Bot", "FakeDiscord", "Posted"]
+
+MAX_CONTENT = 2000
+MESSAGE_CONTENT = 1 << 15
+GUILD_TEXT, DM, PUBLIC_THREAD = 0, 1, 11
+
+
+@dataclass
+class Posted:
+    channel_id: str
+    id: str
+    content: str
+    reply_to: str | None  # message_reference.message_id
+    allowed_mentions: Any = None
+    flags: int = 0
+
+
+@dataclass
+class _Channel:
+    id: str
+    type: int
+    guild_id: str | None = None
+    parent_id: str | None = None
+    recipient: str | None = None
+
+
+@dataclass
+class _Session:
+    id: str
+    bot: Bot
+    events: list[tuple[int, str, Any]] = field(default_factory=list)
+    conn: ServerConnection | None = None
+
+
+@dataclass
+class Bot:
+    token: str
+    user_id: str
+    username: str
+    sent: list[Posted] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)  # "METHOD path" of each REST call
+    failures: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
+    identifies: list[dict[str, Any]] = field(default_factory=list)
+    resumes: list[dict[str, Any]] = field(default_factory=list)
+    heartbeats: list[Any] = field(default_factory=list)  # the `d` of each heartbeat
+    paths: list[str] = field(default_factory=list)  # the request path of each gateway connection
+    ack_heartbeats: bool = True  # False: a zombie connection (heartbeats go unanswered)
+    session: _Session | None = None
+
+
+class FakeDiscord:
+    def __init__(self, *, heartbeat_interval_ms: int = 41250, host: str = "127.0.0.1") -> None:
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.bots: dict[str, Bot] = {}
+        self.channels: dict[str, _Channel] = {}
+        self.guilds: dict[str, list[str]] = {}  # guild id -> its channel ids
+        self._ids = itertools.count(1_100_000_000_000_000_000)
+        self._sessions: dict[str, _Session] = {}
+        self._changed = asyncio.Condition()
+        self._host = host
+        prefix = "/api/v10"
+        self._http = EmbeddedHTTPServer(
+            Starlette(
+                routes=[
+                    Route(prefix + "/gateway/bot", self._gateway_bot),
+                    Route(prefix + "/users/@me", self._me),
+                    Route(prefix + "/users/@me/channels", self._open_dm, methods=["POST"]),
+                    Route(prefix + "/channels/{cid}", self._channel),
+                    Route(prefix + "/channels/{cid}/messages", self._create_message, methods=["POST"]),
+                    Route(prefix + "/channels/{cid}/typing", self._typing, methods=["POST"]),
+                ]
+            ),
+            host,
+            0,
+        )
+        self._ws: Server | None = None
+
+    def next_id(self) -> str:
+        return str(next(self._ids))
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self._http.port}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        assert self._ws is not None
+        return f"ws://127.0.0.1:{self._ws.sockets[0].getsockname()[1]}"
+
+    async def __aenter__(self) -> Self:
+        await self._http.start()
+        self._ws = await serve(self._connection, self._host, 0, ping_interval=None, compression=None)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._ws is not None
+        self._ws.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._ws.wait_closed(), 5)
+        await self._http.stop()
+
+    # --- setup --------------------------------------------------------------------------------
+
+    def add_bot(self, token: str, *, user_id: str = "900", username: str = "clawbot") -> Bot:
+        bot = Bot(token=token, user_id=user_id, username=username)
+        self.bots[token] = bot
+        return bot
+
+    def add_channel(self, guild_id: str, channel_id: str, *, parent_id: str | None = None) -> str:
+        """A guild text channel, or a public thread of `parent_id`."""
+        kind = PUBLIC_THREAD if parent_id else GUILD_TEXT
+        self.channels[channel_id] = _Channel(channel_id, kind, guild_id=guild_id, parent_id=parent_id)
+        self.guilds.setdefault(guild_id, []).append(channel_id)
+        return channel_id
+
+    def dm_channel(self, user_id: str) -> str:
+        for ch in self.channels.values():
+            if ch.type == DM and ch.recipient == user_id:
+                return ch.id
+        cid = self.next_id()
+        self.channels[cid] = _Channel(cid, DM, recipient=user_id)
+        return cid
+
+    def fail_next(
+        self, bot: Bot, status: int, *, retry_after: float | None = None, code: int = 0, message: str = ""
+    ) -> None:
+        """The next `POST …/messages` answers `status` (a 429: Discord's rate-limit answer)."""
+        headers: dict[str, str] = {}
+        body: dict[str, Any] = {"message": message or f"{status}: scripted", "code": code}
+        if status == 429:
+            wait = retry_after if retry_after is not None else 1.0
+            body = {"message": "You are being rate limited.", "retry_after": wait, "global": False}
+            headers = {
+                "Retry-After": str(math.ceil(wait)),
+                "X-RateLimit-Limit": "5",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": f"{time.time() + wait:.3f}",
+                "X-RateLimit-Reset-After": f"{wait:.3f}",
+                "X-RateLimit-Bucket": "fakebucket",
+                "X-RateLimit-Scope": "user",
+            }
+        bot.failures.append((status, body, headers))
+
+    # --- gateway ------------------------------------------------------------------------------
+
+    async def _connection(self, conn: ServerConnection) -> None:
+        bot: Bot | None = None
+        path = conn.request.path if conn.request is not None else ""
+        try:
+            await conn.send(json.dumps({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}}))
+            async for raw in conn:
+                frame = json.loads(raw)
+                op, d = frame.get("op"), frame.get("d")
+                if op == 1:
+                    if bot is not None:
+                        bot.heartbeats.append(d)
+                    if bot is None or bot.ack_heartbeats:
+                        await conn.send(json.dumps({"op": 11}))
+                elif op == 2:
+                    bot = self.bots.get(str(d.get("token")))
+                    if bot is None:
+                        await conn.close(4004, "Authentication failed.")
+                        return
+                    bot.paths.append(path)
+                    bot.identifies.append(d)
+                    if not int(d.get("intents", 0)) & MESSAGE_CONTENT:
+                        await conn.close(4014, "Disallowed intent(s).")
+                        return
+                    await self._identify(bot, conn)
+                elif op == 6:
+                    bot = self.bots.get(str(d.get("token")))
+                    if bot is None:
+                        await conn.close(4004, "Authentication failed.")
+                        return
+                    bot.paths.append(path)
+                    bot.resumes.append(d)
+                    await self._resume(bot, conn, str(d.get("session_id")), int(d.get("seq") or 0))
+        except ConnectionClosed:
+            pass
+        finally:
+            if bot is not None and bot.session is not None and bot.session.conn is conn:
+                bot.session.conn = None
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _identify(self, bot: Bot, conn: ServerConnection) -> None:
+        session = _Session(id=f"session-{self.next_id()}", bot=bot, conn=conn)
+        self._sessions[session.id] = session
+        if bot.session is not None and bot.session.conn is not None and bot.session.conn is not conn:
+            await bot.session.conn.close(4009, "Session timed out.")
+        bot.session = session
+        ready = {
+            "v": 10,
+            "user": {"id": bot.user_id, "username": bot.username, "bot": True, "global_name": None},
+            "guilds": [{"id": g, "unavailable": True} for g in self.guilds],
+            "session_id": session.id,
+            "resume_gateway_url": f"{self.gateway_url}/resume",
+            "application": {"id": bot.user_id, "flags": 0},
+        }
+        await self._dispatch(session, "READY", ready)
+        for guild_id, ids in self.guilds.items():
+            chans = [self.channels[c] for c in ids]
+            await self._dispatch(
+                session,
+                "GUILD_CREATE",
+                {
+                    "id": guild_id,
+                    "channels": [{"id": c.id, "type": c.type} for c in chans if c.parent_id is None],
+                    "threads": [
+                        {"id": c.id, "type": c.type, "parent_id": c.parent_id} for c in chans if c.parent_id
+                    ],
+                },
+            )
+
+    async def _resume(self, bot: Bot, conn: ServerConnection, session_id: str, seq: int) -> None:
+        session = self._sessions.get(session_id)
+        if session is None or session.bot is not bot:
+            await conn.send(json.dumps({"op": 9, "d": False}))
+            return
+        old = session.conn
+        session.conn = conn
+        bot.session = session
+        if old is not None and old is not conn:
+            with contextlib.suppress(Exception):
+                await old.close(4000, "resumed elsewhere")
+        for s, t, d in list(session.events):
+            if s > seq:
+                await conn.send(json.dumps({"op": 0, "s": s, "t": t, "d": d}))
+        await self._dispatch(session, "RESUMED", None)
+
+    async def _dispatch(self, session: _Session, name: str, data: Any) -> None:
+        seq = len(session.events) + 1
+        session.events.append((seq, name, data))
+        if session.conn is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await session.conn.send(json.dumps({"op": 0, "s": seq, "t": name, "d": data}))
+
+    async def wait_ready(self, bot: Bot, *, timeout: float = 30.0) -> None:
+        await self._wait(lambda: bot.session is not None and bot.session.conn is not None, timeout)
+
+    async def _wait(self, condition: Callable[[], bool], timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with self._changed:
+            while not condition():
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError("condition not met in time")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
+
+    async def wait_disconnected(self, bot: Bot, *, timeout: float = 30.0) -> None:
+        await self._wait(lambda: bot.session is None or bot.session.conn is None, timeout)
+
+    def _conn(self, bot: Bot) -> ServerConnection:
+        assert bot.session is not None and bot.session.conn is not None, "the bot is not connected"
+        return bot.session.conn
+
+    async def reconnect(self, bot: Bot) -> None:
+        """Op 7: the client should reconnect and resume."""
+        await self._conn(bot).send(json.dumps({"op": 7, "d": None}))
+
+    async def invalidate(self, bot: Bot, *, resumable: bool) -> None:
+        """Op 9; a non-resumable one also forgets the session."""
+        conn = self._conn(bot)
+        if not resumable and bot.session is not None:
+            self._sessions.pop(bot.session.id, None)
+        await conn.send(json.dumps({"op": 9, "d": resumable}))
+
+    async def request_heartbeat(self, bot: Bot) -> None:
+        await self._conn(bot).send(json.dumps({"op": 1, "d": None}))
+
+    async def drop(self, bot: Bot) -> None:
+        """The connection lost without a close code (a network failure)."""
+        conn = self._conn(bot)
+        assert bot.session is not None
+        bot.session.conn = None
+        conn.transport.abort()
+
+    # --- messages in --------------------------------------------------------------------------
+
+    async def message(
+        self,
+        bot: Bot,
+        *,
+        channel_id: str,
+        author: str,
+        content: str,
+        mentions: tuple[str, ...] = (),
+        roles: tuple[str, ...] = (),
+        mention_everyone: bool = False,
+        reply_to: Posted | None = None,
+        author_is_bot: bool = False,
+        include_channel_type: bool = True,
+    ) -> dict[str, Any]:
+        """A MESSAGE_CREATE dispatched to the bot's session (kept for a RESUME while it is
+        disconnected). Returns the message."""
+        channel = self.channels[channel_id]
+        msg: dict[str, Any] = {
+            "id": self.next_id(),
+            "channel_id": channel_id,
+            "author": {
+                "id": author,
+                "username": f"user{author}",
+                "global_name": f"User {author}",
+                "bot": author_is_bot,
+                "discriminator": "0",
+            },
+            "content": content,
+            "timestamp": "2026-12-04T09:00:00.000000+00:00",
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": mention_everyone,
+            "mentions": [{"id": m, "username": f"user{m}"} for m in mentions],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 19 if reply_to else 0,
+            "flags": 0,
+        }
+        if include_channel_type:
+            msg["channel_type"] = channel.type
+        if channel.guild_id is not None:
+            msg["guild_id"] = channel.guild_id
+            msg["member"] = {"roles": list(roles), "joined_at": "2026-01-01T00:00:00+00:00", "nick": None}
+        if reply_to is not None:
+            msg["message_reference"] = {"type": 0, "message_id": reply_to.id, "channel_id": channel_id}
+            msg["referenced_message"] = {
+                "id": reply_to.id,
+                "author": {"id": bot.user_id, "username": bot.username, "bot": True},
+                "content": reply_to.content,
+            }
+        assert bot.session is not None, "the bot never identified"
+        await self._dispatch(bot.session, "MESSAGE_CREATE", msg)
+        return msg
+
+    async def direct_message(self, bot: Bot, *, user: str, content: str) -> dict[str, Any]:
+        return await self.message(bot, channel_id=self.dm_channel(user), author=user, content=content)
+
+    # --- REST ---------------------------------------------------------------------------------
+
+    def _auth(self, request: Request) -> Bot | None:
+        header = request.headers.get("authorization", "")
+        return self.bots.get(header.removeprefix("Bot ")) if header.startswith("Bot ") else None
+
+    @staticmethod
+    def _limits() -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "4",
+            "X-RateLimit-Reset": f"{time.time() + 5:.3f}",
+            "X-RateLimit-Reset-After": "5.000",
+            "X-RateLimit-Bucket": "fakebucket",
+        }
+
+    def _answer(self, body: Any, status: int = 200) -> Response:
+        return JSONResponse(body, status_code=status, headers=self._limits())
+
+    @staticmethod
+    def _unauthorized() -> Response:
+        return JSONResponse({"message": "401: Unauthorized", "code": 0}, status_code=401)
+
+    async def _gateway_bot(self, request: Request) -> Response:
+        bot = self._auth(request)
+        if bot is None:
+            return self._unauthorized()
+        bot.calls.append("GET /gateway/bot")
+        return self._answer(
+            {
+                "url": self.gateway_url,
+                "shards": 1,
+                "session_start_limit": {
+                    "total": 1000,
+                    "remaining": 999,
+                    "reset_after": 14_400_000,
+                    "max_concurrency": 1,
+                },
+            }
+        )
+
+    async def _me(self, request: Request) -> Response:
+        bot = self._auth(request)
+        if bot is None:
+            return self._unauthorized()
+        return self._answer({"id": bot.user_id, "username": bot.username, "bot": True})
+
+    async def _channel(self, request: Request) -> Response:
+        bot = self._auth(request)
+        if bot is None:
+            return self._unauthorized()
+        cid = request.path_params["cid"]
+        bot.calls.append(f"GET /channels/{cid}")
+        ch = self.channels.get(cid)
+        if ch is None:
+            return self._answer({"message": "Unknown Channel", "code": 10003}, 404)
+        body: dict[str, Any] = {"id": ch.id, "type": ch.type}
+        if ch.guild_id:
+            body["guild_id"] = ch.guild_id
+        if ch.parent_id:
+            body["parent_id"] = ch.parent_id
+        return self._answer(body)
+
+    async def _open_dm(self, request: Request) -> Response:
+        bot = self._auth(request)
+        if bot is None:
+            return self._unauthorized()
+        bot.calls.append("POST /users/@me/channels")
+        user = str((await request.json()).get("recipient_id") or "")
+        if not user:
+            return self._answer(
+                {"message": "Invalid Form Body", "code": 50035, "errors": {"recipient_id": {}}}, 400
+            )
+        cid = self.dm_channel(user)
+        return self._answer({"id": cid, "type": DM, "recipients": [{"id": user}]})
+
+    async def _typing(self, request: Request) -> Response:
+        if self._auth(request) is None:
+            return self._unauthorized()
+        return Response(status_code=204, headers=self._limits())
+
+    async def _create_message(self, request: Request) -> Response:
+        bot = self._auth(request)
+        if bot is None:
+            return self._unauthorized()
+        cid = request.path_params["cid"]
+        bot.calls.append(f"POST /channels/{cid}/messages")
+        if bot.failures:
+            status, body, headers = bot.failures.pop(0)
+            return JSONResponse(body, status_code=status, headers=headers)
+        try:
+            params = await request.json()
+        except ValueError:
+            return self._answer({"message": "400: Bad Request", "code": 50109}, 400)
+        if cid not in self.channels:
+            return self._answer({"message": "Unknown Channel", "code": 10003}, 404)
+        content = params.get("content") or ""
+        if not content:
+            return self._answer({"message": "Cannot send an empty message", "code": 50006}, 400)
+        if len(content) > MAX_CONTENT:
+            return self._answer(
+                {
+                    "message": "Invalid Form Body",
+                    "code": 50035,
+                    "errors": {
+                        "content": {
+                            "_errors": [
+                                {
+                                    "code": "BASE_TYPE_MAX_LENGTH",
+                                    "message": "Must be 2000 or fewer in length.",
+                                }
+                            ]
+                        }
+                    },
+                },
+                400,
+            )
+        ref = params.get("message_reference") or {}
+        posted = Posted(
+            channel_id=cid,
+            id=self.next_id(),
+            content=content,
+            reply_to=ref.get("message_id"),
+            allowed_mentions=params.get("allowed_mentions"),
+            flags=int(params.get("flags") or 0),
+        )
+        async with self._changed:
+            bot.sent.append(posted)
+            self._changed.notify_all()
+        own = {
+            "id": posted.id,
+            "channel_id": cid,
+            "author": {"id": bot.user_id, "username": bot.username, "bot": True},
+            "content": content,
+            "mentions": [],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "type": 19 if posted.reply_to else 0,
+        }
+        channel = self.channels[cid]
+        if channel.guild_id:
+            own["guild_id"] = channel.guild_id
+        if bot.session is not None:  # Discord echoes the bot's own message on the gateway
+            await self._dispatch(bot.session, "MESSAGE_CREATE", own)
+        return self._answer(own)
+
+    async def wait_sent(
+        self, bot: Bot, predicate: Callable[[Posted], bool], *, timeout: float = 30.0, count: int = 1
+    ) -> list[Posted]:
+        found: list[Posted] = []
+
+        def enough() -> bool:
+            found[:] = [p for p in bot.sent if predicate(p)]
+            return len(found) >= count
+
+        try:
+            await self._wait(enough, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no {count} matching messages; sent: {bot.sent!r}") from None
+        return found[:count]

@@ -1,0 +1,276 @@
+"""A fake WhatsApp Cloud API (Graph API + webhook sender) for offline tests (channel-protocols.md §4, §6).
+
+    async with FakeWhatsApp(app_secret="s", verify_token="v") as wa:
+        number = wa.add_number("106540352242922", token="EAAG…", display="15550783881")
+        ...  # point `channels.whatsapp.apiBaseUrl` at wa.api_base, the callback at the gateway
+        await wa.deliver(url, wa.text_message(number, sender="16505551234", text="hi"))
+        sent = await wa.wait_sent(number, lambda m: m.to == "16505551234")
+
+Graph API as Meta answers it: `POST /<version>/<phone-number-id>/messages` with
+`Authorization: Bearer <token>`; errors in Graph's shape `{"error": {"message", "type":
+"OAuthException", "code", "error_data": {"messaging_product", "details"}, "fbtrace_id"}}`:
+190 (HTTP 401) for a wrong token, 100 (HTTP 400) for a missing `messaging_product`/`to`/`type`
+or a text over 4096 characters, 131047 for a user outside the 24-hour window (no message from
+them yet), scripted failures (`fail_next`, e.g. 130429 throughput or 131056 pair rate). Sends
+answer `{"messaging_product", "contacts": [{"input", "wa_id"}], "messages": [{"id": "wamid.…"}]}`.
+Webhooks: `deliver` signs a body with `X-Hub-Signature-256` (or a wrong one) and POSTs it;
+`verify` makes the GET handshake; payload builders batch entries and add `statuses`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from clawmesh.channels.whatsapp import sign
+from clawmesh.httpserver import EmbeddedHTTPServer
+
+__all__ = ["FakeWhatsApp", "Number", "SentMessage"]
+
+
+@dataclass
+class SentMessage:
+    to: str
+    text: str
+    recipient_type: str
+    wamid: str
+    context: str | None
+
+
+@dataclass
+class Number:
+    phone_number_id: str
+    token: str
+    display: str
+    sent: list[SentMessage] = field(default_factory=list)
+    calls: int = 0
+    failures: list[tuple[int, int, str]] = field(default_factory=list)
+    last_inbound: dict[str, float] = field(default_factory=dict)  # user → when they last wrote
+
+
+def _error(status: int, code: int, message: str, details: str = "") -> JSONResponse:
+    body = {
+        "error": {
+            "message": f"(#{code}) {message}",
+            "type": "OAuthException",
+            "code": code,
+            "error_data": {"messaging_product": "whatsapp", "details": details or message},
+            "fbtrace_id": "AbCdEfGhIjK",
+        }
+    }
+    return JSONResponse(body, status_code=status)
+
+
+class FakeWhatsApp:
+    def __init__(
+        self, *, app_secret: str, verify_token: str = "", host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.app_secret = app_secret
+        self.verify_token = verify_token
+        self.numbers: dict[str, Number] = {}
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self._http = EmbeddedHTTPServer(
+            Starlette(routes=[Route("/{version}/{number}/messages", self._messages, methods=["POST"])]),
+            host,
+            port,
+        )
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self._http.port}"
+
+    async def __aenter__(self) -> Self:
+        await self._http.start()
+        self._client = httpx.AsyncClient(timeout=10, trust_env=False)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._client.aclose()
+        await self._http.stop()
+
+    def add_number(self, phone_number_id: str, *, token: str, display: str = "15550783881") -> Number:
+        number = Number(phone_number_id=phone_number_id, token=token, display=display)
+        self.numbers[phone_number_id] = number
+        return number
+
+    def fail_next(self, number: Number, status: int, code: int, message: str) -> None:
+        number.failures.append((status, code, message))
+
+    # --- Graph API --------------------------------------------------------------------------
+
+    async def _messages(self, request: Request) -> Response:
+        number = self.numbers.get(request.path_params["number"])
+        if number is None:
+            return _error(400, 100, "Unsupported post request. Object does not exist")
+        if request.headers.get("authorization", "") != f"Bearer {number.token}":
+            return _error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        number.calls += 1
+        if number.failures:
+            status, code, message = number.failures.pop(0)
+            return _error(status, code, message)
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _error(400, 100, "Invalid parameter", "the body is not JSON")
+        if body.get("messaging_product") != "whatsapp":
+            return _error(400, 100, "Invalid parameter", "messaging_product must be whatsapp")
+        to, kind = body.get("to"), body.get("type", "text")
+        if not to:
+            return _error(400, 100, "Invalid parameter", "to is required")
+        if kind != "text":
+            return _error(400, 131051, "Unsupported message type")
+        text = (body.get("text") or {}).get("body") or ""
+        if not text:
+            return _error(400, 100, "Invalid parameter", "text.body is required")
+        if len(text) > 4096:
+            return _error(400, 100, "Invalid parameter", "text.body is longer than 4096 characters")
+        group = body.get("recipient_type") == "group"
+        last = number.last_inbound.get(to)
+        if not group and (last is None or time.time() - last > 24 * 3600):
+            return _error(
+                400, 131047, "Re-engagement message", "more than 24 hours since the user's last message"
+            )
+        wamid = f"wamid.OUT{next(self._ids):08d}"
+        context = (body.get("context") or {}).get("message_id")
+        async with self._changed:
+            number.sent.append(SentMessage(to, text, "group" if group else "individual", wamid, context))
+            self._changed.notify_all()
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": to, "wa_id": to}],
+                "messages": [{"id": wamid}],
+            }
+        )
+
+    async def wait_sent(
+        self,
+        number: Number,
+        predicate: Callable[[SentMessage], bool],
+        *,
+        timeout: float = 30.0,
+        count: int = 1,
+    ) -> list[SentMessage]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with self._changed:
+            while True:
+                found = [m for m in number.sent if predicate(m)]
+                if len(found) >= count:
+                    return found[:count]
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError(f"no {count} matching messages; sent: {number.sent!r}")
+                try:
+                    await asyncio.wait_for(self._changed.wait(), left)
+                except TimeoutError:
+                    pass
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    def message(
+        self,
+        number: Number,
+        *,
+        sender: str | None,
+        text: str,
+        name: str = "Sheena",
+        group_id: str | None = None,
+        user_id: str | None = None,
+        wamid: str | None = None,
+    ) -> dict[str, Any]:
+        """One change of field `messages` carrying one text message (`sender`: digits, no `+`;
+        None for a username user known only by BSUID `user_id`)."""
+        if sender:
+            number.last_inbound[sender] = time.time()
+        msg: dict[str, Any] = {
+            "id": wamid or f"wamid.IN{next(self._ids):08d}",
+            "timestamp": str(int(time.time())),
+            "type": "text",
+            "text": {"body": text},
+        }
+        contact: dict[str, Any] = {"profile": {"name": name}}
+        if sender:
+            msg["from"], contact["wa_id"] = sender, sender
+        if user_id:
+            msg["user_id"], contact["user_id"] = user_id, user_id
+        if group_id:
+            msg["group_id"] = group_id
+        return {
+            "field": "messages",
+            "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {
+                    "display_phone_number": number.display,
+                    "phone_number_id": number.phone_number_id,
+                },
+                "contacts": [contact],
+                "messages": [msg],
+            },
+        }
+
+    def status(self, number: Number, wamid: str, recipient: str) -> dict[str, Any]:
+        """A `statuses` change (a delivery receipt of our own message): never a message."""
+        return {
+            "field": "messages",
+            "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {
+                    "display_phone_number": number.display,
+                    "phone_number_id": number.phone_number_id,
+                },
+                "statuses": [
+                    {
+                        "id": wamid,
+                        "status": "delivered",
+                        "timestamp": str(int(time.time())),
+                        "recipient_id": recipient,
+                    }
+                ],
+            },
+        }
+
+    @staticmethod
+    def payload(*changes: dict[str, Any], entries: int = 1) -> dict[str, Any]:
+        """A notification with the changes spread over `entries` entries (Meta batches)."""
+        per = [list(changes[i::entries]) for i in range(entries)]
+        return {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": f"WABA{i}", "changes": c} for i, c in enumerate(per) if c],
+        }
+
+    async def deliver(
+        self, url: str, payload: dict[str, Any], *, secret: str | None = None, signature: str | None = None
+    ) -> httpx.Response:
+        # Meta escapes non-ASCII as \\uXXXX in the body it signs
+        body = json.dumps(payload, ensure_ascii=True).encode()
+        headers = {
+            "content-type": "application/json",
+            "x-hub-signature-256": signature
+            if signature is not None
+            else sign(secret or self.app_secret, body),
+        }
+        return await self._client.post(url, content=body, headers=headers)
+
+    async def verify(self, url: str, *, token: str | None = None, mode: str = "subscribe") -> httpx.Response:
+        params = {
+            "hub.mode": mode,
+            "hub.verify_token": token or self.verify_token,
+            "hub.challenge": "1158201444",
+        }
+        return await self._client.get(url, params=params)

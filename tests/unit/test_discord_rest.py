@@ -1,0 +1,88 @@
+"""The Discord REST client: errors typed from Discord's answers, 429's `retry_after` from the
+body or the headers, a bucket reported empty holding the next request on its route, and the
+token only in the Authorization header."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+
+from clawmesh_ingress.channels.discord import rest
+from clawmesh_ingress.channels.discord.rest import RestApi, RestError
+
+TOKEN = "secret-bot-token"
+
+
+def _api(handler: Any) -> RestApi:
+    api = RestApi("http://discord.test/api/v10", TOKEN)
+    api._client = httpx.AsyncClient(
+        base_url="http://discord.test/api/v10/",
+        headers={"authorization": f"Bot {TOKEN}"},
+        transport=httpx.MockTransport(handler),
+    )
+    return api
+
+
+async def test_a_message_is_posted_with_the_token_in_the_header_only() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"id": "55"})
+
+    api = _api(handler)
+    assert await api.create_message("123", "hi", reply_to="9") == "55"
+    request = seen[0]
+    assert request.url.path == "/api/v10/channels/123/messages"
+    assert request.headers["authorization"] == f"Bot {TOKEN}" and TOKEN not in str(request.url)
+    body = httpx.Response(200, content=request.content).json()
+    assert body["message_reference"] == {"message_id": "9", "channel_id": "123", "fail_if_not_exists": False}
+    assert body["allowed_mentions"] == {"parse": []}
+
+
+@pytest.mark.parametrize(
+    ("response", "retry_after"),
+    [
+        (httpx.Response(429, json={"message": "You are being rate limited.", "retry_after": 0.25}), 0.25),
+        (httpx.Response(429, json={"message": "limited"}, headers={"Retry-After": "2"}), 2.0),
+        (httpx.Response(429, text="<html>", headers={"X-RateLimit-Reset-After": "1.5"}), 1.5),
+    ],
+)
+async def test_a_429_is_transient_with_its_retry_after(response: httpx.Response, retry_after: float) -> None:
+    api = _api(lambda request: response)
+    with pytest.raises(RestError) as err:
+        await api.create_message("1", "x")
+    assert err.value.status == 429 and err.value.transient and err.value.retry_after == retry_after
+    assert TOKEN not in str(err.value)
+
+
+async def test_errors_carry_discords_code_and_only_5xx_is_transient() -> None:
+    api = _api(lambda request: httpx.Response(403, json={"message": "Missing Permissions", "code": 50013}))
+    with pytest.raises(RestError) as err:
+        await api.create_message("1", "x")
+    assert (err.value.code, err.value.transient) == (50013, False)
+    assert "Missing Permissions" in str(err.value)
+    api = _api(lambda request: httpx.Response(502, text="Bad Gateway"))
+    with pytest.raises(RestError) as err:
+        await api.create_message("1", "x")
+    assert err.value.transient and "not a Discord answer (HTTP 502)" in str(err.value)
+
+
+async def test_an_empty_bucket_holds_the_next_request_on_its_route_only(monkeypatch: Any) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(rest, "asyncio", SimpleNamespace(sleep=sleep))
+    headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "1.5"}
+    api = _api(lambda request: httpx.Response(200, json={"id": "1"}, headers=headers))
+    await api.create_message("123", "first")
+    assert waits == []
+    await api.create_message("456", "another channel: another bucket")
+    assert waits == []
+    await api.create_message("123", "second")
+    assert len(waits) == 1 and 0 < waits[0] <= 1.5
