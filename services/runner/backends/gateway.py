@@ -1,0 +1,87 @@
+"""`runnerType: openclawx` with `openclawx.gateway`: an agent of another gateway of the
+federation, reached over NATS through the hub (docs/federation.md), not over HTTP.
+
+One remote session per local session (the serving gateway derives it from this session's key),
+deltas streamed back as they come; an unreachable or silent region is failover-worthy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import msgspec
+from nats.aio.client import Client
+
+from clawmesh.config import OpenClawXSettings
+from clawmesh.federation import RemoteStop, RemoteTurn, RemoteTurnFailed, remote_stop_subject, remote_turn
+
+from ._base import BackendError, OnDelta, ProxyResult, ProxyTurn
+
+__all__ = ["GatewayBackend"]
+
+# The serving side sends a keep-alive this often while the turn runs (its tool calls can be
+# quiet for long); after this long without any event, the region is taken to have dropped
+# and the turn fails (failover-worthy) instead of waiting for ever.
+_KEEPALIVE = 5.0
+_IDLE_TIMEOUT = 30.0
+
+
+class GatewayBackend:
+    kind = "gateway"
+
+    def __init__(self, nc: Client, prefix: str, region: Callable[[], str | None]) -> None:
+        self._nc = nc
+        self._prefix = prefix
+        self._region = region  # this gateway's region, read per turn (config reloads)
+
+    async def aclose(self) -> None:
+        pass
+
+    async def run(self, turn: ProxyTurn, on_delta: OnDelta) -> ProxyResult:
+        settings = turn.settings
+        assert isinstance(settings, OpenClawXSettings) and settings.gateway and settings.agent_id
+        own = self._region()
+        if own is None:
+            raise BackendError(
+                f"agent {turn.agent_id!r} runs on gateway {settings.gateway!r}, but this gateway is not federated",
+                reason="config",
+                failover=False,
+                hint="set gateway.region (or `clawmesh up --region R --federate R.leaf`)",
+            )
+        request = RemoteTurn(
+            from_gateway=own,
+            agent_id=settings.agent_id,
+            session=turn.session_key,
+            turn_id=turn.turn_id,
+            text=turn.text,
+            from_agent=turn.caller,
+            kind="spawn" if turn.caller else "turn",
+            keepalive=_KEEPALIVE,
+        )
+        try:
+            final = await remote_turn(
+                self._nc, self._prefix, settings.gateway, request, on_delta, idle_timeout=_IDLE_TIMEOUT
+            )
+        except asyncio.CancelledError:
+            # stopped here (/stop, a run timeout, the runner stopping): stop it there too
+            stop = RemoteStop(from_gateway=own, agent_id=settings.agent_id, session=turn.session_key)
+            with contextlib.suppress(Exception):
+                await self._nc.publish(
+                    remote_stop_subject(self._prefix, settings.gateway, settings.agent_id),
+                    msgspec.json.encode(stop),
+                )
+            raise
+        except RemoteTurnFailed as exc:
+            raise BackendError(
+                f"gateway {settings.gateway}: {exc.message}",
+                reason="unreachable" if exc.failover else exc.code.lower(),
+                failover=exc.failover,
+                hint=exc.hint,
+            ) from None
+        return ProxyResult(
+            text=final.text,
+            remote_session=final.session_key or None,
+            model=f"{settings.gateway}/{final.model}" if final.model else f"gateway:{settings.gateway}",
+            extra={"gateway": settings.gateway},
+        )
