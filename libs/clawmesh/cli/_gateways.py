@@ -1,0 +1,98 @@
+"""`--all-gateways` listings: what the other regions of a federation broadcast (their
+catalogues, kept by this gateway's ingress in the `gateways` KV bucket; docs/federation.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import msgspec
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
+from rich.table import Table
+
+from ..config import Config
+from ..wire import Subjects
+from ._common import console
+from ._remote import nats_client
+
+__all__ = ["catalogues", "own_region", "print_remote_agents", "print_remote_nodes"]
+
+
+def own_region(config: Config) -> str | None:
+    """This gateway's region: the config's, else the one the running `clawmesh up` was given."""
+    from ..localgateway import running
+
+    if config.settings.gateway.region:
+        return config.settings.gateway.region
+    record = running(config.state_dir)
+    return record.region if record else None
+
+
+async def catalogues(config: Config, url: str | None) -> list[dict[str, Any]]:
+    """The latest catalogue of every other region, oldest region name first; each with
+    `ageSeconds` (since it was broadcast)."""
+    out: list[dict[str, Any]] = []
+    async with nats_client(config, url) as nc:
+        try:
+            kv = await nc.jetstream().key_value(Subjects(config.subject_prefix).bucket("gateways"))
+            keys = await kv.keys()
+        except (BucketNotFoundError, NotFoundError, NoKeysError):
+            return out
+        for key in sorted(keys):
+            with contextlib.suppress(KeyNotFoundError, msgspec.DecodeError):
+                entry = await kv.get(key)
+                data = msgspec.json.decode(entry.value or b"{}")
+                if isinstance(data, dict):
+                    data["ageSeconds"] = round(max(time.time() - float(data.get("ts") or 0), 0.0), 1)
+                    out.append(data)
+    return out
+
+
+def _nothing(config: Config, cats: list[dict[str, Any]]) -> bool:
+    if cats:
+        return False
+    if own_region(config) is None:
+        console.print(
+            "no other gateway known: this gateway is not federated (gateway.region unset, or `clawmesh up` "
+            "without --region/--federate)",
+            markup=False,
+        )
+    else:
+        console.print("no other gateway has broadcast its catalogue yet", markup=False)
+    return True
+
+
+def print_remote_agents(config: Config, cats: list[dict[str, Any]]) -> None:
+    if _nothing(config, cats):
+        return
+    table = Table("gateway", "agent", "name", "runner", "offered here", "seen", box=None, header_style="bold")
+    for cat in cats:
+        for agent in cat.get("agents") or []:
+            table.add_row(
+                str(cat.get("region", "")),
+                str(agent.get("id", "")),
+                str(agent.get("name", "")),
+                str(agent.get("runnerType", "local")),
+                "yes" if agent.get("exposed") else "no",
+                f"{cat['ageSeconds']:.0f}s ago",
+            )
+    console.print(table)
+
+
+def print_remote_nodes(config: Config, cats: list[dict[str, Any]]) -> None:
+    if _nothing(config, cats):
+        return
+    table = Table("gateway", "node", "online", "labels", "location", "seen", box=None, header_style="bold")
+    for cat in cats:
+        for node in cat.get("nodes") or []:
+            labels = node.get("labels") or {}
+            table.add_row(
+                str(cat.get("region", "")),
+                str(node.get("id", "")),
+                "yes" if node.get("online") else "NO",
+                ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "location"),
+                str(labels.get("location", "")),
+                f"{cat['ageSeconds']:.0f}s ago",
+            )
+    console.print(table)

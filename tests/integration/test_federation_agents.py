@@ -1,0 +1,420 @@
+"""Agents of two gateways working together across a federation (a hub and two regions as real
+nats-servers, a whole gateway per region): `sessions_spawn` and `sessions_send` of
+`worker@sg`, both gateways' allow-lists, and a region that drops while its child runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+import pytest
+
+import clawmesh_runner.backends.gateway as gateway_backend
+from clawmesh.federation import RemoteTurn
+from clawmesh.sessions import SessionStore, stop_session
+from clawmesh.wire import A2AEvent, Subjects, ToolResultEvent, TurnError, TurnEvent, decode
+from tests.fakes.models import FakeModelServer, Gate, Text, ToolCall
+from tests.fixtures.federation import Federation, federation
+from tests.fixtures.gateway import wait_until
+
+pytestmark = pytest.mark.asyncio
+
+COMPLETION = "[Internal task completion event]"
+
+
+def _sg(fake: FakeModelServer, tmp: Path) -> dict[str, Any]:
+    return {
+        "gateway": {
+            "region": "sg",
+            "federation": {"exposeAgents": ["worker", "slow"], "catalogSeconds": 0.2},
+        },
+        "agents": {
+            "defaults": {"model": "echo/sg"},
+            "list": [
+                {"id": "worker", "default": True, "name": "Worker", "workspace": str(tmp / "sg-worker")},
+                {"id": "slow", "model": "openai/m-slow", "workspace": str(tmp / "sg-slow")},
+                {"id": "private", "workspace": str(tmp / "sg-private")},
+            ],
+        },
+        "models": {"providers": {"openai": {"baseUrl": fake.base_url + "/v1", "apiKey": "sk-test"}}},
+        # who of another gateway may reach sg's agents: boss of eu, not intruder
+        "tools": {"agentToAgent": {"allow": ["worker", "slow", "boss@eu"]}},
+    }
+
+
+def _eu(fake: FakeModelServer, tmp: Path) -> dict[str, Any]:
+    def agent(agent_id: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "id": agent_id,
+            "model": f"openai/m-{agent_id}",
+            "workspace": str(tmp / f"eu-{agent_id}"),
+            **extra,
+        }
+
+    return {
+        "gateway": {"region": "eu"},
+        "agents": {
+            "list": [
+                agent("boss", default=True, subagents={"allowAgents": ["worker@sg", "slow@sg"]}),
+                agent("intruder", subagents={"allowAgents": ["*@sg"]}),
+            ]
+        },
+        "models": {"providers": {"openai": {"baseUrl": fake.base_url + "/v1", "apiKey": "sk-test"}}},
+        "tools": {"agentToAgent": {"allow": ["boss", "intruder", "*@sg"]}},
+    }
+
+
+async def _linked(fed: Federation) -> None:
+    """Until eu's requests reach sg's gateway through the hub (the leaf links form first)."""
+    nc = await nats.connect(fed.url("eu"))
+    probe = RemoteTurn(
+        from_gateway="eu", agent_id="worker", session="probe", turn_id="probe", text="", probe=True
+    )
+
+    async def answered() -> bool:
+        try:
+            msg = await nc.request("cm.gw.sg.turn.worker", msgspec.json.encode(probe), timeout=1)
+        except Exception:
+            return False
+        return b'"final"' in msg.data
+
+    await wait_until(answered, timeout=30, message="eu reaching sg's gateway")
+    await nc.close()
+
+
+def _has_key(kv: Any, key: str) -> Any:
+    async def check() -> bool:
+        try:
+            return bool((await kv.get(key)).value)
+        except Exception:
+            return False
+
+    return check
+
+
+class _Watch:
+    """eu's tool results and agent-to-agent events, as the admin sees them."""
+
+    def __init__(self) -> None:
+        self.results: list[tuple[str, dict[str, Any]]] = []
+        self.a2a: list[A2AEvent] = []
+
+    async def start(self, url: str) -> nats.NATS:
+        nc = await nats.connect(url)
+
+        async def on_event(msg: Any) -> None:
+            event = decode(msg.data, TurnEvent, msg.headers)
+            if isinstance(event, ToolResultEvent) and event.name.startswith("sessions_"):
+                self.results.append((event.name, json.loads(event.content)))
+
+        async def on_a2a(msg: Any) -> None:
+            self.a2a.append(msgspec.json.decode(msg.data, type=A2AEvent))
+
+        await nc.subscribe("cm.ev.>", cb=on_event)
+        await nc.subscribe("cm.a2a.>", cb=on_a2a)
+        await nc.flush()
+        return nc
+
+    async def result(self, n: int) -> tuple[str, dict[str, Any]]:
+        """The n-th tool result (1-based): the events reach this connection on their own path,
+        possibly after the turn's HTTP answer."""
+        await wait_until(lambda: len(self.results) >= n, message=f"tool result {n}")
+        return self.results[n - 1]
+
+
+async def _say(fed: Federation, text: str, agent: str = "boss") -> str:
+    async with fed.gateways["eu"].client(timeout=60) as http:
+        r = await http.post("/v1/messages?wait=60", json={"text": text, "agentId": agent})
+    assert r.status_code == 200, r.text
+    return str(r.json()["text"])
+
+
+async def test_spawn_and_send_reach_an_agent_of_another_gateway(tmp_path: Path) -> None:
+    async with FakeModelServer() as fake:
+        fake.script(
+            "m-boss",
+            ToolCall("sessions_spawn", {"task": "count the stars", "agentId": "worker@sg", "label": "stars"}),
+            Text("spawned"),
+            Text("the stars are counted"),  # the announce turn
+            ToolCall("sessions_send", {"agentId": "worker@sg", "message": "and the moons?"}),
+            Text("sent"),
+            ToolCall("sessions_send", {"agentId": "worker@sg", "message": "no wait", "timeoutSeconds": 0}),
+            Text("sent unwaited"),
+        )
+        async with federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": _eu(fake, tmp_path)}) as fed:
+            await _linked(fed)
+            watch = _Watch()
+            nc = await watch.start(fed.url("eu"))
+            assert await _say(fed, "spawn one in sg") == "spawned"
+            name, spawned = await watch.result(1)
+            assert name == "sessions_spawn" and spawned["status"] == "accepted", spawned
+            assert spawned["gateway"] == "sg" and spawned["remoteSessionKey"].startswith(
+                "agent:worker:gw:eu:"
+            )
+            assert spawned["childSessionKey"].startswith("agent:boss:subagent:")
+
+            # the child ran on sg, as sg's worker, in the session the result named
+            sg_store = fed.gateways["sg"].service("runner").store
+            announced = await wait_until(
+                lambda: [r for r in fake.requests if r.model == "m-boss" and COMPLETION in r.last_user_text],
+                message="the announce turn of the parent",
+            )
+            assert "status: completed" in announced[0].last_user_text
+            assert (
+                "echo: " in announced[0].last_user_text and "count the stars" in announced[0].last_user_text
+            )
+            sg_sessions = [s for s in await sg_store.list_sessions() if s.agent_id == "worker"]
+            assert [s.session_key for s in sg_sessions] == [spawned["remoteSessionKey"]]
+            assert sg_sessions[0].seq == 1
+            # announced exactly once: the announce event came, and one announce turn ran
+            await wait_until(
+                lambda: any(e.kind == "announce" for e in watch.a2a), message="the announce event"
+            )
+            record = await fed.gateways["eu"].service("runner").store.get_spawn(spawned["childSessionKey"])
+            assert record is not None and record.status == "ok" and record.child_agent_id == "worker@sg"
+            assert [e.status for e in watch.a2a if e.kind == "announce"] == ["ok"]
+            assert len([r for r in fake.requests if COMPLETION in r.last_user_text]) == 1
+
+            # sessions_send: the reply is the result; timeoutSeconds 0 returns at once
+            assert await _say(fed, "ask sg") == "sent"
+            name, sent = await watch.result(2)
+            assert name == "sessions_send" and sent["status"] == "ok", sent
+            assert sent["reply"] == "echo: and the moons?" and sent["gateway"] == "sg"
+            assert await _say(fed, "tell sg") == "sent unwaited"
+            name, unwaited = await watch.result(3)
+            assert unwaited["status"] == "accepted", unwaited
+
+            async def sends_served() -> bool:
+                sessions = [s for s in await sg_store.list_sessions() if s.agent_id == "worker"]
+                return sum(s.seq for s in sessions if s.session_key != spawned["remoteSessionKey"]) == 2
+
+            # the unwaited message ran on sg too (in the session of boss's session, after the first)
+            await wait_until(sends_served, message="sg serving the unwaited send")
+            await nc.close()
+
+
+async def test_either_gateway_refuses_with_a_clear_error(tmp_path: Path) -> None:
+    async with FakeModelServer() as fake:
+        fake.script(
+            "m-boss",
+            ToolCall("sessions_spawn", {"task": "x", "agentId": "private@sg"}),  # eu: not listed
+            ToolCall("sessions_spawn", {"task": "x", "agentId": "private@sg", "label": "p"}),
+            Text("done"),
+        )
+        fake.script(
+            "m-intruder",
+            ToolCall("sessions_spawn", {"task": "x", "agentId": "worker@sg"}),  # sg: not boss
+            ToolCall("sessions_send", {"agentId": "worker@sg", "message": "hi"}),
+            ToolCall("sessions_send", {"agentId": "worker@sg", "message": "hi", "timeoutSeconds": 0}),
+            ToolCall("agents_list", {}),
+            Text("done"),
+        )
+        sg = _sg(fake, tmp_path)
+        async with federation(tmp_path, {"sg": sg, "eu": _eu(fake, tmp_path)}) as fed:
+            await _linked(fed)
+            watch = _Watch()
+            nc = await watch.start(fed.url("eu"))
+            kv = fed.gateways["eu"].service("runner").ctx.kv["gateways"]
+            await wait_until(_has_key(kv, "sg"), message="eu learning sg's catalogue")
+            assert await _say(fed, "spawn a private one") == "done"
+            for n in (1, 2):
+                _, result = await watch.result(n)
+                assert result == {
+                    "status": "forbidden",
+                    "error": "agentId is not allowed for sessions_spawn (allowed: worker@sg, slow@sg)",
+                }
+            assert await _say(fed, "try sg", agent="intruder") == "done"
+            for n in (3, 4, 5):
+                _, result = await watch.result(n)
+                assert result["status"] == "forbidden", result
+                assert result["error"] == (
+                    "gateway 'sg' refuses intruder@eu → worker: "
+                    "Agent-to-agent messaging denied by tools.agentToAgent.allow."
+                )
+            # what intruder's allowAgents (`*@sg`) lists of sg's catalogue: the agents sg offers
+            # (intruder learns them even though sg's own policy refuses it)
+            listed = [
+                r.tool_results[-1].content
+                for r in fake.requests
+                if r.model == "m-intruder" and r.tool_results and "agents" in r.tool_results[-1].content
+            ]
+            agents = {a["id"]: a for a in json.loads(listed[-1])["agents"]}
+            assert set(agents) == {"intruder", "worker@sg", "slow@sg"}, agents
+            assert agents["worker@sg"] == {
+                "id": "worker@sg",
+                "configured": True,
+                "gateway": "sg",
+                "name": "Worker",
+            }
+            # nothing ran on sg, and no child was recorded in eu
+            assert await fed.gateways["sg"].service("runner").store.list_sessions() == []
+            assert await fed.gateways["eu"].service("runner").store.list_spawns() == []
+            await nc.close()
+
+
+async def test_a_region_dropping_while_its_child_runs_fails_the_child_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sg's child turn is in flight (its model held) when the hub goes: eu's parent gets the
+    child announced as failed, instead of waiting for ever."""
+    monkeypatch.setattr(gateway_backend, "_KEEPALIVE", 0.2)
+    monkeypatch.setattr(gateway_backend, "_IDLE_TIMEOUT", 2.0)
+    held = asyncio.Event()
+    async with FakeModelServer() as fake:
+        fake.script("m-slow", Gate(held))
+        fake.script(
+            "m-boss",
+            ToolCall("sessions_spawn", {"task": "take your time", "agentId": "slow@sg"}),
+            Text("spawned"),
+            Text("noted the failure"),
+        )
+        async with federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": _eu(fake, tmp_path)}) as fed:
+            await _linked(fed)
+            assert await _say(fed, "spawn a slow one") == "spawned"
+            await wait_until(
+                lambda: any(r.model == "m-slow" for r in fake.requests), message="sg's child turn started"
+            )
+            await fed.hub.stop()
+            announced = await wait_until(
+                lambda: [r for r in fake.requests if r.model == "m-boss" and COMPLETION in r.last_user_text],
+                message="the parent told of the failure",
+            )
+            text = announced[0].last_user_text
+            assert "status: failed:" in text and "gateway 'sg' did not answer" in text, text
+            held.set()
+
+
+async def test_a_repeated_remote_turn_gets_the_outcome_of_the_first(tmp_path: Path) -> None:
+    """A caller whose runner died mid-turn asks again with the same turn id (the redelivered
+    turn): sg runs the turn once, and both requests get its reply — while it runs or after."""
+    async with (
+        FakeModelServer() as fake,
+        federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": _eu(fake, tmp_path)}) as fed,
+    ):
+        await _linked(fed)
+        nc = await nats.connect(fed.url("eu"))
+        turn = RemoteTurn(
+            from_gateway="eu",
+            agent_id="worker",
+            session="agent:boss:subagent:1",
+            turn_id="t-once",
+            text="only once",
+            stream=False,
+            from_agent="boss",
+            kind="spawn",
+            keepalive=0.5,
+        )
+
+        async def ask() -> str:
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            await nc.publish("cm.gw.sg.turn.worker", msgspec.json.encode(turn), reply=inbox)
+            while True:
+                event = json.loads((await sub.next_msg(timeout=60)).data)
+                if event["type"] != "alive":
+                    await sub.unsubscribe()
+                    return f"{event['type']}: {event.get('text', event.get('message'))}"
+
+        first, second = await asyncio.gather(ask(), ask())  # the second while the first runs
+        third = await ask()  # and once it ran
+        assert first == second == third == "final: echo: only once"
+        sessions = [
+            s
+            for s in await fed.gateways["sg"].service("runner").store.list_sessions()
+            if s.agent_id == "worker"
+        ]
+        assert len(sessions) == 1 and sessions[0].seq == 1
+        await nc.close()
+
+
+async def test_stopping_a_remote_child_stops_its_turn_on_the_other_gateway(tmp_path: Path) -> None:
+    """eu stops the child it spawned on sg while sg's turn runs (its model held): sg's turn
+    ends stopped too, and eu's parent is told the child was stopped."""
+    held = asyncio.Event()
+    async with FakeModelServer() as fake:
+        fake.script("m-slow", Gate(held))
+        fake.script(
+            "m-boss",
+            ToolCall("sessions_spawn", {"task": "take your time", "agentId": "slow@sg"}),
+            Text("spawned"),
+            Text("noted the stop"),
+        )
+        async with federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": _eu(fake, tmp_path)}) as fed:
+            await _linked(fed)
+            watch = _Watch()
+            eu = await watch.start(fed.url("eu"))
+            sg = await nats.connect(fed.url("sg"))
+            sg_errors: list[TurnError] = []
+
+            async def on_sg_event(msg: Any) -> None:
+                event = decode(msg.data, TurnEvent, msg.headers)
+                if isinstance(event, TurnError):
+                    sg_errors.append(event)
+
+            await sg.subscribe("cm.ev.>", cb=on_sg_event)
+            await sg.flush()
+            assert await _say(fed, "spawn a slow one") == "spawned"
+            _, spawned = await watch.result(1)
+            await wait_until(
+                lambda: any(r.model == "m-slow" for r in fake.requests), message="sg's child turn started"
+            )
+            js = eu.jetstream()
+            subjects = Subjects()
+            store = SessionStore(js, subjects, await js.key_value(subjects.bucket("sessions")))
+            await stop_session(store, eu.publish, subjects.stop, spawned["childSessionKey"], reason="test")
+            stopped = await wait_until(
+                lambda: [e for e in sg_errors if e.code == "TURN_STOPPED"], message="sg's turn stopped"
+            )
+            assert stopped[0].session_key == spawned["remoteSessionKey"]
+            announced = await wait_until(
+                lambda: [r for r in fake.requests if r.model == "m-boss" and COMPLETION in r.last_user_text],
+                message="the parent told of the stop",
+            )
+            assert "status: failed: stopped" in announced[0].last_user_text, announced[0].last_user_text
+            held.set()
+            await eu.close()
+            await sg.close()
+
+
+async def test_a_remote_child_kept_as_a_session_takes_follow_ups_in_its_sg_session(tmp_path: Path) -> None:
+    """`mode: "session"`: a later sessions_send to the child (by its label) runs on sg again,
+    in the same sg session as the spawned run."""
+    async with FakeModelServer() as fake:
+        fake.script(
+            "m-boss",
+            ToolCall(
+                "sessions_spawn",
+                {"task": "remember 7", "agentId": "worker@sg", "label": "helper", "mode": "session"},
+            ),
+            Text("spawned"),
+            Text("noted"),  # the announce turn
+            ToolCall("sessions_send", {"label": "helper", "message": "what did I ask?"}),
+            Text("asked"),
+            Text("REPLY_SKIP"),  # boss's ping-pong turn: the exchange ends
+        )
+        async with federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": _eu(fake, tmp_path)}) as fed:
+            await _linked(fed)
+            watch = _Watch()
+            nc = await watch.start(fed.url("eu"))
+            assert await _say(fed, "spawn a helper") == "spawned"
+            _, spawned = await watch.result(1)
+            await wait_until(
+                lambda: any(r.model == "m-boss" and COMPLETION in r.last_user_text for r in fake.requests),
+                message="the announce turn",
+            )
+            assert await _say(fed, "follow up") == "asked"
+            _, sent = await watch.result(2)
+            assert sent["status"] == "ok" and sent["sessionKey"] == spawned["childSessionKey"], sent
+            assert sent["reply"].startswith("echo: ") and "what did I ask?" in sent["reply"]
+            sg_sessions = [
+                s
+                for s in await fed.gateways["sg"].service("runner").store.list_sessions()
+                if s.agent_id == "worker"
+            ]
+            assert [s.session_key for s in sg_sessions] == [spawned["remoteSessionKey"]]
+            assert sg_sessions[0].seq >= 2
+            await nc.close()
