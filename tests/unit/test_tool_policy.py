@@ -287,7 +287,24 @@ def test_default_tool_sets_written_out(kw: dict[str, Any], expected: set[str]) -
 
 
 def test_implemented_tools() -> None:
-    assert {"exec", "read", "write", "edit", "ls", "glob"} == CATALOG_IMPLEMENTED
+    assert {
+        "exec",
+        "read",
+        "write",
+        "edit",
+        "ls",
+        "glob",
+        "sessions_spawn",
+        "sessions_send",
+        "sessions_list",
+        "sessions_history",
+        "session_status",
+        "agents_list",
+        "web_fetch",
+        "apply_patch",
+        "message",
+        "process",
+    } == CATALOG_IMPLEMENTED
     info = tool_info("BASH")
     assert info is not None and info.name == "exec" and info.implemented
     assert tool_info("nosuch") is None

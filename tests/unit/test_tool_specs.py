@@ -11,6 +11,7 @@ import pytest
 from clawmesh.tools.specs import (
     IMPLEMENTED_TOOLS,
     INVALID_ARGUMENTS_KEY,
+    RUNNER_TOOLS,
     TOOL_SCHEMAS,
     EditArgs,
     ExecArgs,
@@ -45,6 +46,15 @@ EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
                 "timeout": {
                     "type": "number",
                     "description": "Seconds before the command is killed (default 120).",
+                },
+                "background": {
+                    "type": "boolean",
+                    "description": "Run in the background at once; returns a sessionId for process.",
+                },
+                "yieldMs": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Background the command if it still runs after this many ms.",
                 },
             },
         },
@@ -95,17 +105,37 @@ EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def test_every_implemented_tool_is_offered_in_order() -> None:
-    assert IMPLEMENTED_TOOLS == ("exec", "read", "write", "edit", "ls", "glob")
+    assert IMPLEMENTED_TOOLS == (
+        "exec",
+        "process",
+        "read",
+        "write",
+        "edit",
+        "apply_patch",
+        "ls",
+        "glob",
+        "sessions_spawn",
+        "sessions_send",
+        "sessions_list",
+        "sessions_history",
+        "session_status",
+        "agents_list",
+        "web_fetch",
+        "message",
+    )
     assert tuple(TOOL_SCHEMAS) == IMPLEMENTED_TOOLS
     assert all(schema.name == name for name, schema in TOOL_SCHEMAS.items())
 
 
 def test_exec_needs_a_node_that_runs_commands_the_rest_one_that_lends_files() -> None:
-    assert {tool: node_capability(tool) for tool in IMPLEMENTED_TOOLS} == {
+    on_nodes = [tool for tool in IMPLEMENTED_TOOLS if tool not in RUNNER_TOOLS]
+    assert {tool: node_capability(tool) for tool in on_nodes} == {
         "exec": "exec",
+        "process": "exec",
         "read": "files",
         "write": "files",
         "edit": "files",
+        "apply_patch": "files",
         "ls": "files",
         "glob": "files",
     }

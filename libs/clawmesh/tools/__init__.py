@@ -18,6 +18,7 @@ from .catalog import (
     normalize_tool_name,
     tool_info,
 )
+from .http_surface import HTTP_DEFAULT_DENY, HTTP_NOT_OFFERED, http_tool_refusal
 from .policy import (
     DEFAULT_MAX_SPAWN_DEPTH,
     Removal,
@@ -32,6 +33,8 @@ __all__ = [
     "CATALOG",
     "CATALOG_NAMES",
     "DEFAULT_MAX_SPAWN_DEPTH",
+    "HTTP_DEFAULT_DENY",
+    "HTTP_NOT_OFFERED",
     "SANDBOX_DEFAULT_ALLOW",
     "SANDBOX_DEFAULT_DENY",
     "SUBAGENT_DENY_ALWAYS",
@@ -45,6 +48,7 @@ __all__ = [
     "UnknownAgentError",
     "effective_tools",
     "expand",
+    "http_tool_refusal",
     "max_spawn_depth",
     "normalize_tool_name",
     "tool_info",

@@ -19,11 +19,13 @@ from typing import Final
 
 from ..errors import ClawmeshError
 from ..wire import ErrorCode
+from .patch import AddFile, DeleteFile, PatchError, UpdateFile, apply_hunks, parse_patch
 
 __all__ = ["FileToolError", "Workspace"]
 
 MAX_READ_BYTES: Final = 256 * 1024
 MAX_LIST_ENTRIES: Final = 1000
+MAX_PATCH_FILE_BYTES: Final = 8 * 1024 * 1024  # a file apply_patch updates is read whole
 _ATTEMPTS: Final = 5  # re-checks when a symlink is swapped in between the check and the open
 _STEP: Final = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _FINAL: Final = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # O_NONBLOCK: a FIFO must not block open
@@ -251,3 +253,165 @@ class Workspace:
             if len(found) >= MAX_LIST_ENTRIES:
                 break
         return "\n".join(found) if found else f"no files match {pattern!r}"
+
+    # --- apply_patch ---------------------------------------------------------------------------
+
+    def _entry(self, raw: str) -> Path:
+        """The path of `raw` itself inside the workspace: its parent resolved and checked, its
+        last component kept (a final symlink is the entry, not what it points to)."""
+        resolved_parent = self.resolve(os.path.dirname(raw.rstrip("/")) or ".")
+        name = os.path.basename(raw.rstrip("/"))
+        if name in ("", ".", ".."):
+            raise FileToolError("INVALID_PATH", f"path {raw!r} does not name a file")
+        for alias in self.aliases:
+            if raw.strip() in (alias, alias.rstrip("/")):
+                raise FileToolError("INVALID_PATH", f"path {raw!r} does not name a file")
+        return resolved_parent / name
+
+    def _read_whole(self, path: str) -> str:
+        try:
+            fd, st, _ = self._open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise FileToolError(
+                "NOT_FOUND", f"Failed to read file to update {path}: it does not exist"
+            ) from None
+        if stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            raise FileToolError("IS_DIRECTORY", f"{path!r} is a directory")
+        _require_regular(fd, st, path)
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read(MAX_PATCH_FILE_BYTES + 1)
+        if len(data) > MAX_PATCH_FILE_BYTES:
+            raise FileToolError(
+                "IO_ERROR", f"{path!r} is larger than {MAX_PATCH_FILE_BYTES} bytes; apply_patch refuses it"
+            )
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FileToolError("BINARY", f"{path!r} is not UTF-8 text; apply_patch refuses it") from None
+
+    def _exists(self, target: Path) -> bool:
+        return os.path.lexists(target)
+
+    def _replace(self, target: Path, content: str | None, *, exclusive: bool = False) -> None:
+        """Write `content` to `target` atomically (a temporary file in the same directory, then
+        renamed over it), or remove it (None). Reached from the root without following symlinks."""
+        for _ in range(_ATTEMPTS):
+            try:
+                parent, last = self._walk(target, create=content is not None)
+            except _Swapped:
+                continue
+            try:
+                if content is None:
+                    if stat.S_ISDIR(os.stat(last, dir_fd=parent, follow_symlinks=False).st_mode):
+                        raise FileToolError("IS_DIRECTORY", f"{self._display(target)!r} is a directory")
+                    os.unlink(last, dir_fd=parent)
+                    return
+                temp = f".{last}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+                mode = 0o666
+                with contextlib.suppress(FileNotFoundError):
+                    st = os.stat(last, dir_fd=parent, follow_symlinks=False)
+                    mode = stat.S_IMODE(st.st_mode)
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FINAL, mode, dir_fd=parent)
+                try:
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(content.encode("utf-8"))
+                    if exclusive:
+                        # a link fails if the name exists: no file is ever replaced by an Add
+                        os.link(temp, last, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False)
+                    else:
+                        os.rename(temp, last, src_dir_fd=parent, dst_dir_fd=parent)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(temp, dir_fd=parent)
+                return
+            finally:
+                os.close(parent)
+        raise FileToolError("PATH_CHANGED", f"{self._display(target)!r} kept changing while it was written")
+
+    def apply_patch(self, patch: str) -> str:
+        """Apply an OpenClaw patch. Every operation is planned first against the files as they
+        are (a hunk that does not apply, or a path outside the workspace, changes nothing); then
+        each file is written atomically, in the patch's order."""
+        self._require_writable("apply_patch")
+        try:
+            ops = parse_patch(patch)
+        except PatchError as exc:
+            raise FileToolError("INVALID_ARGUMENTS", str(exc)) from None
+        planned: dict[Path, str | None] = {}  # the files' contents after the patch (None: gone)
+        writes: list[tuple[Path, str | None, bool]] = []
+        summary: dict[str, list[str]] = {"A": [], "M": [], "D": []}
+
+        def current(target: Path, raw: str) -> str:
+            if target in planned:
+                content = planned[target]
+                if content is None:
+                    raise FileToolError(
+                        "NOT_FOUND", f"Failed to read file to update {raw}: deleted earlier in this patch"
+                    )
+                return content
+            return self._read_whole(raw)
+
+        def present(target: Path) -> bool:
+            return planned[target] is not None if target in planned else self._exists(target)
+
+        def record(kind: str, target: Path) -> None:
+            shown = self._display(target)
+            if shown not in summary[kind]:
+                summary[kind].append(shown)
+
+        for op in ops:
+            match op:
+                case AddFile(path=raw, contents=contents):
+                    target = self._entry(raw)
+                    if present(target):
+                        raise FileToolError(
+                            "ALREADY_EXISTS",
+                            f"Cannot create {self._display(target)}: the file already exists. Use "
+                            f'"*** Update File: {self._display(target)}" to change it, or delete it earlier in the same patch.',
+                        )
+                    # exclusive unless this patch deleted the file first
+                    writes.append((target, contents, target not in planned))
+                    planned[target] = contents
+                    record("A", target)
+                case DeleteFile(path=raw):
+                    target = self._entry(raw)
+                    if not present(target):
+                        raise FileToolError("NOT_FOUND", f"Cannot delete {raw}: it does not exist")
+                    planned[target] = None
+                    writes.append((target, None, False))
+                    record("D", target)
+                case UpdateFile(path=raw, move_to=move_to, hunks=hunks):
+                    target = self.resolve(raw)
+                    try:
+                        updated = apply_hunks(current(target, raw), hunks, self._display(target))
+                    except PatchError as exc:
+                        raise FileToolError("NO_MATCH", str(exc)) from None
+                    if move_to is not None:
+                        destination = self._entry(move_to)
+                        if destination != target:
+                            if present(destination):
+                                raise FileToolError(
+                                    "ALREADY_EXISTS",
+                                    f"Cannot move {self._display(target)} to {self._display(destination)}: "
+                                    "the destination already exists; delete it earlier in the same patch.",
+                                )
+                            planned[target] = None
+                            writes.append((target, None, False))
+                            planned[destination] = updated
+                            writes.append((destination, updated, False))
+                            record("M", destination)
+                            continue
+                    planned[target] = updated
+                    writes.append((target, updated, False))
+                    record("M", target)
+        for target, content, exclusive in writes:
+            try:
+                self._replace(target, content, exclusive=exclusive)
+            except FileExistsError:
+                raise FileToolError(
+                    "ALREADY_EXISTS", f"Cannot create {self._display(target)}: the file already exists."
+                ) from None
+        lines = ["Success. Updated the following files:"]
+        lines += [f"{kind} {path}" for kind in ("A", "M", "D") for path in summary[kind]]
+        return "\n".join(lines)

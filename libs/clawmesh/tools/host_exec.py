@@ -146,9 +146,12 @@ async def run_on_host(
     on_output: OutputCallback | None = None,
     run_as: RunAs | None = None,
     login: bool = True,
+    on_start: Callable[[asyncio.subprocess.Process], None] | None = None,
 ) -> ExecResult:
     """`login`: run a command string in a login shell (`sh -lc`, which reads the profile files,
-    `$HOME/.profile` included); False for policies that vouch for the command text alone."""
+    `$HOME/.profile` included); False for policies that vouch for the command text alone.
+    `on_start`: given the process once it runs, with a stdin pipe (a background session writes
+    to it); without it stdin is /dev/null. Cancelling the call kills the process group."""
     argv = ["sh", "-lc" if login else "-c", command] if isinstance(command, str) else list(command)
     started = time.monotonic()
     if run_as is not None:
@@ -158,7 +161,7 @@ async def run_on_host(
             *argv,
             cwd=str(cwd),
             env=dict(env),
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE if on_start is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group: a timeout kills children too
@@ -173,6 +176,8 @@ async def run_on_host(
             f"cannot start the command{who}: {exc.strerror} ({exc.filename or cwd})",
             duration=time.monotonic() - started,
         )
+    if on_start is not None:
+        on_start(proc)
     outputs = {"stdout": [], "stderr": []}  # type: dict[str, list[str]]
     budget = [max_output]
     truncated = [False]
