@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import json5
 import pytest
 
 CLAWMESH = [sys.executable, "-m", "clawmesh_gateway"]
@@ -173,7 +174,7 @@ def test_config_edits_keep_the_file_mode(home: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == mode
         assert stat.S_IMODE((home / ".clawmesh" / "clawmesh.json.bak").stat().st_mode) == mode
         assert path.stat().st_uid == os.getuid()
-    assert len(json.loads(path.read_text())["bindings"]) == 2
+    assert len(json5.loads(path.read_text())["bindings"]) == 2
 
 
 def test_agents_add_rejects_bad_and_duplicate_ids(home: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -15,7 +16,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from rich.table import Table
 
-from clawmesh.cli._common import _Console
+from clawmesh.cli._common import _Output
 from clawmesh.cli._remote import expected_services, scatter_gather
 from clawmesh.config import load_config
 from clawmesh.localgateway import GatewayRunning, LocalGateway, acquire, mark_ready, release, running
@@ -86,17 +87,41 @@ def test_unreadable_record_is_no_gateway(tmp_path: Path) -> None:
 
 def test_console_prints_data_as_is_and_never_cuts_ids_off_a_terminal() -> None:
     out = io.StringIO()
-    console = _Console(file=out, highlight=False, soft_wrap=True, markup=False, emoji=False, width=None)
+    console = _Output()  # the CLI's console: plain text without rich, tables through rich
     key = "agent:family:main:" + "x" * 150
     table = Table("session", "agent", box=None)
     table.add_row(key, "[bold]family[/bold] :smile:")
-    console.print(table)
-    console.print("agent:family:main [red]x[/red]")
+    with contextlib.redirect_stdout(out):
+        console.print(table)
+        console.print("agent:family:main [red]x[/red]")
     text = out.getvalue()
     assert key in text
     assert "[bold]family[/bold] :smile:" in text
     assert "agent:family:main [red]x[/red]" in text
     assert "\N{FAMILY}" not in text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a\tb\u2603",
+        "x\ry\x07z\x08\x0b\x0c",
+        "esc\x1b[31mred",
+        ":smile: [bold]x[/]",
+        "multi\nline\n",
+        "",
+        "👪 wide",
+    ],
+)
+def test_plain_console_output_is_what_rich_prints(text: str) -> None:
+    """Plain text skips rich (start-up time) but must come out exactly as rich would print it."""
+    plain, via_rich = io.StringIO(), io.StringIO()
+    console = _Output()
+    with contextlib.redirect_stdout(plain):
+        console.print(text, "second")
+    with contextlib.redirect_stdout(via_rich):
+        console.rich.print(text, "second")
+    assert plain.getvalue() == via_rich.getvalue()
 
 
 async def test_scatter_gather_returns_once_every_expected_service_answered(nc: Client) -> None:

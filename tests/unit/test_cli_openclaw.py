@@ -15,7 +15,7 @@ import pytest
 from tests.unit.test_cli import CLAWMESH, run
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "openclaw_cli"
-CLAWMESH_ONLY = ("default", "models", "runnerType", "bindingRules")
+CLAWMESH_ONLY = ("default", "models", "runnerType", "runsAt", "bindingRules")
 
 
 @pytest.fixture

@@ -112,7 +112,7 @@ def test_openclaw_only_keys_load_with_one_warning_each() -> None:
                 "defaults": {"compaction": {"mode": "safeguard"}, "userTimezone": "UTC"},
                 "list": [{"id": "a", "skills": []}],
             },
-            "channels": {"telegram": {"streaming": "partial", "accounts": {"x": {"historyLimit": 5}}}},
+            "channels": {"telegram": {"linkPreview": False, "accounts": {"x": {"historyLimit": 5}}}},
             "session": {"reset": {"mode": "daily"}},
         },
         env={},
@@ -124,7 +124,7 @@ def test_openclaw_only_keys_load_with_one_warning_each() -> None:
         "$.agents.defaults.userTimezone",
         "$.agents.list[0].skills",
         "$.channels.telegram.accounts.x.historyLimit",
-        "$.channels.telegram.streaming",
+        "$.channels.telegram.linkPreview",
         "$.meta",
         "$.session.reset",
     ]
@@ -310,10 +310,12 @@ class TestModels:
             "disabled": ("anthropic/claude",),
         }
 
-    def test_no_model_means_echo_with_a_warning(self) -> None:
+    def test_no_model_means_openclaws_default_model_with_a_warning(self) -> None:
+        # OpenClaw 2026.9.6 with no model configured: `openclaw models status` says
+        # defaultModel "openai/gpt-6-astra", no fallbacks; the offline echo model is opt-in
         config = parse_config({}, env={}, checks=default_checks())
-        assert config.agents[0].models == ("echo/default",)
-        assert any("echo provider" in w.message for w in config.warnings)
+        assert config.agents[0].models == ("openai/gpt-6-astra",)
+        assert any("OpenClaw's default openai/gpt-6-astra" in w.message for w in config.warnings)
 
 
 def test_env_overrides() -> None:
@@ -403,5 +405,6 @@ def test_openclaw_json_loads_as_is(tmp_path: Path) -> None:
         "$.auth",
         "$.logging",
         "$.gateway.controlUi",
-        "$.channels.discord.guilds",
     }
+    # Discord's adapter enforces its guild allow-list: no "not enforced" warning
+    assert "$.channels.discord.guilds" not in {w.path for w in config.warnings}

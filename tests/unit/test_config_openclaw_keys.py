@@ -36,13 +36,53 @@ def test_the_catalogue_is_openclaws_schema() -> None:
 
 
 def test_a_key_openclaw_knows_loads_with_one_warning() -> None:
-    config = load({"gateway": {"tools": {"allow": ["x"]}}, "messages": {"visibleReplies": "all"}})
-    assert warnings(config, "$.gateway") == [
-        "$.gateway.tools: accepted, not implemented by clawmesh; ignored"
-    ]
+    config = load({"hooks": {"gmail": {"account": "a@x"}}, "messages": {"visibleReplies": "all"}})
+    assert warnings(config, "$.hooks") == ["$.hooks.gmail: accepted, not implemented by clawmesh; ignored"]
     assert warnings(config, "$.messages") == [
         "$.messages.visibleReplies: accepted, not implemented by clawmesh; ignored"
     ]
+
+
+def test_implemented_hooks_and_gateway_tools_keys_do_not_warn() -> None:
+    config = load(
+        {
+            "gateway": {"tools": {"allow": ["read"], "deny": ["browser"]}},
+            "hooks": {
+                "enabled": True,
+                "token": "a-long-hook-token",
+                "path": "/hooks",
+                "allowedAgentIds": ["*"],
+                "defaultSessionKey": "hook:default",
+                "allowRequestSessionKey": True,
+                "allowedSessionKeyPrefixes": ["hook:"],
+                "presets": ["gmail"],
+                "mappings": [
+                    {
+                        "id": "gh",
+                        "match": {"path": "github", "source": "gh"},
+                        "action": "agent",
+                        "wakeMode": "now",
+                        "name": "GitHub",
+                        "agentId": "main",
+                        "sessionKey": "hook:gh",
+                        "sessionMode": "persistent",
+                        "messageTemplate": "{{x}}",
+                        "textTemplate": "{{y}}",
+                        "forEach": "items",
+                        "deliver": False,
+                        "channel": "last",
+                        "to": "1",
+                        "model": "openai/gpt-5.4",
+                        "thinking": "low",
+                        "timeoutSeconds": 30,
+                        "allowUnsafeExternalContent": False,
+                    }
+                ],
+            },
+        }
+    )
+    assert warnings(config, "$.hooks") == []
+    assert warnings(config, "$.gateway") == []
 
 
 def test_agents_entries_keys_openclaw_writes_load() -> None:
@@ -71,22 +111,26 @@ def test_an_unknown_key_suggests_openclaws_current_name() -> None:
 
 
 def test_policy_keys_warn_that_they_are_not_enforced() -> None:
-    config = load(
-        {
-            "channels": {
-                "telegram": {
-                    "dmPolicy": "allowlist",
-                    "allowFrom": ["1"],
-                    "groups": {"*": {"requireMention": True}},
-                }
-            }
-        }
-    )
+    policies = {"dmPolicy": "allowlist", "allowFrom": ["1"], "groups": {"*": {"requireMention": True}}}
+    # Signal has no adapter: its policies filter nobody
+    config = load({"channels": {"signal": policies}})
     assert warnings(config, "$.channels") == [
-        "$.channels.telegram.dmPolicy: accepted, not enforced by clawmesh (no sender is filtered by it)",
-        "$.channels.telegram.allowFrom: accepted, not enforced by clawmesh (no sender is filtered by it)",
-        "$.channels.telegram.groups['*'].requireMention: accepted, not enforced by clawmesh (no sender is filtered by it)",
+        "$.channels.signal.dmPolicy: accepted, not enforced by clawmesh (no sender is filtered by it)",
+        "$.channels.signal.allowFrom: accepted, not enforced by clawmesh (no sender is filtered by it)",
+        "$.channels.signal.groups['*'].requireMention: accepted, not enforced by clawmesh (no sender is filtered by it)",
     ]
+    # Telegram's, Slack's, WhatsApp's and Discord's adapters enforce them
+    assert warnings(load({"channels": {"telegram": policies}}), "$.channels") == []
+    assert warnings(load({"channels": {"slack": policies}}), "$.channels") == []
+    assert warnings(load({"channels": {"whatsapp": policies}}), "$.channels") == []
+    discord = {
+        **policies,
+        "groupPolicy": "allowlist",
+        "guilds": {"1": {"channels": {"2": {"roles": ["3"]}}}},
+        "maxLinesPerMessage": 10,
+        "suppressEmbeds": False,
+    }
+    assert warnings(load({"channels": {"discord": discord}}), "$.channels") == []
 
 
 def test_env_vars_in_the_file_are_defined_unless_the_environment_has_them() -> None:

@@ -1,9 +1,10 @@
-"""The `clawmesh` command line (typer + rich): every command that does not run a service.
+"""The `clawmesh` command line (typer; rich for tables): every command that does not run a service.
 
 clawmesh_gateway adds `up` and `service` to `app` and is the `clawmesh` console script.
 """
 
-from ._app import app, run
+from ._app import COMMANDS, app, run
 from ._common import CliError, State, console, fail, state
+from ._lazy import LazyCommand
 
-__all__ = ["CliError", "State", "app", "console", "fail", "run", "state"]
+__all__ = ["COMMANDS", "CliError", "LazyCommand", "State", "app", "console", "fail", "run", "state"]

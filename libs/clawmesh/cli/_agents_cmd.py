@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from ..checks import default_checks
-from ..config import Config, update_config_file
+from ..config import Config, backend_where, update_config_file
 from ..ids import is_valid_agent_id, normalize_account_id, normalize_agent_id
 from ..routing import TIERS, RouteBinding, normalize_bindings
 from ..workspace import ensure_agent_dirs
@@ -108,6 +108,7 @@ def _agent_json(config: Config, a: Any, rules: list[RouteBinding], with_bindings
     out["default"] = a.is_default
     out["models"] = list(a.models)
     out["runnerType"] = a.runner_type
+    out["runsAt"] = backend_where(a.backend)
     return out
 
 
@@ -128,12 +129,28 @@ def list_(
         bool, typer.Option("--bindings", help="Also show each agent's bindings, in precedence order.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    all_gateways: Annotated[
+        bool,
+        typer.Option("--all-gateways", help="Also list the agents of every other gateway of the federation."),
+    ] = False,
+    nats_url: Annotated[
+        str | None, typer.Option("--nats-url", help="NATS to read the federation catalogue from.")
+    ] = None,
 ) -> None:
     """List agents: id, name, default marker, model chain, runner, workspace, agentDir."""
     config = load(ctx)
     by_agent = _bindings_by_agent(config)
+    remote = _remote_catalogues(config, nats_url) if all_gateways else None
     if as_json:
-        print_json([_agent_json(config, a, by_agent.get(a.id, []), bindings) for a in config.agents])
+        listed = [_agent_json(config, a, by_agent.get(a.id, []), bindings) for a in config.agents]
+        if remote is not None:
+            from ._gateways import own_region
+
+            region = own_region(config) or "local"
+            listed = [{**r, "gateway": region} for r in listed] + [
+                {**agent, "gateway": cat.get("region")} for cat in remote for agent in cat.get("agents") or []
+            ]
+        print_json(listed)
         return
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for col in ("id", "name", "default", "model", "runner", "workspace", "agentDir"):
@@ -143,20 +160,40 @@ def list_(
             a.id,
             a.name,
             "*" if a.is_default else "",
-            " → ".join(a.models),
+            # a proxy agent's backend answers; its model fallbacks only when that is down
+            " → ".join(a.models if a.backend is None else (a.runner_type, *a.fallbacks)),
             a.runner_type,
             str(a.workspace),
             str(a.agent_dir),
         )
     console.print(table)
+    for a in config.agents:
+        if a.backend is not None:
+            console.print(f"{a.id} runs at: {backend_where(a.backend)}", markup=False)
     if config.default_agent_id is None and config.default_agent_problem:
         console.print(f"no default agent: {config.default_agent_problem}", markup=False)
+    if remote is not None:
+        from ._gateways import print_remote_agents
+
+        console.print("")
+        print_remote_agents(config, remote)
     if bindings:
         for a in config.agents:
             rows = by_agent.get(a.id, [])
             console.print(f"\n{a.id}: {len(rows)} binding(s)", markup=False)
             for b in rows:
                 console.print(f"  {b.path}  [{b.tier}]  {_describe_binding(b)}", markup=False)
+
+
+def _remote_catalogues(config: Any, nats_url: str | None) -> list[dict[str, Any]]:
+    import asyncio
+
+    from ._gateways import catalogues
+
+    try:
+        return asyncio.run(catalogues(config, nats_url))
+    except (OSError, TimeoutError, PermissionError) as exc:
+        fail(f"cannot read the federation catalogue from NATS: {exc}")
 
 
 def _roster(data: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None]:

@@ -14,22 +14,51 @@ import typer
 from typer.exceptions import TyperException
 
 from .. import __version__
-from ..config import ConfigError
-from ..routing import AgentSelectionRequired
-from . import (
-    _agents_cmd,
-    _approvals_cmd,
-    _client_cmds,
-    _config_cmd,
-    _deploy_cmd,
-    _doctor_cmd,
-    _nodes_cmd,
-    _route_cmd,
-    _tools_cmd,
-)
-from ._common import CliError, State, err_console, report_config_error
+from . import _coerce
+from ._common import CliError, State, err_console
+from ._lazy import LazyCommand, lazy_group
 
-__all__ = ["app", "run"]
+__all__ = ["COMMANDS", "app", "run"]
+
+
+def _cmd(target: str, help: str) -> LazyCommand:
+    return LazyCommand(f"clawmesh.cli.{target}", help)
+
+
+# `clawmesh --help` in this order; each module is imported only when its command runs.
+COMMANDS: dict[str, LazyCommand] = {
+    "route": _cmd("_route_cmd:route", "Resolve a route exactly as the router would."),
+    "send": _cmd("_client_cmds:send", "Send one message and print the streamed reply."),
+    "chat": _cmd("_client_cmds:chat", "Interactive chat (one line per message; /exit or Ctrl-D to leave)."),
+    "status": _cmd(
+        "_client_cmds:status",
+        "Services found through $SRV (versions, request counts), NATS and stream health.",
+    ),
+    "doctor": _cmd(
+        "_doctor_cmd:doctor",
+        "Check the config, state dir, the running gateway and NATS, Docker and model credentials;"
+        " say how to fix what is wrong.",
+    ),
+    "config": _cmd("_config_cmd:app", "Check and inspect the configuration."),
+    "agents": _cmd("_agents_cmd:app", "List, add and bind agents."),
+    "sessions": _cmd(
+        "_client_cmds:sessions_app", "List, show and export sessions (transcripts live in JetStream)."
+    ),
+    "tools": _cmd("_tools_cmd:app", "Inspect agent tools and the tool policy."),
+    "nodes": _cmd("_nodes_cmd:nodes_app", "Node-agents: where agents' tools run."),
+    "approvals": _cmd("_approvals_cmd:app", "Exec approval requests: host commands waiting for an operator."),
+    "channels": _cmd(
+        "_channels_cmd:app", "Chat channel accounts: list, status (with live probes), add, remove."
+    ),
+    "pairing": _cmd("_pairing_cmd:app", "Secure DM pairing: approve senders who asked for access."),
+    "sandbox": _cmd("_nodes_cmd:sandbox_app", "Docker sandboxes of agents."),
+    "deploy": _cmd("_deploy_cmd:app", "Deployment helpers."),
+    "import": _cmd(
+        "_import_cmd:app", "Bring an OpenClaw install over: config, workspaces, agent dirs, sessions."
+    ),
+}
+
+_coerce.install()
 
 app = typer.Typer(
     name="clawmesh",
@@ -38,21 +67,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=lazy_group(COMMANDS),
 )
-app.add_typer(_config_cmd.app, name="config")
-app.add_typer(_agents_cmd.app, name="agents")
-app.command("route")(_route_cmd.route)
-app.command("send")(_client_cmds.send)
-app.command("chat")(_client_cmds.chat)
-app.command("status")(_client_cmds.status)
-app.add_typer(_client_cmds.sessions_app, name="sessions")
-app.add_typer(_tools_cmd.app, name="tools")
-app.add_typer(_nodes_cmd.nodes_app, name="nodes")
-app.add_typer(_approvals_cmd.app, name="approvals")
-app.add_typer(_nodes_cmd.sandbox_app, name="sandbox")
-app.add_typer(_deploy_cmd.app, name="deploy")
-app.command("doctor")(_doctor_cmd.doctor)
-_config_cmd.app.command("reload")(_client_cmds.config_reload)
 
 
 def _version(value: bool) -> None:
@@ -91,12 +107,6 @@ def run(command: typer.Typer) -> NoReturn:
     except CliError as exc:
         err_console.print(f"error: {exc}", markup=False)
         sys.exit(exc.code)
-    except ConfigError as exc:
-        report_config_error(exc)
-        sys.exit(1)
-    except AgentSelectionRequired as exc:
-        err_console.print(f"error: {exc.code}: {exc}", markup=False)
-        sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -111,10 +121,26 @@ def run(command: typer.Typer) -> NoReturn:
         else:
             err_console.print(f"error: {exc}", markup=False)
         sys.exit(getattr(exc, "exit_code", 2))
-    except Exception as exc:  # anything unexpected: one line, no traceback
+    except Exception as exc:
+        _report(exc)
+        sys.exit(1)
+
+
+def _report(exc: Exception) -> None:
+    """A config or agent-selection error as the user's mistake; anything else: one line, no
+    traceback. (Their modules are imported here, not at start-up: a command that raised one
+    has imported it already.)"""
+    from ..config import ConfigError
+    from ..routing import AgentSelectionRequired
+    from ._common import report_config_error
+
+    if isinstance(exc, ConfigError):
+        report_config_error(exc)
+    elif isinstance(exc, AgentSelectionRequired):
+        err_console.print(f"error: {exc.code}: {exc}", markup=False)
+    else:
         if os.environ.get("CLAWMESH_DEBUG"):
-            raise
+            raise exc
         err_console.print(
             f"error: {type(exc).__name__}: {exc} (set CLAWMESH_DEBUG=1 for a traceback)", markup=False
         )
-        sys.exit(1)

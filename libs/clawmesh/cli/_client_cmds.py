@@ -17,10 +17,17 @@ import typer
 from rich.table import Table
 
 from ._common import console, err_console, fail, load, parse_peer, print_json
+from ._lazy import LazyCommand, lazy_group
 from ._remote import api_base, api_token, expected_services, nats_client, scatter_gather
 
+_CLEANUP = LazyCommand(
+    "clawmesh.cli._sessions_cleanup:cleanup",
+    "Run session-store maintenance now (session.maintenance: pruneAfter, maxEntries, mode).",
+)
 sessions_app = typer.Typer(
-    help="List, show and export sessions (transcripts live in JetStream).", no_args_is_help=True
+    help="List, show and export sessions (transcripts live in JetStream).",
+    no_args_is_help=True,
+    cls=lazy_group({"cleanup": _CLEANUP}),
 )
 
 NatsUrl = Annotated[
@@ -292,6 +299,8 @@ def status(
         f"NATS {result['nats']['url']}  rtt {result['nats']['rttMs']:.2f} ms  server {result['nats']['server']}",
         markup=False,
     )
+    if "federation" in result:
+        console.print(federation_line(result["federation"]), markup=False)
     table = Table(
         "service", "instance", "version", "requests", "errors", "details", box=None, header_style="bold"
     )
@@ -308,6 +317,23 @@ def status(
     console.print(streams)
 
 
+def federation_line(fed: dict[str, Any]) -> str:
+    """One line on this gateway's place in its federation: region, leaf link, topology."""
+    line = f"federation region {fed.get('region')}"
+    link = fed.get("link")
+    if link is None:
+        return line + "  (link state unknown: NATS is not clawmesh's embedded server)"
+    if link.get("loop"):
+        return (
+            line
+            + f"  TOPOLOGY LOOP: {link['loop']} (a region must join the hub once; see docs/federation.md)"
+        )
+    if link.get("links", 0) > 0:
+        return line + f"  link to the hub up ({link['links']})"
+    reason = f" (last: {link['lastClose']})" if link.get("lastClose") else ""
+    return line + f"  link to the hub DOWN{reason}: other regions are unreachable, local traffic is served"
+
+
 async def _status(config: Any, url: str | None) -> dict[str, Any]:
     async with nats_client(config, url) as nc:
         rtt = await nc.rtt() if hasattr(nc, "rtt") else 0.0
@@ -321,6 +347,7 @@ async def _status(config: Any, url: str | None) -> dict[str, Any]:
         )
         infos = {i.get("id"): i for i in info_replies}
         services = []
+        federation: dict[str, Any] | None = None
         for st in sorted(stats, key=lambda s: (s.get("name", ""), s.get("id", ""))):
             if not st.get("name", "").startswith("clawmesh-"):
                 continue
@@ -331,6 +358,8 @@ async def _status(config: Any, url: str | None) -> dict[str, Any]:
                 f"{k}={v}"
                 for k, v in {**counters, **{k: v for k, v in data.items() if k != "counters"}}.items()
             )
+            if data.get("region") and federation is None:
+                federation = {"region": data["region"], **({"link": data["link"]} if "link" in data else {})}
             services.append(
                 {
                     "name": st["name"],
@@ -366,6 +395,7 @@ async def _status(config: Any, url: str | None) -> dict[str, Any]:
             },
             "services": services,
             "streams": streams,
+            **({"federation": federation} if federation else {}),
         }
 
 
@@ -440,6 +470,7 @@ def sessions_list(
         async with nats_client(config, nats_url) as nc:
             store = await _store(nc, config)
             rows = []
+            spawns = {r.child_session_key: r for r in await store.list_spawns()}
             for rec in await store.list_sessions():
                 if agent and rec.agent_id != agent:
                     continue
@@ -455,7 +486,12 @@ def sessions_list(
                         "updatedAt": _iso(max(rec.updated_at, done[0].updated_at if done else 0)),
                     }
                 )
-            return sorted(rows, key=lambda r: r["updatedAt"], reverse=True)
+                spawn = spawns.get(rec.session_key)
+                if spawn is not None:
+                    rows[-1].update(
+                        parentSessionKey=spawn.parent_session_key, label=spawn.label, status=spawn.status
+                    )
+            return _as_tree(sorted(rows, key=lambda r: r["updatedAt"], reverse=True))
 
     rows = asyncio.run(run())
     if as_json:
@@ -463,10 +499,72 @@ def sessions_list(
         return
     table = Table("session", "agent", "turns", "queued", "channel", "updated", box=None, header_style="bold")
     for r in rows:
-        table.add_row(
-            r["sessionKey"], r["agentId"], str(r["turns"]), str(r["queued"]), r["channel"], r["updatedAt"]
-        )
-    console.print(table)
+        depth = r.get("depth", 0)
+        key = ("   " * (depth - 1) + "└─ " if depth else "") + r["sessionKey"]
+        if r.get("status"):
+            key += f"  [{r['status']}{': ' + r['label'] if r.get('label') else ''}]"
+        table.add_row(key, r["agentId"], str(r["turns"]), str(r["queued"]), r["channel"], r["updatedAt"])
+    console.print(table, markup=False)
+
+
+def _as_tree(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each spawned session right under its parent (depth set), in the order given otherwise.
+    A child whose parent is not listed (another agent filtered out, or gone) is a root."""
+    keys = {r["sessionKey"] for r in rows}
+    children: dict[str, list[dict[str, Any]]] = {}
+    roots = []
+    for r in rows:
+        parent = r.get("parentSessionKey")
+        if isinstance(parent, str) and parent in keys and parent != r["sessionKey"]:
+            children.setdefault(parent, []).append(r)
+        else:
+            roots.append(r)
+    out: list[dict[str, Any]] = []
+
+    def walk(r: dict[str, Any], depth: int) -> None:
+        if depth:
+            r["depth"] = depth
+        out.append(r)
+        for child in children.get(r["sessionKey"], []):
+            walk(child, depth + 1)
+
+    for r in roots:
+        walk(r, 0)
+    return out
+
+
+@sessions_app.command("stop")
+def sessions_stop(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="Session key (agent:<id>:…).")],
+    cascade: Annotated[
+        bool, typer.Option("--cascade/--no-cascade", help="Also stop the sub-agent runs it spawned.")
+    ] = True,
+    nats_url: NatsUrl = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Stop the session's running turn and (by default) every sub-agent run it spawned, at any
+    depth. A stopped run ends with TURN_STOPPED and its announce says so."""
+    from ..sessions import stop_session
+    from ..wire import Subjects
+
+    config = load(ctx)
+
+    async def run() -> list[str]:
+        async with nats_client(config, nats_url) as nc:
+            store = await _store(nc, config)
+            subject = Subjects(config.subject_prefix).stop
+            return await stop_session(
+                store, nc.publish, subject, key, reason="clawmesh sessions stop", cascade=cascade
+            )
+
+    stopped = asyncio.run(run())
+    if as_json:
+        print_json({"stopped": stopped})
+        return
+    console.print(f"stop requested for {len(stopped)} session(s):", markup=False)
+    for k in stopped:
+        console.print(f"  {k}", markup=False)
 
 
 @sessions_app.command("history")
@@ -512,50 +610,6 @@ def sessions_history(
             console.print(f"[{_iso(e.ts)}] error {e.code}: {e.message}", markup=False)
 
 
-def openclaw_jsonl(session_id: str, entries: list[Any], cwd: str) -> list[dict[str, Any]]:
-    """A transcript as OpenClaw (pi-agent) session JSONL lines."""
-    first_ts = entries[0].ts if entries else 0.0
-    lines: list[dict[str, Any]] = [
-        {"type": "session", "version": 3, "id": session_id, "timestamp": _iso(first_ts), "cwd": cwd}
-    ]
-    parent = None
-    for i, e in enumerate(entries):
-        role = type(e).__struct_config__.tag
-        message: dict[str, Any]
-        if role == "user":
-            message = {"role": "user", "content": [{"type": "text", "text": e.text}]}
-        elif role == "assistant":
-            content: list[dict[str, Any]] = [{"type": "text", "text": e.text}] if e.text else []
-            content += [
-                {"type": "toolCall", "id": c["id"], "name": c["name"], "arguments": c.get("arguments", {})}
-                for c in e.tool_calls
-            ]
-            message = {"role": "assistant", "content": content, "model": e.model}
-        elif role == "tool":
-            message = {
-                "role": "toolResult",
-                "toolCallId": e.tool_call_id,
-                "toolName": e.name,
-                "content": [{"type": "text", "text": e.content}],
-                "isError": e.is_error,
-            }
-        else:
-            continue
-        message["timestamp"] = int(e.ts * 1000)
-        entry_id = f"{session_id[:8]}-{i:05d}"
-        lines.append(
-            {
-                "type": "message",
-                "id": entry_id,
-                "parentId": parent,
-                "timestamp": _iso(e.ts),
-                "message": message,
-            }
-        )
-        parent = entry_id
-    return lines
-
-
 class _UnsafeExport(ValueError):
     """A stored id that would put an exported file outside the target directory."""
 
@@ -587,8 +641,14 @@ def sessions_export(
 ) -> None:
     """Write each session as OpenClaw-style JSONL: <DIR>/agents/<id>/sessions/<sessionId>.jsonl + sessions.json.
 
+    What OpenClaw's importer (`openclaw doctor --session-sqlite import`) reads: assistant
+    messages with api, provider, model, usage and stopReason, failed turns as error messages,
+    and sessions.json entries with model and token totals.
+
     A session whose stored ids cannot be used as file names inside DIR is skipped with a
     message (exit status 1 at the end); the others are still exported."""
+    from ..migrate import openclaw_index_entry, openclaw_jsonl
+
     config = load(ctx)
 
     async def run() -> tuple[int, int]:
@@ -617,12 +677,15 @@ def sessions_export(
                         f"skipped session {rec.session_key!r}: {exc}", markup=False, emoji=False
                     )
                     continue
-                indexes.setdefault(rec.agent_id, {})[rec.session_key] = {
-                    "sessionId": rec.session_id,
-                    "updatedAt": int(rec.updated_at * 1000),
-                    "sessionFile": str(path),
-                    "lastChannel": rec.channel,
-                }
+                indexes.setdefault(rec.agent_id, {})[rec.session_key] = openclaw_index_entry(
+                    rec.session_id,
+                    entries,
+                    updated_at=max(rec.updated_at, entries[-1].ts if entries else 0.0),
+                    session_file=str(path),
+                    channel=rec.channel,
+                    account_id=rec.account_id,
+                    peer=msgspec.to_builtins(rec.peer) if rec.peer else None,
+                )
                 count += 1
                 console.print(
                     f"{rec.session_key} → {path} ({len(lines) - 1} messages)", markup=False, emoji=False

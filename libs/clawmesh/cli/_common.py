@@ -6,14 +6,16 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import typer
-from rich.console import Console, ConsoleDimensions
 
-from ..checks import default_checks
-from ..config import Config, ConfigError, config_path, load_config, state_dir
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..config import Config, ConfigError
 
 __all__ = [
     "CliError",
@@ -30,22 +32,58 @@ __all__ = [
 ]
 
 _UNBOUNDED = 1_000_000
+# the control characters rich drops from printed text (bell, backspace, VT, FF, CR)
+_STRIP = dict.fromkeys((7, 8, 11, 12, 13))
 
 
-class _Console(Console):
-    """No markup or emoji codes in anything printed (data such as `agent:family:main` stays as
-    is), and no width limit when the output is not a terminal, so tables never cut or wrap an
-    id that a script or the next command needs."""
+def _rich_console(stderr: bool) -> Console:
+    from rich.console import Console, ConsoleDimensions
 
-    def _unbounded_size(self) -> ConsoleDimensions:
-        size = Console.size.fget(self)  # type: ignore[attr-defined]
-        return size if self.is_terminal else ConsoleDimensions(_UNBOUNDED, size.height)
+    class _Console(Console):
+        """No markup or emoji codes in anything printed (data such as `agent:family:main` stays
+        as is), and no width limit when the output is not a terminal, so tables never cut or
+        wrap an id that a script or the next command needs."""
 
-    size = property(_unbounded_size, Console.size.fset)  # type: ignore[attr-defined]
+        def _unbounded_size(self) -> ConsoleDimensions:
+            size = Console.size.fget(self)  # type: ignore[attr-defined]
+            return size if self.is_terminal else ConsoleDimensions(_UNBOUNDED, size.height)
+
+        size = property(_unbounded_size, Console.size.fset)  # type: ignore[attr-defined]
+
+    return _Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
-console = _Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
-err_console = _Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+class _Output:
+    """`print` as our rich console prints, without importing rich (~50 ms of start-up) for
+    plain text: text is written as is, minus the control characters rich would drop. Tables and
+    other renderables (and tabs, which rich expands by display width) go through rich."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self._stderr = stderr
+
+    @property
+    def file(self) -> TextIO:
+        return sys.stderr if self._stderr else sys.stdout
+
+    @cached_property
+    def rich(self) -> Console:
+        return _rich_console(self._stderr)
+
+    def print(
+        self, *objects: Any, sep: str = " ", end: str = "\n", markup: bool | None = None, **kwargs: Any
+    ) -> None:
+        if kwargs or markup or not all(isinstance(o, str) and "\t" not in o for o in objects):
+            self.rich.print(*objects, sep=sep, end=end, markup=markup, **kwargs)
+            return
+        self.file.write(sep.join(objects).translate(_STRIP) + end)
+        self.file.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rich, name)
+
+
+console = _Output()
+err_console = _Output(stderr=True)
 
 
 class CliError(Exception):
@@ -71,11 +109,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _chosen_config(ctx: typer.Context) -> str | None:
-    """--config, else $CLAWMESH_CONFIG_PATH, else the config of the gateway `clawmesh up` runs
+    """--config, else $CLAWMESH_CONFIG_PATH (or $OPENCLAW_CONFIG_PATH), else the config of the gateway `clawmesh up` runs
     on this state dir (so `up --demo` and the CLI describe the same agents), else None (the
     default path)."""
+    from ..config import config_env, state_dir
+
     explicit = state(ctx).config
-    if explicit or os.environ.get("CLAWMESH_CONFIG_PATH", "").strip():
+    if explicit or config_env(os.environ):
         return explicit
     from ..localgateway import running
 
@@ -85,10 +125,15 @@ def _chosen_config(ctx: typer.Context) -> str | None:
 
 def load(ctx: typer.Context, *, missing_ok: bool = True) -> Config:
     """The effective config; a missing default file is an empty config, a missing --config is an error."""
+    from ..checks import default_checks
+    from ..config import load_config
+
     return load_config(_chosen_config(ctx), checks=default_checks(), missing_ok=missing_ok)
 
 
 def config_file(ctx: typer.Context) -> Path:
+    from ..config import config_path
+
     return config_path(_chosen_config(ctx))
 
 

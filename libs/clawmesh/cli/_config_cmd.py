@@ -8,8 +8,15 @@ import typer
 
 from ..config import ConfigError, Problem
 from ._common import config_file, console, err_console, load, print_json, report_config_error
+from ._lazy import LazyCommand, lazy_group
 
-app = typer.Typer(help="Check and inspect the configuration.", no_args_is_help=True)
+_RELOAD = LazyCommand(
+    "clawmesh.cli._client_cmds:config_reload",
+    "Ask every running service to reload its config file (invalid files are refused, the old config stays).",
+)
+app = typer.Typer(
+    help="Check and inspect the configuration.", no_args_is_help=True, cls=lazy_group({"reload": _RELOAD})
+)
 
 _SECRET_KEYS = frozenset(
     {

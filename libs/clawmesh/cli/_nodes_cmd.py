@@ -13,7 +13,7 @@ import msgspec
 import typer
 from rich.table import Table
 
-from ..config import Config, NodeSelector
+from ..config import Config, NodeSelector, backend_where
 from ..routing import build_agent_main_session_key
 from ..wire import Subjects
 from ._common import console, fail, load, print_json
@@ -64,14 +64,36 @@ def _node_dict(status: Any) -> dict[str, Any]:
 
 @nodes_app.command("list")
 def nodes_list(
-    ctx: typer.Context, nats_url: NatsUrl = None, as_json: Annotated[bool, typer.Option("--json")] = False
+    ctx: typer.Context,
+    nats_url: NatsUrl = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    all_gateways: Annotated[
+        bool,
+        typer.Option("--all-gateways", help="Also list the nodes of every other gateway of the federation."),
+    ] = False,
 ) -> None:
     """Every node that announced itself: labels, location, capabilities, resources, sandboxes, last seen."""
     config = load(ctx)
     statuses = asyncio.run(_statuses(config, nats_url))
+    remote = None
+    if all_gateways:
+        from ._gateways import catalogues, print_remote_nodes
+
+        remote = asyncio.run(catalogues(config, nats_url))
     if as_json:
-        print_json([_node_dict(s) for s in statuses])
+        rows = [_node_dict(s) for s in statuses]
+        if remote is not None:
+            from ._gateways import own_region
+
+            region = own_region(config) or "local"
+            rows = [{**r, "gateway": region} for r in rows] + [
+                {**node, "gateway": cat.get("region")} for cat in remote for node in cat.get("nodes") or []
+            ]
+        print_json(rows)
         return
+    if remote is not None:
+        print_remote_nodes(config, remote)
+        console.print("")
     if not statuses:
         console.print("no node has announced itself (is a node-agent running?)", markup=False)
         return
@@ -175,6 +197,8 @@ def sandbox_explain(
     effective = {f.name: _plain(getattr(sandbox, f.name)) for f in dataclasses.fields(sandbox)}
     result = {
         "agent": view.id,
+        "runnerType": view.runner_type,
+        "runsAt": backend_where(view.backend),
         "session": key,
         "mainSession": main_key,
         "sandboxed": applies,
@@ -185,6 +209,13 @@ def sandbox_explain(
         print_json(result)
         return
     verdict = "SANDBOXED" if applies else "not sandboxed (runs on the node, confined to the workspace)"
+    if view.backend is not None:
+        # the backend runs its own tools: clawmesh's sandbox and nodes only serve a fallback turn
+        console.print(
+            f"agent {view.id} runs at: {backend_where(view.backend)}; the sandbox below applies only to "
+            "turns that fail over to the agent's local fallbacks",
+            markup=False,
+        )
     console.print(f"agent {view.id}, session {key}: {verdict}", markup=False)
     console.print(
         f"  mode {sandbox.mode}, scope {sandbox.scope}, workspaceAccess {sandbox.workspace_access}",

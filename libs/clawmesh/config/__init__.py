@@ -10,11 +10,31 @@ config = parse_config({"agents": {...}, "bindings": [...]}, checks=default_check
 config.settings.runtime.turn_timeout             # every default applied once, at load
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._errors import ConfigError, Problem, Severity
-from ._holder import ConfigHolder, ReloadResult
 from ._load import load_config, parse_config, parse_config_text, read_config_file
 from ._model import DEFAULT_MAX_CONCURRENT, DEFAULT_MODEL, AgentView, Config, ConfigCheck
-from ._paths import CONFIG_FILENAME, config_path, default_workspace, home_dir, resolve_user_path, state_dir
+from ._paths import (
+    CONFIG_FILENAME,
+    config_env,
+    config_path,
+    default_workspace,
+    home_dir,
+    resolve_user_path,
+    state_dir,
+)
+from ._runners import (
+    COZE_BASE_URLS,
+    A2ASettings,
+    BackendSettings,
+    ClaudeCodeSettings,
+    CozeSettings,
+    OpenClawXSettings,
+    OpenCodeSettings,
+    SynadiaSettings,
+    backend_where,
+)
 from ._schema import *  # noqa: F403
 from ._schema import __all__ as _schema_all
 from ._secrets import secret_value
@@ -29,8 +49,31 @@ from ._settings import (
 )
 from ._write import update_config_file
 
+if TYPE_CHECKING:
+    from ._holder import ConfigHolder, ReloadResult
+
+
+def __getattr__(name: str) -> Any:
+    # The holder (services' live config) needs asyncio: ~25 ms of every CLI command's start-up.
+    if name in ("ConfigHolder", "ReloadResult"):
+        from . import _holder
+
+        return getattr(_holder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CONFIG_FILENAME",
+    "config_env",
+    "COZE_BASE_URLS",
+    "A2ASettings",
+    "BackendSettings",
+    "ClaudeCodeSettings",
+    "CozeSettings",
+    "SynadiaSettings",
+    "OpenClawXSettings",
+    "OpenCodeSettings",
+    "backend_where",
     "DEFAULT_MAX_CONCURRENT",
     "DEFAULT_MODEL",
     "AgentView",

@@ -19,13 +19,26 @@ import msgspec.inspect as mi
 
 from ._catalogue import CatalogueNode, catalogue_child, catalogue_item, catalogue_names, catalogue_root
 from ._errors import Problem
-from ._keys import NOT_ENFORCED_KEYS, OPENCLAW_ONLY_KEYS
+from ._keys import NOT_ENFORCED_KEYS, OPENCLAW_ONLY_KEYS, POLICY_ENFORCED_CHANNELS
 
 __all__ = ["DuplicateKeyDict", "check_structure", "child_path", "index_path"]
 
 # Legacy spellings accepted on input but not advertised in messages.
 _HIDDEN_LITERALS: Final = frozenset({"dm"})
 _IDENT: Final = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+# `$.channels.<ch>…` as `child_path` writes it: the channel a policy key belongs to.
+_CHANNEL_PATH: Final = re.compile(r"^\$\.channels(?:\.([A-Za-z_$][A-Za-z0-9_$]*)|\['([^']*)'\])")
+
+
+def _policy_enforced(path: str) -> bool:
+    """Whether an ingress adapter applies the access policy at `path` (see `_keys`)."""
+    found = _CHANNEL_PATH.match(path)
+    if found is None:
+        return False
+    channel = found.group(1) or found.group(2)
+    if channel == "defaults":  # `channels.defaults.groupPolicy` counts once any adapter enforces
+        return bool(POLICY_ENFORCED_CHANNELS)
+    return channel in POLICY_ENFORCED_CHANNELS
 
 
 def _literal_orders() -> dict[frozenset[Any], tuple[Any, ...]]:
@@ -173,7 +186,7 @@ class _Walker:
             theirs = catalogue_child(known, key) if known is not None else None
             if field is not None:
                 out[key] = self.walk(item, field.type, child_path(path, key), theirs)
-                if key in not_enforced and item is not None:
+                if key in not_enforced and item is not None and not _policy_enforced(path):
                     self.warn(
                         child_path(path, key),
                         "accepted, not enforced by clawmesh (no sender is filtered by it)",

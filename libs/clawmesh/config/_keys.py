@@ -4,8 +4,9 @@ Which keys OpenClaw 2026.9.6 knows comes from its own schema (`openclaw_keys.jso
 `_catalogue`). `OPENCLAW_ONLY_KEYS` lists keys of *older* OpenClaw versions (drawn from their
 configuration reference) that configs written for them still carry: they load with a warning
 too. `NOT_ENFORCED_KEYS` are access policies the schema accepts (so an `openclaw.json` loads as
-it is) that no clawmesh service applies yet: each loads with a warning saying so, so nobody
-believes a sender is filtered when it is not.
+it is) and `clawmesh.channels` decides, but that only an adapter calling it applies: on a channel
+whose ingress adapter does not yet enforce them (not in `POLICY_ENFORCED_CHANNELS`) each loads
+with a warning saying so, so nobody believes a sender is filtered when it is not.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from ._schema import (
     ToolsSection,
 )
 
-__all__ = ["NOT_ENFORCED_KEYS", "OPENCLAW_ONLY_KEYS"]
+__all__ = ["NOT_ENFORCED_KEYS", "OPENCLAW_ONLY_KEYS", "POLICY_ENFORCED_CHANNELS"]
 
 _AGENT_COMMON: Final = frozenset(
     {
@@ -69,13 +70,9 @@ _AGENT_COMMON: Final = frozenset(
 
 _CHANNEL_COMMON: Final = frozenset(
     {
-        "textChunkLimit",
         "chunkMode",
-        "streaming",
         "streamMode",
-        "replyToMode",
         "actions",
-        "mediaMaxMb",
         "historyLimit",
         "dmHistoryLimit",
         "configWrites",
@@ -91,7 +88,6 @@ _CHANNEL_COMMON: Final = frozenset(
         "network",
         "dm",
         "dms",
-        "guilds",
         "teams",
         "slashCommand",
         "userToken",
@@ -100,9 +96,7 @@ _CHANNEL_COMMON: Final = frozenset(
         "blockStreaming",
         "blockStreamingCoalesce",
         "draftChunk",
-        "tokenFile",
         "botTokenFile",
-        "webhookHost",
         "threadBindings",
         "thread",
         "intents",
@@ -158,7 +152,6 @@ OPENCLAW_ONLY_KEYS: Final[dict[type, frozenset[str]]] = {
             "plugins",
             "commands",
             "approvals",
-            "hooks",
             "web",
             "discovery",
             "canvasHost",
@@ -216,16 +209,15 @@ OPENCLAW_ONLY_KEYS: Final[dict[type, frozenset[str]]] = {
             "agentToAgent",
             "sendPolicy",
             "threadBindings",
-            "maintenance",
             "parentForkMaxTokens",
         }
     ),
     ChannelConfig: _CHANNEL_COMMON,
     ChannelAccount: _CHANNEL_COMMON,
-    ChannelGroup: frozenset({"skills", "systemPrompt", "tools", "toolsBySender", "topics", "channels"}),
+    ChannelGroup: frozenset({"skills", "systemPrompt", "tools", "toolsBySender"}),
     ChannelsDefaults: frozenset({"heartbeat"}),
     ToolsSection: frozenset(
-        {"elevated", "web", "media", "links", "message", "browser", "loopDetection", "fs", "alsoDeny"}
+        {"elevated", "media", "links", "message", "browser", "loopDetection", "fs", "alsoDeny"}
     ),
     ExecTools: frozenset(
         {
@@ -268,12 +260,26 @@ OPENCLAW_ONLY_KEYS: Final[dict[type, frozenset[str]]] = {
 }
 
 _CHANNEL_POLICIES: Final = frozenset(
-    {"dmPolicy", "allowFrom", "groupPolicy", "groupAllowFrom", "requireMention"}
+    {
+        "dmPolicy",
+        "allowFrom",
+        "groupPolicy",
+        "groupAllowFrom",
+        "requireMention",
+        "guilds",
+        "channels",
+        "mentionPatterns",
+    }
 )
 
 NOT_ENFORCED_KEYS: Final[dict[type, frozenset[str]]] = {
     ChannelConfig: _CHANNEL_POLICIES,
     ChannelAccount: _CHANNEL_POLICIES,
-    ChannelGroup: frozenset({"requireMention", "allowFrom", "users", "roles"}),
+    ChannelGroup: frozenset({"requireMention", "groupPolicy", "allowFrom", "users", "roles"}),
     ChannelsDefaults: frozenset({"groupPolicy"}),
 }
+
+# Channels whose ingress adapter calls `clawmesh.channels.AccessControl` on every inbound
+# message: their policy keys load without the "not enforced" warning. An adapter adds its
+# channel here in the change that wires the check.
+POLICY_ENFORCED_CHANNELS: Final[frozenset[str]] = frozenset({"telegram", "slack", "whatsapp", "discord"})

@@ -19,7 +19,7 @@ from ._errors import ConfigError, Problem
 from ._includes import resolve_includes
 from ._json5_fast import to_json
 from ._model import Config, ConfigCheck, build_roster
-from ._paths import config_path, state_dir
+from ._paths import config_env, config_path, state_dir
 from ._schema import ChannelsDefaults, ConfigFile
 from ._settings import resolve_settings
 from ._validate import validate
@@ -33,6 +33,7 @@ _ENV_REF: Final = re.compile(r"\$\$\{([A-Z_][A-Z0-9_]*)\}|\$\{([A-Z_][A-Z0-9_]*)
 _ENV_OVERRIDES: Final = (
     ("CLAWMESH_GATEWAY_PORT", ("gateway", "port"), int),
     ("CLAWMESH_GATEWAY_TOKEN", ("gateway", "auth", "token"), str),
+    ("CLAWMESH_GATEWAY_REGION", ("gateway", "region"), str),
     ("CLAWMESH_NATS_URL", ("nats", "url"), str),
     ("CLAWMESH_SUBJECT_PREFIX", ("nats", "subjectPrefix"), str),
     ("CLAWMESH_NATS_USER", ("nats", "user"), str),
@@ -398,12 +399,13 @@ def load_config(
     env: Mapping[str, str] | None = None,
     missing_ok: bool = False,
 ) -> Config:
-    """Find (`--config` > `CLAWMESH_CONFIG_PATH` > `~/.clawmesh/clawmesh.json`), read and validate.
+    """Find (`--config` > `CLAWMESH_CONFIG_PATH` > `OPENCLAW_CONFIG_PATH` > `~/.clawmesh/clawmesh.json`,
+    see `config_path`), read and validate.
 
     With `missing_ok`, an absent file at the *default* location gives an empty config.
     """
     env = dict(os.environ) if env is None else dict(env)
     where = config_path(path, env)
-    if missing_ok and path is None and not env.get("CLAWMESH_CONFIG_PATH") and not where.exists():
+    if missing_ok and path is None and not config_env(env) and not where.exists():
         return parse_config({}, checks=checks, env=env, source=None)
     return parse_config(read_config_file(where), checks=checks, env=env, source=where)

@@ -12,6 +12,7 @@ from typing import Any, Final, TypeVar
 from ..ids import DEFAULT_AGENT_ID, normalize_agent_id
 from ._errors import Problem
 from ._paths import default_workspace, resolve_user_path
+from ._runners import BackendSettings, resolve_backend
 from ._schema import AgentEntry, ConfigFile, ModelSpec, NodeSelector, RunnerType
 from ._settings import DEFAULT_MAX_CONCURRENT, ExecSettings, Settings, positive, resolve_exec
 
@@ -29,7 +30,9 @@ T = TypeVar("T")
 
 # No model configured anywhere: use the offline echo provider rather than a paid API the user
 # has no key for; loading says so in a warning.
-DEFAULT_MODEL: Final = "echo/default"
+DEFAULT_MODEL: Final = (
+    "openai/gpt-6-astra"  # OpenClaw 2026.9.6 with no model configured (`openclaw models status`)
+)
 DERIVED_LIMIT: Final = 4096  # values derived from one config version (see Config.derived)
 
 
@@ -52,6 +55,10 @@ class AgentView:
     tool_iterations: int  # model↔tool round trips per turn
     model_timeout: float | None  # seconds without progress from the model; None: the provider's
     node: str | NodeSelector | None = None
+    # runnerType other than `local`: the backend's settings, and the models a turn fails over
+    # to when the backend is down (the `fallbacks` of the agent's model setting)
+    backend: BackendSettings | None = None
+    fallbacks: tuple[str, ...] = ()
     declared_default: bool = field(default=False)
     exec: ExecSettings = field(
         default_factory=ExecSettings
@@ -327,13 +334,18 @@ def build_roster(
 
     views: list[AgentView] = []
     for agent_id, path, entry in roster or [(DEFAULT_AGENT_ID, "$", AgentEntry())]:
-        views.append(_view(agent_id, path, entry, file, settings, state_dir, env, agent_id == default_id))
+        views.append(
+            _view(agent_id, path, entry, file, settings, state_dir, env, agent_id == default_id, problems)
+        )
     for view in views:
+        if view.runner_type != "local":
+            continue  # its backend answers; a model is only its fallback
         if view.models == (DEFAULT_MODEL,) and view.entry.model is None and not (defaults and defaults.model):
             problems.append(
                 Problem(
                     f"{view.path}.model" if roster else "$.agents.defaults.model",
-                    f"no model configured for agent '{view.id}'; using the offline echo provider ({DEFAULT_MODEL})",
+                    f"no model configured for agent '{view.id}'; using OpenClaw's default {DEFAULT_MODEL} "
+                    "(set agents.defaults.model; `echo/<name>` is the offline test model)",
                     "warning",
                 )
             )
@@ -355,6 +367,7 @@ def _view(
     state_dir: Path,
     env: Mapping[str, str],
     is_default: bool,
+    problems: list[Problem] | None = None,
 ) -> AgentView:
     defaults = file.agents.defaults if file.agents else None
     if entry.workspace and entry.workspace.strip():
@@ -387,6 +400,8 @@ def _view(
     for tools in (entry.tools, file.tools):
         if node is None and tools and tools.exec and tools.exec.node:
             node = tools.exec.node
+    defaults_model = defaults.model if defaults else None
+    spec = entry.model if entry.model is not None else defaults_model
     return AgentView(
         id=agent_id,
         raw_id=entry.id or agent_id,
@@ -397,12 +412,18 @@ def _view(
         workspace=workspace,
         agent_dir=agent_dir,
         sessions_dir=state_dir / "agents" / agent_id / "sessions",
-        models=_model_chain(entry, defaults.model if defaults else None),
+        models=_model_chain(entry, defaults_model),
         runner_type=runner_type,
         max_concurrent=max_concurrent,
         tool_iterations=tool_iterations,
         model_timeout=defaults.timeout_seconds if defaults else None,
         node=node,
+        backend=resolve_backend(
+            entry, runner_type, workspace, env, path, problems if problems is not None else []
+        ),
+        fallbacks=tuple(spec.fallbacks)
+        if isinstance(spec, ModelSpec) and isinstance(spec.fallbacks, list)
+        else (),
         declared_default=bool(entry.default),
         exec=resolve_exec(settings.exec, entry.tools.exec if entry.tools else None, f"{path}.tools.exec", []),
     )

@@ -14,6 +14,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 __all__ = [
+    "A2ARunner",
     "AgentDefaults",
     "AgentEntry",
     "AgentToAgent",
@@ -23,9 +24,14 @@ __all__ = [
     "BindingPeer",
     "BindingSession",
     "ChannelAccount",
+    "ChannelConfig",
     "ChannelGroup",
+    "ChannelStreaming",
     "ChannelsDefaults",
+    "ClaudeCodeRunner",
     "ConfigFile",
+    "CozeRunner",
+    "CozeSite",
     "DmPolicy",
     "DmScope",
     "EnvSection",
@@ -39,11 +45,16 @@ __all__ = [
     "GatewayHttp",
     "GatewayRateLimit",
     "GatewaySection",
+    "GatewayTools",
     "GroupChat",
     "GroupPolicy",
     "GroupScope",
+    "HookMapping",
+    "HookMatch",
+    "HooksSection",
     "Identity",
     "LocalNode",
+    "MentionPatternsPolicy",
     "MessagesSection",
     "ModelProvider",
     "ModelSpec",
@@ -51,6 +62,8 @@ __all__ = [
     "NatsSection",
     "NodeSelector",
     "NodesSection",
+    "OpenClawXRunner",
+    "OpenCodeRunner",
     "PeerKind",
     "RunnerType",
     "RuntimeSection",
@@ -60,12 +73,16 @@ __all__ = [
     "SandboxPrune",
     "Secret",
     "SecretRef",
+    "SessionMaintenance",
     "SessionSection",
     "SessionsTools",
     "SubagentDefaults",
     "ToolPolicy",
     "ToolsSection",
     "ToolsStage",
+    "WebFetchSsrfPolicy",
+    "WebFetchTools",
+    "WebTools",
 ]
 
 PeerKind = Literal["direct", "group", "channel", "dm"]
@@ -73,7 +90,7 @@ DmScope = Literal["main", "per-peer", "per-channel-peer", "per-account-channel-p
 GroupScope = Literal["main", "per-group"]
 DmPolicy = Literal["pairing", "allowlist", "open", "disabled"]
 GroupPolicy = Literal["allowlist", "open", "disabled"]
-RunnerType = Literal["local", "coze", "openclawx", "opencode", "claude_code"]
+RunnerType = Literal["local", "coze", "openclawx", "opencode", "claude_code", "synadia", "a2a"]
 ToolProfile = Literal["minimal", "coding", "messaging", "full"]
 Id = str | int
 
@@ -183,6 +200,31 @@ class SessionsTools(_Base):
     visibility: Literal["self", "tree", "agent", "all"] | None = None
 
 
+class WebFetchSsrfPolicy(_Base):
+    """`tools.web.fetch.ssrfPolicy`: which private/internal targets `web_fetch` may reach."""
+
+    dangerously_allow_private_network: bool | None = None
+    allowed_hostnames: list[str] | None = None
+    blocked_hostnames: list[str] | None = None
+
+
+class WebFetchTools(_Base):
+    """`tools.web.fetch` (OpenClaw's names and defaults, see `clawmesh.tools.web_fetch`)."""
+
+    enabled: bool | None = None
+    max_chars: int | None = None
+    max_chars_cap: int | None = None
+    max_response_bytes: int | None = None
+    timeout_seconds: float | None = None
+    max_redirects: int | None = None
+    user_agent: str | None = None
+    ssrf_policy: WebFetchSsrfPolicy | None = None
+
+
+class WebTools(_Base):
+    fetch: WebFetchTools | None = None
+
+
 class ToolsSection(_Base):
     """`tools` (global) and `agents.list[].tools` (per agent)."""
 
@@ -196,6 +238,7 @@ class ToolsSection(_Base):
     exec: ExecTools | None = None
     agent_to_agent: AgentToAgent | None = None
     sessions: SessionsTools | None = None
+    web: WebTools | None = None
     max_iterations: int | None = None  # clawmesh: tool-loop cap per turn
 
 
@@ -278,6 +321,71 @@ class SystemAgent(_Base):
     agent_id: str | None = None
 
 
+# --- proxy runners (the seed's per-agent keys beside `runnerType`) --------------------------
+
+
+class CozeSite(_Base):
+    """`coze.cn` / `coze.com`: the bot on that site and the token that may call it."""
+
+    bot_id: str | None = None
+    api_key: Secret | None = None
+
+
+class CozeRunner(_Base):
+    """`runnerType: coze`: chat API v3 on api.coze.cn or api.coze.com (`region`)."""
+
+    region: Literal["cn", "com"] | None = None
+    cn: CozeSite | None = None
+    com: CozeSite | None = None
+    base_url: str | None = None  # clawmesh: the API at another address (a proxy, a test fake)
+
+
+class OpenClawXRunner(_Base):
+    """`runnerType: openclawx`: another gateway (clawmesh or OpenClaw) by its OpenAI-compatible API."""
+
+    base_url: str | None = None
+    api_key: Secret | None = None
+    agent_id: str | None = None  # clawmesh: the remote agent (default: the remote's default agent)
+    # clawmesh: a gateway of this federation (its region), reached over NATS instead of baseUrl
+    gateway: str | None = None
+
+
+class SynadiaRunner(_Base):
+    """`runnerType: synadia`: a Synadia Agent Protocol agent on the bus, by its identity."""
+
+    agent: str | None = None
+    owner: str | None = None
+    session: str | None = None
+
+
+class A2ARunner(_Base):
+    """`runnerType: a2a`: a remote A2A agent, by its card (or base URL) or its JSON-RPC endpoint."""
+
+    url: str | None = None
+    token: Secret | None = None  # Bearer, as OpenClaw's A2A peers' `outboundToken`
+
+
+class OpenCodeRunner(_Base):
+    """`runnerType: opencode`: an `opencode serve` server, started by clawmesh (`local`) or not."""
+
+    mode: Literal["local", "remote"] | None = None
+    port: int | None = None
+    address: str | None = None
+    password: Secret | None = None
+    working_directory: str | None = None
+    model: str | None = None
+    command: str | None = None  # clawmesh: the `opencode` executable for mode local
+
+
+class ClaudeCodeRunner(_Base):
+    """`runnerType: claude_code`: the local `claude` CLI, one CLI session per clawmesh session."""
+
+    working_directory: str | None = None
+    command: str | None = None  # clawmesh: the `claude` executable (default: `claude` on PATH)
+    model: str | None = None  # clawmesh: `--model`
+    permission_mode: str | None = None  # clawmesh: `--permission-mode`
+
+
 class AgentEntry(_Base):
     """One agent, from `agents.list[]` (has `id`) or `agents.entries.<id>` (keyed)."""
 
@@ -298,6 +406,12 @@ class AgentEntry(_Base):
     runner_type: RunnerType | None = None
     runner: dict[str, Any] | None = None
     node: str | NodeSelector | None = None
+    coze: CozeRunner | None = None
+    openclawx: OpenClawXRunner | None = None
+    opencode: OpenCodeRunner | None = None
+    claude_code: ClaudeCodeRunner | None = None
+    synadia: SynadiaRunner | None = None
+    a2a: A2ARunner | None = None
 
 
 class AgentDefaults(_Base):
@@ -359,25 +473,55 @@ class Binding(_Base):
 # --- session -------------------------------------------------------------------------------
 
 
+class SessionMaintenance(_Base):
+    """What `clawmesh sessions cleanup` applies (OpenClaw's other maintenance keys load with a
+    warning): `pruneAfter` a duration ("30d") or a number of days, `maxEntries` a cap."""
+
+    mode: Literal["enforce", "warn"] | None = None
+    prune_after: str | float | None = None
+    max_entries: int | None = None
+
+
 class SessionSection(_Base):
     dm_scope: DmScope | None = None
     group_scope: GroupScope | None = None
     main_key: str | None = None
     identity_links: dict[str, list[str]] | None = None
+    maintenance: SessionMaintenance | None = None
 
 
 # --- channels ------------------------------------------------------------------------------
 
 
 class ChannelGroup(_Base):
-    """`channels.<ch>.groups.<id|*>`: per-group access and mention gating."""
+    """`channels.<ch>.groups.<id|*>` (and a forum's `topics.<id>`), Discord's
+    `guilds.<id|*>` with their `channels.<id|*>`, Slack's `channels.<id|*>`: per-group access and
+    mention gating (enforced by `clawmesh.channels`)."""
 
     enabled: bool | None = None
     require_mention: bool | None = None
+    group_policy: GroupPolicy | None = None
     allow_from: list[Id] | None = None
     users: list[Id] | None = None
     roles: list[Id] | None = None
     agent_id: str | None = None
+    topics: dict[str, ChannelGroup] | None = None
+    channels: dict[str, ChannelGroup] | None = None
+
+
+class MentionPatternsPolicy(_Base):
+    """`channels.<ch>.mentionPatterns`: where regex mention patterns apply (OpenClaw 2026.9)."""
+
+    mode: Literal["allow", "deny"] | None = None
+    allow_in: list[Id] | None = None
+    deny_in: list[Id] | None = None
+
+
+class ChannelStreaming(_Base):
+    """`channels.<ch>.streaming`: OpenClaw 9.6's object form (`mode`); a boolean or a bare mode
+    string is the legacy spelling, read the same way."""
+
+    mode: str | None = None  # each channel has its own modes (Telegram: off|partial|block|progress)
 
 
 class ChannelAccount(_Base):
@@ -390,7 +534,12 @@ class ChannelAccount(_Base):
     group_policy: GroupPolicy | None = None
     group_allow_from: list[Id] | None = None
     groups: dict[str, ChannelGroup] | None = None
+    guilds: dict[str, ChannelGroup] | None = None  # Discord
+    # Slack's channel map; IRC lists the channels to join (a plugin's, not read by clawmesh)
+    channels: dict[str, ChannelGroup] | list[Any] | None = None
     require_mention: bool | None = None
+    # the scope of regex mention patterns; some plugin channels (clickclack) list patterns here
+    mention_patterns: MentionPatternsPolicy | list[str] | None = None
     bot_token: Secret | None = None
     token: Secret | None = None
     app_token: Secret | None = None
@@ -400,6 +549,25 @@ class ChannelAccount(_Base):
     webhook_path: str | None = None
     mode: str | None = None
     api_base_url: str | None = None  # clawmesh: point a channel at a local fake/proxy
+    # Telegram (OpenClaw's keys): token from a file, another Bot API server, the webhook
+    # listener, reply splitting and streamed previews
+    token_file: str | None = None
+    api_root: str | None = None
+    webhook_host: str | None = None
+    webhook_port: int | None = None
+    text_chunk_limit: int | None = None
+    streaming: ChannelStreaming | bool | str | None = None
+    reply_to_mode: Literal["off", "first", "all", "batched"] | None = None
+    media_max_mb: float | None = None
+    # Discord (OpenClaw's keys): tall replies split (default 17 lines), link embeds suppressed
+    max_lines_per_message: int | None = None
+    suppress_embeds: bool | None = None
+    # clawmesh: the WhatsApp Cloud API (OpenClaw's WhatsApp is WhatsApp Web and has no such keys)
+    phone_number_id: str | None = None
+    access_token: Secret | None = None
+    app_secret: Secret | None = None
+    verify_token: Secret | None = None
+    api_version: str | None = None
 
 
 class ChannelConfig(ChannelAccount):
@@ -444,6 +612,26 @@ class GatewayHttp(_Base):
     endpoints: GatewayEndpoints | None = None
 
 
+class GatewayFederation(_Base):
+    """clawmesh: what this gateway offers the other regions of its federation."""
+
+    # agents other gateways may run here (`["*"]`: all); none by default
+    expose_agents: list[str] | None = None
+    # nodes of this gateway other regions' agents may run tools on (`["*"]`: all); none by default
+    expose_nodes: list[str] | None = None
+    # regions whose requests are served (`["*"]`: every region of the federation)
+    allow_gateways: list[str] | None = None
+    catalog_seconds: float | None = None  # how often the catalogue is broadcast (10)
+
+
+class GatewayTools(_Base):
+    """`gateway.tools`: what `POST /tools/invoke` may reach beyond the agent's tool policy.
+    `deny` adds to the HTTP deny list, `allow` takes names off it (OpenClaw's defaults)."""
+
+    allow: list[str] | None = None
+    deny: list[str] | None = None
+
+
 class GatewaySection(_Base):
     port: int | None = None
     bind: Literal["loopback", "lan", "tailnet", "auto", "custom"] | None = None
@@ -451,10 +639,14 @@ class GatewaySection(_Base):
     mode: Literal["local", "remote"] | None = None
     auth: GatewayAuth | None = None
     max_body_bytes: int | None = None  # clawmesh: HTTP request body limit (1 MiB default)
-    name: str | None = None  # clawmesh: this gateway's id for federation (`cm.gw.<name>.…`)
+    name: str | None = None  # a display name
+    # clawmesh: this gateway's region in a federation (`cm.gw.<region>.…`, its JetStream domain)
+    region: str | None = None
+    federation: GatewayFederation | None = None
     # IPs/CIDRs of reverse proxies whose X-Forwarded-For / X-Real-IP name the client
     trusted_proxies: list[str] | None = None
     http: GatewayHttp | None = None
+    tools: GatewayTools | None = None
 
     def __post_init__(self) -> None:
         for entry in self.trusted_proxies or ():
@@ -512,6 +704,7 @@ class RuntimeSection(_Base):
     publish_retry_seconds: float | None = (
         None  # a stream publish is retried this long on a leader change (10)
     )
+    router_partitions: int | None = None  # inbound partitions, each routed by one router at a time (1)
 
 
 class MessagesGroupChat(_Base):
@@ -521,6 +714,52 @@ class MessagesGroupChat(_Base):
 
 class MessagesSection(_Base):
     group_chat: MessagesGroupChat | None = None
+
+
+class HookMatch(_Base):
+    path: str | None = None  # the subpath after hooks.path (`gmail` matches /hooks/gmail)
+    source: str | None = None  # the payload's string `source` field, exactly
+
+
+class HookMapping(_Base):
+    """`hooks.mappings[]`: a custom hook path's payload → a wake or an agent turn (templates
+    `{{payload.field}}`, `{{headers.x}}`, `{{query.x}}`, `{{path}}`, `{{now}}`)."""
+
+    id: str | None = None
+    match: HookMatch | None = None
+    action: Literal["wake", "agent"] | None = None
+    wake_mode: Literal["now", "next-heartbeat"] | None = None
+    name: str | None = None
+    agent_id: str | None = None
+    session_key: str | None = None
+    session_mode: Literal["isolated", "persistent"] | None = None
+    message_template: str | None = None
+    text_template: str | None = None
+    for_each: str | None = None
+    deliver: bool | None = None
+    channel: str | None = None
+    to: str | None = None
+    model: str | None = None
+    thinking: str | None = None
+    timeout_seconds: int | None = None
+    allow_unsafe_external_content: bool | None = None
+    # OpenClaw runs a JS/TS module here; clawmesh cannot: such a mapping answers 500 (warned at load)
+    transform: dict[str, Any] | None = None
+
+
+class HooksSection(_Base):
+    """`hooks`: the gateway's inbound webhooks (`POST <path>/wake`, `<path>/agent`, mapped
+    `<path>/<name>`), off unless `enabled` with a `token`."""
+
+    enabled: bool | None = None
+    token: str | None = None
+    path: str | None = None
+    allowed_agent_ids: list[str] | None = None
+    default_session_key: str | None = None
+    allow_request_session_key: bool | None = None
+    allowed_session_key_prefixes: list[str] | None = None
+    presets: list[str] | None = None
+    mappings: list[HookMapping] | None = None
 
 
 class EnvSection(_Base):
@@ -545,3 +784,4 @@ class ConfigFile(_Base):
     nodes: NodesSection | None = None
     runtime: RuntimeSection | None = None
     env: EnvSection | None = None
+    hooks: HooksSection | None = None

@@ -8,6 +8,7 @@ out is how a user asks for the default, and 0 would otherwise silently mean the 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -42,7 +43,8 @@ __all__ = [
     "resolve_settings",
 ]
 
-DEFAULT_MAX_CONCURRENT: Final = 4  # turns per agent at once (OpenClaw's main lane)
+DEFAULT_MAX_CONCURRENT: Final = 4
+MAX_ROUTER_PARTITIONS: Final = 256  # turns per agent at once (OpenClaw's main lane)
 
 # How long past the turn timeout an HTTP caller keeps waiting: the runner's own timeout error
 # (or its final reply) needs time to arrive before the caller gives up.
@@ -65,6 +67,9 @@ class RuntimeSettings:
         5  # maxDeliveries: tries of an inbound message (or a turn) before it is dead-lettered
     )
     publish_retry: float = 10.0  # publishRetrySeconds: a stream publish is retried this long (leader change)
+    # routerPartitions: CM_INBOUND split by a hash of (channel, account, peer or session); each
+    # partition is routed by one router at a time, so routers scale out. 1: one active router.
+    router_partitions: int = 1
 
     @property
     def reply_wait(self) -> float:
@@ -229,6 +234,11 @@ class GatewaySettings:
     """`gateway.*` read by the HTTP server."""
 
     max_body_bytes: int = 1024 * 1024  # maxBodyBytes
+    region: str | None = None  # region: set when this gateway is part of a federation
+    expose_agents: tuple[str, ...] = ()  # federation.exposeAgents
+    expose_nodes: tuple[str, ...] = ()  # federation.exposeNodes
+    allow_gateways: tuple[str, ...] = ("*",)  # federation.allowGateways
+    catalog_seconds: float = 10.0  # federation.catalogSeconds
 
 
 @dataclass(frozen=True)
@@ -311,6 +321,50 @@ def _inherited_limits(file: ConfigFile, problems: list[Problem]) -> None:
         positive(provider.timeout_seconds, f"{path}.timeoutSeconds", "the provider's", problems)
 
 
+_REGION_RE: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+def _gateway_settings(base: GatewaySettings, section: Any, problems: list[Problem]) -> GatewaySettings:
+    """`gateway.region` and `gateway.federation`: a region becomes subject tokens, an account
+    name and a JetStream domain, so only simple lower-case names are accepted."""
+    if section is None:
+        return base
+    region = section.region
+    if region is not None and (not _REGION_RE.match(region) or region in ("hub", "all", "bcast")):
+        problems.append(
+            Problem(
+                "$.gateway.region",
+                f"{region!r} is not a valid region name (1-32 of a-z, 0-9, '-'; not hub/all/bcast)",
+            )
+        )
+        region = None
+    fed = section.federation
+    if fed is None:
+        return dataclasses.replace(base, region=region)
+    for key, values in (
+        ("exposeAgents", fed.expose_agents),
+        ("exposeNodes", fed.expose_nodes),
+        ("allowGateways", fed.allow_gateways),
+    ):
+        for i, value in enumerate(values or ()):
+            if not value.strip():
+                problems.append(Problem(f"$.gateway.federation.{key}[{i}]", "must not be empty"))
+    seconds = fed.catalog_seconds
+    if seconds is not None and not 0 < seconds <= 3600:
+        problems.append(
+            Problem("$.gateway.federation.catalogSeconds", f"expected 0 < seconds <= 3600, got {seconds}")
+        )
+        seconds = None
+    return dataclasses.replace(
+        base,
+        region=region,
+        expose_agents=tuple(v.strip() for v in fed.expose_agents or () if v.strip()),
+        expose_nodes=tuple(v.strip() for v in fed.expose_nodes or () if v.strip()),
+        allow_gateways=tuple(v.strip() for v in fed.allow_gateways or ("*",) if v.strip()),
+        catalog_seconds=seconds or GatewaySettings.catalog_seconds,
+    )
+
+
 def resolve_settings(file: ConfigFile) -> tuple[Settings, list[Problem]]:
     """The settings of a config document, and what is wrong with the keys they come from."""
     problems: list[Problem] = []
@@ -327,9 +381,19 @@ def resolve_settings(file: ConfigFile) -> tuple[Settings, list[Problem]]:
             "tool_iterations": "tool_iterations",
             "max_deliveries": "max_deliveries",
             "publish_retry": "publish_retry_seconds",
+            "router_partitions": "router_partitions",
         },
         problems,
     )
+    if runtime.router_partitions > MAX_ROUTER_PARTITIONS:
+        problems.append(
+            Problem(
+                "$.runtime.routerPartitions",
+                f"must be at most {MAX_ROUTER_PARTITIONS}, got {runtime.router_partitions}"
+                " (each partition is a durable consumer and a lease)",
+            )
+        )
+        runtime = dataclasses.replace(runtime, router_partitions=MAX_ROUTER_PARTITIONS)
     exec_section = file.tools.exec if file.tools else None
     exec_ = resolve_exec(
         _section(
@@ -354,8 +418,10 @@ def resolve_settings(file: ConfigFile) -> tuple[Settings, list[Problem]]:
         },
         problems,
     )
-    gateway = _section(
-        GatewaySettings, file.gateway, "$.gateway", {"max_body_bytes": "max_body_bytes"}, problems
+    gateway = _gateway_settings(
+        _section(GatewaySettings, file.gateway, "$.gateway", {"max_body_bytes": "max_body_bytes"}, problems),
+        file.gateway,
+        problems,
     )
     nats = _section(
         NatsSettings,
