@@ -2,21 +2,27 @@
 
 Ordering. Turns of one session must run in arrival order, and a session can span channels
 (dmScope `main`), so order is decided here, in CM_INBOUND order: the router stamps each turn
-with a per-session sequence number that the runners obey. Two routers consuming in parallel
-could reorder two messages of one session, so replicas elect a leader through a KV lease and
-only the leader consumes (standbys take over when its lease expires); a decision costs a few
-microseconds, so one active router is far from a bottleneck.
+with a per-session sequence number that the runners obey. CM_INBOUND is consumed in partitions
+(`runtime.routerPartitions`, `partitions.py`), each by one router at a time, in order, under a
+KV lease; one session's messages share a partition, and the numbers are written with
+compare-and-set, so a session reached through several partitions (a shared session) still gets
+each number once. With one partition this is one active router and standbys.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from dataclasses import dataclass
+import os
+import time
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import msgspec
 from nats.aio.msg import Msg
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 
 from clawmesh.bus import (
     Lease,
@@ -27,6 +33,7 @@ from clawmesh.bus import (
     pull_forever,
     wait_for_stop,
 )
+from clawmesh.channels import CONTROL_COMMANDS, parse_command
 from clawmesh.config import Config
 from clawmesh.errors import ClawmeshError, best_effort
 from clawmesh.routing import (
@@ -37,7 +44,7 @@ from clawmesh.routing import (
     parse_agent_session_key,
     resolve_route,
 )
-from clawmesh.sessions import TurnStatus
+from clawmesh.sessions import TurnStatus, stop_session
 from clawmesh.wire import (
     DecodeFailure,
     InboundMessage,
@@ -50,15 +57,48 @@ from clawmesh.wire import (
     now,
 )
 
+from .partitions import (
+    MEMBER_PREFIX,
+    Partition,
+    consumer_starts,
+    member_key,
+    member_value,
+    members,
+    plan,
+    share,
+)
 from .sequences import Sequences
 
 __all__ = ["Router"]
 
 log = logging.getLogger("clawmesh.router")
 
-LEADER_KEY = "leader.router"
-DURABLE = "router"
 BATCH = 256
+# A holder asks JetStream for more only while its lease is surely still its own for longer than
+# one pull request (0.5 s) lasts, plus slack: a request sent by a holder that stalled past its
+# lease would take messages out from under the next holder, who may be routing later ones already.
+# (Less than the renewal period, lease/3, leaves: a short lease keeps a smaller margin.)
+_LEASE_MARGIN = 1.5
+_LEASE_MARGIN_MIN = 0.6
+# a message newer than one handed back and not yet redelivered comes back after this long
+_OWED_RETRY = 0.2
+# A batch whose session records lost a compare-and-set race (another router numbered one of
+# its sessions meanwhile) is numbered again from the stored records this many times, then
+# handed back like any failed batch.
+_NUMBERING_TRIES = 5
+
+
+@dataclass
+class _Held:
+    """A partition this router holds: its lease, its consumer, the loop routing it."""
+
+    partition: Partition
+    lease: Lease
+    psub: Any
+    stop: asyncio.Event
+    task: asyncio.Task[None] | None = None
+    # stream sequences this router handed back and has not seen again → until when to wait
+    owed: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -135,6 +175,25 @@ def route_message(config: Config, msg: InboundMessage) -> Route:
     )
 
 
+def _mark_command(inbound: InboundMessage) -> InboundMessage:
+    """The message with `command` (and `commandArgs`) in its metadata when it is a control
+    command (`/new`, `/reset`, `/status`, `/stop`, an abort word), without them otherwise: the
+    one place commands are recognised for every surface. A channel adapter that knows its bot's
+    name (`/stop@bot`) marks the message itself; that mark is kept."""
+    metadata = inbound.metadata
+    marked = metadata.get("command")
+    if marked in CONTROL_COMMANDS:
+        return inbound
+    parsed = parse_command(inbound.text)
+    if parsed is None:
+        if marked is None and "commandArgs" not in metadata:
+            return inbound
+        rest = {k: v for k, v in metadata.items() if k not in ("command", "commandArgs")}
+        return msgspec.structs.replace(inbound, metadata=rest)
+    name, args = parsed
+    return msgspec.structs.replace(inbound, metadata={**metadata, "command": name, "commandArgs": args})
+
+
 class Router:
     """Routes every accepted message to its agent, in CM_INBOUND order, stamping each turn with
     its session's next sequence number; only the replica holding the leader lease consumes."""
@@ -148,100 +207,260 @@ class Router:
         self.lease_seconds = ctx.layout.lease_seconds
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._leader = False
-        self.sequences = Sequences(self.store)
+        self.sequences = Sequences(self.store, partitioned=ctx.layout.router_partitions > 1)
         # runtime.maxDeliveries when the consumer was made: JetStream's bound is set from it
         self.tries = ctx.holder.current.settings.runtime.max_deliveries
         self._failures: dict[int, str] = {}  # stream sequence → why its last try failed here
+        # runtime.routerPartitions at start: the stream's mapping and the consumers follow it
+        self.partitions = plan(ctx.layout.router_partitions, ctx.subjects)
+        self._held: dict[int, _Held] = {}
+        self._consumers_ready = False
+        self._member = member_key(ctx.instance)
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
-        subjects = self.ctx.subjects
-        self._psub = await self.ctx.pull_consumer(
-            subjects.inbound_all,
-            subjects.stream("INBOUND"),
-            DURABLE,
-            max_ack_pending=10_000,
-            tries=self.tries,
-        )
-        self._task = asyncio.create_task(self._lead_forever(), name="router-leader")
+        self._stream = self.ctx.subjects.stream("INBOUND")
+        self._task = asyncio.create_task(self._own_forever(), name="router-partitions")
 
     async def stop(self, timeout: float) -> None:
         self._stopping.set()
-        counters = self.ctx.counters
         if self._task is not None:
-            # A leader loop that was cancelled already has ended.
-            with contextlib.suppress(asyncio.CancelledError), best_effort(counters, "leader_stop", log=log):
+            # A loop that was cancelled already has ended.
+            with (
+                contextlib.suppress(asyncio.CancelledError),
+                best_effort(self.ctx.counters, "leader_stop", log=log),
+            ):
                 await asyncio.wait_for(self._task, timeout)
-        # A pull subscription can hold fetched-but-unread messages that would block the
-        # connection's drain; they are redelivered to the next leader anyway.
-        with best_effort(counters, "consumer_unsubscribe", log=log):
-            await self._psub.unsubscribe()
 
     def status(self) -> dict[str, Any]:
-        return {"leader": self._leader, "config_version": self.ctx.holder.current.version}
+        return {
+            "leader": bool(self._held),  # routes something (with one partition: the leader)
+            "partitions": sorted(self._held),
+            "partitionCount": len(self.partitions),
+            "pid": os.getpid(),
+            "config_version": self.ctx.holder.current.version,
+        }
 
-    # --- leadership ---------------------------------------------------------------------
-    async def _lead_forever(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                lease = await self.leases.acquire(LEADER_KEY)
-            except Exception as exc:
-                log.warning("router: leader election failed (%s); retrying", exc)
-                await wait_for_stop(self._stopping, 1.0)
-                continue
-            if lease is None:  # another router leads
-                await wait_for_stop(self._stopping, self.lease_seconds / 3)
-                continue
-            self._leader = True
-            self.sequences.forget()  # another leader may have assigned sequences meanwhile
-            log.info("router %s is the leader", self.ctx.instance)
-            try:
-                await self._lead(lease)
-            finally:
-                self._leader = False
-
-    async def _lead(self, lease: Lease) -> None:
-        """Consume while the lease is ours; when stopping, give it up at once, not after the TTL."""
-        keeper = asyncio.create_task(self._keep_lease(lease))
+    # --- partitions ---------------------------------------------------------------------
+    async def _own_forever(self) -> None:
+        """Announce this router, hold its share of the partitions, route them; on stop, hand
+        them over at once rather than after the lease TTL."""
         try:
+            while not self._stopping.is_set():
+                try:
+                    await self._rebalance()
+                except Exception as exc:
+                    log.warning("router: could not take or hand over partitions (%s); retrying", exc)
+                await wait_for_stop(self._stopping, self.lease_seconds / 3)
+        finally:
+            await asyncio.gather(*(self._release(k) for k in list(self._held)))
+            if len(self.partitions) > 1:
+                with best_effort(self.ctx.counters, "router_member_delete", log=log):
+                    await self.ctx.kv["leases"].delete(self._member)
+
+    async def _rebalance(self) -> None:
+        for k, held in list(self._held.items()):
+            if held.task is not None and held.task.done():  # its lease was lost
+                await self._release(k)
+        me = self._member[len(MEMBER_PREFIX) :]
+        if len(self.partitions) == 1:
+            # one partition: whoever gets the lease leads, the others stand by (as before
+            # partitions); no announcements to write or read
+            routers, want = {me: len(self._held)}, 1
+        else:
+            kv = self.ctx.kv["leases"]
+            await kv.put(self._member, member_value(len(self._held)))
+            routers = await members(kv)
+            routers[me] = len(self._held)
+            want = share(routers, me, len(self.partitions))
+        if len(self._held) > want:
+            excess = sorted(self._held, reverse=True)[: len(self._held) - want]
+            log.info(
+                "router %s hands over partitions %s (%d routers)", self.ctx.instance, excess, len(routers)
+            )
+            await asyncio.gather(*(self._release(k) for k in excess))
+            return
+        if len(self._held) == want:
+            return
+        if not self._consumers_ready:
+            await self._ensure_consumers()
+        # start at a different partition on every router: fewer collisions when several take
+        offset = sorted(routers).index(me) * len(self.partitions) // max(len(routers), 1)
+        order = self.partitions[offset:] + self.partitions[:offset]
+        for partition in order:
+            if len(self._held) >= want or self._stopping.is_set():
+                break
+            if partition.index not in self._held:
+                await self._take(partition)
+
+    async def _ensure_consumers(self) -> None:
+        """Create the partitions' consumers (each where the old layout's consumers left off:
+        `consumer_starts`) and remove those of another layout, once per start."""
+        ctx = self.ctx
+        starts, stale = await consumer_starts(ctx.js, self._stream, self.partitions)
+        for partition in self.partitions:
+            if partition.durable in starts:
+                psub = await self._consumer(partition, starts[partition.durable])
+                await psub.unsubscribe()
+        for name in stale:
+            log.warning("router: removing consumer %s of another routerPartitions value", name)
+            with contextlib.suppress(NotFoundError):
+                await ctx.js.delete_consumer(self._stream, name)
+        self._consumers_ready = True
+
+    async def _consumer(self, partition: Partition, start_seq: int | None = None) -> Any:
+        return await self.ctx.pull_consumer(
+            partition.filters,
+            self._stream,
+            partition.durable,
+            max_ack_pending=10_000,
+            start_seq=start_seq,
+        )
+
+    async def _take(self, partition: Partition) -> None:
+        lease = await self.leases.acquire(partition.lease_key)
+        if lease is None:  # another router holds it
+            return
+        try:
+            psub = await self._consumer(partition)
+        except BaseException:
+            await lease.release()
+            raise
+        held = _Held(partition, lease, psub, asyncio.Event())
+        self._held[partition.index] = held
+        # another router may have numbered this partition's sessions meanwhile
+        self.sequences.forget()
+        if len(self.partitions) == 1:
+            log.info("router %s is the leader", self.ctx.instance)
+        else:
+            log.info("router %s routes partition %d", self.ctx.instance, partition.index)
+        held.task = asyncio.create_task(self._route(held), name=f"router-p{partition.index}")
+
+    async def _release(self, index: int) -> None:
+        """Stop routing a partition: route the batch in hand and what the open pull request
+        still delivers (handed over on purpose; a lost lease or a stop hands it back), give the
+        lease up (the next holder takes it at once, not after the TTL)."""
+        held = self._held.pop(index, None)
+        if held is None:
+            return
+        held.stop.set()
+        if held.task is not None:
+            with (
+                contextlib.suppress(asyncio.CancelledError),
+                best_effort(self.ctx.counters, "partition_stop", log=log),
+            ):
+                await held.task
+        if not held.lease.lost:
+            with best_effort(self.ctx.counters, "leader_release", log=log):
+                await held.lease.release()
+        # A pull subscription can hold fetched-but-unread messages that would block the
+        # connection's drain; they are redelivered to the next holder anyway.
+        with best_effort(self.ctx.counters, "consumer_unsubscribe", log=log):
+            await held.psub.unsubscribe()
+
+    async def _route(self, held: _Held) -> None:
+        """Consume one partition while its lease is ours."""
+        keeper = asyncio.create_task(self._keep_lease(held.lease))
+        try:
+            await self._await_orphans(held, keeper)
             await pull_forever(
-                self._psub,
-                self._handle_batch,
+                held.psub,
+                functools.partial(self._handle_batch, held=held),
                 batch=BATCH,
-                stop=self._stopping,
-                name="router",
-                active=lambda: not keeper.done(),
+                stop=held.stop,
+                name=f"router-p{held.partition.index}",
+                active=lambda: not keeper.done() and not self._stopping.is_set() and self._fresh(held.lease),
+                # handed over on purpose: route what was fetched, so the next holder finds
+                # nothing pending and starts at once
+                finish=True,
             )
         finally:
-            lost = keeper.done()
             keeper.cancel()
-            if not lost:
-                # hand over at once; without the release a standby takes over after the TTL
-                with best_effort(self.ctx.counters, "leader_release", log=log):
-                    await lease.release()
+
+    def _fresh(self, lease: Lease) -> bool:
+        """Whether the lease is ours for longer than a pull request lasts. False after a stall
+        (a paused process, a starved event loop) that the renewal task has not noticed yet: the
+        partition is then let go, and taken again if nobody else took it."""
+        margin = max(_LEASE_MARGIN_MIN, min(_LEASE_MARGIN, self.lease_seconds / 4))
+        return time.monotonic() + margin < lease.held_since + self.lease_seconds
+
+    async def _await_orphans(self, held: _Held, keeper: asyncio.Task[None]) -> None:
+        """Start consuming a partition only when no message is out with its earlier holder. A
+        holder that died (or froze) holding fetched messages leaves them pending until their
+        ack wait runs out, and JetStream meanwhile hands out the messages after them: routing
+        those first would number a session's later message before its earlier one. So wait
+        until nothing is pending, or at most one ack wait (the orphans are then redelivered
+        ahead of new messages). A hand-over with nothing in flight costs one consumer-info
+        call; messages a releasing router handed back (nak) count as pending too, so a
+        hand-over under load waits up to one ack wait: slower, never out of order."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease_seconds + 0.5
+        waited = False
+        while not self._stopping.is_set() and not held.stop.is_set() and not keeper.done():
+            try:
+                pending = (await held.psub.consumer_info()).num_ack_pending or 0
+            except Exception as exc:  # the server is away: the loop's own retries cover it
+                log.warning("router: could not read the inbound consumer (%s)", exc)
+                pending = -1
+            if pending == 0:
+                break
+            if loop.time() >= deadline:
+                break
+            if not waited and pending > 0:
+                log.info(
+                    "router: %d message(s) of partition %d still out with its previous holder; waiting for them",
+                    pending,
+                    held.partition.index,
+                )
+                waited = True
+            await wait_for_stop(held.stop, 0.1)
 
     async def _keep_lease(self, lease: Lease) -> None:
-        """Renew the leader lease until it is lost (any failure: a standby may lead by now)."""
+        """Renew a partition's lease until it is lost (any failure: another router may route
+        the partition by now)."""
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 await lease.renew()
             except Exception as exc:
-                log.error("router: lost the leader lease (%s)", exc)
+                log.error("router: lost the lease %s (%s)", lease.key, exc)
+                lease.lost = True
                 return
 
-    async def _handle_batch(self, msgs: list[Msg]) -> bool:
+    async def _handle_batch(self, msgs: list[Msg], held: _Held | None = None) -> bool:
         """Route a fetched batch. Decisions and sequence numbers are made in CM_INBOUND order;
         the writes then go out concurrently (session records first, then turns), and the batch
         is acked only when all of them are stored. False: nothing was acked, all is handed back."""
         ctx = self.ctx
         config = ctx.holder.current
+        # redeliveries and new messages can arrive together: stream order is the order
+        msgs = sorted(msgs, key=lambda m: m.metadata.sequence.stream)
+        if held is not None and held.owed:
+            msgs = await self._not_ahead_of_owed(held, msgs)
+            if not msgs:
+                return False
         routed: list[_Routed] = []
-        for msg in msgs:
+        # counted concurrently: a batch delivered again after a failover costs one round trip
+        exhausted = await asyncio.gather(
+            *(ctx.give_up(m, self.tries, self._failures.pop(m.metadata.sequence.stream, None)) for m in msgs),
+            return_exceptions=True,
+        )
+        failed = next((e for e in exhausted if isinstance(e, BaseException)), None)
+        if failed is not None:
+            if not isinstance(failed, Exception):
+                raise failed
+            # a try that cannot be counted is not made; handing back only that message would
+            # let a later one of its session be numbered first
+            log.warning("router: could not count the tries of a batch (%s); handing it back", failed)
+            await self._hand_back_batch(
+                [m for m, done in zip(msgs, exhausted, strict=True) if done is not True], failed, held
+            )
+            return False
+        for msg, given_up in zip(msgs, exhausted, strict=True):
             headers = msg.headers or {}
             seq = msg.metadata.sequence.stream
-            if await ctx.give_up(msg, self.tries, self._failures.pop(seq, None)):
+            if given_up:
+                await self._tell_given_up(msg)
                 continue
             try:
                 inbound = decode(msg.data, InboundMessage, headers)
@@ -249,6 +468,7 @@ class Router:
                 await ctx.dead_letter(msg.subject, str(exc), msg.data, headers)
                 await msg.term()
                 continue
+            inbound = _mark_command(inbound)
             try:
                 route = route_message(config, inbound)
             except ClawmeshError as exc:  # AgentSelectionRequired, an unknown agent
@@ -262,26 +482,17 @@ class Router:
         if not routed:
             return True
         try:
-            seqs, touched = await self.sequences.assign([(r.route, r.inbound, r.inbound_seq) for r in routed])
-            for r, seq in zip(routed, seqs, strict=True):
-                r.seq = seq
-            revisions = await asyncio.gather(
-                *(self.store.put_session(rec, rev) for rec, rev in touched.values())
-            )
-            self.sequences.stored(touched, revisions)
+            await self._number(routed)
+            for r in routed:
+                if r.inbound.metadata.get("command") == "stop":
+                    await self._stop(r)
             await asyncio.gather(*(self._publish_turn(r, config.version) for r in routed))
         except Exception as exc:
             log.warning(
                 "router: could not store %d routed message(s) (%s); handing them back", len(routed), exc
             )
             self.sequences.forget()
-            # Hold the line, then hand the batch back with no delay: a message handed back with
-            # a delay would let a later message of its session be routed (and numbered) first.
-            # Redelivered messages are served before new ones, in the order they were handed back.
-            tries = max((r.msg.metadata.num_delivered or 1) for r in routed)
-            await wait_for_stop(self._stopping, min(0.5 * 2 ** (tries - 1), 5.0))
-            for r in routed:
-                await self._retry_later(r.msg, exc, delay=0)
+            await self._hand_back_batch([r.msg for r in routed], exc, held)
             return False
         for r in routed:
             decision = RouteDecision(
@@ -297,6 +508,102 @@ class Router:
             await r.msg.ack()
         ctx.counters["routed"] += len(routed)
         return True
+
+    async def _number(self, routed: list[_Routed]) -> None:
+        """Give each routed message its session's next number and store the session records
+        (compare-and-set). A record another router (or another partition here) wrote since we
+        read it is read again and the batch numbered again; messages already numbered keep
+        their numbers (the records remember them)."""
+        arrivals = [(r.route, r.inbound, r.inbound_seq) for r in routed]
+        for _ in range(_NUMBERING_TRIES):
+            seqs, touched = await self.sequences.assign(arrivals)
+            results = await asyncio.gather(
+                *(self.store.put_session(rec, rev) for rec, rev in touched.values()), return_exceptions=True
+            )
+            stored: dict[str, int] = {}
+            conflicts: list[str] = []
+            failure: BaseException | None = None
+            for key, result in zip(touched, results, strict=True):
+                if isinstance(result, KeyWrongLastSequenceError):
+                    conflicts.append(key)
+                elif isinstance(result, BaseException):
+                    failure = result
+                else:
+                    stored[key] = result
+            self.sequences.stored({k: touched[k] for k in stored}, list(stored.values()))
+            if failure is not None:
+                raise failure
+            if not conflicts:
+                for r, seq in zip(routed, seqs, strict=True):
+                    r.seq = seq
+                return
+            self.ctx.counters["sequence_conflicts"] += len(conflicts)
+            self.sequences.drop(conflicts)
+        raise RuntimeError(f"session records kept changing under this router: {', '.join(conflicts[:3])}")
+
+    async def _stop(self, r: _Routed) -> None:
+        """`/stop` (or an abort word): stop the session's running turn and every sub-agent run it
+        spawned, before its turn is published; the turn then only says so (the runner answers it
+        without a model: `command` in its metadata)."""
+        ctx = self.ctx
+        stopped = await stop_session(
+            ctx.sessions, ctx.nc.publish, ctx.subjects.stop, r.route.session_key, reason="/stop"
+        )
+        r.inbound = msgspec.structs.replace(
+            r.inbound,
+            metadata={**r.inbound.metadata, "stoppedSubagents": str(len(stopped) - 1)},
+        )
+        ctx.counters["stops"] += 1
+
+    async def _hand_back_batch(self, msgs: list[Msg], exc: Exception, held: _Held | None) -> None:
+        """Hold the line, then hand the batch back with no delay: a message handed back with a
+        delay would let a later message of its session be routed (and numbered) first.
+        Redelivered messages are served before new ones, in the order they were handed back;
+        until each is back, nothing newer of the partition is routed (`_not_ahead_of_owed`)."""
+        tries = max((m.metadata.num_delivered or 1) for m in msgs)
+        await wait_for_stop(self._stopping, min(0.5 * 2 ** (tries - 1), 5.0))
+        self._owe(held, msgs)
+        for m in msgs:
+            await self._retry_later(m, exc, delay=0)
+
+    def _owe(self, held: _Held | None, msgs: list[Msg]) -> None:
+        if held is None:
+            return
+        # by then JetStream has redelivered it even if the hand-back (a plain publish) was lost
+        until = time.monotonic() + self.lease_seconds + 1.0
+        for m in msgs:
+            held.owed[m.metadata.sequence.stream] = until
+
+    async def _not_ahead_of_owed(self, held: _Held, msgs: list[Msg]) -> list[Msg]:
+        """The messages of a batch (in stream order) that may be routed while some this router
+        handed back have not come back: those older than the oldest of them. The newer ones are
+        handed back again, untried. A hand-back (nak) is a plain publish; one lost while the
+        consumer's leader moves leaves its message pending until the ack wait while newer ones
+        are delivered, and routing those would number them first (a 240 s chaos run with 8
+        partitions did). Waiting is bounded: a message owed past its ack wait is given up on."""
+        owed = held.owed
+        for m in msgs:
+            owed.pop(m.metadata.sequence.stream, None)
+        now = time.monotonic()
+        for seq, until in list(owed.items()):
+            if until < now:
+                del owed[seq]
+                log.warning(
+                    "router: handed-back message %d of partition %d did not come back; going on",
+                    seq,
+                    held.partition.index,
+                )
+        if not owed:
+            return msgs
+        oldest = min(owed)
+        later = [m for m in msgs if m.metadata.sequence.stream > oldest]
+        if later:
+            self.ctx.counters["inbound_held_back"] += len(later)
+            self._owe(held, later)
+            for m in later:
+                with best_effort(self.ctx.counters, "inbound_nak", log=log):
+                    await m.nak(delay=_OWED_RETRY)
+        return [m for m in msgs if m.metadata.sequence.stream < oldest]
 
     async def _retry_later(self, msg: Msg, exc: Exception, *, delay: float | None = None) -> None:
         """Hand `msg` back (by default with a growing delay); it is dead-lettered with `exc` as
@@ -367,6 +674,28 @@ class Router:
                 ),
             )
         await msg.ack()
+
+    async def _tell_given_up(self, msg: Msg) -> None:
+        """A message dead-lettered after its last try (`give_up`): its caller and a poller of
+        its turn are told, instead of waiting for a turn that will never come."""
+        ctx = self.ctx
+        with best_effort(ctx.counters, "given_up_notice", log=log):
+            inbound = decode(msg.data, InboundMessage, msg.headers)
+            message = f"the message could not be routed in {self.tries} tries"
+            hint = "send it again, or ask the operator to look at the dead-letter stream"
+            decision = RouteDecision(
+                turn_id=inbound.id,
+                channel=inbound.channel,
+                account_id=inbound.account_id,
+                error_code="DELIVERY_LIMIT",
+                error_message=message,
+                error_hint=hint,
+            )
+            await self._announce(decision, inbound)
+            await self.store.put_turn_status(
+                inbound.id,
+                TurnStatus(state="error", error_code="DELIVERY_LIMIT", error_message=f"{message}; {hint}"),
+            )
 
     async def _announce(self, decision: RouteDecision, inbound: InboundMessage) -> None:
         data, hdrs = encode_json(decision)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from clawmesh.sessions import SessionStore, TxUser
@@ -22,7 +23,7 @@ from clawmesh_ingress.turns import turn_id_for  # message id → turn id, as the
 
 from .load import Sent, session_key
 
-__all__ = ["Reply", "Report", "check", "read_outbound", "read_transcripts"]
+__all__ = ["Reply", "Report", "check", "read_outbound", "read_stream", "read_transcripts"]
 
 
 @dataclass(frozen=True)
@@ -35,24 +36,35 @@ class Reply:
     is_error: bool
 
 
-async def read_outbound(js: JetStreamContext, timeout: float = 10.0) -> list[Reply]:
-    """Every reply in CM_OUTBOUND, in stream order."""
-    info = await js.stream_info("CM_OUTBOUND")
-    last = info.state.last_seq
-    out: list[Reply] = []
+async def read_stream(js: JetStreamContext, subject: str, timeout: float = 10.0) -> list[Msg]:
+    """Every message stored under `subject`, in stream order (an ordered consumer from the
+    start, read up to the stream's last message)."""
+    info = await js.stream_info(await js.find_stream_name_by_subject(subject))
     if info.state.messages == 0:
-        return out
-    sub = await js.subscribe("cm.out.>", ordered_consumer=True)
+        return []
+    last = info.state.last_seq
+    out: list[Msg] = []
+    sub = await js.subscribe(subject, ordered_consumer=True)
     try:
         while True:
-            msg = await sub.next_msg(timeout)
-            o = decode(msg.data, OutboundMessage)
-            seq = msg.metadata.sequence.stream
-            out.append(Reply(seq, o.turn_id, o.session_key, o.text, o.ts, o.is_error))
-            if seq >= last:
+            try:
+                msg = await sub.next_msg(timeout)
+            except TimeoutError:
+                return out  # the filter's last message is older than the stream's last
+            out.append(msg)
+            if msg.metadata.sequence.stream >= last:
                 return out
     finally:
         await sub.unsubscribe()
+
+
+async def read_outbound(js: JetStreamContext, timeout: float = 10.0) -> list[Reply]:
+    """Every reply in CM_OUTBOUND, in stream order."""
+    out = []
+    for msg in await read_stream(js, "cm.out.>", timeout):
+        o = decode(msg.data, OutboundMessage)
+        out.append(Reply(msg.metadata.sequence.stream, o.turn_id, o.session_key, o.text, o.ts, o.is_error))
+    return out
 
 
 async def read_transcripts(js: JetStreamContext, peers: Sequence[str]) -> dict[str, list[TxUser]]:

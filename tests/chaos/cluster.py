@@ -147,6 +147,7 @@ class Cluster:
     runners: int = 3
     node_agents: int = 1
     turn_lease_seconds: float = 5
+    router_partitions: int = 1  # > 1: the routers share CM_INBOUND's partitions
     token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     procs: list[Proc] = field(default_factory=list)
     nats_ports: list[int] = field(default_factory=list)
@@ -173,7 +174,10 @@ class Cluster:
             "session": {"dmScope": "per-peer"},
             "gateway": {"auth": {"token": self.token}},
             # a killed runner's turn is taken over after this; short, so the test sees it
-            "runtime": {"turnLeaseSeconds": self.turn_lease_seconds},
+            "runtime": {
+                "turnLeaseSeconds": self.turn_lease_seconds,
+                "routerPartitions": self.router_partitions,
+            },
         }
 
     def build(self) -> None:

@@ -28,6 +28,7 @@ from .checker import Reply, Report, check, read_outbound, read_transcripts
 from .cluster import Cluster
 from .faults import Fault, FaultLog, apply_schedule, heal, schedule, supervise
 from .load import Load
+from .trace import consumers, trace, trace_text
 
 __all__ = ["Options", "Result", "main", "run_chaos"]
 
@@ -43,6 +44,7 @@ class Options:
     mean_gap: float = 4.0  # mean seconds between two faults
     max_down: float = 6.0
     drain: float = 180.0  # how long the replies of accepted messages may take after healing
+    router_partitions: int = 1  # runtime.routerPartitions: > 1, both routers route at once
     work: Path | None = None
 
 
@@ -53,17 +55,21 @@ class Result:
     report: Report
     fault_log: list[str] = field(default_factory=list)
     work: Path | None = None
+    trail: dict[str, Any] = field(default_factory=dict)  # where lost messages stopped (`trace`)
 
     def text(self) -> str:
         lines = [
             f"chaos seed={self.options.seed} duration={self.options.duration}s warmup={self.options.warmup}s "
-            f"sessions={self.options.sessions} retry_window={self.options.retry_window}s",
+            f"sessions={self.options.sessions} retry_window={self.options.retry_window}s"
+            f" router_partitions={self.options.router_partitions}",
             f"faults ({len(self.faults)}):",
             *(f"  {f}" for f in self.faults),
             "summary: " + json.dumps(self.report.summary(), indent=2),
         ]
         if not self.report.ok:
             lines.append("problems: " + json.dumps(self.report.details(), indent=2))
+        if self.trail:
+            lines.append(trace_text(self.trail))
         lines.append(f"logs: {self.work}")
         lines.append(f"result: {'OK' if self.report.ok else 'FAILED'} (seed {self.options.seed})")
         return "\n".join(lines)
@@ -188,7 +194,7 @@ async def _poll_connect(cluster: Cluster, timeout: float) -> Client:
 
 async def run_chaos(opts: Options, start_timeout: float = 180.0) -> Result:
     work = opts.work or Path(tempfile.mkdtemp(prefix=f"chaos-{opts.seed}-"))
-    cluster = Cluster(work)
+    cluster = Cluster(work, router_partitions=opts.router_partitions)
     fault_log = FaultLog([])
     async with _running(cluster, start_timeout, fault_log) as nc:
         targets = [(p.name, p.kind) for p in cluster.procs]
@@ -240,7 +246,11 @@ async def run_chaos(opts: Options, start_timeout: float = 180.0) -> Result:
 
         await _poll(read, 60, "the transcripts")
         report = check(load.sent, replies, transcripts, chaos_start=chaos_start, chaos_end=chaos_end)
-    result = Result(opts, faults, report, fault_log.lines, work)
+        trail: dict[str, Any] = {}
+        if report.lost:  # where each stopped, while the cluster is still up (the report keeps it)
+            with contextlib.suppress(Exception):
+                trail = {"consumers": await consumers(js), "messages": await trace(js, report.lost)}
+    result = Result(opts, faults, report, fault_log.lines, work, trail)
     (work / "chaos-report.json").write_text(
         json.dumps(
             {
@@ -249,6 +259,7 @@ async def run_chaos(opts: Options, start_timeout: float = 180.0) -> Result:
                 "fault_log": fault_log.lines,
                 "summary": report.summary(),
                 "details": report.details(limit=1000),
+                "trail": trail,
                 # where the users waited longest, to set beside the fault log
                 "slowest_accepts": [
                     {
@@ -284,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mean-gap", type=float, default=_env_float("CHAOS_MEAN_GAP", 4))
     parser.add_argument("--max-down", type=float, default=_env_float("CHAOS_MAX_DOWN", 6))
     parser.add_argument(
+        "--router-partitions", type=int, default=int(_env_float("CHAOS_ROUTER_PARTITIONS", 1))
+    )
+    parser.add_argument(
         "--work", type=Path, default=None, help="where configs, data and logs go (default: a temp dir)"
     )
     args = parser.parse_args(argv)
@@ -296,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         retry_window=args.retry_window,
         mean_gap=args.mean_gap,
         max_down=args.max_down,
+        router_partitions=args.router_partitions,
         work=args.work,
     )
     print(f"chaos: seed {opts.seed} (repeat with --seed {opts.seed})", flush=True)

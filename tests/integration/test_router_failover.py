@@ -175,3 +175,53 @@ async def _turns(js: Any) -> list[TurnRequest]:
         msg = await js.get_msg("CM_TURNS", seq)
         out.append(decode(msg.data, TurnRequest, msg.headers))
     return out
+
+
+async def test_a_new_leader_routes_what_the_old_one_fetched_before_anything_later(
+    server: NatsServer, tmp_path: Path
+) -> None:
+    """A leader that dies between fetching a message and numbering it leaves that message out
+    for one ack wait while JetStream hands out the ones after it; the next leader must not
+    number them first (a chaos run numbered a session's message 57 after its 58-64)."""
+    config = {
+        "agents": {"defaults": {"model": "echo/x"}, "list": [{"id": "main", "default": True}]},
+        "session": {"dmScope": "per-peer"},
+        "runtime": {"turnLeaseSeconds": 10},
+    }
+    path = write_config(tmp_path / "clawmesh.json", config)
+    url = f"nats://test:tpw@127.0.0.1:{server.client_port}"
+    env = {**os.environ, "CLAWMESH_STATE_DIR": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    nc = await nats.connect(url)
+    decided: list[RouteDecision] = []
+
+    async def on_decision(msg: Any) -> None:
+        decided.append(decode(msg.data, RouteDecision, msg.headers))
+
+    first = ServiceProcess("router", path, url, env, tmp_path / "router-a.log")
+    second: ServiceProcess | None = None
+    try:
+        await wait_until(lambda: _leader(nc, 1), timeout=60, message="router A leads")
+        assert first.terminate() == 0  # its lease is released; the shared consumer stays
+        await nc.subscribe("cm.route.decided", cb=on_decision)
+        await nc.flush()
+        js = nc.jetstream()
+        peer = Peer(kind="direct", id="pat")
+        data, headers = encode_msgpack(InboundMessage(id="m1", channel="api", text="one", peer=peer))
+        await js.publish("cm.in.api.default", data, headers=headers)
+        # the leader that dies: m1 fetched from the routers' consumer, never numbered or acked
+        held = await js.pull_subscribe_bind("router", stream="CM_INBOUND")
+        [orphan] = await held.fetch(1, timeout=10)
+        assert decode(orphan.data, InboundMessage, orphan.headers).id == "m1"
+        await held.unsubscribe()
+
+        second = ServiceProcess("router", path, url, env, tmp_path / "router-b.log")
+        await wait_until(lambda: _leader(nc, 1), timeout=60, message="router B leads")
+        data, headers = encode_msgpack(InboundMessage(id="m2", channel="api", text="two", peer=peer))
+        await js.publish("cm.in.api.default", data, headers=headers)
+        await wait_until(lambda: len(decided) >= 2, timeout=60, message="m1 and m2 routed")
+        assert [(d.turn_id, d.seq) for d in decided] == [("m1", 1), ("m2", 2)]
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+        await nc.close()

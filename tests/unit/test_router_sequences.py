@@ -114,3 +114,74 @@ async def test_a_batch_that_was_not_stored_leaves_the_cache_as_it_was() -> None:
     assert seqs == [2]  # the unstored assignment left no trace
     record, last = touched["s1"]
     assert last == 17 and record.recent == {1: 1, 2: 2}
+
+
+def _command(name: str, args: str = "") -> InboundMessage:
+    metadata = {"command": name, "commandArgs": args}
+    return InboundMessage(id="t", channel="api", peer=Peer(kind="direct", id="u"), metadata=metadata)
+
+
+async def test_new_and_reset_give_the_session_a_new_id_once_even_when_redelivered() -> None:
+    stored = SessionRecord(session_key="s1", agent_id="main", session_id="x", seq=4, inbound_seq=40)
+    sequences = _sequences(_Store({"s1": (stored, 9)}))
+    seqs, touched = await sequences.assign([(_route("s1"), _command("new"), 41)])
+    record = touched["s1"][0]
+    assert seqs == [5] and record.session_id != "x" and record.started_seq == 5
+    sequences.stored(touched, [10])
+    fresh = record.session_id
+    # redelivered after a router crash: the same number, no second new session
+    seqs, touched = await sequences.assign([(_route("s1"), _command("new"), 41)])
+    assert seqs == [5] and touched["s1"][0].session_id == fresh
+    # with a text, the command's own turn is the new session's first message
+    seqs, touched = await sequences.assign(
+        [(_route("s1"), _command("reset", "hello"), 42), (_route("s1"), _command("status"), 43)]
+    )
+    record = touched["s1"][0]
+    assert seqs == [6, 7] and record.session_id != fresh and record.started_seq == 5
+
+
+def _task(child: str) -> InboundMessage:
+    """A sessions_spawn task message: it names the child session the spawn just made up."""
+    return InboundMessage(
+        id="run",
+        channel="subagent",
+        session_key=child,
+        metadata={"parentSessionKey": "agent:main:main", "spawnDepth": "1"},
+    )
+
+
+async def test_a_spawned_child_session_is_created_without_reading_it_first() -> None:
+    child = "agent:worker:subagent:5b1e"
+    store = _Store()
+    seqs, touched = await _sequences(store).assign([(_route(child, "worker"), _task(child), 7)])
+    assert seqs == [1] and touched[child][1] is None  # a create: it fails if the record exists
+    assert store.reads == []
+
+
+async def test_a_child_session_whose_create_failed_is_read_like_any_other() -> None:
+    # the task message delivered again after a crash: the session was created the first time
+    child = "agent:worker:subagent:5b1e"
+    stored = SessionRecord(session_key=child, agent_id="worker", session_id="x", seq=1, recent={7: 1})
+    store = _Store({child: (stored, 3)})
+    sequences = _sequences(store)
+    await sequences.assign([(_route(child, "worker"), _task(child), 7)])
+    sequences.drop([child])  # its create failed: the record exists
+    seqs, touched = await sequences.assign([(_route(child, "worker"), _task(child), 7)])
+    assert store.reads == [child]
+    assert seqs == [1] and touched[child][1] == 3  # its number of the first time, an update
+    # the same after a batch that failed as a whole (a new leader, the store unavailable)
+    other = "agent:worker:subagent:9c0d"
+    await sequences.assign([(_route(other, "worker"), _task(other), 8)])
+    sequences.forget()
+    await sequences.assign([(_route(other, "worker"), _task(other), 8)])
+    assert store.reads == [child, other]
+
+
+async def test_only_a_sub_agent_task_message_skips_the_read() -> None:
+    # a later message to a child session (sessions_send), or a look-alike outside sub-agent keys
+    child = "agent:worker:subagent:5b1e"
+    store = _Store()
+    later = InboundMessage(id="t", channel="a2a", session_key=child)
+    odd = InboundMessage(id="u", channel="api", session_key="agent:main:main", metadata={"spawnDepth": "1"})
+    await _sequences(store).assign([(_route(child, "worker"), later, 8), (_route("agent:main:main"), odd, 9)])
+    assert store.reads == [child, "agent:main:main"]

@@ -17,7 +17,7 @@ import signal
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from ..errors import best_effort
 
@@ -28,6 +28,11 @@ log = logging.getLogger("clawmesh.nats-server")
 _LISTENING: Final = re.compile(r"Listening for client connections on ([0-9.\[\]:a-fA-F]+):(\d+)")
 _CLUSTER: Final = re.compile(r"Listening for route connections on ([0-9.\[\]:a-fA-F]+):(\d+)")
 _LEAF: Final = re.compile(r"Listening for leafnode connections on ([0-9.\[\]:a-fA-F]+):(\d+)")
+# Leaf links as the server logs them (a region's link to its federation hub).
+_LEAF_UP: Final = "Leafnode connection created"
+_LEAF_DOWN: Final = "Leafnode connection closed"
+# A cycle: through other servers ("Loop detected"), or the same account joined twice.
+_LEAF_LOOP: Final = re.compile(r"Loop detected|Duplicate Remote LeafNode Connection")
 _READY: Final = "Server is ready"
 
 
@@ -74,6 +79,7 @@ class NatsServer:
         host: str = "127.0.0.1",
         port: int = 0,
         jetstream: bool = True,
+        jetstream_domain: str | None = None,
         server_name: str | None = None,
         config: str = "",
         authorization: str = "",
@@ -85,6 +91,7 @@ class NatsServer:
         self.host = host
         self.port = port
         self.jetstream = jetstream
+        self.jetstream_domain = jetstream_domain
         self.server_name = server_name
         self.extra = config
         self.authorization = authorization
@@ -101,6 +108,10 @@ class NatsServer:
         self._reader: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._log_tail: list[str] = []
+        # leaf links (federation): open links now, the last close reason, the last loop report
+        self._leaf_links = 0
+        self._leaf_error: str | None = None
+        self._leaf_loop: str | None = None
 
     @property
     def url(self) -> str:
@@ -115,7 +126,8 @@ class NatsServer:
             lines.append(f'server_name: "{self.server_name}"')
         if self.jetstream:
             store = self.store_dir or (self.work_dir or Path.cwd()) / "jetstream"
-            lines.append(f'jetstream {{ store_dir: "{store}" }}')
+            domain = f', domain: "{self.jetstream_domain}"' if self.jetstream_domain else ""
+            lines.append(f'jetstream {{ store_dir: "{store}"{domain} }}')
         lines.append(self.extra)
         if self.authorization:
             lines.append(self.authorization)
@@ -173,6 +185,8 @@ class NatsServer:
                     self.cluster_port = int(m.group(2))
                 elif (m := _LEAF.search(line)) is not None:
                     self.leaf_port = int(m.group(2))
+                elif _LEAF_UP in line or _LEAF_DOWN in line or _LEAF_LOOP.search(line):
+                    self._on_leaf_line(line)
                 elif _READY in line:
                     self._ready.set()
                 elif "[FTL]" in line or "[ERR]" in line:
@@ -181,6 +195,31 @@ class NatsServer:
             self._ready.set()  # wake start() if the process died
             if sink:
                 sink.close()
+
+    def _on_leaf_line(self, line: str) -> None:
+        message = line.split("] ", 2)[-1]  # without "[pid] date time [INF] "
+        if _LEAF_LOOP.search(line):
+            self._leaf_loop = message
+        elif _LEAF_UP in line:
+            self._leaf_links += 1
+        else:
+            self._leaf_links = max(self._leaf_links - 1, 0)
+            self._leaf_error = message
+
+    def leaf_status(self) -> dict[str, Any]:
+        """This server's leaf links as its log told them: `links` open now, `lastClose` (why the
+        last one closed), `loop` (the server's last report of a cycle: "Loop detected", or the
+        same account joined to the hub twice; docs/federation.md)."""
+        out: dict[str, Any] = {"links": self._leaf_links}
+        if self._leaf_error:
+            out["lastClose"] = self._leaf_error
+        if self._leaf_loop:
+            out["loop"] = self._leaf_loop
+        return out
+
+    def log_tail(self) -> list[str]:
+        """The server's last log lines (for diagnostics and tests)."""
+        return list(self._log_tail)
 
     @property
     def running(self) -> bool:

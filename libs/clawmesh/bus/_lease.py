@@ -13,6 +13,8 @@ which succeeds only if nobody touched the key since: exactly the condition `crea
 
 from __future__ import annotations
 
+import time
+
 from nats.js import JetStreamContext
 from nats.js.client import KV_PRE_TEMPLATE
 from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
@@ -21,7 +23,9 @@ from nats.js.kv import KeyValue
 __all__ = ["Lease", "LeaseLost", "Leases"]
 
 _MAX_REMEMBERED = 100_000
-_WRONG_LAST_SEQUENCE = 10071  # JetStream error code (nats-py maps it only inside KV calls)
+# JetStream's "wrong last sequence" codes (nats-py maps them only inside KV calls): 10071 with
+# the sequence in the text, 10164 the constant text newer servers send
+_WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
 
 
 class LeaseLost(Exception):
@@ -45,13 +49,14 @@ class Leases:
     async def acquire(self, key: str) -> Lease | None:
         """Take the lease, or None when someone else holds it."""
         marker = self._markers.pop(key, None)
+        sent = time.monotonic()
         if marker is not None:
             try:
-                return Lease(self, key, await self.kv.update(key, self.owner, last=marker))
+                return Lease(self, key, await self.kv.update(key, self.owner, last=marker), sent)
             except KeyWrongLastSequenceError:
                 pass  # taken or expired since: fall back to the general case
         try:
-            return Lease(self, key, await self.kv.create(key, self.owner))
+            return Lease(self, key, await self.kv.create(key, self.owner), sent)
         except KeyWrongLastSequenceError:
             return None
 
@@ -66,7 +71,7 @@ class Leases:
                     headers={"KV-Operation": "DEL", "Nats-Expected-Last-Subject-Sequence": str(revision)},
                 )
             except BadRequestError as exc:
-                if exc.err_code != _WRONG_LAST_SEQUENCE:
+                if exc.err_code not in _WRONG_LAST_SEQUENCE:
                     raise
                 try:
                     entry = await self.kv.get(key)
@@ -85,13 +90,16 @@ class Leases:
 class Lease:
     """One lease held: renew it well within the bucket's TTL, release it when done."""
 
-    __slots__ = ("_leases", "key", "lost", "revision")
+    __slots__ = ("_leases", "held_since", "key", "lost", "revision")
 
-    def __init__(self, leases: Leases, key: str, revision: int) -> None:
+    def __init__(self, leases: Leases, key: str, revision: int, sent: float | None = None) -> None:
         self._leases = leases
         self.key = key
         self.revision = revision  # of our latest write: the condition of the next one
         self.lost = False
+        # time.monotonic() when our latest successful write was sent: the lease is ours at least
+        # until the bucket's TTL has passed since then (unless it was released)
+        self.held_since = time.monotonic() if sent is None else sent
 
     async def renew(self) -> None:
         """Extend the lease. Raises LeaseLost when someone else holds it; any other error (a
@@ -99,11 +107,13 @@ class Lease:
         if self.lost:
             raise LeaseLost(self.key)
         leases = self._leases
+        sent = time.monotonic()
         try:
             self.revision = await leases.kv.update(self.key, leases.owner, last=self.revision)
         except KeyWrongLastSequenceError:
             self.lost = True
             raise LeaseLost(self.key) from None
+        self.held_since = sent
 
     async def release(self) -> None:
         """Give the lease up if it is still ours (never someone else's, even with a stale

@@ -16,6 +16,7 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    SubjectTransform,
 )
 from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
 from nats.js.errors import NotFoundError, ServiceUnavailableError
@@ -48,6 +49,7 @@ class Layout:
     inbound_max_bytes: int = NatsSettings.inbound_max_bytes
     sessions_max_bytes: int = NatsSettings.sessions_max_bytes
     dead_letters_max_bytes: int = NatsSettings.dead_letters_max_bytes
+    router_partitions: int = RuntimeSettings.router_partitions
 
     def _stream(self, name: str, subject: str, retention: RetentionPolicy, **extra: Any) -> StreamConfig:
         return StreamConfig(
@@ -59,10 +61,18 @@ class Layout:
             **extra,
         )
 
+    def inbound_transform(self) -> SubjectTransform | None:
+        """CM_INBOUND's partition mapping (`runtime.routerPartitions` > 1), else none."""
+        if self.router_partitions <= 1:
+            return None
+        src, dest = self.subjects.inbound_transform(self.router_partitions)
+        return SubjectTransform(src=src, dest=dest)
+
     def streams(self) -> list[StreamConfig]:
         s = self.subjects
         return [
-            # Every accepted message; routers share one durable consumer. Dedupe by channel message id.
+            # Every accepted message; one durable router consumer per partition (one in all
+            # when unpartitioned). Dedupe by channel message id.
             self._stream(
                 "INBOUND",
                 s.inbound_all,
@@ -71,6 +81,7 @@ class Layout:
                 max_bytes=self.inbound_max_bytes,
                 duplicate_window=120.0,
                 discard=DiscardPolicy.OLD,
+                subject_transform=self.inbound_transform(),
             ),
             # Routed turns; each is removed once a runner acks it.
             self._stream(
@@ -112,6 +123,16 @@ class Layout:
             # exec approval requests (node-agent creates, operators decide); each carries its own
             # expiry, the TTL only clears old ones away
             BucketSpec("approvals", ttl=DAY),
+            # DM pairing (clawmesh.channels): pending codes (each expires 1 h after creation, by
+            # its own timestamp) and the senders approved for good, so no TTL
+            BucketSpec("pairing"),
+            BucketSpec("channels"),  # channel adapters' state: Telegram getUpdates offsets (ingress)
+            # replies sent to a channel, by turn id, so a redelivered reply is not sent again;
+            # kept as long as CM_OUTBOUND keeps replies
+            BucketSpec("delivered", ttl=DAY),
+            # federation: the catalogue each other region broadcasts (ingress keeps the latest);
+            # a region that stops broadcasting drops out after an hour
+            BucketSpec("gateways", ttl=3600.0),
         ]
 
 
@@ -147,6 +168,7 @@ async def _provision_once(js: JetStreamContext, layout: Layout) -> dict[str, Key
             or (current.duplicate_window or 0) != (config.duplicate_window or 0)
             or (current.num_replicas or 1) != (config.num_replicas or 1)
             or _bound(current.max_bytes) != _bound(config.max_bytes)
+            or _transform(current.subject_transform) != _transform(config.subject_transform)
         ):
             await js.update_stream(config)
             log.info("updated stream %s", config.name)
@@ -180,6 +202,10 @@ async def _provision_once(js: JetStreamContext, layout: Layout) -> dict[str, Key
             direct=direct,
         )
     return buckets
+
+
+def _transform(transform: SubjectTransform | None) -> tuple[str, str] | None:
+    return (transform.src, transform.dest) if transform is not None and transform.src else None
 
 
 def _bound(limit: int | None) -> int | None:

@@ -28,6 +28,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from nats.micro.request import Request
 
@@ -101,34 +102,81 @@ class ServiceContext:
         )
 
     async def pull_consumer(
-        self, subject: str, stream: str, durable: str, *, max_ack_pending: int, tries: int | None
+        self,
+        subject: str | list[str],
+        stream: str,
+        durable: str,
+        *,
+        max_ack_pending: int,
+        from_start: bool = True,
+        start_seq: int | None = None,
     ) -> Any:
         """The durable pull consumer replicas of a service share: explicit acks, redelivery
-        after one lease (`runtime.turnLeaseSeconds`) without an ack or progress. A message is
-        delivered at most `tries` + 1 times: the last delivery is for `give_up` to dead-letter
-        (None: no bound; the service counts failures itself)."""
-        return await self.js.pull_subscribe(
-            subject,
-            durable=durable,
-            stream=stream,
-            config=ConsumerConfig(
-                durable_name=durable,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self.layout.lease_seconds,
-                max_deliver=-1 if tries is None else tries + 1,
-                max_ack_pending=max_ack_pending,
-            ),
+        after one lease (`runtime.turnLeaseSeconds`) without an ack or progress, and no
+        JetStream bound on deliveries: JetStream counts a message handed back untried (a router
+        letting its partition go, a replica stopping) as a delivery too, and drops a message
+        that reaches its bound without telling anyone, so the services count tries themselves
+        (`give_up`). A consumer made with a bound by an earlier version loses it here.
+        `subject`: its filter, or several.
+        `from_start=False`: a consumer created now takes only messages stored from now on;
+        `start_seq`: from that stream sequence on (an existing one keeps its place either way)."""
+        filters = [subject] if isinstance(subject, str) else subject
+        if start_seq is not None:
+            policy, start = DeliverPolicy.BY_START_SEQUENCE, start_seq
+        else:
+            policy, start = (DeliverPolicy.ALL if from_start else DeliverPolicy.NEW), None
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=policy,
+            opt_start_seq=start,
+            ack_wait=self.layout.lease_seconds,
+            max_deliver=-1,
+            max_ack_pending=max_ack_pending,
+            filter_subjects=filters if len(filters) > 1 else None,
         )
+        psub = await self.js.pull_subscribe(
+            filters[0] if len(filters) == 1 else "", durable=durable, stream=stream, config=config
+        )
+        # nats-py takes an existing durable as it is
+        info = await psub.consumer_info()
+        if (info.config.max_deliver or -1) > 0:
+            config.filter_subject = info.config.filter_subject
+            config.filter_subjects = info.config.filter_subjects
+            config.deliver_policy, config.opt_start_seq = (
+                info.config.deliver_policy,
+                info.config.opt_start_seq,
+            )
+            await self.js.add_consumer(stream, config)  # an update: same name, an editable field
+            log.info("%s: consumer %s no longer bounds deliveries", self.service, durable)
+        return psub
+
+    async def _count_try(self, msg: Msg) -> int:
+        """This delivery's try of `msg`: 1 for a first delivery (nothing written), else one
+        more than the tries counted for it in KV `turns` (key `try.<stream>.<seq>`, gone after
+        the bucket's day), written before the try so that one crashing its process counts."""
+        if (msg.metadata.num_delivered or 1) <= 1:
+            return 1
+        kv = self.kv["turns"]
+        key = f"try.{msg.metadata.stream}.{msg.metadata.sequence.stream}"
+        try:
+            entry = await kv.get(key)
+            before = int(entry.value or b"1")
+        except KeyNotFoundError:
+            before = 1  # the first delivery was tried (a hand-back before any try is rare)
+        await kv.put(key, str(before + 1).encode())
+        return before + 1
 
     async def give_up(self, msg: Msg, tries: int, last_failure: str | None = None) -> bool:
-        """Dead-letter and terminate `msg` if it was delivered more than `tries` times (its
-        handling failed, or crashed its process, every time); False: try it."""
-        delivered = msg.metadata.num_delivered or 1
-        if delivered <= tries:
+        """Dead-letter and terminate `msg` if it was tried `tries` times already (its handling
+        failed, or crashed its process, every time); False: try it. Counted per try, not per
+        delivery (`_count_try`): a first delivery costs nothing; a message delivered again
+        costs a KV read and write, so call this only for a delivery that will be tried."""
+        tried = await self._count_try(msg)
+        if tried <= tries:
             return False
         self.counters["delivery_limit"] += 1
-        reason = f"not processed in {delivered - 1} deliveries (the limit is {tries})"
+        reason = f"not processed in {tried - 1} tries (the limit is {tries})"
         if last_failure:
             reason += f"; last failure: {last_failure}"
         await self.dead_letter(msg.subject, reason, msg.data, msg.headers, code="DELIVERY_LIMIT")
@@ -211,12 +259,13 @@ def nats_settings(
 def layout_for(holder: ConfigHolder) -> Layout:
     settings = holder.current.settings
     return Layout(
-        subjects=Subjects(settings.nats.subject_prefix),
+        subjects=Subjects(settings.nats.subject_prefix, keyed_inbound=settings.runtime.router_partitions > 1),
         replicas=settings.nats.replicas,
         lease_seconds=settings.runtime.lease_seconds,
         inbound_max_bytes=settings.nats.inbound_max_bytes,
         sessions_max_bytes=settings.nats.sessions_max_bytes,
         dead_letters_max_bytes=settings.nats.dead_letters_max_bytes,
+        router_partitions=settings.runtime.router_partitions,
     )
 
 
