@@ -42,6 +42,13 @@ bench: install
 oracle-fixtures: install
 	$(BIN)/python scripts/oracle/session_keys.py
 	$(BIN)/python scripts/oracle/exec_allowlist.py
+	$(BIN)/python scripts/oracle/channel_access.py
+	$(BIN)/python scripts/oracle/openclawx_stream.py
+	$(BIN)/python scripts/oracle/a2a_proxy.py
+	$(BIN)/python scripts/oracle/config_writes.py
+	$(BIN)/python scripts/oracle/openclaw_state.py
+	$(BIN)/python scripts/oracle/session_export.py
+	$(BIN)/python scripts/oracle/http_hooks.py
 
 # docs/testing.md: 3 clustered nats-servers + the services as processes, seeded faults, then a
 # check of what users received. CHAOS_SEED / CHAOS_DURATION / CHAOS_SESSIONS or ARGS set the run.

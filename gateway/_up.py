@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import json
 import os
 import shlex
@@ -131,8 +133,10 @@ async def _up(
     nats_port: int | None,
     json_ready: bool,
     record: LocalGateway,
+    federate: tuple[str, str] | None = None,
 ) -> None:
     from clawmesh.bus import NatsServer, open_context, run_services, setup_tracing
+    from clawmesh.federation import region_config
 
     from .registry import Ingress, local_node_id
 
@@ -160,12 +164,18 @@ async def _up(
             server_name="clawmesh-embedded",
             log_file=sdir / "logs" / "nats-server.log",
             authorization=render_auth_conf(users),
+            # A federated region keeps its JetStream in a domain of its own (named after the
+            # region) and joins the hub as a leaf node: see docs/federation.md.
+            jetstream_domain=federate[1] if federate else None,
+            config=region_config(federate[0]) if federate else "",
         )
         try:
             await server.start()
         except Exception as exc:
             fail(f"could not start the embedded nats-server: {exc}")
         nats_url = server.url
+        if federate:  # ingress reports the leaf link (and a loop in the topology) in its status
+            planned = [(name, _with_leaf_status(factory, server)) for name, factory in planned]
     setup_tracing("clawmesh")
     try:
         # The first connection provisions the streams; the others only bind, concurrently.
@@ -200,6 +210,7 @@ async def _up(
                 url=ingress.url,
                 nats_url=nats_url,
                 nats_auth_dir=config.state_dir / EMBEDDED_AUTH_DIR if users is not None else None,
+                region=holder.current.settings.gateway.region,
             )
             if json_ready:
                 print(
@@ -221,6 +232,48 @@ async def _up(
     finally:
         if server is not None:
             await server.stop()
+
+
+def _with_leaf_status(factory: Any, server: Any) -> Any:
+    from .registry import Ingress
+
+    if isinstance(factory, functools.partial) and factory.func is Ingress:
+        options = factory.keywords.get("options")
+        if options is not None:
+            return functools.partial(
+                Ingress, options=dataclasses.replace(options, leaf_status=server.leaf_status)
+            )
+    return factory
+
+
+_LEAF_SCHEMES = ("nats-leaf://", "tls://", "ws://", "wss://", "nats://")
+
+
+def _federation(federate: str | None, region: str | None, nats_url: str | None) -> tuple[str, str] | None:
+    """(leaf URL, region) for `--federate/--region`, or a one-line refusal."""
+    from clawmesh.federation import FederationError, validate_region
+
+    if federate is None and region is None:
+        return None
+    if federate is None or region is None:
+        fail("--federate and --region go together: `clawmesh up --region sg --federate sg.leaf`")
+    if nats_url is not None:
+        fail(
+            "--federate joins the embedded nats-server to a hub; with --nats-url, federate that NATS instead"
+        )
+    try:
+        validate_region(region, "--region")
+    except FederationError as exc:
+        fail(str(exc))
+    url = federate
+    if not federate.startswith(_LEAF_SCHEMES):
+        try:
+            url = Path(federate).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            fail(f"--federate {federate}: not a nats-leaf:// URL and not a readable file ({exc.strerror})")
+        if not url.startswith(_LEAF_SCHEMES):
+            fail(f"--federate {federate}: the file does not hold a nats-leaf:// URL")
+    return url, region
 
 
 def up(
@@ -256,6 +309,19 @@ def up(
     log_level: Annotated[
         str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING (default), ERROR.")
     ] = None,
+    federate: Annotated[
+        str | None,
+        typer.Option(
+            "--federate",
+            metavar="URL|FILE",
+            help="Join a federation hub as a leaf node: nats-leaf://USER:PASSWORD@HUB:7422, or the "
+            "<region>.leaf file `clawmesh deploy federation` wrote (keeps the password off the command line).",
+        ),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option("--region", help="This gateway's region in the federation (with --federate)."),
+    ] = None,
 ) -> None:
     """Start the gateway in one process: private nats-server + ingress, router, runner, node-agent."""
     from clawmesh.bus import configure_logging
@@ -265,6 +331,9 @@ def up(
     explicit = config or state(ctx).config
     sdir = state_dir(env)
     use_demo = demo and explicit is None
+    fed = _federation(federate, region, nats_url)
+    if fed is not None:  # the gateway's region, for every service (and config reloads)
+        env["CLAWMESH_GATEWAY_REGION"] = fed[1]
     path = sdir / "demo.json" if use_demo else config_path(explicit, env)
     # Claimed before anything is written or started: a second `up` on this state dir (and
     # its JetStream store) refuses in one line instead of starting a second nats-server.
@@ -273,7 +342,7 @@ def up(
     except GatewayRunning as exc:
         fail(str(exc))
     try:
-        _run_up(env, path, use_demo, explicit, port, nats_url, nats_port, json_ready, record)
+        _run_up(env, path, use_demo, explicit, port, nats_url, nats_port, json_ready, record, fed)
     finally:
         release(sdir)
 
@@ -288,6 +357,7 @@ def _run_up(
     nats_port: int | None,
     json_ready: bool,
     record: LocalGateway,
+    federate: tuple[str, str] | None = None,
 ) -> None:
     from clawmesh.bus import run_loop
 
@@ -313,6 +383,7 @@ def _run_up(
                 nats_port,
                 json_ready,
                 record,
+                federate,
             )
         )
     except KeyboardInterrupt:

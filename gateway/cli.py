@@ -17,13 +17,22 @@ __all__ = ["main"]  # and `app`, built on first access (module __getattr__)
 
 @cache
 def _app() -> typer.Typer:
-    from clawmesh.cli import app
+    from clawmesh.cli import COMMANDS, app
+    from clawmesh.cli import LazyCommand as Lazy
 
-    from ._alone import service_app
-    from ._up import up
-
-    app.command("up")(up)
-    app.add_typer(service_app, name="service")
+    # in `clawmesh --help` order, imported (with every service) only when they run
+    up = Lazy(
+        "clawmesh_gateway._up:up",
+        "Start the gateway in one process: private nats-server + ingress, router, runner, node-agent.",
+    )
+    service = Lazy(
+        "clawmesh_gateway._alone:service_app",
+        "Run one service alone (the scaled deployment: one per container).",
+    )
+    items = list(COMMANDS.items())
+    at = [name for name, _ in items].index("config")
+    COMMANDS.clear()
+    COMMANDS.update([*items[:at], ("up", up), *items[at:], ("service", service)])
     return app
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: the benchmarks in tests/bench, each with its baseline measured in the same run.
 #
-#   scripts/bench.sh                     cli_startup, routing, config_load, providers, pipeline, anchor, tools, then compose
-#   scripts/bench.sh routing             one of them (cli_startup | routing | config_load | providers | pipeline | anchor | tools | compose)
+#   scripts/bench.sh                     cli_startup, routing, config_load, providers, proxy, pipeline, agents, telegram, federation, routers, anchor, tools, then compose
+#   scripts/bench.sh routing             one of them (cli_startup | routing | config_load | providers | proxy | pipeline | agents | telegram | federation | routers | anchor | tools | compose)
 #                                        (anchor: OpenClaw on the same fake model, compared with the last pipeline
 #                                        run; skipped, saying why, when OpenClaw is not installed)
 #   scripts/bench.sh pipeline --quick    extra arguments go to every benchmark run
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL=(cli_startup routing config_load providers pipeline anchor tools compose)
+ALL=(cli_startup routing config_load providers proxy pipeline agents telegram federation routers anchor tools compose)
 PY=.venv/bin/python
 OUT=.ci-logs/bench
 
@@ -24,7 +24,7 @@ names=()
 args=()
 for arg in "$@"; do
   case "$arg" in
-    cli_startup | routing | config_load | providers | pipeline | anchor | tools | compose) names+=("$arg") ;;
+    cli_startup | routing | config_load | providers | proxy | pipeline | agents | telegram | federation | routers | anchor | tools | compose) names+=("$arg") ;;
     -h | --help) usage; exit 0 ;;
     *) args+=("$arg") ;;
   esac

@@ -27,6 +27,9 @@ else
   echo "==> no Docker engine here: docker tests will be skipped (with a reason)"
 fi
 
+# The real OpenCode server and Claude Code CLI for the proxy-runner tests (npm, cached).
+scripts/peers.sh
+
 .venv/bin/python -m pytest --durations=15 "$@"
 rc=$?
 if [ "$rc" = 5 ]; then

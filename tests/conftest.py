@@ -50,5 +50,16 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     """No test reads or writes the real ~/.clawmesh."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
-    for var in ("CLAWMESH_STATE_DIR", "CLAWMESH_CONFIG_PATH", "CLAWMESH_PROFILE", "CLAWMESH_HOME"):
+    for var in (
+        "CLAWMESH_STATE_DIR",
+        "CLAWMESH_CONFIG_PATH",
+        "CLAWMESH_PROFILE",
+        "CLAWMESH_HOME",
+        # clawmesh honours OpenClaw's variables when its own are unset
+        "OPENCLAW_STATE_DIR",
+        "OPENCLAW_CONFIG_PATH",
+        "OPENCLAW_HOME",
+        "OPENCLAW_PROFILE",
+        "OPENCLAW_WORKSPACE_DIR",
+    ):
         monkeypatch.delenv(var, raising=False)

@@ -38,6 +38,7 @@ class LocalGateway:
     nats_url: str | None = None  # once ready
     # Where the embedded server's credentials live (None with --nats-url: the config's are used).
     nats_auth_dir: str | None = None
+    region: str | None = None  # its region in a federation (`up --region`)
 
 
 class GatewayRunning(RuntimeError):
@@ -119,7 +120,13 @@ def acquire(sdir: Path, config: Path | None, *, demo: bool = False) -> LocalGate
 
 
 def mark_ready(
-    sdir: Path, record: LocalGateway, *, url: str, nats_url: str | None, nats_auth_dir: Path | None
+    sdir: Path,
+    record: LocalGateway,
+    *,
+    url: str,
+    nats_url: str | None,
+    nats_auth_dir: Path | None,
+    region: str | None = None,
 ) -> LocalGateway:
     """Add the URLs to this process's record once the gateway answers."""
     ready = LocalGateway(
@@ -129,6 +136,7 @@ def mark_ready(
         url=url,
         nats_url=nats_url,
         nats_auth_dir=str(nats_auth_dir) if nats_auth_dir else None,
+        region=region,
     )
     _write(sdir / RECORD_FILE, ready)
     return ready

@@ -1,8 +1,10 @@
 """Per-service NATS users with subject permissions (`clawmesh deploy nats-config`).
 
 Each service gets a user that may publish and subscribe only where its job needs: ingress
-publishes inbound messages and reads events; the router reads inbound and writes turns;
-runners read turns and write events, replies, transcripts and node invocations; each
+publishes inbound messages and `POST /tools/invoke` requests, and reads events; the router
+reads inbound and writes turns; runners read turns and tool requests and write events, replies,
+transcripts, node invocations and internal inbound turns (sub-agent runs, sessions_send,
+announces); each
 node-agent answers only its own node's subject and writes only its own presence key; an
 integration user may only subscribe to events. A credential used outside its permissions is
 refused by the server (`Permissions Violation`).
@@ -113,15 +115,46 @@ def nats_users(
     users = [
         svc(
             "ingress",
-            # approvals: the HTTP API answers exec approval requests
+            # approvals: the HTTP API answers exec approval requests; pairing: channel adapters
+            # create DM pairing requests (approving one is the operator's, with admin creds);
+            # tools.invoke: POST /tools/invoke asks a runner (it never reaches a node itself)
             publish=[
                 s.inbound_all,
+                s.tools_invokes_all,
                 s.dead_letter("ingress"),
+                s.access_all,
                 s.kv("turns"),
                 s.kv("sessions"),
                 s.kv("approvals"),
+                s.kv("pairing"),
+                # channels: poller leases, getUpdates offsets, replies sent (CM_OUTBOUND delivery)
+                s.kv("leases"),
+                s.kv("channels"),
+                s.kv("delivered"),
+                # federation: its own catalogue broadcast, the other regions' catalogues kept
+                f"{s.prefix}.gwcast.>",
+                # federation: another region stopped its side of a remote turn running here
+                s.stop,
+                s.kv("gateways"),
+                # the events of a remote turn answer a request that crossed the hub: its reply
+                # subject is the hub's response mapping (`_R_.…`), and allow_responses admits
+                # one reply only
+                "_R_.>",
+                # the Synadia Agent Protocol: heartbeats, and a prompt's reply is a stream of
+                # messages to the caller's inbox (allow_responses admits one reply only)
+                s.agent_protocol_all("hb"),
+                "_INBOX.>",
             ],
-            subscribe=[s.replies_all, s.events_all, s.outbound_all, s.control_all],
+            subscribe=[
+                s.agent_protocol_all("prompt"),
+                s.agent_protocol_all("status"),
+                s.replies_all,
+                s.events_all,
+                s.outbound_all,
+                s.control_all,
+                f"{s.prefix}.gw.>",
+                f"{s.prefix}.gwcast.>",
+            ],
         ),
         svc(
             "router",
@@ -130,6 +163,7 @@ def nats_users(
                 s.route_decided,
                 s.replies_all,
                 s.dead_letter("router"),
+                s.stop,  # `/stop` stops a session's running turn and its sub-agent runs
                 s.kv("sessions"),
                 s.kv("leases"),
                 s.kv("turns"),
@@ -146,11 +180,16 @@ def nats_users(
                 s.dead_letter("runner"),
                 s.node_invokes_all,
                 s.a2a_all,
+                "agents.prompt.>",  # runnerType synadia: any Synadia Agent Protocol agent on the bus
+                f"{s.prefix}.gw.>",  # federation: turns of agents on other gateways
+                s.inbound_all,  # sub-agent runs, sessions_send and announces are inbound turns
+                s.stop,  # a child past its runTimeoutSeconds stops its own children
                 s.kv("sessions"),
                 s.kv("leases"),
                 s.kv("turns"),
             ],
-            subscribe=[s.replies_all, s.control_all],
+            # tools.invoke: serves POST /tools/invoke (queue group), answering on the inbox
+            subscribe=[s.replies_all, s.tools_invokes_all, s.control_all],
         ),
     ]
     for node in nodes:
@@ -161,11 +200,15 @@ def nats_users(
                 # its own approval requests only: a node cannot decide another node's
                 publish=[
                     s.replies_all,
+                    # federation: a remote exec's live output and result answer a request that
+                    # crossed the hub, on its response mapping (allow_responses admits one reply)
+                    "_R_.>",
                     s.dead_letter("node-agent"),
                     s.kv("nodes", token),
                     s.kv("approvals", f"{token}.>"),
                 ],
-                subscribe=[s.node_invoke(node), s.control_all],
+                # federation: its own invocations from other regions, when its gateway exposes it
+                subscribe=[s.node_invoke(node), f"{s.prefix}.gw.*.node.{token}.invoke", s.control_all],
             )
         )
     users.append(
@@ -174,7 +217,7 @@ def nats_users(
             user=f"{s.prefix}-integration",
             password=pw("integration"),
             publish=[],
-            subscribe=[s.events_all, s.route_decided, s.outbound_all],
+            subscribe=[s.events_all, s.route_decided, s.outbound_all, s.access_all, s.a2a_all],
             publish_deny=[">"],
             allow_responses=False,
         )

@@ -142,7 +142,10 @@ class BadRequest(Exception):
 
 
 def routing_error_status(code: ErrorCode | None) -> int:
-    """A failed route decision as an HTTP status: an unknown agent is a 404, the rest 422."""
+    """A failed route decision as an HTTP status: an unknown agent is a 404, a message the
+    router gave up on (`DELIVERY_LIMIT`) a 502, the rest 422."""
+    if code == "DELIVERY_LIMIT":
+        return 502
     return 404 if code == "UNKNOWN_AGENT" else 422
 
 

@@ -130,7 +130,7 @@ class TurnClient:
         turn = PendingTurn(inbound.id, self.waiters)
         data, headers = encode_msgpack(inbound)
         headers["Nats-Msg-Id"] = dedupe_key
-        subject = ctx.subjects.inbound(inbound.channel, inbound.account_id)
+        subject = ctx.subjects.inbound_of(inbound)
         with producer_span("cm.in", subject, headers, parent=trace_from):
             size, limit = _wire_size(data, headers), ctx.nc.max_payload
             if size > limit:

@@ -18,9 +18,10 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, assert_never
+from typing import Any, ClassVar, Final, assert_never
 
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.micro.request import Request
 
 from clawmesh import __version__
@@ -37,6 +38,7 @@ from clawmesh.execpolicy import (
     evaluate,
     new_approval_id,
 )
+from clawmesh.federation import remote_node_subject
 from clawmesh.nodes import NodeAnnouncement, read_resources
 from clawmesh.routing import build_agent_main_session_key
 from clawmesh.sandbox import (
@@ -50,14 +52,17 @@ from clawmesh.sandbox import (
 )
 from clawmesh.tools.files import FileToolError, Workspace
 from clawmesh.tools.host_exec import blocked_env_name, host_environment, resolve_run_as, run_on_host
+from clawmesh.tools.processes import ProcessRegistry
 from clawmesh.tools.specs import (
+    ApplyPatchArgs,
     EditArgs,
     ExecArgs,
     FileToolArgs,
     GlobArgs,
     LsArgs,
+    ProcessArgs,
     ReadArgs,
-    ToolArgs,
+    RunnerToolArgs,
     ToolArgumentError,
     WriteArgs,
     node_capability,
@@ -75,9 +80,15 @@ from clawmesh.wire import (
     encode_token,
 )
 
+from .background import process_action, start_background
+
 __all__ = ["NodeAgent", "NodeAgentOptions"]
 
 log = logging.getLogger("clawmesh.node-agent")
+
+# Live exec output streamed to another region: at most this many chunks per call
+_REMOTE_CHUNKS: Final = 256
+_REMOTE_CHUNKS_NOTE: Final = "\n[live output ends here; the result has all of it]\n"
 
 MAX_EXEC_TIMEOUT = 1800.0
 DEFAULT_CAPABILITIES = ("exec", "files", "sandbox")
@@ -107,6 +118,9 @@ class NodeAgent:
         local = nodes.local if nodes else None
         self.node_id = options.node_id or (local.id if local and local.id else None) or socket.gethostname()
         self.labels = {**(local.labels if local and local.labels else {}), **options.labels}
+        region = config.settings.gateway.region
+        if region and "region" not in self.labels:  # selectors may name a region: {region: "sg"}
+            self.labels["region"] = region
         self.wanted = tuple(local.capabilities) if local and local.capabilities else DEFAULT_CAPABILITIES
         self.heartbeat = config.settings.nodes.heartbeat_seconds
         self.capabilities: list[str] = [c for c in self.wanted if c != "sandbox"]
@@ -115,6 +129,7 @@ class NodeAgent:
         # host-local exec policy and allowlists (OpenClaw's exec-approvals.json), and requests
         self.approvals_file = ApprovalsFile(config.state_dir)
         self.approvals = ApprovalStore(ctx.approvals)
+        self.processes = ProcessRegistry()  # background exec sessions (the `process` tool)
         self.kv = ctx.presence
         self.key = encode_token(self.node_id)
         self.started_at = time.time()
@@ -122,6 +137,7 @@ class NodeAgent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._beat: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._remote_sub: Subscription | None = None  # the federation's subject, when exposed
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -134,6 +150,14 @@ class NodeAgent:
                     log.info("node %s: removed %d stale sandbox container(s)", self.node_id, reaped)
         subject = self.ctx.subjects.node_invoke(self.node_id)
         self._sub = await self.ctx.nc.subscribe(subject, queue=f"node-{self.key}", cb=self._on_invoke)
+        gw = self.ctx.holder.current.settings.gateway
+        if gw.region and ("*" in gw.expose_nodes or self.node_id in gw.expose_nodes):
+            # other regions' agents may run tools here (docs/federation.md); this node's own exec
+            # policy and approvals apply to them as to local agents
+            remote = remote_node_subject(self.ctx.subjects.prefix, gw.region, self.node_id)
+            self._remote_sub = await self.ctx.nc.subscribe(
+                remote, queue=f"node-{self.key}", cb=self._on_invoke
+            )
         await self.ctx.nc.flush()
         await self._announce()
         self._beat = asyncio.create_task(self._heartbeat_forever(), name="node-heartbeat")
@@ -144,6 +168,8 @@ class NodeAgent:
         self._stopping.set()
         with best_effort(counters, "invoke_unsubscribe", log=log):
             await self._sub.unsubscribe()
+            if self._remote_sub is not None:
+                await self._remote_sub.unsubscribe()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout)
         if self._beat is not None:
@@ -153,6 +179,8 @@ class NodeAgent:
             await self.kv.delete(self.key)
         with best_effort(counters, "sandboxes_close", log=log):
             await self.sandboxes.close()
+        with best_effort(counters, "processes_close", log=log):
+            await self.processes.close()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -276,6 +304,10 @@ class NodeAgent:
                         ),
                     )
                 return
+            if msg.subject != self.ctx.subjects.node_invoke(self.node_id):
+                # from another region: a subject it names would be one of this region's private
+                # ones; its live output goes back only on the request's reply (docs/federation.md)
+                inv.output_subject = msg.reply if inv.stream_reply and msg.reply else None
             with consumer_span("cm.node.invoke", msg.subject, msg.headers, **{"clawmesh.tool": inv.tool}):
                 started = time.monotonic()
                 try:
@@ -321,6 +353,16 @@ class NodeAgent:
             args = validate_tool_arguments(inv.tool, inv.arguments)
         except ToolArgumentError as exc:
             return self._fail(inv, exc.code, str(exc))
+        if isinstance(args, RunnerToolArgs):
+            return self._fail(inv, "UNKNOWN_TOOL", f"{inv.tool} is run by the runner, not on a node")
+        if isinstance(args, ProcessArgs):
+            content, is_error = await process_action(self.processes, agent.id, args)
+            return ToolInvocationResult(
+                invocation_id=inv.invocation_id,
+                ok=not is_error,
+                content=content,
+                error_code="NOT_FOUND" if is_error else None,
+            )
         sandbox = resolve_sandbox(config, agent.id)
         main_key = inv.main_session_key or build_agent_main_session_key(
             agent.id, config.settings.session.main_key
@@ -346,7 +388,12 @@ class NodeAgent:
                 return await asyncio.to_thread(self._file_tool, inv, args, workspace, sandboxed=False)
 
     async def _in_sandbox(
-        self, inv: ToolInvocation, args: ToolArgs, agent: AgentView, sandbox: EffectiveSandbox, config: Config
+        self,
+        inv: ToolInvocation,
+        args: ExecArgs | FileToolArgs,
+        agent: AgentView,
+        sandbox: EffectiveSandbox,
+        config: Config,
     ) -> ToolInvocationResult:
         """Never falls back to the host: no Docker, or any Docker failure, is an error."""
         if "sandbox" not in self.capabilities:
@@ -381,6 +428,14 @@ class NodeAgent:
         sandbox: EffectiveSandbox,
         config: Config,
     ) -> ToolInvocationResult:
+        if args.background or args.yield_ms is not None:
+            return self._fail(
+                inv,
+                "INVALID_ARGUMENTS",
+                "background exec (background, yieldMs) runs on the host only in clawmesh; this session is "
+                "sandboxed: run the command without them",
+                sandboxed=True,
+            )
         workdir = container_workdir(sandbox.workdir, args.workdir)
         if workdir is None:
             return self._fail(
@@ -435,6 +490,26 @@ class NodeAgent:
             run_as = resolve_run_as(agent.exec.run_as, allow_root=agent.exec.allow_root, euid=os.geteuid())
         except LookupError as exc:
             return self._fail(inv, "EXEC_DENIED", str(exc))
+        login = verdict.security == "full" and verdict.ask == "off"
+        if args.background or args.yield_ms is not None:
+            started = await start_background(
+                self.processes,
+                agent_id=agent.id,
+                node_id=self.node_id,
+                command=command,
+                cwd=cwd,
+                env=env,
+                timeout=self._timeout(inv, args),
+                max_output=self._max_output(config),
+                run_as=run_as,
+                login=login,
+                yield_ms=None if args.background else args.yield_ms,
+            )
+            if isinstance(started, dict):
+                return ToolInvocationResult(
+                    invocation_id=inv.invocation_id, ok=True, content=json.dumps(started), sandboxed=False
+                )
+            return _exec_result(inv, started, sandboxed=False)
         result = await run_on_host(
             command,
             cwd=cwd,
@@ -445,7 +520,7 @@ class NodeAgent:
             run_as=run_as,
             # Under a gating policy the command text is what was judged: no login shell, whose
             # profile files (the workspace's .profile among them) would run unjudged code first.
-            login=verdict.security == "full" and verdict.ask == "off",
+            login=login,
         )
         return _exec_result(inv, result, sandboxed=False)
 
@@ -563,6 +638,8 @@ class NodeAgent:
                     content = workspace.write(path, text)
                 case EditArgs(path=path, old_text=old, new_text=new, replace_all=replace_all):
                     content = workspace.edit(path, old, new, replace_all)
+                case ApplyPatchArgs(input=patch):
+                    content = workspace.apply_patch(patch)
                 case LsArgs(path=path):
                     content = workspace.ls(path)
                 case GlobArgs(pattern=pattern, path=path):
@@ -590,8 +667,16 @@ class NodeAgent:
         subject = inv.output_subject
         if not subject:
             return None
+        # across regions every chunk is a message through the hub: the bytes are bounded by
+        # exec's output limit already, the count here (the result still carries everything)
+        left = [_REMOTE_CHUNKS if inv.stream_reply else -1]
 
         async def send(stream: str, text: str) -> None:
+            if left[0] == 0:
+                return
+            left[0] -= 1
+            if left[0] == 0:
+                text += _REMOTE_CHUNKS_NOTE
             data, headers = encode_json(
                 ToolOutputChunk(invocation_id=inv.invocation_id, stream=stream, text=text)
             )

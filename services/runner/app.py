@@ -28,13 +28,22 @@ from clawmesh.config import AgentView, Config
 from clawmesh.errors import ClawmeshError, best_effort
 from clawmesh.nodes import NodeDirectory
 from clawmesh.providers import aclose_providers, preload_sdks
-from clawmesh.sessions import TranscriptEntry
+from clawmesh.sessions import SpawnRecord, TranscriptEntry
 from clawmesh.wire import DecodeFailure, TurnRequest, TurnStarted, decode
 
+from .backends import aclose_backends
+from .backends.gateway import GatewayBackend
+from .backends.synadia import SynadiaBackend
 from .coalesce import DeltaCoalescer
+from .commands import answer_command
+from .direct_tools import DirectTools
 from .events import TurnEvents, stamp
 from .finish import Completion, Finisher
+from .followups import Followups
 from .ordering import SessionOrder
+from .remote_send import is_remote_target
+from .remote_spawn import remote_child_view
+from .stops import EarlyState, Stops
 from .tools import ToolBox
 from .turn import TurnOutcome, execute_turn
 
@@ -61,7 +70,13 @@ class Runner:
             ctx.presence, offline_after_missed=ctx.holder.current.settings.nodes.offline_after_missed
         )
         self.events = TurnEvents(ctx.nc, ctx.subjects)
+        # agents on other gateways of the federation: over this runner's own NATS connection
+        self.gateway = GatewayBackend(
+            ctx.nc, ctx.subjects.prefix, lambda: ctx.holder.current.settings.gateway.region
+        )
+        self.synadia = SynadiaBackend(ctx.nc)  # agents on the bus (Synadia Agent Protocol)
         self.finisher = Finisher(ctx, self.store, self.events)
+        self.direct_tools = DirectTools(ctx, self.nodes)  # POST /tools/invoke
         self._stopping = asyncio.Event()
         self.sessions = SessionOrder(
             ctx.leases,
@@ -71,9 +86,14 @@ class Runner:
             self.finisher.deliver,
             self._stopping,
             counters=ctx.counters,
+            lease_seconds=self.lease_seconds,
+            settle=self.finisher.settle,
         )
         self._freed = asyncio.Event()
         self._agent_slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self.followups = Followups(ctx, self._stopping)
+        self.stops = Stops(ctx)
+        self._early: dict[int, EarlyState] = {}  # by id() of the turn's message, while submitted
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fetcher: asyncio.Task[None] | None = None
         self._heart: asyncio.Task[None] | None = None
@@ -86,13 +106,16 @@ class Runner:
         # handed back (a delivery) every 0.05-1 s for as long as that one runs, which is no
         # failure. Real failures are counted per turn (`_exhausted`).
         self._psub = await self.ctx.pull_consumer(
-            subjects.turns_all, subjects.stream("TURNS"), DURABLE, max_ack_pending=20_000, tries=None
+            subjects.turns_all, subjects.stream("TURNS"), DURABLE, max_ack_pending=20_000
         )
         self._fetcher = asyncio.create_task(
             pull_forever(self._psub, self._take, batch=self._room, stop=self._stopping, name="runner"),
             name="runner-fetch",
         )
         self._heart = asyncio.create_task(self._heartbeat_forever(), name="runner-heartbeat")
+        await self.stops.start()
+        await self.followups.start()
+        await self.direct_tools.start()
         # In the background: readiness does not wait for the SDKs, the first turn does not import them.
         self._preload = asyncio.create_task(
             asyncio.to_thread(preload_sdks, self.ctx.holder.current), name="runner-preload"
@@ -102,6 +125,7 @@ class Runner:
         """Stop fetching; let in-flight turns finish (bounded); hand queued ones back."""
         counters = self.ctx.counters
         self._stopping.set()
+        await self.direct_tools.stop(min(timeout, 5.0))
         if self._fetcher is not None:
             # It ends once _stopping is set. A fetcher that was cancelled already has ended too.
             with contextlib.suppress(asyncio.CancelledError), best_effort(counters, "fetcher_stop", log=log):
@@ -112,12 +136,18 @@ class Runner:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2)
+        with best_effort(counters, "sessions_close", log=log):
+            await self.sessions.close()  # the leases of sessions kept claimed after their turn
         if self._heart is not None:
             self._heart.cancel()
+        await self.followups.stop()
+        await self.stops.stop()
         with best_effort(counters, "consumer_unsubscribe", log=log):
             await self._psub.unsubscribe()  # see Router.stop: unread fetched messages block drain
         with best_effort(counters, "providers_close", log=log):
             await aclose_providers()
+        with best_effort(counters, "backends_close", log=log):
+            await aclose_backends()
 
     def status(self) -> dict[str, Any]:
         return {"in_flight": len(self._tasks), "sessions": len(self.sessions), "capacity": self.capacity}
@@ -151,7 +181,17 @@ class Runner:
             await self.ctx.dead_letter(msg.subject, str(exc), msg.data, msg.headers)
             await msg.term()
             return
-        await self.sessions.submit(turn, msg)
+        # A child's run and stop records are read while its session is claimed (lease and
+        # completion record): one round trip less before the turn starts.
+        early = self.stops.early(turn)
+        if early is not None:
+            self._early[id(msg)] = early
+        try:
+            await self.sessions.submit(turn, msg)
+        finally:
+            if early is not None:
+                del self._early[id(msg)]
+                early.close()
 
     async def _heartbeat_forever(self) -> None:
         """Keep held messages from being redelivered and keep session leases alive. Renewals
@@ -220,18 +260,42 @@ class Runner:
                 )
                 return await self.finisher.finish(turn, msg, outcome, [], previous)
             entries: list[TranscriptEntry] = []
-            async with self._agent_slot(agent):
+            command = await answer_command(self.store, turn, agent, previous)
+            if command is not None:
+                turn, previous = command.turn, command.previous
+                if command.outcome is not None:
+                    return await self.finisher.finish(
+                        turn, msg, command.outcome, [], previous, in_context=False
+                    )
+            # read ahead for a turn run by its own submission (not for one parked behind another)
+            early = self._early.get(id(msg))
+            spawn, stopped = await (early.state if early is not None else self.stops.subagent_state(turn))
+            if spawn is not None and stopped:
+                outcome = TurnOutcome.failed(self.stops.stopped_error())
+                await self.stops.record_outcome(spawn, turn, outcome)
+                return await self.finisher.finish(turn, msg, outcome, [], previous)
+            caller = ""
+            if spawn is not None and is_remote_target(spawn.child_agent_id):
+                # a child spawned on another gateway: this session is its local record, each of
+                # its turns a proxy turn to that gateway on behalf of the parent's agent
+                agent, caller = remote_child_view(agent, spawn.child_agent_id), spawn.parent_agent_id
+            async with self._agent_slot(agent), self.stops.lane(spawn, config, agent):
                 await self.events.emit(
                     turn,
                     TurnStarted(
                         **stamp(turn),
                         seq=turn.seq,
-                        model=agent.models[0],
+                        model=agent.models[0] if agent.backend is None else agent.runner_type,
                         runner=self.ctx.instance,
                     ),
                 )
                 history = await self.finisher.history(turn, previous[0])
-                outcome = await self._execute(turn, agent, config, history, entries)
+                watched = early.stopped if early is not None else None
+                outcome = await self._execute(
+                    turn, agent, config, history, entries, spawn, caller, watched=watched
+                )
+            if spawn is not None:
+                await self.stops.record_outcome(spawn, turn, outcome)
             return await self.finisher.finish(turn, msg, outcome, entries, previous)
 
     async def _execute(
@@ -241,9 +305,17 @@ class Runner:
         config: Config,
         history: list[TranscriptEntry],
         entries: list[TranscriptEntry],
+        spawn: SpawnRecord | None = None,
+        caller: str = "",
+        *,
+        watched: asyncio.Event | None = None,
     ) -> TurnOutcome:
-        """The model/tool loop within the turn timeout; any failure becomes the turn's error."""
+        """The model/tool loop within the turn timeout (a sub-agent run's `runTimeoutSeconds`
+        when shorter), until stopped (`stops.py`); any failure becomes the turn's error."""
         timeout = config.settings.runtime.turn_timeout
+        run_timeout = spawn.run_timeout if spawn is not None and spawn.run_id == turn.turn_id else 0.0
+        if run_timeout > 0:
+            timeout = min(timeout, run_timeout)
         deltas = DeltaCoalescer(lambda ev: self.events.emit(turn, ev))
 
         async def run() -> TurnOutcome:
@@ -255,17 +327,27 @@ class Runner:
                     history,
                     entries,
                     deltas.emit,
-                    ToolBox(self.ctx, agent, turn, config, self.nodes),
+                    ToolBox(self.ctx, agent, turn, config, self.nodes, spawn),
+                    gateway=self.gateway,
+                    synadia=self.synadia,
+                    caller=caller,
                 )
             finally:
                 # before the final/error event the finisher sends: clients see all the text first
                 await deltas.aclose()
 
         try:
-            return await asyncio.wait_for(run(), timeout)
+            return await self.stops.until_stopped(turn.session_key, asyncio.wait_for(run(), timeout), watched)
         except ClawmeshError as exc:
             return TurnOutcome.failed(exc)
         except TimeoutError:
+            if run_timeout > 0 and timeout == run_timeout:
+                return TurnOutcome.failed(
+                    ClawmeshError(
+                        "TURN_TIMEOUT",
+                        f"the sub-agent run took longer than runTimeoutSeconds ({run_timeout:g}s)",
+                    )
+                )
             return TurnOutcome.failed(
                 ClawmeshError("TURN_TIMEOUT", f"the turn took longer than {timeout:.0f}s")
             )

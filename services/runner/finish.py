@@ -14,6 +14,9 @@ Replies reach CM_OUTBOUND in session order, whatever is redelivered:
 3. a session's next turn runs only after its predecessor's pending reply was published
    (`deliver`) with the same `Nats-Msg-Id` (`out:<turn id>`), which the stream deduplicates.
 So when turn n's reply is published, every earlier turn's reply is in the stream already.
+The turn's transcript records go out as one message together with the completion record; the
+pending reply names that batch, and whoever publishes a pending reply appends the batch again
+first (same `Nats-Msg-Id`), so the transcript is complete and in order before anything newer.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ import logging
 
 import msgspec
 from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
 
 from clawmesh.bus import ServiceContext, inject
 from clawmesh.errors import best_effort
 from clawmesh.sessions import (
+    CONTEXT_BYTES,
+    CONTEXT_ENTRIES,
     CompletionConflict,
     DoneRecord,
     PendingReply,
@@ -36,6 +42,7 @@ from clawmesh.sessions import (
     TxAssistant,
     TxError,
     TxUser,
+    bounded,
 )
 from clawmesh.wire import OutboundMessage, TurnError, TurnEvent, TurnFinal, TurnRequest, encode_json
 
@@ -53,11 +60,6 @@ __all__ = [
 
 log = logging.getLogger("clawmesh.runner")
 
-# Transcript records kept as model context in the completion record (the model sees at most
-# runtime.historyLimit messages of them), and the size that record may reach.
-CONTEXT_ENTRIES = 200
-CONTEXT_BYTES = 512 * 1024
-_encoder = msgspec.json.Encoder()
 
 # A session's completion record and its KV revision (0: none stored yet), the condition of the
 # next write.
@@ -78,15 +80,12 @@ def result_in_context(context: list[TranscriptEntry], turn_id: str) -> DoneRecor
     return DoneRecord(seq=reply.seq, turn_id=turn_id, final_text=reply.text, model=reply.model)
 
 
-def bounded(done: DoneRecord) -> tuple[DoneRecord, bytes]:
-    """The record with the newest context entries that fit both limits, and its encoding."""
-    if len(done.context) > CONTEXT_ENTRIES:
-        done = msgspec.structs.replace(done, context=done.context[-CONTEXT_ENTRIES:])
-    data = _encoder.encode(done)
-    while len(done.context) > 1 and len(data) > CONTEXT_BYTES:
-        done = msgspec.structs.replace(done, context=done.context[len(done.context) // 4 or 1 :])
-        data = _encoder.encode(done)
-    return done, data
+def _stream_seq(msg: Msg) -> int:
+    """The message's sequence in its stream; 0 when it has none (not from JetStream)."""
+    try:
+        return int(msg.metadata.sequence.stream)
+    except (AttributeError, TypeError, ValueError):
+        return 0
 
 
 class Finisher:
@@ -111,8 +110,12 @@ class Finisher:
         outcome: TurnOutcome,
         entries: list[TranscriptEntry],
         previous: Completion,
+        *,
+        in_context: bool = True,
     ) -> Completion:
         """Persist, record completion, reply once, ack; returns the new completion record.
+        `in_context` False (a command answered without the model): the turn's records go to
+        the transcript but not into the model context.
         Order matters for crash safety: the completion record (with the final text and the
         pending reply) is written before replying, so a replay after a crash answers from it
         instead of running the turn again. CompletionConflict: a newer record exists (this
@@ -137,35 +140,52 @@ class Finisher:
                     turn_id=turn.turn_id, seq=turn.seq, code=outcome.error.code, message=outcome.error.message
                 )
             )
-        # one subject per session, one connection: stored in this order even when sent together
-        await asyncio.gather(
-            *(
-                store.append(turn.agent_id, turn.session_key, r, f"{turn.turn_id}:{i}")
-                for i, r in enumerate(records)
-            )
-        )
+        is_error = outcome.error is not None
+        tx_id = f"{turn.turn_id}:tx"
         done, data = bounded(
             DoneRecord(
                 seq=turn.seq,
                 turn_id=turn.turn_id,
                 final_text=outcome.text if outcome.error is None else user_text(outcome.error),
-                is_error=outcome.error is not None,
+                is_error=is_error,
                 model=outcome.model,
-                context=[*before.context, *records],
+                context=[*before.context, *records] if in_context else list(before.context),
                 has_context=True,
-                reply=self._pending(turn, is_error=outcome.error is not None),
+                reply=self._pending(turn, is_error=is_error, transcript=tx_id, turn_seq=_stream_seq(msg)),
             )
         )
-        try:
-            revision = await store.put_done(turn.session_key, done, data, last=revision)
-        except CompletionConflict:
+        # The transcript (one message for the turn's records) and the completion record are
+        # written together, one round trip. A batch that was not stored is appended again from
+        # the record's context, with the same Nats-Msg-Id, before the reply is published
+        # (`deliver`, `replay`): the transcript keeps the session's order either way.
+        appended, stored = await asyncio.gather(
+            store.append_batch(turn.agent_id, turn.session_key, records, tx_id),
+            store.put_done(turn.session_key, done, data, last=revision),
+            return_exceptions=True,
+        )
+        if isinstance(stored, CompletionConflict):
             self.ctx.counters["turns_stale"] += 1
             log.warning("runner: turn %s was completed elsewhere meanwhile; not replying", turn.turn_id)
-            raise
-        completion = await self._reply(turn, (done, revision), outcome)
+            raise stored
+        if isinstance(stored, BaseException):
+            raise stored
+        if isinstance(appended, BaseException):
+            raise appended  # handed back: the completion record has the reply (and batch) pending
+        revision = stored
+        # The record keeps the reply marked pending although it is stored now: the session's
+        # next turn here replaces the record anyway, and `settle` clears it when this runner lets
+        # the session go (one write per claim instead of one per turn).
+        completion = await self._reply(turn, (done, revision), outcome, settle=False)
         self.ctx.counters["turns_failed" if outcome.error else "turns_completed"] += 1
         await msg.ack()
         return completion
+
+    async def settle(self, session_key: str, completion: Completion) -> Completion:
+        """The record without its pending reply, which this runner stored: written when it lets
+        the session go, so that the next holder need not look for that reply again."""
+        if completion[0].reply is None:
+            return completion
+        return await self._settled(session_key, completion)
 
     async def deliver(self, session_key: str, completion: Completion) -> Completion:
         """Publish the record's pending reply (a runner stopped or failed between recording a
@@ -173,16 +193,33 @@ class Finisher:
         done, _ = completion
         if done.reply is None:
             return completion
-        self.ctx.counters["replies_delivered_late"] += 1
-        await self._publish(done.reply, done.final_text)
+        # Its runner may have stored it and stopped before settling the record (it settles
+        # when it lets the session go). Its turn is acked only after that, and acked turns are
+        # gone from CM_TURNS; otherwise store it again, with the same Nats-Msg-Ids.
+        if not await self._acked(done.reply.turn_seq):
+            self.ctx.counters["replies_delivered_late"] += 1
+            await self._restore(done, done.reply)
         return await self._settled(session_key, completion)
+
+    async def _acked(self, turn_seq: int) -> bool:
+        """Whether the turn at this CM_TURNS sequence is gone from there (acked); False when
+        unknown (0, or the stream did not answer)."""
+        if not turn_seq:
+            return False
+        try:
+            await self.ctx.js.get_msg(self.ctx.subjects.stream("TURNS"), seq=turn_seq)
+        except NotFoundError:
+            return True
+        except Exception as exc:  # unknown: publishing again is safe (deduplicated)
+            log.info("runner: could not look turn %d up in CM_TURNS (%s)", turn_seq, exc)
+        return False
 
     async def replay(self, turn: TurnRequest, completion: Completion) -> Completion:
         """A completed turn delivered again (a runner died between completing and acking it):
         reply from what was stored — the completion record for the last turn, its context for
         an older one. An older turn's reply is stored already (a turn runs only after its
-        predecessor's reply is); the last turn's is, unless the record still has it pending
-        (or, for records written before replies were tracked there, no turn status says so)."""
+        predecessor's reply is); the last turn's is when its turn status was written (that
+        happens only after the reply is stored); else it is stored again, the same dedupe id."""
         self.ctx.counters["turns_replayed"] += 1
         done, _ = completion
         if done.turn_id != turn.turn_id:
@@ -194,14 +231,16 @@ class Finisher:
                 return completion
             await self._reply(turn, (found, 0), None, stored=True)
             return completion
-        stored = done.reply is None and await self.store.get_turn_status(turn.turn_id) is not None
+        stored = await self.store.get_turn_status(turn.turn_id) is not None
         if done.reply is None and not stored:
             # a record written before replies were kept pending in it
             done = msgspec.structs.replace(done, reply=self._pending(turn, is_error=done.is_error))
             completion = (done, completion[1])
-        return await self._reply(turn, completion, None, stored=stored)
+        return await self._reply(turn, completion, None, stored=stored, restore=True)
 
-    def _pending(self, turn: TurnRequest, *, is_error: bool) -> PendingReply:
+    def _pending(
+        self, turn: TurnRequest, *, is_error: bool, transcript: str | None = None, turn_seq: int = 0
+    ) -> PendingReply:
         """The turn's reply as it is stored in CM_OUTBOUND (text aside), once per turn id."""
         inbound = turn.inbound
         return PendingReply(
@@ -217,12 +256,25 @@ class Finisher:
                 reply_to=inbound.message_id,
                 is_error=is_error,
             ),
+            transcript=transcript,
+            turn_seq=turn_seq,
         )
 
     async def _publish(self, reply: PendingReply, text: str) -> None:
         data, hdrs = encode_json(reply.outbound(text))
         hdrs["Nats-Msg-Id"] = reply.msg_id
         await self.ctx.publish(reply.subject, data, inject(hdrs))
+
+    async def _restore(self, done: DoneRecord, reply: PendingReply) -> None:
+        """Store what a turn recorded as pending, which a crash or failure may have left out: its
+        transcript batch (from the record's context) and then its reply. The same Nats-Msg-Ids:
+        whatever was stored already is dropped as a duplicate."""
+        if reply.transcript is not None:
+            mine = [e for e in done.context if e.turn_id == done.turn_id]
+            if mine:
+                message = reply.message
+                await self.store.append_batch(message.agent_id, message.session_key, mine, reply.transcript)
+        await self._publish(reply, done.final_text)
 
     async def _settled(self, session_key: str, completion: Completion) -> Completion:
         """The record again, without its pending reply (which is stored now). A conflict means
@@ -232,10 +284,17 @@ class Finisher:
         return settled, await self.store.put_done(session_key, settled, last=revision)
 
     async def _reply(
-        self, turn: TurnRequest, completion: Completion, outcome: TurnOutcome | None, *, stored: bool = False
+        self,
+        turn: TurnRequest,
+        completion: Completion,
+        outcome: TurnOutcome | None,
+        *,
+        stored: bool = False,
+        restore: bool = False,
+        settle: bool = True,
     ) -> Completion:
         """Store the record's pending reply in CM_OUTBOUND and emit `final`/`error`; then record
-        that it is stored (the completion record without it, and the turn's status)."""
+        that it is stored: the turn's status, and (`settle`) the completion record without it."""
         done, _ = completion
         event: TurnEvent
         if done.is_error:
@@ -269,7 +328,10 @@ class Finisher:
 
         async def store_reply() -> None:
             if reply is not None and not stored:
-                await self._publish(reply, done.final_text)
+                if restore:
+                    await self._restore(done, reply)
+                else:
+                    await self._publish(reply, done.final_text)
 
         # The reply and the event are independent; the completion record is already stored.
         outbound, _ = await asyncio.gather(
@@ -283,7 +345,7 @@ class Finisher:
             with best_effort(self.ctx.counters, "turn_status_write", log=log):
                 await self.store.put_turn_status(turn.turn_id, status)
 
-        if reply is None:
+        if reply is None or not settle:
             await status_written()
             return completion
         settled, _ = await asyncio.gather(self._settled(turn.session_key, completion), status_written())

@@ -24,6 +24,7 @@ from clawmesh.providers import (
     ToolResultMessage,
     ToolSpec,
     UserMessage,
+    resolve_target,
     stream_with_failover,
 )
 from clawmesh.sessions import TranscriptEntry, TxAssistant, TxTool, TxUser
@@ -37,7 +38,9 @@ from clawmesh.wire import (
 )
 from clawmesh.workspace import build_system_prompt
 
+from .backends import Backend
 from .events import stamp
+from .proxy import run_proxy_turn
 from .tools import ToolBox
 
 __all__ = ["TurnOutcome", "execute_turn", "to_chat_messages", "user_text"]
@@ -118,14 +121,24 @@ async def execute_turn(
     entries: list[TranscriptEntry],
     emit: Emit,
     tools: ToolBox,
+    *,
+    gateway: Backend | None = None,
+    synadia: Backend | None = None,
+    caller: str = "",
 ) -> TurnOutcome:
-    """Run the turn; append what it produced (assistant messages, tool results) to `entries`."""
+    """Run the turn; append what it produced (assistant messages, tool results) to `entries`.
+    A proxy agent's turn goes to its backend (`proxy.py`); when that is down the agent's
+    fallbacks answer here, as a local turn. `caller`: see `ProxyTurn.caller`."""
     if agent.runner_type != "local":
-        raise ClawmeshError(
-            "RUNNER_NOT_AVAILABLE",
-            f"agent '{agent.id}' uses runnerType '{agent.runner_type}', which this runner does not provide",
-            "use runnerType 'local' or run a runner with that backend",
+        answered, fallback = await run_proxy_turn(
+            turn, agent, config, history, entries, emit, gateway=gateway, synadia=synadia, caller=caller
         )
+        if answered is not None:
+            return TurnOutcome(
+                text=answered.text, model=answered.model, usage=answered.usage, stop_reason="end_turn"
+            )
+        assert fallback is not None
+        agent = fallback
     limit = config.settings.runtime.history_limit
     max_iterations = agent.tool_iterations
     identity = agent.entry.identity
@@ -178,6 +191,10 @@ async def execute_turn(
                 text=text,
                 tool_calls=[{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls],
                 model=used_model,
+                api=_api_of(config, used_model),
+                stop_reason=stop.stop_reason,
+                input_tokens=stop.usage.input_tokens,
+                output_tokens=stop.usage.output_tokens,
             )
         )
         messages.append(AssistantMessage(text=text, tool_calls=calls))
@@ -212,6 +229,14 @@ async def execute_turn(
 
 
 _NO_OPTIONS: Final = TurnOptions()
+
+
+def _api_of(config: Config, ref: str) -> str:
+    """The provider API that answered (kept in the transcript: exports to OpenClaw name it)."""
+    try:
+        return resolve_target(config, ref).api
+    except ProviderError:
+        return ""
 
 
 def _offered_tools(own: Sequence[ToolSpec], options: TurnOptions) -> tuple[list[ToolSpec], frozenset[str]]:

@@ -573,6 +573,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("ingress: final event → HTTP reply received", "final", "recv"),
     ("total", "send", "recv"),
 )
+SETTLE_S = 1.5  # longer than the runner's LINGER (1 s)
 _POINTS = {"cm.in.": "in", "cm.turn.": "turn", "cm.ev.": "ev", "cm.tx.": "tx", "cm.out.": "out"}
 
 
@@ -637,9 +638,14 @@ def analyse_tap(path: Path, phase: Phase, label: str) -> StageReport:
     wanted = {tid for _, _, tid in phase.samples if tid}
     points: dict[str, dict[str, float]] = {}
     counts: dict[str, int] = {}
+    # what the previous phase left behind (e.g. its sessions' leases released a moment after
+    # their last turn) is not this phase's cost; its own trailing messages are
+    began = min((sent for sent, _, _ in phase.samples), default=0.0)
     with path.open(encoding="utf-8") as lines:
         for line in lines:
             t, subject, reply, ids = json.loads(line)
+            if t < began:
+                continue
             family = subject_family(subject, reply or "")
             counts[family] = counts.get(family, 0) + 1
             point = next((p for prefix, p in _POINTS.items() if subject.startswith(prefix)), None)
@@ -700,7 +706,12 @@ async def tapped_phase(
             await read_line_matching(proc.stdout, lambda line: line == "TAPPING", 30)
         except (TimeoutError, EOFError):
             return StageReport(label, 0, error="the tap process did not start (see tap.log)")
+        # The runner keeps a session claimed for a moment after its turn (LINGER in
+        # services/runner/ordering.py) and then releases its lease: wait that out, so that the
+        # previous phase's releases are not counted here and this phase's own are.
+        await asyncio.sleep(SETTLE_S)
         phase = await run_phase(gw, clients, f"tap{label}", concurrency, total, 60, expect)
+        await asyncio.sleep(SETTLE_S)
         proc.stdin.close()
         try:
             await asyncio.wait_for(proc.wait(), 120)
@@ -981,6 +992,7 @@ def report(results: list[RunResult]) -> None:
                 title=f"Run '{r.name}': ratios (latency rows: turn p50/p99 at c=1 ÷ baseline; rate rows: turns/s at c=20 ÷ baseline)",
             )
         report_stages(r)
+        report_bus_goals(r)
     ok_runs = [r for r in results if not r.error and r.phases]
     if not ok_runs:
         return
@@ -1047,6 +1059,51 @@ def report_provider_cost(runs: list[RunResult]) -> None:
             title="Provider cost: gateway CPU per turn against the echo run's (goal ≤ +2 ms), and the bare "
             "HTTP round trip to the fake model (plain httpx in the load generator, same run)",
         )
+
+
+# Issue 16's goals for the bus cost of a turn, and its figures when it was filed.
+BUS_GOALS = {"msgs_per_turn": 20.0, "p50_c1_over_rr": 15.0}
+BUS_BEFORE = {"msgs_per_turn": "38", "p50_c1_over_rr": "25.6x", "c20_over_rr20": "-"}
+
+
+def report_bus_goals(r: RunResult) -> None:
+    """NATS messages per turn (tap, c=1), c=1 p50 over raw request/reply and c=20 turns/s over
+    20-in-flight request/reply, all from this run, against the issue's goals."""
+    b, c1, c20 = r.baselines, r.phases.get("c1"), r.phases.get("c20")
+    traced = [s for s in r.stages if s.msgs_per_turn]
+    if not (b and c1 and c20):
+        return
+    msgs = sum(traced[-1].msgs_per_turn.values()) if traced else float("nan")
+    over_rr = c1.pct(50) / b["rr_p50_ms"]
+    over_rr20 = c20.turns_per_s / b["rr_c20_per_s"]
+    rows = [
+        [
+            "NATS messages per turn (c=1)",
+            f"{msgs:.1f}",
+            f"≤ {BUS_GOALS['msgs_per_turn']:.0f}",
+            "-" if msgs != msgs else ("PASS" if msgs <= BUS_GOALS["msgs_per_turn"] else "MISS"),
+            BUS_BEFORE["msgs_per_turn"],
+        ],
+        [
+            "c=1 p50 / request-reply p50",
+            f"{over_rr:.1f}x",
+            f"≤ {BUS_GOALS['p50_c1_over_rr']:.0f}x",
+            "PASS" if over_rr <= BUS_GOALS["p50_c1_over_rr"] else "MISS",
+            BUS_BEFORE["p50_c1_over_rr"],
+        ],
+        [
+            "c=20 turns/s / request-reply 20 in flight",
+            f"{over_rr20:.4f}x",
+            "2x before",
+            "-",
+            BUS_BEFORE["c20_over_rr20"],
+        ],
+    ]
+    print_table(
+        ["bus cost (issue 16)", "this run", "goal", "", "when filed"],
+        rows,
+        title=f"Run '{r.name}': a turn's cost on the bus, as ratios to baselines of this run",
+    )
 
 
 def report_stages(r: RunResult) -> None:

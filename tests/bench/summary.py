@@ -69,6 +69,15 @@ def _providers(data: dict[str, Any]) -> list[str]:
     ] or ["providers: no figures"]
 
 
+def _proxy(data: dict[str, Any]) -> list[str]:
+    runners: dict[str, dict[str, Any]] = data.get("runners", {})
+    return [
+        f"proxy/{name}: {r['added_wall_ms']:+.2f} ms wall, {r['backend_cpu_ms'] - r['direct_cpu_ms']:+.2f} ms CPU "
+        f"per turn over a direct call to its fake (goal ≤ {data.get('goal_ms', 5)} ms: {r['verdict']})"
+        for name, r in runners.items()
+    ] or ["proxy: no figures"]
+
+
 def _anchor(data: dict[str, Any]) -> list[str]:
     if data.get("skipped"):
         return [f"anchor: skipped: {data['skipped']}"]
@@ -85,6 +94,42 @@ def _anchor(data: dict[str, Any]) -> list[str]:
         if a and b:
             parts.append(f"{label} {(b / a if lower_is_better else a / b):,.1f}x")
     return ["anchor: clawmesh vs OpenClaw (> 1x: clawmesh better): " + (", ".join(parts) or "no figures")]
+
+
+def _telegram(data: dict[str, Any]) -> list[str]:
+    c1, c20, v = data.get("c1", {}), data.get("c20", {}), data.get("verdicts", {})
+    http1, http20 = data.get("http_c1", {}), data.get("http_c20", {})
+    return [
+        f"telegram: c=1 p50 {c1.get('latency_ms', {}).get('p50', float('nan')):.2f} ms = "
+        f"{data.get('p50_over_rtt', float('nan')):.1f}x the fake's round trip "
+        f"{data.get('fake_rtt_p50_ms', float('nan')):.3f} ms ({v.get('p50_over_rtt')}); "
+        f"c=20 {c20.get('turns_per_s', float('nan')):,.0f} msgs/s ({v.get('msgs_per_s_c20')}); "
+        f"HTTP API same run: p50 {http1.get('latency_ms', {}).get('p50', float('nan')):.2f} ms, "
+        f"c=20 {http20.get('turns_per_s', float('nan')):,.0f} turns/s; "
+        f"no reply: {c1.get('errors', 0) + c20.get('errors', 0)}"
+    ]
+
+
+def _agents(data: dict[str, Any]) -> list[str]:
+    plain, spawn = data.get("plain_us", {}), data.get("spawn_us", {}).get("round_trip", {})
+    ratio, goal = data.get("ratio_p50", float("nan")), data.get("goal", 2.5)
+    return [
+        f"agents: spawn round trip p50 {spawn.get('p50', float('nan')) / 1000:.1f} ms = {ratio:.2f}x a plain "
+        f"turn {plain.get('p50', float('nan')) / 1000:.1f} ms (goal <= {goal}x: {'PASS' if ratio <= goal else 'MISS'})"
+    ]
+
+
+def _routers(data: dict[str, Any]) -> list[str]:
+    base = data.get("baseline_js_publish_per_s", float("nan"))
+    parts = [
+        f"{r} router(s) {fig['per_s']:,.0f} msg/s ({fig['per_s'] / base:.2f}x)"
+        for r, fig in data.get("routers", {}).items()
+    ]
+    leader = data.get("single_leader", {}).get("per_s", float("nan"))
+    return [
+        f"routers: {'; '.join(parts)}; unpartitioned leader {leader:,.0f} msg/s; "
+        f"baseline raw JetStream publish {base:,.0f} msg/s"
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +150,14 @@ def main(argv: list[str] | None = None) -> int:
             if kind == "providers"
             else _anchor(data)
             if kind == "anchor"
+            else _proxy(data)
+            if kind == "proxy"
+            else _telegram(data)
+            if kind == "telegram"
+            else _agents(data)
+            if kind == "agents"
+            else _routers(data)
+            if kind == "routers"
             else []
         )
         for line in lines:

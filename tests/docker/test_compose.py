@@ -867,6 +867,7 @@ async def test_cluster_variant_replicated_streams(which: str, deploy: Callable[.
         "KV_cm_turns",
         "KV_cm_nodes",
         "KV_cm_approvals",
+        "KV_cm_pairing",
     }
     infos = {name: await js.stream_info(name) for name in names}
     await nc.close()

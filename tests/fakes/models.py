@@ -159,6 +159,8 @@ class Hang:
 
     seconds: float
     after_chunks: int | None = None
+    # end the hang when set instead of after `seconds` (a test decides when)
+    opened: asyncio.Event | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -1014,7 +1016,7 @@ class FakeModelServer:
             await _drop_connection(request)
             return Response()  # never sent: uvicorn drops writes to a closed connection
         if isinstance(step, Hang) and (step.after_chunks is None or not stream):
-            if await self._stall(step.seconds, request) != "elapsed":
+            if await self._stall(step.seconds, request, step.opened) != "elapsed":
                 await _drop_connection(request)
                 return Response()
             step = Text(self.reply, self.chunks)
@@ -1091,7 +1093,10 @@ class FakeModelServer:
         if isinstance(interrupt, Disconnect):
             await _drop_connection(request)
             return
-        if isinstance(interrupt, Hang) and await self._stall(interrupt.seconds, None) != "elapsed":
+        if (
+            isinstance(interrupt, Hang)
+            and await self._stall(interrupt.seconds, None, interrupt.opened) != "elapsed"
+        ):
             await _drop_connection(request)
             return
         for frame, _ in frames[cut:]:

@@ -33,7 +33,21 @@ async def test_provision_is_idempotent(nc: Client) -> None:
     layout = Layout()
     first = await provision(js, layout)
     second = await provision(js, layout)
-    assert set(first) == set(second) == {"sessions", "leases", "turns", "nodes", "approvals"}
+    assert (
+        set(first)
+        == set(second)
+        == {
+            "sessions",
+            "leases",
+            "turns",
+            "nodes",
+            "approvals",
+            "pairing",
+            "channels",
+            "delivered",
+            "gateways",
+        }
+    )
     names = {s.config.name for s in await js.streams_info() if not s.config.name.startswith("KV_")}
     assert names == {"CM_INBOUND", "CM_TURNS", "CM_OUTBOUND", "CM_SESSIONS", "CM_DLQ"}
     turns = await js.stream_info("CM_TURNS")

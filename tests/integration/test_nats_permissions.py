@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.errors
 import pytest
 
 from clawmesh.bus import NatsServer
@@ -76,6 +77,33 @@ async def test_pipeline_runs_with_least_privilege(secured: Any, tmp_path: Path) 
     await admin.close()
 
 
+async def test_agents_are_served_over_the_agent_protocol_with_least_privilege(
+    secured: Any, tmp_path: Path
+) -> None:
+    """A locked-down ingress registers, streams a reply to the caller's inbox and beats."""
+    from synadia_ai.agents import Agents
+    from synadia_ai.agents.messages import ResponseChunk
+
+    server, users = secured
+    config = {"agents": {"defaults": {"model": "echo/x"}, "list": [{"id": "main", "default": True}]}}
+    urls = {name: url(server, users[name]) for name in ("ingress", "router", "runner")}
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    async with run_gateway(server.url, config, tmp_path, urls=urls):
+        nc = await nats.connect(url(server, users["admin"]), error_cb=on_error)
+        try:
+            [agent] = await Agents(nc=nc).discover()
+            chunks = [m async for m in agent.prompt("locked down")]
+            status = await agent.status()
+        finally:
+            await nc.close()
+    assert "".join(m.text for m in chunks if isinstance(m, ResponseChunk)) == "echo: locked down"
+    assert status.instance_id == agent.instance_id and not errors
+
+
 async def test_exec_approvals_work_with_least_privilege(secured: Any, tmp_path: Path) -> None:
     """The node-agent creates and waits on its request, ingress decides it over HTTP."""
     from tests.fakes.models import FakeModelServer, Text, ToolCall
@@ -123,7 +151,8 @@ async def test_exec_approvals_work_with_least_privilege(secured: Any, tmp_path: 
         ("ingress", "pub", "cm.out.api.default"),
         ("router", "pub", "cm.in.api.default"),
         ("router", "pub", "cm.ev.main.x"),
-        ("runner", "pub", "cm.in.api.default"),
+        # (a runner does publish inbound messages: sub-agent runs, sessions_send and announces)
+        ("runner", "pub", "cm.route.decided"),
         ("runner", "pub", "cm.turn.main"),
         ("node-local", "sub", "cm.node.sg-1.invoke"),
         ("node-local", "pub", "$KV.cm_nodes.sg-1"),
@@ -131,10 +160,27 @@ async def test_exec_approvals_work_with_least_privilege(secured: Any, tmp_path: 
         ("node-local", "pub", "$KV.cm_approvals.sg-1.0123456789abcdef"),
         ("runner", "pub", "$KV.cm_approvals.local.0123456789abcdef"),
         ("integration", "pub", "$KV.cm_approvals.local.0123456789abcdef"),
+        # DM pairing: only ingress (and the operator) may create requests or approve senders
+        ("router", "pub", "$KV.cm_pairing.approved.telegram.default"),
+        ("runner", "pub", "$KV.cm_pairing.pending.telegram.default"),
+        ("integration", "pub", "$KV.cm_pairing.approved.telegram.default"),
+        ("runner", "pub", "cm.access.denied.telegram.default"),
         ("node-sg-1", "pub", "cm.ev.main.x"),
         ("integration", "pub", "cm.in.api.default"),
         ("integration", "sub", "cm.in.>"),
         ("router", "pub", "$JS.API.STREAM.DELETE.CM_INBOUND"),
+        # POST /tools/invoke: ingress asks runners, and never reaches a node or serves the requests
+        ("ingress", "pub", "cm.node.local.invoke"),
+        ("ingress", "sub", "cm.tools.*.invoke"),
+        ("router", "pub", "cm.tools.main.invoke"),
+        ("node-local", "pub", "cm.tools.main.invoke"),
+        ("integration", "pub", "cm.tools.main.invoke"),
+        # the Synadia Agent Protocol: ingress serves this deployment's agents only
+        ("ingress", "sub", "agents.prompt.clawmesh.other.main"),
+        ("ingress", "sub", "agents.prompt.oc.cm.main"),
+        ("ingress", "pub", "agents.hb.clawmesh.other.main"),
+        ("router", "sub", "agents.prompt.clawmesh.cm.main"),
+        ("runner", "pub", "agents.hb.clawmesh.cm.main"),
     ],
 )
 async def test_credentials_are_refused_outside_their_permissions(
@@ -174,6 +220,33 @@ async def test_allowed_actions_raise_no_violation(secured: Any) -> None:
     await wait_until(lambda: errors, message="the later violation")
     await nc.close()
     assert len(errors) == 1 and "cm.in.api.x" in errors[0]
+
+
+async def test_ingress_asks_and_a_runner_answers_tools_invoke(secured: Any) -> None:
+    """The request/reply of POST /tools/invoke works with the two least-privilege users."""
+    server, users = secured
+    runner = await nats.connect(url(server, users["runner"]))
+    ingress = await nats.connect(url(server, users["ingress"]))
+    try:
+
+        async def answer(msg: Any) -> None:
+            await msg.respond(b"ran " + msg.data)
+
+        await runner.subscribe("cm.tools.*.invoke", queue="runner", cb=answer)
+        await runner.flush()
+
+        async def ask() -> bytes | None:
+            # a refused subscription would never answer; an allowed one answers once the server
+            # has its interest (seen once, under load, just after the flush)
+            try:
+                return bytes((await ingress.request("cm.tools.main.invoke", b"read", timeout=5)).data)
+            except nats.errors.NoRespondersError:
+                return None
+
+        assert await wait_until(ask, timeout=10, message="a runner's answer") == b"ran read"
+    finally:
+        await ingress.close()
+        await runner.close()
 
 
 async def test_authorization_block_refuses_anonymous_and_keeps_the_config_private(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 from nats.aio.client import Client
 
 from clawmesh.bus import Layout, provision
-from clawmesh.sessions import CompletionConflict, DoneRecord, SessionStore, TxUser
+from clawmesh.sessions import CompletionConflict, DoneRecord, SessionStore, TxAssistant, TxUser
 from clawmesh.wire import encode_token
 
 
@@ -77,3 +77,23 @@ async def test_attempts_are_counted_per_turn(nc: Client) -> None:
     # the first delivery is never recorded (it cannot be told from a hand-back)
     assert [await store.count_attempt(key, 4, "t4") for _ in range(3)] == [1, 2, 3]
     assert await store.count_attempt(key, 5, "t5") == 1  # the next turn starts over
+
+
+async def test_a_turns_records_appended_together_read_back_in_order_once(nc: Client) -> None:
+    js = nc.jetstream()
+    layout = Layout()
+    kv = await provision(js, layout)
+    store = SessionStore(js, layout.subjects, kv["sessions"])
+    key = "agent:main:api:direct:bob"
+    await store.append("main", key, TxUser(turn_id="t1", seq=1, text="one record"), "t1:0")
+    batch = [TxUser(turn_id="t2", seq=2, text="q"), TxAssistant(turn_id="t2", seq=2, text="a")]
+    await store.append_batch("main", key, batch, "t2:tx")
+    await store.append_batch("main", key, batch, "t2:tx")  # a replay: dropped as a duplicate
+    await store.append("main", key, TxUser(turn_id="t3", seq=3, text="after"), "t3:0")
+    history = await store.history("main", key)
+    assert [(e.turn_id, type(e).__name__) for e in history] == [
+        ("t1", "TxUser"),
+        ("t2", "TxUser"),
+        ("t2", "TxAssistant"),
+        ("t3", "TxUser"),
+    ]

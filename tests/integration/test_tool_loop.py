@@ -78,7 +78,10 @@ async def test_model_runs_exec_and_file_tools_on_the_local_node(
     sent_back = [m for m in fake.requests[-1].messages if m["role"] == "tool"]
     assert len(sent_back) == 3 and "buy milk" in sent_back[1]["content"]
     names = [t["function"]["name"] for t in fake.requests[0].body["tools"]]
-    assert set(names) == {"exec", "read", "write", "edit", "ls", "glob"}
+    # the coding profile: group:fs, group:runtime and group:sessions (those clawmesh implements)
+    sessions = {"sessions_list", "sessions_history", "sessions_send", "sessions_spawn", "session_status"}
+    fs = {"read", "write", "edit", "apply_patch", "ls", "glob"}
+    assert set(names) == {*fs, "exec", "process", *sessions}
 
 
 async def test_denied_tools_are_not_offered_and_return_an_error_if_called(

@@ -169,10 +169,11 @@ async def test_unavailable_is_a_503_to_retry_and_bad_request_carries_its_respons
     assert pot.status_code == 418 and pot.json() == {"short": "stout"}
 
 
-def test_routing_errors_are_404_for_an_unknown_agent_else_422() -> None:
+def test_routing_errors_are_404_for_an_unknown_agent_502_when_given_up_else_422() -> None:
     assert routing_error_status("UNKNOWN_AGENT") == 404
     assert routing_error_status("AGENT_SELECTION_REQUIRED") == 422
     assert routing_error_status(None) == 422
+    assert routing_error_status("DELIVERY_LIMIT") == 502  # the router gave up: a server-side failure
 
 
 # --- server-sent events --------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import msgspec
 import pytest
+from nats.js.errors import NotFoundError
 
 from clawmesh.bus import ServiceContext
 from clawmesh.errors import ClawmeshError
@@ -148,6 +149,9 @@ class _World:
         self.done: DoneRecord | None = None
         self.status = status
         self.fail_publish = fail_publish
+        self.fail_append = False
+        self.turns_stream: set[int] = set()  # CM_TURNS sequences still there (not acked)
+        self.turn_lookups: list[int] = []
         self.history_reads: list[int | None] = []
         self.acked = False
         self.counters: Counter[str] = Counter()
@@ -162,11 +166,13 @@ class _World:
             world.published.append((subject, data, headers))
 
         class Store:
-            async def append(
-                self, agent_id: str, session_key: str, entry: TranscriptEntry, msg_id: str
+            async def append_batch(
+                self, agent_id: str, session_key: str, entries: list[TranscriptEntry], msg_id: str
             ) -> None:
                 world.timeline.append("append")
-                world.appended.append((entry, msg_id))
+                if world.fail_append:
+                    raise ConnectionError("JetStream unavailable")
+                world.appended.extend((entry, msg_id) for entry in entries)
 
             async def put_done(
                 self, session_key: str, record: DoneRecord, data: bytes | None = None, *, last: int
@@ -195,13 +201,22 @@ class _World:
                 world.timeline.append("event")
                 world.events.append(event)
 
-        ctx = SimpleNamespace(publish=publish, subjects=Subjects(), counters=self.counters)
+        class JetStream:
+            async def get_msg(self, stream: str, seq: int) -> None:
+                assert stream == Subjects().stream("TURNS")
+                world.turn_lookups.append(seq)
+                if seq not in world.turns_stream:
+                    raise NotFoundError
+
+        ctx = SimpleNamespace(publish=publish, subjects=Subjects(), counters=self.counters, js=JetStream())
         return Finisher(cast(ServiceContext, ctx), cast(SessionStore, Store()), cast(TurnEvents, Events()))
 
-    def msg(self) -> Any:
+    def msg(self, seq: int = 0) -> Any:
         world = self
 
         class Msg:
+            metadata = SimpleNamespace(sequence=SimpleNamespace(stream=seq))
+
             async def ack(self) -> None:
                 world.timeline.append("ack")
                 world.acked = True
@@ -219,22 +234,25 @@ async def test_finish_stores_records_then_completion_then_replies_then_acks() ->
     done, revision = await world.finisher().finish(
         _turn(), world.msg(), TurnOutcome(text="the answer", model="m", usage=(3, 4)), [answer], (previous, 7)
     )
-    assert world.timeline[:2] == ["append", "append"]
+    # the transcript batch and the completion record are written together, before the reply
+    assert sorted(world.timeline[:2]) == ["append", "done"]
     timeline = world.timeline
-    assert (
-        timeline.index("done") < timeline.index("reply") < timeline.index("settled") < timeline.index("ack")
-    )
-    assert [msg_id for _, msg_id in world.appended] == ["t2:0", "t2:1"]
-    # the record as it is stored now: the reply is in CM_OUTBOUND, nothing pending
-    assert world.done == done and done.reply is None and revision == world.revision == 9
-    assert (done.seq, done.turn_id, done.final_text, done.model, done.has_context) == (
+    assert timeline.index("reply") < timeline.index("status") < timeline.index("ack")
+    assert "settled" not in timeline  # the session's next turn here replaces the record anyway
+    assert [msg_id for _, msg_id in world.appended] == ["t2:tx", "t2:tx"]  # one message
+    # the record as it is stored now: the reply still marked pending, though it is stored
+    assert world.done == done and done.reply is not None and revision == world.revision == 8
+    # when the runner lets the session go, the record is written without it
+    settled, settled_revision = await world.finisher().settle("agent:main:main", (done, revision))
+    assert settled.reply is None and world.done == settled and settled_revision == world.revision == 9
+    assert (settled.seq, settled.turn_id, settled.final_text, settled.model, settled.has_context) == (
         2,
         "t2",
         "the answer",
         "m",
         True,
     )
-    assert done.context == [*previous.context, *(entry for entry, _ in world.appended)]
+    assert settled.context == [*previous.context, *(entry for entry, _ in world.appended)]
     ((subject, _, headers),) = world.published
     assert subject == Subjects().outbound("api", "default") and headers["Nats-Msg-Id"] == "out:t2"
     (final,) = world.events
@@ -270,6 +288,27 @@ async def test_a_reply_that_cannot_be_stored_fails_the_finish_after_the_completi
     assert not world.acked and "status" not in world.timeline
 
 
+async def test_a_transcript_batch_that_failed_is_appended_again_before_the_reply() -> None:
+    world = _World()
+    finisher = world.finisher()
+    world.fail_append = True
+    answer = TxAssistant(turn_id="t2", seq=2, text="kept", model="m")
+    with pytest.raises(ConnectionError):
+        await finisher.finish(_turn(), world.msg(), TurnOutcome(text="kept"), [answer], (DoneRecord(), 0))
+    # the completion record was stored with the reply and the batch pending; nothing replied
+    assert world.done is not None and world.done.reply is not None
+    assert world.done.reply.transcript == "t2:tx" and world.published == [] and not world.acked
+    world.fail_append = False
+    world.timeline.clear()
+    await finisher.deliver("agent:main:main", (world.done, world.revision))
+    assert world.timeline[:2] == ["append", "reply"]  # the transcript first, with the same id
+    assert [(type(e).__name__, msg_id) for e, msg_id in world.appended] == [
+        ("TxUser", "t2:tx"),
+        ("TxAssistant", "t2:tx"),
+    ]
+    assert [o.text for o in world.outbound()] == ["kept"]
+
+
 async def test_a_stale_runner_loses_the_completion_record_and_replies_nothing() -> None:
     world = _World(stored_revision=5)  # another runner wrote revisions 4 and 5 meanwhile
     with pytest.raises(CompletionConflict):
@@ -293,6 +332,31 @@ async def test_a_pending_reply_is_delivered_and_settled() -> None:
     # nothing pending: nothing to publish, no write
     assert await finisher.deliver("agent:main:main", (done, revision)) == (done, revision)
     assert len(world.published) == 1
+
+
+async def test_a_pending_reply_whose_turn_was_acked_is_only_settled() -> None:
+    # its runner stored it, acked the turn (CM_TURNS dropped it) and stopped before settling
+    world = _World()
+    finisher = world.finisher()
+    done, _ = await finisher.finish(
+        _turn(), world.msg(seq=41), TurnOutcome(text="once"), [], (DoneRecord(), 0)
+    )
+    assert len(world.published) == 1 and done.reply is not None and done.reply.turn_seq == 41
+    world.turns_stream.clear()
+    settled, _ = await finisher.deliver("agent:main:main", (done, world.revision))
+    assert len(world.published) == 1 and settled.reply is None and world.done == settled
+    assert world.turn_lookups == [41]
+
+
+async def test_a_pending_reply_whose_turn_is_still_queued_is_stored_again() -> None:
+    world = _World()
+    finisher = world.finisher()
+    done, _ = await finisher.finish(
+        _turn(), world.msg(seq=41), TurnOutcome(text="once"), [], (DoneRecord(), 0)
+    )
+    world.turns_stream.add(41)  # not acked: the ack may not have been sent
+    await finisher.deliver("agent:main:main", (done, world.revision))
+    assert [h["Nats-Msg-Id"] for _, _, h in world.published] == ["out:t2", "out:t2"]  # deduplicated
 
 
 async def test_the_last_turn_delivered_again_with_its_reply_pending_publishes_it() -> None:

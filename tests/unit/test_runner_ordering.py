@@ -4,6 +4,7 @@ is held; turns behind it wait their turn; anything not run is handed back, never
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -47,11 +48,15 @@ class _Lease:
         self.lost = False
         self.released = False
         self.taken_over = False
+        self.held_since = time.monotonic()
+        self.renewals = 0
 
     async def renew(self) -> None:
+        self.renewals += 1
         if self.taken_over:
             self.lost = True
             raise LeaseLost("s")
+        self.held_since = time.monotonic()
 
     async def release(self) -> None:
         if not self.lost:
@@ -99,7 +104,9 @@ class _Runs:
         self.started = asyncio.Event()
         self.fail: set[int] = set()
         self.stale: set[int] = set()  # turns whose completion record another runner wrote first
-        self.leave_pending: set[int] = set()  # turns whose reply could not be stored (yet)
+        self.leave_pending: set[int] = set()  # turns whose record still says their reply is pending
+        self.stored: set[str] = set()  # replies stored by a run
+        self.settled: list[int] = []
 
     async def run(self, turn: TurnRequest, msg: Any, previous: Completion) -> Completion:
         self.started.set()
@@ -110,16 +117,27 @@ class _Runs:
         if turn.seq in self.stale:
             raise CompletionConflict(SESSION, previous[1])
         done, revision = previous
-        assert done.reply is None, "a turn ran before its predecessor's reply was stored"
+        assert done.reply is None or done.reply.msg_id in self.stored, (
+            "a turn ran before its predecessor's reply was stored"
+        )
         self.ran.append((turn.seq, done.seq))
         self.timeline.append(f"run {turn.seq}")
         await msg.ack()
+        # a run that returns has stored its reply; the record may still say pending
         reply = _pending(turn.seq) if turn.seq in self.leave_pending else None
+        if reply is not None:
+            self.stored.add(reply.msg_id)
         return DoneRecord(seq=turn.seq, turn_id=turn.turn_id, reply=reply), revision + 1
 
     async def replay(self, turn: TurnRequest, completion: Completion) -> Completion:
         self.replayed.append(turn.seq)
         return completion
+
+    async def settle(self, key: str, completion: Completion) -> Completion:
+        done, revision = completion
+        self.settled.append(done.seq)
+        self.timeline.append(f"settle {done.seq}")
+        return DoneRecord(seq=done.seq, turn_id=done.turn_id), revision + 1
 
     async def deliver(self, key: str, completion: Completion) -> Completion:
         done, revision = completion
@@ -127,7 +145,10 @@ class _Runs:
         return DoneRecord(seq=done.seq, turn_id=done.turn_id), revision + 1
 
 
-def _order(runs: _Runs, leases: _Leases | None = None, store: _Store | None = None) -> SessionOrder:
+def _order(
+    runs: _Runs, leases: _Leases | None = None, store: _Store | None = None, *, linger: float = 0
+) -> SessionOrder:
+    # linger 0: the session is released as soon as its turns are done (see the linger tests)
     return SessionOrder(
         cast(Leases, leases or _Leases()),
         cast(SessionStore, store or _Store()),
@@ -135,6 +156,8 @@ def _order(runs: _Runs, leases: _Leases | None = None, store: _Store | None = No
         runs.replay,
         runs.deliver,
         asyncio.Event(),
+        linger=linger,
+        settle=runs.settle,
     )
 
 
@@ -246,16 +269,27 @@ async def test_a_predecessors_pending_reply_is_published_before_the_next_turn_ru
     assert runs.timeline == ["deliver 4", "run 5"] and msg.outcome == ("ack", None)
 
 
-async def test_a_reply_left_pending_in_a_run_is_published_before_the_turn_parked_behind_it() -> None:
+async def test_a_reply_a_run_stored_is_not_published_again_and_settled_when_let_go() -> None:
     runs = _Runs()
-    runs.gate, runs.leave_pending = asyncio.Event(), {1}
+    runs.gate, runs.leave_pending = asyncio.Event(), {1, 2}
     order = _order(runs)
     first = asyncio.create_task(order.submit(_turn(1), _Msg("1")))  # type: ignore[arg-type]
     await runs.started.wait()
     await order.submit(_turn(2), _Msg("2"))  # type: ignore[arg-type]
     runs.gate.set()
     await first
-    assert runs.timeline == ["run 1", "deliver 1", "run 2"]
+    # 2 replaces the record 1 left; only the last one is written again, before the release
+    assert runs.timeline == ["run 1", "run 2", "settle 2"]
+
+
+async def test_a_kept_session_is_settled_before_its_lease_is_released() -> None:
+    runs, leases = _Runs(), _Leases()
+    runs.leave_pending = {1}
+    order = _order(runs, leases, linger=60)
+    await order.submit(_turn(1), _Msg("1"))  # type: ignore[arg-type]
+    assert runs.settled == [] and not leases.taken[0].released
+    await order.close()
+    assert runs.settled == [1] and leases.taken[0].released
 
 
 async def test_a_stale_runner_stops_working_on_the_session_and_hands_its_turns_back() -> None:
@@ -270,4 +304,78 @@ async def test_a_stale_runner_stops_working_on_the_session_and_hands_its_turns_b
     await first
     assert runs.ran == []
     assert msg1.outcome == ("nak", 0.05) and msg2.outcome == ("nak", 0.01)
+    assert list(order.held()) == [] and len(order) == 0
+
+
+# --- a session kept claimed for a moment after its turn ------------------------------------
+
+
+async def test_the_next_turn_arriving_while_the_session_is_kept_runs_without_lease_or_read() -> None:
+    runs, leases, store = _Runs(), _Leases(), _Store(done_seq=4)
+    order = _order(runs, leases, store, linger=60)
+    msg5, msg6 = _Msg("5"), _Msg("6")
+    await order.submit(_turn(5), msg5)  # type: ignore[arg-type]
+    assert not leases.taken[0].released and len(order) == 1 and list(order.held()) == []
+    await order.submit(_turn(6), msg6)  # type: ignore[arg-type]
+    assert runs.ran == [(5, 4), (6, 5)]  # 6 was given the record 5 wrote
+    assert len(leases.taken) == 1 and store.reads == 1 and leases.taken[0].renewals == 0
+    await order.close()  # stopping: the claim is given up at once
+    assert leases.taken[0].released and len(order) == 0
+
+
+async def test_a_kept_session_is_released_when_its_moment_has_passed() -> None:
+    runs, leases = _Runs(), _Leases()
+    order = _order(runs, leases, linger=0.01)
+    await order.submit(_turn(1), _Msg("1"))  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not leases.taken[0].released and loop.time() < deadline:
+        await asyncio.sleep(0.005)  # polling with a deadline, not synchronising on a delay
+    assert leases.taken[0].released and len(order) == 0
+
+
+async def test_a_kept_session_whose_lease_was_lost_is_taken_and_read_again() -> None:
+    runs, leases, store = _Runs(), _Leases(), _Store(done_seq=4)
+    order = _order(runs, leases, store, linger=60)
+    await order.submit(_turn(5), _Msg("5"))  # type: ignore[arg-type]
+    leases.taken[0].taken_over = True
+    await order.renew()  # the heartbeat finds it taken over
+    msg6 = _Msg("6")
+    await order.submit(_turn(6), msg6)  # type: ignore[arg-type]
+    assert len(leases.taken) == 2 and store.reads == 2  # taken again, and the record read under it
+    await order.close()
+
+
+async def test_a_kept_lease_not_renewed_for_long_is_checked_before_the_next_turn() -> None:
+    runs, leases = _Runs(), _Leases()
+    order = _order(runs, leases, linger=60)
+    await order.submit(_turn(1), _Msg("1"))  # type: ignore[arg-type]
+    leases.taken[0].held_since -= 3600  # as if the process had been stopped for an hour
+    await order.submit(_turn(2), _Msg("2"))  # type: ignore[arg-type]
+    assert leases.taken[0].renewals == 1 and runs.ran == [(1, 0), (2, 1)]
+    await order.close()
+
+
+async def test_a_session_whose_turn_could_not_be_finished_is_not_kept() -> None:
+    runs, leases = _Runs(), _Leases()
+    runs.fail = {1}
+    order = _order(runs, leases, linger=60)
+    await order.submit(_turn(1), _Msg("1"))  # type: ignore[arg-type]
+    assert leases.taken[0].released and len(order) == 0
+
+
+async def test_a_turn_whose_session_cannot_be_claimed_is_handed_back_not_raised() -> None:
+    """The lease or the completion record cannot be read (a JetStream node away): the turn is
+    handed back at once instead of escaping as an unhandled task error and waiting out its
+    ack deadline."""
+
+    class _Away(_Leases):
+        async def acquire(self, key: str) -> _Lease | None:
+            raise ConnectionError("JetStream system temporarily unavailable")
+
+    runs = _Runs()
+    order = _order(runs, _Away())
+    msg = _Msg("1")
+    await order.submit(_turn(1), msg)  # type: ignore[arg-type]
+    assert runs.ran == [] and msg.outcome == ("nak", 1.0)
     assert list(order.held()) == [] and len(order) == 0

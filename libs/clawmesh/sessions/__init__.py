@@ -1,9 +1,23 @@
 """Sessions: per-session sequence/completion state (KV) and transcripts (JetStream)."""
 
+from ._cleanup import (
+    CleanupAction,
+    CleanupPlan,
+    CleanupPolicy,
+    SessionFacts,
+    parse_duration,
+    plan_cleanup,
+)
 from ._records import (
+    CONTEXT_BYTES,
+    CONTEXT_ENTRIES,
+    A2ARecord,
+    ChildIndex,
     DoneRecord,
     PendingReply,
     SessionRecord,
+    SpawnRecord,
+    StopRecord,
     TranscriptEntry,
     TurnAttempts,
     TurnStatus,
@@ -11,15 +25,27 @@ from ._records import (
     TxError,
     TxTool,
     TxUser,
+    bounded,
 )
+from ._stop import descendant_keys, stop_session
 from ._store import CompletionConflict, SessionStore, Versioned
 
 __all__ = [
+    "CONTEXT_BYTES",
+    "CONTEXT_ENTRIES",
+    "A2ARecord",
+    "ChildIndex",
+    "CleanupAction",
+    "CleanupPlan",
+    "CleanupPolicy",
     "CompletionConflict",
     "DoneRecord",
     "PendingReply",
+    "SessionFacts",
     "SessionRecord",
     "SessionStore",
+    "SpawnRecord",
+    "StopRecord",
     "TranscriptEntry",
     "TurnAttempts",
     "TurnStatus",
@@ -28,4 +54,9 @@ __all__ = [
     "TxTool",
     "TxUser",
     "Versioned",
+    "bounded",
+    "descendant_keys",
+    "parse_duration",
+    "plan_cleanup",
+    "stop_session",
 ]

@@ -9,9 +9,14 @@ import msgspec
 from ..wire import OutboundMessage, Peer, now
 
 __all__ = [
+    "CONTEXT_BYTES",
+    "CONTEXT_ENTRIES",
+    "A2ARecord",
     "DoneRecord",
     "PendingReply",
     "SessionRecord",
+    "SpawnRecord",
+    "StopRecord",
     "TranscriptEntry",
     "TurnAttempts",
     "TurnStatus",
@@ -19,7 +24,13 @@ __all__ = [
     "TxError",
     "TxTool",
     "TxUser",
+    "bounded",
 ]
+
+# Transcript records kept as model context in the completion record (the model sees at most
+# runtime.historyLimit messages of them), and the size that record may reach.
+CONTEXT_ENTRIES = 200
+CONTEXT_BYTES = 512 * 1024
 
 
 class _Rec(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
@@ -40,7 +51,17 @@ class TxAssistant(_Rec, tag="assistant", tag_field="role", kw_only=True):
     seq: int
     text: str = ""
     tool_calls: list[dict[str, Any]] = []  # [{id, name, arguments}]
-    model: str = ""
+    model: str = ""  # `provider/model` that answered
+    # What OpenClaw keeps on each assistant message (its exports and `sessions` show them):
+    # the provider API (`anthropic`, `openai`, or OpenClaw's name when imported), why the
+    # response stopped (the provider's word: end_turn, tool_use, max_tokens, …) and its tokens.
+    api: str = ""
+    stop_reason: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    # a proxy runner's turn: {runner, session (the backend's own session/conversation id),
+    # costUsd?}; the next turn of the session continues that remote session
+    backend: dict[str, Any] = {}
     ts: float = msgspec.field(default_factory=now)
 
 
@@ -74,8 +95,11 @@ class SessionRecord(_Rec, kw_only=True):
 
     session_key: str
     agent_id: str
-    session_id: str  # stable id used for exports (OpenClaw's sessionId)
+    session_id: str  # stable id used for exports (OpenClaw's sessionId); new on /new and /reset
     seq: int = 0  # last sequence number assigned
+    # The last sequence number before `session_id` began (`/new`, `/reset`): the messages of
+    # the current session are the ones numbered after it.
+    started_seq: int = 0
     inbound_seq: int = 0  # CM_INBOUND stream sequence of that message
     # The latest assignments (CM_INBOUND sequence → session sequence): a message redelivered
     # after a router crash gets the number it was given before, even inside a batch.
@@ -95,6 +119,13 @@ class PendingReply(_Rec, kw_only=True):
     subject: str
     msg_id: str
     message: OutboundMessage  # its `text` is left empty: it is the record's final_text
+    # the `Nats-Msg-Id` of the turn's transcript batch, which was written together with the
+    # record and so may be missing too: appended again (from `context`) before the reply.
+    # None in records written before transcripts were batched (appended before the record).
+    transcript: str | None = None
+    # the turn's sequence in CM_TURNS (0: unknown). The turn is acked only after its reply is
+    # stored, and CM_TURNS drops what is acked: once it is gone from there, the reply is stored
+    turn_seq: int = 0
 
     def outbound(self, text: str) -> OutboundMessage:
         return msgspec.structs.replace(self.message, text=text)
@@ -138,3 +169,83 @@ class TurnStatus(_Rec, kw_only=True):
     error_code: str | None = None  # a `wire.ErrorCode`; any string on read, like TxError.code
     error_message: str | None = None
     updated_at: float = msgspec.field(default_factory=now)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def bounded(done: DoneRecord) -> tuple[DoneRecord, bytes]:
+    """The record with the newest context entries that fit both limits, and its encoding."""
+    if len(done.context) > CONTEXT_ENTRIES:
+        done = msgspec.structs.replace(done, context=done.context[-CONTEXT_ENTRIES:])
+    data = _encoder.encode(done)
+    while len(done.context) > 1 and len(data) > CONTEXT_BYTES:
+        done = msgspec.structs.replace(done, context=done.context[len(done.context) // 4 or 1 :])
+        data = _encoder.encode(done)
+    return done, data
+
+
+class SpawnRecord(_Rec, kw_only=True):
+    """A sub-agent run (KV `sessions`, key `k.<child session token>`), written by the runner
+    that accepted `sessions_spawn` before the child's turn is published: who asked (the
+    requester session and where its replies go), the child, and how its result is announced.
+    `status` stays `running` until the run ends; an error outcome is written before the child's
+    reply is stored, so whoever announces the reply reads why it failed."""
+
+    child_session_key: str
+    child_agent_id: str
+    run_id: str  # the child's turn id
+    parent_session_key: str
+    parent_agent_id: str
+    depth: int  # 1: spawned by a main (non-sub-agent) session
+    task: str = ""
+    label: str = ""
+    mode: str = "run"  # run | session
+    cleanup: str = "keep"  # keep | delete
+    announce: str = "parent"  # parent | channel | none
+    run_timeout: float = 0.0  # seconds; 0: only runtime.turnTimeoutSeconds
+    # the requester's route: where an announce turn (or, for announce=channel, the result) goes
+    channel: str = ""
+    account_id: str = "default"
+    peer: Peer | None = None
+    thread_id: str | None = None
+    status: str = "running"  # running | ok | error | timeout | stopped
+    error: str = ""
+    created_at: float = msgspec.field(default_factory=now)
+    ended_at: float = 0.0
+
+
+class ChildIndex(_Rec, kw_only=True):
+    """The sub-agent runs a session spawned (KV `sessions`, key `c.<session token>`), so that
+    limits, cascades and the session tree read a session's children without listing every
+    key. Written only by the runner running the parent's turn (one at a time per session)."""
+
+    running: list[str] = []  # child session keys, possibly ended since (their SpawnRecord says)
+    ended: list[str] = []  # the most recent ones known to have ended (bounded)
+
+
+class StopRecord(_Rec, kw_only=True):
+    """A stop request for a session (KV `sessions`, key `x.<session token>`): a turn of that
+    session routed before `at` that has not started yet ends as stopped instead of running."""
+
+    at: float = msgspec.field(default_factory=now)
+    reason: str = ""
+
+
+class A2ARecord(_Rec, kw_only=True):
+    """A `sessions_send` exchange (KV `sessions`, key `q.<run id>`): its ping-pong steps run as
+    turns `<run id>-<n>` alternating between the two sessions, then the announce step
+    `<run id>-a` in the target session."""
+
+    run_id: str
+    requester_session_key: str
+    requester_agent_id: str
+    requester_channel: str = ""
+    target_session_key: str
+    target_agent_id: str
+    target_channel: str = ""
+    original: str = ""
+    max_turns: int = 5
+    round_one: str = ""
+    latest: str = ""
+    created_at: float = msgspec.field(default_factory=now)

@@ -17,7 +17,17 @@ from nats.js.kv import KeyValue
 
 from ..errors import best_effort
 from ..wire import Subjects, encode_token
-from ._records import DoneRecord, SessionRecord, TranscriptEntry, TurnAttempts, TurnStatus
+from ._records import (
+    A2ARecord,
+    ChildIndex,
+    DoneRecord,
+    SessionRecord,
+    SpawnRecord,
+    StopRecord,
+    TranscriptEntry,
+    TurnAttempts,
+    TurnStatus,
+)
 
 __all__ = ["CompletionConflict", "SessionStore", "Versioned"]
 
@@ -26,6 +36,7 @@ log = logging.getLogger("clawmesh.sessions")
 T = TypeVar("T")
 _json = msgspec.json.Encoder()
 _entry_decoder: Final = msgspec.json.Decoder(TranscriptEntry)
+_batch_decoder: Final = msgspec.json.Decoder(list[TranscriptEntry])
 _done_decoder: Final = msgspec.json.Decoder(DoneRecord)
 DONE_CACHE_BYTES: Final = 64 * 1024 * 1024
 
@@ -180,10 +191,11 @@ class SessionStore:
         await self.sessions.put(key, _json.encode(record))
         return record.attempts
 
-    async def list_sessions(self) -> list[SessionRecord]:
+    async def _list_revisions(self, prefix: str, type_: type[T]) -> list[tuple[T, int]]:
+        """Every record under `prefix` with its KV revision (for a compare-and-delete)."""
         try:
             # nats-py 2.16's key filters find nothing (NoKeysError): filter here instead.
-            keys = [k for k in await self.sessions.keys() if k.startswith("s.")]
+            keys = [k for k in await self.sessions.keys() if k.startswith(prefix)]
         except (NotFoundError, NoKeysError):  # raised when the bucket has no keys at all
             return []
         out = []
@@ -191,8 +203,74 @@ class SessionStore:
             with contextlib.suppress(KeyNotFoundError):  # deleted since listing
                 entry = await self.sessions.get(key)
                 if entry.value:
-                    out.append(msgspec.json.decode(entry.value, type=SessionRecord))
+                    out.append((msgspec.json.decode(entry.value, type=type_), entry.revision or 0))
         return out
+
+    async def _list(self, prefix: str, type_: type[T]) -> list[T]:
+        return [value for value, _ in await self._list_revisions(prefix, type_)]
+
+    async def list_sessions(self) -> list[SessionRecord]:
+        return await self._list("s.", SessionRecord)
+
+    async def list_session_revisions(self) -> list[tuple[SessionRecord, int]]:
+        return await self._list_revisions("s.", SessionRecord)
+
+    async def has_transcript(self, agent_id: str, session_key: str) -> bool:
+        try:
+            await self.js.get_last_msg(self.stream, self.subjects.transcript(agent_id, session_key))
+        except NotFoundError:
+            return False
+        return True
+
+    async def delete_session(self, agent_id: str, session_key: str, *, revision: int) -> bool:
+        """Delete a session: its record (only if still at `revision`: a message routed since
+        keeps it), then the records kept per session (completion, attempts, stop request,
+        sub-agent index) and its transcript. False when the session changed since it was read."""
+        key = self._session_key(session_key)
+        try:
+            await self.sessions.delete(key, last=revision)
+        except KeyWrongLastSequenceError:
+            return False
+        token = encode_token(session_key)
+        # purged, not just deleted: no delete markers left behind, the router creates anew
+        for k in (key, self._done_key(session_key), f"a.{token}", f"x.{token}", f"c.{token}"):
+            await self.sessions.purge(k)
+        subject = self.subjects.transcript(agent_id, session_key)
+        await self.js.purge_stream(self.stream, subject=subject)
+        return True
+
+    # --- sub-agent runs and stop requests ----------------------------------------------------
+    async def put_spawn(self, record: SpawnRecord) -> None:
+        await self.sessions.put(f"k.{encode_token(record.child_session_key)}", _json.encode(record))
+
+    async def get_spawn(self, child_session_key: str) -> SpawnRecord | None:
+        found = await self._get(f"k.{encode_token(child_session_key)}", SpawnRecord)
+        return None if found is None else found[0]
+
+    async def list_spawns(self) -> list[SpawnRecord]:
+        """Every sub-agent run recorded (running or ended), in no particular order."""
+        return await self._list("k.", SpawnRecord)
+
+    async def get_children(self, parent_session_key: str) -> ChildIndex:
+        found = await self._get(f"c.{encode_token(parent_session_key)}", ChildIndex)
+        return ChildIndex() if found is None else found[0]
+
+    async def put_children(self, parent_session_key: str, index: ChildIndex) -> None:
+        await self.sessions.put(f"c.{encode_token(parent_session_key)}", _json.encode(index))
+
+    async def put_a2a(self, record: A2ARecord) -> None:
+        await self.sessions.put(f"q.{encode_token(record.run_id)}", _json.encode(record))
+
+    async def get_a2a(self, run_id: str) -> A2ARecord | None:
+        found = await self._get(f"q.{encode_token(run_id)}", A2ARecord)
+        return None if found is None else found[0]
+
+    async def put_stop(self, session_key: str, record: StopRecord) -> None:
+        await self.sessions.put(f"x.{encode_token(session_key)}", _json.encode(record))
+
+    async def get_stop(self, session_key: str) -> StopRecord | None:
+        found = await self._get(f"x.{encode_token(session_key)}", StopRecord)
+        return None if found is None else found[0]
 
     async def put_turn_status(self, turn_id: str, status: TurnStatus) -> None:
         if self.turns is not None:
@@ -213,6 +291,15 @@ class SessionStore:
         subject = self.subjects.transcript(agent_id, session_key)
         headers = {"Nats-Msg-Id": msg_id, "Content-Type": "application/json"}
         await self._publish(subject, _json.encode(entry), headers)
+
+    async def append_batch(
+        self, agent_id: str, session_key: str, entries: list[TranscriptEntry], msg_id: str
+    ) -> None:
+        """Append a turn's records as one message (a JSON array): one publish and one ack per
+        turn instead of one per record. `msg_id` makes a replayed turn write them only once."""
+        subject = self.subjects.transcript(agent_id, session_key)
+        headers = {"Nats-Msg-Id": msg_id, "Content-Type": "application/json"}
+        await self._publish(subject, _json.encode(entries), headers)
 
     async def _publish_once(self, subject: str, data: bytes, headers: dict[str, str]) -> object:
         return await self.js.publish(subject, data, headers=headers)
@@ -241,7 +328,11 @@ class SessionStore:
                 for msg in batch:
                     # a record we cannot read is left out; the rest of the history still counts
                     with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
-                        yield _entry_decoder.decode(msg.data)
+                        if msg.data[:1] == b"[":  # a turn's records appended together
+                            for entry in _batch_decoder.decode(msg.data):
+                                yield entry
+                        else:
+                            yield _entry_decoder.decode(msg.data)
                     if msg.metadata.sequence.stream >= last_seq:
                         return
         finally:

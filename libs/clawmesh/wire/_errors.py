@@ -27,6 +27,7 @@ ErrorCode = Literal[
     "TURN_FAILED",
     "INTERNAL_ERROR",
     "TIMEOUT",  # no reply in time (a tool, or a followed turn)
+    "TURN_STOPPED",  # stopped on request (`clawmesh sessions stop`, a parent's stop cascading)
     # tool invocations (node-agent)
     "INVALID_REQUEST",
     "INVALID_ARGUMENTS",
@@ -53,9 +54,14 @@ ErrorCode = Literal[
     "INVALID_PATTERN",
     "NOT_REGULAR",
     "PATH_CHANGED",
+    "ALREADY_EXISTS",  # apply_patch: an Add File or a Move to onto an existing file
+    # web_fetch (runner)
+    "WEB_FETCH_FAILED",  # bad URL, network error, timeout, an HTTP error status, too many redirects
+    "WEB_FETCH_BLOCKED",  # the SSRF policy refuses the target (private/internal address, blocklist)
     # messages a service could not process (dead letters)
     "INVALID_MESSAGE",
     "DELIVERY_LIMIT",  # delivered runtime.maxDeliveries times without being processed
+    "UNDELIVERABLE",  # a reply the channel can never deliver (chat gone, bot blocked, retries spent)
     # process
     "NATS_CLOSED",  # a NATS connection closed for good: the process exits to be restarted
     # HTTP API request errors (`{"error": {"code": …}}`)

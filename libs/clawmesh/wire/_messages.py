@@ -17,10 +17,14 @@ from ..ids import Id
 from ._errors import ErrorCode
 
 __all__ = [
+    "A2AEvent",
     "Attachment",
     "ClientTool",
     "ClientToolCall",
     "DeadLetter",
+    "DirectToolInvocation",
+    "DirectToolOutcome",
+    "DirectToolResult",
     "EventMessage",
     "ExecApprovalNotice",
     "ExecApprovalRequested",
@@ -33,6 +37,7 @@ __all__ = [
     "RouteDecision",
     "RouteInfo",
     "Sender",
+    "StopRequest",
     "TextDeltaEvent",
     "ToolCallEvent",
     "ToolInvocation",
@@ -46,6 +51,7 @@ __all__ = [
     "TurnOptions",
     "TurnRequest",
     "TurnStarted",
+    "inbound_key",
     "now",
 ]
 
@@ -112,7 +118,8 @@ SessionKey = Annotated[str, msgspec.Meta(max_length=512)]
 
 
 class InboundMessage(_Wire, tag="inbound", tag_field="type", kw_only=True):
-    """A normalised inbound chat message (stream CM_INBOUND, subject cm.in.<channel>.<account>)."""
+    """A normalised inbound chat message (stream CM_INBOUND, subject cm.in.<channel>.<account>,
+    with partitioned routers cm.in.<channel>.<account>.<key>: `inbound_key`)."""
 
     id: Id  # turn id, assigned by ingress
     channel: Id
@@ -137,6 +144,18 @@ class InboundMessage(_Wire, tag="inbound", tag_field="type", kw_only=True):
     # the session to use instead of the one routing derives (only with `agent_id`)
     session_key: SessionKey | None = None
     options: TurnOptions | None = None
+
+
+def inbound_key(msg: InboundMessage) -> str:
+    """What decides a message's session besides its channel and account: the session the
+    caller chose, else the peer (a DM's sender, a group, a thread), else nothing. Partitioned
+    routers hash it with channel and account, so one session's messages stay in one partition
+    (a session that several peers share, dmScope `main`, is kept in order by compare-and-set)."""
+    if msg.session_key:
+        return f"session:{msg.session_key}"
+    if msg.peer is not None:
+        return f"{msg.peer.kind}:{msg.peer.id}"
+    return ""
 
 
 class RouteInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
@@ -345,6 +364,10 @@ class ToolInvocation(_Wire, tag="invoke", tag_field="type", kw_only=True):
     turn_id: Id = ""
     timeout: float = ExecSettings.timeout  # the runner always sets it
     output_subject: str | None = None  # where to stream ToolOutputChunk messages (exec)
+    # from another region of the federation: stream them to the request's reply subject (the
+    # only subject that crosses back through the hub), before the result; output_subject is
+    # then ignored
+    stream_reply: bool = False
 
 
 class ToolOutputChunk(_Wire, tag="output", tag_field="type", kw_only=True):
@@ -382,6 +405,47 @@ class ToolInvocationResult(_Wire, tag="result", tag_field="type", kw_only=True):
     duration: float = 0.0
 
 
+# --- direct tool calls (cm.tools.<agent>.invoke, request/reply: POST /tools/invoke) ---------
+
+
+class DirectToolInvocation(_Wire, tag="tools_invoke", tag_field="type", kw_only=True):
+    """One tool call for an agent's session from outside a turn (`POST /tools/invoke`). The
+    ingress resolved agent and session; the runner that takes it applies the agent's tool
+    policy exactly as for a model's call, plus the HTTP surface's deny list."""
+
+    request_id: Id
+    agent_id: Id
+    session_key: SessionKey
+    main_session_key: SessionKey = ""
+    tool: Annotated[str, msgspec.Meta(max_length=128)]
+    action: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    arguments: dict[str, Any] = {}
+    message_channel: Id | None = None  # x-openclaw-message-channel etc.: recorded, not yet used
+    account_id: Id | None = None
+    message_to: Id | None = None
+    thread_id: Id | None = None
+
+
+DirectToolOutcome = Literal["ok", "invalid", "not_found", "blocked", "failed"]
+
+
+class DirectToolResult(_Wire, tag="tools_invoke_result", tag_field="type", kw_only=True):
+    """The runner's answer: `ok` with the tool's output, or why not (`invalid`: 400 bad
+    arguments, `not_found`: 404 not available to this agent over HTTP, `blocked`: 403, `failed`:
+    500 the tool ran and failed, or could not run)."""
+
+    request_id: str
+    outcome: DirectToolOutcome
+    content: str = ""
+    message: str = ""
+    error_code: ErrorCode | None = None
+    node: str = ""
+    sandboxed: bool = False
+    exit_code: int | None = None
+    truncated: bool = False
+    timed_out: bool = False
+
+
 class DeadLetter(_Wire, tag="dead_letter", tag_field="type", kw_only=True):
     """A message a service could not process, with the reason (stream CM_DLQ, cm.dlq.<service>)."""
 
@@ -391,4 +455,32 @@ class DeadLetter(_Wire, tag="dead_letter", tag_field="type", kw_only=True):
     code: ErrorCode | None = None  # None only in letters written before codes existed
     payload: bytes = b""
     headers: dict[str, str] = {}
+    ts: float = msgspec.field(default_factory=now)
+
+
+# --- agent-to-agent (cm.a2a.<agent>.<kind>, cm.ctl.stop) -------------------------------------
+
+
+class A2AEvent(_Wire, tag="a2a", tag_field="type", kw_only=True):
+    """What agents did to each other, on `cm.a2a.<agent>.<kind>` (the acting agent): `spawn`
+    (a sub-agent run accepted), `announce` (a child's result went back to its requester),
+    `send` (a sessions_send message or ping-pong step), `stop` (a session was stopped).
+    Core NATS, at least once, like turn events."""
+
+    kind: Literal["spawn", "announce", "send", "stop"]
+    agent_id: str
+    session_key: str  # the acting session (the requester; the child for an announce)
+    target_session_key: str = ""
+    target_agent_id: str = ""
+    run_id: str = ""  # the turn id of the child run / the sent message
+    status: str = ""  # accepted | ok | error | timeout | stopped | skipped | forbidden
+    detail: str = ""
+    ts: float = msgspec.field(default_factory=now)
+
+
+class StopRequest(_Wire, tag="stop", tag_field="type", kw_only=True):
+    """`cm.ctl.stop`: every runner cancels the running turn of `sessionKey`, if it has one."""
+
+    session_key: SessionKey
+    reason: str = ""
     ts: float = msgspec.field(default_factory=now)

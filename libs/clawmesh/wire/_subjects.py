@@ -18,6 +18,8 @@ import re
 from functools import lru_cache
 from typing import Final
 
+from ._messages import InboundMessage, inbound_key
+
 __all__ = ["MAX_TOKEN_LENGTH", "Subjects", "decode_token", "encode_token"]
 
 MAX_TOKEN_LENGTH: Final = 160
@@ -82,13 +84,15 @@ def decode_token(token: str) -> str:
 class Subjects:
     """Subject builders for one deployment prefix (`nats.subjectPrefix`, default `cm`)."""
 
-    __slots__ = ("prefix", "stream_prefix")
+    __slots__ = ("keyed_inbound", "prefix", "stream_prefix")
 
-    def __init__(self, prefix: str = "cm") -> None:
+    def __init__(self, prefix: str = "cm", *, keyed_inbound: bool = False) -> None:
         if not re.match(r"^[A-Za-z0-9_-]+$", prefix):
             raise ValueError(f"subject prefix must be one token of [A-Za-z0-9_-], got {prefix!r}")
         self.prefix = prefix
         self.stream_prefix = prefix.upper().replace("-", "_")
+        # partitioned routers (`runtime.routerPartitions` > 1): inbound subjects carry the key
+        self.keyed_inbound = keyed_inbound
 
     # streams and buckets -----------------------------------------------------------------
     def stream(self, name: str) -> str:
@@ -100,12 +104,40 @@ class Subjects:
         return f"{self.prefix}_{name}"
 
     # inbound / turns / outbound ------------------------------------------------------------
-    def inbound(self, channel: str, account: str) -> str:
-        return f"{self.prefix}.in.{encode_token(channel)}.{encode_token(account)}"
+    def inbound(self, channel: str, account: str, key: str | None = None) -> str:
+        """`cm.in.<channel>.<account>`, or with partitioned routers `cm.in.<channel>.<account>.<key>`
+        (`key`: what decides the session besides channel and account, `inbound_key`), which
+        CM_INBOUND stores as `cm.in.p.<partition>.<channel>.<account>.<key>`."""
+        base = f"{self.prefix}.in.{encode_token(channel)}.{encode_token(account)}"
+        return base if key is None else f"{base}.{encode_token(key)}"
+
+    def inbound_of(self, msg: InboundMessage) -> str:
+        """Where `msg` is published in CM_INBOUND (keyed when the routers are partitioned)."""
+        return self.inbound(msg.channel, msg.account_id, inbound_key(msg) if self.keyed_inbound else None)
 
     @property
     def inbound_all(self) -> str:
         return f"{self.prefix}.in.>"
+
+    def inbound_transform(self, partitions: int) -> tuple[str, str]:
+        """CM_INBOUND's subject transform (source, destination) for `partitions` > 1: NATS's own
+        `partition()` mapping, a stable hash of channel, account and key, applied by the server
+        as it stores a message. Its destination has more tokens than the source, so a stored
+        subject is never mapped twice."""
+        p = self.prefix
+        return (
+            f"{p}.in.*.*.*",
+            f"{p}.in.p.{{{{partition({partitions},1,2,3)}}}}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{wildcard(3)}}}}",
+        )
+
+    def inbound_partition(self, partition: int) -> list[str]:
+        """What partition `partition`'s router consumer reads. Partition 0 also takes the
+        messages that were not mapped: the unpartitioned shape (an older publisher, one with
+        `routerPartitions` 1) and a keyed one stored before the stream had its transform, so
+        no message is left without a router."""
+        p = self.prefix
+        own = f"{p}.in.p.{partition}.*.*.*"
+        return [own, f"{p}.in.*.*", f"{p}.in.*.*.*"] if partition == 0 else [own]
 
     def turn(self, agent: str) -> str:
         return f"{self.prefix}.turn.{encode_token(agent)}"
@@ -131,6 +163,14 @@ class Subjects:
     @property
     def events_all(self) -> str:
         return f"{self.prefix}.ev.>"
+
+    def access_denied(self, channel: str, account: str) -> str:
+        """`cm.access.denied.<channel>.<account>`: a message access control dropped."""
+        return f"{self.prefix}.access.denied.{encode_token(channel)}.{encode_token(account)}"
+
+    @property
+    def access_all(self) -> str:
+        return f"{self.prefix}.access.>"
 
     @property
     def route_decided(self) -> str:
@@ -166,12 +206,33 @@ class Subjects:
     def node_invokes_all(self) -> str:
         return f"{self.prefix}.node.*.invoke"
 
+    def tools_invoke(self, agent: str) -> str:
+        """`cm.tools.<agent>.invoke`: `POST /tools/invoke`, run by a runner (queue group)."""
+        return f"{self.prefix}.tools.{encode_token(agent)}.invoke"
+
+    @property
+    def tools_invokes_all(self) -> str:
+        return f"{self.prefix}.tools.*.invoke"
+
     def a2a(self, agent: str) -> str:
         return f"{self.prefix}.a2a.{encode_token(agent)}"
+
+    def a2a_event(self, agent: str, kind: str) -> str:
+        """`cm.a2a.<agent>.<kind>`: an agent-to-agent event of `agent` (spawn, announce, send, stop)."""
+        return f"{self.prefix}.a2a.{encode_token(agent)}.{kind}"
 
     @property
     def a2a_all(self) -> str:
         return f"{self.prefix}.a2a.>"
+
+    def agent_protocol(self, verb: str, agent: str) -> str:
+        """`agents.<verb>.clawmesh.<prefix>.<agent>`: the Synadia Agent Protocol's subjects of
+        one of this deployment's agents (verb `prompt`, `status`, `hb`); the protocol fixes
+        the `agents.` root, the deployment's prefix is its `owner` token."""
+        return f"agents.{verb}.clawmesh.{self.prefix}.{encode_token(agent)}"
+
+    def agent_protocol_all(self, verb: str) -> str:
+        return f"agents.{verb}.clawmesh.{self.prefix}.>"
 
     def control(self, verb: str) -> str:
         return f"{self.prefix}.ctl.{verb}"
@@ -179,6 +240,11 @@ class Subjects:
     def status(self, service: str) -> str:
         """`cm.ctl.status.<service>`: every instance of `service` answers with its status."""
         return self.control(f"status.{encode_token(service)}")
+
+    @property
+    def stop(self) -> str:
+        """`cm.ctl.stop`: a `StopRequest`; every runner cancels that session's running turn."""
+        return self.control("stop")
 
     @property
     def config_reload(self) -> str:
