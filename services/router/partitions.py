@@ -24,8 +24,10 @@ from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from clawmesh.kvlist import list_keys
 from clawmesh.wire import Subjects, encode_token
 
 __all__ = [
@@ -85,19 +87,17 @@ def member_value(held: int) -> bytes:
 
 async def members(kv: KeyValue) -> dict[str, int]:
     """The routers announced now (their key token → how many partitions each said it holds)."""
-    watcher = await kv.watch(MEMBER_PREFIX + "*", ignore_deletes=True)
     found: dict[str, int] = {}
-    try:
-        async for entry in watcher:
-            if entry is None:  # the end of what is stored now
-                break
-            try:
-                held = int(json.loads(entry.value or b"{}").get("held", 0))
-            except (ValueError, TypeError, AttributeError):
-                held = 0  # an unreadable announcement still counts as a router
-            found[entry.key[len(MEMBER_PREFIX) :]] = held
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
+    for key in await list_keys(kv, MEMBER_PREFIX):
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:  # left (or expired) since listing
+            continue
+        try:
+            held = int(json.loads(entry.value or b"{}").get("held", 0))
+        except (ValueError, TypeError, AttributeError):
+            held = 0  # an unreadable announcement still counts as a router
+        found[key[len(MEMBER_PREFIX) :]] = held
     return found
 
 

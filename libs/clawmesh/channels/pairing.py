@@ -27,6 +27,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from ..ids import normalize_account_id
+from ..kvlist import list_keys
 from ..wire import decode_token, encode_token
 from ._normalize import normalize_sender
 
@@ -231,17 +232,12 @@ class PairingStore:
         return None
 
     async def accounts(self, channel: str) -> list[str]:
-        """Accounts of `channel` with a pending-request record. Listed by the server (the
-        bucket stream's subjects, one answer) rather than nats-py's `keys()`, whose watcher can
-        report the end of the keys before it delivered them all (a CI run under load found no
-        account and so no code to approve)."""
-        kv = self._kv  # its stream and subject prefix: nats-py keeps them as private attributes
-        key_prefix = f"{kv._pre}pending.{encode_token(channel)}."
-        info = await kv._js.stream_info(kv._stream, subjects_filter=f"{key_prefix}*")
+        """Accounts of `channel` with a pending-request record."""
+        key_prefix = f"pending.{encode_token(channel)}."
         out: list[str] = []
-        for subject in info.state.subjects or {}:
+        for key in await list_keys(self._kv, key_prefix):
             try:
-                out.append(decode_token(subject[len(key_prefix) :]))
+                out.append(decode_token(key[len(key_prefix) :]))
             except ValueError:
                 continue
         return sorted(out)

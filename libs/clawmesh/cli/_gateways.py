@@ -8,10 +8,11 @@ import time
 from typing import Any
 
 import msgspec
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from rich.table import Table
 
 from ..config import Config
+from ..kvlist import list_keys
 from ..wire import Subjects
 from ._common import console
 from ._remote import nats_client
@@ -36,10 +37,9 @@ async def catalogues(config: Config, url: str | None) -> list[dict[str, Any]]:
     async with nats_client(config, url) as nc:
         try:
             kv = await nc.jetstream().key_value(Subjects(config.subject_prefix).bucket("gateways"))
-            keys = await kv.keys()
-        except (BucketNotFoundError, NotFoundError, NoKeysError):
+        except (BucketNotFoundError, NotFoundError):
             return out
-        for key in sorted(keys):
+        for key in await list_keys(kv):
             with contextlib.suppress(KeyNotFoundError, msgspec.DecodeError):
                 entry = await kv.get(key)
                 data = msgspec.json.decode(entry.value or b"{}")

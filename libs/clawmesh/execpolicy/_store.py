@@ -13,9 +13,10 @@ from typing import Final, Literal
 
 import msgspec
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from ..kvlist import list_keys
 from ..wire import encode_token
 
 __all__ = ["ApprovalError", "ApprovalRecord", "ApprovalStore", "Decision", "new_approval_id"]
@@ -107,30 +108,24 @@ class ApprovalStore:
                 continue  # decided at the last moment: read that decision
 
     async def list(self, *, pending_only: bool = True) -> list[ApprovalRecord]:
-        watcher = await self.kv.watch(">", ignore_deletes=True)
         records: list[ApprovalRecord] = []
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                record = _decode(entry.value or b"")
-                if record is None:
-                    continue
-                if pending_only and (record.status != "pending" or record.expires_at < time.time()):
-                    continue
-                records.append(record)
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        for key in await list_keys(self.kv):
+            try:
+                entry = await self.kv.get(key)
+            except KeyNotFoundError:  # deleted (or expired) since listing
+                continue
+            record = _decode(entry.value or b"")
+            if record is None:
+                continue
+            if pending_only and (record.status != "pending" or record.expires_at < time.time()):
+                continue
+            records.append(record)
         return sorted(records, key=lambda r: r.created_at)
 
     async def _find(self, approval_id: str) -> str:
         if not _ID.match(approval_id):
             raise ApprovalError("invalid_request", f"not an approval id: {approval_id[:80]!r} (expected hex)")
-        try:
-            keys = await self.kv.keys()
-        except NoKeysError:
-            keys = []
-        for key in keys:
+        for key in await list_keys(self.kv):
             if key.rsplit(".", 1)[-1] == approval_id:
                 return key
         raise ApprovalError("not_found", f"no approval request {approval_id} (unknown, or older than a day)")

@@ -7,8 +7,10 @@ import contextlib
 from collections.abc import Mapping
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
+
+from ..kvlist import list_keys
 
 __all__ = ["Catalogue", "CatalogueAgent", "CatalogueNode", "pick_remote_node", "read_catalogues"]
 
@@ -40,12 +42,8 @@ _decoder = msgspec.json.Decoder(Catalogue)
 
 async def read_catalogues(kv: KeyValue) -> list[Catalogue]:
     """Every other region's latest catalogue (unreadable entries are skipped)."""
-    try:
-        keys = await kv.keys()
-    except (NotFoundError, NoKeysError):
-        return []
     out: list[Catalogue] = []
-    for key in sorted(keys):
+    for key in await list_keys(kv):
         with contextlib.suppress(KeyNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
             entry = await kv.get(key)
             if entry.value:

@@ -6,9 +6,10 @@ import contextlib
 import time
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from ..kvlist import list_keys
 from ._presence import NodeAnnouncement, NodeStatus, node_statuses
 
 __all__ = ["NodeDirectory"]
@@ -28,11 +29,7 @@ class NodeDirectory:
         if not fresh and self._cached is not None and now - self._cached[0] < self.cache_seconds:
             return self._cached[1]
         out: list[NodeAnnouncement] = []
-        try:
-            keys = await self.kv.keys()
-        except (NotFoundError, NoKeysError):  # nats-py: an empty bucket
-            keys = []
-        for key in keys:
+        for key in await list_keys(self.kv):
             # gone since listing, or written by a version we cannot read: not a node we can use
             with contextlib.suppress(KeyNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
                 entry = await self.kv.get(key)

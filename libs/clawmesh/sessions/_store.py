@@ -12,10 +12,11 @@ from typing import Any, Final, TypeVar
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from ..errors import best_effort
+from ..kvlist import list_keys
 from ..wire import Subjects, encode_token
 from ._records import (
     A2ARecord,
@@ -193,13 +194,8 @@ class SessionStore:
 
     async def _list_revisions(self, prefix: str, type_: type[T]) -> list[tuple[T, int]]:
         """Every record under `prefix` with its KV revision (for a compare-and-delete)."""
-        try:
-            # nats-py 2.16's key filters find nothing (NoKeysError): filter here instead.
-            keys = [k for k in await self.sessions.keys() if k.startswith(prefix)]
-        except (NotFoundError, NoKeysError):  # raised when the bucket has no keys at all
-            return []
         out = []
-        for key in keys:
+        for key in await list_keys(self.sessions, prefix):
             with contextlib.suppress(KeyNotFoundError):  # deleted since listing
                 entry = await self.sessions.get(key)
                 if entry.value:
