@@ -654,7 +654,7 @@ class Router:
         ctx = self.ctx
         ctx.counters["route_errors"] += 1
         await ctx.dead_letter(
-            msg.subject, f"{exc.code}: {exc.message} {exc.hint}".strip(), msg.data, msg.headers, code=exc.code
+            msg.subject, f"{exc.message} {exc.hint}".strip(), msg.data, msg.headers, code=exc.code
         )
         decision = RouteDecision(
             turn_id=inbound.id,
