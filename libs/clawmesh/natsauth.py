@@ -31,6 +31,9 @@ from typing import Any
 
 from .wire import Subjects, encode_token
 
+# the chat platforms ingress has adapters for (services/ingress/channels)
+_CHAT_PLATFORMS = ("discord", "slack", "telegram", "whatsapp")
+
 __all__ = [
     "EMBEDDED_AUTH_DIR",
     "NatsAuthError",
@@ -131,6 +134,9 @@ def nats_users(
                 s.kv("leases"),
                 s.kv("channels"),
                 s.kv("delivered"),
+                # channels: the answer to an `/approve` typed into a chat, delivered like a reply
+                # (the chat platforms' outbound subjects only: never the HTTP API's replies)
+                *(f"{s.prefix}.out.{encode_token(ch)}.>" for ch in _CHAT_PLATFORMS),
                 # federation: its own catalogue broadcast, the other regions' catalogues kept
                 f"{s.prefix}.gwcast.>",
                 # federation: another region stopped its side of a remote turn running here

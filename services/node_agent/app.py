@@ -573,6 +573,7 @@ class NodeAgent:
                 host=record.host,
                 reason=verdict.reason,
                 expires_at=record.expires_at,
+                ask=record.ask,
             ),
         )
         # Waiting for a person takes no execution slot (this runs inside `_serve`'s `async with`):

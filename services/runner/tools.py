@@ -51,6 +51,7 @@ from clawmesh.wire import (
     encode_json,
 )
 
+from .approval_prompt import ask_in_chat
 from .events import stamp
 from .message_tool import run_message
 from .session_tools import SessionTools
@@ -290,6 +291,9 @@ class ToolBox:
 
         async def relay_item(item: ToolOutputChunk | ExecApprovalNotice) -> None:
             await emit(_relayed(item, turn, call.id))
+            if isinstance(item, ExecApprovalNotice) and item.phase == "requested":
+                with best_effort(ctx.counters, "approval_prompt", log=log):
+                    await ask_in_chat(ctx, self.config, turn, item, node_id)
 
         sub = None
         if output_subject is not None:

@@ -148,6 +148,7 @@ async def test_exec_approvals_work_with_least_privilege(secured: Any, tmp_path: 
     ("who", "verb", "subject"),
     [
         ("ingress", "pub", "cm.turn.main"),
+        # ingress answers `/approve` in a chat (cm.out.<chat platform>.…), never as the HTTP API
         ("ingress", "pub", "cm.out.api.default"),
         ("router", "pub", "cm.in.api.default"),
         ("router", "pub", "cm.ev.main.x"),
@@ -288,3 +289,22 @@ async def test_a_refused_login_says_so_not_no_servers(secured: Any, tmp_path: Pa
     said = f"{res.output}{res.exception}"  # CliError is printed by the console script's main
     assert res.exit_code != 0
     assert "refused the credentials" in said and "CLAWMESH_NATS_USER" in said, said
+
+
+async def test_ingress_may_answer_in_a_chat_platforms_outbound(secured: Any) -> None:
+    """`/approve` answers go out as replies on the chat platforms' outbound subjects only."""
+    server, users = secured
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    nc = await nats.connect(url(server, users["ingress"]), error_cb=on_error)
+    for platform in ("telegram", "slack", "discord", "whatsapp"):
+        await nc.publish(f"cm.out.{platform}.default", b"{}")
+    await nc.flush()
+    await nc.publish("cm.out.api.default", b"{}")  # a later violation: errors are reported
+    await nc.flush()
+    await wait_until(lambda: errors, message="the later violation")
+    await nc.close()
+    assert len(errors) == 1 and "cm.out.api.default" in errors[0], errors

@@ -14,8 +14,17 @@ splitting). The adapters that talk to the platforms are in ingress (`clawmesh_in
 
 from typing import TYPE_CHECKING, Any
 
+from ._approve import (
+    NOT_AUTHORIZED,
+    ApproveCommand,
+    ApproveRefused,
+    approval_prompt,
+    chat_approvals_enabled,
+    is_approver,
+    parse_approve,
+)
 from ._checks import config_checks
-from ._commands import CONTROL_COMMANDS, detect_command, parse_command
+from ._commands import CONTROL_COMMANDS, approve_body, detect_command, parse_command
 from ._mentions import normalize_mention_text, unsafe_reason
 from ._normalize import normalize_e164, normalize_entry, normalize_sender
 from .access import (
@@ -78,11 +87,14 @@ __all__ = [
     "CODE_LENGTH",
     "CONTROL_COMMANDS",
     "MAX_PENDING",
+    "NOT_AUTHORIZED",
     "PENDING_TTL_SECONDS",
     "AccessControl",
     "AccessDenied",
     "AccessRequest",
     "Admit",
+    "ApproveCommand",
+    "ApproveRefused",
     "ChannelPolicy",
     "ChatType",
     "Command",
@@ -92,15 +104,20 @@ __all__ = [
     "PairingRequest",
     "PairingRequired",
     "PairingStore",
+    "approval_prompt",
+    "approve_body",
+    "chat_approvals_enabled",
     "config_checks",
     "decide",
     "detect_command",
+    "is_approver",
     "new_code",
     "normalize_e164",
     "normalize_entry",
     "normalize_mention_text",
     "normalize_sender",
     "pairing_reply",
+    "parse_approve",
     "parse_command",
     "unsafe_reason",
 ]

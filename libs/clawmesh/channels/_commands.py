@@ -12,13 +12,14 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["CONTROL_COMMANDS", "detect_command", "parse_command"]
+__all__ = ["CONTROL_COMMANDS", "approve_body", "detect_command", "parse_command"]
 
 # command → accepts arguments
 CONTROL_COMMANDS: Final[dict[str, bool]] = {"new": True, "reset": True, "status": True, "stop": False}
 
 _TARGETED: Final = re.compile(r"^/([^\s@]+)@([A-Za-z0-9_]+)(?=$|\s|[.!?！？…,，。;；:：'\"’”)\]}])([\s\S]*)$")
 _COLON: Final = re.compile(r"^/([^\s:]+)\s*:([\s\S]*)$")
+_APPROVE: Final = re.compile(r"^/approve(?:@\S+)?(?:\s|$)", re.IGNORECASE)
 _TRAILING_PUNCT: Final = re.compile(r"[.!?！？…,，。;；:：'\"’”)\]}]+$")
 _ABORT_TRIGGERS: Final = frozenset(
     {
@@ -119,7 +120,19 @@ def parse_command(text: str, bot_username: str | None = None) -> tuple[str, str]
     return None
 
 
+def approve_body(text: str, bot_username: str | None = None) -> str | None:
+    """The normalised first line when `text` is an `/approve` (for this bot, or `/approve@other`
+    so that it can be answered as OpenClaw answers it), else None. Unlike the control
+    commands it never reaches the router: ingress answers it (`ChannelInbound`)."""
+    if not text or not text.lstrip().startswith("/"):
+        return None
+    body = _normalize_body(text, bot_username)
+    return body if _APPROVE.match(body) else None
+
+
 def detect_command(text: str, bot_username: str | None = None) -> str | None:
-    """`new`, `reset`, `status` or `stop` when `text` is that control command, else None."""
+    """`new`, `reset`, `status`, `stop` or `approve` when `text` is that command, else None."""
     parsed = parse_command(text, bot_username)
-    return parsed[0] if parsed is not None else None
+    if parsed is not None:
+        return parsed[0]
+    return "approve" if approve_body(text, bot_username) is not None else None

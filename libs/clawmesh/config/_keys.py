@@ -21,6 +21,7 @@ from ._schema import (
     BindingMatch,
     ChannelAccount,
     ChannelConfig,
+    ChannelExecApprovals,
     ChannelGroup,
     ChannelsDefaults,
     ConfigFile,
@@ -101,7 +102,6 @@ _CHANNEL_COMMON: Final = frozenset(
         "thread",
         "intents",
         "pluralkit",
-        "execApprovals",
         "customCommands",
         "responsePrefix",
         "selfChatMode",
@@ -214,6 +214,7 @@ OPENCLAW_ONLY_KEYS: Final[dict[type, frozenset[str]]] = {
     ),
     ChannelConfig: _CHANNEL_COMMON,
     ChannelAccount: _CHANNEL_COMMON,
+    ChannelExecApprovals: frozenset({"agentFilter", "sessionFilter", "target", "cleanupAfterResolve"}),
     ChannelGroup: frozenset({"skills", "systemPrompt", "tools", "toolsBySender"}),
     ChannelsDefaults: frozenset({"heartbeat"}),
     ToolsSection: frozenset(

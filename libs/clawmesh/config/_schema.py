@@ -25,6 +25,7 @@ __all__ = [
     "BindingSession",
     "ChannelAccount",
     "ChannelConfig",
+    "ChannelExecApprovals",
     "ChannelGroup",
     "ChannelStreaming",
     "ChannelsDefaults",
@@ -524,6 +525,16 @@ class ChannelStreaming(_Base):
     mode: str | None = None  # each channel has its own modes (Telegram: off|partial|block|progress)
 
 
+class ChannelExecApprovals(_Base):
+    """`channels.<ch>.execApprovals`: who may answer an exec approval from the chat
+    (`/approve`), and whether the chat the request came from is asked. OpenClaw's other keys
+    here (`target`, `agentFilter`, `sessionFilter`, `cleanupAfterResolve`) load with a warning
+    that they are not implemented."""
+
+    enabled: bool | Literal["auto"] | None = None
+    approvers: list[Id] | None = None
+
+
 class ChannelAccount(_Base):
     """Per-account settings; the same keys also sit on the channel itself (the base account)."""
 
@@ -562,6 +573,7 @@ class ChannelAccount(_Base):
     # Discord (OpenClaw's keys): tall replies split (default 17 lines), link embeds suppressed
     max_lines_per_message: int | None = None
     suppress_embeds: bool | None = None
+    exec_approvals: ChannelExecApprovals | None = None
     # clawmesh: the WhatsApp Cloud API (OpenClaw's WhatsApp is WhatsApp Web and has no such keys)
     phone_number_id: str | None = None
     access_token: Secret | None = None

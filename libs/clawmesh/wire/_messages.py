@@ -388,6 +388,7 @@ class ExecApprovalNotice(_Wire, tag="approval", tag_field="type", kw_only=True):
     host: str = "gateway"
     reason: str = ""
     expires_at: float = 0.0
+    ask: str = ""  # the node's exec ask mode: "always" offers no allow-always
     decision: str = ""
     resolved_by: str = ""
 

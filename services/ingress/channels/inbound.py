@@ -7,13 +7,28 @@ redelivery (a webhook retry, a poller that failed over before saving its offset)
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 
 import msgspec
 
-from clawmesh.bus import ServiceContext, producer_span
-from clawmesh.channels import AccessControl, AccessRequest, Command, Deny, PairingChallenge, parse_command
-from clawmesh.wire import InboundMessage, encode_msgpack
+from clawmesh.bus import ServiceContext, inject, producer_span
+from clawmesh.channels import (
+    NOT_AUTHORIZED,
+    AccessControl,
+    AccessRequest,
+    ApproveRefused,
+    Command,
+    Deny,
+    PairingChallenge,
+    approve_body,
+    is_approver,
+    parse_approve,
+    parse_command,
+)
+from clawmesh.channels.accounts import channel_accounts
+from clawmesh.execpolicy import ApprovalError, ApprovalStore
+from clawmesh.wire import InboundMessage, OutboundMessage, encode_json, encode_msgpack
 
 from ..turns import PendingTurn, TurnClient, Unavailable
 
@@ -54,6 +69,9 @@ class ChannelInbound:
         if isinstance(decision, Deny | PairingChallenge):
             ctx.counters["channel_denied"] += 1
             return Submitted(denied=decision)
+        if isinstance(decision, Command) and decision.name == "approve":
+            await self._approve(request, inbound)
+            return Submitted()
         if isinstance(decision, Command):
             # marked here, where the bot's own name is known (`/stop@this_bot`); the router
             # and the runner act on the mark like on a command typed into any surface
@@ -84,3 +102,61 @@ class ChannelInbound:
                 raise Unavailable(f"could not store the message ({type(exc).__name__}: {exc})") from exc
         ctx.counters["accepted"] += 1
         return Submitted(duplicate=bool(ack.duplicate))
+
+    # --- /approve ---------------------------------------------------------------------------
+
+    async def _approve(self, request: AccessRequest, inbound: InboundMessage) -> None:
+        """An exec approval answered from the chat (OpenClaw's `/approve <id> <decision>`): by a
+        sender the access policy admitted and `execApprovals.approvers` lists. It never becomes
+        a turn: the request it answers is holding one, and the answer must not queue behind it.
+        The answer goes out through CM_OUTBOUND like a reply, once per platform message."""
+        body = approve_body(request.text, request.bot_username) or ""
+        parsed = parse_approve(body)
+        if parsed is None:  # detect_command said /approve: cannot happen, but never act on it
+            return
+        if isinstance(parsed, ApproveRefused):
+            await self._answer(inbound, parsed.answer)
+            return
+        settings = next(
+            (
+                a.settings
+                for a in channel_accounts(self._config.document.channels, request.channel)
+                if a.account_id == request.account
+            ),
+            None,
+        )
+        if settings is None or not is_approver(request.channel, settings, request.sender_id):
+            self.ctx.counters["chat_approvals_refused"] += 1
+            await self._answer(inbound, NOT_AUTHORIZED)
+            return
+        by = f"{request.channel}:{request.sender_id}"
+        try:
+            await ApprovalStore(self.ctx.approvals).resolve(parsed.approval_id, parsed.decision, by=by)
+        except ApprovalError as exc:
+            await self._answer(inbound, f"❌ Failed to submit approval: {exc}")
+            return
+        self.ctx.counters["chat_approvals"] += 1
+        log.info("exec approval %s: %s from %s", parsed.approval_id, parsed.decision, by)
+        await self._answer(inbound, f"✅ Approval {parsed.decision} submitted for {parsed.approval_id}.")
+
+    async def _answer(self, inbound: InboundMessage, text: str) -> None:
+        ctx = self.ctx
+        key = f"approve:{inbound.channel}:{inbound.account_id}:{inbound.message_id}"
+        answer = OutboundMessage(
+            turn_id=uuid.uuid5(uuid.NAMESPACE_URL, f"clawmesh:{key}").hex,
+            agent_id="",
+            session_key="",
+            channel=str(inbound.channel),
+            account_id=str(inbound.account_id),
+            text=text,
+            peer=inbound.peer,
+            thread_id=inbound.thread_id,
+            reply_to=inbound.message_id,
+        )
+        data, headers = encode_json(answer)
+        headers["Nats-Msg-Id"] = key
+        try:
+            await ctx.publish(ctx.subjects.outbound(answer.channel, answer.account_id), data, inject(headers))
+        except Exception as exc:
+            ctx.counters["store_failures"] += 1
+            raise Unavailable(f"could not store the answer ({type(exc).__name__}: {exc})") from exc
