@@ -1,10 +1,15 @@
-"""A fake Slack (Web API + Events API sender) for offline tests (channel-protocols.md §2, §6).
+"""A fake Slack (Web API, Events API sender, Socket Mode) for offline tests
+(channel-protocols.md §2, §6).
 
-    async with FakeSlack(signing_secret="s") as slack:     # 127.0.0.1, a free port
-        app = slack.add_app("xoxb-1", team_id="T1", bot_user_id="UBOT")
+    async with FakeSlack(signing_secret="s") as slack:     # 127.0.0.1, free ports
+        app = slack.add_app("xoxb-1", team_id="T1", bot_user_id="UBOT", app_token="xapp-1")
         ...  # point `channels.slack.apiBaseUrl` at slack.api_base, the Request URL at the gateway
         resp = await slack.deliver(url, slack.message_event(app, channel="C1", user="U7", text="hi"))
         sent = await slack.wait_sent(app, lambda m: m.channel == "C1")
+        # or over Socket Mode, once the gateway connected:
+        await slack.wait_connected(app)
+        pushed = await slack.push(app, slack.message_event(app, channel="C1", user="U7", text="hi"))
+        await slack.wait_acked(pushed)
 
 Web API as Slack answers it: `POST /api/<method>`, `Authorization: Bearer <token>`, JSON or form
 parameters; logical errors are HTTP 200 `{"ok": false, "error": "<code>"}` (`not_authed`,
@@ -14,30 +19,55 @@ parameters; logical errors are HTTP 200 `{"ok": false, "error": "<code>"}` (`not
 `{"ok":false,"error":"ratelimited"}`, or any error code). Events: `deliver` signs an envelope
 (v0 HMAC-SHA256 of `v0:<ts>:<raw body>`) and POSTs it as Slack does, optionally with a wrong
 signature, a stale timestamp or `X-Slack-Retry-Num`/`X-Slack-Retry-Reason` of a retry.
+
+Socket Mode as Slack runs it: `POST /api/apps.connections.open` with the app-level token in the
+Authorization header (a bot token: `not_allowed_token_type`; an unknown one: HTTP 200
+`{"ok":false,"error":"invalid_auth"}`; none, e.g. in the body: `not_authed`) answers a local
+`ws://127.0.0.1:<port>/link/?ticket=…&app_id=…` URL whose ticket is single-use (a second
+handshake with it is refused with HTTP 401). A connection gets `hello` (`num_connections`), then
+the envelopes tests queue with `push` (`events_api` by default; spread round-robin over the
+app's open connections, or to the one named; held until one is open when none is), and records
+each `{"envelope_id": …}` ack (accepted on any of the app's connections). An envelope not acked
+within `socket_ack_timeout` is delivered again, as a new envelope (its own `envelope_id`) with
+`retry_attempt` + 1 and `retry_reason: "timeout"`, up to `socket_max_retries` times (None:
+until acked). Tests drive it: `socket_disconnect` (a `disconnect` frame: `refresh_requested`
+and `warning` leave the socket open for the client to close; `link_disabled` and
+`too_many_websockets` are followed by Slack closing it), `socket_drop` (the socket lost without
+a close frame), `socket_send_raw` (any text, e.g. not JSON), `lose_acks` (the next acks are lost,
+as if they came too late). `App.socket_log` orders what happened on the sockets (`("hello", n)`,
+`("closed", n)`) and `Socket.closed_by` says who closed one (`client`, `server`, `dropped`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as WsRequest
+from websockets.http11 import Response as WsResponse
+from websockets.protocol import State
 
 from clawmesh.channels.slack import sign
 from clawmesh.httpserver import EmbeddedHTTPServer
 
-__all__ = ["App", "FakeSlack", "Posted"]
+__all__ = ["App", "Delivery", "FakeSlack", "Posted", "Pushed", "Socket"]
 
 MAX_TEXT = 40_000
 
@@ -52,49 +82,152 @@ class Posted:
 
 
 @dataclass
+class Delivery:
+    """One envelope as sent on a socket (a redelivery is another one, with its own id)."""
+
+    envelope_id: str
+    type: str
+    retry_attempt: int
+    retry_reason: str
+    connection: int  # the number of the socket it went out on
+    acked: bool = False
+
+
+@dataclass
+class Pushed:
+    """An envelope a test queued, and each delivery of it."""
+
+    type: str
+    payload: dict[str, Any]
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    @property
+    def acked(self) -> bool:
+        return any(d.acked for d in self.deliveries)
+
+
+@dataclass
+class Socket:
+    """One Socket Mode connection of an app, numbered from 1 in the order they were opened."""
+
+    number: int
+    ticket: str
+    conn: ServerConnection
+    closed: bool = False
+    closed_by: str = ""  # client | server | dropped
+    close_code: int | None = None
+
+    @property
+    def open(self) -> bool:
+        return not self.closed and self.conn.state is State.OPEN
+
+
+@dataclass
 class App:
     token: str
     team_id: str
     bot_user_id: str
     bot_id: str
     name: str
+    app_token: str | None = None
+    app_id: str = "A111"
     sent: list[Posted] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     failures: dict[str, list[tuple[int, str, float | None]]] = field(default_factory=dict)
+    # Socket Mode
+    tickets: list[str] = field(default_factory=list)  # issued by apps.connections.open, in order
+    sockets: list[Socket] = field(default_factory=list)
+    socket_log: list[tuple[str, int]] = field(default_factory=list)
+    pushed: list[Pushed] = field(default_factory=list)
+    acks: list[str] = field(default_factory=list)  # envelope ids acked, in order
+    frames: list[str] = field(default_factory=list)  # what clients sent that is not an ack
+    lost_acks: int = 0
+    waiting: list[tuple[Pushed, int, str]] = field(default_factory=list)  # no connection to send on
+
+    def open_sockets(self) -> list[Socket]:
+        return [s for s in self.sockets if s.open]
 
 
 class FakeSlack:
-    def __init__(self, *, signing_secret: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        signing_secret: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        socket_ack_timeout: float = 3.0,
+        socket_max_retries: int | None = 3,
+    ) -> None:
         self.signing_secret = signing_secret
+        self.socket_ack_timeout = socket_ack_timeout
+        self.socket_max_retries = socket_max_retries
         self.apps: dict[str, App] = {}
         self.channels: set[str] = set()
         self._ts = itertools.count(1)
         self._events = itertools.count(1)
+        self._envelopes = itertools.count(1)
+        self._round_robin = itertools.count()
         self._changed = asyncio.Condition()
+        self._host = host
         self._http = EmbeddedHTTPServer(
             Starlette(routes=[Route("/api/{method}", self._handle, methods=["GET", "POST"])]), host, port
         )
+        self._ws: Server | None = None
+        self._tickets: dict[str, tuple[App, bool]] = {}  # ticket -> app, used
+        self._handshakes: dict[ServerConnection, tuple[App, str]] = {}
+        self._timers: set[asyncio.Task[None]] = set()
 
     @property
     def api_base(self) -> str:
         return f"http://127.0.0.1:{self._http.port}/api"
 
+    @property
+    def socket_base(self) -> str:
+        assert self._ws is not None
+        return f"ws://127.0.0.1:{self._ws.sockets[0].getsockname()[1]}"
+
     async def __aenter__(self) -> Self:
         await self._http.start()
+        self._ws = await serve(
+            self._socket,
+            self._host,
+            0,
+            process_request=self._handshake,
+            ping_interval=None,
+            compression=None,
+        )
         self._client = httpx.AsyncClient(timeout=10, trust_env=False)
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        for timer in list(self._timers):
+            timer.cancel()
+        await asyncio.gather(*self._timers, return_exceptions=True)
+        assert self._ws is not None
+        self._ws.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._ws.wait_closed(), 5)
         await self._client.aclose()
         await self._http.stop()
 
     def add_app(
-        self, token: str, *, team_id: str = "T111", bot_user_id: str = "UBOT", name: str = "clawbot"
+        self,
+        token: str,
+        *,
+        team_id: str = "T111",
+        bot_user_id: str = "UBOT",
+        name: str = "clawbot",
+        app_token: str | None = None,
     ) -> App:
         app = App(
-            token=token, team_id=team_id, bot_user_id=bot_user_id, bot_id="B" + bot_user_id[1:], name=name
+            token=token,
+            team_id=team_id,
+            bot_user_id=bot_user_id,
+            bot_id="B" + bot_user_id[1:],
+            name=name,
+            app_token=app_token,
         )
         self.apps[token] = app
         return app
@@ -109,6 +242,8 @@ class FakeSlack:
     async def _handle(self, request: Request) -> Response:
         method = request.path_params["method"]
         auth = request.headers.get("authorization", "")
+        if method == "apps.connections.open":
+            return self._connections_open(auth)
         raw = await request.body()
         params: dict[str, Any]
         if request.headers.get("content-type", "").startswith("application/json"):
@@ -125,6 +260,8 @@ class FakeSlack:
             return JSONResponse({"ok": False, "error": "not_authed"})
         app = self.apps.get(token)
         if app is None:
+            if any(a.app_token == token for a in self.apps.values()):
+                return JSONResponse({"ok": False, "error": "not_allowed_token_type"})
             return JSONResponse({"ok": False, "error": "invalid_auth"})
         app.calls.append(method)
         scripted = app.failures.get(method)
@@ -206,6 +343,235 @@ class FakeSlack:
                     await asyncio.wait_for(self._changed.wait(), left)
                 except TimeoutError:
                     pass
+
+    # --- Socket Mode --------------------------------------------------------------------------
+
+    def _connections_open(self, auth: str) -> Response:
+        """`apps.connections.open`: the app-level token in the header only, as Slack wants it."""
+        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        if not token:
+            return JSONResponse({"ok": False, "error": "not_authed"})
+        app = next((a for a in self.apps.values() if a.app_token and a.app_token == token), None)
+        if app is None:
+            error = "not_allowed_token_type" if token in self.apps else "invalid_auth"
+            return JSONResponse({"ok": False, "error": error})
+        app.calls.append("apps.connections.open")
+        ticket = secrets.token_urlsafe(16)
+        self._tickets[ticket] = (app, False)
+        app.tickets.append(ticket)
+        return JSONResponse(
+            {"ok": True, "url": f"{self.socket_base}/link/?ticket={ticket}&app_id={app.app_id}"}
+        )
+
+    def _handshake(self, conn: ServerConnection, request: WsRequest) -> WsResponse | None:
+        """Only an issued ticket, once."""
+        parts = urlsplit(request.path)
+        ticket = (parse_qs(parts.query).get("ticket") or [""])[0]
+        found = self._tickets.get(ticket)
+        if parts.path != "/link/" or found is None or found[1]:
+            return conn.respond(HTTPStatus.UNAUTHORIZED, "invalid or used ticket\n")
+        app = found[0]
+        self._tickets[ticket] = (app, True)
+        self._handshakes[conn] = (app, ticket)
+        return None
+
+    async def _socket(self, conn: ServerConnection) -> None:
+        app, ticket = self._handshakes.pop(conn)
+        sock = Socket(number=len(app.sockets) + 1, ticket=ticket, conn=conn)
+        app.sockets.append(sock)
+        try:
+            await conn.send(
+                json.dumps(
+                    {
+                        "type": "hello",
+                        "num_connections": len(app.open_sockets()),
+                        "debug_info": {
+                            "host": f"fake-applink-{sock.number}",
+                            "build_number": 1,
+                            "approximate_connection_time": 18060,
+                        },
+                        "connection_info": {"app_id": app.app_id},
+                    }
+                )
+            )
+            app.socket_log.append(("hello", sock.number))
+            await self._notify()
+            waiting, app.waiting = app.waiting, []
+            for item, attempt, reason in waiting:
+                await self._deliver(app, item, attempt, reason)
+            async for raw in conn:
+                text = raw if isinstance(raw, str) else raw.decode(errors="replace")
+                try:
+                    frame = json.loads(text)
+                except ValueError:
+                    app.frames.append(text)
+                    continue
+                envelope_id = frame.get("envelope_id") if isinstance(frame, dict) else None
+                if isinstance(envelope_id, str):
+                    await self._acked(app, envelope_id)
+                else:
+                    app.frames.append(text)
+        except ConnectionClosed:
+            pass
+        finally:
+            sock.closed = True
+            sock.close_code = conn.close_code
+            sock.closed_by = sock.closed_by or "client"
+            app.socket_log.append(("closed", sock.number))
+            await self._notify()
+
+    async def _acked(self, app: App, envelope_id: str) -> None:
+        if app.lost_acks > 0:  # as if it came too late
+            app.lost_acks -= 1
+            return
+        app.acks.append(envelope_id)
+        for item in app.pushed:
+            for d in item.deliveries:
+                if d.envelope_id == envelope_id:
+                    d.acked = True
+        await self._notify()
+
+    async def _deliver(
+        self, app: App, item: Pushed, attempt: int, reason: str, connection: int | None = None
+    ) -> None:
+        targets = [s for s in app.open_sockets() if connection is None or s.number == connection]
+        if not targets:
+            app.waiting.append((item, attempt, reason))
+            return
+        sock = targets[next(self._round_robin) % len(targets)]
+        delivery = Delivery(
+            envelope_id=f"{next(self._envelopes):08d}-fake-{secrets.token_hex(4)}",
+            type=item.type,
+            retry_attempt=attempt,
+            retry_reason=reason,
+            connection=sock.number,
+        )
+        envelope = {
+            "envelope_id": delivery.envelope_id,
+            "type": item.type,
+            "accepts_response_payload": item.type != "events_api",
+            "retry_attempt": attempt,
+            "retry_reason": reason,
+            "payload": item.payload,
+        }
+        try:
+            await sock.conn.send(json.dumps(envelope))
+        except ConnectionClosed:  # it just went: on another one, or when one is open again
+            await self._deliver(app, item, attempt, reason)
+            return
+        item.deliveries.append(delivery)
+        await self._notify()
+        timer = asyncio.create_task(self._expire(app, item, delivery))
+        self._timers.add(timer)
+        timer.add_done_callback(self._timers.discard)
+
+    async def _expire(self, app: App, item: Pushed, delivery: Delivery) -> None:
+        await asyncio.sleep(self.socket_ack_timeout)
+        if item.acked:
+            return
+        if self.socket_max_retries is not None and delivery.retry_attempt >= self.socket_max_retries:
+            return  # Slack gives up
+        await self._deliver(app, item, delivery.retry_attempt + 1, "timeout")
+
+    async def push(
+        self,
+        app: App,
+        payload: dict[str, Any],
+        *,
+        type: str = "events_api",
+        connection: int | None = None,
+    ) -> Pushed:
+        """Queue an envelope: sent at once on an open connection (`connection`: that one), else
+        when one is open."""
+        item = Pushed(type=type, payload=payload)
+        app.pushed.append(item)
+        await self._deliver(app, item, 0, "", connection)
+        return item
+
+    def _socket_of(self, app: App, connection: int | None) -> Socket:
+        open_ = app.open_sockets()
+        found = [s for s in open_ if s.number == connection] if connection is not None else open_[-1:]
+        assert found, f"no open connection {connection or ''} of the app"
+        return found[0]
+
+    async def socket_disconnect(self, app: App, reason: str, *, connection: int | None = None) -> int:
+        """A `disconnect` frame on the connection (the newest open one); Slack closes the socket
+        itself after `link_disabled` and `too_many_websockets`. Returns the connection's number."""
+        sock = self._socket_of(app, connection)
+        await sock.conn.send(
+            json.dumps(
+                {
+                    "type": "disconnect",
+                    "reason": reason,
+                    "debug_info": {"host": f"fake-applink-{sock.number}"},
+                }
+            )
+        )
+        if reason in ("link_disabled", "too_many_websockets"):
+            sock.closed_by = "server"
+            await sock.conn.close(1000, reason)
+        return sock.number
+
+    async def socket_drop(self, app: App, *, connection: int | None = None) -> int:
+        """The connection lost without a close frame (a network failure)."""
+        sock = self._socket_of(app, connection)
+        sock.closed_by = "dropped"
+        sock.conn.transport.abort()
+        return sock.number
+
+    async def socket_send_raw(self, app: App, text: str, *, connection: int | None = None) -> None:
+        await self._socket_of(app, connection).conn.send(text)
+
+    def lose_acks(self, app: App, count: int = 1) -> None:
+        """The next `count` acks of the app are lost (its envelopes are delivered again)."""
+        app.lost_acks += count
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(
+        self, condition: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition"
+    ) -> Any:
+        """`condition()`'s value once truthy, re-checked whenever the fake's state changes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with self._changed:
+            while True:
+                value = condition()
+                if value:
+                    return value
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError(f"timed out waiting for {what}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
+
+    async def wait_connected(self, app: App, *, count: int = 1, timeout: float = 30.0) -> Socket:
+        """The app's `count`-th connection, once it got its hello and while it is open."""
+
+        def ready() -> Socket | None:
+            said = [n for kind, n in app.socket_log if kind == "hello"]
+            if len(said) < count:
+                return None
+            sock = app.sockets[said[count - 1] - 1]
+            return sock if sock.open else None
+
+        found: Socket = await self.wait_for(ready, timeout=timeout, what=f"connection {count} of the app")
+        return found
+
+    async def wait_acked(self, item: Pushed, *, timeout: float = 30.0) -> Delivery:
+        """The delivery of `item` that was acked."""
+        found: Delivery = await self.wait_for(
+            lambda: next((d for d in item.deliveries if d.acked), None), timeout=timeout, what="an ack"
+        )
+        return found
+
+    async def wait_deliveries(self, item: Pushed, count: int, *, timeout: float = 30.0) -> list[Delivery]:
+        await self.wait_for(
+            lambda: len(item.deliveries) >= count, timeout=timeout, what=f"{count} deliveries"
+        )
+        return item.deliveries[:count]
 
     # --- Events API -------------------------------------------------------------------------
 

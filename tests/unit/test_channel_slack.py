@@ -1,16 +1,23 @@
-"""Slack's request signatures and OpenClaw's mapping of Slack events to routing input."""
+"""Slack's request signatures, an account's mode and credentials (OpenClaw's: Socket Mode unless
+`mode: "http"`), Socket Mode frames, and OpenClaw's mapping of Slack events to routing input."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from clawmesh.channels.slack import (
     BotIdentity,
     Envelope,
     Event,
+    decode_socket_frame,
     normalize_event,
+    redact_url,
     resolve_credentials,
+    salvage_envelope_id,
     sign,
+    socket_ack,
+    socket_payload,
     verify_signature,
 )
 from clawmesh.config import ChannelAccount, ConfigError
@@ -94,11 +101,117 @@ def test_threads_mentions_and_what_is_dropped() -> None:
     assert normalize_event(other_team, BOT) is None
 
 
-def test_credentials_from_config_or_env_and_a_token_needs_a_secret() -> None:
+def test_http_mode_credentials_from_config_or_env_and_a_token_needs_a_secret() -> None:
     env = {"SLACK_BOT_TOKEN": "xoxb-env", "SLACK_SIGNING_SECRET": "s-env"}
-    creds = resolve_credentials(ChannelAccount(), "default", env, "$.channels.slack")
-    assert creds is not None and (creds.bot_token, creds.signing_secret) == ("xoxb-env", "s-env")
-    assert resolve_credentials(ChannelAccount(), "work", env, "$.channels.slack.accounts.work") is None
+    http = ChannelAccount(mode="http")
+    creds = resolve_credentials(http, "default", env, "$.channels.slack")
+    assert creds is not None and (creds.mode, creds.bot_token, creds.signing_secret) == (
+        "http",
+        "xoxb-env",
+        "s-env",
+    )
+    assert resolve_credentials(http, "work", env, "$.channels.slack.accounts.work") is None
     with pytest.raises(ConfigError) as err:
-        resolve_credentials(ChannelAccount(bot_token="xoxb-1"), "work", {}, "$.channels.slack.accounts.work")
+        resolve_credentials(
+            ChannelAccount(mode="http", bot_token="xoxb-1"), "work", {}, "$.channels.slack.accounts.work"
+        )
     assert "$.channels.slack.accounts.work.signingSecret" in str(err.value)
+
+
+def test_socket_mode_is_the_default_and_needs_an_app_token() -> None:
+    # OpenClaw: `mode` defaults to "socket"; SLACK_APP_TOKEN only for the default account
+    env = {"SLACK_BOT_TOKEN": "xoxb-env", "SLACK_APP_TOKEN": "xapp-env"}
+    creds = resolve_credentials(ChannelAccount(), "default", env, "$.channels.slack")
+    assert creds is not None and (creds.mode, creds.bot_token, creds.app_token) == (
+        "socket",
+        "xoxb-env",
+        "xapp-env",
+    )
+    assert creds.signing_secret == ""
+    configured = resolve_credentials(
+        ChannelAccount(mode="socket", bot_token="xoxb-1", app_token="xapp-1"), "work", env, "$.x"
+    )
+    assert configured is not None and configured.app_token == "xapp-1"
+    assert "xapp" not in repr(configured) and "xoxb" not in repr(configured)  # never in a repr
+    # a signing secret alone (an HTTP-mode account without `mode`): what is missing, by its path
+    with pytest.raises(ConfigError) as err:
+        resolve_credentials(
+            ChannelAccount(bot_token="xoxb-1", signing_secret="s"),
+            "work",
+            {},
+            "$.channels.slack.accounts.work",
+        )
+    problem = err.value.problems[0]
+    assert problem.path == "$.channels.slack.accounts.work.appToken"
+    assert "Socket Mode" in problem.message
+    assert 'set $.channels.slack.accounts.work.mode to "http"' in problem.message
+    # the env's app token is the default account's only
+    with pytest.raises(ConfigError) as err:
+        resolve_credentials(ChannelAccount(bot_token="xoxb-1"), "work", env, "$.channels.slack.accounts.work")
+    assert err.value.problems[0].path == "$.channels.slack.accounts.work.appToken"
+    assert "signing secret" not in err.value.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"), [("relay", "relay mode is not served"), ("events", "got 'events'")]
+)
+def test_other_modes_are_refused_naming_the_key(mode: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        resolve_credentials(
+            ChannelAccount(mode=mode, bot_token="xoxb-1", app_token="xapp-1"), "default", {}, "$.c"
+        )
+    assert err.value.problems[0].path == "$.c.mode" and expected in err.value.problems[0].message
+
+
+def test_socket_mode_frames() -> None:
+    # the shapes of the official SDK's mock Socket Mode server
+    hello = decode_socket_frame(
+        b'{"type":"hello","num_connections":2,"debug_info":{"host":"applink-1"},"connection_info":{"app_id":"A111"}}'
+    )
+    assert (hello.type, hello.num_connections, hello.envelope_id) == ("hello", 2, None)
+    bye = decode_socket_frame('{"type":"disconnect","reason":"refresh_requested","debug_info":{"host":"h"}}')
+    assert (bye.type, bye.reason) == ("disconnect", "refresh_requested")
+    raw = (
+        '{"envelope_id":"ac2cfd40","type":"events_api","accepts_response_payload":false,'
+        '"retry_attempt":1,"retry_reason":"timeout","payload":{"token":"t","team_id":"T1",'
+        '"api_app_id":"A111","type":"event_callback","event_id":"Ev111","event_time":1610241741,'
+        '"event":{"type":"message","text":"<@UBOT> Hi","user":"U222","ts":"1610241741.000200",'
+        '"team":"T1","channel":"C111","event_ts":"1610241741.000200","channel_type":"channel"}}}'
+    )
+    frame = decode_socket_frame(raw)
+    assert (frame.envelope_id, frame.type, frame.retry_attempt, frame.retry_reason) == (
+        "ac2cfd40",
+        "events_api",
+        1,
+        "timeout",
+    )
+    envelope = socket_payload(frame)  # the same body the Events API POSTs
+    sl = normalize_event(envelope, BOT)
+    assert sl is not None and sl.platform_message_id == "C111:1610241741.000200" and sl.was_mentioned
+    assert socket_ack("ac2cfd40") == '{"envelope_id":"ac2cfd40"}'
+
+
+def test_malformed_socket_frames_and_what_can_still_be_acknowledged() -> None:
+    for bad in (b"not json", b'{"type": 5}', b'{"envelope_id": 7, "type": "events_api"}', b"[1]"):
+        with pytest.raises((msgspec.DecodeError, msgspec.ValidationError)):
+            decode_socket_frame(bad)
+    assert salvage_envelope_id(b"not json") is None
+    assert salvage_envelope_id(b'{"envelope_id": 7}') is None
+    assert salvage_envelope_id(b"[1]") is None
+    assert salvage_envelope_id(b'{"envelope_id": "e-1", "retry_attempt": "x"}') == "e-1"
+    # a valid frame whose payload is no Events API body
+    frame = decode_socket_frame(b'{"envelope_id": "e-2", "type": "events_api", "payload": {"event": "oops"}}')
+    with pytest.raises(msgspec.ValidationError):
+        socket_payload(frame)
+    with pytest.raises(msgspec.ValidationError):
+        socket_payload(decode_socket_frame(b'{"envelope_id": "e-3", "type": "events_api"}'))
+
+
+def test_a_socket_url_is_logged_without_its_ticket() -> None:
+    url = "wss://wss-primary.slack.com/link/?ticket=1234-secret-ticket&app_id=A111"
+    assert redact_url(url, url) == "wss://wss-primary.slack.com/link/"
+    text = redact_url(f"InvalidURI: {url} isn't a valid URI; ticket=1234-secret-ticket&app_id=A111", url)
+    assert "secret" not in text and text.startswith("InvalidURI: wss://wss-primary.slack.com/link/ ")
+    assert redact_url("ws://u:p@127.0.0.1:8/link/?ticket=t", "ws://u:p@127.0.0.1:8/link/?ticket=t") == (
+        "ws://127.0.0.1:8/link/"
+    )

@@ -1,8 +1,10 @@
-"""Slack's Events API, as a gateway needs it: request signatures (v0), the event envelope,
-and OpenClaw's mapping of a `message` / `app_mention` event to routing input
+"""Slack as a gateway needs it: which mode an account runs (OpenClaw's `mode`, `socket` when
+unset) and its credentials, the Events API's request signatures (v0) and event envelope, Socket
+Mode's frames (`hello`, `disconnect`, envelopes and their acks), and OpenClaw's mapping of a
+`message` / `app_mention` event to routing input
 (`extensions/slack/src/monitor/message-handler/prepare.ts`, `channel-type.ts`).
 
-Pure functions: the ingress adapter does the HTTP and the bus."""
+Pure functions: the ingress adapter does the HTTP, the WebSocket and the bus."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -21,17 +24,26 @@ from ..wire import Peer, Sender
 
 __all__ = [
     "DEFAULT_API_BASE_URL",
+    "DEFAULT_MODE",
     "DEFAULT_WEBHOOK_PATH",
     "REPLAY_WINDOW",
     "TEXT_LIMIT",
     "BotIdentity",
     "Envelope",
     "Event",
+    "Mode",
     "SlackCredentials",
     "SlackInbound",
+    "SocketFrame",
+    "decode_socket_frame",
     "normalize_event",
+    "redact_url",
     "resolve_credentials",
+    "resolve_mode",
+    "salvage_envelope_id",
     "sign",
+    "socket_ack",
+    "socket_payload",
     "verify_signature",
 ]
 
@@ -40,12 +52,15 @@ DEFAULT_WEBHOOK_PATH: Final = "/slack/events"  # OpenClaw's default Request URL 
 REPLAY_WINDOW: Final = 300  # seconds a signed request stays valid (Slack's rule)
 TEXT_LIMIT: Final = 4000  # Slack truncates at 40,000; it asks to keep messages at 4,000
 ENV_BOT_TOKEN: Final = "SLACK_BOT_TOKEN"
+ENV_APP_TOKEN: Final = "SLACK_APP_TOKEN"
 ENV_SIGNING_SECRET: Final = "SLACK_SIGNING_SECRET"
+DEFAULT_MODE: Final = "socket"  # OpenClaw's default (its schema: `mode` … `.default("socket")`)
 _USER_MENTION: Final = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 # message subtypes that are a person saying something (the others: edits, joins, bot posts, ...)
 _PLAIN_SUBTYPES: Final = frozenset({"", "thread_broadcast", "file_share", "me_message"})
 
 ChannelType = Literal["im", "mpim", "channel", "group"]
+Mode = Literal["socket", "http"]
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -178,24 +193,121 @@ def normalize_event(envelope: Envelope, bot: BotIdentity) -> SlackInbound | None
 
 @dataclass(frozen=True)
 class SlackCredentials:
-    bot_token: str
-    signing_secret: str
+    """What one account connects with: always the bot token (the Web API); in `socket` mode the
+    app-level token (`apps.connections.open`), in `http` mode the signing secret. Never in a repr."""
+
+    bot_token: str = field(repr=False)
+    mode: Mode = "socket"
+    app_token: str = field(default="", repr=False)
+    signing_secret: str = field(default="", repr=False)
+
+
+def resolve_mode(settings: ChannelAccount, path: str) -> Mode:
+    """`mode` as OpenClaw reads it: `socket` when unset. ConfigError for `relay` (OpenClaw's
+    relay gateway, not served by clawmesh) or anything else."""
+    mode = settings.mode if settings.mode is not None else DEFAULT_MODE
+    if mode in ("socket", "http"):
+        return mode  # type: ignore[return-value]
+    if mode == "relay":
+        why = 'OpenClaw\'s relay mode is not served by clawmesh; use "socket" (appToken) or "http" (signingSecret)'
+    else:
+        why = f'expected "socket" (the default) or "http", got {mode!r}'
+    raise ConfigError([Problem(f"{path}.mode", why)])
 
 
 def resolve_credentials(
     settings: ChannelAccount, account_id: str, env: Mapping[str, str] | None, path: str
 ) -> SlackCredentials | None:
-    """`botToken` and `signingSecret` (SecretRefs to env or files allowed), else for the default
-    account SLACK_BOT_TOKEN / SLACK_SIGNING_SECRET. None: no bot token. ConfigError: a bot token
-    but no signing secret (as OpenClaw's HTTP mode, events are never taken unsigned)."""
+    """The account's mode and credentials: `botToken`, and `appToken` (Socket Mode, OpenClaw's
+    default) or `signingSecret` (`mode: "http"`); SecretRefs to env or files allowed, and for the
+    default account SLACK_BOT_TOKEN / SLACK_APP_TOKEN / SLACK_SIGNING_SECRET when the keys are
+    absent. None: no bot token. ConfigError (naming the missing key): a bot token but not what its
+    mode needs (as OpenClaw's HTTP mode, events are never taken unsigned)."""
     env = env or {}
+    default = account_id == DEFAULT_ACCOUNT_ID
     token = secret_value(settings.bot_token, env, f"{path}.botToken")
-    secret = secret_value(settings.signing_secret, env, f"{path}.signingSecret")
-    if account_id == DEFAULT_ACCOUNT_ID:
+    if default:
         token = token or env.get(ENV_BOT_TOKEN)
-        secret = secret or env.get(ENV_SIGNING_SECRET)
     if not token or not token.strip():
         return None
-    if not secret or not secret.strip():
-        raise ConfigError([Problem(f"{path}.signingSecret", "required for the Events API over HTTP")])
-    return SlackCredentials(bot_token=token.strip(), signing_secret=secret.strip())
+    mode = resolve_mode(settings, path)
+    if mode == "http":
+        secret = secret_value(settings.signing_secret, env, f"{path}.signingSecret")
+        if default:
+            secret = secret or env.get(ENV_SIGNING_SECRET)
+        if not secret or not secret.strip():
+            raise ConfigError(
+                [Problem(f"{path}.signingSecret", 'required for mode "http" (the Events API over HTTP)')]
+            )
+        return SlackCredentials(bot_token=token.strip(), mode="http", signing_secret=secret.strip())
+    app = secret_value(settings.app_token, env, f"{path}.appToken")
+    if default:
+        app = app or env.get(ENV_APP_TOKEN)
+    if not app or not app.strip():
+        why = (
+            "required for Socket Mode, the mode when `mode` is unset (as OpenClaw): the app-level "
+            "token (xapp-…, scope connections:write)" + (" or SLACK_APP_TOKEN" if default else "")
+        )
+        signed = settings.signing_secret is not None or (default and bool(env.get(ENV_SIGNING_SECRET)))
+        if signed:
+            why += f'; this account has a signing secret: set {path}.mode to "http" to take events over HTTP'
+        raise ConfigError([Problem(f"{path}.appToken", why)])
+    return SlackCredentials(bot_token=token.strip(), mode="socket", app_token=app.strip())
+
+
+# --- Socket Mode ----------------------------------------------------------------------------
+
+
+class SocketFrame(msgspec.Struct, frozen=True):
+    """A frame Slack sends on a Socket Mode connection: `hello` (`num_connections`),
+    `disconnect` (`reason`: warning, refresh_requested, too_many_websockets, link_disabled), or
+    an envelope to acknowledge by `envelope_id` (`type` events_api, slash_commands, interactive;
+    `payload` of events_api is the Events API's `event_callback` body)."""
+
+    type: str = ""
+    envelope_id: str | None = None
+    payload: msgspec.Raw = msgspec.Raw(b"null")
+    accepts_response_payload: bool = False
+    retry_attempt: int = 0
+    retry_reason: str = ""
+    reason: str = ""
+    num_connections: int | None = None
+
+
+_socket_frame = msgspec.json.Decoder(SocketFrame)
+_envelope = msgspec.json.Decoder(Envelope)
+
+
+def decode_socket_frame(data: bytes | str) -> SocketFrame:
+    """One frame; msgspec.DecodeError (not JSON) or ValidationError (not a frame)."""
+    return _socket_frame.decode(data)
+
+
+def socket_payload(frame: SocketFrame) -> Envelope:
+    """An `events_api` envelope's payload, as the Events API would have POSTed it."""
+    return _envelope.decode(frame.payload)
+
+
+def salvage_envelope_id(data: bytes | str) -> str | None:
+    """The `envelope_id` of a frame that is JSON but not a valid frame (so it can be acknowledged
+    and not redelivered forever); None when there is none to find."""
+    try:
+        value = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    found = value.get("envelope_id") if isinstance(value, dict) else None
+    return found if isinstance(found, str) and found else None
+
+
+def socket_ack(envelope_id: str) -> str:
+    """The acknowledgement of one envelope (no response payload)."""
+    return msgspec.json.encode({"envelope_id": envelope_id}).decode()
+
+
+def redact_url(text: str, url: str) -> str:
+    """`text` (a log line, an error) with `url` and its query string (a Socket Mode URL's
+    single-use `ticket`) cut down to scheme, host and path."""
+    parts = urlsplit(url)
+    bare = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    text = text.replace(url, bare)
+    return text.replace(parts.query, "…") if parts.query else text

@@ -4,8 +4,11 @@
 over NATS what its channel adapters are doing, and falls back to a config-only summary when no
 ingress answers; `--probe` checks each account's credentials against the platform itself
 (Telegram `getMe` at the account's `apiRoot`, Discord `GET /users/@me` at its REST base; the
-other platforms say "probe not available"). Credentials come from flags, files or the environment and are never
-printed: output names only where a credential comes from (`config`, `file`, `env`).
+other platforms, Slack in either mode among them, say "probe not available"). What ingress
+says of an account includes its connection (Slack's Socket Mode: `connection` connecting,
+connected, reconnecting or stopped, and the `error` that stopped it). Credentials come from
+flags, files or the environment and are never printed: output names only where a credential
+comes from (`config`, `file`, `env`).
 """
 
 from __future__ import annotations
@@ -337,6 +340,11 @@ def channels_status(
                     if r.get("bot"):
                         parts.append(f"@{r['bot']} ({r.get('mode', '?')})")
                         break
+                for r in running:  # an account that is off, or a connection not up (Slack's Socket Mode)
+                    if r.get("error"):
+                        parts.append(f"{r.get('instance')}: stopped: {r['error']}")
+                    elif r.get("connection") not in (None, "connected"):
+                        parts.append(f"{r.get('instance')}: {r['connection']}")
             if "probe" in row:
                 p = row["probe"]
                 if p.get("ok") is True:

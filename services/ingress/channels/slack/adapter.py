@@ -1,12 +1,19 @@
-"""One Slack app account: the Events API over HTTP in, `chat.postMessage` out.
+"""One Slack app account: Socket Mode or the Events API over HTTP in, `chat.postMessage` out.
 
-In: Slack POSTs each event to `webhookPath` (default `/slack/events`) on ingress's own HTTP
-server. The v0 signature is checked over the raw body (constant time, 5-minute window) before
-anything is parsed; `url_verification` is answered with its challenge; a message is handed to
-the access policy and stored, and only then acknowledged (well inside Slack's 3 s: one
-JetStream publish), so a failure to store is a 503 Slack retries. A retry (`X-Slack-Retry-Num`)
-and the `message` + `app_mention` pair Slack sends for one mention are the same platform id
-(`<channel>:<ts>`) and so one turn (the inbound stream's dedupe).
+In, `mode: "socket"` (OpenClaw's default, also when `mode` is unset): after `auth.test` the
+account opens Socket Mode connections with its app-level token (socketmode.py) and serves no
+webhook; each `events_api` envelope's payload takes the same path as an HTTP event (`accept`)
+and is acknowledged only once stored.
+
+In, `mode: "http"`: Slack POSTs each event to `webhookPath` (default `/slack/events`) on
+ingress's own HTTP server. The v0 signature is checked over the raw body (constant time,
+5-minute window) before anything is parsed; `url_verification` is answered with its challenge.
+
+Either way a message is handed to the access policy and stored, and only then acknowledged
+(well inside Slack's 3 s: one JetStream publish), so a failure to store is a 503 (HTTP) or no
+ack (Socket Mode) and Slack delivers it again. A redelivery (`X-Slack-Retry-Num`,
+`retry_attempt`) and the `message` + `app_mention` pair Slack sends for one mention are the same
+platform id (`<channel>:<ts>`) and so one turn (the inbound stream's dedupe).
 
 Out: `deliver` posts the reply with `chat.postMessage` into the thread it answers (in channels
 a reply opens a thread under the message, as OpenClaw's default), split at `textChunkLimit`
@@ -19,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 import msgspec
@@ -37,7 +44,9 @@ from clawmesh.channels.slack import (
     Envelope,
     SlackCredentials,
     SlackInbound,
+    SocketFrame,
     normalize_event,
+    socket_payload,
     verify_signature,
 )
 from clawmesh.channels.text import split_text
@@ -49,6 +58,9 @@ from ...turns import Unavailable, turn_id_for
 from ..base import BackgroundTasks, DeliveryProgress, PermanentSendError, TransientSendError, WebhookRoute
 from ..inbound import ChannelInbound
 from .webapi import NetworkError, WebApi, WebApiError
+
+if TYPE_CHECKING:
+    from .socketmode import SocketModeClient
 
 __all__ = ["SlackAdapter"]
 
@@ -72,15 +84,7 @@ class SlackAdapter:
         self.account = account
         self.inbound = inbound
         s = account.settings
-        if s.mode not in (None, "http"):
-            raise ConfigError(
-                [
-                    Problem(
-                        f"{account.path}.mode",
-                        f'only "http" (Events API) is served by clawmesh, got {s.mode!r}',
-                    )
-                ]
-            )
+        self.mode = credentials.mode
         base = s.api_base_url or DEFAULT_API_BASE_URL
         parsed = urlsplit(base)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -88,14 +92,28 @@ class SlackAdapter:
                 [Problem(f"{account.path}.apiBaseUrl", f"expected an http(s) URL, got {base!r}")]
             )
         path = s.webhook_path or DEFAULT_WEBHOOK_PATH
-        if not path.startswith("/"):
+        if self.mode == "http" and not path.startswith("/"):  # (Socket Mode serves no path)
             raise ConfigError([Problem(f"{account.path}.webhookPath", f"must start with '/', got {path!r}")])
         self.path = path
         self._secret = credentials.signing_secret
         self.api = WebApi(base, credentials.bot_token)
         self.bot: BotIdentity | None = None
+        self.error: str | None = None  # why this account stays off
         self._tasks = BackgroundTasks()
         self._starting: asyncio.Task[None] | None = None
+        self.socket: SocketModeClient | None = None
+        if self.mode == "socket":
+            # imported here: the WebSocket client is loaded only by an ingress running Socket Mode
+            from .socketmode import SocketModeClient
+
+            self.socket = SocketModeClient(
+                self.api,
+                credentials.app_token,
+                self._on_envelope,
+                account=account.account_id,
+                token_path=f"{account.path}.appToken",
+                counters=ctx.counters,
+            )
 
     @property
     def limit(self) -> int:
@@ -116,11 +134,8 @@ class SlackAdapter:
                 break
             except WebApiError as exc:
                 if not exc.transient:
-                    log.error(
-                        "slack %s: auth.test refused the bot token (%s); this account stays off",
-                        acct,
-                        exc.error,
-                    )
+                    self.error = f"auth.test refused the bot token ({exc.error})"
+                    log.error("slack %s: %s; this account stays off", acct, self.error)
                     return
                 log.warning("slack %s: auth.test failed (%s); retrying in %.0fs", acct, exc, delay)
             except NetworkError as exc:
@@ -132,6 +147,10 @@ class SlackAdapter:
             team_id=str(me.get("team_id") or ""),
             name=str(me.get("user") or ""),
         )
+        if self.socket is not None:
+            log.info("slack %s: bot %s of team %s ready (Socket Mode)", acct, self.bot.name, self.bot.team_id)
+            self.socket.start()
+            return
         log.info(
             "slack %s: bot %s of team %s ready (events on %s)",
             acct,
@@ -145,6 +164,8 @@ class SlackAdapter:
             self._starting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._starting
+        if self.socket is not None:
+            await self.socket.stop()
 
     async def stop(self) -> None:
         await self.stop_inbound()
@@ -152,16 +173,28 @@ class SlackAdapter:
         await self.api.close()
 
     def status(self) -> dict[str, Any]:
-        return {
+        """`connection` (Socket Mode): connecting, connected, reconnecting or stopped (with
+        `error` saying why, when it was not asked to stop)."""
+        out: dict[str, Any] = {
             "channel": self.channel,
             "account": self.account.account_id,
-            "mode": "http",
+            "mode": self.mode,
             "ready": self.bot is not None,
             "bot": self.bot.name if self.bot else None,
             "team": self.bot.team_id if self.bot else None,
         }
+        if self.socket is not None:
+            out.update(self.socket.status())
+            out["ready"] = self.bot is not None and self.socket.connected
+            if self.error is not None:
+                out["connection"] = "stopped"
+        if self.error is not None:
+            out["error"] = self.error
+        return out
 
     def webhook_routes(self) -> list[WebhookRoute]:
+        if self.socket is not None:  # Socket Mode: no Request URL
+            return []
         return [WebhookRoute(host=None, port=None, path=self.path, handler=self.on_event)]
 
     # --- in ---------------------------------------------------------------------------------
@@ -198,7 +231,39 @@ class SlackAdapter:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
         return Response(status_code=200)
 
+    async def _on_envelope(self, frame: SocketFrame) -> None:
+        """A Socket Mode `events_api` envelope: its payload as if POSTed. Returns when it may be
+        acknowledged (stored, or nothing to store); NotAcknowledged when it was not stored."""
+        from .socketmode import NotAcknowledged
+
+        counters = self.ctx.counters
+        try:
+            envelope = socket_payload(frame)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            counters["slack_events_malformed"] += 1
+            log.warning(
+                "slack %s: envelope %s is not a Slack event (%s); acknowledged and dropped",
+                self.account.account_id,
+                frame.envelope_id,
+                exc,
+            )
+            return
+        if frame.retry_attempt:
+            log.info(
+                "slack %s: envelope %s is Slack's retry %d (%s)",
+                self.account.account_id,
+                frame.envelope_id,
+                frame.retry_attempt,
+                frame.retry_reason or "no reason given",
+            )
+        try:
+            await self.accept(envelope)
+        except Unavailable as exc:
+            raise NotAcknowledged(str(exc)) from None
+
     async def accept(self, envelope: Envelope) -> None:
+        """Store one event's message (or drop it: not one to answer, or refused by the access
+        policy). Raises Unavailable when it could not be stored."""
         assert self.bot is not None
         sl = normalize_event(envelope, self.bot)
         counters = self.ctx.counters

@@ -1,6 +1,7 @@
 """A Slack Web API client for one bot token: JSON bodies, the token in the Authorization header
 (never in a URL, so never in a log line), `{"ok": false, "error": …}` (HTTP 200) and 429
-`Retry-After` turned into typed errors."""
+`Retry-After` turned into typed errors. `connections_open` is Socket Mode's one call with the
+app-level token (in the header too, as Slack requires)."""
 
 from __future__ import annotations
 
@@ -58,12 +59,13 @@ class WebApi:
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The decoded answer of `method`; WebApiError or NetworkError."""
+        return await self._post(
+            method, msgspec.json.encode(params or {}), {"content-type": "application/json; charset=utf-8"}
+        )
+
+    async def _post(self, method: str, content: bytes, headers: dict[str, str]) -> dict[str, Any]:
         try:
-            resp = await self._client.post(
-                method,
-                content=msgspec.json.encode(params or {}),
-                headers={"content-type": "application/json; charset=utf-8"},
-            )
+            resp = await self._client.post(method, content=content, headers=headers)
         except httpx.TransportError as exc:
             raise NetworkError(f"{method}: {type(exc).__name__}: {exc}") from None
         retry = resp.headers.get("retry-after")
@@ -86,6 +88,20 @@ class WebApi:
 
     async def auth_test(self) -> dict[str, Any]:
         return await self.call("auth.test")
+
+    async def connections_open(self, app_token: str) -> str:
+        """A Socket Mode WebSocket URL (single use, short-lived: a new one for every connection).
+        The app-level token goes in the Authorization header of this call only; the URL carries
+        a ticket and is never logged."""
+        answer = await self._post(
+            "apps.connections.open",
+            b"",
+            {"authorization": f"Bearer {app_token}", "content-type": "application/x-www-form-urlencoded"},
+        )
+        url = answer.get("url")
+        if not isinstance(url, str) or not url:
+            raise NetworkError("apps.connections.open: an answer without a url")  # worth another try
+        return url
 
     async def post_message(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
         """The new message's `ts`."""
