@@ -27,6 +27,7 @@ from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from clawmesh.bus import (
     Lease,
     ServiceContext,
+    await_orphans,
     consumer_span,
     inject,
     producer_span,
@@ -74,12 +75,6 @@ __all__ = ["Router"]
 log = logging.getLogger("clawmesh.router")
 
 BATCH = 256
-# A holder asks JetStream for more only while its lease is surely still its own for longer than
-# one pull request (0.5 s) lasts, plus slack: a request sent by a holder that stalled past its
-# lease would take messages out from under the next holder, who may be routing later ones already.
-# (Less than the renewal period, lease/3, leaves: a short lease keeps a smaller margin.)
-_LEASE_MARGIN = 1.5
-_LEASE_MARGIN_MIN = 0.6
 # a message newer than one handed back and not yet redelivered comes back after this long
 _OWED_RETRY = 0.2
 # A batch whose session records lost a compare-and-set race (another router numbered one of
@@ -360,72 +355,30 @@ class Router:
 
     async def _route(self, held: _Held) -> None:
         """Consume one partition while its lease is ours."""
-        keeper = asyncio.create_task(self._keep_lease(held.lease))
+        keeper = asyncio.create_task(held.lease.keep(self.lease_seconds, "router"))
         try:
-            await self._await_orphans(held, keeper)
+            await await_orphans(
+                held.psub,
+                within=self.lease_seconds + 0.5,
+                stop=held.stop,
+                go_on=lambda: not self._stopping.is_set() and not keeper.done(),
+                what=f"router: partition {held.partition.index}",
+            )
             await pull_forever(
                 held.psub,
                 functools.partial(self._handle_batch, held=held),
                 batch=BATCH,
                 stop=held.stop,
                 name=f"router-p{held.partition.index}",
-                active=lambda: not keeper.done() and not self._stopping.is_set() and self._fresh(held.lease),
+                active=lambda: (
+                    not keeper.done() and not self._stopping.is_set() and held.lease.fresh(self.lease_seconds)
+                ),
                 # handed over on purpose: route what was fetched, so the next holder finds
                 # nothing pending and starts at once
                 finish=True,
             )
         finally:
             keeper.cancel()
-
-    def _fresh(self, lease: Lease) -> bool:
-        """Whether the lease is ours for longer than a pull request lasts. False after a stall
-        (a paused process, a starved event loop) that the renewal task has not noticed yet: the
-        partition is then let go, and taken again if nobody else took it."""
-        margin = max(_LEASE_MARGIN_MIN, min(_LEASE_MARGIN, self.lease_seconds / 4))
-        return time.monotonic() + margin < lease.held_since + self.lease_seconds
-
-    async def _await_orphans(self, held: _Held, keeper: asyncio.Task[None]) -> None:
-        """Start consuming a partition only when no message is out with its earlier holder. A
-        holder that died (or froze) holding fetched messages leaves them pending until their
-        ack wait runs out, and JetStream meanwhile hands out the messages after them: routing
-        those first would number a session's later message before its earlier one. So wait
-        until nothing is pending, or at most one ack wait (the orphans are then redelivered
-        ahead of new messages). A hand-over with nothing in flight costs one consumer-info
-        call; messages a releasing router handed back (nak) count as pending too, so a
-        hand-over under load waits up to one ack wait: slower, never out of order."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.lease_seconds + 0.5
-        waited = False
-        while not self._stopping.is_set() and not held.stop.is_set() and not keeper.done():
-            try:
-                pending = (await held.psub.consumer_info()).num_ack_pending or 0
-            except Exception as exc:  # the server is away: the loop's own retries cover it
-                log.warning("router: could not read the inbound consumer (%s)", exc)
-                pending = -1
-            if pending == 0:
-                break
-            if loop.time() >= deadline:
-                break
-            if not waited and pending > 0:
-                log.info(
-                    "router: %d message(s) of partition %d still out with its previous holder; waiting for them",
-                    pending,
-                    held.partition.index,
-                )
-                waited = True
-            await wait_for_stop(held.stop, 0.1)
-
-    async def _keep_lease(self, lease: Lease) -> None:
-        """Renew a partition's lease until it is lost (any failure: another router may route
-        the partition by now)."""
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            try:
-                await lease.renew()
-            except Exception as exc:
-                log.error("router: lost the lease %s (%s)", lease.key, exc)
-                lease.lost = True
-                return
 
     async def _handle_batch(self, msgs: list[Msg], held: _Held | None = None) -> bool:
         """Route a fetched batch. Decisions and sequence numbers are made in CM_INBOUND order;

@@ -7,7 +7,7 @@ from ._main import configure_logging, run_loop, run_one
 from ._process import ConnectionClosedForGood, ProcessHealth
 from ._provision import BucketSpec, Layout, provision
 from ._publish import PUBLISH_RETRYABLE, publish_retrying
-from ._pull import pull_forever, wait_for_stop
+from ._pull import await_orphans, pull_forever, wait_for_stop
 from ._service import (
     Service,
     ServiceContext,
@@ -33,6 +33,7 @@ __all__ = [
     "Service",
     "ServiceContext",
     "ServiceFactory",
+    "await_orphans",
     "configure_logging",
     "connect",
     "consumer_span",

@@ -13,6 +13,8 @@ which succeeds only if nobody touched the key since: exactly the condition `crea
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 from nats.js import JetStreamContext
@@ -21,6 +23,15 @@ from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequen
 from nats.js.kv import KeyValue
 
 __all__ = ["Lease", "LeaseLost", "Leases"]
+
+log = logging.getLogger("clawmesh.bus")
+
+# A holder asks JetStream for more only while its lease is surely still its own for longer than
+# one pull request (0.5 s) lasts, plus slack: a request sent by a holder that stalled past its
+# lease would take messages out from under the next holder, who may be working on later ones.
+# (Less than the renewal period, lease/3, leaves: a short lease keeps a smaller margin.)
+_FRESH_MARGIN = 1.5
+_FRESH_MARGIN_MIN = 0.6
 
 _MAX_REMEMBERED = 100_000
 # JetStream's "wrong last sequence" codes (nats-py maps them only inside KV calls): 10071 with
@@ -114,6 +125,25 @@ class Lease:
             self.lost = True
             raise LeaseLost(self.key) from None
         self.held_since = sent
+
+    def fresh(self, ttl: float) -> bool:
+        """Whether the lease is ours for longer than a pull request lasts (`ttl`: the bucket's).
+        False after a stall (a paused process, a starved event loop) that `keep` has not noticed
+        yet: what it guards is then let go, and taken again if nobody else took it."""
+        margin = max(_FRESH_MARGIN_MIN, min(_FRESH_MARGIN, ttl / 4))
+        return time.monotonic() + margin < self.held_since + ttl
+
+    async def keep(self, ttl: float, what: str) -> None:
+        """Renew every `ttl`/3 until the lease is lost: any failure counts (someone else may
+        hold it by now), and sets `lost`. `what` names the holder in the log line."""
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                await self.renew()
+            except Exception as exc:
+                log.error("%s: lost the lease %s (%s)", what, self.key, exc)
+                self.lost = True
+                return
 
     async def release(self) -> None:
         """Give the lease up if it is still ours (never someone else's, even with a stale

@@ -20,7 +20,7 @@ from typing import Protocol
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-__all__ = ["PullSource", "pull_forever", "wait_for_stop"]
+__all__ = ["PullSource", "await_orphans", "pull_forever", "wait_for_stop"]
 
 log = logging.getLogger("clawmesh.bus")
 
@@ -38,6 +38,39 @@ async def wait_for_stop(stop: asyncio.Event, seconds: float) -> None:
     """Sleep `seconds`, or less if `stop` is set meanwhile."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def await_orphans(
+    psub: JetStreamContext.PullSubscription,
+    *,
+    within: float,
+    stop: asyncio.Event,
+    go_on: Callable[[], bool],
+    what: str,
+) -> None:
+    """Start consuming only when no message is out with an earlier holder of the consumer. A
+    holder that died (or froze) holding fetched messages leaves them pending until their ack
+    wait runs out, and JetStream meanwhile hands out the messages after them: working on those
+    first would put a later message before an earlier one. So wait until nothing is pending,
+    or at most `within` (about one ack wait: the orphans are then redelivered ahead of new
+    messages), while `go_on()` and `stop` unset. A hand-over with nothing in flight costs one
+    consumer-info call; messages a releasing holder handed back (nak) count as pending too, so
+    a hand-over under load waits up to one ack wait: slower, never out of order."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    waited = False
+    while not stop.is_set() and go_on():
+        try:
+            pending = (await psub.consumer_info()).num_ack_pending or 0
+        except Exception as exc:  # the server is away: the caller's own retries cover it
+            log.warning("%s: could not read the consumer (%s)", what, exc)
+            pending = -1
+        if pending == 0 or loop.time() >= deadline:
+            break
+        if not waited and pending > 0:
+            log.info("%s: %d message(s) still out with its previous holder; waiting for them", what, pending)
+            waited = True
+        await wait_for_stop(stop, 0.1)
 
 
 class PullSource(Protocol):
