@@ -13,9 +13,13 @@ REST as Discord answers it, under `/api/v10`: `Authorization: Bot <token>` (else
 `POST /users/@me/channels` (a user's DM channel, the same every time),
 `POST /channels/{id}/messages` (empty content: 400 50006; over 2000 characters: 400 50035
 `Invalid Form Body`; unknown channel: 404 10003; a `message_reference` kept), which also
-dispatches the bot's own MESSAGE_CREATE as Discord does; every answer carries the
-`X-RateLimit-*` headers; scripted failures (`fail_next`: a 429 with `retry_after` in the body,
-`Retry-After`, `X-RateLimit-Remaining: 0`, `-Reset-After`, `-Scope`, or any status).
+dispatches the bot's own MESSAGE_CREATE as Discord does; `PATCH /channels/{id}/messages/{id}`
+(200 with the edited message object and MESSAGE_UPDATE dispatched; a deleted or unknown message:
+404 10008 `Unknown Message`; another author's: 403 50005; empty or over 2000 characters: 400),
+each edit recorded in `Bot.edits` and applied to the `Posted` message; every answer carries the
+`X-RateLimit-*` headers; scripted failures (`fail_next`, per method: a 429 with `retry_after`
+in the body, `Retry-After`, `X-RateLimit-Remaining: 0`, `-Reset-After`, `-Scope`, or any
+status). `delete` removes a message as a user deleting it would.
 
 Gateway as Discord runs it: HELLO (op 10) on connect; heartbeats (op 1) answered with op 11;
 IDENTIFY (op 2) checked (an unknown token closes 4004, intents without MESSAGE_CONTENT 4014)
@@ -50,7 +54,7 @@ from websockets.exceptions import ConnectionClosed
 
 from clawmesh.httpserver import EmbeddedHTTPServer
 
-__all__ = ["Bot", "FakeDiscord", "Posted"]
+__all__ = ["Bot", "Edited", "FakeDiscord", "Posted"]
 
 MAX_CONTENT = 2000
 MESSAGE_CONTENT = 1 << 15
@@ -61,10 +65,21 @@ GUILD_TEXT, DM, PUBLIC_THREAD = 0, 1, 11
 class Posted:
     channel_id: str
     id: str
-    content: str
+    content: str  # as it is now (edits applied)
     reply_to: str | None  # message_reference.message_id
     allowed_mentions: Any = None
     flags: int = 0
+    deleted: bool = False
+
+
+@dataclass
+class Edited:
+    """One `PATCH …/messages/{id}` Discord applied."""
+
+    channel_id: str
+    message_id: str
+    content: str
+    allowed_mentions: Any = None
 
 
 @dataclass
@@ -90,8 +105,10 @@ class Bot:
     user_id: str
     username: str
     sent: list[Posted] = field(default_factory=list)
+    edits: list[Edited] = field(default_factory=list)  # the edits applied, in order
     calls: list[str] = field(default_factory=list)  # "METHOD path" of each REST call
     failures: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
+    edit_failures: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
     identifies: list[dict[str, Any]] = field(default_factory=list)
     resumes: list[dict[str, Any]] = field(default_factory=list)
     heartbeats: list[Any] = field(default_factory=list)  # the `d` of each heartbeat
@@ -119,6 +136,11 @@ class FakeDiscord:
                     Route(prefix + "/users/@me/channels", self._open_dm, methods=["POST"]),
                     Route(prefix + "/channels/{cid}", self._channel),
                     Route(prefix + "/channels/{cid}/messages", self._create_message, methods=["POST"]),
+                    Route(
+                        prefix + "/channels/{cid}/messages/{mid}",
+                        self._edit_message,
+                        methods=["PATCH"],
+                    ),
                     Route(prefix + "/channels/{cid}/typing", self._typing, methods=["POST"]),
                 ]
             ),
@@ -176,9 +198,17 @@ class FakeDiscord:
         return cid
 
     def fail_next(
-        self, bot: Bot, status: int, *, retry_after: float | None = None, code: int = 0, message: str = ""
+        self,
+        bot: Bot,
+        status: int,
+        *,
+        retry_after: float | None = None,
+        code: int = 0,
+        message: str = "",
+        method: str = "POST",
     ) -> None:
-        """The next `POST …/messages` answers `status` (a 429: Discord's rate-limit answer)."""
+        """The next `POST …/messages` (or, with `method="PATCH"`, the next edit) answers
+        `status` (a 429: Discord's rate-limit answer)."""
         headers: dict[str, str] = {}
         body: dict[str, Any] = {"message": message or f"{status}: scripted", "code": code}
         if status == 429:
@@ -193,7 +223,11 @@ class FakeDiscord:
                 "X-RateLimit-Bucket": "fakebucket",
                 "X-RateLimit-Scope": "user",
             }
-        bot.failures.append((status, body, headers))
+        (bot.edit_failures if method == "PATCH" else bot.failures).append((status, body, headers))
+
+    def delete(self, bot: Bot, message: Posted) -> None:
+        """A message deleted (by a user or a moderator): editing it is 404 `Unknown Message`."""
+        message.deleted = True
 
     # --- gateway ------------------------------------------------------------------------------
 
@@ -537,6 +571,98 @@ class FakeDiscord:
         if bot.session is not None:  # Discord echoes the bot's own message on the gateway
             await self._dispatch(bot.session, "MESSAGE_CREATE", own)
         return self._answer(own)
+
+    async def _edit_message(self, request: Request) -> Response:
+        bot = self._auth(request)
+        if bot is None:
+            return self._unauthorized()
+        cid, mid = request.path_params["cid"], request.path_params["mid"]
+        bot.calls.append(f"PATCH /channels/{cid}/messages/{mid}")
+        if bot.edit_failures:
+            status, body, headers = bot.edit_failures.pop(0)
+            return JSONResponse(body, status_code=status, headers=headers)
+        try:
+            params = await request.json()
+        except ValueError:
+            return self._answer({"message": "400: Bad Request", "code": 50109}, 400)
+        if cid not in self.channels:
+            return self._answer({"message": "Unknown Channel", "code": 10003}, 404)
+        posted = next(
+            (p for b in self.bots.values() for p in b.sent if p.id == mid and p.channel_id == cid), None
+        )
+        if posted is None or posted.deleted:
+            return self._answer({"message": "Unknown Message", "code": 10008}, 404)
+        if posted not in bot.sent:
+            return self._answer(
+                {"message": "Cannot edit a message authored by another user", "code": 50005}, 403
+            )
+        content = params.get("content")
+        if content is not None:
+            if not content:
+                return self._answer({"message": "Cannot send an empty message", "code": 50006}, 400)
+            if len(content) > MAX_CONTENT:
+                return self._answer(
+                    {
+                        "message": "Invalid Form Body",
+                        "code": 50035,
+                        "errors": {
+                            "content": {
+                                "_errors": [
+                                    {
+                                        "code": "BASE_TYPE_MAX_LENGTH",
+                                        "message": "Must be 2000 or fewer in length.",
+                                    }
+                                ]
+                            }
+                        },
+                    },
+                    400,
+                )
+        async with self._changed:
+            if content is not None:
+                posted.content = content
+            bot.edits.append(
+                Edited(
+                    channel_id=cid,
+                    message_id=mid,
+                    content=posted.content,
+                    allowed_mentions=params.get("allowed_mentions"),
+                )
+            )
+            self._changed.notify_all()
+        message = {
+            "id": posted.id,
+            "channel_id": cid,
+            "author": {"id": bot.user_id, "username": bot.username, "bot": True},
+            "content": posted.content,
+            "edited_timestamp": "2026-12-04T09:00:01.000000+00:00",
+            "mentions": [],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "flags": posted.flags,
+            "type": 19 if posted.reply_to else 0,
+        }
+        channel = self.channels[cid]
+        if channel.guild_id:
+            message["guild_id"] = channel.guild_id
+        if bot.session is not None:  # as Discord: the edit is dispatched on the gateway
+            await self._dispatch(bot.session, "MESSAGE_UPDATE", message)
+        return self._answer(message)
+
+    async def wait_edited(
+        self, bot: Bot, predicate: Callable[[Edited], bool], *, timeout: float = 30.0, count: int = 1
+    ) -> list[Edited]:
+        found: list[Edited] = []
+
+        def enough() -> bool:
+            found[:] = [e for e in bot.edits if predicate(e)]
+            return len(found) >= count
+
+        try:
+            await self._wait(enough, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no {count} matching edits; edits: {bot.edits!r}") from None
+        return found[:count]
 
     async def wait_sent(
         self, bot: Bot, predicate: Callable[[Posted], bool], *, timeout: float = 30.0, count: int = 1

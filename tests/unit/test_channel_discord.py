@@ -1,5 +1,6 @@
 """OpenClaw's mapping of a Discord `MESSAGE_CREATE` to routing input, the token's sources, the
-REST base, and the reply limit."""
+REST base, the reply limit, and the preview mode (`streaming`, legacy `streamMode`, per account)
+with the loader's warnings for what is not served as asked."""
 
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ from clawmesh.channels.discord import (
     api_base_url,
     max_lines,
     normalize_message,
+    preview_mode,
     resolve_token,
+    streaming_source,
     text_chunk_limit,
 )
 from clawmesh.channels.text import cap_lines
-from clawmesh.config import ChannelAccount, ChannelConfig, ConfigError, SecretRef
+from clawmesh.checks import default_checks
+from clawmesh.config import ChannelAccount, ChannelConfig, ConfigError, SecretRef, parse_config
 from clawmesh.wire import Peer, Sender
 
 BOT = BotIdentity(id="900", username="clawbot")
@@ -167,3 +171,89 @@ def test_tall_replies_are_cut_at_max_lines_keeping_code_blocks_whole() -> None:
     assert first.endswith("x14\n```") and first.count("```") == 2
     assert second.startswith("```py\nx15\n") and second.endswith("```\nafter")
     assert cap_lines("a\n\n\n\n", 2) == ["a\n"]  # no piece of blank lines only
+
+
+def _section(discord: dict[str, Any]) -> ChannelConfig:
+    return msgspec.convert(discord, ChannelConfig)
+
+
+@pytest.mark.parametrize(
+    ("discord", "mode"),
+    [
+        ({}, "off"),  # Discord's default (OpenClaw 2026.9.6)
+        ({"streaming": {"mode": "partial"}}, "partial"),
+        ({"streaming": {"mode": "block"}}, "block"),
+        ({"streaming": {"mode": "progress"}}, "progress"),
+        ({"streaming": {"mode": " Partial "}}, "partial"),  # trimmed, case-folded
+        ({"streaming": {}}, "off"),  # an object without a mode
+        ({"streaming": {"mode": "bogus"}}, "off"),
+        # the legacy spellings, as OpenClaw's migration reads them: a bare mode string, then
+        # `streamMode`, then a boolean
+        ({"streaming": "block"}, "block"),
+        ({"streamMode": "partial"}, "partial"),
+        ({"streaming": True}, "partial"),
+        ({"streaming": False}, "off"),
+        ({"streaming": True, "streamMode": "off"}, "off"),
+        ({"streaming": {"mode": "partial"}, "streamMode": "off"}, "partial"),
+        ({"streaming": "partial", "streamMode": "block"}, "partial"),
+        ({"streaming": {"mode": "bogus"}, "streamMode": "block"}, "block"),
+    ],
+)
+def test_the_preview_mode_as_openclaw_reads_it(discord: dict[str, Any], mode: str) -> None:
+    assert preview_mode(_section(discord), "default") == mode
+
+
+def test_an_accounts_own_streaming_keys_override_the_channels_as_a_whole() -> None:
+    section = _section(
+        {
+            "streaming": {"mode": "partial"},
+            "accounts": {
+                "Quiet": {"streaming": {"mode": "off"}},
+                "legacy": {"streamMode": "block"},  # the account's own legacy key wins
+                "bare": {"streaming": {}},  # its object replaces the channel's: off
+                "inherits": {"token": "t"},
+            },
+        }
+    )
+    assert preview_mode(section, "quiet") == "off"  # account ids are normalised
+    assert preview_mode(section, "legacy") == "block"
+    assert preview_mode(section, "bare") == "off"
+    assert preview_mode(section, "inherits") == "partial"
+    assert preview_mode(section, "default") == "partial"  # the channel's own token
+    assert preview_mode(None, "default") == "off"
+    assert streaming_source(ChannelAccount()) is None
+    assert streaming_source(ChannelAccount(stream_mode="progress")) == ("progress", "streamMode")
+
+
+def _warnings(discord: dict[str, Any], channel: str = "discord") -> list[str]:
+    config = parse_config({"channels": {channel: discord}}, env={}, checks=default_checks())
+    return [str(w) for w in config.warnings if "stream" in w.path]
+
+
+def test_progress_loads_with_one_warning_that_it_is_served_as_off() -> None:
+    served_off = 'Discord\'s "progress" status draft is served as "off"'
+    found = _warnings({"token": "t", "streaming": {"mode": "progress"}})
+    assert len(found) == 1 and found[0].startswith(
+        "$.channels.discord.streaming.mode: accepted, not implemented"
+    )
+    assert served_off in found[0]
+    found = _warnings({"token": "t", "accounts": {"a": {"token": "t", "streamMode": "progress"}}})
+    assert len(found) == 1 and found[0].startswith("$.channels.discord.accounts.a.streamMode:")
+    assert served_off in found[0]
+    assert _warnings({"token": "t", "streaming": {"mode": "partial"}}) == []
+    assert _warnings({"token": "t", "streaming": True}) == []
+
+
+def test_stream_mode_is_discords_legacy_spelling_and_an_ignored_old_key_elsewhere() -> None:
+    assert _warnings({"token": "t", "streamMode": "partial"}) == [
+        "$.channels.discord.streamMode: the legacy spelling of streaming.mode (OpenClaw's `doctor --fix` "
+        "moves it); read as such"
+    ]
+    assert _warnings({"token": "t", "streaming": {"mode": "off"}, "streamMode": "partial"}) == [
+        "$.channels.discord.streamMode: the legacy spelling of streaming.mode (OpenClaw's `doctor --fix` "
+        "moves it); ignored: streaming.mode is set too"
+    ]
+    assert _warnings({"botToken": "t", "streamMode": "partial"}, "telegram") == [
+        "$.channels.telegram.streamMode: a key of older OpenClaw versions (not in OpenClaw 2026.9.6), "
+        "not implemented by clawmesh; ignored"
+    ]

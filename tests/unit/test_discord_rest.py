@@ -1,6 +1,7 @@
 """The Discord REST client: errors typed from Discord's answers, 429's `retry_after` from the
-body or the headers, a bucket reported empty holding the next request on its route, and the
-token only in the Authorization header."""
+body or the headers, a bucket reported empty holding the next request on its route, the token
+only in the Authorization header, and a message edit (a streamed preview): its shape, a deleted
+message's 404 `Unknown Message`, a rate-limited edit."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from clawmesh_ingress.channels.discord import rest
-from clawmesh_ingress.channels.discord.rest import RestApi, RestError
+from clawmesh_ingress.channels.discord.rest import UNKNOWN_MESSAGE, RestApi, RestError
 
 TOKEN = "secret-bot-token"
 
@@ -86,3 +87,47 @@ async def test_an_empty_bucket_holds_the_next_request_on_its_route_only(monkeypa
     assert waits == []
     await api.create_message("123", "second")
     assert len(waits) == 1 and 0 < waits[0] <= 1.5
+
+
+async def test_an_edit_patches_the_content_pinging_nobody_and_a_deleted_message_is_unknown() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/gone"):
+            return httpx.Response(404, json={"message": "Unknown Message", "code": 10008})
+        return httpx.Response(200, json={"id": "55", "content": "new text"})
+
+    api = _api(handler)
+    await api.edit_message("123", "55", "new text")
+    request = seen[0]
+    assert (request.method, request.url.path) == ("PATCH", "/api/v10/channels/123/messages/55")
+    body = httpx.Response(200, content=request.content).json()
+    assert body == {"content": "new text", "allowed_mentions": {"parse": []}}
+    with pytest.raises(RestError) as err:
+        await api.edit_message("123", "gone", "x")
+    assert (err.value.status, err.value.code, err.value.transient) == (404, UNKNOWN_MESSAGE, False)
+    assert "Unknown Message" in str(err.value)
+
+
+async def test_a_rate_limited_edit_is_transient_and_edits_share_their_channels_bucket(
+    monkeypatch: Any,
+) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(rest, "asyncio", SimpleNamespace(sleep=sleep))
+    limited = httpx.Response(429, json={"message": "You are being rate limited.", "retry_after": 0.4})
+    api = _api(lambda request: limited)
+    with pytest.raises(RestError) as err:
+        await api.edit_message("1", "2", "x")
+    assert err.value.transient and err.value.retry_after == 0.4
+    headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "1.5"}
+    api = _api(lambda request: httpx.Response(200, json={"id": "2"}, headers=headers))
+    await api.edit_message("123", "2", "first")
+    await api.create_message("123", "a post is another bucket")
+    assert waits == []
+    await api.edit_message("123", "3", "another message of the channel: the same bucket")
+    assert len(waits) == 1

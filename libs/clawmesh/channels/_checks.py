@@ -5,6 +5,11 @@ OpenClaw 2026.9.6 accepts `dmPolicy: "open"` without `"*"` and `allowlist` with 
 loads such files too — refusing a config OpenClaw runs would break moving to clawmesh — and
 says so in warnings with OpenClaw's wording and the path. Unusable mention patterns are never
 compiled; the warning names each one.
+
+Streaming: Discord's `progress` preview (OpenClaw's status draft) is not implemented and is
+served as `off`, which the loader says once per key that asks for it; the legacy `streamMode`
+is read by Discord only (a warning that it is a legacy spelling) and ignored elsewhere, with the
+warning every key of older OpenClaw versions gets.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from ..config import ChannelAccount, ChannelConfig, Config, Problem
 from ._mentions import unsafe_reason
 from ._normalize import normalize_entry
+from .discord import streaming_source
 
 __all__ = ["config_checks"]
 
@@ -27,6 +33,7 @@ def config_checks(config: Config) -> list[Problem]:
     for name, channel in (config.document.channels or {}).items():
         base = f"$.channels.{name}" if name.isidentifier() else f"$.channels[{name!r}]"
         _account(problems, name, base, channel, None)
+        _streaming(problems, name, base, channel)
         for account_id, account in (channel.accounts or {}).items():
             path = (
                 f"{base}.accounts.{account_id}"
@@ -34,6 +41,7 @@ def config_checks(config: Config) -> list[Problem]:
                 else f"{base}.accounts[{account_id!r}]"
             )
             _account(problems, name, path, account, (base, channel))
+            _streaming(problems, name, path, account)
     messages = config.document.messages
     if messages is not None and messages.group_chat is not None:
         _patterns(problems, "$.messages.groupChat.mentionPatterns", messages.group_chat.mention_patterns)
@@ -87,6 +95,51 @@ def _account(
         for i, raw in enumerate(values or ()):
             if str(raw).strip() and normalize_entry(channel, raw) is None:
                 problems.append(Problem(f"{path}.{key}[{i}]", _unusable(channel, raw), "warning"))
+
+
+def _streaming(problems: list[Problem], channel: str, path: str, level: ChannelAccount) -> None:
+    """One config level's streaming keys: Discord's `progress` is served as `off`; `streamMode`
+    is Discord's legacy spelling and an ignored key of older OpenClaw versions elsewhere."""
+    if channel != "discord":
+        if level.stream_mode is not None:
+            problems.append(
+                Problem(
+                    f"{path}.streamMode",
+                    "a key of older OpenClaw versions (not in OpenClaw 2026.9.6), not implemented by "
+                    "clawmesh; ignored",
+                    "warning",
+                )
+            )
+        return
+    found = streaming_source(level)
+    if found is None:
+        return
+    mode, key = found
+    if mode == "progress":
+        problems.append(
+            Problem(
+                f"{path}.{key}",
+                'accepted, not implemented by clawmesh: Discord\'s "progress" status draft is served '
+                'as "off" (no preview; the final reply only)',
+                "warning",
+            )
+        )
+    legacy = level.stream_mode
+    if legacy is None or (mode == "progress" and key == "streamMode"):
+        return
+    if key == "streamMode":
+        how = "read as such"
+    elif legacy.strip().lower() not in ("off", "partial", "block", "progress"):
+        how = f"{legacy!r} is not one of off|partial|block|progress; ignored"
+    else:
+        how = f"ignored: {key} is set too"
+    problems.append(
+        Problem(
+            f"{path}.streamMode",
+            f"the legacy spelling of streaming.mode (OpenClaw's `doctor --fix` moves it); {how}",
+            "warning",
+        )
+    )
 
 
 def _unusable(channel: str, raw: str | int) -> str:

@@ -1,7 +1,8 @@
 """Discord, as a gateway needs it: the Gateway's frames and intents, the `MESSAGE_CREATE`
-message, and OpenClaw's mapping of a message to routing input
+message, OpenClaw's mapping of a message to routing input
 (`extensions/discord/src/monitor/route-resolution.ts`, `message-handler.preflight.ts`;
-channel-protocols.md §3, §5.3).
+channel-protocols.md §3, §5.3), and the preview mode (`streaming`, legacy `streamMode`) as
+OpenClaw reads it (`preview-streaming.ts`, `doctor-contract.ts`).
 
 Pure functions: the ingress adapter does the WebSocket, the HTTP and the bus."""
 
@@ -14,8 +15,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ..config import ChannelAccount, ConfigError, Problem, secret_value
-from ..ids import DEFAULT_ACCOUNT_ID
+from ..config import ChannelAccount, ChannelConfig, ChannelStreaming, ConfigError, Problem, secret_value
+from ..ids import DEFAULT_ACCOUNT_ID, normalize_account_id
 from ..wire import Peer, Sender
 
 __all__ = [
@@ -33,10 +34,13 @@ __all__ = [
     "Frame",
     "Message",
     "Op",
+    "StreamingMode",
     "api_base_url",
     "max_lines",
     "normalize_message",
+    "preview_mode",
     "resolve_token",
+    "streaming_source",
     "text_chunk_limit",
 ]
 
@@ -67,6 +71,9 @@ CLOSE_FATAL: Final = {
     4013: "invalid intents",
     4014: "disallowed intents: enable the Message Content Intent for the bot in the Developer Portal",
 }
+StreamingMode = Literal["off", "partial", "block", "progress"]
+_MODES: Final = ("off", "partial", "block", "progress")
+
 # close codes after which the session is gone: identify again (4007 invalid seq, 4009 timed out)
 CLOSE_NEW_SESSION: Final = frozenset({4007, 4009})
 
@@ -256,3 +263,47 @@ def max_lines(settings: ChannelAccount) -> int:
     """`maxLinesPerMessage` (OpenClaw's default 17): a reply taller than that is split."""
     lines = settings.max_lines_per_message
     return MAX_LINES if lines is None or lines <= 0 else lines
+
+
+def _mode(value: object) -> StreamingMode | None:
+    if not isinstance(value, str):
+        return None
+    found = value.strip().lower()
+    return found if found in _MODES else None  # type: ignore[return-value]
+
+
+def streaming_source(level: ChannelAccount) -> tuple[StreamingMode, str] | None:
+    """The preview mode one config level (the channel, or an account's own keys) sets, and the
+    key that sets it (`streaming.mode`, `streaming`, `streamMode`; "" for the default), read as
+    OpenClaw reads a Discord entry: `streaming.mode`, else `streaming` as a mode string, else the
+    legacy `streamMode`, else a legacy boolean `streaming` (true `partial`, false `off`), else
+    `off` (Discord's default). Mode names are trimmed and case-folded; an unknown one is
+    skipped. None: the level says nothing about streaming (it inherits the channel's)."""
+    streaming = level.streaming
+    if streaming is None and level.stream_mode is None:
+        return None
+    if isinstance(streaming, ChannelStreaming) and (mode := _mode(streaming.mode)) is not None:
+        return mode, "streaming.mode"
+    if (mode := _mode(streaming)) is not None:
+        return mode, "streaming"
+    if (mode := _mode(level.stream_mode)) is not None:
+        return mode, "streamMode"
+    if isinstance(streaming, bool):
+        return ("partial" if streaming else "off"), "streaming"
+    return "off", ""
+
+
+def preview_mode(section: ChannelConfig | None, account_id: str) -> StreamingMode:
+    """An account's preview mode (`channels.discord.streaming` as OpenClaw reads it, default
+    `off`): its own `accounts.<id>` keys when they say anything about streaming (an account's
+    `streaming` replaces the channel's as a whole), else the channel's."""
+    if section is None:
+        return "off"
+    for raw_id, own in (section.accounts or {}).items():
+        if normalize_account_id(raw_id) == account_id:
+            found = streaming_source(own)
+            if found is not None:
+                return found[0]
+            break
+    found = streaming_source(section)
+    return found[0] if found is not None else "off"

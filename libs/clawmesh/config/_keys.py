@@ -72,7 +72,6 @@ _AGENT_COMMON: Final = frozenset(
 _CHANNEL_COMMON: Final = frozenset(
     {
         "chunkMode",
-        "streamMode",
         "actions",
         "historyLimit",
         "dmHistoryLimit",

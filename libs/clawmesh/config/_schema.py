@@ -568,6 +568,9 @@ class ChannelAccount(_Base):
     webhook_port: int | None = None
     text_chunk_limit: int | None = None
     streaming: ChannelStreaming | bool | str | None = None
+    # the legacy spelling of `streaming.mode` (older OpenClaw; its `doctor --fix` moves it): Discord
+    # reads it as OpenClaw's migration does, the other channels warn that it is ignored
+    stream_mode: str | None = None
     reply_to_mode: Literal["off", "first", "all", "batched"] | None = None
     media_max_mb: float | None = None
     # Discord (OpenClaw's keys): tall replies split (default 17 lines), link embeds suppressed

@@ -1,4 +1,5 @@
-"""Discord: the Gateway (WebSocket) in, REST `POST /channels/{id}/messages` out."""
+"""Discord: the Gateway (WebSocket) in, REST `POST /channels/{id}/messages` out (and `PATCH` for
+streamed previews)."""
 
 from .adapter import DiscordAdapter
 

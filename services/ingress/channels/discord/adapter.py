@@ -12,6 +12,14 @@ split at `maxLinesPerMessage` lines (default 17) and `textChunkLimit` characters
 most 2000), links not unfurled (`suppressEmbeds`, default true), as a native reply to that
 message per `replyToMode` (OpenClaw's default `off`: none). A reply with no answered message (an approval
 notice, the message tool) goes to its peer: a user's DM channel is opened first.
+
+Previews (`streaming.mode`, OpenClaw's default `off`): with `partial` the replica that took the
+message posts a preview of the answer once it has `MIN_PREVIEW_CHARS` of text and edits it
+(`PATCH …/messages/{id}`) at most once per `EDIT_INTERVAL`, showing the reply's first message;
+the final reply then replaces the preview in place (its first part; the rest follow as new
+messages), or is sent anew when the preview is gone (404 `Unknown Message`). `block` is served
+as `partial` (logged once); `progress` as `off` (the config loader warns). What is not
+Discord's is shared with Telegram (`..preview`).
 """
 
 from __future__ import annotations
@@ -31,9 +39,11 @@ from clawmesh.channels.discord import (
     BotIdentity,
     DiscordInbound,
     Message,
+    StreamingMode,
     api_base_url,
     max_lines,
     normalize_message,
+    preview_mode,
     text_chunk_limit,
 )
 from clawmesh.channels.text import cap_lines, split_text
@@ -41,7 +51,7 @@ from clawmesh.config import ChannelAccount
 from clawmesh.errors import best_effort
 from clawmesh.wire import InboundMessage, OutboundMessage, now
 
-from ...turns import Unavailable, turn_id_for
+from ...turns import PendingTurn, Unavailable, turn_id_for
 from ..base import (
     BackgroundTasks,
     DeliveryProgress,
@@ -51,6 +61,7 @@ from ..base import (
     WebhookRoute,
 )
 from ..inbound import ChannelInbound
+from ..preview import Previews
 from .gateway import Gateway
 from .rest import NetworkError, RestApi, RestError
 
@@ -59,6 +70,9 @@ __all__ = ["DiscordAdapter"]
 log = logging.getLogger("clawmesh.ingress.discord")
 
 _CHANNELS_KEPT: Final = 50_000
+# OpenClaw's `minInitialChars` for a Discord draft: the first preview waits for this much text, so
+# the notification it causes says something
+MIN_PREVIEW_CHARS: Final = 30
 
 
 class _ChannelInfo(msgspec.Struct):
@@ -79,6 +93,13 @@ _guild = msgspec.json.Decoder(_Guild)
 
 class DiscordAdapter:
     channel: ClassVar[str] = "discord"
+    # at most one preview edit per turn this often. Discord allows about 5 message edits per 5 s
+    # in a channel (the bucket of `PATCH /channels/{id}/messages/{id}`): 1.2 s (OpenClaw's
+    # `throttleMs` for Discord drafts) keeps one preview under that with room for the final
+    # edit and other replies there; concurrent previews in one channel are held by the REST
+    # client's bucket (`X-RateLimit-Remaining: 0`), a 429 stops a preview (the final reply
+    # still comes)
+    EDIT_INTERVAL: ClassVar[float] = 1.2
 
     def __init__(
         self, ctx: ServiceContext, account: AccountSettings, token: str, inbound: ChannelInbound
@@ -102,6 +123,10 @@ class DiscordAdapter:
         self._channels: OrderedDict[str, tuple[int, str | None]] = OrderedDict()  # id -> type, parent
         self._dms: OrderedDict[str, str] = OrderedDict()  # user id -> DM channel id
         self._tasks = BackgroundTasks()
+        self.previews = Previews(
+            ctx, self.channel, account.account_id, str, failures=(RestError, NetworkError), log=log
+        )
+        self._block_noted = False
 
     # --- settings a config reload changes at once (from the next message on) ----------------
 
@@ -110,6 +135,30 @@ class DiscordAdapter:
         """This account's settings in the current config (the token and API base are the ones
         it started with: those need an ingress restart)."""
         return self._live.get()
+
+    @property
+    def streaming(self) -> StreamingMode:
+        """The account's preview mode as served: `partial` or `off` (`block` is served as
+        `partial`, said once in the log; `progress` as `off`, said by the config loader)."""
+        mode = preview_mode(
+            (self.ctx.holder.current.document.channels or {}).get(self.channel), self.account.account_id
+        )
+        if mode == "block":
+            if not self._block_noted:
+                self._block_noted = True
+                log.info(
+                    'discord %s: streaming mode "block" is served as "partial" (one preview edited '
+                    "as the text arrives; OpenClaw's draft-sized chunks are not implemented)",
+                    self.account.account_id,
+                )
+            return "partial"
+        return "partial" if mode == "partial" else "off"
+
+    def _pieces(self, text: str) -> list[str]:
+        """A reply's messages: at most `maxLinesPerMessage` lines and `textChunkLimit` characters."""
+        settings = self.settings
+        limit = text_chunk_limit(settings)
+        return [p for part in cap_lines(text, max_lines(settings)) for p in split_text(part, limit)]
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -241,15 +290,47 @@ class DiscordAdapter:
             can_detect_mention=True,
             text=dc.text,
         )
-        result = await self.inbound.submit(request, inbound, follow=False)
+        result = await self.inbound.submit(request, inbound, follow=self.streaming == "partial")
         counters["discord_messages_accepted"] += 1
         if isinstance(result.denied, PairingChallenge):
             self._tasks.spawn(self._answer_denied(dc, result.denied.reply))
+        if result.turn is not None:
+            self._tasks.spawn(self._stream(result.turn, dc))
 
     async def _answer_denied(self, dc: DiscordInbound, text: str) -> None:
         """The pairing code for an unknown sender (dmPolicy `pairing`), sent directly."""
         with best_effort(self.ctx.counters, "discord_policy_reply", log=log):
             await self.api.create_message(dc.channel_id, text)
+
+    # --- streamed previews (the shared part: `..preview`) ----------------------------------
+
+    async def _stream(self, turn: PendingTurn, dc: DiscordInbound) -> None:
+        """Follow the turn's text as it is generated and show it in a preview message, edited at
+        a bounded rate; the final reply (`deliver`) takes the preview over. The preview is what
+        the reply's first message would be, sent as that message would be (a native reply per
+        `replyToMode`, embeds suppressed, nobody pinged)."""
+
+        async def send(text: str) -> str:
+            settings = self.settings
+            quote = dc.message_id if (settings.reply_to_mode or "off") in ("first", "all") else None
+            suppress = settings.suppress_embeds is not False
+            return await self.api.create_message(
+                dc.channel_id, text, reply_to=quote, suppress_embeds=suppress
+            )
+
+        async def edit(message_id: str, text: str) -> None:
+            await self.api.edit_message(dc.channel_id, message_id, text)
+
+        await self.previews.stream(
+            turn,
+            dc.channel_id,
+            send=send,
+            edit=edit,
+            shown=lambda text: self._pieces(text)[0],
+            interval=lambda: self.EDIT_INTERVAL,
+            timeout=self.inbound.turns.turn_timeout(),
+            min_chars=MIN_PREVIEW_CHARS,
+        )
 
     # --- out --------------------------------------------------------------------------------
 
@@ -269,8 +350,7 @@ class DiscordAdapter:
             target, answered = out.reply_to.split(":", 1)
         target = target or out.thread_id
         settings = self.settings
-        limit = text_chunk_limit(settings)
-        pieces = [p for part in cap_lines(out.text, max_lines(settings)) for p in split_text(part, limit)]
+        pieces = self._pieces(out.text)
         mode = settings.reply_to_mode or "off"
         suppress = settings.suppress_embeds is not False  # OpenClaw's default: no link previews
         try:
@@ -279,13 +359,28 @@ class DiscordAdapter:
                 if peer is None or not peer.id:
                     raise PermanentSendError(f"the reply names no Discord channel or user (peer {peer!r})")
                 target = await self._dm_channel(peer.id) if peer.kind in ("direct", "user") else peer.id
-            for index, piece in enumerate(pieces):
-                if index < len(progress.sent):
-                    continue
+            channel_id = target
+
+            async def send(index: int, piece: str) -> str:
                 # `batched` quotes only a debounced burst of messages: clawmesh answers each alone
                 quote = answered if mode == "all" or (mode == "first" and index == 0) else None
-                sent = await self.api.create_message(target, piece, reply_to=quote, suppress_embeds=suppress)
-                await progress.part_sent(sent, last=index == len(pieces) - 1)
+                return await self.api.create_message(
+                    channel_id, piece, reply_to=quote, suppress_embeds=suppress
+                )
+
+            async def edit(message_id: str, piece: str) -> None:
+                await self.api.edit_message(channel_id, message_id, piece)
+
+            await self.previews.deliver(
+                out.turn_id,
+                pieces,
+                progress,
+                send=send,
+                edit=edit,
+                # 404 Unknown Message (deleted meanwhile), 403, …: the reply is sent anew
+                not_editable=lambda exc: isinstance(exc, RestError) and not exc.transient,
+                recorded=self.streaming == "partial",
+            )
         except RestError as exc:
             if exc.transient:
                 raise TransientSendError(str(exc), exc.retry_after) from None

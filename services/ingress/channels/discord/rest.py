@@ -17,12 +17,13 @@ from typing import Any, Final
 import httpx
 import msgspec
 
-__all__ = ["NetworkError", "RestApi", "RestError"]
+__all__ = ["UNKNOWN_MESSAGE", "NetworkError", "RestApi", "RestError"]
 
 USER_AGENT: Final = "DiscordBot (https://github.com/clawmesh/clawmesh, 0.1)"
 _BUCKETS_KEPT: Final = 4096
 MAX_BUCKET_WAIT: Final = 60.0
 SUPPRESS_EMBEDS: Final = 1 << 2  # a longer reset is left to the 429 and the caller's retry
+UNKNOWN_MESSAGE: Final = 10008  # Discord's code for a message that is gone (deleted) or never was
 
 
 class RestError(Exception):
@@ -174,3 +175,12 @@ class RestApi:
             }
         route = f"channels/{channel_id}/messages"
         return _id.decode(await self.call("POST", route, body, route=route)).id
+
+    async def edit_message(self, channel_id: str, message_id: str, content: str) -> None:
+        """`PATCH /channels/{id}/messages/{id}`: replace a sent message's content (a streamed
+        preview, or the final reply taking it over); it pings nobody either. A message deleted
+        meanwhile is a 404 with code `UNKNOWN_MESSAGE`. Every edit in a channel counts against
+        one bucket (Discord keys it by the route, the channel being its major parameter)."""
+        body = {"content": content, "allowed_mentions": {"parse": []}}
+        route = f"channels/{channel_id}/messages/{{message.id}}"
+        await self.call("PATCH", f"channels/{channel_id}/messages/{message_id}", body, route=route)

@@ -5,7 +5,8 @@ stored (`ChannelInbound`). Out: `deliver` sends a reply with `sendMessage`, spli
 `textChunkLimit` (at most 4096), into the chat and forum topic it answers; with `streaming`
 `partial` or `block` the replica that took the message sends a preview as the answer's text
 arrives and edits it at most once per `EDIT_INTERVAL`; the final reply then replaces the
-preview in place (its first part) instead of arriving as a new message.
+preview in place (its first part) instead of arriving as a new message (`..preview`: what every
+platform with previews shares).
 """
 
 from __future__ import annotations
@@ -15,13 +16,10 @@ import contextlib
 import hmac
 import logging
 import re
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 import msgspec
-from nats.js.errors import KeyNotFoundError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -43,7 +41,7 @@ from clawmesh.channels.telegram import (
 )
 from clawmesh.config import ChannelAccount, ConfigError, Problem, secret_value
 from clawmesh.errors import best_effort
-from clawmesh.wire import Attachment, InboundMessage, OutboundMessage, TextDeltaEvent, now
+from clawmesh.wire import Attachment, InboundMessage, OutboundMessage, now
 
 from ...turns import PendingTurn, Unavailable, turn_id_for
 from ..base import (
@@ -55,6 +53,7 @@ from ..base import (
     WebhookRoute,
 )
 from ..inbound import ChannelInbound
+from ..preview import Previews
 from .botapi import BotApi, BotApiError, MediaTooLarge, NetworkError
 from .poller import ALLOWED_UPDATES, Poller
 
@@ -66,24 +65,8 @@ DEFAULT_WEBHOOK_HOST: Final = "127.0.0.1"
 DEFAULT_WEBHOOK_PORT: Final = 8787
 DEFAULT_WEBHOOK_PATH: Final = "/telegram-webhook"
 MAX_UPDATE_BYTES: Final = 1 << 20
-_PREVIEWS_KEPT: Final = 10_000
 _SECRET_TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _update = msgspec.json.Decoder(Update)
-
-
-@dataclass
-class _Preview:
-    """A streamed answer's preview message; `finished` once the final reply took it over."""
-
-    chat_id: int
-    message_id: int | None = None
-    finished: bool = False
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-class _PreviewRecord(msgspec.Struct):
-    chat_id: int
-    message_id: int
 
 
 class TelegramAdapter:
@@ -128,7 +111,9 @@ class TelegramAdapter:
                 self.accept,
                 account=account.account_id,
             )
-        self._previews: OrderedDict[str, _Preview] = OrderedDict()
+        self.previews = Previews(
+            ctx, self.channel, account.account_id, int, failures=(BotApiError, NetworkError), log=log
+        )
         self._tasks = BackgroundTasks()
         self._starting: asyncio.Task[None] | None = None
 
@@ -340,109 +325,35 @@ class TelegramAdapter:
             )
         return Response(status_code=200)
 
-    # --- streamed previews ------------------------------------------------------------------
+    # --- streamed previews (the shared part: `..preview`) ----------------------------------
 
     async def _stream(self, turn: PendingTurn, tg: TelegramInbound) -> None:
         """Follow the turn's text as it is generated and show it in a preview message, edited at
         a bounded rate; the final reply (`deliver`) takes the preview over."""
-        preview = _Preview(chat_id=tg.chat_id)
-        self._previews[turn.turn_id] = preview
-        while len(self._previews) > _PREVIEWS_KEPT:
-            self._previews.popitem(last=False)
-        parts: list[str] = []
-        changed = asyncio.Event()
-        following = True
 
-        async def follow() -> None:
-            nonlocal following
-            try:
-                async for event in turn.events(self.inbound.turns.turn_timeout()):
-                    if isinstance(event, TextDeltaEvent) and event.text:
-                        parts.append(event.text)
-                        changed.set()
-            except TimeoutError:
-                pass
-            finally:
-                following = False
-                changed.set()
-
-        async def show() -> None:
-            while True:
-                await changed.wait()
-                changed.clear()
-                if not following:
-                    return  # the final reply replaces whatever the preview shows
-                text = "".join(parts)
-                if not text.strip():
-                    continue
-                async with preview.lock:
-                    if preview.finished:
-                        return
-                    shown = split_text(text, self.limit)[0]
-                    if preview.message_id is None:
-                        sent = await self.api.send_message(
-                            tg.chat_id,
-                            shown,
-                            thread_id=tg.reply_thread_id,
-                            reply_to=tg.message_id if self.reply_to_mode != "off" else None,
-                        )
-                        preview.message_id = sent.message_id
-                        record = _PreviewRecord(chat_id=tg.chat_id, message_id=sent.message_id)
-                        await self.ctx.kv["delivered"].put(
-                            f"preview.{turn.turn_id}", msgspec.json.encode(record)
-                        )
-                    else:
-                        await self.api.edit_message_text(tg.chat_id, preview.message_id, shown)
-                    self.ctx.counters["telegram_preview_updates"] += 1
-                await asyncio.sleep(self.EDIT_INTERVAL)  # the rate bound, not a synchronisation
-
-        try:
-            await asyncio.gather(follow(), show())
-        except (BotApiError, NetworkError) as exc:  # a preview is best effort: the final reply still comes
-            log.info(
-                "telegram %s: preview of turn %s stopped: %s", self.account.account_id, turn.turn_id, exc
+        async def send(text: str) -> int:
+            sent = await self.api.send_message(
+                tg.chat_id,
+                text,
+                thread_id=tg.reply_thread_id,
+                reply_to=tg.message_id if self.reply_to_mode != "off" else None,
             )
-        finally:
-            turn.close()
+            return sent.message_id
 
-    async def _take_preview(self, turn_id: str) -> int | None:
-        """The preview message of a streamed turn, which the final reply replaces: this
-        replica's own (stopped first, so no late edit overwrites the final text), or one another
-        replica recorded."""
-        preview = self._previews.pop(turn_id, None)
-        if preview is not None:
-            async with preview.lock:
-                preview.finished = True
-                return preview.message_id
-        if not self.streaming:
-            return None
-        try:
-            entry = await self.ctx.kv["delivered"].get(f"preview.{turn_id}")
-        except KeyNotFoundError:
-            return None
-        try:
-            return msgspec.json.decode(entry.value or b"", type=_PreviewRecord).message_id
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
+        async def edit(message_id: int, text: str) -> None:
+            await self.api.edit_message_text(tg.chat_id, message_id, text)
+
+        await self.previews.stream(
+            turn,
+            tg.chat_id,
+            send=send,
+            edit=edit,
+            shown=lambda text: split_text(text, self.limit)[0],
+            interval=lambda: self.EDIT_INTERVAL,
+            timeout=self.inbound.turns.turn_timeout(),
+        )
 
     # --- out --------------------------------------------------------------------------------
-
-    async def _edited(self, chat: int, message_id: int, text: str) -> bool:
-        """Replace a preview's text; False when the preview cannot be edited (deleted, too old):
-        the reply is then sent as a new message."""
-        try:
-            await self.api.edit_message_text(chat, message_id, text)
-        except BotApiError as exc:
-            if exc.transient:
-                raise
-            log.info(
-                "telegram %s: preview %s not editable (%s); sending anew",
-                self.account.account_id,
-                message_id,
-                exc,
-            )
-            return False
-        return True
 
     async def deliver(self, out: OutboundMessage, progress: DeliveryProgress) -> None:
         chat = chat_of(out.peer, out.reply_to)
@@ -456,26 +367,31 @@ class TelegramAdapter:
                 f"malformed thread or message id in the reply ({out.thread_id!r}, {out.reply_to!r})"
             ) from None
         pieces = split_text(out.text, self.limit)
-        preview = await self._take_preview(out.turn_id) if not progress.sent else None
-        for index, piece in enumerate(pieces):
-            if index < len(progress.sent):
-                continue
-            last = index == len(pieces) - 1
-            try:
-                if index == 0 and preview is not None and await self._edited(chat, preview, piece):
-                    sent_id = preview
-                else:
-                    quote = self.reply_to_mode == "all" or (self.reply_to_mode != "off" and index == 0)
-                    message = await self.api.send_message(
-                        chat, piece, thread_id=thread, reply_to=answered if quote else None
-                    )
-                    sent_id = message.message_id
-            except BotApiError as exc:
-                if exc.transient:
-                    raise TransientSendError(str(exc), exc.retry_after) from None
-                raise PermanentSendError(
-                    f"Telegram refused the reply: {exc.status} {exc.description}"
-                ) from None
-            except NetworkError as exc:
-                raise TransientSendError(str(exc)) from None
-            await progress.part_sent(str(sent_id), last=last)
+
+        async def send(index: int, piece: str) -> int:
+            quote = self.reply_to_mode == "all" or (self.reply_to_mode != "off" and index == 0)
+            message = await self.api.send_message(
+                chat, piece, thread_id=thread, reply_to=answered if quote else None
+            )
+            return message.message_id
+
+        async def edit(message_id: int, piece: str) -> None:
+            await self.api.edit_message_text(chat, message_id, piece)
+
+        try:
+            await self.previews.deliver(
+                out.turn_id,
+                pieces,
+                progress,
+                send=send,
+                edit=edit,
+                # deleted, too old, …: the reply is sent anew (429 and 5xx are retried)
+                not_editable=lambda exc: isinstance(exc, BotApiError) and not exc.transient,
+                recorded=self.streaming,
+            )
+        except BotApiError as exc:
+            if exc.transient:
+                raise TransientSendError(str(exc), exc.retry_after) from None
+            raise PermanentSendError(f"Telegram refused the reply: {exc.status} {exc.description}") from None
+        except NetworkError as exc:
+            raise TransientSendError(str(exc)) from None
