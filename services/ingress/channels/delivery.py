@@ -13,9 +13,16 @@ not sent yet.
 
 Transient failures (429 with `retry_after`, 5xx, no connection) are retried here with backoff,
 keeping the stream message alive meanwhile; what can never be sent is dead-lettered
-(`UNDELIVERABLE`, with the platform's reason) and terminated. Replies of one chat are sent in
-stream order, NATS trouble included (retried in place, holding the chat, for
-`runtime.publishRetrySeconds`); different chats in parallel.
+(`UNDELIVERABLE`, with the platform's reason) and terminated.
+
+Replies of one chat are sent in stream order; different chats in parallel. One replica sends a
+channel's replies at a time, the holder of the lease `delivery.<channel>` (the others stand by
+and take over when it lapses): with the consumer shared, two replicas would each fetch some of
+a chat's replies and send them side by side, a later one overtaking an earlier one that waits
+for a `retry_after`. A new holder starts only when nothing is out with the previous one
+(`await_orphans`). NATS trouble under a reply (its record unreadable while a KV leader moves) is
+retried in place, holding the chat, for as long as this replica holds the lease; a reply handed
+back on a stop or a lost lease takes the chat's queued replies back with it, in order.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from clawmesh.bus import ServiceContext, pull_forever
+from clawmesh.bus import Lease, ServiceContext, await_orphans, pull_forever, wait_for_stop
 from clawmesh.errors import best_effort
 from clawmesh.wire import DecodeFailure, OutboundMessage, decode, encode_token
 
@@ -45,6 +52,7 @@ MAX_IN_FLIGHT: Final = 256  # replies being sent at once by one ingress, over al
 MAX_ATTEMPTS: Final = 8  # transient failures of one reply before it is dead-lettered
 BACKOFF_FIRST: Final = 0.5
 BACKOFF_MAX: Final = 30.0
+NATS_BACKOFF_MAX: Final = 5.0  # NATS trouble under a reply: tried again at least this often
 MAX_RETRY_AFTER: Final = 300.0  # a longer `retry_after` is waited in slices of this (kept alive)
 
 
@@ -72,6 +80,8 @@ class OutboundDelivery:
         self._room = asyncio.Event()  # set while fewer than MAX_IN_FLIGHT replies are being sent
         self._room.set()
         self._chat_locks: dict[str, list[Any]] = {}  # chat -> [its lock, replies holding or awaiting it]
+        self._lease: Lease | None = None  # `delivery.<channel>`, while this replica sends
+        self._keeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         ctx = self.ctx
@@ -87,9 +97,7 @@ class OutboundDelivery:
             # that named the channel); from then on the durable consumer keeps its place
             from_start=False,
         )
-        self._task = asyncio.create_task(
-            pull_forever(self._psub, self._take, batch=self._capacity, stop=self._stop, name="delivery")
-        )
+        self._task = asyncio.create_task(self._lead_forever(), name=f"delivery-{self.channel}")
 
     async def stop(self, timeout: float) -> None:
         self._stop.set()
@@ -99,11 +107,64 @@ class OutboundDelivery:
         if self._inflight:
             # what is not done in time is redelivered (and deduplicated by its record)
             await asyncio.wait(self._inflight, timeout=timeout)
+        if self._keeper is not None:
+            self._keeper.cancel()
+        lease = self._lease
+        if lease is not None and not lease.lost:
+            # only now: the next holder must not send a chat's later reply beside one of ours
+            with best_effort(self.ctx.counters, "delivery_lease_release", log=log):
+                await lease.release()
         with best_effort(self.ctx.counters, "unsubscribe", log=log):
             await self._psub.unsubscribe()
 
     def status(self) -> dict[str, Any]:
-        return {"channel": self.channel, "sending": len(self._inflight)}
+        return {"channel": self.channel, "sending": len(self._inflight), "leading": self.leading}
+
+    @property
+    def leading(self) -> bool:
+        """This replica holds the channel's delivery lease (and has not noticed losing it)."""
+        return (
+            self._lease is not None
+            and not self._lease.lost
+            and self._keeper is not None
+            and not self._keeper.done()
+        )
+
+    async def _lead_forever(self) -> None:
+        """Take the channel's delivery lease and send replies while it is ours; stand by while
+        another replica holds it."""
+        ctx = self.ctx
+        ttl = ctx.layout.lease_seconds
+        key = f"delivery.{encode_token(self.channel)}"
+        what = f"delivery: {self.channel}"
+        while not self._stop.is_set():
+            try:
+                lease = await ctx.leases.acquire(key)
+            except Exception as exc:
+                log.warning("%s: cannot take the lease (%s)", what, exc)
+                lease = None
+            if lease is None:  # another replica sends this channel's replies
+                await wait_for_stop(self._stop, ttl / 3)
+                continue
+            if self._keeper is not None:
+                self._keeper.cancel()
+            self._lease, self._keeper = lease, asyncio.create_task(lease.keep(ttl, what))
+            log.info("%s: this replica sends the replies (it holds %s)", what, key)
+            await await_orphans(
+                self._psub, within=ttl + 0.5, stop=self._stop, go_on=lambda: self.leading, what=what
+            )
+            await pull_forever(
+                self._psub,
+                self._take,
+                batch=self._capacity,
+                stop=self._stop,
+                name="delivery",
+                active=lambda: self.leading and self._lease is not None and self._lease.fresh(ttl),
+            )
+            if not self._stop.is_set():
+                log.warning("%s: the lease lapsed; standing by", what)
+                self._keeper.cancel()
+                lease.lost = True  # not ours to release: someone may hold it by now
 
     async def _capacity(self) -> int:
         """How many replies to fetch: waits while MAX_IN_FLIGHT are being sent."""
@@ -140,6 +201,12 @@ class OutboundDelivery:
             entry[1] += 1
             try:
                 async with _kept_alive(msg, ctx.layout.lease_seconds / 3), entry[0]:
+                    if not self.leading:
+                        # stopping, or the lease lapsed: handed back in order behind the reply
+                        # before it, for the next holder
+                        ctx.counters["delivery_handed_back"] += 1
+                        await msg.nak()
+                        return
                     if await ctx.give_up(msg, self._tries):
                         return
                     await self._deliver_in_place(msg, out)
@@ -160,18 +227,16 @@ class OutboundDelivery:
 
     async def _deliver_in_place(self, msg: Msg, out: OutboundMessage) -> None:
         """`_deliver`, tried again here, still holding the chat, when NATS fails under it (the
-        reply's record unreadable or unwritable while a stream leader moves) for as long as a
-        publish is retried: handed back, the reply would let the chat's next one be sent before
-        it. Platform errors are retried inside `_deliver`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ctx.publish_window()
+        reply's record unreadable or unwritable while a stream leader moves), for as long as
+        this replica sends the channel's replies: handed back, the reply would let the chat's
+        next one be sent before it. Platform errors are retried inside `_deliver`."""
         delay = BACKOFF_FIRST
         while True:
             try:
                 await self._deliver(msg, out)
                 return
             except Exception as exc:
-                if self._stop.is_set() or loop.time() + delay > deadline:
+                if self._stop.is_set() or not self.leading:
                     raise
                 self.ctx.counters["delivery_nats_retries"] += 1
                 log.info(
@@ -182,7 +247,7 @@ class OutboundDelivery:
                     delay,
                 )
                 await asyncio.sleep(delay)  # a back-off between tries
-                delay = min(delay * 2, BACKOFF_MAX)
+                delay = min(delay * 2, NATS_BACKOFF_MAX)
 
     async def _deliver(self, msg: Msg, out: OutboundMessage) -> None:
         ctx = self.ctx
