@@ -11,8 +11,8 @@ URL is the only way a remote caller can choose the agent.
 Cards are public (the spec's discovery); the JSON-RPC endpoints need the gateway token like the
 rest of the API. Methods: `SendMessage`/`message/send`, `SendStreamingMessage`/
 `message/stream` (SSE), `GetTask`/`tasks/get`, `CancelTask`/`tasks/cancel` (stops the task's
-session's running turn as `/stop` does, `clawmesh.sessions.stop_session`; only at the task's
-agent's endpoint). The version comes from the `A2A-Version` header, else from the method's
+turn, running or still queued behind another task of its context, and what it spawned:
+`clawmesh.sessions.stop_turn`; only at the task's agent's endpoint). The version comes from the `A2A-Version` header, else from the method's
 spelling (PascalCase is v1.0, slash-style v0.3) — OpenClaw's curl examples send v1 names
 without the header — and answers are in that version's shapes. One A2A `contextId` is one session
 (`agent:<id>:a2a:<contextId>`); a task is one turn (its id is the turn id); streamed text is
@@ -42,7 +42,7 @@ from clawmesh import __version__
 from clawmesh.bus import ServiceContext
 from clawmesh.config import Config
 from clawmesh.ids import DEFAULT_AGENT_ID
-from clawmesh.sessions import stop_session
+from clawmesh.sessions import stop_turn
 from clawmesh.wire import InboundMessage, Peer, RouteDecision, TextDeltaEvent, TurnError, TurnFinal, now
 
 from .http import InvalidBody, RequestGuard, decode_body, read_body, sse_data, sse_response
@@ -445,19 +445,22 @@ class A2AAPI:
         return _prompt(message), f"agent:{agent_id}:a2a:{context_id.lower()}", context_id
 
     async def _cancel(self, task_id: str, agent_id: str) -> _Task:
-        """Stop the task's turn as `/stop` in its session would (the session's running turn and
-        the sub-agent runs it spawned) and mark it canceled. A task of another agent is not
-        found: only a caller of that agent's endpoint may cancel it."""
+        """Stop the task's turn — running (cancelled as `/stop` cancels one) or still queued
+        behind another task of its context (it ends as stopped when it starts, without running)
+        — and the sub-agent runs it spawned, and mark it canceled; the context's other tasks
+        run on. A task of another agent is not found: only a caller of that agent's endpoint may
+        cancel it."""
         task = self._tasks.get(task_id)
         if task is None or task.agent_id != agent_id:
             raise _RpcError("task_not_found", f"no task {task_id[:80]!r}", "id")
         if task.state not in _TERMINAL:
             try:
-                await stop_session(
+                await stop_turn(
                     self.ctx.sessions,
                     self.ctx.nc.publish,
                     self.ctx.subjects.stop,
                     task.session_key,
+                    task.id,
                     reason="canceled over A2A",
                 )
             except Exception as exc:

@@ -270,9 +270,10 @@ class Runner:
             # read ahead for a turn run by its own submission (not for one parked behind another)
             early = self._early.get(id(msg))
             spawn, stopped = await (early.state if early is not None else self.stops.subagent_state(turn))
-            if spawn is not None and stopped:
+            if stopped:  # a sub-agent run stopped with its parent, or an A2A task canceled
                 outcome = TurnOutcome.failed(self.stops.stopped_error())
-                await self.stops.record_outcome(spawn, turn, outcome)
+                if spawn is not None:
+                    await self.stops.record_outcome(spawn, turn, outcome)
                 return await self.finisher.finish(turn, msg, outcome, [], previous)
             caller = ""
             if spawn is not None and is_remote_target(spawn.child_agent_id):
@@ -337,7 +338,9 @@ class Runner:
                 await deltas.aclose()
 
         try:
-            return await self.stops.until_stopped(turn.session_key, asyncio.wait_for(run(), timeout), watched)
+            return await self.stops.until_stopped(
+                turn.session_key, asyncio.wait_for(run(), timeout), watched, turn.turn_id
+            )
         except ClawmeshError as exc:
             return TurnOutcome.failed(exc)
         except TimeoutError:

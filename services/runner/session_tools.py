@@ -288,6 +288,7 @@ class SessionTools:
             run_id=run_id,
             parent_session_key=self.turn.session_key,
             parent_agent_id=me.id,
+            parent_turn_id=self.turn.turn_id,
             depth=depth,
             task=args.task,
             label=args.label or "",

@@ -44,7 +44,8 @@ T = TypeVar("T")
 class Stops:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self._waiting: dict[str, set[asyncio.Event]] = {}
+        # session key -> the stop events watched for it, each for one turn id ("": any turn)
+        self._waiting: dict[str, set[tuple[asyncio.Event, str]]] = {}
         self._lanes: dict[int, asyncio.Semaphore] = {}
         self._sub: Any = None
 
@@ -59,43 +60,58 @@ class Stops:
     async def _on_stop(self, msg: Msg) -> None:
         with contextlib.suppress(DecodeFailure):  # a garbled request stops nothing
             request = decode(msg.data, StopRequest, msg.headers)
-            for event in self._waiting.get(request.session_key, ()):
-                event.set()
+            for event, turn_id in self._waiting.get(request.session_key, ()):
+                if not request.turn_id or not turn_id or request.turn_id == turn_id:
+                    event.set()
 
-    def watch(self, session_key: str) -> asyncio.Event:
-        """An event set by the next stop request for `session_key` (until `unwatch`)."""
+    def watch(self, session_key: str, turn_id: str = "") -> asyncio.Event:
+        """An event set by the next stop request for `session_key` (until `unwatch`); with
+        `turn_id`, not by one that names another turn."""
         stopped = asyncio.Event()
-        self._waiting.setdefault(session_key, set()).add(stopped)
+        self._waiting.setdefault(session_key, set()).add((stopped, turn_id))
         return stopped
 
     def unwatch(self, session_key: str, stopped: asyncio.Event) -> None:
         waiting = self._waiting.get(session_key)
         if waiting is not None:
-            waiting.discard(stopped)
+            for entry in [e for e in waiting if e[0] is stopped]:
+                waiting.discard(entry)
             if not waiting:
                 del self._waiting[session_key]
 
     def early(self, turn: TurnRequest) -> EarlyState | None:
-        """For a turn of a sub-agent session: its `subagent_state`, read from now on (while the
-        runner claims the session), with stop requests watched from before that read, so that
-        a stop between the read and the run still stops it. None for other sessions."""
-        if not is_subagent_session_key(turn.session_key):
+        """For a turn of a sub-agent session or an A2A task: its `subagent_state`, read from now
+        on (while the runner claims the session), with stop requests watched from before that
+        read, so that a stop between the read and the run still stops it. None for other turns."""
+        if not _stoppable_before_start(turn):
             return None
-        stopped = self.watch(turn.session_key)
-        store = self.ctx.sessions
+        stopped = self.watch(turn.session_key, turn.turn_id)
         # tasks of their own, started before the session's lease is asked for: their requests
         # leave in the same write as the lease's
-        spawn = asyncio.ensure_future(store.get_spawn(turn.session_key))
-        stop = asyncio.ensure_future(store.get_stop(turn.session_key))
+        spawn, stop = self._reads(turn)
         state = asyncio.ensure_future(_state(turn, spawn, stop))
         return EarlyState(self, turn.session_key, stopped, state, (spawn, stop))
 
+    def _reads(self, turn: TurnRequest) -> tuple[asyncio.Future[Any], asyncio.Future[Any]]:
+        store = self.ctx.sessions
+        if is_subagent_session_key(turn.session_key):
+            return (
+                asyncio.ensure_future(store.get_spawn(turn.session_key)),
+                asyncio.ensure_future(store.get_stop(turn.session_key)),
+            )
+        return asyncio.ensure_future(_none()), asyncio.ensure_future(store.get_turn_stop(turn.turn_id))
+
     async def until_stopped(
-        self, session_key: str, work: Coroutine[Any, Any, T], watched: asyncio.Event | None = None
+        self,
+        session_key: str,
+        work: Coroutine[Any, Any, T],
+        watched: asyncio.Event | None = None,
+        turn_id: str = "",
     ) -> T:
-        """`work`'s result, unless the session is stopped first (or was since `watched` was
-        set up by `watch`): then it is cancelled and ClawmeshError TURN_STOPPED is raised."""
-        stopped = watched if watched is not None else self.watch(session_key)
+        """`work`'s result, unless the session (or the turn `turn_id`) is stopped first (or was
+        since `watched` was set up by `watch`): then it is cancelled and ClawmeshError
+        TURN_STOPPED is raised."""
+        stopped = watched if watched is not None else self.watch(session_key, turn_id)
         task = asyncio.ensure_future(work)
         waiter = asyncio.ensure_future(stopped.wait())
         try:
@@ -119,12 +135,11 @@ class Stops:
 
     async def subagent_state(self, turn: TurnRequest) -> tuple[SpawnRecord | None, bool]:
         """For a turn of a sub-agent session: its run's record, and whether a stop was recorded
-        for the session after the turn was routed (read together: one round trip). Other
-        sessions read nothing."""
-        if not is_subagent_session_key(turn.session_key):
+        for the session after the turn was routed (read together: one round trip); for an A2A
+        task's turn, whether the task was canceled. Other turns read nothing."""
+        if not _stoppable_before_start(turn):
             return None, False
-        store = self.ctx.sessions
-        return await _state(turn, store.get_spawn(turn.session_key), store.get_stop(turn.session_key))
+        return await _state(turn, *self._reads(turn))
 
     async def record_outcome(self, spawn: SpawnRecord, turn: TurnRequest, outcome: TurnOutcome) -> None:
         """A child run that failed: its status (timeout, stopped, error) is stored before its
@@ -172,13 +187,26 @@ class Stops:
             yield
 
 
+def _stoppable_before_start(turn: TurnRequest) -> bool:
+    """Turns a stop can reach before they start (the others pay no read for it): a sub-agent
+    session's (a stopped parent stops its queued children) and an A2A task's (CancelTask)."""
+    return is_subagent_session_key(turn.session_key) or turn.inbound.metadata.get("api") == "a2a"
+
+
+async def _none() -> None:
+    return None
+
+
 async def _state(
     turn: TurnRequest,
     spawn: Awaitable[SpawnRecord | None],
     stop: Awaitable[StopRecord | None],
 ) -> tuple[SpawnRecord | None, bool]:
-    """The run's record, and whether a stop was recorded after the turn was routed."""
+    """The run's record, and whether a stop was recorded after the turn was routed (a turn's
+    own stop, which names it, whenever it was recorded)."""
     record, stopped = await asyncio.gather(spawn, stop)
+    if record is None and not is_subagent_session_key(turn.session_key):
+        return None, stopped is not None
     return record, stopped is not None and stopped.at >= turn.routed_at
 
 

@@ -296,6 +296,44 @@ async def test_tasks_cancel_stops_a_turn_sent_without_blocking_v03(
     assert got["result"]["status"]["state"] == "canceled"
 
 
+async def test_canceling_a_queued_task_stops_it_and_only_it(
+    gw: Gateway, model: FakeModelServer, errors: list[TurnError]
+) -> None:
+    """Two tasks of one context are two turns of one session, run one after the other: the
+    second, canceled while it waits behind the first, never runs; the first runs on."""
+    release = asyncio.Event()
+    model.script("m-slow", Gate(release))
+
+    async def send(text: str) -> dict[str, Any]:
+        body = _send("message/send", text, contextId="ctx-queue", messageId=f"m-{text}")
+        body["params"]["configuration"] = {"blocking": False}
+        result: dict[str, Any] = (await _rpc(gw, body, path="/a2a/slow/v1")).json()["result"]
+        return result
+
+    running = await send("first")
+    await wait_until(lambda: model.requests, timeout=60, message="the first task's model call")
+    queued = await send("second")
+    canceled = (await _rpc(gw, _call("tasks/cancel", queued["id"]), path="/a2a/slow/v1")).json()
+    assert canceled["result"]["status"]["state"] == "canceled"
+    release.set()
+
+    async def state(task_id: str) -> str:
+        got = (await _rpc(gw, _call("tasks/get", task_id), path="/a2a/slow/v1")).json()
+        return str(got["result"]["status"]["state"])
+
+    async def first_done() -> bool:
+        return await state(running["id"]) == "completed"
+
+    await wait_until(first_done, timeout=60, message="the first task completed")
+    stopped = await wait_until(
+        lambda: [e for e in errors if e.turn_id == queued["id"]], timeout=60, message="the second turn ended"
+    )
+    assert [e.code for e in stopped] == ["TURN_STOPPED"]
+    assert not [e for e in errors if e.turn_id == running["id"]]
+    assert await state(queued["id"]) == "canceled"
+    assert len(model.requests) == 1  # the canceled task never reached the model
+
+
 async def test_a_completed_task_is_not_cancelable_by_either_name(gw: Gateway) -> None:
     done = (await _rpc(gw, _send("message/send", "quick", contextId="ctx-done"))).json()["result"]
     assert done["status"]["state"] == "completed"

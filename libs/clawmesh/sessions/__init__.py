@@ -27,7 +27,7 @@ from ._records import (
     TxUser,
     bounded,
 )
-from ._stop import descendant_keys, stop_session
+from ._stop import descendant_keys, stop_session, stop_turn
 from ._store import CompletionConflict, SessionStore, Versioned
 
 __all__ = [
@@ -59,4 +59,5 @@ __all__ = [
     "parse_duration",
     "plan_cleanup",
     "stop_session",
+    "stop_turn",
 ]

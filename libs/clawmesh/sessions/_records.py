@@ -198,6 +198,7 @@ class SpawnRecord(_Rec, kw_only=True):
     parent_session_key: str
     parent_agent_id: str
     depth: int  # 1: spawned by a main (non-sub-agent) session
+    parent_turn_id: str = ""  # the requester's turn that spawned it (empty in older records)
     task: str = ""
     label: str = ""
     mode: str = "run"  # run | session

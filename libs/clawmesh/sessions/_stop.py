@@ -3,7 +3,8 @@
 A stop is two things, so that it reaches a turn wherever and whenever it runs: a `StopRecord`
 in KV (a turn of the session routed before it, not started yet, ends as stopped when it
 starts) and a `StopRequest` on `cm.ctl.stop` (a runner running a turn of the session cancels
-it between model and tool steps; a cancelled turn ends with `TURN_STOPPED`).
+it between model and tool steps; a cancelled turn ends with `TURN_STOPPED`). `stop_turn` stops
+one turn of a session and what it spawned, not the session's other turns.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ..wire import StopRequest, encode_json
 from ._records import StopRecord
 from ._store import SessionStore
 
-__all__ = ["descendant_keys", "stop_session"]
+__all__ = ["descendant_keys", "stop_session", "stop_turn"]
 
 # Publish one core NATS message (subject, payload, headers).
 Publish = Callable[..., Awaitable[None]]
@@ -58,3 +59,26 @@ async def stop_session(
         data, headers = encode_json(StopRequest(session_key=key, reason=reason))
         await publish(stop_subject, data, headers=headers)
     return keys
+
+
+async def stop_turn(
+    store: SessionStore,
+    publish: Publish,
+    stop_subject: str,
+    session_key: str,
+    turn_id: str,
+    *,
+    reason: str = "",
+) -> list[str]:
+    """Stop one turn of `session_key` — queued (it ends as stopped when it starts) or running —
+    and the sub-agent runs that turn spawned, with theirs; the session's other turns run on.
+    The keys stopped besides the session's own."""
+    await store.put_turn_stop(turn_id, StopRecord(reason=reason))
+    data, headers = encode_json(StopRequest(session_key=session_key, turn_id=turn_id, reason=reason))
+    await publish(stop_subject, data, headers=headers)
+    stopped: list[str] = []
+    for child in (await store.get_children(session_key)).running:
+        record = await store.get_spawn(child)
+        if record is not None and record.parent_turn_id == turn_id and record.status == "running":
+            stopped += await stop_session(store, publish, stop_subject, child, reason=reason)
+    return stopped

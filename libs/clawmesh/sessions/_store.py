@@ -268,6 +268,14 @@ class SessionStore:
         found = await self._get(f"x.{encode_token(session_key)}", StopRecord)
         return None if found is None else found[0]
 
+    async def put_turn_stop(self, turn_id: str, record: StopRecord) -> None:
+        """One turn stopped (an A2A task canceled): it ends as stopped when it starts, whenever."""
+        await self.sessions.put(f"xt.{encode_token(turn_id)}", _json.encode(record))
+
+    async def get_turn_stop(self, turn_id: str) -> StopRecord | None:
+        found = await self._get(f"xt.{encode_token(turn_id)}", StopRecord)
+        return None if found is None else found[0]
+
     async def put_turn_status(self, turn_id: str, status: TurnStatus) -> None:
         if self.turns is not None:
             await self.turns.put(encode_token(turn_id), _json.encode(status))

@@ -480,8 +480,10 @@ class A2AEvent(_Wire, tag="a2a", tag_field="type", kw_only=True):
 
 
 class StopRequest(_Wire, tag="stop", tag_field="type", kw_only=True):
-    """`cm.ctl.stop`: every runner cancels the running turn of `sessionKey`, if it has one."""
+    """`cm.ctl.stop`: every runner cancels the running turn of `sessionKey`, if it has one (and,
+    with `turnId`, only if it is that turn: an A2A task canceled while another runs)."""
 
     session_key: SessionKey
+    turn_id: Annotated[str, msgspec.Meta(max_length=128)] = ""
     reason: str = ""
     ts: float = msgspec.field(default_factory=now)
