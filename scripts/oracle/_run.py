@@ -7,13 +7,23 @@ throw-away HOME and state dir so the oracle never reads or writes the user's own
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ORACLE_VERSION", "oracle_dir", "oracle_env", "run_node", "run_openclaw"]
+__all__ = [
+    "ORACLE_VERSION",
+    "OracleMismatch",
+    "oracle_dir",
+    "oracle_env",
+    "run_cases",
+    "run_node",
+    "run_openclaw",
+]
 
 ORACLE_VERSION = "2026.9.6"
 
@@ -67,3 +77,31 @@ def run_node(script: str, *args: str, home: Path) -> None:
         env=oracle_env(home, OC_DIST=str(dist)),
         check=True,
     )
+
+
+class OracleMismatch(Exception):
+    """The installed OpenClaw is not the version the fixtures are recorded from."""
+
+
+def run_cases(script: Path, cases: object) -> dict[str, Any]:
+    """Run the oracle's Node on the ES module `script`, which reads the JSON file named by its
+    first argument (`cases`) and prints one JSON object with OpenClaw's `version`; that object.
+    Raises OracleMismatch for another OpenClaw version."""
+    oracle = oracle_dir()
+    node = oracle / "node_modules" / "node" / "bin" / "node"
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(cases, fh)
+    try:
+        done = subprocess.run(
+            [str(node), str(script), fh.name],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "OPENCLAW_ORACLE_DIR": str(oracle)},
+        )
+    finally:
+        os.unlink(fh.name)
+    answer: dict[str, Any] = json.loads(done.stdout)
+    if answer.get("version") != ORACLE_VERSION:
+        raise OracleMismatch(f"OpenClaw {answer.get('version')} is not {ORACLE_VERSION}")
+    return answer

@@ -15,13 +15,12 @@ without node. Needs OpenClaw 2026.9.6 and Node 24 from npm (docs/openclaw-oracle
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _run import ORACLE_VERSION, oracle_dir, oracle_env
+from _run import OracleMismatch, oracle_dir, oracle_env, run_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "fixtures" / "oracle" / "channel_access.json"
@@ -209,8 +208,6 @@ def _validate(config: dict[str, object], home: Path) -> list[dict[str, str]]:
 
 
 def main() -> int:
-    oracle = oracle_dir()
-    node = oracle / "node_modules" / "node" / "bin" / "node"
     cases = {
         "patterns": PATTERNS,
         "matches": [{"patterns": p, "text": t} for p, t in MATCHES],
@@ -223,21 +220,10 @@ def main() -> int:
             for c, a, ch, conv, t in AGENT_MENTIONS
         ],
     }
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump(cases, fh)
     try:
-        done = subprocess.run(
-            [str(node), str(SCRIPT), fh.name],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "OPENCLAW_ORACLE_DIR": str(oracle)},
-        )
-    finally:
-        os.unlink(fh.name)
-    answer = json.loads(done.stdout)
-    if answer["version"] != ORACLE_VERSION:
-        print(f"OpenClaw {answer['version']} is not {ORACLE_VERSION}", file=sys.stderr)
+        answer = run_cases(SCRIPT, cases)
+    except OracleMismatch as exc:
+        print(exc, file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="openclaw-oracle-") as tmp:
         validate = [{"config": c, "warnings": _validate(c, Path(tmp))} for c in VALIDATE]

@@ -9,13 +9,10 @@ node. Needs OpenClaw 2026.9.6 and Node 24 from npm (docs/openclaw-oracle.md).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from _run import ORACLE_VERSION, oracle_dir
+from _run import OracleMismatch, run_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "fixtures" / "oracle" / "chat_approvals.json"
@@ -89,23 +86,10 @@ PROMPTS = [
 
 
 def main() -> int:
-    oracle = oracle_dir()
-    node = oracle / "node_modules" / "node" / "bin" / "node"
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump({"commands": COMMANDS, "prompts": PROMPTS}, fh)
     try:
-        done = subprocess.run(
-            [str(node), str(SCRIPT), fh.name],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "OPENCLAW_ORACLE_DIR": str(oracle)},
-        )
-    finally:
-        os.unlink(fh.name)
-    answer = json.loads(done.stdout)
-    if answer["version"] != ORACLE_VERSION:
-        print(f"OpenClaw {answer['version']} is not {ORACLE_VERSION}", file=sys.stderr)
+        answer = run_cases(SCRIPT, {"commands": COMMANDS, "prompts": PROMPTS})
+    except OracleMismatch as exc:
+        print(exc, file=sys.stderr)
         return 1
     doc = {
         "openclaw": answer["version"],

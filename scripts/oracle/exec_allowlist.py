@@ -14,16 +14,14 @@ Needs OpenClaw 2026.9.6 and Node 24 from npm in $OPENCLAW_ORACLE_DIR (default
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from _run import OracleMismatch, run_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "fixtures" / "oracle" / "exec_allowlist.json"
 SCRIPT = Path(__file__).with_suffix(".mjs")
-EXPECTED_VERSION = "2026.9.6"
 CWD = "/tmp"
 PATH = "/usr/local/bin:/usr/bin:/bin"
 ALLOWLISTS = [["ls", "/usr/bin/id", "printf"], ["/usr/bin/*"], ["l?", "i*"], []]
@@ -113,27 +111,11 @@ COMMANDS = [
 
 
 def main() -> int:
-    oracle = Path(os.environ.get("OPENCLAW_ORACLE_DIR", Path.home() / ".cache" / "openclaw-oracle"))
-    node = oracle / "node_modules" / "node" / "bin" / "node"
-    if not node.exists():
-        print(f"no OpenClaw oracle in {oracle} (see docs/openclaw-oracle.md)", file=sys.stderr)
-        return 1
     cases = [{"command": c, "allowlist": a} for a in ALLOWLISTS for c in COMMANDS]
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump({"cases": cases, "cwd": CWD, "path": PATH}, fh)
     try:
-        done = subprocess.run(
-            [str(node), str(SCRIPT), fh.name],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "OPENCLAW_ORACLE_DIR": str(oracle)},
-        )
-    finally:
-        os.unlink(fh.name)
-    answer = json.loads(done.stdout)
-    if answer["version"] != EXPECTED_VERSION:
-        print(f"OpenClaw {answer['version']} is not {EXPECTED_VERSION}", file=sys.stderr)
+        answer = run_cases(SCRIPT, {"cases": cases, "cwd": CWD, "path": PATH})
+    except OracleMismatch as exc:
+        print(exc, file=sys.stderr)
         return 1
     records = [
         {"command": c["command"], "allowlist": c["allowlist"], "satisfied": r["allowlistSatisfied"]}
