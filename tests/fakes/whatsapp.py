@@ -13,6 +13,9 @@ Graph API as Meta answers it: `POST /<version>/<phone-number-id>/messages` with
 or a text over 4096 characters, 131047 for a user outside the 24-hour window (no message from
 them yet), scripted failures (`fail_next`, e.g. 130429 throughput or 131056 pair rate). Sends
 answer `{"messaging_product", "contacts": [{"input", "wa_id"}], "messages": [{"id": "wamid.…"}]}`.
+`GET /<version>/<phone-number-id>` answers the phone number object (`id`,
+`display_phone_number`, `verified_name`, `quality_rating`, …); an unknown id is HTTP 400 code
+100 subcode 33, a wrong token 401 code 190.
 Webhooks: `deliver` signs a body with `X-Hub-Signature-256` (or a wrong one) and POSTs it;
 `verify` makes the GET handshake; payload builders batch entries and add `statuses`.
 """
@@ -54,6 +57,7 @@ class Number:
     phone_number_id: str
     token: str
     display: str
+    verified_name: str = "Clawmesh Test"
     sent: list[SentMessage] = field(default_factory=list)
     calls: int = 0
     failures: list[tuple[int, int, str]] = field(default_factory=list)
@@ -73,6 +77,15 @@ def _error(status: int, code: int, message: str, details: str = "") -> JSONRespo
     return JSONResponse(body, status_code=status)
 
 
+def _node_error(status: int, code: int, message: str, subcode: int | None = None) -> JSONResponse:
+    """Graph's error for a node read (no `error_data`, an `error_subcode` when there is one)."""
+    error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    error["fbtrace_id"] = "AbCdEfGhIjK"
+    return JSONResponse({"error": error}, status_code=status)
+
+
 class FakeWhatsApp:
     def __init__(
         self, *, app_secret: str, verify_token: str = "", host: str = "127.0.0.1", port: int = 0
@@ -83,7 +96,12 @@ class FakeWhatsApp:
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self._http = EmbeddedHTTPServer(
-            Starlette(routes=[Route("/{version}/{number}/messages", self._messages, methods=["POST"])]),
+            Starlette(
+                routes=[
+                    Route("/{version}/{number}/messages", self._messages, methods=["POST"]),
+                    Route("/{version}/{number}", self._number, methods=["GET"]),
+                ]
+            ),
             host,
             port,
         )
@@ -112,6 +130,32 @@ class FakeWhatsApp:
         number.failures.append((status, code, message))
 
     # --- Graph API --------------------------------------------------------------------------
+
+    async def _number(self, request: Request) -> Response:
+        """The phone number node, as Graph reads it for a token allowed to see it."""
+        number = self.numbers.get(request.path_params["number"])
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not any(n.token == token for n in self.numbers.values()):
+            return _node_error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        if number is None or number.token != token:
+            return _node_error(
+                400,
+                100,
+                f"Unsupported get request. Object with ID '{request.path_params['number']}' does not "
+                "exist, cannot be loaded due to missing permissions, or does not support this operation.",
+                33,
+            )
+        return JSONResponse(
+            {
+                "verified_name": number.verified_name,
+                "code_verification_status": "VERIFIED",
+                "display_phone_number": number.display,
+                "quality_rating": "GREEN",
+                "platform_type": "CLOUD_API",
+                "throughput": {"level": "STANDARD"},
+                "id": number.phone_number_id,
+            }
+        )
 
     async def _messages(self, request: Request) -> Response:
         number = self.numbers.get(request.path_params["number"])

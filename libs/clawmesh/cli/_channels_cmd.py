@@ -3,8 +3,9 @@
 `list` and `add`/`remove` read and write the config only. `status` asks every ingress instance
 over NATS what its channel adapters are doing, and falls back to a config-only summary when no
 ingress answers; `--probe` checks each account's credentials against the platform itself
-(Telegram `getMe` at the account's `apiRoot`, Discord `GET /users/@me` at its REST base; the
-other platforms, Slack in either mode among them, say "probe not available"). What ingress
+(Telegram `getMe` at the account's `apiRoot`, Discord `GET /users/@me` at its REST base, Slack
+`auth.test` and in Socket Mode `apps.connections.open` at `apiBaseUrl`, WhatsApp the Graph API's
+phone number object; channels without an adapter say "probe not available"). What ingress
 says of an account includes its connection (Slack's Socket Mode: `connection` connecting,
 connected, reconnecting or stopped, and the `error` that stopped it). Credentials come from
 flags, files or the environment and are never printed: output names only where a credential
@@ -80,7 +81,10 @@ def _credentials(channel: str, settings: Any, account_id: str) -> str:
 
     if getattr(settings, "token_file", None):
         return "file"
-    if any(getattr(settings, f, None) for f in ("bot_token", "token", "app_token", "signing_secret")):
+    if any(
+        getattr(settings, f, None)
+        for f in ("bot_token", "token", "app_token", "signing_secret", "access_token")
+    ):
         return "config"
     if account_id == DEFAULT_ACCOUNT_ID and any(
         os.environ.get(v) for v in ENV_TOKENS.get(channel, {}).values()
@@ -250,12 +254,210 @@ def _probe_discord(config: Config, account: Any, timeout: float) -> dict[str, An
     }
 
 
+def _bad_base(base: str, where: str) -> str | None:
+    """Why `base` is no URL to probe (as ingress refuses it), or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(base)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        usable = False
+    return None if usable else f"{where}: expected an http(s) URL, got {base!r}"
+
+
+def _no_answer(exc: Exception, base: str, timeout: float) -> str:
+    """A request that got no answer, by kind only (an exception's text may carry a URL)."""
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out after {round(timeout * 1000)} ms talking to {base}"
+    return f"{type(exc).__name__} talking to {base}"
+
+
+def _scrub(text: str, *secrets: str) -> str:
+    """A server's error text with any credential cut out, should one be echoed back."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "…")
+    return text
+
+
+def _slack_call(
+    client: Any, base: str, method: str, token: str, timeout: float, secrets: tuple[str, ...]
+) -> dict[str, Any]:
+    """`{"ok": True, "body": …}` when Slack answered `ok: true`, else `{"ok": False, "error",
+    "errorCode" (Slack's code, when it gave one), "answered"}`. The token goes in the
+    Authorization header only; Slack answers a refused one with HTTP 200 and `ok: false`."""
+    import httpx
+
+    try:
+        response = client.post(
+            f"{base}/{method}",
+            headers={
+                "authorization": f"Bearer {token}",
+                "content-type": "application/x-www-form-urlencoded",
+            },
+        )
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return {"ok": False, "error": f"{method}: {_no_answer(exc, base, timeout)}", "answered": False}
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    status = response.status_code
+    if not isinstance(body, dict):
+        return {
+            "ok": False,
+            "error": f"{method}: HTTP {status}: not a Slack Web API answer",
+            "answered": True,
+        }
+    if status == 200 and body.get("ok") is True:
+        return {"ok": True, "body": body}
+    code = body.get("error")
+    code = _scrub(code, *secrets) if isinstance(code, str) and code else None
+    error = f"{method}: {code or 'unexpected answer'}" + ("" if status == 200 else f" (HTTP {status})")
+    return {"ok": False, "error": error, **({"errorCode": code} if code else {}), "answered": True}
+
+
+def _probe_slack(config: Config, account: Any, timeout: float) -> dict[str, Any]:
+    """OpenClaw's Slack probe (`auth.test` with the bot token: `bot` and `team` as it shapes
+    them, Slack's `errorCode`), plus, in Socket Mode, the app token checked with
+    `apps.connections.open`: its answer is a single-use WebSocket URL, left unused to expire
+    and never shown."""
+    import httpx
+
+    from ..channels.slack import DEFAULT_API_BASE_URL, resolve_credentials
+    from ..config import ConfigError
+
+    try:
+        creds = resolve_credentials(account.settings, account.account_id, config.env, account.path)
+    except ConfigError as exc:
+        return {"ok": False, "error": "; ".join(str(p) for p in exc.problems)}
+    if creds is None:
+        return {"ok": False, "error": "no bot token (botToken, or SLACK_BOT_TOKEN for the default account)"}
+    base = (account.settings.api_base_url or DEFAULT_API_BASE_URL).rstrip("/")
+    bad = _bad_base(base, f"{account.path}.apiBaseUrl")
+    if bad:
+        return {"ok": False, "error": bad}
+    secrets = (creds.bot_token, creds.app_token)
+    result: dict[str, Any] = {"ok": False, "mode": creds.mode}
+    errors: list[str] = []
+    with httpx.Client(timeout=timeout, trust_env=False) as client:
+        auth = _slack_call(client, base, "auth.test", creds.bot_token, timeout, secrets)
+        if auth["ok"]:
+            body = auth["body"]
+            result["bot"] = {"id": body.get("user_id"), "name": body.get("user")}
+            result["team"] = {"id": body.get("team_id"), "name": body.get("team")}
+        else:
+            errors.append(auth["error"])
+            if "errorCode" in auth:
+                result["errorCode"] = auth["errorCode"]
+        # the app token only when Slack answered at all (no second wait for a server that is down)
+        if creds.mode == "socket" and (auth["ok"] or auth["answered"]):
+            opened = _slack_call(client, base, "apps.connections.open", creds.app_token, timeout, secrets)
+            if opened["ok"]:
+                result["appToken"] = {"ok": True}
+            else:
+                errors.append(opened["error"])
+                result["appToken"] = {
+                    "ok": False,
+                    "error": opened["error"],
+                    **({"errorCode": opened["errorCode"]} if "errorCode" in opened else {}),
+                }
+    result["ok"] = not errors
+    if errors:
+        result["error"] = "; ".join(errors)
+    result["apiBaseUrl"] = base
+    return result
+
+
+def _probe_whatsapp(config: Config, account: Any, timeout: float) -> dict[str, Any]:
+    """`GET /<apiVersion>/<phoneNumberId>` on the Graph API with the access token (in the
+    Authorization header): the business number's verified name, display number and quality
+    rating, or Graph's error code and message."""
+    from urllib.parse import quote
+
+    import httpx
+
+    from ..channels.whatsapp import DEFAULT_API_BASE_URL, DEFAULT_API_VERSION, resolve_credentials
+    from ..config import ConfigError
+
+    try:
+        creds = resolve_credentials(account.settings, account.account_id, config.env, account.path)
+    except ConfigError as exc:
+        return {"ok": False, "error": "; ".join(str(p) for p in exc.problems)}
+    if creds is None:
+        return {"ok": False, "error": "no phoneNumberId (a Cloud API number: phoneNumberId, accessToken)"}
+    base = (account.settings.api_base_url or DEFAULT_API_BASE_URL).rstrip("/")
+    bad = _bad_base(base, f"{account.path}.apiBaseUrl")
+    if bad:
+        return {"ok": False, "error": bad}
+    version = (account.settings.api_version or DEFAULT_API_VERSION).strip("/")
+    where = {"apiBaseUrl": base, "apiVersion": version}
+    try:
+        response = httpx.get(
+            f"{base}/{version}/{quote(creds.phone_number_id, safe='')}",
+            params={"fields": "id,display_phone_number,verified_name,quality_rating"},
+            headers={"authorization": f"Bearer {creds.access_token}"},
+            timeout=timeout,
+            trust_env=False,
+        )
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return {"ok": False, "error": _no_answer(exc, base, timeout), **where}
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    status = response.status_code
+    if status == 200 and isinstance(body, dict) and body.get("id"):
+        number = {
+            "id": body.get("id"),
+            "displayPhoneNumber": body.get("display_phone_number"),
+            "verifiedName": body.get("verified_name"),
+            "qualityRating": body.get("quality_rating"),
+        }
+        return {"ok": True, "phoneNumber": number, **where}
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return {"ok": False, "error": f"HTTP {status}: not a Graph API answer", **where}
+    code = err.get("code")
+    message = _scrub(str(err.get("message") or "unexpected answer"), creds.access_token)
+    return {
+        "ok": False,
+        "error": f"HTTP {status}: {message}" + (f" (code {code})" if code is not None else ""),
+        **({"errorCode": code} if isinstance(code, int) else {}),
+        **where,
+    }
+
+
 def _probe(config: Config, channel: str, account: Any, timeout: float) -> dict[str, Any]:
     if channel == "telegram":
         return _probe_telegram(config, account, timeout)
     if channel == "discord":
         return _probe_discord(config, account, timeout)
+    if channel == "slack":
+        return _probe_slack(config, account, timeout)
+    if channel == "whatsapp":
+        return _probe_whatsapp(config, account, timeout)
     return {"ok": None, "error": "probe not available for this channel in this version"}
+
+
+def _probe_text(probe: dict[str, Any]) -> str:
+    """One probe result as the text output says it."""
+    if probe.get("ok") is None:
+        return str(probe["error"])
+    if probe.get("ok") is not True:
+        return f"probe failed: {probe['error']}"
+    bot, team, number = probe.get("bot") or {}, probe.get("team") or {}, probe.get("phoneNumber")
+    if number:
+        detail = f"{number.get('verifiedName')}, {number.get('displayPhoneNumber')}"
+    elif team:
+        detail = f"@{bot.get('name')} in {team.get('name')} ({team.get('id')})"
+    else:
+        detail = f"@{bot.get('username')}"
+    app_token = probe.get("appToken") or {}
+    return f"probe ok ({detail})" + (", app token ok" if app_token.get("ok") else "")
 
 
 @app.command("status")
@@ -263,7 +465,10 @@ def channels_status(
     ctx: typer.Context,
     channel: Annotated[str | None, typer.Option("--channel", help="Only show one channel (or all).")] = None,
     probe: Annotated[
-        bool, typer.Option("--probe", help="Check each account's credentials live (getMe, …).")
+        bool,
+        typer.Option(
+            "--probe", help="Check each account's credentials live (getMe, auth.test, Graph API, …)."
+        ),
     ] = False,
     timeout_ms: Annotated[int, typer.Option("--timeout", metavar="MS", help="Probe timeout in ms.")] = 60_000,
     nats_url: NatsUrl = None,
@@ -346,14 +551,7 @@ def channels_status(
                     elif r.get("connection") not in (None, "connected"):
                         parts.append(f"{r.get('instance')}: {r['connection']}")
             if "probe" in row:
-                p = row["probe"]
-                if p.get("ok") is True:
-                    bot = p.get("bot") or {}
-                    parts.append(f"probe ok (@{bot.get('username')})")
-                elif p.get("ok") is None:
-                    parts.append(str(p["error"]))
-                else:
-                    parts.append(f"probe failed: {p['error']}")
+                parts.append(_probe_text(row["probe"]))
             console.print(f"- {_label(ch)} {row['accountId']}: {', '.join(parts)}", markup=False)
     if access:
         console.print("access: " + ", ".join(f"{k}={v}" for k, v in sorted(access.items())), markup=False)
