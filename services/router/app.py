@@ -44,6 +44,7 @@ from clawmesh.routing import (
     normalize_chat_type,
     parse_agent_session_key,
     resolve_route,
+    resolve_thread_session_keys,
 )
 from clawmesh.sessions import TurnStatus, stop_session
 from clawmesh.wire import (
@@ -106,7 +107,19 @@ class _Routed:
 
 
 def route_message(config: Config, msg: InboundMessage) -> Route:
-    """The routing decision for one inbound message (bindings, or the explicitly chosen agent)."""
+    """The routing decision for one inbound message (bindings, or the explicitly chosen agent).
+    A message of a thread with its own session (`sessionThreadId`) goes to the routed session
+    key + `:thread:<id>`, as OpenClaw's Slack plugin applies `resolveThreadSessionKeys` to its
+    route: the bindings saw the chat (`peer`), the route keeps its `mainSessionKey` and
+    `lastRoutePolicy`. A session the caller chose is taken as it is."""
+    route = _route(config, msg)
+    if msg.session_thread_id is not None and not msg.session_key:
+        key = resolve_thread_session_keys(route.session_key, str(msg.session_thread_id))[0]
+        route = route._replace(session_key=key)
+    return route
+
+
+def _route(config: Config, msg: InboundMessage) -> Route:
     # `dm` is folded into `direct` here, as OpenClaw's resolveAgentRoute does before building a key
     peer = (
         {"kind": normalize_chat_type(msg.peer.kind) or msg.peer.kind, "id": msg.peer.id} if msg.peer else None

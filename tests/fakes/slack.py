@@ -599,7 +599,10 @@ class FakeSlack:
         thread_ts: str | None = None,
         kind: str = "message",
         ts: str | None = None,
+        parent_user_id: str | None = None,
     ) -> dict[str, Any]:
+        """A person's message; in a thread (`thread_ts`) Slack also names who started it
+        (`parent_user_id`)."""
         self.channels.add(channel)
         ev: dict[str, Any] = {
             "type": kind,
@@ -614,6 +617,8 @@ class FakeSlack:
             ev["channel_type"] = channel_type or {"D": "im", "G": "group"}.get(channel[0], "channel")
         if thread_ts:
             ev["thread_ts"] = thread_ts
+        if parent_user_id:
+            ev["parent_user_id"] = parent_user_id
         return self.event(app, ev)
 
     async def deliver(

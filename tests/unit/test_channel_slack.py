@@ -1,5 +1,7 @@
 """Slack's request signatures, an account's mode and credentials (OpenClaw's: Socket Mode unless
-`mode: "http"`), Socket Mode frames, and OpenClaw's mapping of Slack events to routing input."""
+`mode: "http"`), Socket Mode frames, OpenClaw's mapping of Slack events to routing input, and
+its Slack plugin's (`@openclaw/slack` 2026.9.6) threads: which `replyToMode` applies, where a
+reply goes, which thread has a session of its own."""
 
 from __future__ import annotations
 
@@ -10,17 +12,30 @@ from clawmesh.channels.slack import (
     BotIdentity,
     Envelope,
     Event,
+    SlackInbound,
+    channel_requires_mention,
     decode_socket_frame,
     normalize_event,
     redact_url,
+    reply_thread_ts,
     resolve_credentials,
+    resolve_reply_to_mode,
     salvage_envelope_id,
+    session_thread_ts,
     sign,
     socket_ack,
     socket_payload,
     verify_signature,
 )
-from clawmesh.config import ChannelAccount, ConfigError
+from clawmesh.checks import default_checks
+from clawmesh.config import (
+    ChannelAccount,
+    ChannelDm,
+    ChannelGroup,
+    ConfigError,
+    ReplyToModeByChatType,
+    parse_config,
+)
 from clawmesh.wire import Peer
 
 BOT = BotIdentity(user_id="UBOT", team_id="T1")
@@ -85,7 +100,8 @@ def test_threads_mentions_and_what_is_dropped() -> None:
         in_thread is not None and in_thread.thread_ts == "0.5" and in_thread.was_mentioned
     )  # reply to the bot
     top = normalize_event(_env(text="<@UBOT> look"), BOT)
-    assert top is not None and top.thread_ts == "1.000001" and top.was_mentioned and not top.mentions_others
+    assert top is not None and top.thread_ts is None and not top.is_thread_reply
+    assert top.was_mentioned and top.explicit_mention and not top.mentions_others
     other = normalize_event(_env(text="<@U9> look"), BOT)
     assert other is not None and not other.was_mentioned and other.mentions_others
     mention = normalize_event(_env(type="app_mention", text="hey"), BOT)
@@ -215,3 +231,179 @@ def test_a_socket_url_is_logged_without_its_ticket() -> None:
     assert redact_url("ws://u:p@127.0.0.1:8/link/?ticket=t", "ws://u:p@127.0.0.1:8/link/?ticket=t") == (
         "ws://127.0.0.1:8/link/"
     )
+
+
+# --- threads and replyToMode, as @openclaw/slack 2026.9.6 decides them --------------------------
+
+
+def _sl(**event: object) -> SlackInbound:
+    sl = normalize_event(_env(**event), BOT)
+    assert sl is not None
+    return sl
+
+
+@pytest.mark.parametrize(
+    ("event", "is_reply"),
+    [
+        ({"thread_ts": "0.5"}, True),  # a reply: thread_ts is its parent's ts
+        ({"thread_ts": "1.000001", "parent_user_id": "U9"}, True),  # thread_ts == ts but a parent
+        ({"thread_ts": "1.000001"}, False),  # a thread's root (a Slack-managed DM root)
+        ({}, False),  # top level
+    ],
+)
+def test_what_is_a_thread_reply(event: dict[str, object], is_reply: bool) -> None:
+    # threading.ts resolveSlackThreadContext: hasThreadTs && (thread_ts !== ts || parent_user_id)
+    assert _sl(**event).is_thread_reply is is_reply
+
+
+def test_reply_to_mode_by_chat_type_channel_entry_and_default() -> None:
+    # prepare-routing.ts resolveSlackRoutingContext: channelConfig?.replyToMode ??
+    # resolveSlackReplyToMode(account, chatType) (session-status.ts); channelConfig only for
+    # channels and private channels (prepare.ts resolveSlackConversationContext: isRoom)
+    assert resolve_reply_to_mode(ChannelAccount(), "channel", "C1") == "off"  # the default
+    account = ChannelAccount(
+        reply_to_mode="all",
+        reply_to_mode_by_chat_type=ReplyToModeByChatType(direct="off"),
+        channels={"C1": ChannelGroup(reply_to_mode="first"), "*": ChannelGroup(reply_to_mode="batched")},
+    )
+    assert resolve_reply_to_mode(account, "direct", "D1") == "off"  # by chat type
+    assert resolve_reply_to_mode(account, "group", "G1") == "all"  # mpim: no channel entry applies
+    assert resolve_reply_to_mode(account, "channel", "C1") == "first"  # the channel's own entry
+    assert resolve_reply_to_mode(account, "channel", "C2") == "batched"  # the wildcard's
+    by_type = ChannelAccount(
+        reply_to_mode="off",
+        reply_to_mode_by_chat_type=ReplyToModeByChatType(channel="all"),
+        channels={"C1": ChannelGroup(require_mention=False)},
+    )
+    # resolveSlackChannelConfig: firstDefined(entry.replyToMode, wildcard?.replyToMode), else the account's
+    assert resolve_reply_to_mode(by_type, "channel", "C1") == "all"
+    assert resolve_reply_to_mode(by_type, "direct", "D1") == "off"
+
+
+def test_channel_entries_match_the_plugins_key_forms() -> None:
+    # session-status.ts buildSlackChannelIdCandidates (not enterprise-wide): team-scoped keys,
+    # the id as given, lower/upper case, `channel:<id>`; buildSlackChannelPolicyScope: first hit
+    for key in ("team:T1:channel:C1", "c1", "channel:C1", "channel:c1"):
+        account = ChannelAccount(channels={key: ChannelGroup(reply_to_mode="all", require_mention=False)})
+        assert resolve_reply_to_mode(account, "channel", "C1", "T1") == "all", key
+        assert channel_requires_mention(account, "C1", "T1") is False, key
+    scoped = ChannelAccount(channels={"team:T2:channel:C1": ChannelGroup(reply_to_mode="all")})
+    assert resolve_reply_to_mode(scoped, "channel", "C1", "T1") == "off"  # another workspace's
+
+
+def test_the_legacy_dm_reply_to_mode_is_read_for_dms() -> None:
+    # doctor-contract.ts: dm.replyToMode moves to replyToModeByChatType.direct unless that is set
+    legacy = ChannelAccount(reply_to_mode="off", dm=ChannelDm(reply_to_mode="all"))
+    assert resolve_reply_to_mode(legacy, "direct", "D1") == "all"
+    assert resolve_reply_to_mode(legacy, "channel", "C1") == "off"
+    shadowed = ChannelAccount(
+        dm=ChannelDm(reply_to_mode="all"), reply_to_mode_by_chat_type=ReplyToModeByChatType(direct="first")
+    )
+    assert resolve_reply_to_mode(shadowed, "direct", "D1") == "first"
+
+
+def test_a_channel_requires_a_mention_unless_its_entry_or_the_account_says_not() -> None:
+    # policy.ts resolveSlackChannelConfig: entry ?? wildcard ?? defaultRequireMention (true)
+    assert channel_requires_mention(ChannelAccount(), "C1") is True
+    assert channel_requires_mention(ChannelAccount(require_mention=False), "C1") is False
+    account = ChannelAccount(
+        require_mention=False,
+        channels={"C1": ChannelGroup(require_mention=True), "*": ChannelGroup(enabled=True)},
+    )
+    assert channel_requires_mention(account, "C1") is True
+    assert channel_requires_mention(account, "C2") is False
+
+
+@pytest.mark.parametrize(
+    ("event", "mode", "expected"),
+    [
+        # a thread reply stays in its thread, `off` included (effective mode "all")
+        ({"thread_ts": "0.5"}, "off", "0.5"),
+        ({"thread_ts": "0.5"}, "first", "0.5"),
+        ({"channel": "D1", "channel_type": "im", "thread_ts": "0.5"}, "off", "0.5"),
+        # top level: off → the channel itself; first/all/batched → a thread under the message
+        ({}, "off", None),
+        ({}, "first", "1.000001"),
+        ({}, "all", "1.000001"),
+        ({}, "batched", "1.000001"),
+        ({"channel": "D1", "channel_type": "im"}, "off", None),
+        ({"channel": "D1", "channel_type": "im"}, "all", "1.000001"),
+        ({"channel": "G2", "channel_type": "mpim"}, "first", "1.000001"),
+        ({"thread_ts": "1.000001"}, "all", "1.000001"),  # a root: its existing thread
+    ],
+)
+def test_where_a_reply_goes(event: dict[str, object], mode: str, expected: str | None) -> None:
+    # replies.ts createSlackReplyDeliveryPlan → core createReplyReferencePlanner (existingId =
+    # thread_ts, startId = ts, the first payload) and dispatch-streaming.ts deliverNormally
+    # (`off`, not forced, not a thread reply → no thread_ts)
+    assert reply_thread_ts(_sl(**event), mode) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("event", "mode", "require", "mentioned", "expected"),
+    [
+        # thread replies in channels, private channels and group DMs: their thread, any mode
+        ({"thread_ts": "0.5"}, "off", True, True, "0.5"),
+        ({"channel": "G1", "channel_type": "group", "thread_ts": "0.5"}, "all", True, True, "0.5"),
+        ({"channel": "G2", "channel_type": "mpim", "thread_ts": "0.5"}, "off", False, True, "0.5"),
+        # a DM's thread reply stays on the DM's session
+        ({"channel": "D1", "channel_type": "im", "thread_ts": "0.5"}, "all", False, True, None),
+        ({"channel": "D1", "channel_type": "im"}, "all", False, True, None),
+        # a channel root expected to start a visible thread is seeded into its own ts
+        ({"type": "app_mention", "text": "hey"}, "all", True, True, "1.000001"),
+        ({"text": "<@UBOT> hey"}, "first", True, True, "1.000001"),
+        ({"text": "bot, hey"}, "all", True, True, "1.000001"),  # a mention pattern matched
+        ({"text": "hey"}, "all", False, False, "1.000001"),  # requireMention false, mode not off
+        ({"channel": "G1", "channel_type": "group", "text": "<@UBOT> hey"}, "all", True, True, "1.000001"),
+        # … not when the mode is off, nor unmentioned (a control command's bypass), nor in mpims
+        ({"type": "app_mention", "text": "hey"}, "off", True, True, None),
+        ({"text": "hey"}, "off", False, False, None),
+        ({"text": "/status"}, "all", True, False, None),
+        ({"channel": "G2", "channel_type": "mpim", "text": "<@UBOT> hey"}, "all", False, True, None),
+    ],
+)
+def test_which_thread_has_a_session_of_its_own(
+    event: dict[str, object], mode: str, require: bool, mentioned: bool, expected: str | None
+) -> None:
+    # prepare-routing.ts resolveSlackRoutingContext (routedThreadId) with prepare.ts
+    # prepareSlackMessage's seedTopLevelRoomThread (app_mention, explicit or pattern mention,
+    # or isRoom && !requireMention && replyToMode !== "off"; seeding itself needs mode ≠ off)
+    sl = _sl(**event)
+    got = session_thread_ts(sl, mode, require_mention=require, mentioned=mentioned)  # type: ignore[arg-type]
+    assert got == expected
+
+
+def test_reply_threading_keys_warn_where_they_are_not_read() -> None:
+    config = parse_config(
+        {
+            "channels": {
+                "slack": {
+                    "botToken": "xoxb-1",
+                    "appToken": "xapp-1",
+                    "dm": {"replyToMode": "all"},
+                    "replyToModeByChatType": {"channel": "first"},
+                    "channels": {"C1": {"replyToMode": "all"}},
+                    "accounts": {
+                        "work": {"dm": {"replyToMode": "all"}, "replyToModeByChatType": {"direct": "off"}}
+                    },
+                },
+                "telegram": {
+                    "replyToModeByChatType": {"group": "all"},
+                    "groups": {"-100": {"replyToMode": "all"}},
+                },
+            }
+        },
+        env={},
+        checks=default_checks(),
+    )
+    warnings = {w.path: w.message for w in config.warnings if w.path.startswith("$.channels")}
+    assert warnings["$.channels.slack.dm.replyToMode"].endswith(
+        "read for DMs where no replyToModeByChatType.direct is set"
+    )
+    assert warnings["$.channels.slack.accounts.work.dm.replyToMode"].endswith(
+        "ignored: replyToModeByChatType.direct is set too"
+    )
+    assert "$.channels.slack.replyToModeByChatType" not in warnings
+    assert "$.channels.slack.channels.C1.replyToMode" not in warnings
+    assert "not implemented" in warnings["$.channels.telegram.replyToModeByChatType"]
+    assert "not implemented" in warnings["$.channels.telegram.groups['-100'].replyToMode"]

@@ -4,6 +4,16 @@ Mode's frames (`hello`, `disconnect`, envelopes and their acks), and OpenClaw's 
 `message` / `app_mention` event to routing input
 (`extensions/slack/src/monitor/message-handler/prepare.ts`, `channel-type.ts`).
 
+Threads and `replyToMode`, as the Slack plugin of OpenClaw 2026.9.6 (`@openclaw/slack`) decides
+them (its functions named at each one below): which `replyToMode` a message's chat has
+(`resolve_reply_to_mode`), where its reply goes (`reply_thread_ts`: a thread reply in its
+thread, a top-level message in a thread under it unless the mode is `off`), and which thread
+gets a session of its own (`session_thread_ts`: channel and group-DM thread replies, and a
+channel root expected to start a visible thread; the router appends `:thread:<ts>` to the
+session key). A DM thread reply stays on the DM's session. Slack's Agent View and Assistant
+View (Slack-managed DM threads, which need state remembered across messages) are not
+implemented: such DMs are ordinary DMs here.
+
 Pure functions: the ingress adapter does the HTTP, the WebSocket and the bus."""
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from ..config import ChannelAccount, ConfigError, Problem, secret_value
+from ..config import ChannelAccount, ChannelGroup, Config, ConfigError, Problem, ReplyToMode, secret_value
 from ..ids import DEFAULT_ACCOUNT_ID
 from ..wire import Peer, Sender
 
@@ -35,12 +45,17 @@ __all__ = [
     "SlackCredentials",
     "SlackInbound",
     "SocketFrame",
+    "channel_requires_mention",
+    "config_checks",
     "decode_socket_frame",
     "normalize_event",
     "redact_url",
+    "reply_thread_ts",
     "resolve_credentials",
     "resolve_mode",
+    "resolve_reply_to_mode",
     "salvage_envelope_id",
+    "session_thread_ts",
     "sign",
     "socket_ack",
     "socket_payload",
@@ -126,9 +141,11 @@ class SlackInbound:
     chat_type: Literal["direct", "group", "channel"]
     channel_id: str
     ts: str
-    thread_ts: str | None  # the thread a reply goes to (a reply's thread, else the message itself in rooms)
+    thread_ts: str | None  # the event's `thread_ts`: the thread a reply is in (a root's own ts)
+    is_thread_reply: bool  # in a thread, not its root (OpenClaw's `isThreadReply`)
     text: str
-    was_mentioned: bool
+    explicit_mention: bool  # `<@bot>` in the text, or an `app_mention` event
+    was_mentioned: bool  # explicit, or a reply in a thread the bot started
     mentions_others: bool
     is_room: bool  # a channel or private channel: mention gating applies (not DMs, not mpims)
 
@@ -174,21 +191,179 @@ def normalize_event(envelope: Envelope, bot: BotIdentity) -> SlackInbound | None
         peer, chat_type = Peer(kind="group", id=event.channel), "group"
     else:
         peer, chat_type = Peer(kind="channel", id=event.channel), "channel"
-    in_thread = event.thread_ts is not None and event.thread_ts != event.ts
-    # in rooms a reply starts (or continues) a thread under the message; DMs answer in line
-    thread = event.thread_ts if in_thread else (event.ts if kind in ("channel", "group") else None)
+    thread_ts = event.thread_ts or None
+    # resolveSlackThreadContext: a `thread_ts` other than its own ts, or one with a parent
+    in_thread = thread_ts is not None and (thread_ts != event.ts or bool(event.parent_user_id))
     return SlackInbound(
         peer=peer,
         sender=Sender(id=event.user),
         chat_type=chat_type,  # type: ignore[arg-type]
         channel_id=event.channel,
         ts=event.ts,
-        thread_ts=thread,
+        thread_ts=thread_ts,
+        is_thread_reply=in_thread,
         text=event.text,
+        explicit_mention=explicit,
         was_mentioned=explicit or implicit,
         mentions_others=bool(mentioned_ids) and not explicit,
         is_room=kind in ("channel", "group"),
     )
+
+
+# --- threads and replyToMode ------------------------------------------------------------------
+
+
+def _channel_keys(channel_id: str, team_id: str | None) -> list[str]:
+    """The `channels` map keys that name a channel, in the plugin's order
+    (`buildSlackChannelIdCandidates`, an install that is not enterprise-wide): team-scoped
+    `team:<T>:channel:<C>`, the id as given, lower- and upper-cased, and `channel:<id>`."""
+    cid = channel_id.strip()
+    if not cid:
+        return []
+    ids = (cid, cid.lower(), cid.upper())
+    team = (team_id or "").strip()
+    teams = (team, team.lower(), team.upper()) if team else ()
+    keys = [f"team:{t}:channel:{c}" for t, c in zip(teams, ids, strict=False)]
+    keys += [*ids, *(f"channel:{c}" for c in ids)]
+    return list(dict.fromkeys(keys))
+
+
+def _channel_entries(
+    settings: ChannelAccount, channel_id: str, team_id: str | None
+) -> tuple[ChannelGroup | None, ChannelGroup | None]:
+    """The channel's entry in the `channels` map (its own, else `"*"`) and the `"*"` entry
+    (`resolveSlackChannelConfig`: a key falls back to the wildcard's)."""
+    table = settings.channels if isinstance(settings.channels, dict) else {}
+    wildcard = table.get("*")
+    entry = next((table[k] for k in _channel_keys(channel_id, team_id) if k != "*" and k in table), wildcard)
+    return entry, wildcard
+
+
+def resolve_reply_to_mode(
+    settings: ChannelAccount,
+    chat_type: Literal["direct", "group", "channel"],
+    channel_id: str,
+    team_id: str | None = None,
+) -> ReplyToMode:
+    """The `replyToMode` of a message's chat (`resolveSlackRoutingContext`:
+    `channelConfig?.replyToMode ?? resolveSlackReplyToMode(account, chatType)`): a channel's
+    entry in `channels` (its own, else `"*"`; channels and private channels only), then
+    `replyToModeByChatType.<direct|group|channel>` (for DMs the legacy `dm.replyToMode` when
+    that is unset: OpenClaw's `doctor --fix` moves it there), then `replyToMode`, else `off`.
+    `settings` are the account's merged over the channel's (each key as a whole)."""
+    if chat_type == "channel":
+        for level in _channel_entries(settings, channel_id, team_id):
+            if level is not None and level.reply_to_mode is not None:
+                return level.reply_to_mode
+    by_type = settings.reply_to_mode_by_chat_type
+    chosen = getattr(by_type, chat_type) if by_type is not None else None
+    if chosen is None and chat_type == "direct" and settings.dm is not None:
+        chosen = settings.dm.reply_to_mode
+    return chosen or settings.reply_to_mode or "off"
+
+
+def channel_requires_mention(settings: ChannelAccount, channel_id: str, team_id: str | None = None) -> bool:
+    """`requireMention` of a channel (`resolveSlackChannelConfig`): its entry's, else `"*"`'s,
+    else the account's, else true."""
+    for level in _channel_entries(settings, channel_id, team_id):
+        if level is not None and level.require_mention is not None:
+            return level.require_mention
+    return settings.require_mention if settings.require_mention is not None else True
+
+
+def reply_thread_ts(sl: SlackInbound, mode: ReplyToMode) -> str | None:
+    """The `thread_ts` a reply is posted with (None: the channel's top level). A thread reply
+    is answered in its thread whatever the mode; a top-level message in a thread under it unless
+    the mode is `off` (`createSlackReplyDeliveryPlan` over `createReplyReferencePlanner`, and
+    `deliverNormally`). `first` and `batched` thread only the first reply payload of a turn; a
+    clawmesh turn has one reply, so they answer as `all` does."""
+    if sl.is_thread_reply:
+        return sl.thread_ts
+    if mode == "off":
+        return None
+    return sl.thread_ts or sl.ts
+
+
+def session_thread_ts(
+    sl: SlackInbound, mode: ReplyToMode, *, require_mention: bool, mentioned: bool
+) -> str | None:
+    """The thread whose own session the message belongs to (its key `<base>:thread:<ts>`), or
+    None: the chat's session (`resolveSlackRoutingContext`'s `routedThreadId`). A thread reply
+    in a channel or group DM: its thread. A DM thread reply: None (the DM's session). A
+    top-level message in a channel or private channel that is expected to start a visible
+    thread — `mode` is not `off` and it mentions the bot (`app_mention`, `<@bot>`, or a mention
+    pattern: `mentioned`, the access policy's `WasMentioned`) or the channel does not require a
+    mention — is seeded into its own ts, so it and the replies in its thread share a session
+    (`prepareSlackMessage`'s `seedTopLevelRoomThread`)."""
+    if sl.chat_type == "direct":
+        return None
+    if sl.is_thread_reply:
+        return sl.thread_ts
+    if not sl.is_room or mode == "off":
+        return None
+    if sl.explicit_mention or mentioned or not require_mention:
+        return sl.thread_ts or sl.ts
+    return None
+
+
+def config_checks(config: Config) -> list[Problem]:
+    """Warnings about reply threading keys: Slack's legacy `dm.replyToMode` (read as OpenClaw's
+    `doctor --fix` moves it), and `replyToModeByChatType`, `dm.replyToMode` and a group's
+    `replyToMode` on channels that do not read them."""
+    problems: list[Problem] = []
+    for name, section in (config.document.channels or {}).items():
+        base = f"$.channels.{name}" if name.isidentifier() else f"$.channels[{name!r}]"
+        levels: list[tuple[str, ChannelAccount]] = [(base, section)]
+        for account_id, account in (section.accounts or {}).items():
+            sep = f".{account_id}" if account_id.isidentifier() else f"[{account_id!r}]"
+            levels.append((f"{base}.accounts{sep}", account))
+        for path, level in levels:
+            _level_problems(problems, name, path, level)
+    return problems
+
+
+_IGNORED: Final = "accepted, not implemented by clawmesh on this channel (Slack reads it); ignored"
+
+
+def _level_problems(problems: list[Problem], channel: str, path: str, level: ChannelAccount) -> None:
+    legacy = level.dm.reply_to_mode if level.dm is not None else None
+    if channel != "slack":
+        if legacy is not None:
+            problems.append(Problem(f"{path}.dm.replyToMode", _IGNORED, "warning"))
+        if level.reply_to_mode_by_chat_type is not None:
+            problems.append(Problem(f"{path}.replyToModeByChatType", _IGNORED, "warning"))
+        for key in ("groups", "guilds", "channels"):
+            table = getattr(level, key)
+            if isinstance(table, dict):
+                _group_problems(problems, f"{path}.{key}", table)
+        return
+    if legacy is None:
+        return
+    by_type = level.reply_to_mode_by_chat_type
+    shadowed = by_type is not None and by_type.direct is not None
+    how = (
+        "ignored: replyToModeByChatType.direct is set too"
+        if shadowed
+        else "read for DMs where no replyToModeByChatType.direct is set"
+    )
+    problems.append(
+        Problem(
+            f"{path}.dm.replyToMode",
+            f"the legacy spelling of replyToModeByChatType.direct (OpenClaw's `doctor --fix` moves it); {how}",
+            "warning",
+        )
+    )
+
+
+def _group_problems(problems: list[Problem], path: str, table: Mapping[str, ChannelGroup]) -> None:
+    for key, group in table.items():
+        here = f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]"
+        if group.reply_to_mode is not None:
+            problems.append(Problem(f"{here}.replyToMode", _IGNORED, "warning"))
+        for nested in ("topics", "channels"):
+            inner = getattr(group, nested)
+            if inner:
+                _group_problems(problems, f"{here}.{nested}", inner)
 
 
 @dataclass(frozen=True)

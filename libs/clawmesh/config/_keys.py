@@ -20,10 +20,13 @@ from ._schema import (
     Binding,
     BindingMatch,
     ChannelAccount,
+    ChannelCommands,
     ChannelConfig,
+    ChannelDm,
     ChannelExecApprovals,
     ChannelGroup,
     ChannelsDefaults,
+    ChannelSlashCommand,
     ConfigFile,
     ExecTools,
     GatewayAuth,
@@ -76,7 +79,6 @@ _CHANNEL_COMMON: Final = frozenset(
         "historyLimit",
         "dmHistoryLimit",
         "configWrites",
-        "commands",
         "capabilities",
         "markdown",
         "heartbeat",
@@ -86,10 +88,8 @@ _CHANNEL_COMMON: Final = frozenset(
         "proxy",
         "retry",
         "network",
-        "dm",
         "dms",
         "teams",
-        "slashCommand",
         "userToken",
         "userTokenReadOnly",
         "linkPreview",
@@ -214,7 +214,14 @@ OPENCLAW_ONLY_KEYS: Final[dict[type, frozenset[str]]] = {
     ChannelConfig: _CHANNEL_COMMON,
     ChannelAccount: _CHANNEL_COMMON,
     ChannelExecApprovals: frozenset({"agentFilter", "sessionFilter", "target", "cleanupAfterResolve"}),
+    # `dm` of older versions (OpenClaw 2026.9.6's own keys per channel come from its catalogue)
+    ChannelDm: frozenset(
+        {"enabled", "policy", "allowFrom", "groupEnabled", "groupChannels", "sessionScope", "threadReplies"}
+    ),
     ChannelGroup: frozenset({"skills", "systemPrompt", "tools", "toolsBySender"}),
+    # only `native` / `ephemeral` are read (Discord); the rest, on a channel of older versions
+    ChannelCommands: frozenset({"nativeSkills", "callbackPath", "callbackUrl"}),
+    ChannelSlashCommand: frozenset({"enabled", "name", "sessionPrefix"}),
     ChannelsDefaults: frozenset({"heartbeat"}),
     ToolsSection: frozenset(
         {"elevated", "media", "links", "message", "browser", "loopDetection", "fs", "alsoDeny"}

@@ -24,9 +24,12 @@ __all__ = [
     "BindingPeer",
     "BindingSession",
     "ChannelAccount",
+    "ChannelCommands",
     "ChannelConfig",
+    "ChannelDm",
     "ChannelExecApprovals",
     "ChannelGroup",
+    "ChannelSlashCommand",
     "ChannelStreaming",
     "ChannelsDefaults",
     "ClaudeCodeRunner",
@@ -66,6 +69,8 @@ __all__ = [
     "OpenClawXRunner",
     "OpenCodeRunner",
     "PeerKind",
+    "ReplyToMode",
+    "ReplyToModeByChatType",
     "RunnerType",
     "RuntimeSection",
     "SafeBinProfile",
@@ -91,6 +96,7 @@ DmScope = Literal["main", "per-peer", "per-channel-peer", "per-account-channel-p
 GroupScope = Literal["main", "per-group"]
 DmPolicy = Literal["pairing", "allowlist", "open", "disabled"]
 GroupPolicy = Literal["allowlist", "open", "disabled"]
+ReplyToMode = Literal["off", "first", "all", "batched"]
 RunnerType = Literal["local", "coze", "openclawx", "opencode", "claude_code", "synadia", "a2a"]
 ToolProfile = Literal["minimal", "coding", "messaging", "full"]
 Id = str | int
@@ -508,6 +514,8 @@ class ChannelGroup(_Base):
     agent_id: str | None = None
     topics: dict[str, ChannelGroup] | None = None
     channels: dict[str, ChannelGroup] | None = None
+    # Slack's `channels.<id|*>.replyToMode` (its per-channel override; other channels warn)
+    reply_to_mode: ReplyToMode | None = None
 
 
 class MentionPatternsPolicy(_Base):
@@ -533,6 +541,37 @@ class ChannelExecApprovals(_Base):
 
     enabled: bool | Literal["auto"] | None = None
     approvers: list[Id] | None = None
+
+
+class ChannelCommands(_Base):
+    """`channels.<ch>.commands`: `native` (OpenClaw's `true | false | "auto"`) is read by Discord:
+    whether its slash commands are registered with Discord (`auto`: yes). OpenClaw's other keys
+    here (`nativeSkills`, …) load with a warning that they are not implemented."""
+
+    native: bool | Literal["auto"] | None = None
+
+
+class ChannelSlashCommand(_Base):
+    """`channels.<ch>.slashCommand`: `ephemeral` (Discord; OpenClaw's default true: a slash
+    command's answer is shown to its user only). Slack's other keys load with a warning."""
+
+    ephemeral: bool | None = None
+
+
+class ReplyToModeByChatType(_Base):
+    """`channels.<ch>.replyToModeByChatType`: `replyToMode` per chat type (read by Slack)."""
+
+    direct: ReplyToMode | None = None
+    group: ReplyToMode | None = None
+    channel: ReplyToMode | None = None
+
+
+class ChannelDm(_Base):
+    """`channels.<ch>.dm`: only Slack's legacy `dm.replyToMode` is read (as OpenClaw's `doctor
+    --fix` moves it: `replyToModeByChatType.direct` when that is unset); OpenClaw's other keys
+    here load with a warning (`_keys.py`)."""
+
+    reply_to_mode: ReplyToMode | None = None
 
 
 class ChannelAccount(_Base):
@@ -571,11 +610,20 @@ class ChannelAccount(_Base):
     # the legacy spelling of `streaming.mode` (older OpenClaw; its `doctor --fix` moves it): Discord
     # reads it as OpenClaw's migration does, the other channels warn that it is ignored
     stream_mode: str | None = None
-    reply_to_mode: Literal["off", "first", "all", "batched"] | None = None
+    reply_to_mode: ReplyToMode | None = None
+    reply_to_mode_by_chat_type: ReplyToModeByChatType | None = None  # Slack
+    dm: ChannelDm | None = None
     media_max_mb: float | None = None
     # Discord (OpenClaw's keys): tall replies split (default 17 lines), link embeds suppressed
     max_lines_per_message: int | None = None
     suppress_embeds: bool | None = None
+    # Discord slash commands: OpenClaw's `applicationId` (commands are registered for it; else
+    # read from the token), `commands.native`, `slashCommand.ephemeral`; clawmesh's `publicKey`
+    # (the app's Ed25519 key, hex) serves the interactions endpoint on `webhookPath`
+    application_id: str | None = None
+    commands: ChannelCommands | None = None
+    slash_command: ChannelSlashCommand | None = None
+    public_key: Secret | None = None
     exec_approvals: ChannelExecApprovals | None = None
     # clawmesh: the WhatsApp Cloud API (OpenClaw's WhatsApp is WhatsApp Web and has no such keys)
     phone_number_id: str | None = None

@@ -133,7 +133,10 @@ class InboundMessage(_Wire, tag="inbound", tag_field="type", kw_only=True):
     text: str = ""
     attachments: list[Attachment] = []
     message_id: Id | None = None  # the platform's id: dedupe key
-    thread_id: Id | None = None
+    thread_id: Id | None = None  # the topic or thread of the chat the reply goes to
+    # a thread with a session of its own: the routed session key + `:thread:<id>` (OpenClaw's
+    # resolveThreadSessionKeys; Slack channel threads). Bindings still see `peer`.
+    session_thread_id: Id | None = None
     agent_id: Id | None = None  # explicit agent (e.g. OpenAI `model`): bindings are skipped
     received_at: float = 0.0
     reply_subject: str | None = None  # the accepting ingress instance's inbox

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -57,10 +58,20 @@ class ChannelInbound:
             self._config, kv=ctx.kv.get("pairing"), publish=ctx.nc.publish, subjects=ctx.subjects
         )
 
-    async def submit(self, request: AccessRequest, inbound: InboundMessage, *, follow: bool) -> Submitted:
+    async def submit(
+        self,
+        request: AccessRequest,
+        inbound: InboundMessage,
+        *,
+        follow: bool,
+        on_admit: Callable[[InboundMessage, bool], InboundMessage] | None = None,
+    ) -> Submitted:
         """Ask the access policy, then store the message. `follow`: the turn's events come back
         to this instance (a streamed reply); else nobody waits and none are sent here.
-        Raises Unavailable when the message could not be stored (the platform must retry)."""
+        `on_admit`: the message to store instead, given whether the policy found the bot
+        mentioned (OpenClaw's `WasMentioned`, mention patterns included; Slack seeds a thread's
+        session from it). Raises Unavailable when the message could not be stored (the platform
+        must retry)."""
         ctx = self.ctx
         if ctx.holder.current is not self._config:  # reloaded: policies are resolved again
             self._config = ctx.holder.current
@@ -80,6 +91,8 @@ class ChannelInbound:
             inbound = msgspec.structs.replace(
                 inbound, metadata={**inbound.metadata, "command": decision.name, "commandArgs": args}
             )
+        if on_admit is not None:
+            inbound = on_admit(inbound, decision.mentioned)
         dedupe = f"in:{inbound.channel}:{inbound.account_id}:{inbound.message_id}"
         if follow:
             inbound = msgspec.structs.replace(

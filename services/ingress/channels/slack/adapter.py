@@ -15,9 +15,15 @@ ack (Socket Mode) and Slack delivers it again. A redelivery (`X-Slack-Retry-Num`
 `retry_attempt`) and the `message` + `app_mention` pair Slack sends for one mention are the same
 platform id (`<channel>:<ts>`) and so one turn (the inbound stream's dedupe).
 
-Out: `deliver` posts the reply with `chat.postMessage` into the thread it answers (in channels
-a reply opens a thread under the message, as OpenClaw's default), split at `textChunkLimit`
-(default and at most 4000).
+Threads, as OpenClaw's Slack plugin: the account's `replyToMode` for the message's chat
+(`replyToModeByChatType`, a channel's own in `channels`; default `off`) decides where its reply
+goes — a thread reply in its thread, a top-level message in a thread under it unless `off` —
+and a channel thread (or a channel root expected to start one) gets a session of its own
+(`sessionThreadId`, made `<base>:thread:<ts>` by the router); clawmesh.channels.slack decides
+both. A config reload applies from the next message.
+
+Out: `deliver` posts the reply with `chat.postMessage` (`thread_ts` the thread decided when the
+message came in), split at `textChunkLimit` (default and at most 4000).
 """
 
 from __future__ import annotations
@@ -45,17 +51,28 @@ from clawmesh.channels.slack import (
     SlackCredentials,
     SlackInbound,
     SocketFrame,
+    channel_requires_mention,
     normalize_event,
+    reply_thread_ts,
+    resolve_reply_to_mode,
+    session_thread_ts,
     socket_payload,
     verify_signature,
 )
 from clawmesh.channels.text import split_text
-from clawmesh.config import ConfigError, Problem
+from clawmesh.config import ChannelAccount, ConfigError, Problem
 from clawmesh.errors import best_effort
 from clawmesh.wire import InboundMessage, OutboundMessage, now
 
 from ...turns import Unavailable, turn_id_for
-from ..base import BackgroundTasks, DeliveryProgress, PermanentSendError, TransientSendError, WebhookRoute
+from ..base import (
+    BackgroundTasks,
+    DeliveryProgress,
+    LiveSettings,
+    PermanentSendError,
+    TransientSendError,
+    WebhookRoute,
+)
 from ..inbound import ChannelInbound
 from .webapi import NetworkError, WebApi, WebApiError
 
@@ -83,6 +100,7 @@ class SlackAdapter:
         self.ctx = ctx
         self.account = account
         self.inbound = inbound
+        self._live = LiveSettings(ctx.holder, self.channel, account)
         s = account.settings
         self.mode = credentials.mode
         base = s.api_base_url or DEFAULT_API_BASE_URL
@@ -116,8 +134,14 @@ class SlackAdapter:
             )
 
     @property
+    def settings(self) -> ChannelAccount:
+        """The account's settings in the current config (its tokens, mode and API base are the
+        ones it started with)."""
+        return self._live.get()
+
+    @property
     def limit(self) -> int:
-        configured = self.account.settings.text_chunk_limit
+        configured = self.settings.text_chunk_limit
         return min(configured, TEXT_LIMIT) if configured and configured > 0 else TEXT_LIMIT
 
     # --- life cycle -------------------------------------------------------------------------
@@ -271,19 +295,28 @@ class SlackAdapter:
             counters["slack_events_ignored"] += 1
             return
         acct = self.account.account_id
+        team = self.bot.team_id or None
+        settings = self.settings
+        mode = resolve_reply_to_mode(settings, sl.chat_type, sl.channel_id, team)
         inbound = InboundMessage(
             id=turn_id_for(self.channel, acct, sl.platform_message_id),
             channel=self.channel,
             account_id=acct,
             peer=sl.peer,
-            team_id=self.bot.team_id or None,
+            team_id=team,
             sender=sl.sender,
             text=sl.text,
             message_id=sl.platform_message_id,
-            thread_id=sl.thread_ts,
+            thread_id=reply_thread_ts(sl, mode),
             received_at=now(),
             reply_events="final",
         )
+        require = channel_requires_mention(settings, sl.channel_id, team) if sl.is_room else False
+
+        def in_thread(message: InboundMessage, mentioned: bool) -> InboundMessage:
+            thread = session_thread_ts(sl, mode, require_mention=require, mentioned=mentioned)
+            return message if thread is None else msgspec.structs.replace(message, session_thread_id=thread)
+
         request = AccessRequest(
             channel=self.channel,
             account=acct,
@@ -297,14 +330,16 @@ class SlackAdapter:
             can_detect_mention=bool(self.bot.user_id),
             text=sl.text,
         )
-        result = await self.inbound.submit(request, inbound, follow=False)
+        result = await self.inbound.submit(request, inbound, follow=False, on_admit=in_thread)
         counters["slack_events_accepted"] += 1
         if isinstance(result.denied, PairingChallenge):
             self._tasks.spawn(self._answer_denied(sl, result.denied.reply))
 
     async def _answer_denied(self, sl: SlackInbound, text: str) -> None:
+        # the pairing challenge goes to the DM itself, never a thread (OpenClaw's
+        # authorizeSlackDirectMessage sends it without threadTs)
         with best_effort(self.ctx.counters, "slack_policy_reply", log=log):
-            await self.api.post_message(sl.channel_id, text, thread_ts=sl.thread_ts)
+            await self.api.post_message(sl.channel_id, text)
 
     # --- out --------------------------------------------------------------------------------
 
