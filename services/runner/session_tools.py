@@ -19,7 +19,7 @@ import json
 import re
 import time
 import uuid
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 from nats.errors import TimeoutError as NatsTimeout
@@ -174,98 +174,38 @@ class SessionTools:
 
     # --- sessions_spawn ----------------------------------------------------------------------
     async def _spawn(self, args: SessionsSpawnArgs, raw: dict[str, Any]) -> tuple[str, bool]:
-        def refused(status: str, error: str) -> tuple[str, bool]:
-            return _json({"status": status, "error": error}), True
-
-        for key in _CHANNEL_KEYS:
-            if key in raw:
-                return refused(
-                    "error", f'sessions_spawn does not support "{key}"; remove channel-delivery parameters.'
-                )
-        if "timeoutSeconds" in raw or "timeout_seconds" in raw:
-            return refused(
-                "error",
-                'sessions_spawn does not support "timeoutSeconds". Use "runTimeoutSeconds" for a per-run timeout.',
-            )
+        """`sessions_spawn`: checks, in OpenClaw's order (arguments, target, depth, active
+        children, target and sandbox rules, attachments), then the run's record, the child's
+        turn and the spawn event; its result as OpenClaw shapes it."""
+        why = _spawn_argument_refusal(raw)
+        if why is not None:
+            return _refused("error", why)
         config, me = self.config, self.agent
         target = args.agent_id.strip().lower() if args.agent_id else None
         # `worker@sg`: an agent of another gateway of the federation (remote_spawn.py)
         remote = parse_remote_target(target) if target is not None and "@" in target else None
         if target is not None and remote is None and not _AGENT_ID.match(target):
-            return refused(
+            return _refused(
                 "error",
                 f'Invalid agentId "{args.agent_id}". Agent IDs must match [a-z0-9][a-z0-9_-]{{0,63}}'
                 + (" (an agent of another gateway: <agent>@<gateway>)." if "@" in target else "."),
             )
         limits = subagent_limits(config, me)
         if self.depth >= limits.max_spawn_depth:
-            return refused(
+            return _refused(
                 "forbidden",
                 f"sessions_spawn is not allowed at this depth (current depth: {self.depth}, max: {limits.max_spawn_depth})",
             )
-        store = self.ctx.sessions
-        index = await store.get_children(self.turn.session_key)
-        running, ended = index.running, []
-        if len(index.running) >= limits.max_children:
-            # Only at the limit does it matter which listed children still run: below it, even
-            # all of them running leaves room. Those that ended are moved to `ended` then, so
-            # the list stays about as long as the limit and a spawn costs no read per child.
-            records = await asyncio.gather(*(store.get_spawn(k) for k in index.running))
-            running = [
-                k
-                for k, r in zip(index.running, records, strict=True)
-                if r is not None and r.status == "running"
-            ]
-            ended = [k for k in index.running if k not in running]
-        active = len(running)
-        if active >= limits.max_children:
-            return refused(
+        index, running, ended = await self._children_now(limits.max_children)
+        if len(running) >= limits.max_children:
+            return _refused(
                 "forbidden",
-                f"sessions_spawn has reached max active children for this session ({active}/{limits.max_children})",
+                f"sessions_spawn has reached max active children for this session ({len(running)}/{limits.max_children})",
             )
-        uid = uuid.uuid4()
-        if remote is not None:
-            assert target is not None
-            # the child's local record is a sub-agent session of this agent; it runs on `remote`
-            child_agent = me
-            child_key = f"agent:{me.id}:subagent:{uid}"
-            why = remote_spawn_refusal(config, me, target)
-            if why is not None:
-                return refused("forbidden", why)
-            if self.sandboxed or args.sandbox == "require":
-                # how the other gateway sandboxes its agent is its own config: not known here
-                return refused(
-                    "forbidden",
-                    f"Sandboxed sessions cannot spawn {target}: an agent of another gateway is not known to be sandboxed."
-                    if self.sandboxed
-                    else f'sessions_spawn sandbox="require" needs a sandboxed child session; {target} runs on another gateway, not known to be sandboxed.',
-                )
-            problem = await probe_remote(self.ctx, config, me.id, child_key, remote, "spawn")
-            if problem is not None:
-                return refused(*problem)
-        else:
-            why = spawn_refusal(config, me, target)
-            if why is not None:
-                return refused("forbidden", why)
-            found = config.agent_view(target) if target else me
-            if found is None:
-                return refused("error", f"unknown agent '{target}'")
-            child_agent = found
-            child_key = f"agent:{child_agent.id}:subagent:{uid}"
-            child_main = build_agent_session_key(
-                agent_id=child_agent.id, channel=SUBAGENT_CHANNEL, main_key=config.settings.session.main_key
-            )
-            child_sandboxed = resolve_sandbox(config, child_agent.id).applies_to(child_key, child_main)
-            if self.sandboxed and not child_sandboxed:
-                return refused(
-                    "forbidden",
-                    "Sandboxed sessions cannot spawn unsandboxed subagents. Set a sandboxed target agent or use the same agent runtime.",
-                )
-            if args.sandbox == "require" and not child_sandboxed:
-                return refused(
-                    "forbidden",
-                    'sessions_spawn sandbox="require" needs a sandboxed child session; the target agent is not sandboxed.',
-                )
+        child = await self._spawn_child(args, target, remote)
+        if isinstance(child, _Refusal):
+            return _refused(child.status, child.error)
+        child_agent, child_key = child
         try:
             files = [msgspec.convert(a, SpawnAttachment) for a in args.attachments]
             blobs = [
@@ -273,10 +213,10 @@ class SessionTools:
                 for f in files
             ]
         except (msgspec.ValidationError, ValueError) as exc:
-            return refused("error", f"invalid attachments: {exc}")
+            return _refused("error", f"invalid attachments: {exc}")
         if remote is not None and any((f.mime_type or "").startswith("image/") for f in files):
             # a remote turn carries text only
-            return refused("error", f"image attachments cannot be sent to {target} (another gateway)")
+            return _refused("error", f"image attachments cannot be sent to {target} (another gateway)")
         mode = args.mode or "run"
         depth = self.depth + 1
         run_id = uuid.uuid4().hex
@@ -305,16 +245,7 @@ class SessionTools:
         )
         # another gateway's agent runs on its own models there
         model = None if remote is not None else args.model or subagent_limits(config, child_agent).model
-        attachments = [
-            Attachment(name=f.name, mime=f.mime_type or "application/octet-stream", data=blob, size=len(blob))
-            for f, blob in zip(files, blobs, strict=True)
-        ]
-        texts = [
-            f"[Attachment {f.name}]\n{blob.decode('utf-8', 'replace')}"
-            for f, blob in zip(files, blobs, strict=True)
-            if not (f.mime_type or "").startswith("image/")
-        ]
-        message = child_task_message(args.task, depth, limits.max_spawn_depth, mode)
+        store = self.ctx.sessions
         # the record before the child's turn (its runner and its announce read it); the index is
         # read only by this session's later turns
         await asyncio.gather(
@@ -324,22 +255,12 @@ class SessionTools:
                 ChildIndex(running=[*running, child_key], ended=[*index.ended, *ended][-_ENDED_KEPT:]),
             ),
         )
-        await submit_inbound(
-            self.ctx,
-            InboundMessage(
-                id=run_id,
-                channel=SUBAGENT_CHANNEL,
-                account_id=route.account_id,
-                agent_id=child_agent.id,
-                session_key=child_key,
-                sender=Sender(id=me.id, name=self.turn.session_key[:200]),
-                text="\n\n".join([message, *texts]),
-                attachments=[a for a in attachments if a.mime.startswith("image/")],
-                received_at=time.time(),
-                metadata={"parentSessionKey": self.turn.session_key, "spawnDepth": str(depth)},
-                options=TurnOptions(model=model) if model else None,
-            ),
-            f"spawn:{run_id}",
+        await self._submit_child(
+            record,
+            child_agent,
+            child_task_message(args.task, depth, limits.max_spawn_depth, mode),
+            list(zip(files, blobs, strict=True)),
+            model,
         )
         await publish_a2a_event(
             self.ctx,
@@ -354,30 +275,139 @@ class SessionTools:
                 detail=args.label or "",
             ),
         )
+        return _json(self._spawn_result(record, remote, model, list(zip(files, blobs, strict=True)))), False
+
+    async def _children_now(self, max_children: int) -> tuple[ChildIndex, list[str], list[str]]:
+        """This session's child index, the children still running and those that ended. Only at
+        the limit does it matter which listed children still run: below it, even all of them
+        running leaves room. Those that ended are moved to `ended` then, so the list stays about
+        as long as the limit and a spawn costs no read per child."""
+        store = self.ctx.sessions
+        index = await store.get_children(self.turn.session_key)
+        if len(index.running) < max_children:
+            return index, index.running, []
+        records = await asyncio.gather(*(store.get_spawn(k) for k in index.running))
+        running = [
+            k for k, r in zip(index.running, records, strict=True) if r is not None and r.status == "running"
+        ]
+        return index, running, [k for k in index.running if k not in running]
+
+    async def _spawn_child(
+        self, args: SessionsSpawnArgs, target: str | None, remote: tuple[str, str] | None
+    ) -> tuple[AgentView, str] | _Refusal:
+        """The child's agent and session key, or why not (status, error): the target must be
+        allowed, and a sandboxed requester (or `sandbox: "require"`) needs a sandboxed child."""
+        config, me = self.config, self.agent
+        uid = uuid.uuid4()
+        if remote is not None:
+            assert target is not None
+            # the child's local record is a sub-agent session of this agent; it runs on `remote`
+            child_key = f"agent:{me.id}:subagent:{uid}"
+            why = remote_spawn_refusal(config, me, target)
+            if why is not None:
+                return _Refusal("forbidden", why)
+            if self.sandboxed or args.sandbox == "require":
+                # how the other gateway sandboxes its agent is its own config: not known here
+                return _Refusal(
+                    "forbidden",
+                    f"Sandboxed sessions cannot spawn {target}: an agent of another gateway is not known to be sandboxed."
+                    if self.sandboxed
+                    else f'sessions_spawn sandbox="require" needs a sandboxed child session; {target} runs on another gateway, not known to be sandboxed.',
+                )
+            problem = await probe_remote(self.ctx, config, me.id, child_key, remote, "spawn")
+            return _Refusal(*problem) if problem is not None else (me, child_key)
+        why = spawn_refusal(config, me, target)
+        if why is not None:
+            return _Refusal("forbidden", why)
+        found = config.agent_view(target) if target else me
+        if found is None:
+            return _Refusal("error", f"unknown agent '{target}'")
+        child_key = f"agent:{found.id}:subagent:{uid}"
+        child_main = build_agent_session_key(
+            agent_id=found.id, channel=SUBAGENT_CHANNEL, main_key=config.settings.session.main_key
+        )
+        child_sandboxed = resolve_sandbox(config, found.id).applies_to(child_key, child_main)
+        if self.sandboxed and not child_sandboxed:
+            return _Refusal(
+                "forbidden",
+                "Sandboxed sessions cannot spawn unsandboxed subagents. Set a sandboxed target agent or use the same agent runtime.",
+            )
+        if args.sandbox == "require" and not child_sandboxed:
+            return _Refusal(
+                "forbidden",
+                'sessions_spawn sandbox="require" needs a sandboxed child session; the target agent is not sandboxed.',
+            )
+        return found, child_key
+
+    async def _submit_child(
+        self,
+        record: SpawnRecord,
+        child_agent: AgentView,
+        message: str,
+        files: list[tuple[SpawnAttachment, bytes]],
+        model: str | None,
+    ) -> None:
+        """The child's first turn: the task message, text attachments inlined after it, images
+        as image parts."""
+        texts = [
+            f"[Attachment {f.name}]\n{blob.decode('utf-8', 'replace')}"
+            for f, blob in files
+            if not (f.mime_type or "").startswith("image/")
+        ]
+        images = [
+            Attachment(name=f.name, mime=f.mime_type or "application/octet-stream", data=blob, size=len(blob))
+            for f, blob in files
+            if (f.mime_type or "application/octet-stream").startswith("image/")
+        ]
+        await submit_inbound(
+            self.ctx,
+            InboundMessage(
+                id=record.run_id,
+                channel=SUBAGENT_CHANNEL,
+                account_id=self.turn.route.account_id,
+                agent_id=child_agent.id,
+                session_key=record.child_session_key,
+                sender=Sender(id=self.agent.id, name=self.turn.session_key[:200]),
+                text="\n\n".join([message, *texts]),
+                attachments=images,
+                received_at=time.time(),
+                metadata={"parentSessionKey": self.turn.session_key, "spawnDepth": str(record.depth)},
+                options=TurnOptions(model=model) if model else None,
+            ),
+            f"spawn:{record.run_id}",
+        )
+
+    def _spawn_result(
+        self,
+        record: SpawnRecord,
+        remote: tuple[str, str] | None,
+        model: str | None,
+        files: list[tuple[SpawnAttachment, bytes]],
+    ) -> dict[str, Any]:
         result: dict[str, Any] = {
             "status": "accepted",
-            "childSessionKey": child_key,
-            "runId": run_id,
-            "mode": mode,
+            "childSessionKey": record.child_session_key,
+            "runId": record.run_id,
+            "mode": record.mode,
             "note": ACCEPTED_NOTE
             if record.announce == "parent"
             else "Quiet run: no completion notification is sent. Do not wait for an announcement.",
             "modelApplied": bool(model),
         }
-        own = config.settings.gateway.region
+        own = self.config.settings.gateway.region
         if remote is not None and own is not None:
             result["gateway"] = remote[1]
-            result["remoteSessionKey"] = remote_session_key(remote[0], own, child_key)
+            result["remoteSessionKey"] = remote_session_key(remote[0], own, record.child_session_key)
         if files:
             result["attachments"] = {
                 "count": len(files),
-                "totalBytes": sum(len(b) for b in blobs),
+                "totalBytes": sum(len(b) for _, b in files),
                 "files": [
                     {"name": f.name, "bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()}
-                    for f, b in zip(files, blobs, strict=True)
+                    for f, b in files
                 ],
             }
-        return _json(result), False
+        return result
 
     # --- access --------------------------------------------------------------------------------
     async def _owned(self) -> set[str]:
@@ -704,3 +734,26 @@ def _rows(context: list[Any]) -> list[dict[str, Any]]:
         elif isinstance(e, TxError):
             rows.append({"role": "error", "content": f"{e.code}: {e.message}"})
     return rows
+
+
+class _Refusal(NamedTuple):
+    """Why a tool call is refused: OpenClaw's `status` and `error`."""
+
+    status: str
+    error: str
+
+
+def _refused(status: str, error: str) -> tuple[str, bool]:
+    return _json({"status": status, "error": error}), True
+
+
+def _spawn_argument_refusal(raw: dict[str, Any]) -> str | None:
+    """Arguments `sessions_spawn` refuses by name, with OpenClaw's wording."""
+    for key in _CHANNEL_KEYS:
+        if key in raw:
+            return f'sessions_spawn does not support "{key}"; remove channel-delivery parameters.'
+    if "timeoutSeconds" in raw or "timeout_seconds" in raw:
+        return (
+            'sessions_spawn does not support "timeoutSeconds". Use "runTimeoutSeconds" for a per-run timeout.'
+        )
+    return None
