@@ -15,8 +15,12 @@ Web API as Slack answers it: `POST /api/<method>`, `Authorization: Bearer <token
 parameters; logical errors are HTTP 200 `{"ok": false, "error": "<code>"}` (`not_authed`,
 `invalid_auth`, `channel_not_found`, `no_text`, `msg_too_long` above 40,000 characters,
 `message_not_found`); `auth.test`, `chat.postMessage` (a `ts` per message, `thread_ts` kept),
-`chat.update`; scripted failures (`fail_next`: a 429 with `Retry-After` and
-`{"ok":false,"error":"ratelimited"}`, or any error code). Events: `deliver` signs an envelope
+`chat.update` (`{"ok": true, "channel", "ts", "text", "message"}`, recorded in `App.updates`;
+`message_not_found` for a message that is not there or was deleted, `cant_update_message` for
+another app's, `msg_too_long` above 4000 bytes counted with `&`, `<`, `>` escaped, as Slack
+counts an edit), `chat.delete` (`cant_delete_message` for another app's); `delete` removes a
+message as a person or a moderator would; scripted failures (`fail_next`: a 429 with
+`Retry-After` and `{"ok":false,"error":"ratelimited"}`, or any error code). Events: `deliver` signs an envelope
 (v0 HMAC-SHA256 of `v0:<ts>:<raw body>`) and POSTs it as Slack does, optionally with a wrong
 signature, a stale timestamp or `X-Slack-Retry-Num`/`X-Slack-Retry-Reason` of a retry.
 
@@ -67,18 +71,29 @@ from websockets.protocol import State
 from clawmesh.channels.slack import sign
 from clawmesh.httpserver import EmbeddedHTTPServer
 
-__all__ = ["App", "Delivery", "FakeSlack", "Posted", "Pushed", "Socket"]
+__all__ = ["App", "Delivery", "FakeSlack", "Posted", "Pushed", "Socket", "Updated"]
 
 MAX_TEXT = 40_000
+MAX_EDIT_BYTES = 4000  # chat.update: UTF-8 bytes once `&`, `<`, `>` are escaped
 
 
 @dataclass
 class Posted:
     channel: str
     ts: str
-    text: str
+    text: str  # as it is now (updates applied)
     thread_ts: str | None
-    edits: list[str] = field(default_factory=list)
+    edits: list[str] = field(default_factory=list)  # the texts it had before each update
+    deleted: bool = False
+
+
+@dataclass
+class Updated:
+    """One `chat.update` Slack applied."""
+
+    channel: str
+    ts: str
+    text: str
 
 
 @dataclass
@@ -132,6 +147,7 @@ class App:
     app_token: str | None = None
     app_id: str = "A111"
     sent: list[Posted] = field(default_factory=list)
+    updates: list[Updated] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     failures: dict[str, list[tuple[int, str, float | None]]] = field(default_factory=dict)
     # Socket Mode
@@ -237,6 +253,10 @@ class FakeSlack:
     ) -> None:
         app.failures.setdefault(method, []).append((status, error, retry_after))
 
+    def delete(self, app: App, message: Posted) -> None:
+        """A message deleted by a person or a moderator: updating it is `message_not_found`."""
+        message.deleted = True
+
     # --- Web API ----------------------------------------------------------------------------
 
     async def _handle(self, request: Request) -> Response:
@@ -286,6 +306,8 @@ class FakeSlack:
             return await self._post(app, params)
         if method == "chat.update":
             return await self._update(app, params)
+        if method == "chat.delete":
+            return await self._delete(app, params)
         return JSONResponse({"ok": False, "error": "unknown_method"}, status_code=404)
 
     async def _post(self, app: App, params: dict[str, Any]) -> Response:
@@ -312,19 +334,54 @@ class FakeSlack:
             }
         )
 
-    async def _update(self, app: App, params: dict[str, Any]) -> Response:
+    def _message(self, app: App, params: dict[str, Any], verb: str) -> Posted | Response:
+        """The message `channel` + `ts` name, if it is there and the app's own."""
+        channel, ts = params.get("channel"), params.get("ts")
+        if not channel or (channel not in self.channels and not str(channel).startswith("U")):
+            return JSONResponse({"ok": False, "error": "channel_not_found"})
         found = next(
-            (p for p in app.sent if p.channel == params.get("channel") and p.ts == params.get("ts")), None
+            (p for a in self.apps.values() for p in a.sent if p.channel == channel and p.ts == ts), None
         )
-        if found is None:
+        if found is None or found.deleted:
             return JSONResponse({"ok": False, "error": "message_not_found"})
-        if not params.get("text"):
+        if found not in app.sent:
+            return JSONResponse({"ok": False, "error": f"cant_{verb}_message"})
+        return found
+
+    async def _update(self, app: App, params: dict[str, Any]) -> Response:
+        found = self._message(app, params, "update")
+        if isinstance(found, Response):
+            return found
+        text = params.get("text")
+        if not text:
             return JSONResponse({"ok": False, "error": "no_text"})
+        text = str(text)
+        escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        if len(escaped.encode()) > MAX_EDIT_BYTES:
+            return JSONResponse({"ok": False, "error": "msg_too_long"})
         async with self._changed:
             found.edits.append(found.text)
-            found.text = str(params["text"])
+            found.text = text
+            app.updates.append(Updated(channel=found.channel, ts=found.ts, text=text))
             self._changed.notify_all()
-        return JSONResponse({"ok": True, "channel": found.channel, "ts": found.ts, "text": found.text})
+        return JSONResponse(
+            {
+                "ok": True,
+                "channel": found.channel,
+                "ts": found.ts,
+                "text": text,
+                "message": {"text": text, "user": app.bot_user_id, "ts": found.ts},
+            }
+        )
+
+    async def _delete(self, app: App, params: dict[str, Any]) -> Response:
+        found = self._message(app, params, "delete")
+        if isinstance(found, Response):
+            return found
+        async with self._changed:
+            found.deleted = True
+            self._changed.notify_all()
+        return JSONResponse({"ok": True, "channel": found.channel, "ts": found.ts})
 
     async def wait_sent(
         self, app: App, predicate: Callable[[Posted], bool], *, timeout: float = 30.0, count: int = 1

@@ -1,20 +1,26 @@
 """Slack's request signatures, an account's mode and credentials (OpenClaw's: Socket Mode unless
 `mode: "http"`), Socket Mode frames, OpenClaw's mapping of Slack events to routing input, and
 its Slack plugin's (`@openclaw/slack` 2026.9.6) threads: which `replyToMode` applies, where a
-reply goes, which thread has a session of its own."""
+reply goes, which thread has a session of its own; and its preview mode (`streaming`, per
+account), what one `chat.update` takes, and the warnings about modes clawmesh serves otherwise."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import msgspec
 import pytest
 
 from clawmesh.channels.slack import (
+    EDIT_TEXT_MAX_BYTES,
     BotIdentity,
     Envelope,
     Event,
     SlackInbound,
     channel_requires_mention,
     decode_socket_frame,
+    edit_text_bytes,
+    fit_edit,
     normalize_event,
     redact_url,
     reply_thread_ts,
@@ -25,11 +31,13 @@ from clawmesh.channels.slack import (
     sign,
     socket_ack,
     socket_payload,
+    streaming_mode,
     verify_signature,
 )
 from clawmesh.checks import default_checks
 from clawmesh.config import (
     ChannelAccount,
+    ChannelConfig,
     ChannelDm,
     ChannelGroup,
     ConfigError,
@@ -407,3 +415,100 @@ def test_reply_threading_keys_warn_where_they_are_not_read() -> None:
     assert "$.channels.slack.channels.C1.replyToMode" not in warnings
     assert "not implemented" in warnings["$.channels.telegram.replyToModeByChatType"]
     assert "not implemented" in warnings["$.channels.telegram.groups['-100'].replyToMode"]
+
+
+# --- streamed previews --------------------------------------------------------------------------
+
+
+def _section(slack: dict[str, Any]) -> ChannelConfig:
+    return msgspec.convert(slack, ChannelConfig)
+
+
+@pytest.mark.parametrize(
+    ("slack", "mode"),
+    [
+        ({}, "progress"),  # Slack's default since OpenClaw 2026.8.1 (resolveSlackStreamingMode)
+        ({"streaming": {"mode": "partial"}}, "partial"),
+        ({"streaming": {"mode": "block"}}, "block"),
+        ({"streaming": {"mode": "off"}}, "off"),
+        ({"streaming": {"mode": " Partial "}}, "partial"),  # trimmed, case-folded
+        ({"streaming": {}}, "progress"),  # an object without a mode: the default
+        ({"streaming": {"mode": "bogus"}}, "progress"),
+        # the runtime's other spellings: a bare mode string, a boolean (true partial, false off)
+        ({"streaming": "block"}, "block"),
+        ({"streaming": "bogus"}, "progress"),
+        ({"streaming": True}, "partial"),
+        ({"streaming": False}, "off"),
+        # the legacy `streamMode` is not read by the plugin's runtime (only its doctor moves it)
+        ({"streamMode": "replace"}, "progress"),
+        ({"streaming": False, "streamMode": "append"}, "off"),
+    ],
+)
+def test_the_preview_mode_as_the_slack_plugin_reads_it(slack: dict[str, Any], mode: str) -> None:
+    assert streaming_mode(_section(slack), "default") == mode
+
+
+def test_an_accounts_streaming_object_merges_over_the_channels_and_a_scalar_replaces_it() -> None:
+    section = _section(
+        {
+            "streaming": {"mode": "partial"},
+            "accounts": {
+                "Quiet": {"streaming": {"mode": "off"}},  # its own mode wins
+                "merged": {"streaming": {}},  # an object without a mode keeps the channel's
+                "flag": {"streaming": False},  # a boolean replaces the channel's setting
+                "plain": {"botToken": "xoxb-2"},  # nothing said: the channel's
+            },
+        }
+    )
+    assert streaming_mode(section, "quiet") == "off"  # account ids normalised
+    assert streaming_mode(section, "merged") == "partial"
+    assert streaming_mode(section, "flag") == "off"
+    assert streaming_mode(section, "plain") == "partial"
+    assert streaming_mode(section, "default") == "partial"
+    # a channel's boolean or string gives way to an account's object, mode or not
+    scalar = _section({"streaming": True, "accounts": {"a": {"streaming": {}}, "b": {}}})
+    assert streaming_mode(scalar, "a") == "progress" and streaming_mode(scalar, "b") == "partial"
+    assert streaming_mode(None, "default") == "progress"
+
+
+def test_what_one_chat_update_takes() -> None:
+    assert EDIT_TEXT_MAX_BYTES == 4000
+    assert edit_text_bytes("abc") == 3 and edit_text_bytes("é") == 2
+    assert edit_text_bytes("a<b>&") == 1 + 4 + 1 + 4 + 5  # counted as Slack escapes them
+    assert fit_edit("x" * 4000) == "x" * 4000
+    assert fit_edit("x" * 4001) == "x" * 4000
+    cut = fit_edit("é" * 2500)  # 5000 bytes: cut at a character boundary
+    assert cut == "é" * 2000 and edit_text_bytes(cut) == 4000
+    assert fit_edit("&" * 900) == "&" * 800
+
+
+def _stream_warnings(slack: dict[str, Any]) -> dict[str, str]:
+    config = parse_config(
+        {"channels": {"slack": {"botToken": "xoxb-1", "appToken": "xapp-1", **slack}}},
+        env={},
+        checks=default_checks(),
+    )
+    return {w.path: w.message for w in config.warnings if "stream" in w.path}
+
+
+def test_modes_served_otherwise_than_openclaw_load_with_one_warning_each() -> None:
+    assert _stream_warnings({}) == {}  # the default (progress, served as off) is documented
+    assert _stream_warnings({"streaming": {"mode": "off"}}) == {}
+    assert _stream_warnings({"streaming": {"mode": "block"}}) == {}  # said once at run time
+    found = _stream_warnings({"streaming": {"mode": "progress"}})
+    assert list(found) == ["$.channels.slack.streaming.mode"]
+    assert found["$.channels.slack.streaming.mode"].startswith("accepted, not implemented by clawmesh")
+    assert 'served as "off"' in found["$.channels.slack.streaming.mode"]
+    for partial in ({"streaming": {"mode": "partial"}}, {"streaming": True}, {"streaming": "partial"}):
+        found = _stream_warnings(partial)
+        assert len(found) == 1, found
+        (message,) = found.values()
+        assert "native text streaming" in message and "chat.update" in message
+    found = _stream_warnings({"accounts": {"w": {"botToken": "b", "appToken": "a", "streaming": "bogus"}}})
+    assert list(found) == ["$.channels.slack.accounts.w.streaming"]
+    assert "read as OpenClaw's default" in found["$.channels.slack.accounts.w.streaming"]
+    # Slack's legacy streamMode keeps the warning of a key of older OpenClaw versions
+    found = _stream_warnings({"streamMode": "replace"})
+    assert (
+        list(found) == ["$.channels.slack.streamMode"] and "ignored" in found["$.channels.slack.streamMode"]
+    )

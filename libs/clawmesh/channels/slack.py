@@ -14,6 +14,11 @@ session key). A DM thread reply stays on the DM's session. Slack's Agent View an
 View (Slack-managed DM threads, which need state remembered across messages) are not
 implemented: such DMs are ordinary DMs here.
 
+Streamed previews (`streaming_mode`): `channels.slack.streaming` as the plugin's runtime reads it
+(`resolveSlackStreamingMode` over `mergeSlackStreamingConfig`): `off`, `partial`, `block` or
+`progress` — OpenClaw's default since 2026.8.1. What a `chat.update` of a preview can take
+(`EDIT_TEXT_MAX_BYTES`, `fit_edit`) is the plugin's `SLACK_EDIT_TEXT_MAX_BYTES`.
+
 Pure functions: the ingress adapter does the HTTP, the WebSocket and the bus."""
 
 from __future__ import annotations
@@ -28,14 +33,26 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from ..config import ChannelAccount, ChannelGroup, Config, ConfigError, Problem, ReplyToMode, secret_value
-from ..ids import DEFAULT_ACCOUNT_ID
+from ..config import (
+    ChannelAccount,
+    ChannelConfig,
+    ChannelGroup,
+    ChannelStreaming,
+    Config,
+    ConfigError,
+    Problem,
+    ReplyToMode,
+    secret_value,
+)
+from ..ids import DEFAULT_ACCOUNT_ID, normalize_account_id
 from ..wire import Peer, Sender
 
 __all__ = [
     "DEFAULT_API_BASE_URL",
     "DEFAULT_MODE",
+    "DEFAULT_STREAMING_MODE",
     "DEFAULT_WEBHOOK_PATH",
+    "EDIT_TEXT_MAX_BYTES",
     "REPLAY_WINDOW",
     "TEXT_LIMIT",
     "BotIdentity",
@@ -45,9 +62,12 @@ __all__ = [
     "SlackCredentials",
     "SlackInbound",
     "SocketFrame",
+    "StreamingMode",
     "channel_requires_mention",
     "config_checks",
     "decode_socket_frame",
+    "edit_text_bytes",
+    "fit_edit",
     "normalize_event",
     "redact_url",
     "reply_thread_ts",
@@ -59,6 +79,7 @@ __all__ = [
     "sign",
     "socket_ack",
     "socket_payload",
+    "streaming_mode",
     "verify_signature",
 ]
 
@@ -70,12 +91,22 @@ ENV_BOT_TOKEN: Final = "SLACK_BOT_TOKEN"
 ENV_APP_TOKEN: Final = "SLACK_APP_TOKEN"
 ENV_SIGNING_SECRET: Final = "SLACK_SIGNING_SECRET"
 DEFAULT_MODE: Final = "socket"  # OpenClaw's default (its schema: `mode` … `.default("socket")`)
+# the preview mode when nothing says otherwise: the plugin's `resolveSlackStreamingMode` falls
+# back to "progress" (OpenClaw 2026.8.1 made it the default, #122552; before: "partial")
+DEFAULT_STREAMING_MODE: Final = "progress"
+# what Slack takes in one `chat.update` text: 4000 bytes, counted after it escapes `&`, `<` and
+# `>` (the plugin's `SLACK_EDIT_TEXT_MAX_BYTES`; its edits are cut to it, a longer final reply is
+# sent as new messages). `chat.postMessage` takes up to 40,000 characters.
+EDIT_TEXT_MAX_BYTES: Final = 4000
+_ESCAPED_BYTES: Final = {"&": 5, "<": 4, ">": 4}  # &amp; &lt; &gt;
 _USER_MENTION: Final = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 # message subtypes that are a person saying something (the others: edits, joins, bot posts, ...)
 _PLAIN_SUBTYPES: Final = frozenset({"", "thread_broadcast", "file_share", "me_message"})
 
 ChannelType = Literal["im", "mpim", "channel", "group"]
 Mode = Literal["socket", "http"]
+StreamingMode = Literal["off", "partial", "block", "progress"]
+_STREAMING_MODES: Final = ("off", "partial", "block", "progress")
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -306,10 +337,81 @@ def session_thread_ts(
     return None
 
 
+# --- streamed previews -------------------------------------------------------------------
+
+
+def _parse_mode(value: object) -> StreamingMode | None:
+    """`parseStreamingMode`: a mode name, trimmed and case-folded; None for anything else."""
+    if not isinstance(value, str):
+        return None
+    mode = value.strip().lower()
+    return mode if mode in _STREAMING_MODES else None  # type: ignore[return-value]
+
+
+def _merged_streaming(
+    channel: ChannelStreaming | bool | str | None, account: ChannelStreaming | bool | str | None
+) -> ChannelStreaming | bool | str | None:
+    """`mergeSlackStreamingConfig`: an account's `streaming` object over the channel's, key by
+    key; an account's boolean or string replaces the channel's setting; a channel's boolean or
+    string gives way to an account's object."""
+    if account is not None and not isinstance(account, ChannelStreaming):
+        return account
+    if channel is not None and not isinstance(channel, ChannelStreaming):
+        return account if account is not None else channel
+    if channel is None or account is None:
+        return account if account is not None else channel
+    return ChannelStreaming(mode=account.mode if account.mode is not None else channel.mode)
+
+
+def _resolve_mode(streaming: ChannelStreaming | bool | str | None) -> StreamingMode:
+    """`resolveSlackStreamingMode({streaming})`: `streaming.mode`, else `streaming` as a bare
+    mode, else a boolean `streaming` (true `partial`, false `off`), else `progress`. (The
+    plugin's runtime passes only `streaming`: the legacy `streamMode` is not read.)"""
+    value = streaming.mode if isinstance(streaming, ChannelStreaming) else streaming
+    mode = _parse_mode(value)
+    if mode is not None:
+        return mode
+    if isinstance(streaming, bool):
+        return "partial" if streaming else "off"
+    return DEFAULT_STREAMING_MODE
+
+
+def streaming_mode(section: ChannelConfig | None, account_id: str) -> StreamingMode:
+    """An account's preview mode as OpenClaw's Slack plugin reads it: its own
+    `accounts.<id>.streaming` merged over the channel's (`_merged_streaming`), then resolved
+    (`_resolve_mode`; default `progress`)."""
+    if section is None:
+        return DEFAULT_STREAMING_MODE
+    own = next(
+        (a for raw_id, a in (section.accounts or {}).items() if normalize_account_id(raw_id) == account_id),
+        None,
+    )
+    return _resolve_mode(_merged_streaming(section.streaming, own.streaming if own is not None else None))
+
+
+def edit_text_bytes(text: str) -> int:
+    """The size Slack measures a `chat.update` text by: UTF-8 bytes, `&`, `<`, `>` escaped."""
+    return len(text.encode()) + sum(text.count(ch) * (n - 1) for ch, n in _ESCAPED_BYTES.items())
+
+
+def fit_edit(text: str) -> str:
+    """`text` cut to what one `chat.update` takes (`EDIT_TEXT_MAX_BYTES`), at a character
+    boundary; unchanged when it fits (the plugin's `truncateSlackTextByUtf8Bytes`)."""
+    if edit_text_bytes(text) <= EDIT_TEXT_MAX_BYTES:
+        return text
+    used = 0
+    for n, ch in enumerate(text):
+        used += _ESCAPED_BYTES.get(ch, len(ch.encode()))
+        if used > EDIT_TEXT_MAX_BYTES:
+            return text[:n]
+    return text
+
+
 def config_checks(config: Config) -> list[Problem]:
     """Warnings about reply threading keys: Slack's legacy `dm.replyToMode` (read as OpenClaw's
     `doctor --fix` moves it), and `replyToModeByChatType`, `dm.replyToMode` and a group's
-    `replyToMode` on channels that do not read them."""
+    `replyToMode` on channels that do not read them; and about Slack's preview modes clawmesh
+    serves otherwise than OpenClaw (`_streaming_problems`)."""
     problems: list[Problem] = []
     for name, section in (config.document.channels or {}).items():
         base = f"$.channels.{name}" if name.isidentifier() else f"$.channels[{name!r}]"
@@ -337,6 +439,7 @@ def _level_problems(problems: list[Problem], channel: str, path: str, level: Cha
             if isinstance(table, dict):
                 _group_problems(problems, f"{path}.{key}", table)
         return
+    _streaming_problems(problems, path, level)
     if legacy is None:
         return
     by_type = level.reply_to_mode_by_chat_type
@@ -353,6 +456,41 @@ def _level_problems(problems: list[Problem], channel: str, path: str, level: Cha
             "warning",
         )
     )
+
+
+def _streaming_problems(problems: list[Problem], path: str, level: ChannelAccount) -> None:
+    """One Slack config level's own `streaming` (the key that sets its mode): `progress` is
+    served as `off`; `partial` by the draft path (no native streaming); an unknown mode is read as
+    OpenClaw's default. (`block` is served as `partial`: the adapter says so once.)"""
+    streaming = level.streaming
+    if streaming is None or (isinstance(streaming, ChannelStreaming) and streaming.mode is None):
+        return
+    said: str | bool | None
+    if isinstance(streaming, ChannelStreaming):
+        key, said = f"{path}.streaming.mode", streaming.mode
+    else:
+        key, said = f"{path}.streaming", streaming
+    mode = ("partial" if said else "off") if isinstance(said, bool) else _parse_mode(said)
+    if mode is None:
+        why = (
+            f"{said!r} is not one of off|partial|block|progress: read as OpenClaw's default, "
+            '"progress" (served as "off": no preview, the final reply only)'
+        )
+    elif mode == "progress":
+        why = (
+            "accepted, not implemented by clawmesh: Slack's \"progress\" cards (OpenClaw's default) "
+            'are served as "off" (no preview; the final reply only)'
+        )
+    elif mode == "partial":
+        why = (
+            "Slack's native text streaming (chat.startStream/appendStream/stopStream, OpenClaw's "
+            "streaming.nativeTransport, default true, for replies in a thread) is not implemented "
+            "by clawmesh: the preview is posted and edited (chat.postMessage, then chat.update) in "
+            "threads too, as OpenClaw does with nativeTransport: false"
+        )
+    else:
+        return
+    problems.append(Problem(key, why, "warning"))
 
 
 def _group_problems(problems: list[Problem], path: str, table: Mapping[str, ChannelGroup]) -> None:

@@ -1,5 +1,5 @@
 """Streamed reply previews, for every platform that can edit a message it sent (Telegram,
-Discord): what does not depend on the platform.
+Discord, Slack): what does not depend on the platform.
 
 The replica that took a message follows its turn's text as it is generated (the turn's
 `TextDeltaEvent`s) and shows it in one preview message: sent once the text has something to
@@ -9,7 +9,8 @@ the reply would be split into (`shown`). Its id is recorded in KV `delivered` as
 it — replaces the preview in place (its first part; the rest follow as new messages) instead of
 arriving as a second message. On this replica the preview is stopped first, under its lock, so
 no late preview edit overwrites the final text. A preview that cannot be edited any more
-(deleted, too old) is not an error: the reply is sent as a new message.
+(deleted, too old) is not an error: the reply is sent as a new message (and, where the adapter
+says how, the preview left behind is removed: `discard`, Slack).
 
 A preview is best effort: a platform error stops it (logged), the final reply still comes.
 The platform calls stay in the adapters, given here as callbacks: `send` a new message into
@@ -190,11 +191,14 @@ class Previews(Generic[Id]):
         edit: Callable[[Id, str], Awaitable[None]],
         not_editable: Callable[[Exception], bool],
         recorded: bool,
+        discard: Callable[[Id], Awaitable[None]] | None = None,
     ) -> None:
         """Send the reply's parts not in `progress.sent`: the first replaces the turn's
         preview when there is one (`take`), unless it cannot be edited (`not_editable` says so
         of the platform's error; anything else is raised); every other part is `send(index,
-        text)`. The platform's errors are the caller's to map."""
+        text)`. A preview that could not be edited is then given to `discard` (when given: to
+        remove what it still shows; best effort) once the first part was sent anew. The
+        platform's errors are the caller's to map."""
         preview = await self.take(turn_id, recorded=recorded) if not progress.sent else None
         for index, piece in enumerate(pieces):
             if index < len(progress.sent):
@@ -203,7 +207,17 @@ class Previews(Generic[Id]):
                 sent_id = preview
             else:
                 sent_id = await send(index, piece)
+                if index == 0 and preview is not None and discard is not None:
+                    await self._discard(preview, discard)
             await progress.part_sent(str(sent_id), last=index == len(pieces) - 1)
+
+    async def _discard(self, message_id: Id, discard: Callable[[Id], Awaitable[None]]) -> None:
+        try:
+            await discard(message_id)
+        except self._failures as exc:  # best effort: the reply itself was sent
+            self._log.info(
+                "%s %s: preview %s left as it is: %s", self.channel, self.account_id, message_id, exc
+            )
 
     async def _edited(
         self,

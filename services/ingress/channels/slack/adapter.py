@@ -24,6 +24,17 @@ both. A config reload applies from the next message.
 
 Out: `deliver` posts the reply with `chat.postMessage` (`thread_ts` the thread decided when the
 message came in), split at `textChunkLimit` (default and at most 4000).
+
+Previews (`streaming`, as the plugin reads it: `clawmesh.channels.slack.streaming_mode`; OpenClaw's
+default `progress` is served as `off`): with `partial` the replica that took the message posts a
+preview of the answer where the reply will go (its thread) as soon as there is text, and
+replaces its text (`chat.update`) at most once per `EDIT_INTERVAL` — the plugin's draft path
+(`createSlackDraftStream`); its native streaming (`chat.startStream`) is served by the same
+path. The preview shows the reply's first message, cut to what `chat.update` takes (4000 bytes).
+The final reply then replaces the preview in place (its first part; the rest follow as new
+messages), or is posted anew when the preview cannot be edited (`message_not_found`, …; a
+preview still there is then deleted, as the plugin clears its draft). `block` is served as
+`partial` (logged once). What is not Slack's is shared with Telegram and Discord (`..preview`).
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -45,6 +56,7 @@ from clawmesh.channels.accounts import AccountSettings
 from clawmesh.channels.slack import (
     DEFAULT_API_BASE_URL,
     DEFAULT_WEBHOOK_PATH,
+    EDIT_TEXT_MAX_BYTES,
     TEXT_LIMIT,
     BotIdentity,
     Envelope,
@@ -52,11 +64,14 @@ from clawmesh.channels.slack import (
     SlackInbound,
     SocketFrame,
     channel_requires_mention,
+    edit_text_bytes,
+    fit_edit,
     normalize_event,
     reply_thread_ts,
     resolve_reply_to_mode,
     session_thread_ts,
     socket_payload,
+    streaming_mode,
     verify_signature,
 )
 from clawmesh.channels.text import split_text
@@ -64,7 +79,7 @@ from clawmesh.config import ChannelAccount, ConfigError, Problem
 from clawmesh.errors import best_effort
 from clawmesh.wire import InboundMessage, OutboundMessage, now
 
-from ...turns import Unavailable, turn_id_for
+from ...turns import PendingTurn, Unavailable, turn_id_for
 from ..base import (
     BackgroundTasks,
     DeliveryProgress,
@@ -74,6 +89,7 @@ from ..base import (
     WebhookRoute,
 )
 from ..inbound import ChannelInbound
+from ..preview import Previews
 from .webapi import NetworkError, WebApi, WebApiError
 
 if TYPE_CHECKING:
@@ -89,6 +105,10 @@ _envelope = msgspec.json.Decoder(Envelope)
 
 class SlackAdapter:
     channel: ClassVar[str] = "slack"
+    # at most one preview edit per turn this often: the plugin's draft throttle
+    # (`createSlackDraftStream`, DEFAULT_THROTTLE_MS). `chat.update` is a Tier 3 method (50+ a
+    # minute per workspace, bursts allowed); a 429 stops a preview (the final reply still comes)
+    EDIT_INTERVAL: ClassVar[float] = 1.0
 
     def __init__(
         self,
@@ -118,6 +138,10 @@ class SlackAdapter:
         self.bot: BotIdentity | None = None
         self.error: str | None = None  # why this account stays off
         self._tasks = BackgroundTasks()
+        self.previews = Previews(
+            ctx, self.channel, account.account_id, str, failures=(WebApiError, NetworkError), log=log
+        )
+        self._block_noted = False
         self._starting: asyncio.Task[None] | None = None
         self.socket: SocketModeClient | None = None
         if self.mode == "socket":
@@ -138,6 +162,24 @@ class SlackAdapter:
         """The account's settings in the current config (its tokens, mode and API base are the
         ones it started with)."""
         return self._live.get()
+
+    @property
+    def streaming(self) -> Literal["partial", "off"]:
+        """The account's preview mode as served: `partial` or `off` (`block` is served as
+        `partial`, said once in the log; `progress`, OpenClaw's default, as `off`)."""
+        mode = streaming_mode(
+            (self.ctx.holder.current.document.channels or {}).get(self.channel), self.account.account_id
+        )
+        if mode == "block":
+            if not self._block_noted:
+                self._block_noted = True
+                log.info(
+                    'slack %s: streaming mode "block" is served as "partial" (one preview whose text '
+                    "grows as the answer arrives)",
+                    self.account.account_id,
+                )
+            return "partial"
+        return "partial" if mode == "partial" else "off"
 
     @property
     def limit(self) -> int:
@@ -330,16 +372,58 @@ class SlackAdapter:
             can_detect_mention=bool(self.bot.user_id),
             text=sl.text,
         )
-        result = await self.inbound.submit(request, inbound, follow=False, on_admit=in_thread)
+        result = await self.inbound.submit(
+            request, inbound, follow=self.streaming == "partial", on_admit=in_thread
+        )
         counters["slack_events_accepted"] += 1
         if isinstance(result.denied, PairingChallenge):
             self._tasks.spawn(self._answer_denied(sl, result.denied.reply))
+        if result.turn is not None:
+            self._tasks.spawn(self._stream(result.turn, sl.channel_id, inbound.thread_id))
 
     async def _answer_denied(self, sl: SlackInbound, text: str) -> None:
         # the pairing challenge goes to the DM itself, never a thread (OpenClaw's
         # authorizeSlackDirectMessage sends it without threadTs)
         with best_effort(self.ctx.counters, "slack_policy_reply", log=log):
             await self.api.post_message(sl.channel_id, text)
+
+    # --- streamed previews (the shared part: `..preview`) ----------------------------------
+
+    def _shown(self, text: str) -> str:
+        """What a preview shows of the text so far: the reply's first message, trailing
+        whitespace dropped, cut to what `chat.update` takes (the plugin cuts its edits so)."""
+        return fit_edit(split_text(text, self.limit)[0].rstrip())
+
+    async def _stream(self, turn: PendingTurn, channel: str, thread_ts: str | None) -> None:
+        """Follow the turn's text as it is generated and show it in a preview message where the
+        reply will go (`thread_ts`: the thread decided for it), edited at a bounded rate; the
+        final reply (`deliver`) takes the preview over. An edit that would not change the text
+        is not made (the plugin's `lastSentKey`)."""
+        shown = ""
+
+        async def send(text: str) -> str:
+            nonlocal shown
+            ts = await self.api.post_message(channel, text, thread_ts=thread_ts)
+            if not ts:
+                raise WebApiError("chat.postMessage", 200, "an answer without a ts")
+            shown = text
+            return ts
+
+        async def edit(ts: str, text: str) -> None:
+            nonlocal shown
+            if text != shown:
+                await self.api.update(channel, ts, text)
+                shown = text
+
+        await self.previews.stream(
+            turn,
+            channel,
+            send=send,
+            edit=edit,
+            shown=self._shown,
+            interval=lambda: self.EDIT_INTERVAL,
+            timeout=self.inbound.turns.turn_timeout(),
+        )
 
     # --- out --------------------------------------------------------------------------------
 
@@ -349,16 +433,46 @@ class SlackAdapter:
         channel = channel or (out.peer.id if out.peer else None)
         if not channel:
             raise PermanentSendError(f"the reply names no Slack channel (peer {out.peer!r})")
+        target = channel
         pieces = split_text(out.text, self.limit)
-        for index, piece in enumerate(pieces):
-            if index < len(progress.sent):
-                continue
+        gone = False  # the preview was deleted meanwhile: nothing to clear
+
+        async def send(index: int, piece: str) -> str:
+            return await self.api.post_message(target, piece, thread_ts=out.thread_id)
+
+        async def edit(ts: str, piece: str) -> None:
+            nonlocal gone
+            if edit_text_bytes(piece) > EDIT_TEXT_MAX_BYTES:  # what Slack would answer
+                raise WebApiError("chat.update", 200, "msg_too_long")
             try:
-                ts = await self.api.post_message(channel, piece, thread_ts=out.thread_id)
+                await self.api.update(target, ts, piece)
             except WebApiError as exc:
-                if exc.transient:
-                    raise TransientSendError(str(exc), exc.retry_after) from None
-                raise PermanentSendError(f"Slack refused the reply: {exc.error}") from None
-            except NetworkError as exc:
-                raise TransientSendError(str(exc)) from None
-            await progress.part_sent(ts, last=index == len(pieces) - 1)
+                gone = exc.error == "message_not_found"
+                raise
+
+        async def discard(ts: str) -> None:
+            # a preview the final reply could not replace (too long for an edit, not editable
+            # any more) would show a stale draft above it: the plugin deletes its draft then too
+            if not gone:
+                await self.api.delete(target, ts)
+
+        try:
+            await self.previews.deliver(
+                out.turn_id,
+                pieces,
+                progress,
+                send=send,
+                edit=edit,
+                # message_not_found (deleted meanwhile), cant_update_message, edit_window_closed,
+                # msg_too_long, …: posted anew, as the plugin falls back to a normal send on an
+                # edit failure; rate limits, 5xx and network errors are retried
+                not_editable=lambda exc: isinstance(exc, WebApiError) and not exc.transient,
+                recorded=self.streaming == "partial",
+                discard=discard,
+            )
+        except WebApiError as exc:
+            if exc.transient:
+                raise TransientSendError(str(exc), exc.retry_after) from None
+            raise PermanentSendError(f"Slack refused the reply: {exc.error}") from None
+        except NetworkError as exc:
+            raise TransientSendError(str(exc)) from None

@@ -111,4 +111,10 @@ class WebApi:
         return str((await self.call("chat.postMessage", params)).get("ts", ""))
 
     async def update(self, channel: str, ts: str, text: str) -> None:
+        """Replace a message's text (`message_not_found`, `cant_update_message`,
+        `edit_window_closed`, `msg_too_long` above 4000 bytes: WebApiError, HTTP 200)."""
         await self.call("chat.update", {"channel": channel, "ts": ts, "text": text})
+
+    async def delete(self, channel: str, ts: str) -> None:
+        """Delete one of the bot's messages (`chat.delete`)."""
+        await self.call("chat.delete", {"channel": channel, "ts": ts})
