@@ -27,7 +27,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .wire import Subjects, encode_token
 
@@ -91,6 +91,100 @@ class NatsUser:
         return perms
 
 
+def _ingress_permissions(s: Subjects) -> tuple[list[str], list[str]]:
+    """What `cm-ingress` may publish and subscribe to."""
+    # approvals: the HTTP API answers exec approval requests; pairing: channel adapters
+    # create DM pairing requests (approving one is the operator's, with admin creds);
+    # tools.invoke: POST /tools/invoke asks a runner (it never reaches a node itself)
+    publish = [
+        s.inbound_all,
+        s.tools_invokes_all,
+        s.dead_letter("ingress"),
+        s.access_all,
+        s.kv("turns"),
+        s.kv("sessions"),
+        s.kv("approvals"),
+        s.kv("pairing"),
+        # channels: poller leases, getUpdates offsets, replies sent (CM_OUTBOUND delivery)
+        s.kv("leases"),
+        s.kv("channels"),
+        s.kv("delivered"),
+        # channels: the answer to an `/approve` typed into a chat, delivered like a reply
+        # (the chat platforms' outbound subjects only: never the HTTP API's replies)
+        *(f"{s.prefix}.out.{encode_token(ch)}.>" for ch in _CHAT_PLATFORMS),
+        # federation: its own catalogue broadcast, the other regions' catalogues kept
+        f"{s.prefix}.gwcast.>",
+        # federation: another region stopped its side of a remote turn running here
+        s.stop,
+        s.kv("gateways"),
+        # the events of a remote turn answer a request that crossed the hub: its reply
+        # subject is the hub's response mapping (`_R_.…`), and allow_responses admits
+        # one reply only
+        "_R_.>",
+        # the Synadia Agent Protocol: heartbeats, and a prompt's reply is a stream of
+        # messages to the caller's inbox (allow_responses admits one reply only)
+        s.agent_protocol_all("hb"),
+        "_INBOX.>",
+    ]
+    subscribe = [
+        s.agent_protocol_all("prompt"),
+        s.agent_protocol_all("status"),
+        s.replies_all,
+        s.events_all,
+        s.outbound_all,
+        s.control_all,
+        f"{s.prefix}.gw.>",
+        f"{s.prefix}.gwcast.>",
+    ]
+    return publish, subscribe
+
+
+def _router_permissions(s: Subjects) -> tuple[list[str], list[str]]:
+    """What `cm-router` may publish and subscribe to."""
+    publish = [
+        s.turns_all,
+        s.route_decided,
+        s.replies_all,
+        s.dead_letter("router"),
+        s.stop,  # `/stop` stops a session's running turn and its sub-agent runs
+        s.kv("sessions"),
+        s.kv("leases"),
+        s.kv("turns"),
+    ]
+    subscribe = [s.control_all]
+    return publish, subscribe
+
+
+def _runner_permissions(s: Subjects) -> tuple[list[str], list[str]]:
+    """What `cm-runner` may publish and subscribe to."""
+    publish = [
+        s.events_all,
+        s.outbound_all,
+        s.replies_all,
+        s.transcripts_all,
+        s.dead_letter("runner"),
+        s.node_invokes_all,
+        s.a2a_all,
+        "agents.prompt.>",  # runnerType synadia: any Synadia Agent Protocol agent on the bus
+        f"{s.prefix}.gw.>",  # federation: turns of agents on other gateways
+        s.inbound_all,  # sub-agent runs, sessions_send and announces are inbound turns
+        s.stop,  # a child past its runTimeoutSeconds stops its own children
+        s.kv("sessions"),
+        s.kv("leases"),
+        s.kv("turns"),
+    ]
+    # tools.invoke: serves POST /tools/invoke (queue group), answering on the inbox
+    subscribe = [s.replies_all, s.tools_invokes_all, s.control_all]
+    return publish, subscribe
+
+
+_SERVICES: Final = (
+    ("ingress", _ingress_permissions),
+    ("router", _router_permissions),
+    ("runner", _runner_permissions),
+)
+
+
 def nats_users(
     prefix: str = "cm",
     *,
@@ -115,89 +209,7 @@ def nats_users(
             publish_deny=list(_JS_DENY),
         )
 
-    users = [
-        svc(
-            "ingress",
-            # approvals: the HTTP API answers exec approval requests; pairing: channel adapters
-            # create DM pairing requests (approving one is the operator's, with admin creds);
-            # tools.invoke: POST /tools/invoke asks a runner (it never reaches a node itself)
-            publish=[
-                s.inbound_all,
-                s.tools_invokes_all,
-                s.dead_letter("ingress"),
-                s.access_all,
-                s.kv("turns"),
-                s.kv("sessions"),
-                s.kv("approvals"),
-                s.kv("pairing"),
-                # channels: poller leases, getUpdates offsets, replies sent (CM_OUTBOUND delivery)
-                s.kv("leases"),
-                s.kv("channels"),
-                s.kv("delivered"),
-                # channels: the answer to an `/approve` typed into a chat, delivered like a reply
-                # (the chat platforms' outbound subjects only: never the HTTP API's replies)
-                *(f"{s.prefix}.out.{encode_token(ch)}.>" for ch in _CHAT_PLATFORMS),
-                # federation: its own catalogue broadcast, the other regions' catalogues kept
-                f"{s.prefix}.gwcast.>",
-                # federation: another region stopped its side of a remote turn running here
-                s.stop,
-                s.kv("gateways"),
-                # the events of a remote turn answer a request that crossed the hub: its reply
-                # subject is the hub's response mapping (`_R_.…`), and allow_responses admits
-                # one reply only
-                "_R_.>",
-                # the Synadia Agent Protocol: heartbeats, and a prompt's reply is a stream of
-                # messages to the caller's inbox (allow_responses admits one reply only)
-                s.agent_protocol_all("hb"),
-                "_INBOX.>",
-            ],
-            subscribe=[
-                s.agent_protocol_all("prompt"),
-                s.agent_protocol_all("status"),
-                s.replies_all,
-                s.events_all,
-                s.outbound_all,
-                s.control_all,
-                f"{s.prefix}.gw.>",
-                f"{s.prefix}.gwcast.>",
-            ],
-        ),
-        svc(
-            "router",
-            publish=[
-                s.turns_all,
-                s.route_decided,
-                s.replies_all,
-                s.dead_letter("router"),
-                s.stop,  # `/stop` stops a session's running turn and its sub-agent runs
-                s.kv("sessions"),
-                s.kv("leases"),
-                s.kv("turns"),
-            ],
-            subscribe=[s.control_all],
-        ),
-        svc(
-            "runner",
-            publish=[
-                s.events_all,
-                s.outbound_all,
-                s.replies_all,
-                s.transcripts_all,
-                s.dead_letter("runner"),
-                s.node_invokes_all,
-                s.a2a_all,
-                "agents.prompt.>",  # runnerType synadia: any Synadia Agent Protocol agent on the bus
-                f"{s.prefix}.gw.>",  # federation: turns of agents on other gateways
-                s.inbound_all,  # sub-agent runs, sessions_send and announces are inbound turns
-                s.stop,  # a child past its runTimeoutSeconds stops its own children
-                s.kv("sessions"),
-                s.kv("leases"),
-                s.kv("turns"),
-            ],
-            # tools.invoke: serves POST /tools/invoke (queue group), answering on the inbox
-            subscribe=[s.replies_all, s.tools_invokes_all, s.control_all],
-        ),
-    ]
+    users = [svc(name, *permissions(s)) for name, permissions in _SERVICES]
     for node in nodes:
         token = encode_token(node)
         users.append(
