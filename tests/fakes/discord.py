@@ -21,6 +21,21 @@ each edit recorded in `Bot.edits` and applied to the `Posted` message; every ans
 in the body, `Retry-After`, `X-RateLimit-Remaining: 0`, `-Reset-After`, `-Scope`, or any
 status). `delete` removes a message as a user deleting it would.
 
+Interactions as Discord sends them (§3.6): `application(bot)` gives the bot an app with an
+Ed25519 key pair made in the test (`App.public_key` is what `publicKey` is set to);
+`slash_command(...)` / `ping(...)` build an interaction (a guild member's with roles, a DM user's,
+a thread with its parent; a fresh id and webhook token), `interact(...)` POSTs it to the
+gateway's Interactions Endpoint URL signed as Discord signs (`X-Signature-Ed25519` over
+`X-Signature-Timestamp` + the body; or a wrong signature, a stale or garbled timestamp, a
+missing header) and records the answer (type 5: a deferred original, ephemeral with flags 64;
+type 4: the original message). The webhook endpoints answer as Discord does:
+`PATCH /webhooks/{app}/{token}/messages/@original` and `POST /webhooks/{app}/{token}` (a
+follow-up) with a 200 message object, `Interaction.original` / `.followups` recorded; an
+unknown or expired token (`expire`) is 404 `{"code": 10015, "message": "Unknown Webhook"}`; the
+2000-character limit and empty content as for messages. `PUT /applications/{id}/commands`
+(the bot's own application, else 403 50001) records `App.commands`; `GET
+/oauth2/applications/@me` is the bot's application.
+
 Gateway as Discord runs it: HELLO (op 10) on connect; heartbeats (op 1) answered with op 11;
 IDENTIFY (op 2) checked (an unknown token closes 4004, intents without MESSAGE_CONTENT 4014)
 and answered with READY (the bot user, a session id, `resume_gateway_url` on its own path)
@@ -35,16 +50,21 @@ drive it: `reconnect` (op 7), `drop` (the socket closed without a close frame's 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -54,11 +74,12 @@ from websockets.exceptions import ConnectionClosed
 
 from clawmesh.httpserver import EmbeddedHTTPServer
 
-__all__ = ["Bot", "Edited", "FakeDiscord", "Posted"]
+__all__ = ["App", "Bot", "Edited", "FakeDiscord", "FakeInteraction", "Posted"]
 
 MAX_CONTENT = 2000
 MESSAGE_CONTENT = 1 << 15
 GUILD_TEXT, DM, PUBLIC_THREAD = 0, 1, 11
+SUPPRESS_EMBEDS, EPHEMERAL = 1 << 2, 1 << 6
 
 
 @dataclass
@@ -80,6 +101,48 @@ class Edited:
     message_id: str
     content: str
     allowed_mentions: Any = None
+
+
+@dataclass
+class FakeInteraction:
+    """One interaction sent to the gateway, and what became of it."""
+
+    id: str
+    token: str
+    payload: dict[str, Any]
+    answers: list[dict[str, Any]] = field(default_factory=list)  # the endpoint's 200 bodies
+    original: Posted | None = None  # the answer: deferred ("thinking…", content "") or a message
+    original_edits: list[str] = field(default_factory=list)  # the content of each @original edit
+    followups: list[Posted] = field(default_factory=list)
+    webhook_auth: list[str] = field(default_factory=list)  # Authorization headers webhook calls sent
+    expired: bool = False
+
+    @property
+    def answer(self) -> dict[str, Any] | None:
+        return self.answers[0] if self.answers else None
+
+    @property
+    def deferred(self) -> bool:
+        return bool(self.answers) and self.answers[0].get("type") == 5
+
+
+@dataclass
+class App:
+    """A bot's application: its Ed25519 key pair (made here) and what was registered."""
+
+    id: str
+    private_key: Ed25519PrivateKey
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    command_puts: int = 0
+    interactions: dict[str, FakeInteraction] = field(default_factory=dict)  # by token
+
+    @property
+    def public_key(self) -> str:
+        """The Developer Portal's hex public key."""
+        return self.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+    def sign(self, timestamp: str, body: bytes) -> str:
+        return self.private_key.sign(timestamp.encode() + body).hex()
 
 
 @dataclass
@@ -115,6 +178,7 @@ class Bot:
     paths: list[str] = field(default_factory=list)  # the request path of each gateway connection
     ack_heartbeats: bool = True  # False: a zombie connection (heartbeats go unanswered)
     session: _Session | None = None
+    app: App | None = None
 
 
 class FakeDiscord:
@@ -142,6 +206,14 @@ class FakeDiscord:
                         methods=["PATCH"],
                     ),
                     Route(prefix + "/channels/{cid}/typing", self._typing, methods=["POST"]),
+                    Route(prefix + "/oauth2/applications/@me", self._application_me),
+                    Route(prefix + "/applications/{app}/commands", self._put_commands, methods=["PUT"]),
+                    Route(prefix + "/webhooks/{app}/{token}", self._follow_up, methods=["POST"]),
+                    Route(
+                        prefix + "/webhooks/{app}/{token}/messages/@original",
+                        self._edit_original,
+                        methods=["PATCH"],
+                    ),
                 ]
             ),
             host,
@@ -678,3 +750,294 @@ class FakeDiscord:
         except TimeoutError:
             raise TimeoutError(f"no {count} matching messages; sent: {bot.sent!r}") from None
         return found[:count]
+
+    # --- interactions ---------------------------------------------------------------------------
+
+    def application(self, bot: Bot, *, application_id: str | None = None) -> App:
+        """The bot's application with a fresh Ed25519 key pair (its id: the bot user's id, as
+        for a bot made with its app)."""
+        if bot.app is None:
+            bot.app = App(id=application_id or bot.user_id, private_key=Ed25519PrivateKey.generate())
+        return bot.app
+
+    def _new_interaction(self, app: App, payload: dict[str, Any]) -> dict[str, Any]:
+        iid = self.next_id()
+        # Discord's tokens: base64 of "interaction:<id>:<random>", URL-safe, ~200 characters
+        raw = f"interaction:{iid}:{secrets.token_hex(64)}".encode()
+        token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        payload = {
+            "id": iid,
+            "application_id": app.id,
+            "token": token,
+            "version": 1,
+            "app_permissions": "2248473465835073",
+            "locale": "en-US",
+            "entitlements": [],
+            **payload,
+        }
+        app.interactions[token] = FakeInteraction(id=iid, token=token, payload=payload)
+        return payload
+
+    def ping(self, bot: Bot) -> dict[str, Any]:
+        assert bot.app is not None, "no application: call application(bot) first"
+        return self._new_interaction(bot.app, {"type": 1})
+
+    def slash_command(
+        self,
+        bot: Bot,
+        name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        user: str = "42",
+        channel_id: str | None = None,
+        roles: tuple[str, ...] = (),
+        command_type: int = 1,
+    ) -> dict[str, Any]:
+        """An APPLICATION_COMMAND of `user`: in the guild channel (or thread) `channel_id`, as a
+        member with `roles`, else in their DM with the bot. `options`: string options by name."""
+        app = bot.app
+        assert app is not None, "no application: call application(bot) first"
+        person = {"id": user, "username": f"user{user}", "global_name": f"User {user}", "discriminator": "0"}
+        registered = next((c for c in app.commands if c.get("name") == name), None)
+        data: dict[str, Any] = {
+            "id": str(registered["id"]) if registered else self.next_id(),
+            "name": name,
+            "type": command_type,
+        }
+        if options:
+            data["options"] = [{"name": k, "type": 3, "value": v} for k, v in options.items()]
+        payload: dict[str, Any] = {"type": 2, "data": data}
+        if channel_id is None:
+            cid = self.dm_channel(user)
+            payload.update(
+                channel_id=cid,
+                channel={"id": cid, "type": DM, "flags": 0, "recipients": [person]},
+                user=person,
+                context=1,
+                authorizing_integration_owners={"0": user},
+            )
+        else:
+            ch = self.channels[channel_id]
+            channel: dict[str, Any] = {"id": ch.id, "type": ch.type, "guild_id": ch.guild_id, "flags": 0}
+            if ch.parent_id:
+                channel["parent_id"] = ch.parent_id
+            payload.update(
+                guild_id=ch.guild_id,
+                guild={"id": ch.guild_id, "locale": "en-US", "features": []},
+                guild_locale="en-US",
+                channel_id=ch.id,
+                channel=channel,
+                member={
+                    "user": person,
+                    "roles": list(roles),
+                    "nick": None,
+                    "joined_at": "2026-01-01T00:00:00+00:00",
+                    "permissions": "2248473465835073",
+                },
+                context=0,
+                authorizing_integration_owners={"0": ch.guild_id},
+            )
+        return self._new_interaction(app, payload)
+
+    def interaction(self, bot: Bot, payload: dict[str, Any]) -> FakeInteraction:
+        assert bot.app is not None
+        return bot.app.interactions[payload["token"]]
+
+    def expire(self, bot: Bot, payload: dict[str, Any]) -> None:
+        """The interaction's token expired (15 minutes): its webhook is 404 Unknown Webhook."""
+        self.interaction(bot, payload).expired = True
+
+    async def interact(
+        self,
+        bot: Bot,
+        url: str,
+        payload: dict[str, Any] | None,
+        *,
+        body: bytes | None = None,
+        timestamp: str | None = None,
+        signature: str | None = None,
+        omit: tuple[str, ...] = (),
+    ) -> httpx.Response:
+        """POST an interaction to the gateway's endpoint `url`, signed as Discord signs (`body`:
+        raw bytes instead of `payload` as JSON; `timestamp`, `signature`: sent instead of the
+        right ones; `omit`: headers left out) and record the answer."""
+        app = bot.app
+        assert app is not None, "no application: call application(bot) first"
+        raw = body if body is not None else json.dumps(payload, separators=(",", ":")).encode()
+        ts = timestamp if timestamp is not None else str(int(time.time()))
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "Discord-Interactions/1.0 (+https://discord.com)",
+            "x-signature-ed25519": signature if signature is not None else app.sign(ts, raw),
+            "x-signature-timestamp": ts,
+        }
+        for name in omit:
+            headers.pop(name, None)
+        async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
+            resp = await client.post(url, content=raw, headers=headers)
+        found = app.interactions.get(str((payload or {}).get("token")))
+        if found is not None and resp.status_code == 200:
+            answer = resp.json()
+            async with self._changed:
+                found.answers.append(answer)
+                if found.original is None and answer.get("type") in (4, 5):
+                    data = answer.get("data") or {}
+                    found.original = Posted(
+                        channel_id=str(found.payload.get("channel_id")),
+                        id=self.next_id(),
+                        content=str(data.get("content") or ""),
+                        reply_to=None,
+                        allowed_mentions=data.get("allowed_mentions"),
+                        flags=int(data.get("flags") or 0),
+                    )
+                self._changed.notify_all()
+        return resp
+
+    async def wait_interaction(
+        self,
+        bot: Bot,
+        payload: dict[str, Any],
+        predicate: Callable[[FakeInteraction], bool],
+        *,
+        timeout: float = 30.0,
+    ) -> FakeInteraction:
+        found = self.interaction(bot, payload)
+        try:
+            await self._wait(lambda: predicate(found), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"interaction not as expected: {found!r}") from None
+        return found
+
+    # --- interactions: REST -------------------------------------------------------------------
+
+    def _webhook(self, request: Request) -> tuple[App, FakeInteraction] | Response:
+        app_id, token = request.path_params["app"], request.path_params["token"]
+        app = next((b.app for b in self.bots.values() if b.app is not None and b.app.id == app_id), None)
+        found = app.interactions.get(token) if app is not None else None
+        if app is None or found is None or found.expired:
+            return self._answer({"message": "Unknown Webhook", "code": 10015}, 404)
+        found.webhook_auth.append(request.headers.get("authorization", ""))
+        return app, found
+
+    def _content_error(self, content: str) -> Response | None:
+        if not content:
+            return self._answer({"message": "Cannot send an empty message", "code": 50006}, 400)
+        if len(content) > MAX_CONTENT:
+            return self._answer(
+                {
+                    "message": "Invalid Form Body",
+                    "code": 50035,
+                    "errors": {
+                        "content": {
+                            "_errors": [
+                                {
+                                    "code": "BASE_TYPE_MAX_LENGTH",
+                                    "message": "Must be 2000 or fewer in length.",
+                                }
+                            ]
+                        }
+                    },
+                },
+                400,
+            )
+        return None
+
+    def _webhook_message(self, app: App, found: FakeInteraction, posted: Posted, kind: int) -> dict[str, Any]:
+        return {
+            "id": posted.id,
+            "channel_id": posted.channel_id,
+            "author": {"id": app.id, "username": "clawbot", "bot": True},
+            "content": posted.content,
+            "flags": posted.flags,
+            "type": kind,
+            "webhook_id": app.id,
+            "application_id": app.id,
+            "mentions": [],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "interaction_metadata": {"id": found.id, "type": 2},
+        }
+
+    async def _edit_original(self, request: Request) -> Response:
+        got = self._webhook(request)
+        if isinstance(got, Response):
+            return got
+        app, found = got
+        if found.original is None:  # never answered: there is no original to edit
+            return self._answer({"message": "Unknown Message", "code": 10008}, 404)
+        params = await request.json()
+        content = params.get("content")
+        if content is not None:
+            error = self._content_error(content)
+            if error is not None:
+                return error
+        async with self._changed:
+            if content is not None:
+                found.original.content = content
+                found.original.allowed_mentions = params.get("allowed_mentions")
+            # only SUPPRESS_EMBEDS can be set by an edit (an ephemeral answer stays ephemeral)
+            flags = int(params.get("flags") or 0)
+            found.original.flags = (found.original.flags & ~SUPPRESS_EMBEDS) | (flags & SUPPRESS_EMBEDS)
+            found.original_edits.append(found.original.content)
+            self._changed.notify_all()
+        return self._answer(self._webhook_message(app, found, found.original, 20))
+
+    async def _follow_up(self, request: Request) -> Response:
+        got = self._webhook(request)
+        if isinstance(got, Response):
+            return got
+        app, found = got
+        params = await request.json()
+        content = params.get("content") or ""
+        error = self._content_error(content)
+        if error is not None:
+            return error
+        posted = Posted(
+            channel_id=str(found.payload.get("channel_id")),
+            id=self.next_id(),
+            content=content,
+            reply_to=None,
+            allowed_mentions=params.get("allowed_mentions"),
+            flags=int(params.get("flags") or 0) & (SUPPRESS_EMBEDS | EPHEMERAL),
+        )
+        async with self._changed:
+            found.followups.append(posted)
+            self._changed.notify_all()
+        return self._answer(self._webhook_message(app, found, posted, 0))
+
+    async def _application_me(self, request: Request) -> Response:
+        bot = self._auth(request)
+        if bot is None:
+            return self._unauthorized()
+        bot.calls.append("GET /oauth2/applications/@me")
+        app = self.application(bot)
+        return self._answer(
+            {"id": app.id, "name": bot.username, "bot_public": True, "verify_key": app.public_key}
+        )
+
+    async def _put_commands(self, request: Request) -> Response:
+        bot = self._auth(request)
+        if bot is None:
+            return self._unauthorized()
+        app_id = request.path_params["app"]
+        bot.calls.append(f"PUT /applications/{app_id}/commands")
+        if bot.app is None or bot.app.id != app_id:
+            return self._answer({"message": "Missing Access", "code": 50001}, 403)
+        params = await request.json()
+        if not isinstance(params, list):
+            return self._answer({"message": "Invalid Form Body", "code": 50035}, 400)
+        kept = {c["name"]: c["id"] for c in bot.app.commands}
+        commands = [
+            {
+                **c,
+                "id": kept.get(c.get("name")) or self.next_id(),
+                "application_id": app_id,
+                "version": self.next_id(),
+            }
+            for c in params
+        ]
+        async with self._changed:
+            bot.app.commands = commands
+            bot.app.command_puts += 1
+            self._changed.notify_all()
+        return self._answer(commands)

@@ -1,6 +1,10 @@
 """OpenClaw's mapping of a Discord `MESSAGE_CREATE` to routing input, the token's sources, the
 REST base, the reply limit, and the preview mode (`streaming`, legacy `streamMode`, per account)
-with the loader's warnings for what is not served as asked."""
+with the loader's warnings for what is not served as asked. Slash commands over HTTP: the
+Ed25519 signature (right, wrong, stale, garbled), the interaction's ids bounded, a command as
+routing input and command text as OpenClaw's native commands map it, the slash session key, the
+commands registered, and their keys (`publicKey`, `applicationId`, `commands.native`,
+`slashCommand.ephemeral`, `webhookPath`)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from clawmesh.channels.accounts import channel_accounts
 from clawmesh.channels.discord import (
@@ -15,14 +21,28 @@ from clawmesh.channels.discord import (
     INTENTS,
     BotIdentity,
     DiscordInbound,
+    Interaction,
     Message,
+    SlashInbound,
     api_base_url,
+    application_id_from_token,
+    command_definitions,
+    commands_hash,
+    configured_application_id,
+    ephemeral_replies,
+    interactions_path,
+    load_public_key,
     max_lines,
+    native_commands_enabled,
+    normalize_interaction,
     normalize_message,
     preview_mode,
+    resolve_public_key,
     resolve_token,
+    slash_session_key,
     streaming_source,
     text_chunk_limit,
+    verify_interaction,
 )
 from clawmesh.channels.text import cap_lines
 from clawmesh.checks import default_checks
@@ -256,4 +276,266 @@ def test_stream_mode_is_discords_legacy_spelling_and_an_ignored_old_key_elsewher
     assert _warnings({"botToken": "t", "streamMode": "partial"}, "telegram") == [
         "$.channels.telegram.streamMode: a key of older OpenClaw versions (not in OpenClaw 2026.9.6), "
         "not implemented by clawmesh; ignored"
+    ]
+
+
+# --- slash commands over HTTP ---------------------------------------------------------------
+
+PRIVATE = Ed25519PrivateKey.generate()
+PUBLIC_HEX = PRIVATE.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+NOW = 1_790_000_000.0
+
+
+def _signed(body: bytes, timestamp: str = str(int(NOW))) -> tuple[str, str]:
+    return timestamp, PRIVATE.sign(timestamp.encode() + body).hex()
+
+
+def test_an_interaction_is_verified_over_the_timestamp_and_the_raw_body() -> None:
+    key = load_public_key(PUBLIC_HEX, "$.channels.discord")
+    body = b'{"type":1,"id":"1","application_id":"2"}'
+    ts, sig = _signed(body)
+    assert verify_interaction(key, ts, sig, body, NOW) is None
+    assert verify_interaction(key, ts, sig.upper(), body, NOW + 299) is None  # hex in any case
+    assert verify_interaction(key, ts, sig, body + b" ", NOW) == "wrong X-Signature-Ed25519"
+    other = Ed25519PrivateKey.generate().sign(ts.encode() + body).hex()
+    assert verify_interaction(key, ts, other, body, NOW) == "wrong X-Signature-Ed25519"
+    # the timestamp is part of what is signed
+    assert verify_interaction(key, str(int(NOW) + 1), sig, body, NOW) == "wrong X-Signature-Ed25519"
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "signature", "why"),
+    [
+        ("", None, "missing or malformed X-Signature-Timestamp"),
+        ("17900000O0", None, "missing or malformed X-Signature-Timestamp"),
+        ("-1790000000", None, "missing or malformed X-Signature-Timestamp"),
+        ("1790000000.5", None, "missing or malformed X-Signature-Timestamp"),
+        ("\u0661\u0662", None, "missing or malformed X-Signature-Timestamp"),  # Arabic-Indic digits
+        (str(int(NOW) - 301), None, "stale X-Signature-Timestamp (outside the 5-minute window)"),
+        (str(int(NOW) + 301), None, "stale X-Signature-Timestamp (outside the 5-minute window)"),
+        (str(int(NOW)), "", "missing or malformed X-Signature-Ed25519"),
+        (str(int(NOW)), "zz" * 64, "missing or malformed X-Signature-Ed25519"),
+        (str(int(NOW)), "00" * 63, "missing or malformed X-Signature-Ed25519"),
+        (str(int(NOW)), " ".join(["00"] * 64), "missing or malformed X-Signature-Ed25519"),
+    ],
+)
+def test_a_garbled_or_stale_request_is_refused_before_the_signature(
+    timestamp: str, signature: str | None, why: str
+) -> None:
+    key = load_public_key(PUBLIC_HEX, "$.channels.discord")
+    body = b"{}"
+    sig = signature if signature is not None else PRIVATE.sign(timestamp.encode() + body).hex()
+    assert verify_interaction(key, timestamp, sig, body, NOW) == why
+
+
+def test_the_public_key_from_config_a_secret_ref_or_the_environment() -> None:
+    path = "$.channels.discord"
+    env = {"DISCORD_PUBLIC_KEY": f" {PUBLIC_HEX} ", "PK": PUBLIC_HEX}
+    assert resolve_public_key(ChannelAccount(public_key="abc"), "default", env, path) == "abc"
+    ref = SecretRef(source="env", provider="default", id="PK")
+    assert resolve_public_key(ChannelAccount(public_key=ref), "work", env, path) == PUBLIC_HEX
+    assert resolve_public_key(ChannelAccount(), "default", env, path) == PUBLIC_HEX
+    assert resolve_public_key(ChannelAccount(), "work", env, f"{path}.accounts.work") is None
+    with pytest.raises(
+        ConfigError, match=r"\$\.channels\.discord\.publicKey: expected the application's"
+    ) as err:
+        load_public_key("not-a-key", path)
+    assert "not-a-key" not in str(err.value)
+    with pytest.raises(ConfigError, match="publicKey"):
+        load_public_key(PUBLIC_HEX[:-2], path)
+
+
+def test_the_endpoint_path_and_the_application_id() -> None:
+    path = "$.channels.discord"
+    assert interactions_path(ChannelAccount(), path) == "/discord/interactions"
+    assert interactions_path(ChannelAccount(webhook_path="/hooks/discord"), path) == "/hooks/discord"
+    with pytest.raises(ConfigError, match=r"webhookPath: must start with '/'"):
+        interactions_path(ChannelAccount(webhook_path="discord"), path)
+    # OpenClaw's parseApplicationIdFromToken: the token's first part is base64 of the id
+    assert application_id_from_token("MTAxODk.fake.x1") == "10189"
+    assert application_id_from_token("MTAxODk") is None
+    assert application_id_from_token("bm90LWRpZ2l0cw.x.y") is None  # "not-digits"
+    assert application_id_from_token("%%%.x.y") is None
+    assert configured_application_id(ChannelAccount(application_id=" 111 "), path) == "111"
+    assert configured_application_id(ChannelAccount(), path) is None
+    with pytest.raises(ConfigError, match=r"applicationId: expected the application's id"):
+        configured_application_id(ChannelAccount(application_id="../../x"), path)
+
+
+def _ix(**fields: Any) -> Interaction:
+    base: dict[str, Any] = {
+        "id": "3001",
+        "application_id": "10189",
+        "type": 2,
+        "token": "aW50ZXJhY3Rpb246MzAwMTp4",
+        "data": {
+            "id": "77",
+            "name": "ask",
+            "type": 1,
+            "options": [{"name": "prompt", "type": 3, "value": " hi "}],
+        },
+        "guild_id": "5100",
+        "channel_id": "5101",
+        "channel": {"id": "5101", "type": 0},
+        "member": {"user": {"id": "42", "username": "ada", "global_name": "Ada"}, "roles": ["7", "8"]},
+    }
+    base.update(fields)
+    return msgspec.convert(base, Interaction)
+
+
+def _slash(ix: Interaction) -> SlashInbound:
+    got = normalize_interaction(ix)
+    assert isinstance(got, SlashInbound), got
+    return got
+
+
+def test_a_slash_command_in_a_guild_is_its_channel_with_the_member_and_roles() -> None:
+    sc = _slash(_ix())
+    assert sc.peer == Peer(kind="channel", id="5101") and sc.parent_peer is None
+    assert sc.guild_id == "5100" and sc.member_role_ids == ("7", "8") and not sc.is_direct
+    assert sc.sender == Sender(id="42", username="ada", name="Ada")
+    assert sc.text == "hi" and sc.command.name == "ask" and not sc.command.control
+    assert sc.platform_message_id == "5101:interaction:3001"
+    assert (sc.interaction_id, sc.application_id) == ("3001", "10189")
+
+
+def test_a_slash_command_in_a_thread_has_its_parent_channel_and_in_a_dm_the_user() -> None:
+    sc = _slash(_ix(channel_id="5103", channel={"id": "5103", "type": 11, "parent_id": "5102"}))
+    assert sc.peer == Peer(kind="channel", id="5103") and sc.parent_peer == Peer(kind="channel", id="5102")
+    assert sc.parent_id == "5102"
+    user = {"id": "42", "username": "ada"}
+    dm = _slash(_ix(guild_id=None, member=None, user=user, channel_id="9", channel={"id": "9", "type": 1}))
+    assert dm.peer == Peer(kind="direct", id="42") and dm.is_direct and dm.member_role_ids == ()
+    # no channel object: a DM by the missing guild
+    bare = _slash(_ix(guild_id=None, member=None, user=user, channel_id="9", channel=None))
+    assert bare.peer == Peer(kind="direct", id="42")
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "text"),
+    [
+        ("new", [], "/new"),
+        ("new", [{"name": "input", "type": 3, "value": " gpt-x  "}], "/new gpt-x"),
+        ("reset", [], "/reset"),
+        ("status", [{"name": "input", "type": 3, "value": ""}], "/status"),
+        ("stop", [], "/stop"),
+    ],
+)
+def test_a_control_command_is_openclaws_command_text(name: str, options: list[Any], text: str) -> None:
+    sc = _slash(_ix(data={"name": name, "type": 1, "options": options}))
+    assert sc.text == text and sc.command.control
+
+
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        ({"data": {"name": "ask", "type": 3}}, "not-chat-input"),  # a message context-menu command
+        ({"data": None}, "not-chat-input"),
+        ({"data": {"name": "model", "type": 1}}, "unknown-command"),
+        ({"token": None}, "no-token"),
+        ({"member": None}, "no-user"),
+        ({"member": {"user": {"id": "42", "bot": True}}}, "bot"),
+        ({"channel": None, "channel_id": None}, "no-channel"),
+        (
+            {"guild_id": None, "member": None, "user": {"id": "42"}, "channel": {"id": "9", "type": 3}},
+            "group-dm",
+        ),
+        (
+            {"data": {"name": "ask", "type": 1, "options": [{"name": "prompt", "type": 3, "value": "  "}]}},
+            "empty",
+        ),
+    ],
+)
+def test_what_is_not_run(fields: dict[str, Any], why: str) -> None:
+    assert normalize_interaction(_ix(**fields)) == why
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"id": "12345678901234567890123"},  # longer than a snowflake
+        {"id": "1.5"},
+        {"id": "3001\n"},  # a newline would reach a header or a KV key
+        {"application_id": "app"},
+        {"channel_id": "5101/../x"},
+        {"guild_id": "g"},
+        {"member": {"user": {"id": "42 "}, "roles": []}},
+        {"member": {"user": {"id": "42"}, "roles": ["admin"]}},
+        {"token": "a/b"},
+        {"token": "abc\n"},
+        {"token": "x" * 1025},
+        {"token": ""},
+        {"channel": {"id": "5101", "type": 11, "parent_id": "p"}},
+    ],
+)
+def test_ids_and_the_token_are_bounded_before_they_are_used(fields: dict[str, Any]) -> None:
+    with pytest.raises(msgspec.ValidationError):
+        _ix(**fields)
+
+
+def test_the_prompt_runs_in_the_users_slash_session() -> None:
+    assert slash_session_key("ops", "42") == "agent:ops:discord:slash:42"
+
+
+def test_the_commands_registered() -> None:
+    defs = command_definitions()
+    assert [d["name"] for d in defs] == ["ask", "new", "reset", "status", "stop"]
+    assert all(
+        d["type"] == 1 and d["integration_types"] == [0, 1] and d["contexts"] == [0, 1, 2] for d in defs
+    )
+    assert all(d["default_member_permissions"] is None for d in defs)
+    assert defs[0]["options"] == [
+        {"name": "prompt", "description": "What to ask", "type": 3, "required": True}
+    ]
+    assert [d["description"] for d in defs[1:]] == [
+        "Start a new session.",
+        "Reset the current session.",
+        "Show current status.",
+        "Stop the current run.",
+    ]
+    assert "options" not in defs[4]
+    assert commands_hash(defs) == commands_hash(command_definitions())
+    assert commands_hash(defs) != commands_hash(defs[:4])
+
+
+def test_native_commands_and_ephemeral_answers_as_openclaw_defaults_them() -> None:
+    def account(**keys: Any) -> ChannelAccount:
+        return msgspec.convert(keys, ChannelAccount)
+
+    assert native_commands_enabled(account())
+    assert native_commands_enabled(account(commands={"native": "auto"}))
+    assert native_commands_enabled(account(commands={"native": True}))
+    assert not native_commands_enabled(account(commands={"native": False}))
+    assert ephemeral_replies(account()) and ephemeral_replies(account(slashCommand={}))
+    assert not ephemeral_replies(account(slashCommand={"ephemeral": False}))
+
+
+def _all_warnings(channels: dict[str, Any]) -> list[str]:
+    config = parse_config({"channels": channels}, env={}, checks=default_checks())
+    return [str(w) for w in config.warnings if w.path.startswith("$.channels")]
+
+
+def test_the_slash_command_keys_load_and_are_discords() -> None:
+    discord = {
+        "token": "t",
+        "publicKey": PUBLIC_HEX,
+        "applicationId": "10189",
+        "webhookPath": "/discord/interactions",
+        "commands": {"native": "auto"},
+        "slashCommand": {"ephemeral": False},
+        "accounts": {"work": {"token": "u", "publicKey": PUBLIC_HEX, "commands": {"native": False}}},
+    }
+    assert _all_warnings({"discord": discord}) == []
+    assert _all_warnings({"discord": {"token": "t", "commands": {"nativeSkills": True}}}) == [
+        "$.channels.discord.commands.nativeSkills: accepted, not implemented by clawmesh; ignored"
+    ]
+    assert _all_warnings({"telegram": {"botToken": "1:x", "commands": {"native": True}}}) == [
+        "$.channels.telegram.commands.native: accepted, not implemented by clawmesh; ignored"
+    ]
+    slack = _all_warnings(
+        {"slack": {"botToken": "x", "appToken": "y", "slashCommand": {"enabled": True, "ephemeral": True}}}
+    )
+    assert sorted(slack) == [
+        "$.channels.slack.slashCommand.enabled: accepted, not implemented by clawmesh; ignored",
+        "$.channels.slack.slashCommand.ephemeral: accepted, not implemented by clawmesh; ignored",
     ]

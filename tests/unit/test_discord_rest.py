@@ -1,10 +1,13 @@
 """The Discord REST client: errors typed from Discord's answers, 429's `retry_after` from the
 body or the headers, a bucket reported empty holding the next request on its route, the token
 only in the Authorization header, and a message edit (a streamed preview): its shape, a deleted
-message's 404 `Unknown Message`, a rate-limited edit."""
+message's 404 `Unknown Message`, a rate-limited edit. Interactions: the deferred answer edited
+and follow-ups sent through the interaction's webhook without the bot token, the interaction
+token in no error and no log line, an expired token's 404 `Unknown Webhook`; commands put."""
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,7 +15,7 @@ import httpx
 import pytest
 
 from clawmesh_ingress.channels.discord import rest
-from clawmesh_ingress.channels.discord.rest import UNKNOWN_MESSAGE, RestApi, RestError
+from clawmesh_ingress.channels.discord.rest import UNKNOWN_MESSAGE, UNKNOWN_WEBHOOK, RestApi, RestError
 
 TOKEN = "secret-bot-token"
 
@@ -131,3 +134,59 @@ async def test_a_rate_limited_edit_is_transient_and_edits_share_their_channels_b
     assert waits == []
     await api.edit_message("123", "3", "another message of the channel: the same bucket")
     assert len(waits) == 1
+
+
+IX_TOKEN = "aW50ZXJhY3Rpb246MTIzOnNlY3JldA"
+
+
+async def test_the_interaction_webhook_is_called_without_the_bot_token() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"id": str(len(seen)), "content": "x"})
+
+    api = _api(handler)
+    assert await api.edit_original("10189", IX_TOKEN, "first part", suppress_embeds=True) == "1"
+    assert await api.follow_up("10189", IX_TOKEN, "second part", ephemeral=True, suppress_embeds=True) == "2"
+    assert await api.follow_up("10189", IX_TOKEN, "public") == "3"
+    edit, follow, _ = seen
+    assert (edit.method, edit.url.path) == ("PATCH", f"/api/v10/webhooks/10189/{IX_TOKEN}/messages/@original")
+    assert (follow.method, follow.url.path) == ("POST", f"/api/v10/webhooks/10189/{IX_TOKEN}")
+    assert all("authorization" not in r.headers for r in seen)
+    bodies = [httpx.Response(200, content=r.content).json() for r in seen]
+    assert bodies[0] == {"content": "first part", "allowed_mentions": {"parse": []}, "flags": 4}
+    assert bodies[1] == {"content": "second part", "allowed_mentions": {"parse": []}, "flags": 64 | 4}
+    assert bodies[2] == {"content": "public", "allowed_mentions": {"parse": []}}
+
+
+async def test_an_expired_interaction_token_is_unknown_webhook_and_never_shown(caplog: Any) -> None:
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("httpx").info(
+        'HTTP Request: PATCH %s "HTTP/1.1 404"', f"http://d/webhooks/1/{IX_TOKEN}/x"
+    )
+    gone = httpx.Response(404, json={"message": "Unknown Webhook", "code": 10015})
+    api = _api(lambda request: gone)
+    for call in (api.edit_original("10189", IX_TOKEN, "x"), api.follow_up("10189", IX_TOKEN, "x")):
+        with pytest.raises(RestError) as err:
+            await call
+        assert (err.value.status, err.value.code, err.value.transient) == (404, UNKNOWN_WEBHOOK, False)
+        assert IX_TOKEN not in str(err.value) and "webhooks/10189/<token>" in str(err.value)
+    assert IX_TOKEN not in caplog.text and "/webhooks/1/<token>/x" in caplog.text
+
+
+async def test_commands_are_put_for_the_application() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/oauth2/applications/@me"):
+            return httpx.Response(200, json={"id": "10189", "name": "clawbot"})
+        return httpx.Response(200, json=[{"id": "1", "name": "ask"}])
+
+    api = _api(handler)
+    assert await api.application_id() == "10189"
+    await api.put_commands("10189", [{"name": "ask", "description": "Ask the agent.", "type": 1}])
+    put = seen[1]
+    assert (put.method, put.url.path) == ("PUT", "/api/v10/applications/10189/commands")
+    assert put.headers["authorization"] == f"Bot {TOKEN}"

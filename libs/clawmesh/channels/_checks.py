@@ -9,7 +9,8 @@ compiled; the warning names each one.
 Streaming: Discord's `progress` preview (OpenClaw's status draft) is not implemented and is
 served as `off`, which the loader says once per key that asks for it; the legacy `streamMode`
 is read by Discord only (a warning that it is a legacy spelling) and ignored elsewhere, with the
-warning every key of older OpenClaw versions gets.
+warning every key of older OpenClaw versions gets. Slash commands: `commands.native` and
+`slashCommand.ephemeral` are read by Discord only (elsewhere: "not implemented" warnings).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def config_checks(config: Config) -> list[Problem]:
         base = f"$.channels.{name}" if name.isidentifier() else f"$.channels[{name!r}]"
         _account(problems, name, base, channel, None)
         _streaming(problems, name, base, channel)
+        _slash_commands(problems, name, base, channel)
         for account_id, account in (channel.accounts or {}).items():
             path = (
                 f"{base}.accounts.{account_id}"
@@ -42,6 +44,7 @@ def config_checks(config: Config) -> list[Problem]:
             )
             _account(problems, name, path, account, (base, channel))
             _streaming(problems, name, path, account)
+            _slash_commands(problems, name, path, account)
     messages = config.document.messages
     if messages is not None and messages.group_chat is not None:
         _patterns(problems, "$.messages.groupChat.mentionPatterns", messages.group_chat.mention_patterns)
@@ -140,6 +143,21 @@ def _streaming(problems: list[Problem], channel: str, path: str, level: ChannelA
             "warning",
         )
     )
+
+
+def _slash_commands(problems: list[Problem], channel: str, path: str, level: ChannelAccount) -> None:
+    """`commands.native` and `slashCommand.ephemeral` are read by Discord only (its slash
+    commands); elsewhere they load with the warning of any key OpenClaw has and clawmesh does not
+    implement."""
+    if channel == "discord":
+        return
+    found = []
+    if level.commands is not None and level.commands.native is not None:
+        found.append("commands.native")
+    if level.slash_command is not None and level.slash_command.ephemeral is not None:
+        found.append("slashCommand.ephemeral")
+    for key in found:
+        problems.append(Problem(f"{path}.{key}", "accepted, not implemented by clawmesh; ignored", "warning"))
 
 
 def _unusable(channel: str, raw: str | int) -> str:

@@ -4,13 +4,25 @@ message, OpenClaw's mapping of a message to routing input
 channel-protocols.md §3, §5.3), and the preview mode (`streaming`, legacy `streamMode`) as
 OpenClaw reads it (`preview-streaming.ts`, `doctor-contract.ts`).
 
+Interactions over HTTP (§3.6): the Ed25519 signature of a request (`X-Signature-Ed25519` over
+`X-Signature-Timestamp` + the raw body, the app's public key), the interaction's shape with its
+ids bounded (snowflakes, the token's length and alphabet), and a slash command as routing input
+as OpenClaw's native commands map it (`native-command.ts`, `native-command-context.ts`): the
+routed conversation's peer, the user's slash session `agent:<agentId>:discord:slash:<userId>`
+(`resolveNativeCommandSessionTargets`), the command text `/<name> <input>`
+(`buildCommandTextFromArgs`), and the commands registered with Discord.
+
 Pure functions: the ingress adapter does the WebSocket, the HTTP and the bus."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -19,29 +31,55 @@ from ..config import ChannelAccount, ChannelConfig, ChannelStreaming, ConfigErro
 from ..ids import DEFAULT_ACCOUNT_ID, normalize_account_id
 from ..wire import Peer, Sender
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 __all__ = [
     "CLOSE_FATAL",
     "CLOSE_NEW_SESSION",
+    "COMMANDS",
     "DEFAULT_API_BASE_URL",
+    "DEFAULT_INTERACTIONS_PATH",
     "ENV_API_URL",
+    "ENV_PUBLIC_KEY",
     "ENV_TOKEN",
+    "EPHEMERAL",
     "INTENTS",
+    "INTERACTION_REPLY",
+    "SIGNATURE_WINDOW",
     "TEXT_LIMIT",
     "THREAD_TYPES",
     "Author",
     "BotIdentity",
     "DiscordInbound",
     "Frame",
+    "Interaction",
+    "InteractionType",
     "Message",
     "Op",
+    "ResponseType",
+    "SlashCommand",
+    "SlashInbound",
     "StreamingMode",
     "api_base_url",
+    "application_id_from_token",
+    "command_definitions",
+    "commands_hash",
+    "configured_application_id",
+    "ephemeral_replies",
+    "interactions_path",
+    "load_public_key",
     "max_lines",
+    "native_commands_enabled",
+    "normalize_interaction",
     "normalize_message",
     "preview_mode",
+    "resolve_public_key",
     "resolve_token",
+    "slash_session_key",
     "streaming_source",
     "text_chunk_limit",
+    "verify_interaction",
 ]
 
 DEFAULT_API_BASE_URL: Final = "https://discord.com/api/v10"
@@ -307,3 +345,351 @@ def preview_mode(section: ChannelConfig | None, account_id: str) -> StreamingMod
             break
     found = streaming_source(section)
     return found[0] if found is not None else "off"
+
+
+# --- interactions over HTTP (channel-protocols.md §3.6) -----------------------------------
+
+ENV_PUBLIC_KEY: Final = "DISCORD_PUBLIC_KEY"
+DEFAULT_INTERACTIONS_PATH: Final = "/discord/interactions"
+# a signature whose timestamp is further than this from now is refused (a replayed request):
+# Discord signs each request as it sends it
+SIGNATURE_WINDOW: Final = 300.0
+EPHEMERAL: Final = 1 << 6  # message flag: shown to the interaction's user only
+# a slash command's platform message id is `<channel id>:interaction:<interaction id>`: its
+# reply edits the interaction's deferred answer instead of posting into the channel
+INTERACTION_REPLY: Final = "interaction:"
+# OpenClaw's `sessionPrefix` for Discord's native commands
+SLASH_SESSION_PREFIX: Final = "discord:slash"
+
+_CHAT_INPUT: Final = 1  # application command type of a slash command (2, 3: context menus)
+_STRING: Final = 3  # option type
+_HEX_SIGNATURE: Final = re.compile(r"[0-9a-fA-F]{128}")
+_HEX_KEY: Final = re.compile(r"[0-9a-fA-F]{64}")
+_TIMESTAMP: Final = re.compile(r"[0-9]{1,12}")
+_SNOWFLAKE: Final = re.compile(r"[0-9]{1,20}")
+
+# ids are snowflakes (decimal, 64 bits): anything else is refused before it reaches a subject,
+# a KV key or a URL
+Snowflake = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,20}\Z")]  # (`$` would pass a newline)
+# the interaction's token goes into webhook URLs: URL-safe characters only, bounded
+InteractionToken = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._~-]{1,1024}\Z")]
+
+
+class InteractionType:
+    PING: Final = 1
+    APPLICATION_COMMAND: Final = 2
+    MESSAGE_COMPONENT: Final = 3
+    AUTOCOMPLETE: Final = 4
+    MODAL_SUBMIT: Final = 5
+
+
+class ResponseType:
+    """An interaction's answer (`{"type": …, "data"?: …}`)."""
+
+    PONG: Final = 1
+    CHANNEL_MESSAGE: Final = 4  # CHANNEL_MESSAGE_WITH_SOURCE
+    DEFERRED_CHANNEL_MESSAGE: Final = 5  # "thinking…"; the reply edits it later
+    AUTOCOMPLETE_RESULT: Final = 8
+
+
+class _IxUser(msgspec.Struct, frozen=True):
+    id: Snowflake
+    username: str = ""
+    global_name: str | None = None
+    bot: bool = False
+
+
+class _IxMember(msgspec.Struct, frozen=True):
+    """A guild interaction's `member` (with its `user`, unlike a message's)."""
+
+    user: _IxUser | None = None
+    roles: list[Snowflake] = []
+
+
+class _IxChannel(msgspec.Struct, frozen=True):
+    id: Snowflake
+    type: int = 0
+    parent_id: Snowflake | None = None
+
+
+class CommandOption(msgspec.Struct, frozen=True):
+    name: str
+    type: int = 0
+    value: str | int | float | bool | None = None
+    options: list[CommandOption] = []  # a sub-command's own
+
+
+class CommandData(msgspec.Struct, frozen=True):
+    """An APPLICATION_COMMAND's `data` (a component's or a modal's decodes too, nameless)."""
+
+    name: str = ""
+    type: int = _CHAT_INPUT
+    options: list[CommandOption] = []
+
+
+class Interaction(msgspec.Struct, frozen=True):
+    """What Discord POSTs to the Interactions Endpoint URL (the fields a gateway needs)."""
+
+    id: Snowflake
+    application_id: Snowflake
+    type: int
+    token: InteractionToken | None = None
+    data: CommandData | None = None
+    guild_id: Snowflake | None = None
+    channel_id: Snowflake | None = None
+    channel: _IxChannel | None = None
+    member: _IxMember | None = None  # in a guild
+    user: _IxUser | None = None  # in a DM
+
+
+@dataclass(frozen=True)
+class SlashCommand:
+    """A command clawmesh registers and serves. A control command (OpenClaw's, by its native
+    name and description) becomes `/<name> <input>`; the prompt command's option is the text."""
+
+    name: str
+    description: str
+    option: str | None = None  # its one string option
+    option_description: str = ""
+    required: bool = False
+    control: bool = True
+
+
+# OpenClaw registers its whole chat-command catalogue; clawmesh registers the control commands it
+# serves (OpenClaw's `new`, `reset`, `status`, `stop`: names, descriptions and the optional
+# `input` option of a command that takes arguments, as OpenClaw's native specs have them) and
+# `ask`, clawmesh's own: its `prompt` is the message.
+COMMANDS: Final = (
+    SlashCommand("ask", "Ask the agent.", "prompt", "What to ask", required=True, control=False),
+    SlashCommand("new", "Start a new session.", "input", "Command input"),
+    SlashCommand("reset", "Reset the current session.", "input", "Command input"),
+    SlashCommand("status", "Show current status.", "input", "Command input"),
+    SlashCommand("stop", "Stop the current run."),
+)
+_BY_NAME: Final = {c.name: c for c in COMMANDS}
+
+
+def command_definitions() -> list[dict[str, Any]]:
+    """The body of `PUT /applications/{id}/commands`, each command as OpenClaw's client
+    serializes one: a slash command (type 1) usable in guilds, the bot's DMs and private
+    channels, installable on a guild or a user."""
+    out: list[dict[str, Any]] = []
+    for c in COMMANDS:
+        spec: dict[str, Any] = {"name": c.name, "description": c.description, "type": _CHAT_INPUT}
+        if c.option is not None:
+            spec["options"] = [
+                {
+                    "name": c.option,
+                    "description": c.option_description,
+                    "type": _STRING,
+                    "required": c.required,
+                }
+            ]
+        spec.update(integration_types=[0, 1], contexts=[0, 1, 2], default_member_permissions=None)
+        out.append(spec)
+    return out
+
+
+def commands_hash(definitions: list[dict[str, Any]]) -> str:
+    """A registered set's fingerprint: registering the same set again is skipped (OpenClaw keeps
+    one per application too)."""
+    return hashlib.sha256(msgspec.json.encode(definitions, order="sorted")).hexdigest()
+
+
+@dataclass(frozen=True)
+class SlashInbound:
+    """One slash command to answer, mapped as OpenClaw maps a native command: the routed
+    conversation (the channel, thread or DM it was used in) is the peer."""
+
+    interaction_id: str
+    application_id: str
+    token: str  # the interaction's webhook token (15 minutes): never logged
+    command: SlashCommand
+    text: str
+    channel_id: str
+    guild_id: str | None
+    parent_id: str | None  # a thread's parent channel
+    peer: Peer
+    parent_peer: Peer | None
+    sender: Sender
+    member_role_ids: tuple[str, ...]
+
+    @property
+    def is_direct(self) -> bool:
+        return self.guild_id is None
+
+    @property
+    def platform_message_id(self) -> str:
+        return f"{self.channel_id}:{INTERACTION_REPLY}{self.interaction_id}"
+
+
+SlashDropped = Literal[
+    "not-chat-input", "unknown-command", "no-token", "no-user", "bot", "no-channel", "group-dm", "empty"
+]
+
+
+def _option_text(data: CommandData, name: str | None) -> str:
+    if name is None:
+        return ""
+    for option in data.options:
+        if option.name == name and option.value is not None:
+            return option.value if isinstance(option.value, str) else str(option.value)
+    return ""
+
+
+def normalize_interaction(ix: Interaction) -> SlashInbound | SlashDropped:
+    """The slash command in an APPLICATION_COMMAND interaction, or why it is not one to run:
+    not a slash command (a context-menu command), one clawmesh does not serve, no user or
+    channel, a bot, a group DM (OpenClaw's `dm.groupEnabled` default), an empty prompt."""
+    data = ix.data
+    if data is None or data.type != _CHAT_INPUT:
+        return "not-chat-input"
+    command = _BY_NAME.get(data.name)
+    if command is None:
+        return "unknown-command"
+    if not ix.token:
+        return "no-token"
+    user = ix.member.user if ix.member is not None and ix.member.user is not None else ix.user
+    if user is None:
+        return "no-user"
+    if user.bot:
+        return "bot"
+    channel_id = ix.channel.id if ix.channel is not None else ix.channel_id
+    if not channel_id:
+        return "no-channel"
+    kind = ix.channel.type if ix.channel is not None else (DM if ix.guild_id is None else 0)
+    value = _option_text(data, command.option).strip()
+    if command.control:
+        text = f"/{command.name} {value}" if value else f"/{command.name}"
+    elif not value:
+        return "empty"
+    else:
+        text = value
+    parent_id: str | None = None
+    if ix.guild_id is None:
+        if kind == GROUP_DM:
+            return "group-dm"
+        peer, parent = Peer(kind="direct", id=user.id), None
+    else:
+        peer = Peer(kind="channel", id=channel_id)
+        found = ix.channel.parent_id if ix.channel is not None else None
+        parent_id = found if kind in THREAD_TYPES and found else None
+        parent = Peer(kind="channel", id=parent_id) if parent_id else None
+    return SlashInbound(
+        interaction_id=ix.id,
+        application_id=ix.application_id,
+        token=ix.token,
+        command=command,
+        text=text,
+        channel_id=channel_id,
+        guild_id=ix.guild_id,
+        parent_id=parent_id,
+        peer=peer,
+        parent_peer=parent,
+        sender=Sender(id=user.id, username=user.username or None, name=user.global_name or None),
+        member_role_ids=tuple(ix.member.roles) if ix.member is not None else (),
+    )
+
+
+def slash_session_key(agent_id: str, user_id: str) -> str:
+    """The session a slash command's prompt runs in: `agent:<agentId>:discord:slash:<userId>`
+    (OpenClaw's `resolveNativeCommandSessionTargets`, its Discord `sessionPrefix`)."""
+    return f"agent:{agent_id}:{SLASH_SESSION_PREFIX}:{user_id}"
+
+
+def verify_interaction(
+    key: Ed25519PublicKey, timestamp: str, signature: str, body: bytes, now: float
+) -> str | None:
+    """None when the request is Discord's: `signature` (hex) is the app's Ed25519 signature of
+    `timestamp` + the raw body, and `timestamp` is within `SIGNATURE_WINDOW` of now; else why
+    not. Nothing of the body is read before."""
+    from cryptography.exceptions import InvalidSignature
+
+    if not _TIMESTAMP.fullmatch(timestamp):
+        return "missing or malformed X-Signature-Timestamp"
+    if abs(now - int(timestamp)) > SIGNATURE_WINDOW:
+        return "stale X-Signature-Timestamp (outside the 5-minute window)"
+    if not _HEX_SIGNATURE.fullmatch(signature):
+        return "missing or malformed X-Signature-Ed25519"
+    try:
+        key.verify(bytes.fromhex(signature), timestamp.encode() + body)
+    except InvalidSignature:
+        return "wrong X-Signature-Ed25519"
+    return None
+
+
+def load_public_key(value: str, path: str) -> Ed25519PublicKey:
+    """The app's public key (the Developer Portal's hex string); ConfigError naming the key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    if not _HEX_KEY.fullmatch(value):
+        raise ConfigError(
+            [
+                Problem(
+                    f"{path}.publicKey",
+                    "expected the application's public key: 64 hex characters (Developer Portal, "
+                    "General Information)",
+                )
+            ]
+        )
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(value))
+
+
+def resolve_public_key(
+    settings: ChannelAccount, account_id: str, env: Mapping[str, str], path: str
+) -> str | None:
+    """`publicKey` (a clawmesh key: a string, `${VAR}` or a SecretRef), else `DISCORD_PUBLIC_KEY`
+    for the default account. None: the account serves no interactions endpoint."""
+    configured = (secret_value(settings.public_key, env, f"{path}.publicKey") or "").strip()
+    if not configured and account_id == DEFAULT_ACCOUNT_ID:
+        configured = (env.get(ENV_PUBLIC_KEY) or "").strip()
+    return configured or None
+
+
+def interactions_path(settings: ChannelAccount, path: str) -> str:
+    """Where the interactions endpoint is served: `webhookPath` (a clawmesh key for Discord),
+    default `/discord/interactions`."""
+    found = settings.webhook_path or DEFAULT_INTERACTIONS_PATH
+    if not found.startswith("/"):
+        raise ConfigError([Problem(f"{path}.webhookPath", f"must start with '/', got {found!r}")])
+    return found
+
+
+def configured_application_id(settings: ChannelAccount, path: str) -> str | None:
+    """`applicationId` (OpenClaw's key: the app slash commands are registered for), checked to
+    be an id (it goes into a URL and a KV key); None when unset."""
+    found = (settings.application_id or "").strip()
+    if not found:
+        return None
+    if not _SNOWFLAKE.fullmatch(found):
+        raise ConfigError(
+            [Problem(f"{path}.applicationId", f"expected the application's id (digits), got {found[:40]!r}")]
+        )
+    return found
+
+
+def application_id_from_token(token: str) -> str | None:
+    """The application id a bot token starts with (base64 of the bot's user id), as OpenClaw's
+    `parseApplicationIdFromToken` reads it; None when it is not there."""
+    first, dot, _ = token.partition(".")
+    if not dot or not first:
+        return None
+    try:
+        decoded = base64.b64decode(first.replace("-", "+").replace("_", "/") + "=" * (-len(first) % 4))
+        text = decoded.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    return text if _SNOWFLAKE.fullmatch(text) else None
+
+
+def native_commands_enabled(settings: ChannelAccount) -> bool:
+    """`commands.native` (OpenClaw's key; `auto`, its default, is on for Discord): whether the
+    slash commands are registered with Discord."""
+    native = settings.commands.native if settings.commands is not None else None
+    return native is not False
+
+
+def ephemeral_replies(settings: ChannelAccount) -> bool:
+    """`slashCommand.ephemeral` (OpenClaw's default true): a slash command's answer is shown to
+    the user who ran it only."""
+    return settings.slash_command is None or settings.slash_command.ephemeral is not False

@@ -20,37 +20,78 @@ the final reply then replaces the preview in place (its first part; the rest fol
 messages), or is sent anew when the preview is gone (404 `Unknown Message`). `block` is served
 as `partial` (logged once); `progress` as `off` (the config loader warns). What is not
 Discord's is shared with Telegram (`..preview`).
+
+Slash commands (an account with `publicKey`): Discord POSTs interactions to `webhookPath`
+(default `/discord/interactions`) on ingress's own HTTP server. The body is read once (bounded)
+and the Ed25519 signature checked before anything is parsed (401 otherwise); PING is answered
+PONG. A command is mapped as OpenClaw maps a native command (`clawmesh.channels.discord`),
+handed to the access policy and stored, then answered DEFERRED (type 5, ephemeral per
+`slashCommand.ephemeral`) — or, refused, with OpenClaw's ephemeral refusal. Its token is kept in
+KV `delivered` (`discord.interaction.<id>`), so the reply, on whichever replica delivers it,
+edits the deferred answer (`PATCH /webhooks/{app}/{token}/messages/@original`) and sends the
+rest of a long reply as follow-ups. What takes longer than the 3 s Discord allows is answered
+DEFERRED in time and finished in the background (a late refusal or failure edits the answer).
+The commands are registered with Discord at start (`PUT /applications/{id}/commands`, unless
+`commands.native` is false), once per changed set.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 import msgspec
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from clawmesh.bus import ServiceContext
 from clawmesh.channels import AccessRequest, PairingChallenge
 from clawmesh.channels.accounts import AccountSettings
 from clawmesh.channels.discord import (
+    COMMANDS,
     DM,
+    EPHEMERAL,
+    INTERACTION_REPLY,
     THREAD_TYPES,
     BotIdentity,
     DiscordInbound,
+    Interaction,
+    InteractionType,
     Message,
+    ResponseType,
+    SlashInbound,
     StreamingMode,
     api_base_url,
+    application_id_from_token,
+    command_definitions,
+    commands_hash,
+    configured_application_id,
+    ephemeral_replies,
+    interactions_path,
+    load_public_key,
     max_lines,
+    native_commands_enabled,
+    normalize_interaction,
     normalize_message,
     preview_mode,
+    resolve_public_key,
+    slash_session_key,
     text_chunk_limit,
+    verify_interaction,
 )
 from clawmesh.channels.text import cap_lines, split_text
 from clawmesh.config import ChannelAccount
-from clawmesh.errors import best_effort
+from clawmesh.errors import ClawmeshError, best_effort
+from clawmesh.routing import resolve_route
 from clawmesh.wire import InboundMessage, OutboundMessage, now
 
+from ...http import BodyTimeout, BodyTooLarge, read_body
 from ...turns import PendingTurn, Unavailable, turn_id_for
 from ..base import (
     BackgroundTasks,
@@ -63,7 +104,7 @@ from ..base import (
 from ..inbound import ChannelInbound
 from ..preview import Previews
 from .gateway import Gateway
-from .rest import NetworkError, RestApi, RestError
+from .rest import UNKNOWN_WEBHOOK, NetworkError, RestApi, RestError
 
 __all__ = ["DiscordAdapter"]
 
@@ -73,6 +114,43 @@ _CHANNELS_KEPT: Final = 50_000
 # OpenClaw's `minInitialChars` for a Discord draft: the first preview waits for this much text, so
 # the notification it causes says something
 MIN_PREVIEW_CHARS: Final = 30
+MAX_INTERACTION_BYTES: Final = 1 << 20
+# OpenClaw's answers to a slash command the access policy refuses (`native-command.ts`); None:
+# ephemeral per `slashCommand.ephemeral`, else always ephemeral
+NOT_AUTHORIZED: Final = "You are not authorized to use this command."
+_REFUSALS: Final[dict[str, tuple[str, bool | None]]] = {
+    "dm-disabled": ("Discord DMs are disabled.", None),
+    "group-policy-disabled": ("This channel is not allowed.", None),
+    "group-not-allowed": ("This channel is not allowed.", None),
+    "group-allowlist-empty": ("This channel is not allowed.", None),
+    "group-disabled": ("This channel is disabled.", None),
+}
+_NOT_RUN: Final = {
+    "group-dm": "Discord group DMs are disabled.",
+    "empty": "Nothing to ask: the prompt is empty.",
+}
+NOT_SERVED: Final = "This command is not available."
+FAILED: Final = "⚠️ The command could not be accepted; please try again."
+_REGISTER_TRIES: Final = 5
+
+
+class _InteractionRecord(msgspec.Struct):
+    """What the reply to a slash command needs (KV `delivered`, `discord.interaction.<id>`):
+    its webhook (application id and token: 15 minutes) and whether the deferred answer is
+    still to be edited."""
+
+    application_id: str
+    token: str
+    ephemeral: bool = True
+    answered: bool = False
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """A slash command's outcome: stored (or a duplicate), or `text` to answer instead."""
+
+    text: str | None = None
+    ephemeral: bool = True
 
 
 class _ChannelInfo(msgspec.Struct):
@@ -89,6 +167,8 @@ class _Guild(msgspec.Struct):
 _message = msgspec.json.Decoder(Message)
 _channel = msgspec.json.Decoder(_ChannelInfo)
 _guild = msgspec.json.Decoder(_Guild)
+_interaction = msgspec.json.Decoder(Interaction)
+_record = msgspec.json.Decoder(_InteractionRecord)
 
 
 class DiscordAdapter:
@@ -100,6 +180,8 @@ class DiscordAdapter:
     # client's bucket (`X-RateLimit-Remaining: 0`), a 429 stops a preview (the final reply
     # still comes)
     EDIT_INTERVAL: ClassVar[float] = 1.2
+    # a slash command not stored by then is answered DEFERRED anyway: Discord waits 3 s
+    ACK_BUDGET: ClassVar[float] = 2.0
 
     def __init__(
         self, ctx: ServiceContext, account: AccountSettings, token: str, inbound: ChannelInbound
@@ -108,6 +190,18 @@ class DiscordAdapter:
         self.account = account
         self.inbound = inbound
         self._live = LiveSettings(ctx.holder, self.channel, account)
+        env, where = ctx.holder.current.env, account.path
+        public = resolve_public_key(account.settings, account.account_id, env, where)
+        # None: no interactions endpoint (the Gateway only)
+        self._public_key = load_public_key(public, where) if public is not None else None
+        self.interactions_path = interactions_path(account.settings, where) if public is not None else None
+        # the application slash commands are registered for (None: asked of Discord)
+        self._application_id = (
+            (configured_application_id(account.settings, where) or application_id_from_token(token))
+            if public is not None
+            else None
+        )
+        self.commands_registered: str | None = None  # the application the commands were registered for
         self.api = RestApi(api_base_url(account.settings, ctx.holder.current.env, account.path), token)
         self.gateway = Gateway(
             self.api,
@@ -127,6 +221,7 @@ class DiscordAdapter:
             ctx, self.channel, account.account_id, str, failures=(RestError, NetworkError), log=log
         )
         self._block_noted = False
+        self._gateway_interactions_noted = False
 
     # --- settings a config reload changes at once (from the next message on) ----------------
 
@@ -165,6 +260,8 @@ class DiscordAdapter:
     async def start(self) -> None:
         # in the background: an unreachable Discord must not keep ingress from starting
         self.gateway.start()
+        if self._public_key is not None and native_commands_enabled(self.settings):
+            self._tasks.spawn(self._register_commands())
 
     async def stop_inbound(self) -> None:
         await self.gateway.stop()
@@ -181,11 +278,15 @@ class DiscordAdapter:
             "mode": "gateway",
             "ready": self.bot is not None,
             "bot": self.bot.username if self.bot else None,
+            "interactions": self.interactions_path,
+            "commands": self.commands_registered,
             **self.gateway.status(),
         }
 
     def webhook_routes(self) -> list[WebhookRoute]:
-        return []
+        if self.interactions_path is None:
+            return []
+        return [WebhookRoute(host=None, port=None, path=self.interactions_path, handler=self.on_interaction)]
 
     # --- in ---------------------------------------------------------------------------------
 
@@ -209,6 +310,18 @@ class DiscordAdapter:
                 guild = _guild.decode(data)
                 for info in (*guild.channels, *guild.threads):
                     self._remember(info)
+            elif name == "INTERACTION_CREATE":
+                # Discord sends interactions here only while the app has no Interactions Endpoint
+                # URL; clawmesh serves them over HTTP only
+                counters["discord_gateway_interactions_ignored"] += 1
+                if not self._gateway_interactions_noted:
+                    self._gateway_interactions_noted = True
+                    log.warning(
+                        "discord %s: a slash command arrived over the Gateway and is not answered: "
+                        "set the app's Interactions Endpoint URL to ingress's %s (with publicKey)",
+                        self.account.account_id,
+                        self.interactions_path or "webhookPath",
+                    )
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             counters["discord_dispatch_malformed"] += 1
             log.warning("discord %s: a malformed %s ignored: %s", self.account.account_id, name, exc)
@@ -348,6 +461,9 @@ class DiscordAdapter:
         target: str | None = None
         if out.reply_to and ":" in out.reply_to:
             target, answered = out.reply_to.split(":", 1)
+        if answered is not None and answered.startswith(INTERACTION_REPLY):
+            await self._deliver_interaction(out, answered.removeprefix(INTERACTION_REPLY), progress)
+            return
         target = target or out.thread_id
         settings = self.settings
         pieces = self._pieces(out.text)
@@ -387,3 +503,278 @@ class DiscordAdapter:
             raise PermanentSendError(f"Discord refused the reply: {exc}") from None
         except NetworkError as exc:
             raise TransientSendError(str(exc)) from None
+
+    # --- slash commands: interactions over HTTP ---------------------------------------------
+
+    async def on_interaction(self, request: Request) -> Response:
+        """Discord's POST to the Interactions Endpoint URL: verified, then answered (PING, a
+        slash command, or what clawmesh does not serve)."""
+        assert self._public_key is not None
+        counters = self.ctx.counters
+        try:
+            body = await read_body(request, MAX_INTERACTION_BYTES)
+        except BodyTooLarge:
+            return JSONResponse({"error": "request too large"}, status_code=413)
+        except BodyTimeout:
+            return JSONResponse({"error": "request body not received in time"}, status_code=408)
+        why = verify_interaction(
+            self._public_key,
+            request.headers.get("x-signature-timestamp", ""),
+            request.headers.get("x-signature-ed25519", ""),
+            body,
+            time.time(),
+        )
+        if why is not None:
+            counters["discord_interactions_refused"] += 1
+            return JSONResponse({"error": why}, status_code=401)
+        try:
+            ix = _interaction.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            counters["discord_interactions_malformed"] += 1
+            return JSONResponse({"error": f"not a Discord interaction: {exc}"}, status_code=400)
+        if ix.type == InteractionType.PING:
+            return JSONResponse({"type": ResponseType.PONG})
+        if ix.type == InteractionType.APPLICATION_COMMAND:
+            return await self._command(ix)
+        counters["discord_interactions_ignored"] += 1
+        if ix.type == InteractionType.AUTOCOMPLETE:  # no option offers choices
+            return JSONResponse({"type": ResponseType.AUTOCOMPLETE_RESULT, "data": {"choices": []}})
+        if ix.type in (InteractionType.MESSAGE_COMPONENT, InteractionType.MODAL_SUBMIT):
+            return _answer_with(NOT_SERVED, ephemeral=True)
+        return JSONResponse({"error": f"unknown interaction type {ix.type}"}, status_code=400)
+
+    async def _command(self, ix: Interaction) -> Response:
+        counters = self.ctx.counters
+        ephemeral = ephemeral_replies(self.settings)
+        sc = normalize_interaction(ix)
+        if isinstance(sc, str):
+            counters["discord_interactions_ignored"] += 1
+            return _answer_with(_NOT_RUN.get(sc, NOT_SERVED), ephemeral=True)
+        counters["discord_commands"] += 1
+        # stored before it is answered; what Discord's 3 s do not allow is finished afterwards
+        taking = asyncio.ensure_future(self._take(sc, ephemeral))
+        try:
+            taken = await asyncio.wait_for(asyncio.shield(taking), self.ACK_BUDGET)
+        except TimeoutError:
+            counters["discord_commands_late"] += 1
+            self._tasks.spawn(self._late(taking, sc))
+            return _deferred(ephemeral)
+        if taken.text is None:
+            return _deferred(ephemeral)
+        return _answer_with(taken.text, ephemeral=taken.ephemeral)
+
+    async def _take(self, sc: SlashInbound, ephemeral: bool) -> _Taken:
+        try:
+            return await self._store(sc, ephemeral)
+        except Exception:  # a bug: the user is told, the endpoint keeps serving
+            self.ctx.counters["discord_commands_failed"] += 1
+            log.exception("discord %s: slash command %s failed", self.account.account_id, sc.interaction_id)
+            return _Taken(FAILED)
+
+    async def _store(self, sc: SlashInbound, ephemeral: bool) -> _Taken:
+        """The access policy, then the message stored (its interaction's record first, so the
+        reply always finds it); what to answer instead when it is not stored."""
+        records = self.ctx.kv["delivered"]
+        key = _record_key(sc.interaction_id)
+        record = _InteractionRecord(application_id=sc.application_id, token=sc.token, ephemeral=ephemeral)
+        try:
+            await records.create(key, msgspec.json.encode(record))
+        except KeyWrongLastSequenceError:
+            pass  # the same interaction again: its record stays as it is
+        except Exception as exc:
+            log.warning("discord %s: slash command not accepted: KV: %s", self.account.account_id, exc)
+            return _Taken(FAILED)
+        acct = self.account.account_id
+        inbound = InboundMessage(
+            id=turn_id_for(self.channel, acct, sc.platform_message_id),
+            channel=self.channel,
+            account_id=acct,
+            peer=sc.peer,
+            parent_peer=sc.parent_peer,
+            guild_id=sc.guild_id,
+            member_role_ids=list(sc.member_role_ids),
+            sender=sc.sender,
+            text=sc.text,
+            message_id=sc.platform_message_id,
+            received_at=now(),
+            reply_events="final",
+        )
+        if not sc.command.control:
+            inbound = self._in_slash_session(inbound, sc)
+        request = AccessRequest(
+            channel=self.channel,
+            account=acct,
+            chat_type="direct" if sc.is_direct else "channel",
+            sender_id=sc.sender.id,
+            sender_username=sc.sender.username,
+            sender_name=sc.sender.name or sc.sender.username,
+            group_id=None if sc.is_direct else sc.channel_id,
+            parent_id=sc.parent_id,
+            guild_id=sc.guild_id,
+            member_role_ids=sc.member_role_ids,
+            # a native command is addressed to the bot (OpenClaw: `wasMentioned: true`)
+            was_mentioned=True,
+            can_detect_mention=True,
+            text=sc.text,
+            is_command=True,
+        )
+        try:
+            result = await self.inbound.submit(request, inbound, follow=False)
+        except Unavailable as exc:
+            log.warning("discord %s: slash command not stored: %s", acct, exc)
+            return _Taken(FAILED)
+        if result.denied is None:
+            return _Taken()
+        with best_effort(self.ctx.counters, "discord_interaction_record", log=log):
+            await records.delete(key)  # no reply will need the token
+        if isinstance(result.denied, PairingChallenge):
+            return _Taken(result.denied.reply)
+        text, own = _REFUSALS.get(result.denied.reason, (NOT_AUTHORIZED, True))
+        return _Taken(text, ephemeral if own is None else own)
+
+    def _in_slash_session(self, inbound: InboundMessage, sc: SlashInbound) -> InboundMessage:
+        """The prompt command runs in the user's slash session of the agent the conversation
+        routes to (OpenClaw: `agent:<agentId>:discord:slash:<userId>`, the route's agent). With
+        no agent to route to, the message goes as it is: the router refuses it as it refuses
+        the conversation's messages."""
+        parent = sc.parent_peer
+        try:
+            route = resolve_route(
+                self.ctx.holder.current,
+                channel=self.channel,
+                account_id=self.account.account_id,
+                peer={"kind": sc.peer.kind, "id": sc.peer.id},
+                parent_peer={"kind": parent.kind, "id": parent.id} if parent is not None else None,
+                guild_id=sc.guild_id,
+                member_role_ids=sc.member_role_ids,
+            )
+        except ClawmeshError:
+            return inbound
+        return msgspec.structs.replace(
+            inbound, agent_id=route.agent_id, session_key=slash_session_key(route.agent_id, str(sc.sender.id))
+        )
+
+    async def _late(self, taking: asyncio.Future[_Taken], sc: SlashInbound) -> None:
+        """A command answered DEFERRED before it was stored: a refusal or a failure, when it
+        comes, edits the deferred answer."""
+        taken = await taking
+        if taken.text is None:
+            return
+        with best_effort(self.ctx.counters, "discord_interaction_late", log=log):
+            await self.api.edit_original(sc.application_id, sc.token, taken.text)
+
+    async def _deliver_interaction(
+        self, out: OutboundMessage, interaction_id: str, progress: DeliveryProgress
+    ) -> None:
+        """A slash command's reply: its first part edits the deferred answer, the others are
+        follow-ups (ephemeral like it); a later reply to the same command (an approval prompt
+        before the answer) is all follow-ups."""
+        records = self.ctx.kv["delivered"]
+        key = _record_key(interaction_id)
+        try:
+            entry = await records.get(key)
+        except KeyNotFoundError:
+            raise PermanentSendError(
+                f"no interaction record for slash command {interaction_id} (kept a day): the reply cannot be sent"
+            ) from None
+        except Exception as exc:
+            raise TransientSendError(f"interaction record: {exc}") from None
+        try:
+            record = _record.decode(entry.value or b"")
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise PermanentSendError(
+                f"interaction record for {interaction_id} is unreadable: {exc}"
+            ) from None
+        pieces = self._pieces(out.text)
+        suppress = self.settings.suppress_embeds is not False
+        try:
+            for index, piece in enumerate(pieces):
+                if index < len(progress.sent):
+                    continue
+                if index == 0 and not record.answered:
+                    sent = await self.api.edit_original(
+                        record.application_id, record.token, piece, suppress_embeds=suppress
+                    )
+                    record.answered = True
+                    with best_effort(self.ctx.counters, "discord_interaction_record", log=log):
+                        await records.put(key, msgspec.json.encode(record))
+                else:
+                    sent = await self.api.follow_up(
+                        record.application_id,
+                        record.token,
+                        piece,
+                        ephemeral=record.ephemeral,
+                        suppress_embeds=suppress,
+                    )
+                await progress.part_sent(sent, last=index == len(pieces) - 1)
+        except RestError as exc:
+            if exc.transient:
+                raise TransientSendError(str(exc), exc.retry_after) from None
+            if exc.code == UNKNOWN_WEBHOOK:
+                raise PermanentSendError(
+                    f"the slash command's token expired (Discord keeps it 15 minutes): {exc}"
+                ) from None
+            raise PermanentSendError(f"Discord refused the reply: {exc}") from None
+        except NetworkError as exc:
+            raise TransientSendError(str(exc)) from None
+
+    async def _register_commands(self) -> None:
+        """`PUT /applications/{id}/commands` with the commands served here, as OpenClaw deploys
+        its native commands at start (in the background; failures only logged); skipped when
+        this set was registered for the application already (KV `channels`)."""
+        acct = self.account.account_id
+        definitions = command_definitions()
+        digest = commands_hash(definitions)
+        kv = self.ctx.kv["channels"]
+        delay = 1.0
+        for _ in range(_REGISTER_TRIES):
+            try:
+                app = self._application_id or await self.api.application_id()
+                key = f"discord.commands.{app}"
+                with contextlib.suppress(KeyNotFoundError):
+                    if (await kv.get(key)).value == digest.encode():
+                        self.commands_registered = app
+                        return
+                await self.api.put_commands(app, definitions)
+                await kv.put(key, digest.encode())
+                self.commands_registered = app
+                log.info(
+                    "discord %s: slash commands registered for application %s: /%s",
+                    acct,
+                    app,
+                    ", /".join(c.name for c in COMMANDS),
+                )
+                return
+            except RestError as exc:
+                if not exc.transient:
+                    log.warning("discord %s: slash commands not registered: %s", acct, exc)
+                    return
+                wait = exc.retry_after or delay
+                log.info("discord %s: registering slash commands: %s; again in %.0fs", acct, exc, wait)
+            except Exception as exc:  # the network, KV
+                wait = delay
+                log.info("discord %s: registering slash commands: %s; again in %.0fs", acct, exc, wait)
+            await asyncio.sleep(min(wait, 60.0))
+            delay = min(delay * 2, 60.0)
+        log.warning(
+            "discord %s: slash commands not registered (gave up after %d tries)", acct, _REGISTER_TRIES
+        )
+
+
+def _record_key(interaction_id: str) -> str:
+    return f"discord.interaction.{interaction_id}"
+
+
+def _answer_with(text: str, *, ephemeral: bool) -> JSONResponse:
+    """An interaction answered with a message (CHANNEL_MESSAGE_WITH_SOURCE) that pings nobody."""
+    data: dict[str, Any] = {"content": text[:2000], "allowed_mentions": {"parse": []}}
+    if ephemeral:
+        data["flags"] = EPHEMERAL
+    return JSONResponse({"type": ResponseType.CHANNEL_MESSAGE, "data": data})
+
+
+def _deferred(ephemeral: bool) -> JSONResponse:
+    """DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE: "thinking…", edited by the reply."""
+    if ephemeral:
+        return JSONResponse({"type": ResponseType.DEFERRED_CHANNEL_MESSAGE, "data": {"flags": EPHEMERAL}})
+    return JSONResponse({"type": ResponseType.DEFERRED_CHANNEL_MESSAGE})

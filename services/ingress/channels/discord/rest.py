@@ -3,6 +3,10 @@ a URL or a log line), Discord's error body (`{"code", "message"}`) and its rate 
 `retry_after`, and the `X-RateLimit-*` headers of every answer) turned into typed errors and
 waits.
 
+Interactions: the interaction's token travels in the webhook URL (`/webhooks/{app}/{token}`), so
+those calls carry no bot token, and neither an error nor the HTTP client's log line shows it
+(`<token>` instead).
+
 Rate-limit buckets: an answer that says a route's bucket is empty (`X-RateLimit-Remaining: 0`)
 holds the next request on that route until `X-RateLimit-Reset-After` has passed, instead of
 spending a request on a 429; a 429 itself is raised with its `retry_after` for the caller's
@@ -11,19 +15,48 @@ retry (the delivery's back-off)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
+import re
 import time
 from typing import Any, Final
 
 import httpx
 import msgspec
 
-__all__ = ["UNKNOWN_MESSAGE", "NetworkError", "RestApi", "RestError"]
+__all__ = ["UNKNOWN_MESSAGE", "UNKNOWN_WEBHOOK", "NetworkError", "RestApi", "RestError"]
 
 USER_AGENT: Final = "DiscordBot (https://github.com/clawmesh/clawmesh, 0.1)"
 _BUCKETS_KEPT: Final = 4096
 MAX_BUCKET_WAIT: Final = 60.0
 SUPPRESS_EMBEDS: Final = 1 << 2  # a longer reset is left to the 429 and the caller's retry
+EPHEMERAL: Final = 1 << 6  # a follow-up shown to the interaction's user only
 UNKNOWN_MESSAGE: Final = 10008  # Discord's code for a message that is gone (deleted) or never was
+UNKNOWN_WEBHOOK: Final = 10015  # an interaction token that expired (15 minutes) or never was
+_TOKEN_IN_PATH: Final = re.compile(r"(/(?:webhooks|interactions)/[0-9]+/)[^/?\s\"']+")
+
+
+class _RedactInteractionTokens(logging.Filter):
+    """httpx logs each request's URL at INFO: a webhook URL carries the interaction's token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(
+                _TOKEN_IN_PATH.sub(r"\1<token>", str(a)) if _TOKEN_IN_PATH.search(str(a)) else a for a in args
+            )
+        if isinstance(record.msg, str) and _TOKEN_IN_PATH.search(record.msg):
+            record.msg = _TOKEN_IN_PATH.sub(r"\1<token>", record.msg)
+        return True
+
+
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(_RedactInteractionTokens())
+
+
+def _webhook_route(application_id: str, token: str) -> str:
+    """An interaction's rate-limit bucket (its webhook), named without the token."""
+    return f"webhooks/{application_id}/{hashlib.blake2b(token.encode(), digest_size=8).hexdigest()}"
 
 
 class RestError(Exception):
@@ -95,22 +128,37 @@ class RestApi:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def call(self, method: str, path: str, body: Any = None, *, route: str | None = None) -> bytes:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        route: str | None = None,
+        shown: str | None = None,
+        auth: bool = True,
+    ) -> bytes:
         """The answer's body; RestError or NetworkError. `route` names the rate-limit bucket
-        (the path with its major parameter, e.g. `channels/123/messages`)."""
+        (the path with its major parameter, e.g. `channels/123/messages`); `shown` is the path
+        as errors name it (a webhook's without its token); `auth=False` sends no bot token (a
+        webhook URL is its own authentication)."""
         route = route or path
+        shown = shown or path
         wait = self._reset_at.get(route, 0.0) - time.monotonic()
         if wait > 0:
             await asyncio.sleep(min(wait, MAX_BUCKET_WAIT))
         try:
-            resp = await self._client.request(
+            request = self._client.build_request(
                 method,
                 path,
                 content=msgspec.json.encode(body) if body is not None else None,
                 headers={"content-type": "application/json"} if body is not None else None,
             )
-        except httpx.TransportError as exc:  # its message never carries the headers
-            raise NetworkError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+            if not auth:
+                del request.headers["authorization"]
+            resp = await self._client.send(request)
+        except httpx.TransportError as exc:  # its message never carries the headers (nor the URL)
+            raise NetworkError(f"{method} {shown}: {type(exc).__name__}: {exc}") from None
         self._note_bucket(route, resp)
         if resp.status_code < 400:
             return resp.content
@@ -127,7 +175,7 @@ class RestApi:
                 or _float(resp.headers.get("x-ratelimit-reset-after"))
                 or 1.0
             )
-        raise RestError(f"{method} {path}", resp.status_code, err.code, err.message, retry_after)
+        raise RestError(f"{method} {shown}", resp.status_code, err.code, err.message, retry_after)
 
     def _note_bucket(self, route: str, resp: httpx.Response) -> None:
         remaining = resp.headers.get("x-ratelimit-remaining")
@@ -184,3 +232,62 @@ class RestApi:
         body = {"content": content, "allowed_mentions": {"parse": []}}
         route = f"channels/{channel_id}/messages/{{message.id}}"
         await self.call("PATCH", f"channels/{channel_id}/messages/{message_id}", body, route=route)
+
+    # --- slash commands (interactions) ----------------------------------------------------
+
+    async def application_id(self) -> str:
+        """`GET /oauth2/applications/@me`: the bot's application (OpenClaw's fallback when the
+        token does not start with it)."""
+        return _id.decode(await self.call("GET", "oauth2/applications/@me")).id
+
+    async def put_commands(self, application_id: str, commands: list[dict[str, Any]]) -> None:
+        """`PUT /applications/{id}/commands`: the app's global commands become exactly these
+        (ids of commands kept by name stay the same)."""
+        route = f"applications/{application_id}/commands"
+        await self.call("PUT", route, commands, route=route)
+
+    def _webhook_body(self, content: str, flags: int) -> dict[str, Any]:
+        body: dict[str, Any] = {"content": content, "allowed_mentions": {"parse": []}}
+        if flags:
+            body["flags"] = flags
+        return body
+
+    async def edit_original(
+        self, application_id: str, token: str, content: str, *, suppress_embeds: bool = False
+    ) -> str:
+        """`PATCH /webhooks/{app}/{token}/messages/@original`: the interaction's answer (its
+        deferred "thinking…") becomes `content`; the message's id. An expired token is a 404
+        with code `UNKNOWN_WEBHOOK`."""
+        body = self._webhook_body(content, SUPPRESS_EMBEDS if suppress_embeds else 0)
+        answer = await self.call(
+            "PATCH",
+            f"webhooks/{application_id}/{token}/messages/@original",
+            body,
+            route=_webhook_route(application_id, token),
+            shown=f"webhooks/{application_id}/<token>/messages/@original",
+            auth=False,
+        )
+        return _id.decode(answer).id
+
+    async def follow_up(
+        self,
+        application_id: str,
+        token: str,
+        content: str,
+        *,
+        ephemeral: bool = False,
+        suppress_embeds: bool = False,
+        flags: int = 0,
+    ) -> str:
+        """`POST /webhooks/{app}/{token}`: a follow-up message of the interaction (`flags`:
+        `EPHEMERAL` for its user only); the message's id."""
+        flags |= (SUPPRESS_EMBEDS if suppress_embeds else 0) | (EPHEMERAL if ephemeral else 0)
+        answer = await self.call(
+            "POST",
+            f"webhooks/{application_id}/{token}",
+            self._webhook_body(content, flags),
+            route=_webhook_route(application_id, token),
+            shown=f"webhooks/{application_id}/<token>",
+            auth=False,
+        )
+        return _id.decode(answer).id
