@@ -2,7 +2,7 @@
 
 Runs OpenClaw 2026.9.6's own `/approve` parser (`parseApproveCommand`, commands-approve.ts) and
 exec-approval prompt (`buildExecApprovalPendingReplyPayload`, exec-approval-reply.ts) through
-`chat_approvals.mjs`. tests/unit/test_chat_approvals.py compares clawmesh with the file without
+`chat_approvals.mjs`. tests/unit/test_chat_approve_command.py compares clawmesh with the file without
 node. Needs OpenClaw 2026.9.6 and Node 24 from npm (docs/openclaw-oracle.md).
 """
 
