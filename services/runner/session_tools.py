@@ -481,30 +481,10 @@ class SessionTools:
                 args.timeout_seconds,
             )
         run_id = uuid.uuid4().hex
-        key, problem = await self._resolve_target(args)
-        if key is None:
-            return _json({"runId": run_id, "status": "error", "error": problem}), True
-        parsed = parse_agent_session_key(key)
-        if parsed is None:
-            return _json(
-                {"runId": run_id, "status": "error", "error": f"not a session key: {key[:200]}"}
-            ), True
-        target_agent = parsed.agent_id
-        if self.config.has_roster and self.config.agent(target_agent) is None:
-            return _json(
-                {"runId": run_id, "status": "error", "error": f"unknown agent '{target_agent}'"}
-            ), True
-        if key == self.turn.session_key:
-            return _json(
-                {
-                    "runId": run_id,
-                    "status": "error",
-                    "error": "sessions_send cannot target the current session.",
-                }
-            ), True
-        why = await self._refusal(key, "send")
-        if why is not None:
-            return _json({"runId": run_id, "status": "forbidden", "error": why, "sessionKey": key}), True
+        target = await self._send_target(args, run_id)
+        if isinstance(target, str):  # refused: the answer
+            return target, True
+        key, target_agent = target
         record = await self.ctx.sessions.get_session(key)
         target_channel = record[0].channel if record else ""
         wait = args.timeout_seconds
@@ -580,6 +560,29 @@ class SessionTools:
         return _json(
             {"runId": run_id, "status": "ok", "reply": event.text, "sessionKey": key, "delivery": delivery}
         ), False
+
+    async def _send_target(self, args: SessionsSendArgs, run_id: str) -> tuple[str, str] | str:
+        """The session `sessions_send` reaches and its agent, or the refusal's answer (OpenClaw's
+        shapes): the target must resolve, be a known agent's other session, and be allowed."""
+
+        def refused(error: str, status: str = "error", **extra: str) -> str:
+            return _json({"runId": run_id, "status": status, "error": error, **extra})
+
+        key, problem = await self._resolve_target(args)
+        if key is None:
+            return refused(problem)
+        parsed = parse_agent_session_key(key)
+        if parsed is None:
+            return refused(f"not a session key: {key[:200]}")
+        target_agent = parsed.agent_id
+        if self.config.has_roster and self.config.agent(target_agent) is None:
+            return refused(f"unknown agent '{target_agent}'")
+        if key == self.turn.session_key:
+            return refused("sessions_send cannot target the current session.")
+        why = await self._refusal(key, "send")
+        if why is not None:
+            return refused(why, "forbidden", sessionKey=key)
+        return key, target_agent
 
     # --- sessions_list / sessions_history / session_status / agents_list -----------------------
     async def _list(self, args: SessionsListArgs) -> tuple[str, bool]:
