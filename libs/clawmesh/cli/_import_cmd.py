@@ -61,7 +61,7 @@ def import_openclaw(
     run writes nothing new. Sessions need a running gateway (`clawmesh up`); --dry-run does not."""
     from ..checks import default_checks
     from ..config import ConfigError, load_config, parse_config
-    from ..migrate import openclaw_config_path, openclaw_state_dir, plan_files, session_summary
+    from ..migrate import openclaw_config_path, openclaw_state_dir, plan_files
 
     env = dict(os.environ)
     source = openclaw_state_dir(from_dir, env)
@@ -80,7 +80,6 @@ def import_openclaw(
     plan = plan_files(source, config_src, config_dst, oc_config, env)
     if not config_src.is_file():
         plan.config_state = "same"  # nothing to copy
-    summaries = {(a.agent_id, s.session_key): session_summary(s) for a in plan.agents for s in a.sessions}
     refused: list[str] = []
     if plan.config_state == "differs" and not yes:
         refused.append(f"{config_dst} exists and differs from {config_src}")
@@ -88,7 +87,45 @@ def import_openclaw(
         f"{f.dst} exists and differs from {f.src}" for f in plan.files() if f.state == "differs" and not yes
     ]
 
-    report: dict[str, Any] = {
+    report = _plan_report(source, config_src, config_dst, plan, dry_run, refused)
+
+    def say(text: str) -> None:
+        if not as_json:
+            console.print(text, markup=False, emoji=False)
+
+    _say_plan(say, plan, report, config_src, config_dst, dry_run=dry_run, yes=yes)
+    for problem in plan.problems:
+        err_console.print(f"skipped: {problem}", markup=False, emoji=False)
+    if refused:
+        for line in refused:
+            err_console.print(f"refused: {line}", markup=False, emoji=False)
+    if dry_run or refused:
+        if as_json:
+            print_json(report)
+        if refused:
+            fail(
+                f"{len(refused)} destination(s) differ from OpenClaw's; nothing imported (--yes replaces them)"
+            )
+        if plan.problems:
+            raise typer.Exit(1)
+        return
+
+    failures = _apply(ctx, plan, report, nats_url, say, as_json=as_json)
+    if as_json:
+        print_json(report)
+    skipped = len(plan.problems) + failures
+    if skipped:
+        fail(f"{skipped} item(s) were not imported (see above); the rest was")
+
+
+def _plan_report(
+    source: Path, config_src: Path, config_dst: Path, plan: Any, dry_run: bool, refused: list[str]
+) -> dict[str, Any]:
+    """The import plan as `--json` shows it (each session's state becomes its outcome later)."""
+    from ..migrate import session_summary
+
+    summaries = {(a.agent_id, s.session_key): session_summary(s) for a in plan.agents for s in a.sessions}
+    return {
         "source": str(source),
         "config": {"from": str(config_src), "to": str(config_dst), "state": plan.config_state},
         "dryRun": dry_run,
@@ -116,12 +153,20 @@ def import_openclaw(
         "refused": refused,
     }
 
-    def say(text: str) -> None:
-        if not as_json:
-            console.print(text, markup=False, emoji=False)
 
+def _say_plan(
+    say: Any,
+    plan: Any,
+    report: dict[str, Any],
+    config_src: Path,
+    config_dst: Path,
+    *,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """What will be (or, with --dry-run, would be) imported, for a person."""
     verb = "would " if dry_run else ""
-    say(f"OpenClaw state dir {source}")
+    say(f"OpenClaw state dir {report['source']}")
     config_note = {
         "new": f"{verb}copy to {config_dst}",
         "same": "unchanged" if config_src.is_file() else "none found",
@@ -146,28 +191,6 @@ def import_openclaw(
                     say(f"  {verb}{'copy' if f['state'] == 'new' else 'replace'} {f['from']} → {f['to']}")
             for s in sessions:
                 say(f"  {verb}import session {s['sessionKey']} ({s['turns']} turns) from {s['from']}")
-    for problem in plan.problems:
-        err_console.print(f"skipped: {problem}", markup=False, emoji=False)
-    if refused:
-        for line in refused:
-            err_console.print(f"refused: {line}", markup=False, emoji=False)
-    if dry_run or refused:
-        if as_json:
-            print_json(report)
-        if refused:
-            fail(
-                f"{len(refused)} destination(s) differ from OpenClaw's; nothing imported (--yes replaces them)"
-            )
-        if plan.problems:
-            raise typer.Exit(1)
-        return
-
-    failures = _apply(ctx, plan, report, nats_url, say, as_json=as_json)
-    if as_json:
-        print_json(report)
-    skipped = len(plan.problems) + failures
-    if skipped:
-        fail(f"{skipped} item(s) were not imported (see above); the rest was")
 
 
 def _apply(
