@@ -637,7 +637,6 @@ def channels_add(
     """Add or update a channel account (non-interactive; the token is never printed)."""
     from ..checks import default_checks
     from ..config import update_config_file
-    from ..ids import DEFAULT_ACCOUNT_ID
 
     if channel and channel_arg and channel.strip().lower() != channel_arg.strip().lower():
         fail(f'conflicting channels: "{channel}" and "{channel_arg}"', 2)
@@ -645,7 +644,6 @@ def channels_add(
     if not ch:
         fail("channel required: clawmesh channels add --channel <telegram|slack|discord|whatsapp> …", 2)
     acct = _account_opt(account)
-    keys: dict[str, Any] = {}
     given = {
         "--token": token,
         "--token-file": token_file,
@@ -655,39 +653,7 @@ def channels_add(
         "--signing-secret": signing_secret,
         "--mode": mode,
     }
-    allowed = {
-        "telegram": {"--token", "--token-file"},
-        "discord": {"--token"},
-        "slack": {"--bot-token", "--app-token", "--user-token", "--signing-secret", "--mode"},
-    }.get(ch, set())
-    wrong = [flag for flag, value in given.items() if value is not None and flag not in allowed]
-    if wrong:
-        fail(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not a {_label(ch)} option", 2)
-    if use_env:
-        if ch not in ENV_TOKENS:
-            fail(f"--use-env is not supported for {_label(ch)}", 2)
-        if acct != DEFAULT_ACCOUNT_ID:
-            names = " and ".join(ENV_TOKENS[ch].values())
-            fail(f"{names} can only be used for the default account.", 2)
-        missing = [v for v in ENV_TOKENS[ch].values() if not os.environ.get(v, "").strip()]
-        if missing:
-            fail(f"--use-env: {', '.join(missing)} is not set", 2)
-        if any(value is not None for flag, value in given.items() if flag != "--mode"):
-            fail("--use-env cannot be combined with token options", 2)
-    if token_file is not None:
-        _read_secret_file(token_file, "--token-file")
-        keys["tokenFile"] = str(Path(token_file).expanduser().resolve())
-    if token is not None:
-        keys["botToken" if ch == "telegram" else "token"] = token
-    for key, value in (
-        ("botToken", bot_token),
-        ("appToken", app_token),
-        ("userToken", user_token),
-        ("signingSecret", signing_secret),
-        ("mode", mode),
-    ):
-        if value is not None:
-            keys[key] = value
+    keys = _account_keys(ch, acct, given, use_env=use_env)
     if name is not None:
         keys["name"] = name
 
@@ -712,6 +678,49 @@ def channels_add(
             f"note: clawmesh has no {_label(ch)} adapter in this version; the account is only stored",
             markup=False,
         )
+
+
+def _account_keys(ch: str, acct: str, given: dict[str, str | None], *, use_env: bool) -> dict[str, Any]:
+    """The config keys `channels add` writes for the given flags (OpenClaw's per-channel flags;
+    a wrong or conflicting flag fails with the reason, exit 2)."""
+    from ..ids import DEFAULT_ACCOUNT_ID
+
+    allowed = {
+        "telegram": {"--token", "--token-file"},
+        "discord": {"--token"},
+        "slack": {"--bot-token", "--app-token", "--user-token", "--signing-secret", "--mode"},
+    }.get(ch, set())
+    wrong = [flag for flag, value in given.items() if value is not None and flag not in allowed]
+    if wrong:
+        fail(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not a {_label(ch)} option", 2)
+    if use_env:
+        if ch not in ENV_TOKENS:
+            fail(f"--use-env is not supported for {_label(ch)}", 2)
+        if acct != DEFAULT_ACCOUNT_ID:
+            names = " and ".join(ENV_TOKENS[ch].values())
+            fail(f"{names} can only be used for the default account.", 2)
+        missing = [v for v in ENV_TOKENS[ch].values() if not os.environ.get(v, "").strip()]
+        if missing:
+            fail(f"--use-env: {', '.join(missing)} is not set", 2)
+        if any(value is not None for flag, value in given.items() if flag != "--mode"):
+            fail("--use-env cannot be combined with token options", 2)
+    keys: dict[str, Any] = {}
+    token_file, token = given["--token-file"], given["--token"]
+    if token_file is not None:
+        _read_secret_file(token_file, "--token-file")
+        keys["tokenFile"] = str(Path(token_file).expanduser().resolve())
+    if token is not None:
+        keys["botToken" if ch == "telegram" else "token"] = token
+    for key, flag in (
+        ("botToken", "--bot-token"),
+        ("appToken", "--app-token"),
+        ("userToken", "--user-token"),
+        ("signingSecret", "--signing-secret"),
+        ("mode", "--mode"),
+    ):
+        if given[flag] is not None:
+            keys[key] = given[flag]
+    return keys
 
 
 @app.command("remove")
