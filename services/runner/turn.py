@@ -139,27 +139,9 @@ async def execute_turn(
             )
         assert fallback is not None
         agent = fallback
-    limit = config.settings.runtime.history_limit
     max_iterations = agent.tool_iterations
-    identity = agent.entry.identity
-    system = build_system_prompt(
-        agent.workspace,
-        identity_name=identity.name if identity else None,
-        identity_emoji=identity.emoji if identity else None,
-        override=agent.entry.system_prompt_override,
-    )
     options = turn.inbound.options or _NO_OPTIONS
-    if options.system:
-        system = f"{system}\n\n{options.system}" if system else options.system
-    images = tuple(
-        Image(mime=a.mime, data=a.data)
-        for a in turn.inbound.attachments
-        if a.data is not None and a.mime.startswith("image/")
-    )
-    messages: list[ChatMessage] = [
-        *to_chat_messages(history, limit),
-        UserMessage(text=turn.inbound.text, images=images),
-    ]
+    system, messages = _prompt(turn, agent, history, config.settings.runtime.history_limit, options)
     auth = _auth_for(agent)
     chain = (options.model,) if options.model else agent.models
     specs, client = _offered_tools(tools.specs, options)
@@ -226,6 +208,28 @@ async def execute_turn(
         f"stopped after {max_iterations} model/tool round trips",
         "raise tools.maxIterations (per agent or global) or runtime.toolIterations",
     )
+
+
+def _prompt(
+    turn: TurnRequest, agent: AgentView, history: list[TranscriptEntry], limit: int, options: TurnOptions
+) -> tuple[str, list[ChatMessage]]:
+    """The system prompt (the agent's, then the caller's `system`) and the messages: the
+    session's history within `limit`, then the turn's text with its images."""
+    identity = agent.entry.identity
+    system = build_system_prompt(
+        agent.workspace,
+        identity_name=identity.name if identity else None,
+        identity_emoji=identity.emoji if identity else None,
+        override=agent.entry.system_prompt_override,
+    )
+    if options.system:
+        system = f"{system}\n\n{options.system}" if system else options.system
+    images = tuple(
+        Image(mime=a.mime, data=a.data)
+        for a in turn.inbound.attachments
+        if a.data is not None and a.mime.startswith("image/")
+    )
+    return system, [*to_chat_messages(history, limit), UserMessage(text=turn.inbound.text, images=images)]
 
 
 _NO_OPTIONS: Final = TurnOptions()
