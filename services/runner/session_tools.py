@@ -217,32 +217,9 @@ class SessionTools:
         if remote is not None and any((f.mime_type or "").startswith("image/") for f in files):
             # a remote turn carries text only
             return _refused("error", f"image attachments cannot be sent to {target} (another gateway)")
-        mode = args.mode or "run"
-        depth = self.depth + 1
-        run_id = uuid.uuid4().hex
-        route = self.turn.route
-        inbound = self.turn.inbound
-        record = SpawnRecord(
-            child_session_key=child_key,
-            child_agent_id=target if remote is not None and target is not None else child_agent.id,
-            run_id=run_id,
-            parent_session_key=self.turn.session_key,
-            parent_agent_id=me.id,
-            parent_turn_id=self.turn.turn_id,
-            depth=depth,
-            task=args.task,
-            label=args.label or "",
-            mode=mode,
-            cleanup="keep" if mode == "session" else (args.cleanup or "keep"),
-            announce=args.announce or "parent",
-            run_timeout=float(args.run_timeout_seconds)
-            if args.run_timeout_seconds is not None
-            else limits.run_timeout,
-            channel=route.channel,
-            account_id=route.account_id,
-            peer=inbound.peer,
-            thread_id=inbound.thread_id,
-        )
+        child_agent_id = target if remote is not None and target is not None else child_agent.id
+        record = self._spawn_record(args, child_key, child_agent_id, limits.run_timeout)
+        mode, depth, run_id = record.mode, record.depth, record.run_id
         # another gateway's agent runs on its own models there
         model = None if remote is not None else args.model or subagent_limits(config, child_agent).model
         store = self.ctx.sessions
@@ -276,6 +253,35 @@ class SessionTools:
             ),
         )
         return _json(self._spawn_result(record, remote, model, list(zip(files, blobs, strict=True)))), False
+
+    def _spawn_record(
+        self, args: SessionsSpawnArgs, child_key: str, child_agent_id: str, default_timeout: float
+    ) -> SpawnRecord:
+        """The new run's record: who asked, the child, how its result is announced, and the
+        requester's route (where an announce turn, or for announce=channel the result, goes)."""
+        mode = args.mode or "run"
+        route, inbound = self.turn.route, self.turn.inbound
+        return SpawnRecord(
+            child_session_key=child_key,
+            child_agent_id=child_agent_id,
+            run_id=uuid.uuid4().hex,
+            parent_session_key=self.turn.session_key,
+            parent_agent_id=self.agent.id,
+            parent_turn_id=self.turn.turn_id,
+            depth=self.depth + 1,
+            task=args.task,
+            label=args.label or "",
+            mode=mode,
+            cleanup="keep" if mode == "session" else (args.cleanup or "keep"),
+            announce=args.announce or "parent",
+            run_timeout=float(args.run_timeout_seconds)
+            if args.run_timeout_seconds is not None
+            else default_timeout,
+            channel=route.channel,
+            account_id=route.account_id,
+            peer=inbound.peer,
+            thread_id=inbound.thread_id,
+        )
 
     async def _children_now(self, max_children: int) -> tuple[ChildIndex, list[str], list[str]]:
         """This session's child index, the children still running and those that ended. Only at
