@@ -24,7 +24,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, Literal, TypeVar
 
 import msgspec
 from nats.js.errors import KeyNotFoundError
@@ -82,6 +82,23 @@ class Previews(Generic[Id]):
         self._failures = failures
         self._log = log
         self._previews: OrderedDict[str, _Preview[Id]] = OrderedDict()
+        self._block_noted = False
+
+    def served(self, mode: str | None, block_note: str) -> Literal["partial", "off"]:
+        """A configured `streaming` mode as this preview serves it: `partial`; `block` as
+        `partial` (`block_note` says how, once in the log); anything else (`off`, `progress`,
+        which the config loader warns about) as `off`."""
+        if mode == "block":
+            if not self._block_noted:
+                self._block_noted = True
+                self._log.info(
+                    '%s %s: streaming mode "block" is served as "partial" (%s)',
+                    self.channel,
+                    self.account_id,
+                    block_note,
+                )
+            return "partial"
+        return "partial" if mode == "partial" else "off"
 
     # --- while the turn runs ----------------------------------------------------------------
 

@@ -220,7 +220,6 @@ class DiscordAdapter:
         self.previews = Previews(
             ctx, self.channel, account.account_id, str, failures=(RestError, NetworkError), log=log
         )
-        self._block_noted = False
         self._gateway_interactions_noted = False
 
     # --- settings a config reload changes at once (from the next message on) ----------------
@@ -238,16 +237,9 @@ class DiscordAdapter:
         mode = preview_mode(
             (self.ctx.holder.current.document.channels or {}).get(self.channel), self.account.account_id
         )
-        if mode == "block":
-            if not self._block_noted:
-                self._block_noted = True
-                log.info(
-                    'discord %s: streaming mode "block" is served as "partial" (one preview edited '
-                    "as the text arrives; OpenClaw's draft-sized chunks are not implemented)",
-                    self.account.account_id,
-                )
-            return "partial"
-        return "partial" if mode == "partial" else "off"
+        return self.previews.served(
+            mode, "one preview edited as the text arrives; OpenClaw's draft-sized chunks are not implemented"
+        )
 
     def _pieces(self, text: str) -> list[str]:
         """A reply's messages: at most `maxLinesPerMessage` lines and `textChunkLimit` characters."""

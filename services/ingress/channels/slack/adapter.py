@@ -141,7 +141,6 @@ class SlackAdapter:
         self.previews = Previews(
             ctx, self.channel, account.account_id, str, failures=(WebApiError, NetworkError), log=log
         )
-        self._block_noted = False
         self._starting: asyncio.Task[None] | None = None
         self.socket: SocketModeClient | None = None
         if self.mode == "socket":
@@ -170,16 +169,7 @@ class SlackAdapter:
         mode = streaming_mode(
             (self.ctx.holder.current.document.channels or {}).get(self.channel), self.account.account_id
         )
-        if mode == "block":
-            if not self._block_noted:
-                self._block_noted = True
-                log.info(
-                    'slack %s: streaming mode "block" is served as "partial" (one preview whose text '
-                    "grows as the answer arrives)",
-                    self.account.account_id,
-                )
-            return "partial"
-        return "partial" if mode == "partial" else "off"
+        return self.previews.served(mode, "one preview whose text grows as the answer arrives")
 
     @property
     def limit(self) -> int:
