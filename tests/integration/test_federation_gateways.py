@@ -261,10 +261,7 @@ async def test_an_agent_runs_its_tools_on_a_node_of_another_region(tmp_path: Pat
                     return False
                 return any(n.get("id") == "sg-node" and n.get("online") for n in cat.get("nodes", []))
 
-            deadline = asyncio.get_running_loop().time() + 30
-            while not await sg_node_known():
-                assert asyncio.get_running_loop().time() < deadline, "eu never learnt sg's node"
-                await asyncio.sleep(0.1)
+            await wait_until(sg_node_known, timeout=30, message="eu learning sg's node")
             events = await _ask(fed.gateways["eu"], "builder", "build it")
             assert events[-1] == ("final", events[-1][1]) and events[-1][1]["text"] == "done", events
             assert (sg_ws / "hello.txt").read_text() == "written from eu"

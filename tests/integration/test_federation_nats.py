@@ -23,6 +23,7 @@ from clawmesh.bus import NatsServer
 from clawmesh.federation import FederationPlan, plan_federation
 from clawmesh.natsauth import nats_users, render_auth_conf
 from tests.fixtures.federation import start_hub
+from tests.fixtures.gateway import wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -269,10 +270,11 @@ async def test_a_leaf_with_a_wrong_password_is_refused(tmp_path: Path) -> None:
             config=bad.region_conf("sg"),
         ).start()
         try:
-            deadline = asyncio.get_running_loop().time() + 20
-            while not any("authorization" in line.lower() for line in region.log_tail()):
-                assert asyncio.get_running_loop().time() < deadline, "\n".join(region.log_tail())
-                await asyncio.sleep(0.05)
+            await wait_until(
+                lambda: any("authorization" in line.lower() for line in region.log_tail()),
+                timeout=20,
+                message="the hub refusing the region's credentials",
+            )
         finally:
             await region.stop()
     finally:
@@ -340,10 +342,11 @@ async def test_a_loop_in_the_topology_is_reported(tmp_path: Path) -> None:
             store_dir=tmp_path / "sg-js", work_dir=tmp_path / "sg", jetstream_domain="sg", config=doubled
         ).start()
         try:
-            deadline = asyncio.get_running_loop().time() + 20
-            while "loop" not in region.leaf_status() and "loop" not in hub.leaf_status():
-                assert asyncio.get_running_loop().time() < deadline, "\n".join(region.log_tail())
-                await asyncio.sleep(0.05)
+            await wait_until(
+                lambda: "loop" in region.leaf_status() or "loop" in hub.leaf_status(),
+                timeout=20,
+                message="the loop reported in the leaf status",
+            )
             report = region.leaf_status().get("loop") or hub.leaf_status().get("loop")
             assert "Duplicate Remote LeafNode Connection" in report or "Loop detected" in report
         finally:
@@ -353,12 +356,8 @@ async def test_a_loop_in_the_topology_is_reported(tmp_path: Path) -> None:
 
 
 async def test_leaf_status_counts_links_and_says_why_one_closed(fed: Fed) -> None:
-    deadline = asyncio.get_running_loop().time() + 20
-    while fed.regions["sg"].leaf_status()["links"] != 1:
-        assert asyncio.get_running_loop().time() < deadline, fed.regions["sg"].leaf_status()
-        await asyncio.sleep(0.05)
+    sg = fed.regions["sg"]
+    await wait_until(lambda: sg.leaf_status()["links"] == 1, timeout=20, message="sg's leaf link")
     await fed.hub.stop()
-    while fed.regions["sg"].leaf_status()["links"] != 0:
-        assert asyncio.get_running_loop().time() < deadline + 20, fed.regions["sg"].leaf_status()
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: sg.leaf_status()["links"] == 0, timeout=40, message="sg's link closed")
     assert "closed" in fed.regions["sg"].leaf_status()["lastClose"]
