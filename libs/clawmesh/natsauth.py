@@ -109,6 +109,8 @@ def _ingress_permissions(s: Subjects) -> tuple[list[str], list[str]]:
         s.kv("leases"),
         s.kv("channels"),
         s.kv("delivered"),
+        # channels: the files of chat messages, kept for their turns (clawmesh.media)
+        s.objects("media"),
         # channels: the answer to an `/approve` typed into a chat, delivered like a reply
         # (the chat platforms' outbound subjects only: never the HTTP API's replies)
         *(f"{s.prefix}.out.{encode_token(ch)}.>" for ch in _CHAT_PLATFORMS),

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, assert_never
 
+import msgspec
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.micro.request import Request
@@ -39,6 +40,7 @@ from clawmesh.execpolicy import (
     new_approval_id,
 )
 from clawmesh.federation import remote_node_subject
+from clawmesh.media import STAGE_MEDIA_TOOL, StageMediaArgs, media_store
 from clawmesh.nodes import NodeAnnouncement, read_resources
 from clawmesh.routing import build_agent_main_session_key
 from clawmesh.sandbox import (
@@ -81,6 +83,7 @@ from clawmesh.wire import (
 )
 
 from .background import process_action, start_background
+from .media import stage_files
 
 __all__ = ["NodeAgent", "NodeAgentOptions"]
 
@@ -130,6 +133,7 @@ class NodeAgent:
         self.approvals_file = ApprovalsFile(config.state_dir)
         self.approvals = ApprovalStore(ctx.approvals)
         self.processes = ProcessRegistry()  # background exec sessions (the `process` tool)
+        self.media = media_store(ctx.js, ctx.subjects.prefix)  # chat files to stage (clawmesh.media)
         self.kv = ctx.presence
         self.key = encode_token(self.node_id)
         self.started_at = time.time()
@@ -308,6 +312,8 @@ class NodeAgent:
                 # from another region: a subject it names would be one of this region's private
                 # ones; its live output goes back only on the request's reply (docs/federation.md)
                 inv.output_subject = msg.reply if inv.stream_reply and msg.reply else None
+                if inv.tool == STAGE_MEDIA_TOOL:  # this region's chat files are its own
+                    inv.tool = "stage_media (from another region)"
             with consumer_span("cm.node.invoke", msg.subject, msg.headers, **{"clawmesh.tool": inv.tool}):
                 started = time.monotonic()
                 try:
@@ -346,6 +352,8 @@ class NodeAgent:
             return self._fail(
                 inv, "UNKNOWN_AGENT", f"agent '{inv.agent_id}' is not configured on node {self.node_id}"
             )
+        if inv.tool == STAGE_MEDIA_TOOL:
+            return await self._stage_media(inv, agent, config)
         capability = node_capability(inv.tool)
         if capability not in self.capabilities:
             return self._fail(inv, "CAPABILITY_MISSING", f"node {self.node_id} does not offer {capability}")
@@ -386,6 +394,46 @@ class NodeAgent:
                 return await self._exec_on_host(inv, args, workspace, config, agent)
             case _:
                 return await asyncio.to_thread(self._file_tool, inv, args, workspace, sandboxed=False)
+
+    async def _stage_media(
+        self, inv: ToolInvocation, agent: AgentView, config: Config
+    ) -> ToolInvocationResult:
+        """A turn's chat files into the workspace this session's tools see (the sandbox's when
+        the session is sandboxed): `services/node_agent/media.py`."""
+        if "files" not in self.capabilities:
+            return self._fail(inv, "CAPABILITY_MISSING", f"node {self.node_id} does not offer files")
+        try:
+            args = msgspec.convert(inv.arguments, StageMediaArgs)
+        except msgspec.ValidationError as exc:
+            return self._fail(inv, "INVALID_ARGUMENTS", f"stage_media: {exc}")
+        sandbox = resolve_sandbox(config, agent.id)
+        main_key = inv.main_session_key or build_agent_main_session_key(
+            agent.id, config.settings.session.main_key
+        )
+        if sandbox.applies_to(inv.session_key, main_key):
+            if "sandbox" not in self.capabilities:
+                why = self.docker_problem or "this node does not offer sandboxes"
+                return self._fail(inv, "SANDBOX_UNAVAILABLE", why, sandboxed=True)
+            try:
+                await self.sandboxes.ensure(
+                    sandbox, agent_id=agent.id, session_key=inv.session_key, agent_workspace=agent.workspace
+                )
+                root, writable = self.sandboxes.host_workspace(
+                    sandbox, agent_id=agent.id, session_key=inv.session_key, agent_workspace=agent.workspace
+                )
+            except (SandboxUnavailable, SandboxError) as exc:
+                return self._fail(inv, exc.code, str(exc), sandboxed=True)
+            workspace = Workspace(root, writable=writable, aliases=(sandbox.workdir,))
+        else:
+            await asyncio.to_thread(agent.workspace.mkdir, parents=True, exist_ok=True)
+            workspace = Workspace(agent.workspace, writable=True)
+        try:
+            staged = await stage_files(self.media, workspace, args)
+        except FileToolError as exc:  # the staging directory itself
+            return self._fail(inv, exc.code, str(exc))
+        return ToolInvocationResult(
+            invocation_id=inv.invocation_id, ok=True, content=msgspec.json.encode(staged).decode()
+        )
 
     async def _in_sandbox(
         self,

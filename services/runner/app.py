@@ -40,6 +40,7 @@ from .direct_tools import DirectTools
 from .events import TurnEvents, stamp
 from .finish import Completion, Finisher
 from .followups import Followups
+from .media import take_media
 from .ordering import SessionOrder
 from .remote_send import is_remote_target
 from .remote_spawn import remote_child_view
@@ -290,6 +291,8 @@ class Runner:
                         runner=self.ctx.instance,
                     ),
                 )
+                # files a chat message brought: staged into the workspace, noted in the text
+                turn = await take_media(self.ctx, turn, agent, self.nodes)
                 history = await self.finisher.history(turn, previous[0])
                 watched = early.stopped if early is not None else None
                 outcome = await self._execute(

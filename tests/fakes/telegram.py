@@ -49,6 +49,7 @@ NOT_MODIFIED = (
     "the same as a current content and reply markup of the message"
 )
 LONG_POLL_MAX = 50
+DOWNLOAD_LIMIT = 20 * 1024 * 1024  # getFile refuses larger files ("file is too big")
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,41 @@ class FakeTelegram:
             "chat": chat,
             "from": self._user(user),
             "photo": photo,
+        }
+        if caption is not None:
+            msg["caption"] = caption
+        return self.push_update(bot, {"message": msg})
+
+    def file_message(
+        self,
+        bot: Bot,
+        chat: dict[str, Any],
+        *,
+        user: int,
+        field: str,
+        data: bytes,
+        file_name: str | None = None,
+        mime_type: str | None = None,
+        caption: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Queue a message with one file in `field` (document, voice, audio, video, video_note,
+        animation, sticker), as the Bot API describes it: `file_name` and `mime_type` only when
+        given (voice messages and video notes have no name)."""
+        file_id = f"{field}-{next(self._ids)}"
+        self.files[file_id] = (f"{field}s/{file_id}", data)
+        info: dict[str, Any] = {"file_id": file_id, "file_unique_id": file_id, "file_size": len(data)}
+        if file_name is not None:
+            info["file_name"] = file_name
+        if mime_type is not None:
+            info["mime_type"] = mime_type
+        info.update(extra or {})
+        msg: dict[str, Any] = {
+            "message_id": next(self._ids),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": self._user(user),
+            field: info,
         }
         if caption is not None:
             msg["caption"] = caption
@@ -481,6 +517,8 @@ class FakeTelegram:
         if file_id not in self.files:
             raise _Error(400, "Bad Request: invalid file_id")
         path, data = self.files[file_id]
+        if len(data) > DOWNLOAD_LIMIT:  # the cloud Bot API hands bots files of up to 20 MB
+            raise _Error(400, "Bad Request: file is too big")
         return {"file_id": file_id, "file_unique_id": file_id, "file_size": len(data), "file_path": path}
 
     async def _file(self, request: Request) -> Response:
@@ -490,7 +528,7 @@ class FakeTelegram:
             )
         for path, data in self.files.values():
             if path == request.path_params["path"]:
-                return Response(data, media_type="image/jpeg")
+                return Response(data, media_type="application/octet-stream")
         return JSONResponse({"ok": False, "error_code": 404, "description": "Not Found"}, status_code=404)
 
     async def _m_sendchataction(self, bot: Bot, params: dict[str, Any]) -> Any:

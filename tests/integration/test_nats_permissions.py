@@ -308,3 +308,35 @@ async def test_ingress_may_answer_in_a_chat_platforms_outbound(secured: Any) -> 
     await wait_until(lambda: errors, message="the later violation")
     await nc.close()
     assert len(errors) == 1 and "cm.out.api.default" in errors[0], errors
+
+
+async def test_chat_files_reach_the_workspace_with_least_privilege(secured: Any, tmp_path: Path) -> None:
+    """Ingress keeps a chat's photo in the media object store, the node-agent stages it into
+    the workspace and the runner reads it back for the model: each with its own user."""
+    from tests.fakes.telegram import FakeTelegram
+
+    server, users = secured
+    async with FakeTelegram() as tg:
+        bot = tg.add_bot("7001:t")
+        config = {
+            "agents": {"defaults": {"model": "echo/x"}, "list": [{"id": "main", "default": True}]},
+            "channels": {
+                "telegram": {
+                    "botToken": "7001:t",
+                    "apiRoot": tg.api_root,
+                    "dmPolicy": "open",
+                    "allowFrom": ["*"],
+                }
+            },
+        }
+        urls = {name: url(server, users[name]) for name in ("ingress", "router", "runner")}
+        urls["node-agent"] = url(server, users["node-local"])
+        services = ("ingress", "router", "runner", "node-agent")
+        async with run_gateway(server.url, config, tmp_path, urls=urls, services=services) as gw:
+            photo = b"\xff\xd8" + bytes(range(256)) * 600  # two object store chunks
+            tg.photo_message(bot, tg.chat(42, "private"), user=42, sizes=[photo], caption="look")
+            (reply,) = await tg.wait_sent(bot, lambda s: s.chat_id == 42, timeout=60)
+            note, rest = reply.text.removeprefix("echo: ").split("\n", 1)
+            assert rest == "look [1 image(s): image/jpeg]", reply.text
+            path = note.removeprefix("[media attached: ").split(" (image/jpeg)")[0]
+            assert (gw.holder.current.agent_view("main").workspace / path).read_bytes() == photo

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import httpx
 from nats.aio.client import Client
 
-from clawmesh.wire import DeadLetter, RouteDecision, decode
+from clawmesh.sessions import SessionStore, TxUser
+from clawmesh.wire import DeadLetter, RouteDecision, Subjects, decode
 from clawmesh_ingress.turns import turn_id_for
 from tests.fakes.models import FakeModelServer, Hang
 from tests.fakes.telegram import Failure, FakeTelegram
@@ -260,23 +262,93 @@ async def test_access_policy_denies_dms_sends_a_pairing_code_and_gates_group_men
             assert counters["pairing.challenged"] == 1 and counters["admitted"] == 2
 
 
+_ALL = ("ingress", "router", "runner", "node-agent")
+_NOTE = re.compile(
+    r"\[media attached: (media/inbound/openclaw-staged-[0-9a-f]{64}/.+?) \(([^)]+)\) \"([^\"]*)\"\]"
+)
+
+
 async def test_a_photo_reaches_the_model_as_an_image_within_media_max_mb(
     nats_url: str, tmp_path: Path
 ) -> None:
     async with FakeTelegram() as tg:
         bot = tg.add_bot(TOKEN)
         # 1 MiB at most: the 2 MiB size of the photo is passed over for the 200 KiB one
-        async with run_gateway(nats_url, _config(tg, mediaMaxMb=1), tmp_path) as gw:
+        async with run_gateway(nats_url, _config(tg, mediaMaxMb=1), tmp_path, services=_ALL) as gw:
             await _ready(gw)
             chat = tg.chat(42, "private")
             sizes = [b"s" * 1000, b"m" * 200_000, b"L" * 2_000_000]
             tg.photo_message(bot, chat, user=42, sizes=sizes, caption="what is this?")
             tg.photo_message(bot, chat, user=42, sizes=[b"L" * 2_000_000])
             replies = await tg.wait_sent(bot, lambda s: s.chat_id == 42, count=2)
-            assert replies[0].text == "echo: what is this? [1 image(s): image/jpeg]"
+            # OpenClaw's note first (the photo staged into the workspace), then the caption,
+            # and the picture itself as an image part
+            note, rest = replies[0].text.removeprefix("echo: ").split("\n", 1)
+            found = _NOTE.fullmatch(note)
+            assert found is not None, note
+            assert rest == "what is this? [1 image(s): image/jpeg]"
+            workspace = gw.holder.current.agent_view("main").workspace
+            assert (workspace / found[1]).read_bytes() == sizes[1]
             assert "larger than" in replies[1].text and "image(s)" not in replies[1].text
             downloads = [p["file_id"] for m, p in bot.calls if m == "getfile"]
             assert len(downloads) == 1 and tg.files[downloads[0]][1] == sizes[1]
+
+
+async def test_documents_and_voice_are_staged_into_the_workspace_with_openclaws_note(
+    nats_url: str, nc: Client, tmp_path: Path
+) -> None:
+    """Files other than photos are kept beside the message (the object store), staged by the
+    node into the agent's workspace where OpenClaw stages them, and named in the text the
+    model and the transcript see; one above `mediaMaxMb` is named as too large, never fetched;
+    a denied sender's file is never downloaded."""
+    pdf = b"%PDF-1.7\n" + bytes(range(256)) * 2000  # binary, 512 KB
+    voice = b"OggS" + b"\x00\xff" * 5000
+    async with FakeTelegram() as tg:
+        bot = tg.add_bot(TOKEN)
+        config = _config(tg, mediaMaxMb=1)
+        config["channels"]["telegram"].update({"dmPolicy": "allowlist", "allowFrom": ["42"]})
+        async with run_gateway(nats_url, config, tmp_path, services=_ALL) as gw:
+            await _ready(gw)
+            chat = tg.chat(42, "private")
+            tg.file_message(
+                bot,
+                chat,
+                user=42,
+                field="document",
+                data=pdf,
+                file_name="../Q3 report.pdf",
+                mime_type="application/pdf",
+                caption="summarise this",
+            )
+            tg.file_message(bot, chat, user=42, field="voice", data=voice, mime_type="audio/ogg")
+            tg.file_message(bot, chat, user=42, field="document", data=b"x" * 2_000_000, file_name="big.bin")
+            stranger = tg.chat(77, "private")
+            tg.file_message(bot, stranger, user=77, field="document", data=b"secret", file_name="s.txt")
+            replies = await tg.wait_sent(bot, lambda s: s.chat_id == 42, count=3)
+            workspace = gw.holder.current.agent_view("main").workspace
+            doc_note, doc_rest = replies[0].text.removeprefix("echo: ").split("\n", 1)
+            doc = _NOTE.fullmatch(doc_note)
+            assert doc is not None, doc_note
+            assert doc[1].endswith("/input-Q3 report.pdf") and doc[2] == "application/pdf"
+            assert doc[3] == "Q3 report.pdf" and doc_rest == "summarise this"
+            assert (workspace / doc[1]).read_bytes() == pdf
+            gitignore = (workspace / doc[1]).parent / ".gitignore"
+            assert gitignore.read_text().endswith("\n*\n")
+            voice_note = _NOTE.fullmatch(replies[1].text.removeprefix("echo: "))
+            assert voice_note is not None, replies[1].text
+            assert voice_note[2] == "audio/ogg" and voice_note[1].endswith(".ogg")
+            assert (workspace / voice_note[1]).read_bytes() == voice
+            assert (
+                replies[2].text == "echo: [a document was sent; it is larger than the 1048576 bytes taken in]"
+            )
+            # the too-large one and the stranger's were never asked for
+            asked = [p["file_id"] for m, p in bot.calls if m == "getfile"]
+            assert sorted(tg.files[f][0].split("/")[0] for f in asked) == ["documents", "voices"]
+            # the transcript keeps the note: a later turn still knows where the file is
+            js = nc.jetstream()
+            store = SessionStore(js, Subjects(), await js.key_value("cm_sessions"))
+            said = [e.text for e in await store.history("main", "agent:main:main") if isinstance(e, TxUser)]
+            assert said[0] == f"{doc_note}\nsummarise this" and said[1] == voice_note[0]
 
 
 async def test_another_poller_on_the_token_is_a_conflict_backed_off_not_fought(

@@ -201,5 +201,29 @@ def test_the_largest_photo_size_that_fits_is_picked() -> None:
     assert pick_photo(sizes, 1000) == sizes[1]  # a size of unknown weight is never guessed to fit
     assert pick_photo(sizes, 100) == sizes[0]
     assert pick_photo(sizes, 5) is None
-    assert media_budget(ChannelAccount(media_max_mb=1), 8 * 1024 * 1024) == 1024 * 1024
-    assert media_budget(ChannelAccount(), 1024 * 1024) == 512 * 1024  # half of what the bus carries
+    assert media_budget(ChannelAccount(media_max_mb=1)) == 1024 * 1024
+    assert media_budget(ChannelAccount()) == 100 * 1024 * 1024  # OpenClaw's default for Telegram
+
+
+def test_files_other_than_photos_are_named_and_typed_as_sent_or_by_kind() -> None:
+    private = {"id": 1, "type": "private"}
+    doc = normalize_update(
+        _update(
+            private,
+            document={"file_id": "d", "file_name": "a.pdf", "mime_type": "application/pdf", "file_size": 9},
+        ),
+        BOT,
+    )
+    assert doc is not None and [(f.kind, f.name, f.mime, f.size) for f in doc.files] == [
+        ("document", "a.pdf", "application/pdf", 9)
+    ]
+    # no caption, no text: still a message to answer (its file is what was said)
+    voice = normalize_update(_update(private, text=None, voice={"file_id": "v", "duration": 3}), BOT)
+    assert voice is not None and voice.text == ""
+    assert [(f.kind, f.name, f.mime) for f in voice.files] == [("voice message", "voice-5.ogg", "audio/ogg")]
+    sticker = normalize_update(_update(private, text=None, sticker={"file_id": "s", "is_video": True}), BOT)
+    assert sticker is not None and [(f.name, f.mime) for f in sticker.files] == [
+        ("sticker-5.webm", "video/webm")
+    ]
+    note = normalize_update(_update(private, text=None, video_note={"file_id": "n", "length": 240}), BOT)
+    assert note is not None and [(f.kind, f.name) for f in note.files] == [("video note", "video-note-5.mp4")]

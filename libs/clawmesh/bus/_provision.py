@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
     KeyValueConfig,
+    ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -21,8 +22,10 @@ from nats.js.api import (
 from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
+from nats.js.object_store import OBJ_STREAM_TEMPLATE
 
 from ..config import NatsSettings, RuntimeSettings
+from ..media import MEDIA_BUCKET
 from ..wire import Subjects
 
 __all__ = ["BucketSpec", "Layout", "bind_buckets", "provision"]
@@ -49,6 +52,7 @@ class Layout:
     inbound_max_bytes: int = NatsSettings.inbound_max_bytes
     sessions_max_bytes: int = NatsSettings.sessions_max_bytes
     dead_letters_max_bytes: int = NatsSettings.dead_letters_max_bytes
+    media_max_bytes: int = NatsSettings.media_max_bytes
     router_partitions: int = RuntimeSettings.router_partitions
 
     def _stream(self, name: str, subject: str, retention: RetentionPolicy, **extra: Any) -> StreamConfig:
@@ -135,6 +139,23 @@ class Layout:
             BucketSpec("gateways", ttl=3600.0),
         ]
 
+    def object_stores(self) -> list[tuple[str, ObjectStoreConfig]]:
+        bucket = self.subjects.bucket(MEDIA_BUCKET)
+        return [
+            # chat files between the ingress that downloaded them and the node that stages them
+            # into a workspace (clawmesh.media); a turn stages its files when it runs
+            (
+                bucket,
+                ObjectStoreConfig(
+                    bucket=bucket,
+                    ttl=DAY,
+                    max_bytes=self.media_max_bytes,
+                    storage=StorageType.FILE,
+                    replicas=self.replicas,
+                ),
+            )
+        ]
+
 
 async def provision(js: JetStreamContext, layout: Layout, *, wait: float = 60.0) -> dict[str, KeyValue]:
     """Create or update every stream and bucket. Safe to run from every service at every start.
@@ -201,6 +222,18 @@ async def _provision_once(js: JetStreamContext, layout: Layout) -> dict[str, Key
             js=js,
             direct=direct,
         )
+    for bucket, store in layout.object_stores():
+        stream = OBJ_STREAM_TEMPLATE.format(bucket=bucket)
+        try:
+            info = await js.stream_info(stream)
+        except NotFoundError:
+            await js.create_object_store(bucket, config=store)
+            log.info("created object store %s", bucket)
+            continue
+        if _bound(info.config.max_bytes) != _bound(store.max_bytes):
+            info.config.max_bytes = store.max_bytes
+            await js.update_stream(info.config)
+            log.info("updated object store %s", bucket)
     return buckets
 
 

@@ -265,6 +265,7 @@ def layout_for(holder: ConfigHolder) -> Layout:
         inbound_max_bytes=settings.nats.inbound_max_bytes,
         sessions_max_bytes=settings.nats.sessions_max_bytes,
         dead_letters_max_bytes=settings.nats.dead_letters_max_bytes,
+        media_max_bytes=settings.nats.media_max_bytes,
         router_partitions=settings.runtime.router_partitions,
     )
 

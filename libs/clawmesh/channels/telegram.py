@@ -38,11 +38,13 @@ __all__ = [
     "MessageEntity",
     "PhotoSize",
     "StreamingMode",
+    "TelegramFile",
     "TelegramInbound",
     "Update",
     "User",
     "chat_of",
     "media_budget",
+    "message_files",
     "normalize_update",
     "pick_photo",
     "resolve_token",
@@ -92,6 +94,18 @@ class PhotoSize(msgspec.Struct, frozen=True):
     file_size: int | None = None
 
 
+class FileInfo(msgspec.Struct, frozen=True):
+    """A document, voice message, audio, video, video note, animation or sticker (their common
+    fields; a sticker's kind shows in its flags)."""
+
+    file_id: str
+    file_name: str | None = None
+    mime_type: str | None = None
+    file_size: int | None = None
+    is_animated: bool = False  # stickers: a .tgs animation
+    is_video: bool = False  # stickers: a .webm video
+
+
 class Message(msgspec.Struct, frozen=True, rename={"from_": "from"}):
     message_id: int
     chat: Chat
@@ -107,6 +121,13 @@ class Message(msgspec.Struct, frozen=True, rename={"from_": "from"}):
     reply_to_message: Message | None = None
     forum_topic_created: dict[str, object] | None = None
     photo: list[PhotoSize] = []  # the same picture in several sizes, smallest first
+    document: FileInfo | None = None
+    voice: FileInfo | None = None
+    audio: FileInfo | None = None
+    video: FileInfo | None = None
+    video_note: FileInfo | None = None
+    animation: FileInfo | None = None
+    sticker: FileInfo | None = None
 
 
 class Update(msgspec.Struct, frozen=True):
@@ -126,6 +147,50 @@ class BotIdentity:
 
 
 # --- an update as routing input ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TelegramFile:
+    """One file of a message, as the agent will see it named."""
+
+    kind: str  # document | voice message | audio | video | video note | animation | sticker
+    file_id: str
+    name: str
+    mime: str
+    size: int | None
+
+
+# (kind, default type, default extension) per Message field; a sticker's type is decided by its flags
+_FILE_FIELDS: Final = (
+    ("document", "document", "application/octet-stream", ""),
+    ("voice", "voice message", "audio/ogg", ".ogg"),
+    ("audio", "audio", "audio/mpeg", ".mp3"),
+    ("video", "video", "video/mp4", ".mp4"),
+    ("video_note", "video note", "video/mp4", ".mp4"),
+    ("animation", "animation", "video/mp4", ".mp4"),
+    ("sticker", "sticker", "image/webp", ".webp"),
+)
+
+
+def message_files(msg: Message) -> tuple[TelegramFile, ...]:
+    """A message's files other than photos, named as sent (or `<field>-<message id><ext>`)."""
+    found = []
+    for attr, kind, mime, ext in _FILE_FIELDS:
+        info: FileInfo | None = getattr(msg, attr)
+        if info is None:
+            continue
+        if attr == "sticker" and (info.is_animated or info.is_video):
+            mime, ext = ("video/webm", ".webm") if info.is_video else ("application/x-tgsticker", ".tgs")
+        found.append(
+            TelegramFile(
+                kind=kind,
+                file_id=info.file_id,
+                name=info.file_name or f"{attr.replace('_', '-')}-{msg.message_id}{ext}",
+                mime=info.mime_type or mime,
+                size=info.file_size,
+            )
+        )
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -151,6 +216,7 @@ class TelegramInbound:
     topic: int | None  # the forum topic (1: General); None outside forums
     is_command: bool  # starts with a `/command` (a `bot_command` entity at offset 0)
     photos: tuple[PhotoSize, ...] = ()  # a photo message's sizes (the adapter picks one that fits)
+    files: tuple[TelegramFile, ...] = ()  # its other media (documents, voice, video, …)
 
     @property
     def platform_message_id(self) -> str:
@@ -187,8 +253,9 @@ def normalize_update(update: Update, bot: BotIdentity) -> TelegramInbound | None
     if msg is None:
         return None
     text = msg.text if msg.text is not None else (msg.caption or "")
-    if not text and not msg.photo:
-        return None  # other media without a caption: not handled yet (see docs/channels.md)
+    files = message_files(msg)
+    if not text and not msg.photo and not files:
+        return None  # a service message (a member joined, a pin, …)
     chat = msg.chat
     if msg.from_ is not None and msg.from_.id == bot.id:
         return None
@@ -250,6 +317,7 @@ def normalize_update(update: Update, bot: BotIdentity) -> TelegramInbound | None
         topic=topic,
         is_command=command,
         photos=tuple(msg.photo),
+        files=files,
     )
 
 
@@ -333,12 +401,11 @@ def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
     return _split_text(text, limit)
 
 
-def media_budget(settings: ChannelAccount, bus_limit: int) -> int:
-    """The most bytes of media one message may bring: `mediaMaxMb` (OpenClaw's default for
-    Telegram: 100), and no more than half of what the bus carries per message (the image
-    travels inside the inbound message)."""
+def media_budget(settings: ChannelAccount) -> int:
+    """The most bytes one file of a message may have: `mediaMaxMb` (OpenClaw's default for
+    Telegram: 100; the Bot API itself hands a bot files of up to 20 MB)."""
     configured = settings.media_max_mb if settings.media_max_mb is not None else 100.0
-    return max(0, min(int(configured * 1024 * 1024), bus_limit // 2))
+    return max(0, int(configured * 1024 * 1024))
 
 
 def pick_photo(photos: tuple[PhotoSize, ...], budget: int) -> PhotoSize | None:

@@ -734,6 +734,7 @@ class NatsSection(_Base):
     inbound_max_bytes: int | None = None
     sessions_max_bytes: int | None = None
     dead_letters_max_bytes: int | None = None
+    media_max_bytes: int | None = None
 
 
 class LocalNode(_Base):

@@ -253,6 +253,7 @@ class NatsSettings:
     inbound_max_bytes: int = 256 * 2**20
     sessions_max_bytes: int = 2**30
     dead_letters_max_bytes: int = 64 * 2**20
+    media_max_bytes: int = 256 * 2**20  # the object store of chat files on their way to a workspace
 
 
 @dataclass(frozen=True)
@@ -432,6 +433,7 @@ def resolve_settings(file: ConfigFile) -> tuple[Settings, list[Problem]]:
             "inbound_max_bytes": "inbound_max_bytes",
             "sessions_max_bytes": "sessions_max_bytes",
             "dead_letters_max_bytes": "dead_letters_max_bytes",
+            "media_max_bytes": "media_max_bytes",
         },
         problems,
     )

@@ -15,7 +15,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from ..errors import ClawmeshError
 from ..wire import ErrorCode
@@ -191,6 +191,19 @@ class Workspace:
             fh.truncate(0)
             fh.write(data)
         return f"wrote {len(data)} bytes to {self._display(target)}"
+
+    def open_for_writing(self, path: str) -> BinaryIO:
+        """A regular file inside the workspace, emptied and open for writing bytes (created with
+        its directories; no symlink on the way is followed)."""
+        self._require_writable(path)
+        try:
+            fd, st, _ = self._open(path, os.O_WRONLY | os.O_CREAT, create=True)
+        except IsADirectoryError:
+            raise FileToolError("IS_DIRECTORY", f"{path!r} is a directory") from None
+        _require_regular(fd, st, path)
+        fh = os.fdopen(fd, "wb")
+        fh.truncate(0)
+        return fh
 
     def edit(self, path: str, old_text: str, new_text: str, replace_all: bool = False) -> str:
         """Exact-string replacement; the old text must occur exactly once unless replace_all."""

@@ -81,6 +81,9 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit
     url: str | None = None
     size: int | None = None
     data: bytes | None = None
+    # the object in the `media` object store holding the bytes (clawmesh.media): a chat's file
+    # travels beside the message, not in it
+    ref: str | None = None
 
 
 class ClientTool(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):

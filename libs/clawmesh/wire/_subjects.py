@@ -266,6 +266,10 @@ class Subjects:
         return f"{self.prefix}.gw.{encode_token(gateway)}.{rest}"
 
     # JetStream KV ------------------------------------------------------------------------
+    def objects(self, bucket: str) -> str:
+        """Every subject of object store `bucket` (`$O.cm_media.>`), for permissions."""
+        return f"$O.{self.bucket(bucket)}.>"
+
     def kv(self, bucket: str, key: str = ">") -> str:
         """The subject of `key` in bucket `bucket` (`$KV.cm_nodes.<key>`), e.g. for permissions."""
         return f"$KV.{self.bucket(bucket)}.{key}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -32,6 +32,7 @@ from clawmesh.execpolicy import ApprovalError, ApprovalStore
 from clawmesh.wire import InboundMessage, OutboundMessage, encode_json, encode_msgpack
 
 from ..turns import PendingTurn, TurnClient, Unavailable
+from .media import InboundFile, MediaKeeper
 
 __all__ = ["ChannelInbound", "Submitted"]
 
@@ -57,6 +58,7 @@ class ChannelInbound:
         self.access = AccessControl(
             self._config, kv=ctx.kv.get("pairing"), publish=ctx.nc.publish, subjects=ctx.subjects
         )
+        self.media = MediaKeeper(ctx)
 
     async def submit(
         self,
@@ -65,12 +67,15 @@ class ChannelInbound:
         *,
         follow: bool,
         on_admit: Callable[[InboundMessage, bool], InboundMessage] | None = None,
+        files: Sequence[InboundFile] = (),
+        media_limit: int = 0,
     ) -> Submitted:
         """Ask the access policy, then store the message. `follow`: the turn's events come back
         to this instance (a streamed reply); else nobody waits and none are sent here.
         `on_admit`: the message to store instead, given whether the policy found the bot
         mentioned (OpenClaw's `WasMentioned`, mention patterns included; Slack seeds a thread's
-        session from it). Raises Unavailable when the message could not be stored (the platform
+        session from it). `files`: what the message carries, downloaded (at most `media_limit`
+        bytes each) only once the policy admitted it. Raises Unavailable when the message could not be stored (the platform
         must retry)."""
         ctx = self.ctx
         if ctx.holder.current is not self._config:  # reloaded: policies are resolved again
@@ -93,6 +98,13 @@ class ChannelInbound:
             )
         if on_admit is not None:
             inbound = on_admit(inbound, decision.mentioned)
+        if files:
+            kept, missing = await self.media.keep(inbound.id, files, media_limit)
+            inbound = msgspec.structs.replace(
+                inbound,
+                attachments=[*inbound.attachments, *kept],
+                text="\n".join(t for t in (inbound.text, *missing) if t),
+            )
         dedupe = f"in:{inbound.channel}:{inbound.account_id}:{inbound.message_id}"
         if follow:
             inbound = msgspec.structs.replace(

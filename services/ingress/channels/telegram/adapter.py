@@ -16,6 +16,7 @@ import contextlib
 import hmac
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
@@ -41,7 +42,7 @@ from clawmesh.channels.telegram import (
 )
 from clawmesh.config import ChannelAccount, ConfigError, Problem, secret_value
 from clawmesh.errors import best_effort
-from clawmesh.wire import Attachment, InboundMessage, OutboundMessage, now
+from clawmesh.wire import InboundMessage, OutboundMessage, now
 
 from ...turns import PendingTurn, Unavailable, turn_id_for
 from ..base import (
@@ -53,6 +54,7 @@ from ..base import (
     WebhookRoute,
 )
 from ..inbound import ChannelInbound
+from ..media import InboundFile, MediaError
 from ..preview import Previews
 from .botapi import BotApi, BotApiError, MediaTooLarge, NetworkError
 from .poller import ALLOWED_UPDATES, Poller
@@ -219,8 +221,9 @@ class TelegramAdapter:
             counters["telegram_channel_posts_unconfigured"] += 1
             return
         acct = self.account.account_id
-        attachments, missing = await self._photo(tg) if tg.photos else ([], "")
-        text = f"{tg.text}\n{missing}" if tg.text and missing else tg.text or missing
+        budget = media_budget(self.settings)
+        files, missing = self._files(tg, budget)
+        text = "\n".join(t for t in (tg.text, missing) if t)
         inbound = InboundMessage(
             id=turn_id_for(self.channel, acct, tg.platform_message_id),
             channel=self.channel,
@@ -229,7 +232,6 @@ class TelegramAdapter:
             parent_peer=tg.parent_peer,
             sender=tg.sender,
             text=text,
-            attachments=attachments,
             message_id=tg.platform_message_id,
             thread_id=str(tg.reply_thread_id) if tg.reply_thread_id is not None else None,
             received_at=now(),
@@ -251,31 +253,41 @@ class TelegramAdapter:
             is_command=tg.is_command,
             bot_username=self.bot.username or None,
         )
-        result = await self.inbound.submit(request, inbound, follow=self.streaming)
+        result = await self.inbound.submit(
+            request, inbound, follow=self.streaming, files=files, media_limit=budget
+        )
         counters["telegram_updates_accepted"] += 1
         if isinstance(result.denied, PairingChallenge):
             self._tasks.spawn(self._answer_denied(tg, result.denied.reply))
         if result.turn is not None:
             self._tasks.spawn(self._stream(result.turn, tg))
 
-    async def _photo(self, tg: TelegramInbound) -> tuple[list[Attachment], str]:
-        """The photo's largest size within `mediaMaxMb` (and the bus's message size), as an image
-        part for the model; or none, and a note for the model saying why."""
-        budget = media_budget(self.settings, self.ctx.nc.max_payload)
-        photo = pick_photo(tg.photos, budget)
-        counters = self.ctx.counters
-        if photo is None:
-            counters["telegram_media_too_large"] += 1
-            return [], f"[a photo was sent; it is larger than the {budget} bytes taken in]"
-        try:
-            data = await self.api.download(photo.file_id, budget)
-        except (BotApiError, NetworkError, MediaTooLarge) as exc:
-            counters["telegram_media_failed"] += 1
-            log.warning("telegram %s: photo not downloaded: %s", self.account.account_id, exc)
-            return [], "[a photo was sent; it could not be received]"
-        counters["telegram_media_in"] += 1
-        name = f"photo-{tg.message_id}.jpg"
-        return [Attachment(name=name, mime="image/jpeg", size=len(data), data=data)], ""
+    def _files(self, tg: TelegramInbound, budget: int) -> tuple[list[InboundFile], str]:
+        """The message's files for ingress to take in once the policy admits it: the largest size
+        of a photo that fits `mediaMaxMb`, and every document, voice message, video, …"""
+        files: list[InboundFile] = []
+        missing = ""
+        if tg.photos:
+            photo = pick_photo(tg.photos, budget)
+            if photo is None:
+                self.ctx.counters["media_too_large"] += 1
+                missing = f"[a photo was sent; it is larger than the {budget} bytes taken in]"
+            else:
+                name = f"photo-{tg.message_id}.jpg"
+                files.append(
+                    InboundFile("photo", name, "image/jpeg", photo.file_size, self._fetcher(photo.file_id))
+                )
+        files.extend(InboundFile(f.kind, f.name, f.mime, f.size, self._fetcher(f.file_id)) for f in tg.files)
+        return files, missing
+
+    def _fetcher(self, file_id: str) -> Callable[[int], Awaitable[bytes]]:
+        async def fetch(limit: int) -> bytes:
+            try:
+                return await self.api.download(file_id, limit)
+            except (BotApiError, NetworkError, MediaTooLarge) as exc:
+                raise MediaError(str(exc)) from None
+
+        return fetch
 
     async def _answer_denied(self, tg: TelegramInbound, text: str) -> None:
         """The pairing code for an unknown sender (dmPolicy `pairing`), sent directly."""
