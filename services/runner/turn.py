@@ -39,6 +39,7 @@ from clawmesh.wire import (
 from clawmesh.workspace import build_system_prompt
 
 from .backends import Backend
+from .chat_history import with_history
 from .events import stamp
 from .proxy import run_proxy_turn
 from .tools import ToolBox
@@ -214,7 +215,8 @@ def _prompt(
     turn: TurnRequest, agent: AgentView, history: list[TranscriptEntry], limit: int, options: TurnOptions
 ) -> tuple[str, list[ChatMessage]]:
     """The system prompt (the agent's, then the caller's `system`) and the messages: the
-    session's history within `limit`, then the turn's text with its images."""
+    session's history within `limit`, then the turn's text (after the group's chatter since the
+    last answer, when ingress kept some) with its images."""
     identity = agent.entry.identity
     system = build_system_prompt(
         agent.workspace,
@@ -229,7 +231,8 @@ def _prompt(
         for a in turn.inbound.attachments
         if a.data is not None and a.mime.startswith("image/")
     )
-    return system, [*to_chat_messages(history, limit), UserMessage(text=turn.inbound.text, images=images)]
+    text = with_history(turn.inbound.text, turn.inbound.history)
+    return system, [*to_chat_messages(history, limit), UserMessage(text=text, images=images)]
 
 
 _NO_OPTIONS: Final = TurnOptions()

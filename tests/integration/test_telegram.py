@@ -226,8 +226,13 @@ async def test_access_policy_denies_dms_sends_a_pairing_code_and_gates_group_men
 ) -> None:
     async with FakeTelegram() as tg:
         bot = tg.add_bot(TOKEN)
+        # historyLimit 0: the unmentioned message is not given as context (test_group_history)
         config = _config(
-            tg, dmPolicy="pairing", allowFrom=["42"], groups={"-100300": {"requireMention": True}}
+            tg,
+            dmPolicy="pairing",
+            allowFrom=["42"],
+            groups={"-100300": {"requireMention": True}},
+            historyLimit=0,
         )
         config["channels"]["telegram"]["groupPolicy"] = "allowlist"
         denied: list[dict[str, Any]] = []

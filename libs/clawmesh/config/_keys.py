@@ -76,7 +76,6 @@ _CHANNEL_COMMON: Final = frozenset(
     {
         "chunkMode",
         "actions",
-        "historyLimit",
         "dmHistoryLimit",
         "configWrites",
         "capabilities",

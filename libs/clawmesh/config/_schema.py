@@ -614,6 +614,9 @@ class ChannelAccount(_Base):
     reply_to_mode_by_chat_type: ReplyToModeByChatType | None = None  # Slack
     dm: ChannelDm | None = None
     media_max_mb: float | None = None
+    # group messages the bot was not asked to answer, kept as context for its next answer there
+    # (OpenClaw's key; else `messages.groupChat.historyLimit`, else 50; 0 keeps none)
+    history_limit: int | None = None
     # Discord (OpenClaw's keys): tall replies split (default 17 lines), link embeds suppressed
     max_lines_per_message: int | None = None
     suppress_embeds: bool | None = None

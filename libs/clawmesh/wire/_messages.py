@@ -30,6 +30,7 @@ __all__ = [
     "ExecApprovalRequested",
     "ExecApprovalResolved",
     "FailoverEvent",
+    "HistoryLine",
     "InboundMessage",
     "OutboundMessage",
     "Peer",
@@ -86,6 +87,17 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit
     ref: str | None = None
 
 
+class HistoryLine(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """A group message the bot was not asked to answer (mention gating), kept as context for
+    the next one it answers (OpenClaw's `historyLimit`)."""
+
+    sender: str = ""
+    body: str = ""
+    message_id: str = ""
+    ts: float = 0.0  # seconds since the epoch
+    media: list[str] = []  # the types of files it carried
+
+
 class ClientTool(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
     """A function the caller offers the model and runs itself (OpenAI `tools`)."""
 
@@ -135,6 +147,8 @@ class InboundMessage(_Wire, tag="inbound", tag_field="type", kw_only=True):
     sender: Sender | None = None
     text: str = ""
     attachments: list[Attachment] = []
+    # group messages since the bot's last answer there, oldest first (`historyLimit`)
+    history: list[HistoryLine] = []
     message_id: Id | None = None  # the platform's id: dedupe key
     thread_id: Id | None = None  # the topic or thread of the chat the reply goes to
     # a thread with a session of its own: the routed session key + `:thread:<id>` (OpenClaw's

@@ -28,10 +28,12 @@ from clawmesh.channels import (
     parse_command,
 )
 from clawmesh.channels.accounts import channel_accounts
+from clawmesh.errors import best_effort
 from clawmesh.execpolicy import ApprovalError, ApprovalStore
 from clawmesh.wire import InboundMessage, OutboundMessage, encode_json, encode_msgpack
 
 from ..turns import PendingTurn, TurnClient, Unavailable
+from .history import GroupHistory, history_limit
 from .media import InboundFile, MediaKeeper
 
 __all__ = ["ChannelInbound", "Submitted"]
@@ -59,6 +61,7 @@ class ChannelInbound:
             self._config, kv=ctx.kv.get("pairing"), publish=ctx.nc.publish, subjects=ctx.subjects
         )
         self.media = MediaKeeper(ctx)
+        self.history = GroupHistory(ctx.kv.get("channels"))
 
     async def submit(
         self,
@@ -84,6 +87,10 @@ class ChannelInbound:
         decision = await self.access.check(request)
         if isinstance(decision, Deny | PairingChallenge):
             ctx.counters["channel_denied"] += 1
+            if isinstance(decision, Deny) and decision.reason == "mention-required":
+                with best_effort(ctx.counters, "group_history_keep", log=log):
+                    limit = history_limit(self._config, request.channel, request.account)
+                    await self.history.keep(request, inbound, limit)
             return Submitted(denied=decision)
         if isinstance(decision, Command) and decision.name == "approve":
             await self._approve(request, inbound)
@@ -98,6 +105,11 @@ class ChannelInbound:
             )
         if on_admit is not None:
             inbound = on_admit(inbound, decision.mentioned)
+        if not isinstance(decision, Command):
+            with best_effort(ctx.counters, "group_history_take", log=log):
+                limit = history_limit(self._config, request.channel, request.account)
+                if lines := await self.history.take(request, inbound, limit):
+                    inbound = msgspec.structs.replace(inbound, history=lines)
         if files:
             kept, missing = await self.media.keep(inbound.id, files, media_limit)
             inbound = msgspec.structs.replace(
