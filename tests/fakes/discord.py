@@ -21,6 +21,17 @@ each edit recorded in `Bot.edits` and applied to the `Posted` message; every ans
 in the body, `Retry-After`, `X-RateLimit-Remaining: 0`, `-Reset-After`, `-Scope`, or any
 status). `delete` removes a message as a user deleting it would.
 
+Attachments as Discord serves them: `attachment(...)` makes one (its object as MESSAGE_CREATE
+carries it: id, filename, size, a signed CDN `url` and `proxy_url`, `content_type` only when
+given; a voice message's `duration_secs` and `waveform`), `message(..., attachments=[...])`
+sends it, `voice_message(...)` sends one as the client does (flags 8192, no text). The CDN
+routes (`/cdn/attachments/{channel}/{id}/{name}`, the `url`; `/media/attachments/…`, the
+`proxy_url`) answer 200 with the bytes and the attachment's type, 404 ("This content is no
+longer available.") for an unknown attachment or a URL whose signature (`ex`, `is`, `hm`) is
+not the one issued; `fail_download` makes one answer 403 or 500 instead, `chunked` serves it
+without a Content-Length. Every CDN request is recorded (`cdn_requests`: path, query,
+headers), whatever the answer.
+
 Interactions as Discord sends them (§3.6): `application(bot)` gives the bot an app with an
 Ed25519 key pair made in the test (`App.public_key` is what `publicKey` is set to);
 `slash_command(...)` / `ping(...)` build an interaction (a guild member's with roles, a DM user's,
@@ -52,34 +63,37 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import itertools
 import json
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from clawmesh.httpserver import EmbeddedHTTPServer
 
-__all__ = ["App", "Bot", "Edited", "FakeDiscord", "FakeInteraction", "Posted"]
+__all__ = ["App", "Bot", "CdnRequest", "Edited", "FakeAttachment", "FakeDiscord", "FakeInteraction", "Posted"]
 
 MAX_CONTENT = 2000
 MESSAGE_CONTENT = 1 << 15
 GUILD_TEXT, DM, PUBLIC_THREAD = 0, 1, 11
 SUPPRESS_EMBEDS, EPHEMERAL = 1 << 2, 1 << 6
+IS_VOICE_MESSAGE = 1 << 13
 
 
 @dataclass
@@ -91,6 +105,34 @@ class Posted:
     allowed_mentions: Any = None
     flags: int = 0
     deleted: bool = False
+
+
+@dataclass
+class FakeAttachment:
+    """A file the CDN serves: `fail` (a status) answers instead of the bytes."""
+
+    id: str
+    channel_id: str
+    filename: str
+    data: bytes
+    served_type: str  # the CDN's Content-Type
+    signature: str  # the `hm` of its signed URLs
+    fail: int | None = None
+    chunked: bool = False  # served without a Content-Length
+
+
+@dataclass(frozen=True)
+class CdnRequest:
+    """One request the CDN got (answered or not)."""
+
+    path: str
+    query: str
+    headers: dict[str, str]
+
+    @property
+    def attachment_id(self) -> str:
+        parts = self.path.split("/")  # /cdn/attachments/{channel}/{id}/{name}
+        return parts[4] if len(parts) > 4 else ""
 
 
 @dataclass
@@ -187,6 +229,8 @@ class FakeDiscord:
         self.bots: dict[str, Bot] = {}
         self.channels: dict[str, _Channel] = {}
         self.guilds: dict[str, list[str]] = {}  # guild id -> its channel ids
+        self.attachments: dict[str, FakeAttachment] = {}  # by id
+        self.cdn_requests: list[CdnRequest] = []
         self._ids = itertools.count(1_100_000_000_000_000_000)
         self._sessions: dict[str, _Session] = {}
         self._changed = asyncio.Condition()
@@ -206,6 +250,7 @@ class FakeDiscord:
                         methods=["PATCH"],
                     ),
                     Route(prefix + "/channels/{cid}/typing", self._typing, methods=["POST"]),
+                    Route("/{host:str}/attachments/{cid}/{aid}/{name}", self._cdn),
                     Route(prefix + "/oauth2/applications/@me", self._application_me),
                     Route(prefix + "/applications/{app}/commands", self._put_commands, methods=["PUT"]),
                     Route(prefix + "/webhooks/{app}/{token}", self._follow_up, methods=["POST"]),
@@ -227,6 +272,11 @@ class FakeDiscord:
     @property
     def api_base(self) -> str:
         return f"http://127.0.0.1:{self._http.port}/api/v10"
+
+    @property
+    def origin(self) -> str:
+        """Where the REST API and the CDN both are (the CDN's paths as Discord's)."""
+        return f"http://127.0.0.1:{self._http.port}"
 
     @property
     def gateway_url(self) -> str:
@@ -452,9 +502,11 @@ class FakeDiscord:
         reply_to: Posted | None = None,
         author_is_bot: bool = False,
         include_channel_type: bool = True,
+        attachments: Sequence[dict[str, Any]] = (),
+        flags: int = 0,
     ) -> dict[str, Any]:
         """A MESSAGE_CREATE dispatched to the bot's session (kept for a RESUME while it is
-        disconnected). Returns the message."""
+        disconnected), with `attachments` (made by `attachment`). Returns the message."""
         channel = self.channels[channel_id]
         msg: dict[str, Any] = {
             "id": self.next_id(),
@@ -473,11 +525,11 @@ class FakeDiscord:
             "mention_everyone": mention_everyone,
             "mentions": [{"id": m, "username": f"user{m}"} for m in mentions],
             "mention_roles": [],
-            "attachments": [],
+            "attachments": list(attachments),
             "embeds": [],
             "pinned": False,
             "type": 19 if reply_to else 0,
-            "flags": 0,
+            "flags": flags,
         }
         if include_channel_type:
             msg["channel_type"] = channel.type
@@ -495,8 +547,117 @@ class FakeDiscord:
         await self._dispatch(bot.session, "MESSAGE_CREATE", msg)
         return msg
 
-    async def direct_message(self, bot: Bot, *, user: str, content: str) -> dict[str, Any]:
-        return await self.message(bot, channel_id=self.dm_channel(user), author=user, content=content)
+    async def direct_message(
+        self, bot: Bot, *, user: str, content: str, attachments: Sequence[dict[str, Any]] = ()
+    ) -> dict[str, Any]:
+        return await self.message(
+            bot, channel_id=self.dm_channel(user), author=user, content=content, attachments=attachments
+        )
+
+    # --- attachments (the CDN) ----------------------------------------------------------------
+
+    def attachment(
+        self,
+        channel_id: str,
+        filename: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        served_type: str | None = None,
+        size: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """An attachment object as MESSAGE_CREATE carries it, its bytes served by the CDN:
+        `content_type` only when given (Discord omits what it cannot tell), `size` the real one
+        unless given, URLs signed as Discord signs them."""
+        aid = self.next_id()
+        expires = f"{int(time.time()) + 86_400:x}"
+        issued = f"{int(time.time()):x}"
+        signature = hashlib.sha256(f"{aid}:{expires}:{issued}".encode()).hexdigest()
+        self.attachments[aid] = FakeAttachment(
+            id=aid,
+            channel_id=channel_id,
+            filename=filename,
+            data=data,
+            served_type=served_type or content_type or "application/octet-stream",
+            signature=signature,
+        )
+        query = f"?ex={expires}&is={issued}&hm={signature}&"
+        path = f"attachments/{channel_id}/{aid}/{quote(filename)}"
+        att: dict[str, Any] = {
+            "id": aid,
+            "filename": filename,
+            "size": len(data) if size is None else size,
+            "url": f"{self.origin}/cdn/{path}{query}",
+            "proxy_url": f"{self.origin}/media/{path}{query}",
+        }
+        if content_type is not None:
+            att["content_type"] = content_type
+        att.update(extra or {})
+        return att
+
+    def fail_download(self, attachment: dict[str, Any], status: int) -> None:
+        """The CDN answers `status` (403, 500, …) for this attachment from now on."""
+        self.attachments[attachment["id"]].fail = status
+
+    def chunked(self, attachment: dict[str, Any]) -> None:
+        """The CDN streams this attachment without saying its length."""
+        self.attachments[attachment["id"]].chunked = True
+
+    async def voice_message(
+        self, bot: Bot, *, channel_id: str, author: str, data: bytes, **fields: Any
+    ) -> dict[str, Any]:
+        """A voice message as the client sends one: no text, flags 8192, one `voice-message.ogg`
+        with its duration and waveform."""
+        att = self.attachment(
+            channel_id,
+            "voice-message.ogg",
+            data,
+            content_type="audio/ogg",
+            extra={"duration_secs": 3.5, "waveform": base64.b64encode(bytes(range(0, 256, 4))).decode()},
+        )
+        return await self.message(
+            bot,
+            channel_id=channel_id,
+            author=author,
+            content="",
+            attachments=[att],
+            flags=IS_VOICE_MESSAGE,
+            **fields,
+        )
+
+    def downloads(self, attachment: dict[str, Any]) -> list[CdnRequest]:
+        """The CDN requests for this attachment."""
+        return [r for r in self.cdn_requests if r.attachment_id == attachment["id"]]
+
+    async def _cdn(self, request: Request) -> Response:
+        p = request.path_params
+        async with self._changed:
+            self.cdn_requests.append(
+                CdnRequest(path=request.url.path, query=request.url.query, headers=dict(request.headers))
+            )
+            self._changed.notify_all()
+        found = self.attachments.get(p["aid"])
+        gone = PlainTextResponse("This content is no longer available.", status_code=404)
+        if (
+            p["host"] not in ("cdn", "media")
+            or found is None
+            or found.channel_id != p["cid"]
+            or found.filename != p["name"]
+            or request.query_params.get("hm") != found.signature
+        ):
+            return gone
+        if found.fail is not None:
+            return PlainTextResponse(f"{found.fail}: scripted", status_code=found.fail)
+        if found.chunked:
+            data = found.data
+
+            async def body() -> AsyncIterator[bytes]:
+                for i in range(0, len(data), 65536):
+                    yield data[i : i + 65536]
+
+            return StreamingResponse(body(), media_type=found.served_type)
+        return Response(found.data, media_type=found.served_type)
 
     # --- REST ---------------------------------------------------------------------------------
 

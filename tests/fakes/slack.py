@@ -40,6 +40,16 @@ and `warning` leave the socket open for the client to close; `link_disabled` and
 a close frame), `socket_send_raw` (any text, e.g. not JSON), `lose_acks` (the next acks are lost,
 as if they came too late). `App.socket_log` orders what happened on the sockets (`("hello", n)`,
 `("closed", n)`) and `Socket.closed_by` says who closed one (`client`, `server`, `dropped`).
+
+Files as Slack serves them: `add_file` keeps a file of an app's workspace and answers its file
+object (`id`, `name`, `title`, `mimetype`, `filetype`, `size`, `mode`, `url_private`,
+`url_private_download`, …) for `message_event(files=[…])` (subtype `file_share`); `mode`
+`tombstone` or `hidden_by_limit` gives the object Slack sends for a deleted or hidden file (no
+URLs). `GET /files-pri/<team>-<id>/[download/]<name>` with a bot token of the workspace's app in
+`Authorization: Bearer` answers 200 with the bytes and the file's type; without one, a wrong one
+or one without `files:read` (`add_app(files_read=False)`) 302 to the sign-in page
+(`/?redir=…`, 200 `text/html`, counted in `sign_in_pages`), as Slack answers; an unknown file
+404. Every request for a file's URL is recorded in `downloads`.
 """
 
 from __future__ import annotations
@@ -55,7 +65,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, urlsplit
 
 import httpx
 from starlette.applications import Starlette
@@ -71,10 +81,42 @@ from websockets.protocol import State
 from clawmesh.channels.slack import sign
 from clawmesh.httpserver import EmbeddedHTTPServer
 
-__all__ = ["App", "Delivery", "FakeSlack", "Posted", "Pushed", "Socket", "Updated"]
+__all__ = [
+    "App",
+    "Delivery",
+    "Download",
+    "FakeSlack",
+    "Posted",
+    "Pushed",
+    "Socket",
+    "StoredFile",
+    "Updated",
+]
 
 MAX_TEXT = 40_000
 MAX_EDIT_BYTES = 4000  # chat.update: UTF-8 bytes once `&`, `<`, `>` are escaped
+SIGN_IN_PAGE = (
+    b'<!DOCTYPE html>\n<html lang="en-US"><head><title>Sign in | Slack</title></head>'
+    b'<body><form action="/signin">Sign in to your workspace</form></body></html>\n'
+)
+
+
+@dataclass
+class StoredFile:
+    id: str
+    team_id: str
+    name: str
+    mimetype: str
+    data: bytes
+
+
+@dataclass
+class Download:
+    """One request for a file's URL."""
+
+    file_id: str  # "" for a URL that names no file
+    authorized: bool  # a bot token of the file's workspace came with it
+    status: int
 
 
 @dataclass
@@ -146,6 +188,7 @@ class App:
     name: str
     app_token: str | None = None
     app_id: str = "A111"
+    files_read: bool = True  # the bot token has `files:read` (else its file URLs sign in)
     sent: list[Posted] = field(default_factory=list)
     updates: list[Updated] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
@@ -185,9 +228,16 @@ class FakeSlack:
         self._round_robin = itertools.count()
         self._changed = asyncio.Condition()
         self._host = host
-        self._http = EmbeddedHTTPServer(
-            Starlette(routes=[Route("/api/{method}", self._handle, methods=["GET", "POST"])]), host, port
-        )
+        self.files: dict[str, StoredFile] = {}
+        self.downloads: list[Download] = []
+        self.sign_in_pages = 0  # how often the sign-in page was served
+        self._file_ids = itertools.count(1)
+        routes = [
+            Route("/api/{method}", self._handle, methods=["GET", "POST"]),
+            Route("/files-pri/{key}/{rest:path}", self._file, methods=["GET"]),
+            Route("/", self._sign_in, methods=["GET"]),
+        ]
+        self._http = EmbeddedHTTPServer(Starlette(routes=routes), host, port)
         self._ws: Server | None = None
         self._tickets: dict[str, tuple[App, bool]] = {}  # ticket -> app, used
         self._handshakes: dict[ServerConnection, tuple[App, str]] = {}
@@ -236,6 +286,7 @@ class FakeSlack:
         bot_user_id: str = "UBOT",
         name: str = "clawbot",
         app_token: str | None = None,
+        files_read: bool = True,
     ) -> App:
         app = App(
             token=token,
@@ -244,6 +295,7 @@ class FakeSlack:
             bot_id="B" + bot_user_id[1:],
             name=name,
             app_token=app_token,
+            files_read=files_read,
         )
         self.apps[token] = app
         return app
@@ -400,6 +452,83 @@ class FakeSlack:
                     await asyncio.wait_for(self._changed.wait(), left)
                 except TimeoutError:
                     pass
+
+    # --- files -------------------------------------------------------------------------------
+
+    def add_file(
+        self,
+        app: App,
+        data: bytes,
+        *,
+        name: str,
+        mimetype: str,
+        title: str | None = None,
+        filetype: str | None = None,
+        size: int | None = None,
+        mode: str = "hosted",
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """A file uploaded to the app's workspace: its file object as a message event carries
+        it (`size`: what Slack says, the real size unless given). `mode` `tombstone` (deleted)
+        or `hidden_by_limit`: the stripped object Slack sends for such a file, never served."""
+        file_id = f"F{next(self._file_ids):08d}"
+        if mode in ("tombstone", "hidden_by_limit"):
+            return {"id": file_id, "mode": mode, **extra}
+        self.files[file_id] = StoredFile(file_id, app.team_id, name, mimetype, data)
+        base = f"http://127.0.0.1:{self._http.port}/files-pri/{app.team_id}-{file_id}"
+        ext = filetype or (name.rsplit(".", 1)[1].lower() if "." in name else "binary")
+        return {
+            "id": file_id,
+            "created": int(time.time()),
+            "timestamp": int(time.time()),
+            "name": name,
+            "title": title if title is not None else name,
+            "mimetype": mimetype,
+            "filetype": ext,
+            "pretty_type": ext.upper(),
+            "user": "U0",
+            "user_team": app.team_id,
+            "editable": False,
+            "size": len(data) if size is None else size,
+            "mode": mode,
+            "is_external": False,
+            "external_type": "",
+            "is_public": False,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": f"{base}/{quote(name)}",
+            "url_private_download": f"{base}/download/{quote(name)}",
+            "permalink": f"https://fake.slack.com/files/U0/{file_id}/{quote(name)}",
+            "is_starred": False,
+            "has_rich_preview": False,
+            "file_access": "visible",
+            **extra,
+        }
+
+    async def _file(self, request: Request) -> Response:
+        """A file's private URL: the bytes for a bot token of its workspace, else the sign-in
+        page (a redirect to it, as Slack answers)."""
+        team, _, file_id = request.path_params["key"].partition("-")
+        found = self.files.get(file_id)
+        auth = request.headers.get("authorization", "")
+        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        app = self.apps.get(token)
+        authorized = found is not None and app is not None and app.team_id == found.team_id and app.files_read
+        if found is None or found.team_id != team:
+            status, response = 404, Response(b"Not Found", status_code=404, media_type="text/plain")
+        elif not authorized:
+            where = f"/?redir={quote(request.url.path, safe='')}"
+            status, response = 302, Response(status_code=302, headers={"location": where})
+        else:
+            status, response = 200, Response(found.data, media_type=found.mimetype)
+        self.downloads.append(Download(file_id if found else "", authorized, status))
+        await self._notify()
+        return response
+
+    async def _sign_in(self, request: Request) -> Response:
+        self.sign_in_pages += 1
+        return Response(SIGN_IN_PAGE, media_type="text/html; charset=utf-8")
 
     # --- Socket Mode --------------------------------------------------------------------------
 
@@ -657,9 +786,11 @@ class FakeSlack:
         kind: str = "message",
         ts: str | None = None,
         parent_user_id: str | None = None,
+        files: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """A person's message; in a thread (`thread_ts`) Slack also names who started it
-        (`parent_user_id`)."""
+        (`parent_user_id`). With `files` (`add_file`'s objects) it is a `file_share` message, its
+        text the caption (often empty)."""
         self.channels.add(channel)
         ev: dict[str, Any] = {
             "type": kind,
@@ -676,6 +807,8 @@ class FakeSlack:
             ev["thread_ts"] = thread_ts
         if parent_user_id:
             ev["parent_user_id"] = parent_user_id
+        if files:
+            ev.update(subtype="file_share", files=files, upload=False, display_as_bot=False)
         return self.event(app, ev)
 
     async def deliver(

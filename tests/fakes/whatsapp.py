@@ -16,6 +16,13 @@ answer `{"messaging_product", "contacts": [{"input", "wa_id"}], "messages": [{"i
 `GET /<version>/<phone-number-id>` answers the phone number object (`id`,
 `display_phone_number`, `verified_name`, `quality_rating`, …); an unknown id is HTTP 400 code
 100 subcode 33, a wrong token 401 code 190.
+Media a user sent (`add_media`, then `media_message`): `GET /<version>/<media-id>` with the
+number's token answers the media node `{"url", "mime_type", "sha256" (hex), "file_size", "id",
+"messaging_product"}` (an unknown id, or one of another number: 400 code 100 subcode 33; a wrong
+token: 401 code 190); the URL (`/whatsapp_business/attachments/?mid=…&ext=<expiry>&hash=…`,
+valid five minutes) serves the bytes in chunks to the same Bearer token only (401 code 190
+otherwise; 404 once expired or for a forged hash). Every node read is in `media_lookups`, every
+download request in `downloads`; the node's `sha256`/`file_size` can be made to lie.
 Webhooks: `deliver` signs a body with `X-Hub-Signature-256` (or a wrong one) and POSTs it;
 `verify` makes the GET handshake; payload builders batch entries and add `statuses`.
 """
@@ -23,10 +30,13 @@ Webhooks: `deliver` signs a body with `X-Hub-Signature-256` (or a wrong one) and
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -34,13 +44,16 @@ from typing import Any, Self
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from clawmesh.channels.whatsapp import sign
 from clawmesh.httpserver import EmbeddedHTTPServer
 
-__all__ = ["FakeWhatsApp", "Number", "SentMessage"]
+__all__ = ["FakeWhatsApp", "Media", "Number", "SentMessage"]
+
+URL_TTL = 300.0  # how long a media URL is good for (Meta: five minutes)
+_CHUNK = 64 * 1024
 
 
 @dataclass
@@ -62,6 +75,23 @@ class Number:
     calls: int = 0
     failures: list[tuple[int, int, str]] = field(default_factory=list)
     last_inbound: dict[str, float] = field(default_factory=dict)  # user → when they last wrote
+
+
+@dataclass
+class Media:
+    """A file a user sent to `owner` (a phone number id), kept by "Meta" under `media_id`."""
+
+    media_id: str
+    owner: str
+    data: bytes
+    mime: str
+    sha256: str | None = None  # what the node says (hex); None: the data's true hash
+    file_size: int | None = None  # what the node says; None: the data's true size
+
+    @property
+    def webhook_sha256(self) -> str:
+        """The data's SHA-256 as webhooks write it (base64)."""
+        return base64.b64encode(hashlib.sha256(self.data).digest()).decode()
 
 
 def _error(status: int, code: int, message: str, details: str = "") -> JSONResponse:
@@ -93,13 +123,19 @@ class FakeWhatsApp:
         self.app_secret = app_secret
         self.verify_token = verify_token
         self.numbers: dict[str, Number] = {}
+        self.media: dict[str, Media] = {}
+        self.media_lookups: list[str] = []  # media ids whose node was read
+        self.downloads: list[str] = []  # media ids whose URL was requested (any answer)
         self._ids = itertools.count(1)
+        self._media_ids = itertools.count(900_000_000_000_001)
+        self._url_key = b"fake-lookaside-key"
         self._changed = asyncio.Condition()
         self._http = EmbeddedHTTPServer(
             Starlette(
                 routes=[
+                    Route("/whatsapp_business/attachments/", self._attachment, methods=["GET"]),
                     Route("/{version}/{number}/messages", self._messages, methods=["POST"]),
-                    Route("/{version}/{number}", self._number, methods=["GET"]),
+                    Route("/{version}/{number}", self._node, methods=["GET"]),
                 ]
             ),
             host,
@@ -129,22 +165,85 @@ class FakeWhatsApp:
     def fail_next(self, number: Number, status: int, code: int, message: str) -> None:
         number.failures.append((status, code, message))
 
+    def add_media(
+        self,
+        number: Number,
+        data: bytes,
+        mime: str,
+        *,
+        sha256: str | None = None,
+        file_size: int | None = None,
+    ) -> Media:
+        """A file a user sent to `number`; `sha256`/`file_size`: what its node says instead of
+        the truth."""
+        media = Media(str(next(self._media_ids)), number.phone_number_id, data, mime, sha256, file_size)
+        self.media[media.media_id] = media
+        return media
+
     # --- Graph API --------------------------------------------------------------------------
 
-    async def _number(self, request: Request) -> Response:
-        """The phone number node, as Graph reads it for a token allowed to see it."""
-        number = self.numbers.get(request.path_params["number"])
+    async def _node(self, request: Request) -> Response:
+        """A node as Graph reads it for a token allowed to see it: a phone number or a media."""
+        node_id = request.path_params["number"]
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         if not any(n.token == token for n in self.numbers.values()):
             return _node_error(401, 190, "Invalid OAuth access token - Cannot parse access token")
-        if number is None or number.token != token:
-            return _node_error(
-                400,
-                100,
-                f"Unsupported get request. Object with ID '{request.path_params['number']}' does not "
-                "exist, cannot be loaded due to missing permissions, or does not support this operation.",
-                33,
-            )
+        number = self.numbers.get(node_id)
+        media = self.media.get(node_id)
+        if media is not None or node_id not in self.numbers:
+            self.media_lookups.append(node_id)
+        owner = self.numbers.get(media.owner) if media is not None else None
+        if number is not None and number.token == token:
+            return self._number(number)
+        if media is not None and owner is not None and owner.token == token:
+            return self._media_node(request, media)
+        return _node_error(
+            400,
+            100,
+            f"Unsupported get request. Object with ID '{node_id}' does not exist, cannot be loaded "
+            "due to missing permissions, or does not support this operation.",
+            33,
+        )
+
+    def _media_node(self, request: Request, media: Media) -> Response:
+        expiry = str(int(time.time() + URL_TTL))
+        signed = hmac.new(self._url_key, f"{media.media_id}:{expiry}".encode(), hashlib.sha256).hexdigest()
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "url": f"{self.api_base}/whatsapp_business/attachments/?mid={media.media_id}"
+                f"&ext={expiry}&hash={signed}",
+                "mime_type": media.mime,
+                "sha256": media.sha256 or hashlib.sha256(media.data).hexdigest(),
+                "file_size": media.file_size if media.file_size is not None else len(media.data),
+                "id": media.media_id,
+            }
+        )
+
+    async def _attachment(self, request: Request) -> Response:
+        """A media URL: the bytes, to the owning number's Bearer token, while the URL is good."""
+        q = request.query_params
+        mid, expiry, signed = q.get("mid", ""), q.get("ext", ""), q.get("hash", "")
+        self.downloads.append(mid)
+        media = self.media.get(mid)
+        expected = hmac.new(self._url_key, f"{mid}:{expiry}".encode(), hashlib.sha256).hexdigest()
+        if media is None or not hmac.compare_digest(expected, signed):
+            return _node_error(404, 100, "The URL is not valid")
+        owner = self.numbers.get(media.owner)
+        if owner is None or request.headers.get("authorization", "") != f"Bearer {owner.token}":
+            return _node_error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        if not expiry.isdigit() or int(expiry) < time.time():
+            return _node_error(404, 100, "The URL has expired")
+        data = media.data
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(data), _CHUNK):
+                yield data[start : start + _CHUNK]
+
+        return StreamingResponse(chunks(), media_type=media.mime)
+
+    def _number(self, number: Number) -> Response:
+        """The phone number node."""
         return JSONResponse(
             {
                 "verified_name": number.verified_name,
@@ -288,6 +387,42 @@ class FakeWhatsApp:
                 ],
             },
         }
+
+    def media_message(
+        self,
+        number: Number,
+        media: Media | str,
+        *,
+        sender: str,
+        type: str,
+        caption: str | None = None,
+        filename: str | None = None,
+        voice: bool = False,
+        mime: str | None = None,
+        sha256: str | None = None,
+        group_id: str | None = None,
+    ) -> dict[str, Any]:
+        """One change carrying a media message of `type` (image, document, audio, video,
+        sticker) for `media` (or a media id "Meta" does not know); `sha256`: what the webhook
+        says instead of the data's hash."""
+        change = self.message(number, sender=sender, text="", group_id=group_id)
+        msg = change["value"]["messages"][0]
+        known = media if isinstance(media, Media) else self.media.get(media)
+        body: dict[str, Any] = {
+            "id": media.media_id if isinstance(media, Media) else media,
+            "mime_type": mime or (known.mime if known else "application/octet-stream"),
+            "sha256": sha256 or (known.webhook_sha256 if known else base64.b64encode(b"\0" * 32).decode()),
+        }
+        if caption is not None:
+            body["caption"] = caption
+        if filename is not None:
+            body["filename"] = filename
+        if voice:
+            body["voice"] = True
+        del msg["text"]
+        msg["type"] = type
+        msg[type] = body
+        return change
 
     @staticmethod
     def payload(*changes: dict[str, Any], entries: int = 1) -> dict[str, Any]:

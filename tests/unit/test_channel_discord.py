@@ -4,7 +4,9 @@ with the loader's warnings for what is not served as asked. Slash commands over 
 Ed25519 signature (right, wrong, stale, garbled), the interaction's ids bounded, a command as
 routing input and command text as OpenClaw's native commands map it, the slash session key, the
 commands registered, and their keys (`publicKey`, `applicationId`, `commands.native`,
-`slashCommand.ephemeral`, `webhookPath`)."""
+`slashCommand.ephemeral`, `webhookPath`). Attachments as OpenClaw takes them in: named and
+typed (declared, else by the name), a voice message's type, `mediaMaxMb`, the CDN URLs
+downloaded from."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from clawmesh.channels.accounts import channel_accounts
 from clawmesh.channels.discord import (
     DEFAULT_API_BASE_URL,
     INTENTS,
+    Attachment,
     BotIdentity,
     DiscordInbound,
     Interaction,
@@ -26,6 +29,7 @@ from clawmesh.channels.discord import (
     SlashInbound,
     api_base_url,
     application_id_from_token,
+    attachment_url_refused,
     command_definitions,
     commands_hash,
     configured_application_id,
@@ -33,6 +37,8 @@ from clawmesh.channels.discord import (
     interactions_path,
     load_public_key,
     max_lines,
+    media_budget,
+    message_files,
     native_commands_enabled,
     normalize_interaction,
     normalize_message,
@@ -126,11 +132,157 @@ def test_mentions(fields: dict[str, Any], mentioned: bool, others: bool) -> None
         ({"type": 7}, 0, "not-chat"),  # a member joined
         ({"type": 20}, 0, "not-chat"),  # a slash command's message
         ({}, 3, "group-dm"),  # OpenClaw's dm.groupEnabled default
-        ({"content": "  "}, 1, "empty"),  # no MESSAGE_CONTENT intent, or only attachments
+        ({"content": "  "}, 1, "empty"),  # no MESSAGE_CONTENT intent (and no file)
     ],
 )
 def test_what_is_dropped(fields: dict[str, Any], channel_type: int, why: str) -> None:
     assert normalize_message(_msg(**fields), BOT, channel_type=channel_type) == why
+
+
+def _att(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": "3001",
+        "filename": "a.bin",
+        "size": 10,
+        "url": "https://cdn.discordapp.com/attachments/C1/3001/a.bin?ex=1&is=2&hm=3&",
+        "proxy_url": "https://media.discordapp.net/attachments/C1/3001/a.bin?ex=1&is=2&hm=3&",
+    }
+    base.update(fields)
+    return base
+
+
+def _files(*attachments: dict[str, Any], flags: int = 0) -> list[tuple[str, str, str, int | None]]:
+    msg = _msg(attachments=list(attachments), flags=flags)
+    return [(f.kind, f.name, f.mime, f.size) for f in message_files(msg)]
+
+
+def test_attachments_are_named_as_sent_and_typed_as_declared_else_by_their_name() -> None:
+    assert _files(_att(filename="Q3 report.pdf", content_type="application/pdf", size=512)) == [
+        ("file", "Q3 report.pdf", "application/pdf", 512)
+    ]
+    # parameters dropped, case folded: what the runner tests for an image part
+    assert _files(_att(filename="shot.PNG", content_type="Image/PNG; foo=bar")) == [
+        ("picture", "shot.PNG", "image/png", 10)
+    ]
+    # no content_type (Discord could not tell): by the name, from Python's own table (never the
+    # host's mime.types), with what chats send that it lacks
+    assert _files(_att(filename="notes.md"), _att(filename="cat.webp"), _att(filename="clip.mov")) == [
+        ("file", "notes.md", "text/markdown", 10),
+        ("picture", "cat.webp", "image/webp", 10),
+        ("video", "clip.mov", "video/quicktime", 10),
+    ]
+    # a vague declared type says less than the name (OpenClaw's non-definitive types)
+    assert _files(_att(filename="song.mp3", content_type="application/octet-stream")) == [
+        ("sound file", "song.mp3", "audio/mpeg", 10)
+    ]
+    # neither: application/octet-stream; a missing name is made from the id
+    assert _files(_att(filename="blob")) == [("file", "blob", "application/octet-stream", 10)]
+    assert _files(_att(filename="", content_type="application/pdf")) == [
+        ("file", "attachment-3001.pdf", "application/pdf", 10)
+    ]
+    # a size Discord did not give (or a nonsense one) is unknown, not zero
+    assert [f.size for f in message_files(_msg(attachments=[_att(size=None), _att(size=-1)]))] == [None, None]
+    # the CDN URL (`url`, its signed query kept), not the media proxy's
+    (only,) = message_files(_msg(attachments=[_att()]))
+    assert only.url == "https://cdn.discordapp.com/attachments/C1/3001/a.bin?ex=1&is=2&hm=3&"
+    # Discord sends at most 10
+    assert len(message_files(_msg(attachments=[_att(id=str(i)) for i in range(12)]))) == 10
+
+
+def test_a_voice_message_is_audio_ogg_as_openclaw_infers_it() -> None:
+    voice = {"filename": "voice-message.ogg", "duration_secs": 3.5, "waveform": "AAAA"}
+    flagged = _files(_att(content_type="audio/ogg", **voice), flags=8192)
+    assert flagged == [("voice message", "voice-message.ogg", "audio/ogg", 10)]
+    # without its declared type or the flag: its waveform (or duration) still makes it one
+    assert _files(_att(**voice)) == [("voice message", "voice-message.ogg", "audio/ogg", 10)]
+    assert _files(_att(filename="v", duration_secs=2.0, content_type="application/ogg")) == [
+        ("voice message", "v", "audio/ogg", 10)
+    ]
+    assert _files(_att(filename="", id="9", duration_secs=1.0)) == [
+        ("voice message", "voice-message-9.ogg", "audio/ogg", 10)
+    ]
+    # another audio type declared is kept; a picture with a duration is still a picture
+    assert _files(_att(filename="v.m4a", content_type="audio/mp4"), flags=8192)[0][2] == "audio/mp4"
+    assert _files(_att(filename="a.gif", content_type="image/gif", duration_secs=1.0))[0][:3] == (
+        "picture",
+        "a.gif",
+        "image/gif",
+    )
+
+
+def test_a_message_with_only_a_file_is_kept_and_still_needs_its_mention_in_a_guild() -> None:
+    # the file is what was said: no text is no reason to drop it
+    dm = _in(_msg(content="", attachments=[_att(filename="a.pdf")]), channel_type=1)
+    assert dm.text == "" and [f.name for f in dm.files] == ["a.pdf"]
+    # in a guild, the mention facts are the message's as ever: no mention, not mentioned
+    guild = _in(_msg(guild_id="G1", content="", attachments=[_att()]), channel_type=0)
+    assert not guild.was_mentioned and not guild.mentions_others
+    # the other reasons to drop a message still hold with a file
+    own = _msg(author={"id": "900", "bot": True}, content="", attachments=[_att()])
+    assert normalize_message(own, BOT, channel_type=1) == "own"
+    assert normalize_message(_msg(content="", attachments=[_att()]), BOT, channel_type=3) == "group-dm"
+    # text only: no files
+    assert _in(_msg(), channel_type=1).files == ()
+
+
+def test_media_max_mb_is_openclaws_100_by_default() -> None:
+    assert media_budget(ChannelAccount()) == 100 * 1024 * 1024
+    assert media_budget(ChannelAccount(media_max_mb=1.5)) == 1_572_864
+    assert media_budget(ChannelAccount(media_max_mb=0)) == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "api_base", "why"),
+    [
+        ("https://cdn.discordapp.com/attachments/1/2/a.pdf?ex=1", DEFAULT_API_BASE_URL, None),
+        ("https://media.discordapp.net/attachments/1/2/a.png", DEFAULT_API_BASE_URL, None),
+        # Discord's CDN whatever the REST base (a REST proxy still gets Discord's URLs)
+        ("https://cdn.discordapp.com/x", "http://proxy.internal:8080/api/v10", None),
+        # the REST base's own origin: a Discord-compatible endpoint, the tests' fake
+        ("http://127.0.0.1:5000/cdn/attachments/1/2/a", "http://127.0.0.1:5000/api/v10", None),
+        ("http://127.0.0.1:5001/cdn/a", "http://127.0.0.1:5000/api/v10", "neither"),
+        ("https://127.0.0.1:5000/cdn/a", "http://127.0.0.1:5000/api/v10", "neither"),
+        ("http://cdn.discordapp.com/x", DEFAULT_API_BASE_URL, "neither"),  # not over TLS
+        ("https://cdn.discordapp.com.evil.example/x", DEFAULT_API_BASE_URL, "neither"),
+        ("https://evildiscordapp.com/x", DEFAULT_API_BASE_URL, "neither"),
+        ("http://169.254.169.254/latest/meta-data", DEFAULT_API_BASE_URL, "neither"),
+        ("https://user:pw@cdn.discordapp.com/x", DEFAULT_API_BASE_URL, "not an http(s) URL"),
+        ("file:///etc/passwd", DEFAULT_API_BASE_URL, "not an http(s) URL"),
+        ("ftp://cdn.discordapp.com/x", DEFAULT_API_BASE_URL, "not an http(s) URL"),
+        ("", DEFAULT_API_BASE_URL, "not an http(s) URL"),
+        ("https://cdn.discordapp.com:99999/x", DEFAULT_API_BASE_URL, "not an http(s) URL"),
+    ],
+)
+def test_attachments_are_downloaded_from_discords_cdn_or_the_rest_origin_only(
+    url: str, api_base: str, why: str | None
+) -> None:
+    found = attachment_url_refused(url, api_base)
+    if why is None:
+        assert found is None
+    else:
+        assert found is not None and why in found
+
+
+def test_an_attachment_decodes_leniently() -> None:
+    raw = (
+        b'{"id": "1", "channel_id": "2", "author": {"id": "3"}, "content": "", "flags": 8192,'
+        b' "attachments": [{"id": "4", "filename": "voice-message.ogg", "size": 7, "url": "u",'
+        b' "proxy_url": "p", "duration_secs": 1.25, "waveform": "AA==", "placeholder": "x",'
+        b' "ephemeral": false, "width": null}]}'
+    )
+    msg = msgspec.json.decode(raw, type=Message)
+    assert msg.attachments == [
+        Attachment(
+            id="4",
+            filename="voice-message.ogg",
+            size=7,
+            url="u",
+            proxy_url="p",
+            duration_secs=1.25,
+            waveform="AA==",
+        )
+    ]
+    assert msg.flags == 8192
 
 
 def test_a_malformed_message_does_not_decode() -> None:

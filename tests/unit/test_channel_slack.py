@@ -2,17 +2,23 @@
 `mode: "http"`), Socket Mode frames, OpenClaw's mapping of Slack events to routing input, and
 its Slack plugin's (`@openclaw/slack` 2026.9.6) threads: which `replyToMode` applies, where a
 reply goes, which thread has a session of its own; and its preview mode (`streaming`, per
-account), what one `chat.update` takes, and the warnings about modes clawmesh serves otherwise."""
+account), what one `chat.update` takes, and the warnings about modes clawmesh serves otherwise;
+a message's files as the plugin takes them in (names, types, which can be downloaded, where the
+bot token may go, the sign-in page that is not a file, `mediaMaxMb`) and the download itself."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 
 from clawmesh.channels.slack import (
     EDIT_TEXT_MAX_BYTES,
+    MAX_FILES,
     BotIdentity,
     Envelope,
     Event,
@@ -20,7 +26,10 @@ from clawmesh.channels.slack import (
     channel_requires_mention,
     decode_socket_frame,
     edit_text_bytes,
+    file_url_refused,
     fit_edit,
+    media_budget,
+    message_files,
     normalize_event,
     redact_url,
     reply_thread_ts,
@@ -32,6 +41,7 @@ from clawmesh.channels.slack import (
     socket_ack,
     socket_payload,
     streaming_mode,
+    unexpected_html,
     verify_signature,
 )
 from clawmesh.checks import default_checks
@@ -45,6 +55,7 @@ from clawmesh.config import (
     parse_config,
 )
 from clawmesh.wire import Peer
+from clawmesh_ingress.channels.slack.webapi import DownloadError, WebApi
 
 BOT = BotIdentity(user_id="UBOT", team_id="T1")
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -512,3 +523,205 @@ def test_modes_served_otherwise_than_openclaw_load_with_one_warning_each() -> No
     assert (
         list(found) == ["$.channels.slack.streamMode"] and "ignored" in found["$.channels.slack.streamMode"]
     )
+
+
+# --- files ------------------------------------------------------------------------------------
+
+_HOSTED = "https://files.slack.com/files-pri/T1-F1"
+
+
+def _with_files(*files: dict[str, object], **event: object) -> Envelope:
+    """An envelope decoded from Slack's JSON, as the adapter decodes it."""
+    fields: dict[str, object] = {
+        "type": "message",
+        "subtype": "file_share",
+        "channel": "D1",
+        "channel_type": "im",
+        "user": "U7",
+        "ts": "1.000001",
+        "text": "",
+        "files": list(files),
+    }
+    fields.update(event)
+    body = {"type": "event_callback", "team_id": "T1", "event": fields}
+    return msgspec.json.decode(msgspec.json.encode(body), type=Envelope)
+
+
+def test_a_messages_files_are_named_and_typed_as_the_plugin_takes_them_in() -> None:
+    env = _with_files(
+        {  # Slack's file object, more fields than read
+            "id": "F1",
+            "name": "Q3 report.pdf",
+            "title": "Q3",
+            "mimetype": "application/pdf",
+            "filetype": "pdf",
+            "size": 512,
+            "mode": "hosted",
+            "is_external": False,
+            "url_private": f"{_HOSTED}/q3.pdf",
+            "url_private_download": f"{_HOSTED}/download/q3.pdf",
+            "permalink": "https://team.slack.com/files/U7/F1/q3.pdf",
+            "shares": {"private": {"D1": [{"ts": "1.000001"}]}},
+        },
+        # a clip recorded in Slack is served as video/*: audio, a voice message (the plugin)
+        {
+            "id": "F2",
+            "name": "audio_message.webm",
+            "mimetype": "video/webm",
+            "subtype": "slack_audio",
+            "url_private": f"{_HOSTED}/a.webm",
+        },
+        # no type: by the name; no name: its title; a picture
+        {"id": "F3", "title": "diagram.png", "url_private": f"{_HOSTED}/d"},
+        {"id": "F4", "name": "notes", "mimetype": "text/plain; charset=utf-8", "url_private": f"{_HOSTED}/n"},
+        {"id": "F5", "mode": "tombstone"},  # deleted since
+        {"id": "F6", "mode": "hidden_by_limit"},  # a free workspace's history limit
+        {
+            "id": "F7",
+            "name": "doc",
+            "mode": "external",
+            "is_external": True,
+            "url_private": "https://docs.google.com/document/d/1",
+        },
+        {"id": "F8", "name": "x.bin", "mimetype": "application/octet-stream"},  # no URL
+    )
+    assert env.event is not None
+    files = message_files(env.event)
+    assert [(f.kind, f.file_id, f.name, f.mime, f.size) for f in files[:4]] == [
+        ("file", "F1", "Q3 report.pdf", "application/pdf", 512),
+        ("voice message", "F2", "audio_message.webm", "audio/webm", None),
+        ("picture", "F3", "diagram.png", "image/png", None),
+        ("file", "F4", "notes", "text/plain", None),
+    ]
+    assert files[0].url == f"{_HOSTED}/download/q3.pdf"  # the download URL first
+    assert files[1].url == f"{_HOSTED}/a.webm" and not files[1].unavailable  # else url_private
+    unavailable = {f.file_id: f.unavailable for f in files[4:]}
+    assert unavailable == {
+        "F5": "deleted",
+        "F6": "hidden by the workspace's history limit",
+        "F7": "an external file (not stored by Slack)",
+        "F8": "no private download URL",
+    }
+    assert all(f.url == "" for f in files[4:])  # nothing to fetch, the token goes nowhere
+    assert files[4].name == "file-F5.bin"  # a deleted file has no name left
+    assert MAX_FILES == 8  # the plugin takes 8 of a message (the adapter names the rest)
+
+
+def test_a_file_without_text_is_what_was_said_and_gating_is_unchanged() -> None:
+    pdf = {"id": "F1", "name": "a.pdf", "mimetype": "application/pdf", "url_private": f"{_HOSTED}/a"}
+    only = normalize_event(_with_files(pdf), BOT)
+    assert only is not None and only.text == "" and [f.name for f in only.files] == ["a.pdf"]
+    # a file Slack no longer serves is still something said (named in the text by the adapter)
+    assert normalize_event(_with_files({"id": "F9", "mode": "tombstone"}), BOT) is not None
+    # neither text nor a file: nothing to answer (the plugin drops an empty body)
+    assert normalize_event(_env(text=""), BOT) is None
+    assert normalize_event(_env(text="  \n"), BOT) is None
+    # in a channel, a file does not mention the bot: mention gating applies as to text
+    room = normalize_event(_with_files(pdf, channel="C1", channel_type="channel", text="fyi"), BOT)
+    assert room is not None and room.is_room and not room.was_mentioned and not room.mentions_others
+    asked = normalize_event(_with_files(pdf, channel="C1", channel_type="channel", text="<@UBOT> this"), BOT)
+    assert asked is not None and asked.was_mentioned and len(asked.files) == 1
+    assert normalize_event(_with_files(pdf, user="UBOT"), BOT) is None  # its own upload
+    assert normalize_event(_with_files(pdf, bot_id="B9"), BOT) is None  # another bot's
+    plain = normalize_event(_env(), BOT)
+    assert plain is not None and plain.files == ()
+
+
+def test_the_bot_token_goes_only_to_slacks_hosts_or_the_web_apis_origin() -> None:
+    api = "https://slack.com/api"
+    for url in (
+        "https://files.slack.com/files-pri/T1-F1/download/a.pdf",
+        "https://slack.com/x",
+        "https://a.slack-edge.com/x",
+        "https://files.slack-files.com/x",
+        "https://files.slack-gov.com/x",
+        "https://FILES.SLACK.COM/x",
+    ):
+        assert file_url_refused(url, api) is None, url
+    for url, why in (
+        ("http://files.slack.com/x", "neither"),  # not over TLS
+        ("https://slack.com.evil.example/x", "neither"),
+        ("https://evilslack.com/x", "neither"),
+        ("https://docs.google.com/d/1", "neither"),
+        ("https://user:pw@files.slack.com/x", "not an http(s) URL"),
+        ("ftp://files.slack.com/x", "not an http(s) URL"),
+        ("file:///etc/passwd", "not an http(s) URL"),
+        ("https://files.slack.com:notaport/x", "not an http(s) URL"),
+    ):
+        assert why in (file_url_refused(url, api) or ""), url
+    # a Slack-compatible endpoint (or a test double): its own origin, scheme and port included
+    local = "http://127.0.0.1:8080/api"
+    assert file_url_refused("http://127.0.0.1:8080/files-pri/T1-F1/a", local) is None
+    assert file_url_refused("http://127.0.0.1:8081/files-pri/T1-F1/a", local) is not None
+    assert file_url_refused("https://127.0.0.1:8080/files-pri/T1-F1/a", local) is not None
+
+
+def test_slacks_sign_in_page_is_not_a_file() -> None:
+    env = _with_files(
+        {"id": "F1", "name": "a.pdf", "mimetype": "application/pdf", "url_private": f"{_HOSTED}/a"},
+        {"id": "F2", "name": "page.html", "mimetype": "text/html", "url_private": f"{_HOSTED}/p"},
+    )
+    assert env.event is not None
+    pdf, page = message_files(env.event)
+    html = b"\n  <!DOCTYPE html><html><title>Sign in | Slack</title></html>"
+    assert unexpected_html("text/html; charset=utf-8", html, pdf)
+    assert unexpected_html("application/pdf", html, pdf)  # whatever the type said
+    assert unexpected_html("", b"<HTML><body>", pdf)
+    assert not unexpected_html("application/pdf", b"%PDF-1.7\n", pdf)
+    assert not unexpected_html("text/html", html, page)  # an HTML file is one
+
+
+def test_media_max_mb_is_the_plugins_20_unless_set() -> None:
+    assert media_budget(ChannelAccount()) == 20 * 1024 * 1024
+    assert media_budget(ChannelAccount(media_max_mb=1.5)) == 1536 * 1024
+
+
+async def test_a_download_follows_redirects_only_where_the_token_may_go_and_stops_past_the_limit() -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"z" * 65536
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        seen.append((str(request.url), request.headers.get("authorization", "")))
+        path = request.url.path
+        if path == "/file":
+            return httpx.Response(200, content=b"bytes", headers={"content-type": "application/pdf"})
+        if path == "/moved":
+            return httpx.Response(302, headers={"location": "/file"})  # relative, same host
+        if path == "/away":
+            return httpx.Response(302, headers={"location": "https://collector.example/steal"})
+        if path == "/scheme":
+            return httpx.Response(302, headers={"location": "file:///etc/passwd"})
+        if path == "/loop":
+            return httpx.Response(302, headers={"location": "/loop"})
+        if path == "/endless":
+            return httpx.Response(200, content=endless())
+        return httpx.Response(404)
+
+    base = "https://files.slack.com"
+    api = WebApi("https://slack.com/api", "xoxb-secret", transport=httpx.MockTransport(serve))
+
+    def refused(url: str) -> str | None:
+        return file_url_refused(url, "https://slack.com/api")
+
+    try:
+        assert await api.download(f"{base}/moved", 100, refused) == (b"bytes", "application/pdf")
+        assert seen == [(f"{base}/moved", "Bearer xoxb-secret"), (f"{base}/file", "Bearer xoxb-secret")]
+        seen.clear()
+        for path, why in (
+            ("/away", "collector.example is neither"),
+            ("/scheme", "not an http(s) URL"),
+            ("/loop", "more than 5 redirects"),
+            ("/missing", "HTTP 404"),
+            ("/endless", "more than 1000000 bytes"),  # given up, never held whole
+        ):
+            with pytest.raises(DownloadError, match=re.escape(why)):
+                await api.download(f"{base}{path}", 1_000_000, refused)
+        # the token was never sent anywhere else
+        assert all(url.startswith(f"{base}/") for url, _ in seen)
+        with pytest.raises(DownloadError, match="neither"):
+            await api.download("https://attacker.example/f", 100, refused)
+    finally:
+        await api.close()

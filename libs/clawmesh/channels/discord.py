@@ -1,8 +1,11 @@
 """Discord, as a gateway needs it: the Gateway's frames and intents, the `MESSAGE_CREATE`
 message, OpenClaw's mapping of a message to routing input
 (`extensions/discord/src/monitor/route-resolution.ts`, `message-handler.preflight.ts`;
-channel-protocols.md §3, §5.3), and the preview mode (`streaming`, legacy `streamMode`) as
-OpenClaw reads it (`preview-streaming.ts`, `doctor-contract.ts`).
+channel-protocols.md §3, §5.3), a message's attachments as OpenClaw takes them in
+(`message-media.ts`, `preflight-audio.ts`: each file's name, type and size, a voice message's
+type, the CDN hosts it downloads from, `mediaMaxMb` default 100), and the preview mode
+(`streaming`, legacy `streamMode`) as OpenClaw reads it (`preview-streaming.ts`,
+`doctor-contract.ts`).
 
 Interactions over HTTP (§3.6): the Ed25519 signature of a request (`X-Signature-Ed25519` over
 `X-Signature-Timestamp` + the raw body, the app's public key), the interaction's shape with its
@@ -19,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import mimetypes
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +44,7 @@ __all__ = [
     "COMMANDS",
     "DEFAULT_API_BASE_URL",
     "DEFAULT_INTERACTIONS_PATH",
+    "DEFAULT_MEDIA_MAX_MB",
     "ENV_API_URL",
     "ENV_PUBLIC_KEY",
     "ENV_TOKEN",
@@ -49,8 +54,10 @@ __all__ = [
     "SIGNATURE_WINDOW",
     "TEXT_LIMIT",
     "THREAD_TYPES",
+    "Attachment",
     "Author",
     "BotIdentity",
+    "DiscordFile",
     "DiscordInbound",
     "Frame",
     "Interaction",
@@ -63,6 +70,7 @@ __all__ = [
     "StreamingMode",
     "api_base_url",
     "application_id_from_token",
+    "attachment_url_refused",
     "command_definitions",
     "commands_hash",
     "configured_application_id",
@@ -70,6 +78,8 @@ __all__ = [
     "interactions_path",
     "load_public_key",
     "max_lines",
+    "media_budget",
+    "message_files",
     "native_commands_enabled",
     "normalize_interaction",
     "normalize_message",
@@ -158,6 +168,21 @@ class _Referenced(msgspec.Struct, frozen=True):
     author: Author | None = None
 
 
+class Attachment(msgspec.Struct, frozen=True):
+    """One file of a message (`attachments[]`): `url` is its CDN URL (signed, the query kept),
+    `size` in bytes, `content_type` when Discord could tell; a voice message's has
+    `duration_secs` and `waveform`."""
+
+    id: str
+    filename: str = ""
+    content_type: str | None = None
+    size: int | None = None
+    url: str = ""
+    proxy_url: str | None = None
+    duration_secs: float | None = None
+    waveform: str | None = None
+
+
 class Message(msgspec.Struct, frozen=True):
     """A `MESSAGE_CREATE` dispatch's `d` (the fields a gateway needs)."""
 
@@ -174,6 +199,119 @@ class Message(msgspec.Struct, frozen=True):
     type: int = 0
     referenced_message: _Referenced | None = None
     webhook_id: str | None = None
+    attachments: list[Attachment] = []
+    flags: int = 0
+
+
+# --- a message's files (OpenClaw's `message-media.ts`) --------------------------------------
+
+DEFAULT_MEDIA_MAX_MB: Final = 100  # OpenClaw's DEFAULT_DISCORD_MEDIA_MAX_MB
+IS_VOICE_MESSAGE: Final = 1 << 13  # message flag: a voice message (its one attachment: .ogg)
+MAX_ATTACHMENTS: Final = 10  # Discord's limit per message: more is not a message Discord sent
+# a declared type that says nothing about the content (OpenClaw's NON_DEFINITIVE_MEDIA_TYPES)
+_VAGUE_TYPES: Final = frozenset({"application/octet-stream", "binary/octet-stream", "application/ogg"})
+# Discord's CDN (OpenClaw's DISCORD_MEDIA_SSRF_POLICY: cdn.discordapp.com, media.discordapp.net)
+_CDN_DOMAINS: Final = ("discordapp.com", "discordapp.net")
+# the types a name says, Python's own table (never the host's mime.types: the same everywhere)
+# with what chats send that it lacks (OpenClaw's audio extensions among them)
+_TYPES: Final = mimetypes.MimeTypes()
+for _ext, _type in {
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".opus": "audio/opus",
+    ".m4a": "audio/mp4",
+    ".flac": "audio/flac",
+    ".caf": "audio/x-caf",
+    ".wav": "audio/wav",
+    ".webp": "image/webp",
+    ".avif": "image/avif",
+    ".heif": "image/heif",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".md": "text/markdown",
+}.items():
+    _TYPES.add_type(_type, _ext)
+
+
+@dataclass(frozen=True)
+class DiscordFile:
+    """One attachment, as the agent will see it named and typed, and where it is downloaded."""
+
+    kind: str  # voice message | picture | video | sound file | file
+    name: str
+    mime: str
+    size: int | None
+    url: str
+
+
+def _mime_of(declared: str | None) -> str:
+    """`image/png; charset=…` as `image/png` (what the runner tests for an image part)."""
+    return (declared or "").split(";", 1)[0].strip().lower()
+
+
+def _attachment_file(att: Attachment, voice_message: bool) -> DiscordFile:
+    declared = _mime_of(att.content_type)
+    definite = declared if declared and declared not in _VAGUE_TYPES else ""
+    guessed = _TYPES.guess_type(att.filename)[0] if att.filename else None
+    visual = definite.startswith(("image/", "video/"))
+    # OpenClaw's voice: the message's flag, a waveform, or a duration on what is not a picture
+    voice = (voice_message or att.waveform is not None or att.duration_secs is not None) and not visual
+    if voice:
+        mime = definite if definite.startswith("audio/") else "audio/ogg"
+        kind = "voice message"
+    else:
+        mime = definite or guessed or declared or "application/octet-stream"
+        major = mime.split("/", 1)[0]
+        kind = {"image": "picture", "video": "video", "audio": "sound file"}.get(major, "file")
+    name = att.filename
+    if not name:
+        ext = ".ogg" if voice else (_TYPES.guess_extension(mime) or "")
+        name = f"{'voice-message' if voice else 'attachment'}-{att.id}{ext}"
+    size = att.size if att.size is not None and att.size >= 0 else None
+    return DiscordFile(kind=kind, name=name, mime=mime, size=size, url=att.url)
+
+
+def message_files(msg: Message) -> tuple[DiscordFile, ...]:
+    """A message's attachments as OpenClaw takes them in: named as sent, typed as Discord
+    declared them (a vague `application/octet-stream` or none: by the name, else
+    `application/octet-stream`), a voice message as `audio/ogg`. At most Discord's 10."""
+    voice = bool(msg.flags & IS_VOICE_MESSAGE)
+    return tuple(_attachment_file(a, voice) for a in msg.attachments[:MAX_ATTACHMENTS])
+
+
+def media_budget(settings: ChannelAccount) -> int:
+    """The most bytes one attachment may have: `mediaMaxMb` (OpenClaw's default for Discord:
+    100)."""
+    configured = settings.media_max_mb if settings.media_max_mb is not None else DEFAULT_MEDIA_MAX_MB
+    return max(0, int(configured * 1024 * 1024))
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        return None
+    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+
+
+def attachment_url_refused(url: str, api_base: str) -> str | None:
+    """None when an attachment's URL may be downloaded: http(s), on Discord's CDN
+    (`*.discordapp.com`, `*.discordapp.net`: OpenClaw's allowlist) or on the REST base's own
+    origin (a Discord-compatible endpoint or a test double serving both, as OpenClaw allows
+    with `DISCORD_API_URL`); else why not. Nothing else is fetched: the URL comes from a
+    message, and ingress must not be made to fetch from hosts on its own network."""
+    found = _origin(url)
+    if found is None:
+        return "not an http(s) URL"
+    scheme, host, _ = found
+    if found == _origin(api_base):
+        return None
+    if scheme == "https" and any(host == d or host.endswith("." + d) for d in _CDN_DOMAINS):
+        return None
+    return f"{host} is neither Discord's CDN nor the REST API's origin"
 
 
 @dataclass(frozen=True)
@@ -200,6 +338,7 @@ class DiscordInbound:
     text: str
     was_mentioned: bool  # the bot in `mentions`, @everyone/@here from a person, or a reply to the bot
     mentions_others: bool  # mentions someone (a user or a role), not the bot
+    files: tuple[DiscordFile, ...] = ()  # its attachments (downloaded once the policy admits it)
 
     @property
     def is_direct(self) -> bool:
@@ -223,9 +362,10 @@ def normalize_message(
 ) -> DiscordInbound | Dropped:
     """The message to answer, or why it is dropped: the bot's own, another bot's or a webhook's
     (OpenClaw's `allowBots` default), not a person writing (joins, pins, slash-command
-    messages), a group DM (OpenClaw's `dm.groupEnabled` default), or no text at all (no
-    MESSAGE_CONTENT intent, or only attachments). `channel_type` is the message's
-    `channel_type` or the adapter's lookup; `parent_id` a thread's parent channel."""
+    messages), a group DM (OpenClaw's `dm.groupEnabled` default), or neither text nor a file
+    (no MESSAGE_CONTENT intent, an embed or a sticker only): a file without text is what was
+    said. `channel_type` is the message's `channel_type` or the adapter's lookup; `parent_id`
+    a thread's parent channel."""
     author = msg.author
     if author.id == bot.id:
         return "own"
@@ -235,7 +375,8 @@ def normalize_message(
         return "not-chat"
     if msg.guild_id is None and channel_type == GROUP_DM:
         return "group-dm"
-    if not msg.content.strip():
+    files = message_files(msg)
+    if not msg.content.strip() and not files:
         return "empty"
     sender = Sender(id=author.id, username=author.username or None, name=author.global_name or None)
     explicit = any(m.id == bot.id for m in msg.mentions)
@@ -264,6 +405,7 @@ def normalize_message(
         text=msg.content,
         was_mentioned=was_mentioned,
         mentions_others=any_mention and not was_mentioned,
+        files=files,
     )
 
 

@@ -2,7 +2,10 @@
 unset) and its credentials, the Events API's request signatures (v0) and event envelope, Socket
 Mode's frames (`hello`, `disconnect`, envelopes and their acks), and OpenClaw's mapping of a
 `message` / `app_mention` event to routing input
-(`extensions/slack/src/monitor/message-handler/prepare.ts`, `channel-type.ts`).
+(`extensions/slack/src/monitor/message-handler/prepare.ts`, `channel-type.ts`), with the files a
+message carries as the plugin takes them in (`monitor/media.ts`: `url_private_download`, else
+`url_private`, with the bot token, only from Slack's hosts; an HTML page instead of the file is a
+failure; at most 8 files a message; `mediaMaxMb` default 20).
 
 Threads and `replyToMode`, as the Slack plugin of OpenClaw 2026.9.6 (`@openclaw/slack`) decides
 them (its functions named at each one below): which `replyToMode` a message's chat has
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import mimetypes
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,17 +53,21 @@ from ..wire import Peer, Sender
 
 __all__ = [
     "DEFAULT_API_BASE_URL",
+    "DEFAULT_MEDIA_MAX_MB",
     "DEFAULT_MODE",
     "DEFAULT_STREAMING_MODE",
     "DEFAULT_WEBHOOK_PATH",
     "EDIT_TEXT_MAX_BYTES",
+    "MAX_FILES",
     "REPLAY_WINDOW",
     "TEXT_LIMIT",
     "BotIdentity",
     "Envelope",
     "Event",
+    "FileInfo",
     "Mode",
     "SlackCredentials",
+    "SlackFile",
     "SlackInbound",
     "SocketFrame",
     "StreamingMode",
@@ -67,7 +75,10 @@ __all__ = [
     "config_checks",
     "decode_socket_frame",
     "edit_text_bytes",
+    "file_url_refused",
     "fit_edit",
+    "media_budget",
+    "message_files",
     "normalize_event",
     "redact_url",
     "reply_thread_ts",
@@ -80,6 +91,7 @@ __all__ = [
     "socket_ack",
     "socket_payload",
     "streaming_mode",
+    "unexpected_html",
     "verify_signature",
 ]
 
@@ -129,6 +141,24 @@ def verify_signature(secret: str, timestamp: str, signature: str, body: bytes, n
     return None
 
 
+class FileInfo(msgspec.Struct, frozen=True):
+    """One of a message's `files` as Slack describes it (the fields a gateway needs). A file
+    deleted since (`mode: "tombstone"`), one a free workspace's history limit hides
+    (`hidden_by_limit`) or an external one (Google Drive, …) has no URL Slack serves it from."""
+
+    id: str = ""
+    name: str | None = None  # the file name, `Q3 report.pdf`
+    title: str | None = None  # what Slack shows, `Q3 report`
+    mimetype: str | None = None
+    filetype: str | None = None
+    subtype: str | None = None  # `slack_audio`, `slack_video`: a clip recorded in Slack
+    size: int | None = None
+    mode: str | None = None  # hosted, external, snippet, post, tombstone, hidden_by_limit
+    is_external: bool = False
+    url_private: str | None = None
+    url_private_download: str | None = None
+
+
 class Event(msgspec.Struct, frozen=True):
     type: str = ""
     subtype: str | None = None
@@ -141,6 +171,7 @@ class Event(msgspec.Struct, frozen=True):
     thread_ts: str | None = None
     parent_user_id: str | None = None
     team: str | None = None
+    files: list[FileInfo] = []  # a `file_share` message's files (an `app_mention`'s too)
 
 
 class Envelope(msgspec.Struct, frozen=True):
@@ -179,11 +210,123 @@ class SlackInbound:
     was_mentioned: bool  # explicit, or a reply in a thread the bot started
     mentions_others: bool
     is_room: bool  # a channel or private channel: mention gating applies (not DMs, not mpims)
+    files: tuple[SlackFile, ...] = ()  # its files (downloaded once the policy admits it)
 
     @property
     def platform_message_id(self) -> str:
         """`channel:ts`: the same message as `message` and as `app_mention` is one id."""
         return f"{self.channel_id}:{self.ts}"
+
+
+# --- a message's files (the plugin's `monitor/media.ts`) ------------------------------------
+
+# the plugin's monitor: `mediaMaxBytes = (opts.mediaMaxMb ?? slackCfg.mediaMaxMb ?? 20) * 1024 * 1024`
+DEFAULT_MEDIA_MAX_MB: Final = 20
+# files of one message taken in (the plugin's `files.slice(0, 8)`, the rest "omitted: 8-file
+# limit"; Slack lets a message carry 10)
+MAX_FILES: Final = 8
+# where the bot token may go (the plugin's SLACK_MEDIA_SSRF_POLICY, GovSlack's files host too)
+_FILE_DOMAINS: Final = ("slack.com", "slack-edge.com", "slack-files.com", "slack-gov.com")
+_NOT_SERVED: Final = {
+    "tombstone": "deleted",
+    "hidden_by_limit": "hidden by the workspace's history limit",
+}
+# Python's own table (never the host's mime.types: the same everywhere)
+_TYPES: Final = mimetypes.MimeTypes()
+
+
+@dataclass(frozen=True)
+class SlackFile:
+    """One file of a message, as the agent will see it named and typed, and where it is
+    downloaded from (`url`; empty when Slack serves it from nowhere: `unavailable` says why)."""
+
+    kind: str  # voice message | picture | video | sound file | file
+    file_id: str
+    name: str
+    mime: str
+    size: int | None
+    url: str
+    unavailable: str = ""
+
+
+def _file(info: FileInfo) -> SlackFile:
+    declared = (info.mimetype or "").split(";", 1)[0].strip().lower()
+    name = info.name or info.title or ""
+    mime = declared or (_TYPES.guess_type(name)[0] if name else None) or "application/octet-stream"
+    # a clip recorded in Slack is served as video/*: the plugin makes it audio/* (so it is
+    # transcribed) and it is the voice message of Slack (`resolveSlackMediaMimetype`)
+    if info.subtype == "slack_audio":
+        mime = mime.replace("video/", "audio/", 1) if mime.startswith("video/") else mime
+        kind = "voice message"
+    else:
+        major = mime.split("/", 1)[0]
+        kind = {"image": "picture", "video": "video", "audio": "sound file"}.get(major, "file")
+    if not name:
+        name = f"file-{info.id or 'unnamed'}{_TYPES.guess_extension(mime) or ''}"
+    url = info.url_private_download or info.url_private or ""
+    why = _NOT_SERVED.get(info.mode or "", "")
+    if not why and (info.is_external or info.mode == "external"):
+        why = "an external file (not stored by Slack)"
+    if not why and not url:
+        why = "no private download URL"
+    size = info.size if info.size is not None and info.size >= 0 else None
+    return SlackFile(
+        kind=kind, file_id=info.id, name=name, mime=mime, size=size, url="" if why else url, unavailable=why
+    )
+
+
+def message_files(event: Event) -> tuple[SlackFile, ...]:
+    """A message's files as the plugin takes them in: named as sent (`name`, else its title),
+    typed as Slack declared them (else by the name, else `application/octet-stream`; a clip
+    recorded in Slack as audio), downloaded from `url_private_download`, else `url_private`.
+    All of them: the adapter takes `MAX_FILES` and names the rest."""
+    return tuple(_file(f) for f in event.files)
+
+
+def media_budget(settings: ChannelAccount) -> int:
+    """The most bytes one file may have: `mediaMaxMb` (the plugin's default: 20)."""
+    configured = settings.media_max_mb if settings.media_max_mb is not None else DEFAULT_MEDIA_MAX_MB
+    return max(0, int(configured * 1024 * 1024))
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        return None
+    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+
+
+def file_url_refused(url: str, api_base: str) -> str | None:
+    """None when a file may be downloaded from `url` with the bot token (every hop of a
+    redirect is asked again): https on Slack's hosts (`*.slack.com`, `*.slack-edge.com`,
+    `*.slack-files.com`, GovSlack's `*.slack-gov.com`: the plugin's allowlist), or the Web API
+    base's own origin (a Slack-compatible endpoint or a test double serving both); else why
+    not. The token never goes anywhere else, and nothing else is fetched."""
+    found = _origin(url)
+    if found is None:
+        return "not an http(s) URL"
+    scheme, host, _ = found
+    if found == _origin(api_base):
+        return None
+    if scheme == "https" and any(host == d or host.endswith("." + d) for d in _FILE_DOMAINS):
+        return None
+    return f"{host} is neither Slack's nor the Web API's origin"
+
+
+def unexpected_html(content_type: str, data: bytes, file: SlackFile) -> bool:
+    """Slack answers a file URL it will not serve to the token (no `files:read`, a revoked
+    token) with its sign-in page, HTTP 200 `text/html`: a page where a file that is not HTML
+    was expected is a failure, not the file (the plugin's "blocked: unexpected HTML content")."""
+    if file.mime == "text/html" or file.name.lower().endswith((".html", ".htm")):
+        return False
+    if content_type.split(";", 1)[0].strip().lower() == "text/html":
+        return True
+    head = data[:512].decode("utf-8", "replace").lstrip().lower()
+    return head.startswith(("<!doctype html", "<html"))
 
 
 def _channel_type(event: Event) -> ChannelType:
@@ -200,7 +343,9 @@ def _channel_type(event: Event) -> ChannelType:
 
 def normalize_event(envelope: Envelope, bot: BotIdentity) -> SlackInbound | None:
     """The message to answer, or None: not a message, another workspace's, the bot's own or
-    another bot's, an edit/join/…, or an `app_mention` in a DM (its `message` event covers it)."""
+    another bot's, an edit/join/…, an `app_mention` in a DM (its `message` event covers it), or
+    neither text nor a file (the plugin's `prepareSlackMessage` drops a message with nothing in
+    its body). A file without text (`file_share`) is what was said."""
     event = envelope.event
     if envelope.type != "event_callback" or event is None or event.type not in ("message", "app_mention"):
         return None
@@ -212,6 +357,9 @@ def normalize_event(envelope: Envelope, bot: BotIdentity) -> SlackInbound | None
         return None
     kind = _channel_type(event)
     if event.type == "app_mention" and kind in ("im", "mpim"):
+        return None
+    files = message_files(event)
+    if not event.text.strip() and not files:
         return None
     mentioned_ids = _USER_MENTION.findall(event.text)
     explicit = event.type == "app_mention" or bot.user_id in mentioned_ids
@@ -238,6 +386,7 @@ def normalize_event(envelope: Envelope, bot: BotIdentity) -> SlackInbound | None
         was_mentioned=explicit or implicit,
         mentions_others=bool(mentioned_ids) and not explicit,
         is_room=kind in ("channel", "group"),
+        files=files,
     )
 
 

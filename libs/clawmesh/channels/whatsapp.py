@@ -10,8 +10,12 @@ clawmesh keys (docs/channels.md). Pure functions: the ingress adapter does the H
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import mimetypes
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -26,13 +30,17 @@ from ._normalize import normalize_e164
 __all__ = [
     "DEFAULT_API_BASE_URL",
     "DEFAULT_API_VERSION",
+    "DEFAULT_MEDIA_MAX_MB",
     "DEFAULT_WEBHOOK_PATH",
     "TEXT_LIMIT",
     "Webhook",
     "WhatsAppCredentials",
+    "WhatsAppFile",
     "WhatsAppInbound",
+    "message_files",
     "normalize_webhook",
     "resolve_credentials",
+    "sha256_matches",
     "sign",
     "verify_signature",
 ]
@@ -44,8 +52,29 @@ TEXT_LIMIT: Final = 4096
 ENV_ACCESS_TOKEN: Final = "WHATSAPP_ACCESS_TOKEN"
 ENV_APP_SECRET: Final = "WHATSAPP_APP_SECRET"
 ENV_VERIFY_TOKEN: Final = "WHATSAPP_VERIFY_TOKEN"
-# message types whose text is under `<type>.caption` (the media itself is not taken in yet)
+# OpenClaw's WhatsApp default for `mediaMaxMb` (its channel schema: `.default(50)`)
+DEFAULT_MEDIA_MAX_MB: Final = 50.0
+# message types whose text is under `<type>.caption`
 _CAPTIONED: Final = ("image", "video", "document")
+# message types that carry one file, `{<type>: {id, mime_type, sha256, …}}`
+_MEDIA_TYPES: Final = ("image", "document", "audio", "video", "sticker")
+# what a file's name ends in, for the types WhatsApp takes (where Python's own table has none
+# or another spelling); then the standard table (never the host's mime.types: names stay the
+# same on every machine)
+_EXTENSIONS: Final = {
+    "audio/ogg": ".ogg",
+    "audio/opus": ".opus",
+    "audio/amr": ".amr",
+    "audio/mp4": ".m4a",
+    "audio/aac": ".aac",
+    "image/webp": ".webp",
+    "video/3gpp": ".3gp",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
+}
+_STANDARD_TYPES: Final = mimetypes.MimeTypes()
+_HEX_DIGEST: Final = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def sign(app_secret: str, body: bytes) -> str:
@@ -65,7 +94,12 @@ class _Text(msgspec.Struct, frozen=True):
 
 
 class _Media(msgspec.Struct, frozen=True):
+    id: str = ""
+    mime_type: str = ""
+    sha256: str = ""
     caption: str = ""
+    filename: str = ""  # documents
+    voice: bool = False  # audio: a voice note recorded in the chat
 
 
 class _Button(msgspec.Struct, frozen=True):
@@ -88,6 +122,8 @@ class _Message(msgspec.Struct, frozen=True):
     image: _Media | None = None
     video: _Media | None = None
     document: _Media | None = None
+    audio: _Media | None = None
+    sticker: _Media | None = None
     button: _Button | None = None
     context: _Context | None = None
 
@@ -131,6 +167,18 @@ class Webhook(msgspec.Struct, frozen=True):
 
 
 @dataclass(frozen=True)
+class WhatsAppFile:
+    """The file a media message carries, as the agent will see it named; its bytes are fetched
+    by `media_id` (the Graph API's media node, then its short-lived URL)."""
+
+    kind: str  # image | document | audio | voice message | video | sticker
+    media_id: str
+    name: str
+    mime: str
+    sha256: str  # as the webhook gives it (base64 of the digest); "" when it gives none
+
+
+@dataclass(frozen=True)
 class WhatsAppInbound:
     """One message to answer, on the business number `phone_number_id`."""
 
@@ -143,6 +191,7 @@ class WhatsAppInbound:
     text: str
     was_mentioned: bool
     replied_to_us: bool
+    files: tuple[WhatsAppFile, ...] = ()  # the image, document, voice note, … it carries
 
 
 def _text_of(msg: _Message) -> str | None:
@@ -157,10 +206,56 @@ def _text_of(msg: _Message) -> str | None:
     return None
 
 
+def _bare_mime(mime: str) -> str:
+    """`audio/ogg; codecs=opus` → `audio/ogg`."""
+    return mime.split(";", 1)[0].strip().lower()
+
+
+def _extension(mime: str) -> str:
+    return _EXTENSIONS.get(mime) or _STANDARD_TYPES.guess_extension(mime) or ""
+
+
+def _id_tail(message_id: str, fallback: str) -> str:
+    """The last characters of a `wamid.…` that are safe in a file name."""
+    tail = "".join(ch for ch in message_id.removeprefix("wamid.") if ch.isascii() and ch.isalnum())[-12:]
+    return tail or "".join(ch for ch in fallback if ch.isascii() and ch.isalnum())[-12:] or "media"
+
+
+def message_files(msg: _Message) -> tuple[WhatsAppFile, ...]:
+    """The file of a media message (image, document, audio, video, sticker): a document named
+    as sent, the others `<type>-<message id tail><ext of its type>`."""
+    if msg.type not in _MEDIA_TYPES:
+        return ()
+    media: _Media | None = getattr(msg, msg.type)
+    if media is None or not media.id:
+        return ()
+    mime = _bare_mime(media.mime_type) or "application/octet-stream"
+    kind = "voice message" if msg.type == "audio" and media.voice else msg.type
+    name = media.filename.strip() if msg.type == "document" else ""
+    if not name:
+        name = f"{msg.type}-{_id_tail(msg.id, media.id)}{_extension(mime)}"
+    return (WhatsAppFile(kind=kind, media_id=media.id, name=name, mime=mime, sha256=media.sha256),)
+
+
+def sha256_matches(expected: str, data: bytes) -> bool:
+    """Whether `data` has the SHA-256 `expected` says, written as Graph writes it: base64 in
+    webhooks, lower-case hex in the media node. An unreadable hash matches nothing."""
+    digest = hashlib.sha256(data).digest()
+    value = expected.strip()
+    if _HEX_DIGEST.fullmatch(value):
+        return hmac.compare_digest(bytes.fromhex(value), digest)
+    try:
+        decoded = base64.b64decode(
+            value.replace("-", "+").replace("_", "/") + "=" * (-len(value) % 4), validate=True
+        )
+    except (binascii.Error, ValueError):
+        return False
+    return len(decoded) == len(digest) and hmac.compare_digest(decoded, digest)
+
+
 def normalize_webhook(hook: Webhook) -> tuple[list[WhatsAppInbound], int]:
     """Every message to answer in a notification (in order), and how many others it carried
-    (statuses are not counted: they are no messages; reactions, stickers, locations,
-    media without a caption, … are)."""
+    (statuses are not counted: they are no messages; reactions, locations, contacts, … are)."""
     found: list[WhatsAppInbound] = []
     ignored = 0
     if hook.object != "whatsapp_business_account":
@@ -174,11 +269,13 @@ def normalize_webhook(hook: Webhook) -> tuple[list[WhatsAppInbound], int]:
             own = value.metadata.display_phone_number
             for msg in value.messages:
                 text = _text_of(msg)
+                files = message_files(msg)
                 number = normalize_e164(msg.from_) if msg.from_ else ""
                 sender_id = number or (msg.user_id or "")
-                if text is None or not msg.id or not sender_id:
+                if (text is None and not files) or not msg.id or not sender_id:
                     ignored += 1
                     continue
+                text = text or ""
                 name = names.get(msg.from_ or msg.user_id)
                 if msg.group_id:
                     peer, chat_type = Peer(kind="group", id=msg.group_id), "group"
@@ -201,6 +298,7 @@ def normalize_webhook(hook: Webhook) -> tuple[list[WhatsAppInbound], int]:
                         was_mentioned=bool(own_digits)
                         and own_digits in "".join(c for c in text if c.isdigit()),
                         replied_to_us=replied,
+                        files=files,
                     )
                 )
     return found, ignored

@@ -15,7 +15,7 @@ from clawmesh.bus import ServiceContext
 from clawmesh.media import MediaStoreError, media_store, object_name, write_object
 from clawmesh.wire import Attachment
 
-__all__ = ["InboundFile", "MediaError", "MediaKeeper", "mb_limit"]
+__all__ = ["InboundFile", "MediaError", "MediaKeeper", "MediaTooLarge", "mb_limit", "missing_line"]
 
 log = logging.getLogger("clawmesh.ingress.channels")
 
@@ -24,6 +24,10 @@ _MB: Final = 1024 * 1024
 
 class MediaError(Exception):
     """The platform would not give the file (too large, refused, gone, network)."""
+
+
+class MediaTooLarge(MediaError):
+    """Over the limit, found out only while fetching (the platform did not say its size before)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,12 @@ class InboundFile:
     size: int | None  # what the platform says, when it says
     # the bytes, refusing more than the limit given (raises MediaError)
     fetch: Callable[[int], Awaitable[bytes]]
+
+
+def missing_line(kind: str, why: str) -> str:
+    """What the agent reads instead of a file it does not get: `[a video was sent; <why>]`."""
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    return f"[{article} {kind} was sent; {why}]"
 
 
 def mb_limit(media_max_mb: float | None, default_mb: float) -> int:
@@ -56,21 +66,27 @@ class MediaKeeper:
         counters = self.ctx.counters
         attachments: list[Attachment] = []
         missing: list[str] = []
+        too_large = f"larger than the {limit} bytes taken in"
         for index, f in enumerate(files):
             if f.size is not None and f.size > limit:
                 counters["media_too_large"] += 1
-                missing.append(f"[a {f.kind} was sent; it is larger than the {limit} bytes taken in]")
+                missing.append(missing_line(f.kind, f"it is {too_large}"))
                 continue
             try:
                 data = await f.fetch(limit)
                 if len(data) > limit:
-                    raise MediaError(f"{len(data)} bytes; at most {limit} are taken")
+                    raise MediaTooLarge(f"{len(data)} bytes; at most {limit} are taken")
                 ref = object_name(turn_id, index)
                 await write_object(self.store, ref, data)
+            except MediaTooLarge as exc:
+                counters["media_too_large"] += 1
+                log.info("%s %r not taken in: %s", f.kind, f.name, exc)
+                missing.append(missing_line(f.kind, f"it is {too_large}"))
+                continue
             except (MediaError, MediaStoreError) as exc:
                 counters["media_failed"] += 1
                 log.warning("%s %r not taken in: %s", f.kind, f.name, exc)
-                missing.append(f"[a {f.kind} was sent; it could not be received]")
+                missing.append(missing_line(f.kind, "it could not be received"))
                 continue
             counters["media_in"] += 1
             attachments.append(Attachment(name=f.name, mime=f.mime, size=len(data), ref=ref))

@@ -5,7 +5,10 @@ reconnects and replicas) are normalised (`clawmesh.channels.discord`), handed to
 policy and stored (`ChannelInbound`). A thread's parent channel (its `parentPeer`, and the guild
 channel entry its settings fall back to) and a channel's type when the dispatch lacks
 `channel_type` come from `GUILD_CREATE` / `THREAD_CREATE` / `CHANNEL_CREATE`, else from
-`GET /channels/{id}`, kept in a bounded cache.
+`GET /channels/{id}`, kept in a bounded cache. A message's attachments (a text-less one too: its
+file is what was said) are downloaded from Discord's CDN once the policy admitted it, within
+`mediaMaxMb` (OpenClaw's default 100) each, without the bot token (cdn.py), and reach the agent's
+workspace as Telegram's files do (`..media`).
 
 Out: `deliver` posts the reply into the channel (or thread, or DM) of the message it answers,
 split at `maxLinesPerMessage` lines (default 17) and `textChunkLimit` characters (default and at
@@ -60,6 +63,7 @@ from clawmesh.channels.discord import (
     INTERACTION_REPLY,
     THREAD_TYPES,
     BotIdentity,
+    DiscordFile,
     DiscordInbound,
     Interaction,
     InteractionType,
@@ -76,6 +80,7 @@ from clawmesh.channels.discord import (
     interactions_path,
     load_public_key,
     max_lines,
+    media_budget,
     native_commands_enabled,
     normalize_interaction,
     normalize_message,
@@ -102,7 +107,9 @@ from ..base import (
     WebhookRoute,
 )
 from ..inbound import ChannelInbound
+from ..media import InboundFile
 from ..preview import Previews
+from .cdn import Cdn
 from .gateway import Gateway
 from .rest import UNKNOWN_WEBHOOK, NetworkError, RestApi, RestError
 
@@ -202,7 +209,9 @@ class DiscordAdapter:
             else None
         )
         self.commands_registered: str | None = None  # the application the commands were registered for
-        self.api = RestApi(api_base_url(account.settings, ctx.holder.current.env, account.path), token)
+        api_base = api_base_url(account.settings, ctx.holder.current.env, account.path)
+        self.api = RestApi(api_base, token)
+        self.cdn = Cdn(api_base)  # attachments: no token, Discord's CDN (or the REST origin) only
         self.gateway = Gateway(
             self.api,
             token,
@@ -262,6 +271,7 @@ class DiscordAdapter:
         await self.stop_inbound()
         await self._tasks.cancel_all()
         await self.api.close()
+        await self.cdn.close()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -395,12 +405,27 @@ class DiscordAdapter:
             can_detect_mention=True,
             text=dc.text,
         )
-        result = await self.inbound.submit(request, inbound, follow=self.streaming == "partial")
+        result = await self.inbound.submit(
+            request,
+            inbound,
+            follow=self.streaming == "partial",
+            files=[self._file(f) for f in dc.files],
+            media_limit=media_budget(self.settings),
+        )
         counters["discord_messages_accepted"] += 1
         if isinstance(result.denied, PairingChallenge):
             self._tasks.spawn(self._answer_denied(dc, result.denied.reply))
         if result.turn is not None:
             self._tasks.spawn(self._stream(result.turn, dc))
+
+    def _file(self, f: DiscordFile) -> InboundFile:
+        """An attachment for ingress to take in once the policy admits the message (one larger
+        than `mediaMaxMb` by its `size` is never asked for)."""
+
+        async def fetch(limit: int) -> bytes:
+            return await self.cdn.download(f.url, limit)
+
+        return InboundFile(f.kind, f.name, f.mime, f.size, fetch)
 
     async def _answer_denied(self, dc: DiscordInbound, text: str) -> None:
         """The pairing code for an unknown sender (dmPolicy `pairing`), sent directly."""

@@ -15,6 +15,16 @@ ack (Socket Mode) and Slack delivers it again. A redelivery (`X-Slack-Retry-Num`
 `retry_attempt`) and the `message` + `app_mention` pair Slack sends for one mention are the same
 platform id (`<channel>:<ts>`) and so one turn (the inbound stream's dedupe).
 
+Files (a `file_share` message's `files`, as the plugin takes them in): once the policy admitted
+the message, and before it is stored, each of the first `MAX_FILES` is downloaded (`..media`)
+within `mediaMaxMb` (default 20, the plugin's) from `url_private_download` (else
+`url_private`) with the bot token — only from Slack's hosts or the Web API's origin, redirects
+included; Slack's sign-in page in place of a file (a token without `files:read`) is a failure.
+A file that cannot be taken (deleted, hidden by the workspace's history limit, external, too
+large, refused) is named in the text instead. Downloading comes before the acknowledgement: a
+message with large files may be acknowledged after Slack's 3 s, and Slack's retry of it is the
+same turn.
+
 Threads, as OpenClaw's Slack plugin: the account's `replyToMode` for the message's chat
 (`replyToModeByChatType`, a channel's own in `channels`; default `off`) decides where its reply
 goes — a thread reply in its thread, a top-level message in a thread under it unless `off` —
@@ -43,6 +53,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
@@ -57,21 +68,26 @@ from clawmesh.channels.slack import (
     DEFAULT_API_BASE_URL,
     DEFAULT_WEBHOOK_PATH,
     EDIT_TEXT_MAX_BYTES,
+    MAX_FILES,
     TEXT_LIMIT,
     BotIdentity,
     Envelope,
     SlackCredentials,
+    SlackFile,
     SlackInbound,
     SocketFrame,
     channel_requires_mention,
     edit_text_bytes,
+    file_url_refused,
     fit_edit,
+    media_budget,
     normalize_event,
     reply_thread_ts,
     resolve_reply_to_mode,
     session_thread_ts,
     socket_payload,
     streaming_mode,
+    unexpected_html,
     verify_signature,
 )
 from clawmesh.channels.text import split_text
@@ -89,8 +105,9 @@ from ..base import (
     WebhookRoute,
 )
 from ..inbound import ChannelInbound
+from ..media import InboundFile, MediaError, missing_line
 from ..preview import Previews
-from .webapi import NetworkError, WebApi, WebApiError
+from .webapi import DownloadError, NetworkError, WebApi, WebApiError
 
 if TYPE_CHECKING:
     from .socketmode import SocketModeClient
@@ -100,6 +117,8 @@ __all__ = ["SlackAdapter"]
 log = logging.getLogger("clawmesh.ingress.slack")
 
 MAX_EVENT_BYTES: Final = 1 << 20
+# one file's download, all of it (the plugin's SLACK_MEDIA_TOTAL_TIMEOUT_MS)
+DOWNLOAD_TIMEOUT: Final = 120.0
 _envelope = msgspec.json.Decoder(Envelope)
 
 
@@ -135,6 +154,7 @@ class SlackAdapter:
         self.path = path
         self._secret = credentials.signing_secret
         self.api = WebApi(base, credentials.bot_token)
+        self._api_base = base
         self.bot: BotIdentity | None = None
         self.error: str | None = None  # why this account stays off
         self._tasks = BackgroundTasks()
@@ -330,6 +350,7 @@ class SlackAdapter:
         team = self.bot.team_id or None
         settings = self.settings
         mode = resolve_reply_to_mode(settings, sl.chat_type, sl.channel_id, team)
+        files, missing = self._files(sl)
         inbound = InboundMessage(
             id=turn_id_for(self.channel, acct, sl.platform_message_id),
             channel=self.channel,
@@ -337,7 +358,7 @@ class SlackAdapter:
             peer=sl.peer,
             team_id=team,
             sender=sl.sender,
-            text=sl.text,
+            text="\n".join(t for t in (sl.text, *missing) if t),
             message_id=sl.platform_message_id,
             thread_id=reply_thread_ts(sl, mode),
             received_at=now(),
@@ -363,13 +384,66 @@ class SlackAdapter:
             text=sl.text,
         )
         result = await self.inbound.submit(
-            request, inbound, follow=self.streaming == "partial", on_admit=in_thread
+            request,
+            inbound,
+            follow=self.streaming == "partial",
+            on_admit=in_thread,
+            files=files,
+            media_limit=media_budget(settings),
         )
         counters["slack_events_accepted"] += 1
         if isinstance(result.denied, PairingChallenge):
             self._tasks.spawn(self._answer_denied(sl, result.denied.reply))
         if result.turn is not None:
             self._tasks.spawn(self._stream(result.turn, sl.channel_id, inbound.thread_id))
+
+    def _files(self, sl: SlackInbound) -> tuple[list[InboundFile], list[str]]:
+        """The message's files for ingress to take in once the policy admits it (the first
+        `MAX_FILES`), and a line for each one Slack serves from nowhere (deleted, hidden by the
+        workspace's history limit, external) and for those past `MAX_FILES`: the agent learns a
+        file was sent, as for one that could not be downloaded."""
+        files: list[InboundFile] = []
+        missing: list[str] = []
+        for f in sl.files[:MAX_FILES]:
+            if f.unavailable:
+                self.ctx.counters["slack_files_unavailable"] += 1
+                log.info(
+                    "slack %s: %s %s not taken in: %s",
+                    self.account.account_id,
+                    f.kind,
+                    f.file_id,
+                    f.unavailable,
+                )
+                missing.append(missing_line(f.kind, "it could not be received"))
+                continue
+            files.append(InboundFile(f.kind, f.name, f.mime, f.size, self._fetcher(f)))
+        extra = len(sl.files) - MAX_FILES
+        if extra > 0:
+            self.ctx.counters["slack_files_unavailable"] += extra
+            missing.append(
+                f"[{extra} more file{'s were' if extra > 1 else ' was'} sent; "
+                f"at most {MAX_FILES} of a message are taken in]"
+            )
+        return files, missing
+
+    def _fetcher(self, f: SlackFile) -> Callable[[int], Awaitable[bytes]]:
+        def refused(url: str) -> str | None:
+            return file_url_refused(url, self._api_base)
+
+        async def fetch(limit: int) -> bytes:
+            try:
+                async with asyncio.timeout(DOWNLOAD_TIMEOUT):
+                    data, content_type = await self.api.download(f.url, limit, refused)
+            except (DownloadError, NetworkError) as exc:
+                raise MediaError(str(exc)) from None
+            except TimeoutError:
+                raise MediaError(f"not downloaded within {DOWNLOAD_TIMEOUT:.0f}s") from None
+            if unexpected_html(content_type, data, f):
+                # Slack's sign-in page: the token may not read files (no `files:read`)
+                raise MediaError("an HTML page instead of the file (does the bot token have files:read?)")
+            return data
+
+        return fetch
 
     async def _answer_denied(self, sl: SlackInbound, text: str) -> None:
         # the pairing challenge goes to the DM itself, never a thread (OpenClaw's

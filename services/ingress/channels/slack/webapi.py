@@ -1,16 +1,20 @@
 """A Slack Web API client for one bot token: JSON bodies, the token in the Authorization header
 (never in a URL, so never in a log line), `{"ok": false, "error": …}` (HTTP 200) and 429
 `Retry-After` turned into typed errors. `connections_open` is Socket Mode's one call with the
-app-level token (in the header too, as Slack requires)."""
+app-level token (in the header too, as Slack requires). `download` fetches a message's file
+from its private URL with the bot token, streamed and bounded."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 import httpx
 import msgspec
 
-__all__ = ["NetworkError", "WebApi", "WebApiError"]
+__all__ = ["DownloadError", "NetworkError", "WebApi", "WebApiError"]
+
+MAX_REDIRECTS: Final = 5
 
 # errors that will not go away by trying again (anything else unknown is treated the same)
 _TRANSIENT = frozenset(
@@ -37,6 +41,11 @@ class NetworkError(Exception):
     """No answer from the Web API (connection refused or reset, timeout)."""
 
 
+class DownloadError(Exception):
+    """A file was not served: not a 200, a redirect where the token may not go, too many
+    redirects, more bytes than taken."""
+
+
 class _Answer(msgspec.Struct):
     ok: bool = False
     error: str = ""
@@ -46,12 +55,20 @@ _answer = msgspec.json.Decoder(_Answer)
 
 
 class WebApi:
-    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             headers={"authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(timeout, connect=10.0),
             trust_env=False,
+            transport=transport,
         )
 
     async def close(self) -> None:
@@ -118,3 +135,36 @@ class WebApi:
     async def delete(self, channel: str, ts: str) -> None:
         """Delete one of the bot's messages (`chat.delete`)."""
         await self.call("chat.delete", {"channel": channel, "ts": ts})
+
+    async def download(self, url: str, limit: int, refused: Callable[[str], str | None]) -> tuple[bytes, str]:
+        """A file's bytes and the type it was served as, from a private URL (`url_private…`)
+        with the bot token. Redirects are followed by hand, at most `MAX_REDIRECTS`, each hop
+        asked of `refused` first (the token goes only where it allows); the body is streamed and
+        given up past `limit` bytes. DownloadError, or NetworkError."""
+        for _ in range(MAX_REDIRECTS + 1):
+            why = refused(url)
+            if why is not None:
+                raise DownloadError(f"not fetched: {why}")
+            try:
+                async with self._client.stream("GET", url) as resp:
+                    if resp.is_redirect:
+                        location = resp.headers.get("location")
+                        if not location:
+                            raise DownloadError(f"HTTP {resp.status_code} without a Location")
+                        url = str(resp.url.join(location))
+                        continue
+                    if resp.status_code != 200:
+                        raise DownloadError(f"HTTP {resp.status_code}")
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in resp.aiter_bytes():
+                        size += len(chunk)
+                        if size > limit:
+                            raise DownloadError(f"more than {limit} bytes")
+                        chunks.append(chunk)
+                    return b"".join(chunks), resp.headers.get("content-type", "")
+            except httpx.InvalidURL as exc:
+                raise DownloadError(f"not a URL: {exc}") from None
+            except httpx.TransportError as exc:
+                raise NetworkError(f"file download: {type(exc).__name__}: {exc}") from None
+        raise DownloadError(f"more than {MAX_REDIRECTS} redirects")

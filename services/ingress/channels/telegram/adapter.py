@@ -55,6 +55,7 @@ from ..base import (
 )
 from ..inbound import ChannelInbound
 from ..media import InboundFile, MediaError
+from ..media import MediaTooLarge as TooLarge
 from ..preview import Previews
 from .botapi import BotApi, BotApiError, MediaTooLarge, NetworkError
 from .poller import ALLOWED_UPDATES, Poller
@@ -284,7 +285,9 @@ class TelegramAdapter:
         async def fetch(limit: int) -> bytes:
             try:
                 return await self.api.download(file_id, limit)
-            except (BotApiError, NetworkError, MediaTooLarge) as exc:
+            except MediaTooLarge as exc:
+                raise TooLarge(str(exc)) from None
+            except (BotApiError, NetworkError) as exc:
                 raise MediaError(str(exc)) from None
 
         return fetch

@@ -9,6 +9,13 @@ handed to the access policy and stored, then the POST is answered 200 (a store f
 which Meta retries). A redelivered message is one turn: its `wamid` seeds the turn id and is the
 inbound stream's dedupe key.
 
+Media: an image, document, audio or voice note, video or sticker is handed to ingress with the
+message (its caption is the text) and fetched only once the access policy admitted it: the
+media node (`GET /<version>/<media id>` with the access token) gives a URL valid for minutes and
+the file's size, checked against `mediaMaxMb` (default 50, OpenClaw's WhatsApp default) before
+the URL is read; the download stops past the limit, and bytes whose SHA-256 is not the one the
+webhook and the node give are refused. A file not taken in is named in the text instead.
+
 Out: `deliver` sends a text message to the chat it answers (`+` dropped from the number, a
 group by its id), split at `textChunkLimit` (default and at most 4096). WhatsApp has no edit
 API, so there are no streamed previews.
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
@@ -32,12 +40,15 @@ from clawmesh.channels.text import split_text
 from clawmesh.channels.whatsapp import (
     DEFAULT_API_BASE_URL,
     DEFAULT_API_VERSION,
+    DEFAULT_MEDIA_MAX_MB,
     DEFAULT_WEBHOOK_PATH,
     TEXT_LIMIT,
     Webhook,
     WhatsAppCredentials,
+    WhatsAppFile,
     WhatsAppInbound,
     normalize_webhook,
+    sha256_matches,
     verify_signature,
 )
 from clawmesh.config import ConfigError, Problem
@@ -47,7 +58,9 @@ from clawmesh.wire import InboundMessage, OutboundMessage, now
 from ...turns import Unavailable, turn_id_for
 from ..base import BackgroundTasks, DeliveryProgress, PermanentSendError, TransientSendError, WebhookRoute
 from ..inbound import ChannelInbound
-from .graphapi import GraphApi, GraphError, GraphNetworkError
+from ..media import InboundFile, MediaError, mb_limit
+from ..media import MediaTooLarge as TooLarge
+from .graphapi import GraphApi, GraphError, GraphNetworkError, MediaTooLarge
 
 __all__ = ["WhatsAppAdapter"]
 
@@ -192,10 +205,40 @@ class WhatsAppAdapter:
             was_mentioned=wa.was_mentioned or wa.replied_to_us,
             text=wa.text,
         )
-        result = await self.inbound.submit(request, inbound, follow=False)
+        files = [InboundFile(f.kind, f.name, f.mime, None, self._fetcher(f)) for f in wa.files]
+        result = await self.inbound.submit(
+            request,
+            inbound,
+            follow=False,
+            files=files,
+            media_limit=mb_limit(self.account.settings.media_max_mb, DEFAULT_MEDIA_MAX_MB),
+        )
         self.ctx.counters["whatsapp_messages_accepted"] += 1
         if isinstance(result.denied, PairingChallenge):
             self._tasks.spawn(self._answer_denied(wa, result.denied.reply))
+
+    def _fetcher(self, f: WhatsAppFile) -> Callable[[int], Awaitable[bytes]]:
+        """The file's bytes once asked for: its media node (the size checked against the limit
+        before anything is downloaded), then its URL; the SHA-256 the webhook and the node
+        give must be the bytes'."""
+
+        async def fetch(limit: int) -> bytes:
+            try:
+                info = await self.api.media(f.media_id)
+                if info.file_size is not None and info.file_size > limit:
+                    raise MediaTooLarge(f"{info.file_size} bytes; at most {limit} are taken")
+                data = await self.api.download(info.url, limit)
+            except MediaTooLarge as exc:
+                raise TooLarge(str(exc)) from None
+            except (GraphError, GraphNetworkError) as exc:
+                raise MediaError(str(exc)) from None
+            for said in (f.sha256, info.sha256):
+                if said and not sha256_matches(said, data):
+                    self.ctx.counters["whatsapp_media_hash_mismatch"] += 1
+                    raise MediaError(f"the bytes are not the ones sent (sha256 {said!r})")
+            return data
+
+        return fetch
 
     async def _answer_denied(self, wa: WhatsAppInbound, text: str) -> None:
         with best_effort(self.ctx.counters, "whatsapp_policy_reply", log=log):
