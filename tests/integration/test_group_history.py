@@ -45,8 +45,10 @@ async def test_unanswered_group_messages_reach_the_model_with_the_next_mention(
             await wait_until(lambda: adapter.bot is not None and adapter.poller.polling)
             group = tg.chat(-100300, "supergroup", title="team")
             other = tg.chat(-100400, "supergroup", title="elsewhere")
-            for i in range(4):
+            for i in range(3):
                 tg.message(bot, group, user=42 if i % 2 else 43, text=f"chatter {i}")
+            # a photo nobody asked about: its type is kept, it is never downloaded
+            tg.photo_message(bot, group, user=43, sizes=[b"jpeg"], caption="chatter 3")
             tg.message(bot, group, user=99, text="from a sender the policy refuses")
             tg.message(bot, other, user=42, text="in another group")
             counters = gw.service("ingress").channels.inbound.access.counters
@@ -56,7 +58,12 @@ async def test_unanswered_group_messages_reach_the_model_with_the_next_mention(
             lines = first.text.removeprefix("echo: ").split("\n")
             assert lines[0] == "Chat history since last reply: ⟦openclaw:ctx⟧"
             # the newest three of the four kept, oldest first; nobody else's, no other group's
-            assert [line.split(": ", 1)[1] for line in lines[1:4]] == ["chatter 1", "chatter 2", "chatter 3"]
+            assert [line.split(": ", 1)[1] for line in lines[1:4]] == [
+                "chatter 1",
+                "chatter 2",
+                "chatter 3 [image/jpeg]",
+            ]
+            assert not [c for c in bot.calls if c[0] == "getfile"]
             assert lines[1].startswith("#") and " UTC " in lines[1]
             assert lines[4:] == ["", "@clawbot what did they say?"]
             # "since last reply": the next answer there starts afresh

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from typing import Final
 
 import msgspec
@@ -45,11 +46,14 @@ def history_limit(config: Config, channel: str, account: str) -> int:
     return min(max(0, configured if configured is not None else DEFAULT_LIMIT), _MAX_LIMIT)
 
 
-def _key(inbound: InboundMessage) -> str:
+def _key(request: AccessRequest, inbound: InboundMessage) -> str:
+    """The conversation: the group (a Telegram forum topic is a peer of its own), and the thread
+    the policy was asked about. Not the reply's thread, which may be the message's own (Slack's
+    `replyToMode: all` answers each top-level message in a thread under it)."""
     peer = inbound.peer
     conversation = f"{peer.kind}:{peer.id}" if peer is not None else ""
-    if inbound.thread_id:
-        conversation += f":thread:{inbound.thread_id}"
+    if request.thread_id:
+        conversation += f":thread:{request.thread_id}"
     # one KV token per conversation, whatever its length (ids are bounded, not short)
     digest = hashlib.blake2b(conversation.encode(), digest_size=16).hexdigest()
     return f"history.{encode_token(inbound.channel)}.{encode_token(inbound.account_id)}.{digest}"
@@ -59,8 +63,11 @@ class GroupHistory:
     def __init__(self, kv: KeyValue | None) -> None:
         self.kv = kv
 
-    async def keep(self, request: AccessRequest, inbound: InboundMessage, limit: int) -> None:
-        """Keep a group message the bot was not asked to answer (the newest `limit`)."""
+    async def keep(
+        self, request: AccessRequest, inbound: InboundMessage, limit: int, media: Sequence[str] = ()
+    ) -> None:
+        """Keep a group message the bot was not asked to answer (the newest `limit`); `media`:
+        the types of the files it carried (never downloaded)."""
         if self.kv is None or limit <= 0 or request.chat_type != "group":
             return
         sender = inbound.sender
@@ -69,9 +76,9 @@ class GroupHistory:
             body=inbound.text[:_BODY_LIMIT],
             message_id=(inbound.message_id or "").rsplit(":", 1)[-1],
             ts=inbound.received_at,
-            media=[a.mime for a in inbound.attachments],
+            media=[*(a.mime for a in inbound.attachments), *media],
         )
-        key = _key(inbound)
+        key = _key(request, inbound)
         for _ in range(_ATTEMPTS):
             lines, revision = await self._read(key)
             data = msgspec.json.encode([*lines, line][-limit:])
@@ -89,7 +96,7 @@ class GroupHistory:
         """What was kept for the conversation of a message the bot answers, emptied."""
         if self.kv is None or limit <= 0 or request.chat_type != "group":
             return []
-        key = _key(inbound)
+        key = _key(request, inbound)
         for _ in range(_ATTEMPTS):
             lines, revision = await self._read(key)
             if revision is None or not lines:

@@ -90,7 +90,7 @@ class ChannelInbound:
             if isinstance(decision, Deny) and decision.reason == "mention-required":
                 with best_effort(ctx.counters, "group_history_keep", log=log):
                     limit = history_limit(self._config, request.channel, request.account)
-                    await self.history.keep(request, inbound, limit)
+                    await self.history.keep(request, inbound, limit, [f.mime for f in files])
             return Submitted(denied=decision)
         if isinstance(decision, Command) and decision.name == "approve":
             await self._approve(request, inbound)
