@@ -408,3 +408,28 @@ def test_openclaw_json_loads_as_is(tmp_path: Path) -> None:
     }
     # Discord's adapter enforces its guild allow-list: no "not enforced" warning
     assert "$.channels.discord.guilds" not in {w.path for w in config.warnings}
+
+
+def test_a_boolean_or_literal_key_names_both_in_its_error() -> None:
+    assert errors({"channels": {"telegram": {"execApprovals": {"enabled": "sometimes"}}}}) == [
+        "$.channels.telegram.execApprovals.enabled: expected a boolean or one of auto, got 'sometimes'"
+    ]
+
+
+def test_channel_credentials_ingress_would_refuse_are_reported_at_load() -> None:
+    """What ingress checks when it starts an account (it then leaves the account off and runs):
+    `clawmesh config validate` says it too, as a warning naming the key."""
+    config = parse_config(
+        {
+            "channels": {
+                "slack": {"botToken": "xoxb-1"},  # Socket Mode (the default) without appToken
+                "discord": {"token": "t", "publicKey": "not-hex"},
+                "telegram": {"botToken": "1:x"},  # fine
+            }
+        },
+        env={},
+        checks=default_checks(),
+    )
+    found = {w.path: w.message for w in config.warnings if "will not start" in w.message}
+    assert set(found) == {"$.channels.slack.appToken", "$.channels.discord.publicKey"}
+    assert "(account 'default' will not start)" in found["$.channels.slack.appToken"]

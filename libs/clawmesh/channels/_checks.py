@@ -15,9 +15,13 @@ warning every key of older OpenClaw versions gets. Slash commands: `commands.nat
 
 from __future__ import annotations
 
-from ..config import ChannelAccount, ChannelConfig, Config, Problem
+from collections.abc import Callable, Mapping
+
+from ..config import ChannelAccount, ChannelConfig, Config, ConfigError, Problem
+from . import discord, slack, telegram, whatsapp
 from ._mentions import unsafe_reason
 from ._normalize import normalize_entry
+from .accounts import channel_accounts
 from .discord import streaming_source
 
 __all__ = ["config_checks"]
@@ -45,6 +49,7 @@ def config_checks(config: Config) -> list[Problem]:
             _account(problems, name, path, account, (base, channel))
             _streaming(problems, name, path, account)
             _slash_commands(problems, name, path, account)
+    _credentials(problems, config)
     messages = config.document.messages
     if messages is not None and messages.group_chat is not None:
         _patterns(problems, "$.messages.groupChat.mentionPatterns", messages.group_chat.mention_patterns)
@@ -53,6 +58,43 @@ def config_checks(config: Config) -> list[Problem]:
         if chat is not None:
             _patterns(problems, f"{agent.path}.groupChat.mentionPatterns", chat.mention_patterns)
     return problems
+
+
+def _discord_credentials(
+    settings: ChannelAccount, account_id: str, env: Mapping[str, str], path: str
+) -> None:
+    discord.resolve_token(settings, account_id, env, path)
+    public = discord.resolve_public_key(settings, account_id, env, path)
+    if public is not None:
+        discord.load_public_key(public, path)
+
+
+# what ingress resolves when it starts an account (it raises ConfigError naming the key)
+_CREDENTIALS: dict[str, Callable[[ChannelAccount, str, Mapping[str, str], str], object]] = {
+    "telegram": telegram.resolve_token,
+    "slack": slack.resolve_credentials,
+    "discord": _discord_credentials,
+    "whatsapp": whatsapp.resolve_credentials,
+}
+
+
+def _credentials(problems: list[Problem], config: Config) -> None:
+    """The checks ingress makes of an account's credentials when it starts it (a missing Slack
+    `appToken` in Socket Mode, a Discord `publicKey` that is not a key, an unreadable token
+    file), so `clawmesh config validate` reports them too. Warnings, as at start: that account
+    stays off and the gateway runs."""
+    channels = config.document.channels
+    for channel, resolve in _CREDENTIALS.items():
+        for account in channel_accounts(channels, channel):
+            if not account.enabled:
+                continue
+            try:
+                resolve(account.settings, account.account_id, config.env, account.path)
+            except ConfigError as exc:
+                problems.extend(
+                    Problem(p.path, f"{p.message} (account '{account.account_id}' will not start)", "warning")
+                    for p in exc.problems
+                )
 
 
 def _account(

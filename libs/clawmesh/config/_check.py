@@ -95,6 +95,12 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _misses_literal(value: Any, t: mi.Type) -> bool:
+    """A value of a literal's shape that is none of its values (told apart in a union, whose
+    other members may take it or must be named in the error)."""
+    return isinstance(t, mi.LiteralType) and value not in t.values
+
+
 def _describe(t: mi.Type) -> str:
     if isinstance(t, mi.StrType):
         return "a string"
@@ -167,10 +173,14 @@ class _Walker:
         if value is None and any(isinstance(m, mi.NoneType) for m in members):
             return value
         for member in members:
-            if _shape_fits(value, member):
+            if _shape_fits(value, member) and not _misses_literal(value, member):
                 return self.walk(value, member, path, known)
         wanted = " or ".join(dict.fromkeys(_describe(m) for m in members if not isinstance(m, mi.NoneType)))
-        self.error(path, f"expected {wanted}, got {_kind(value)}")
+        # a value of a literal's shape that is none of its values is named, as a literal's own
+        # error names it: `expected a boolean or one of auto, got 'x'`
+        missed = any(_shape_fits(value, m) and _misses_literal(value, m) for m in members)
+        got = repr(value) if missed else _kind(value)
+        self.error(path, f"expected {wanted}, got {got}")
         return value
 
     def _struct(self, value: Any, t: mi.StructType, path: str, known: CatalogueNode | None) -> Any:
