@@ -50,6 +50,7 @@ oracle-fixtures: install
 	$(BIN)/python scripts/oracle/session_export.py
 	$(BIN)/python scripts/oracle/http_hooks.py
 	$(BIN)/python scripts/oracle/chat_approvals.py
+	$(BIN)/python scripts/oracle/media_note.py
 
 # docs/testing.md: 3 clustered nats-servers + the services as processes, seeded faults, then a
 # check of what users received. CHAOS_SEED / CHAOS_DURATION / CHAOS_SESSIONS or ARGS set the run.

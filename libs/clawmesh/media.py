@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -53,8 +52,8 @@ STAGE_MEDIA_TOOL: Final = "stage_media"  # the node invocation (never offered to
 # OpenClaw's marker: a staged directory is private input; git and its own tools skip it
 GITIGNORE: Final = "# Raw task inputs remain private; copy outputs into the project to publish.\n*\n"
 _STAGED_PREFIX: Final = "media/inbound/openclaw-staged-"
-_NAME_LIMIT: Final = 200  # characters of a staged file name (file systems allow 255 bytes)
-_UNSAFE: Final = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+_NAME_LIMIT: Final = 200  # characters of a staged file name (fs-safe's SANITIZED_FILE_NAME_CODE_UNITS)
+_INVALID: Final = re.compile(r"[\x00-\x1f\x7f-\x9f<>:\"/\\|?*]")
 
 
 class MediaStoreError(Exception):
@@ -105,18 +104,27 @@ def staged_directory(turn_id: str) -> str:
     return _STAGED_PREFIX + hashlib.sha256(turn_id.encode()).hexdigest()
 
 
+def _basename(name: str) -> str:
+    """The last component of a POSIX or Windows path, drive prefix dropped (OpenClaw's
+    basenameFromAnyPath, for the name the note shows)."""
+    base = _last_component(name)
+    if len(base) >= 2 and base[1] == ":" and base[0].isascii() and base[0].isalpha():
+        base = base[2:]  # `C:report.pdf`
+    return "" if base in (".", "..") else base
+
+
+def _last_component(name: str) -> str:
+    return name.rstrip("/").rsplit("/", 1)[-1].rstrip("\\").rsplit("\\", 1)[-1]
+
+
 def safe_file_name(name: str, fallback: str = "attachment") -> str:
-    """A platform's file name as one path component: no directory, no control or reserved
-    characters, not hidden, bounded; OpenClaw's `input-` prefix in front."""
-    base = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
-    base = _UNSAFE.sub("_", base).strip(" .")
-    if not base:
-        base = fallback
-    if len(base) > _NAME_LIMIT:
-        _, dot, ext = base.rpartition(".")
-        ext = f"{dot}{ext}" if dot and 0 < len(ext) <= 16 else ""
-        base = base[: _NAME_LIMIT - len(ext)] + ext
-    return f"input-{base}"
+    """A platform's file name as one path component, as OpenClaw stages it
+    (`stagedInputFileName`: @openclaw/fs-safe's sanitizeUntrustedFileName of `input-<name>`):
+    control and reserved characters removed, trimmed, at most 200 characters. Only the name's
+    last component is taken first, so the `input-` prefix always stays (OpenClaw's names are
+    basenames of its own files already)."""
+    staged = _INVALID.sub("", f"input-{_last_component(name)}").strip()
+    return staged[:_NAME_LIMIT] if staged not in ("", ".", "..") else f"input-{fallback}"
 
 
 class StageFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -166,14 +174,15 @@ class NoteFact:
 
 
 def _clean(value: str) -> str:
-    return " ".join(re.sub(r"[\x00-\x1f\x7f\]]+", " ", value).split())
+    # OpenClaw's sanitizeInlineMediaNoteValue: control characters and `]` become spaces
+    return " ".join(re.sub(r"[\x00-\x1f\x7f-\x9f\]]+", " ", value).split())
 
 
 def _line(fact: NoteFact, index: int | None = None, total: int | None = None) -> str:
     prefix = f"[media attached {index}/{total}: " if index is not None else "[media attached: "
     path = _clean(fact.path) or "(not saved)"
     mime = _clean(fact.mime)
-    name = _clean(fact.name.replace("\\", "/").rsplit("/", 1)[-1])[:256]
+    name = _clean(_basename(fact.name))[:256]
     return f"{prefix}{path}{f' ({mime})' if mime else ''}{f' {json.dumps(name, ensure_ascii=False)}' if name else ''}]"
 
 

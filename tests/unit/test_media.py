@@ -4,7 +4,11 @@ format, media-note.ts in openclaw 2026.9.6)."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
+
+import pytest
 
 from clawmesh.media import (
     NoteFact,
@@ -19,13 +23,13 @@ from clawmesh.media import (
 
 def test_a_platform_file_name_becomes_one_safe_path_component() -> None:
     assert safe_file_name("report.pdf") == "input-report.pdf"
+    # a path's last component only: the prefix stays, nothing leads out of the directory
     assert safe_file_name("../../etc/passwd") == "input-passwd"
     assert safe_file_name("C:\\Users\\ann\\notes.txt") == "input-notes.txt"
-    assert safe_file_name("a\x00b\nc?.txt") == "input-a_b_c_.txt"
-    assert safe_file_name("...") == "input-attachment"  # nothing left, not hidden
-    assert safe_file_name(".env") == "input-env"
-    long = safe_file_name("x" * 500 + ".pdf")
-    assert long.endswith(".pdf") and len(long) == len("input-") + 200
+    assert safe_file_name("..") == "input-.."
+    assert safe_file_name("a/") == "input-a"
+    assert safe_file_name("a\x00b\nc?.txt") == "input-abc.txt"  # control and reserved characters go
+    assert len(safe_file_name("x" * 500 + ".pdf")) == 200
 
 
 def test_repeated_names_get_numbered_as_openclaw_numbers_them() -> None:
@@ -66,3 +70,25 @@ def test_a_file_not_taken_in_is_named_with_the_right_article() -> None:
         missing_line("audio", "it could not be received") == "[an audio was sent; it could not be received]"
     )
     assert missing_line("voice message", "x") == "[a voice message was sent; x]"
+
+
+_ORACLE = json.loads((Path(__file__).parents[1] / "fixtures" / "oracle" / "media_note.json").read_text())
+
+
+@pytest.mark.parametrize("case", _ORACLE["names"], ids=lambda c: repr(c["name"])[:40])
+def test_staged_names_are_openclaws(case: dict[str, str]) -> None:
+    """scripts/oracle/media_note.py: OpenClaw 2026.9.6's stagedInputFileName on the same names."""
+    assert safe_file_name(case["name"]) == case["staged"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    _ORACLE["notes"],
+    ids=lambda c: c["media"][0]["fileName"][:30] if "fileName" in c["media"][0] else "no name",
+)
+def test_notes_are_openclaws(case: dict[str, object]) -> None:
+    """scripts/oracle/media_note.py: OpenClaw 2026.9.6's buildInboundMediaNoteProjection."""
+    facts = [
+        NoteFact(path=m["path"], mime=m["contentType"], name=m.get("fileName", "")) for m in case["media"]
+    ]  # type: ignore[attr-defined,index]
+    assert media_note(facts) == case["note"]
