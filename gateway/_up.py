@@ -126,6 +126,69 @@ def _banner(config: Config, url: str, nats_url: str, embedded: bool, ready_in: f
     sys.stdout.flush()
 
 
+async def _embedded_server(
+    config: Config, nats_port: int | None, node_id: str, federate: tuple[str, str] | None
+) -> tuple[Any, list[NatsUser]]:
+    """The embedded nats-server, started, and its users: every service connects as its own
+    (`natsauth`), generated on the first start and kept in the state dir."""
+    from clawmesh.bus import NatsServer
+    from clawmesh.federation import region_config
+
+    sdir = config.state_dir
+    (sdir / "logs").mkdir(parents=True, exist_ok=True)
+    try:
+        users = embedded_users(sdir, config.settings.nats.subject_prefix, nodes=[node_id])
+    except NatsAuthError as exc:
+        fail(str(exc))
+    for leftover in sdir.glob("nats-server-*.conf"):  # from a killed start of an older version
+        leftover.unlink(missing_ok=True)
+    server = NatsServer(
+        store_dir=sdir / "nats",
+        work_dir=sdir,
+        conf_name="nats-server.conf",  # one server per state dir (the lock): reused, not accumulated
+        port=embedded_nats_port(config, nats_port),
+        server_name="clawmesh-embedded",
+        log_file=sdir / "logs" / "nats-server.log",
+        authorization=render_auth_conf(users),
+        # A federated region keeps its JetStream in a domain of its own (named after the
+        # region) and joins the hub as a leaf node: see docs/federation.md.
+        jetstream_domain=federate[1] if federate else None,
+        config=region_config(federate[0]) if federate else "",
+    )
+    try:
+        await server.start()
+    except Exception as exc:
+        fail(f"could not start the embedded nats-server: {exc}")
+    return server, users
+
+
+def _say_ready(
+    holder: ConfigHolder,
+    record: LocalGateway,
+    *,
+    url: str,
+    nats_url: str,
+    embedded: bool,
+    ready_in: float,
+    json_ready: bool,
+) -> None:
+    """The ready record (for `clawmesh status` and the CLI), then the banner or one JSON line."""
+    config = holder.current
+    mark_ready(
+        config.state_dir,
+        record,
+        url=url,
+        nats_url=nats_url,
+        nats_auth_dir=config.state_dir / EMBEDDED_AUTH_DIR if embedded else None,
+        region=config.settings.gateway.region,
+    )
+    if json_ready:
+        line = {"ready": True, "url": url, "nats": nats_url, "readySeconds": ready_in, "pid": os.getpid()}
+        print(json.dumps(line), flush=True)
+    else:
+        _banner(config, url, nats_url, embedded, ready_in)
+
+
 async def _up(
     holder: ConfigHolder,
     planned: list[tuple[str, ServiceFactory]],
@@ -135,47 +198,23 @@ async def _up(
     record: LocalGateway,
     federate: tuple[str, str] | None = None,
 ) -> None:
-    from clawmesh.bus import NatsServer, open_context, run_services, setup_tracing
-    from clawmesh.federation import region_config
+    from clawmesh.bus import open_context, run_services, setup_tracing
 
     from .registry import Ingress, local_node_id
 
     started = time.monotonic()
     config = holder.current
     node_id = local_node_id(config)
-    server: NatsServer | None = None
-    # On the embedded server every service connects as its own user (`natsauth`); with
-    # --nats-url the config's credentials are used, as for `clawmesh service`.
+    server = None
+    # On the embedded server every service connects as its own user; with --nats-url the
+    # config's credentials are used, as for `clawmesh service`.
     users: list[NatsUser] | None = None
     if nats_url is None:
-        sdir = config.state_dir
-        (sdir / "logs").mkdir(parents=True, exist_ok=True)
-        try:
-            users = embedded_users(sdir, config.settings.nats.subject_prefix, nodes=[node_id])
-        except NatsAuthError as exc:
-            fail(str(exc))
-        for leftover in sdir.glob("nats-server-*.conf"):  # from a killed start of an older version
-            leftover.unlink(missing_ok=True)
-        server = NatsServer(
-            store_dir=sdir / "nats",
-            work_dir=sdir,
-            conf_name="nats-server.conf",  # one server per state dir (the lock): reused, not accumulated
-            port=embedded_nats_port(config, nats_port),
-            server_name="clawmesh-embedded",
-            log_file=sdir / "logs" / "nats-server.log",
-            authorization=render_auth_conf(users),
-            # A federated region keeps its JetStream in a domain of its own (named after the
-            # region) and joins the hub as a leaf node: see docs/federation.md.
-            jetstream_domain=federate[1] if federate else None,
-            config=region_config(federate[0]) if federate else "",
-        )
-        try:
-            await server.start()
-        except Exception as exc:
-            fail(f"could not start the embedded nats-server: {exc}")
+        server, users = await _embedded_server(config, nats_port, node_id, federate)
         nats_url = server.url
         if federate:  # ingress reports the leaf link (and a loop in the topology) in its status
             planned = [(name, _with_leaf_status(factory, server)) for name, factory in planned]
+    url_of_nats: str = nats_url
     setup_tracing("clawmesh")
     try:
         # The first connection provisions the streams; the others only bind, concurrently.
@@ -187,12 +226,12 @@ async def _up(
             return user.user, user.password
 
         first = await open_context(
-            planned[0][0], holder, url=nats_url, credentials=credentials(planned[0][0])
+            planned[0][0], holder, url=url_of_nats, credentials=credentials(planned[0][0])
         )
         rest = await asyncio.gather(
             *(
                 open_context(
-                    name, holder, url=nats_url, provision_streams=False, credentials=credentials(name)
+                    name, holder, url=url_of_nats, provision_streams=False, credentials=credentials(name)
                 )
                 for name, _ in planned[1:]
             )
@@ -203,30 +242,15 @@ async def _up(
             ingress = next((s for s in services if isinstance(s, Ingress)), None)
             if ingress is None:
                 raise RuntimeError("clawmesh up started without an ingress")
-            ready_in = time.monotonic() - started
-            mark_ready(
-                config.state_dir,
+            _say_ready(
+                holder,
                 record,
                 url=ingress.url,
-                nats_url=nats_url,
-                nats_auth_dir=config.state_dir / EMBEDDED_AUTH_DIR if users is not None else None,
-                region=holder.current.settings.gateway.region,
+                nats_url=url_of_nats,
+                embedded=users is not None,
+                ready_in=time.monotonic() - started,
+                json_ready=json_ready,
             )
-            if json_ready:
-                print(
-                    json.dumps(
-                        {
-                            "ready": True,
-                            "url": ingress.url,
-                            "nats": nats_url,
-                            "readySeconds": ready_in,
-                            "pid": os.getpid(),
-                        }
-                    ),
-                    flush=True,
-                )
-            else:
-                _banner(holder.current, ingress.url, nats_url or "", server is not None, ready_in)
 
         await run_services(factories, on_started=on_started)
     finally:

@@ -136,6 +136,56 @@ async def _exit(proc: asyncio.subprocess.Process, exited: asyncio.Future[int], t
     return True
 
 
+class _Output:
+    """A command's stdout and stderr as they come, kept up to `max_output` characters in all
+    (then marked truncated), each chunk also handed to `on_output`."""
+
+    def __init__(self, max_output: int, on_output: OutputCallback | None) -> None:
+        self.chunks: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self.budget = max_output
+        self.truncated = False
+        self.on_output = on_output
+
+    async def pump(self, stream: asyncio.StreamReader | None, name: str) -> None:
+        if stream is None:
+            return
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        while True:
+            chunk = await stream.read(4096)
+            text = decoder.decode(chunk, final=not chunk)
+            if text:
+                if self.budget <= 0:
+                    self.truncated = True
+                else:
+                    kept = text[: self.budget]
+                    self.truncated = self.truncated or len(kept) < len(text)
+                    self.budget -= len(kept)
+                    self.chunks[name].append(kept)
+                    if self.on_output is not None:
+                        # followers missing a chunk must not cost the command its output
+                        with best_effort(None, "exec_output_callback", log=log):
+                            await self.on_output(name, kept)
+            if not chunk:
+                return
+
+
+async def _drain(
+    proc: asyncio.subprocess.Process, pumps: list[asyncio.Task[None]], exited: asyncio.Future[int]
+) -> None:
+    """Take what has arrived by now and stop reading pipes someone else still holds."""
+    _, unfinished = await asyncio.wait(pumps, timeout=_DRAIN_SECONDS)
+    exited.cancel()
+    for task in unfinished:
+        task.cancel()
+    if unfinished:
+        # Close our ends of those pipes now (asyncio has no public call for it), not when the
+        # escaped process finally exits — possibly after this event loop is gone.
+        transport = getattr(proc, "_transport", None)
+        if transport is not None:
+            transport.close()
+    await asyncio.gather(*pumps, return_exceptions=True)
+
+
 async def run_on_host(
     command: str | list[str],
     *,
@@ -178,35 +228,10 @@ async def run_on_host(
         )
     if on_start is not None:
         on_start(proc)
-    outputs = {"stdout": [], "stderr": []}  # type: dict[str, list[str]]
-    budget = [max_output]
-    truncated = [False]
-
-    async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
-        if stream is None:
-            return
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        while True:
-            chunk = await stream.read(4096)
-            text = decoder.decode(chunk, final=not chunk)
-            if text:
-                if budget[0] <= 0:
-                    truncated[0] = True
-                else:
-                    kept = text[: budget[0]]
-                    truncated[0] = truncated[0] or len(kept) < len(text)
-                    budget[0] -= len(kept)
-                    outputs[name].append(kept)
-                    if on_output is not None:
-                        # followers missing a chunk must not cost the command its output
-                        with best_effort(None, "exec_output_callback", log=log):
-                            await on_output(name, kept)
-            if not chunk:
-                return
-
+    output = _Output(max_output, on_output)
     pumps = [
-        asyncio.create_task(pump(proc.stdout, "stdout")),
-        asyncio.create_task(pump(proc.stderr, "stderr")),
+        asyncio.create_task(output.pump(proc.stdout, "stdout")),
+        asyncio.create_task(output.pump(proc.stderr, "stderr")),
     ]
     # `proc.wait()` also waits for the pipes to close, which a process that left the group
     # (setsid) can hold open indefinitely: the exit itself is what counts.
@@ -218,22 +243,12 @@ async def run_on_host(
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         await _exit(proc, exited, None)
-    # Take what has arrived by now and stop reading pipes someone else still holds.
-    _, unfinished = await asyncio.wait(pumps, timeout=_DRAIN_SECONDS)
-    for task in (*unfinished, exited):
-        task.cancel()
-    if unfinished:
-        # Close our ends of those pipes now (asyncio has no public call for it), not when the
-        # escaped process finally exits — possibly after this event loop is gone.
-        transport = getattr(proc, "_transport", None)
-        if transport is not None:
-            transport.close()
-    await asyncio.gather(*pumps, return_exceptions=True)
+    await _drain(proc, pumps, exited)
     return ExecResult(
         exit_code=None if timed_out else proc.returncode,
-        stdout="".join(outputs["stdout"]),
-        stderr="".join(outputs["stderr"]),
+        stdout="".join(output.chunks["stdout"]),
+        stderr="".join(output.chunks["stderr"]),
         timed_out=timed_out,
-        truncated=truncated[0],
+        truncated=output.truncated,
         duration=time.monotonic() - started,
     )
