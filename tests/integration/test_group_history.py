@@ -93,3 +93,55 @@ async def test_history_limit_zero_keeps_nothing(nats_url: str, tmp_path: Path) -
             tg.message(bot, group, user=42, text="@clawbot hi")
             (reply,) = await tg.wait_sent(bot, lambda s: s.chat_id == -100300)
             assert reply.text == "echo: @clawbot hi"
+
+
+async def test_on_slack_a_thread_keeps_its_own_history(nats_url: str, tmp_path: Path) -> None:
+    """OpenClaw's `thread.historyScope` default: chatter in a thread is context for a mention in
+    that thread, the channel's top-level chatter for a top-level mention."""
+    from tests.fakes.slack import FakeSlack
+
+    secret = "history-signing-secret"
+    async with FakeSlack(signing_secret=secret) as slack:
+        app = slack.add_app("xoxb-history", team_id="T1", bot_user_id="UBOT")
+        config = {
+            "agents": {"defaults": {"model": "echo/x"}, "list": [{"id": "main", "default": True}]},
+            "channels": {
+                "slack": {
+                    "mode": "http",
+                    "botToken": "xoxb-history",
+                    "signingSecret": secret,
+                    "apiBaseUrl": slack.api_base,
+                    "groupPolicy": "open",
+                    "replyToMode": "all",
+                }
+            },
+        }
+        async with run_gateway(nats_url, config, tmp_path) as gw:
+            adapter = gw.service("ingress").channels.adapters["slack"]["default"]
+            await wait_until(lambda: adapter.bot is not None)
+            url = f"{gw.service('ingress').url}{adapter.path}"
+            msg = slack.message_event
+            thread = "1700000000.000100"
+            for envelope in (
+                msg(app, channel="C1", user="U1", text="top chatter"),
+                msg(
+                    app, channel="C1", user="U2", text="thread chatter", thread_ts=thread, parent_user_id="U1"
+                ),
+                msg(
+                    app,
+                    channel="C1",
+                    user="U2",
+                    text="<@UBOT> in thread",
+                    thread_ts=thread,
+                    parent_user_id="U1",
+                ),
+            ):
+                assert (await slack.deliver(url, envelope)).status_code == 200
+            (in_thread,) = await slack.wait_sent(app, lambda p: p.text.endswith("<@UBOT> in thread"))
+            assert in_thread.text.split("\n")[1].endswith("thread chatter")
+            assert "top chatter" not in in_thread.text
+            top = msg(app, channel="C1", user="U1", text="<@UBOT> at the top")
+            assert (await slack.deliver(url, top)).status_code == 200
+            (at_top,) = await slack.wait_sent(app, lambda p: p.text.endswith("<@UBOT> at the top"))
+            assert at_top.text.split("\n")[1].endswith("top chatter")
+            assert "thread chatter" not in at_top.text

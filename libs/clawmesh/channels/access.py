@@ -72,7 +72,7 @@ class AccessRequest(msgspec.Struct, frozen=True, kw_only=True):
     sender_username: str | None = None
     sender_name: str | None = None  # shown to the operator with a pairing request
     group_id: str | None = None  # Telegram chat, WhatsApp group JID, Slack/Discord channel
-    thread_id: str | None = None  # Telegram forum topic
+    thread_id: str | None = None  # Telegram forum topic; Slack: the thread a reply is in
     parent_id: str | None = None  # Discord: a thread's parent channel
     guild_id: str | None = None
     team_id: str | None = None

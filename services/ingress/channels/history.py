@@ -68,7 +68,7 @@ class GroupHistory:
     ) -> None:
         """Keep a group message the bot was not asked to answer (the newest `limit`); `media`:
         the types of the files it carried (never downloaded)."""
-        if self.kv is None or limit <= 0 or request.chat_type != "group":
+        if self.kv is None or limit <= 0 or request.chat_type == "direct":
             return
         sender = inbound.sender
         line = HistoryLine(
@@ -94,7 +94,7 @@ class GroupHistory:
 
     async def take(self, request: AccessRequest, inbound: InboundMessage, limit: int) -> list[HistoryLine]:
         """What was kept for the conversation of a message the bot answers, emptied."""
-        if self.kv is None or limit <= 0 or request.chat_type != "group":
+        if self.kv is None or limit <= 0 or request.chat_type == "direct":
             return []
         key = _key(request, inbound)
         for _ in range(_ATTEMPTS):

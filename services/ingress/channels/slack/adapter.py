@@ -382,6 +382,9 @@ class SlackAdapter:
             mentions_others=sl.mentions_others,
             can_detect_mention=bool(self.bot.user_id),
             text=sl.text,
+            # the thread a reply is in: its own group history (OpenClaw's thread.historyScope
+            # default, "thread"); the policy itself reads no topics on Slack
+            thread_id=sl.thread_ts if sl.is_thread_reply else None,
         )
         result = await self.inbound.submit(
             request,
