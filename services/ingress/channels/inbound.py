@@ -105,7 +105,9 @@ class ChannelInbound:
             )
         if on_admit is not None:
             inbound = on_admit(inbound, decision.mentioned)
-        if not isinstance(decision, Command):
+        # only a mention can follow messages kept for lack of one (where none is required,
+        # nothing is kept: no read per message)
+        if decision.mentioned and not isinstance(decision, Command):
             with best_effort(ctx.counters, "group_history_take", log=log):
                 limit = history_limit(self._config, request.channel, request.account)
                 if lines := await self.history.take(request, inbound, limit):
