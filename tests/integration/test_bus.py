@@ -49,9 +49,13 @@ async def test_provision_is_idempotent(nc: Client) -> None:
         }
     )
     names = {s.config.name for s in await js.streams_info() if not s.config.name.startswith("KV_")}
-    assert names == {"CM_INBOUND", "CM_TURNS", "CM_OUTBOUND", "CM_SESSIONS", "CM_DLQ"}
+    assert names == {"CM_INBOUND", "CM_TURNS", "CM_OUTBOUND", "CM_SESSIONS", "CM_DLQ", "OBJ_cm_media"}
     turns = await js.stream_info("CM_TURNS")
     assert turns.config.retention == "workqueue"
+    # chat files: kept a day, bounded, and a full store refuses new files (never drops old ones
+    # a queued turn still needs)
+    media = (await js.stream_info("OBJ_cm_media")).config
+    assert (media.max_age, media.max_bytes, media.discard) == (86_400.0, 256 * 2**20, "new")
 
 
 async def test_custom_prefix_and_replicas_layout(nc: Client) -> None:
@@ -140,10 +144,11 @@ async def test_provision_bounds_existing_streams_in_place(
     layout = Layout()
     await js.add_stream(StreamConfig(name="CM_SESSIONS", subjects=["cm.tx.>"], allow_direct=True))
     await js.publish("cm.tx.main.s1", b"kept")
-    bounded = Layout(sessions_max_bytes=50 * 2**20, inbound_max_bytes=20 * 2**20)
+    bounded = Layout(sessions_max_bytes=50 * 2**20, inbound_max_bytes=20 * 2**20, media_max_bytes=30 * 2**20)
     await provision(js, bounded)
     assert (await js.stream_info("CM_SESSIONS")).config.max_bytes == 50 * 2**20
     assert (await js.stream_info("CM_INBOUND")).config.max_bytes == 20 * 2**20
+    assert (await js.stream_info("OBJ_cm_media")).config.max_bytes == 30 * 2**20
     assert (await js.get_last_msg("CM_SESSIONS", "cm.tx.main.s1")).data == b"kept"
 
     updates: list[str] = []
@@ -157,7 +162,7 @@ async def test_provision_bounds_existing_streams_in_place(
     await provision(js, bounded)
     assert updates == []
     await provision(js, layout)
-    assert sorted(updates) == ["CM_INBOUND", "CM_SESSIONS"]
+    assert sorted(updates) == ["CM_INBOUND", "CM_SESSIONS", "OBJ_cm_media"]
     assert (await js.stream_info("CM_SESSIONS")).config.max_bytes == NatsSettings().sessions_max_bytes
 
 
