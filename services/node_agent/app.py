@@ -313,7 +313,10 @@ class NodeAgent:
                 # ones; its live output goes back only on the request's reply (docs/federation.md)
                 inv.output_subject = msg.reply if inv.stream_reply and msg.reply else None
                 if inv.tool == STAGE_MEDIA_TOOL:  # this region's chat files are its own
-                    inv.tool = "stage_media (from another region)"
+                    if msg.reply:
+                        why = "stage_media is served to this region's runners only"
+                        await self._reply(msg, self._fail(inv, "PERMISSION_DENIED", why))
+                    return
             with consumer_span("cm.node.invoke", msg.subject, msg.headers, **{"clawmesh.tool": inv.tool}):
                 started = time.monotonic()
                 try:

@@ -227,3 +227,46 @@ async def test_non_main_mode_sandboxes_only_other_sessions(
     assert (
         group_out.splitlines()[0].strip() == "1" and socket.gethostname() not in group_out
     )  # only lo, in a container
+
+
+async def test_a_chat_file_is_staged_where_the_sandboxed_agent_sees_it(
+    fake: FakeModelServer, nats_url: str, tmp_path: Path, prefix: str
+) -> None:
+    """A document sent on Telegram to an agent whose sessions are sandboxed with a workspace of
+    their own (`workspaceAccess: none`) lands in the sandbox's workspace, where its exec finds it
+    by the note's path; the agent's own workspace stays untouched."""
+    from tests.fakes.telegram import FakeTelegram
+
+    fake.script(
+        ToolCall("exec", {"command": "cat media/inbound/openclaw-staged-*/input-notes.txt"}),
+        Text("read it"),
+    )
+    config = _config(fake, tmp_path, prefix, workspaceAccess="none")
+    async with FakeTelegram() as tg:
+        bot = tg.add_bot("7001:sandbox")
+        config["channels"] = {
+            "telegram": {
+                "botToken": "7001:sandbox",
+                "apiRoot": tg.api_root,
+                "dmPolicy": "open",
+                "allowFrom": ["*"],
+            }
+        }
+        async with run_gateway(
+            nats_url, config, tmp_path, services=("ingress", "router", "runner", "node-agent")
+        ):
+            tg.file_message(
+                bot,
+                tg.chat(42, "private"),
+                user=42,
+                field="document",
+                data=b"secret plans\n",
+                file_name="notes.txt",
+            )
+            (reply,) = await tg.wait_sent(bot, lambda s: s.chat_id == 42, timeout=120)
+    assert reply.text == "read it"
+    first = fake.requests[0].last_user_text
+    assert first.startswith("[media attached: media/inbound/openclaw-staged-") and '"notes.txt"]' in first
+    (result,) = fake.requests[-1].tool_results
+    assert "secret plans" in result.content, result.content
+    assert not list((tmp_path / "ws").glob("media/inbound/*/input-notes.txt"))

@@ -323,5 +323,18 @@ async def _remote_invocation_cannot_name_a_private_subject(eu_url: str, sg_url: 
     # subscriber (on the server the node publishes to) would hold it once flushed
     await sg.flush()
     assert leaked == []
+    # sg's chat files are sg's: staging one is refused over the federation subject
+    stage = ToolInvocation(
+        invocation_id="spy-stage",
+        tool="stage_media",
+        arguments={"turnId": "t", "files": [{"ref": "t.0", "name": "x"}]},
+        agent_id="builder",
+        session_key="agent:builder:main",
+        timeout=30,
+    )
+    data, headers = encode_json(stage)
+    reply = await eu.request("cm.gw.sg.node.sg-node.invoke", data, headers=headers, timeout=30)
+    refused = decode(reply.data, ToolInvocationResult, reply.headers)
+    assert not refused.ok and refused.error_code == "PERMISSION_DENIED", refused
     await eu.close()
     await sg.close()
