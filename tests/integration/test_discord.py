@@ -112,8 +112,12 @@ async def test_dm_and_guild_messages_route_by_binding_and_are_answered_where_the
                 "dm": (await discord.wait_sent(bot, lambda p: p.content == "echo: hello"))[0],
                 "ops": (await discord.wait_sent(bot, lambda p: p.content == "echo: <@900> status?"))[0],
                 "thread": (await discord.wait_sent(bot, lambda p: p.content.endswith("in a thread")))[0],
-                "role": (await discord.wait_sent(bot, lambda p: p.content == "echo: @everyone look"))[0],
+                "role": (await discord.wait_sent(bot, lambda p: p.content.endswith("\n@everyone look")))[0],
             }
+            # the two messages the bot was not asked to answer come as context (historyLimit)
+            history = replies["role"].content.removeprefix("echo: ").split("\n")
+            assert history[0] == "Chat history since last reply: ⟦openclaw:ctx⟧"
+            assert [h.split(": ", 1)[1] for h in history[1:3]] == ["chatter", "<@901> not you"]
             assert replies["dm"].channel_id == dm["channel_id"]
             assert replies["ops"].channel_id == OPS
             assert replies["thread"].channel_id == THREAD

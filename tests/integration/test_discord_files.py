@@ -185,15 +185,17 @@ async def test_too_large_refused_and_unadmitted_files_are_named_or_never_fetched
             assert await _said(discord, bot, "and this", broken) == (
                 "echo: and this\n[a video was sent; it could not be received]"
             )
-            # said to be small, streamed larger than mediaMaxMb: cut off, not received
+            # said to be small, streamed larger than mediaMaxMb: cut off, named as too large
             liar = discord.attachment(dm, "l.bin", b"y" * 2_000_000, size=1000)
             discord.chunked(liar)
-            assert await _said(discord, bot, "", liar) == "echo: [a file was sent; it could not be received]"
+            assert await _said(discord, bot, "", liar) == (
+                "echo: [a file was sent; it is larger than the 1048576 bytes taken in]"
+            )
 
             assert discord.downloads(stranger) == [] and discord.downloads(chatter) == []
             assert discord.downloads(big) == []
             assert [len(discord.downloads(a)) for a in (refused, broken, liar)] == [1, 1, 1]
-            assert counters["media_too_large"] == 1 and counters["media_failed"] == 3
+            assert counters["media_too_large"] == 2 and counters["media_failed"] == 2
             assert len(bot.sent) == 4  # neither refused message was answered
 
 

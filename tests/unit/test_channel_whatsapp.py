@@ -21,7 +21,8 @@ from clawmesh.channels.whatsapp import (
 )
 from clawmesh.config import ChannelAccount, ConfigError
 from clawmesh.wire import Peer
-from clawmesh_ingress.channels.whatsapp.graphapi import GraphApi, GraphError, MediaTooLarge
+from clawmesh_ingress.channels.media import MediaTooLarge
+from clawmesh_ingress.channels.whatsapp.graphapi import GraphApi, GraphError
 from tests.fakes.whatsapp import FakeWhatsApp
 
 

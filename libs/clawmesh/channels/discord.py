@@ -34,6 +34,7 @@ import msgspec
 from ..config import ChannelAccount, ChannelConfig, ChannelStreaming, ConfigError, Problem, secret_value
 from ..ids import DEFAULT_ACCOUNT_ID, normalize_account_id
 from ..wire import Peer, Sender
+from ._limits import media_limit, url_refused
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -282,19 +283,7 @@ def message_files(msg: Message) -> tuple[DiscordFile, ...]:
 def media_budget(settings: ChannelAccount) -> int:
     """The most bytes one attachment may have: `mediaMaxMb` (OpenClaw's default for Discord:
     100)."""
-    configured = settings.media_max_mb if settings.media_max_mb is not None else DEFAULT_MEDIA_MAX_MB
-    return max(0, int(configured * 1024 * 1024))
-
-
-def _origin(url: str) -> tuple[str, str, int | None] | None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-        return None
-    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+    return media_limit(settings, DEFAULT_MEDIA_MAX_MB)
 
 
 def attachment_url_refused(url: str, api_base: str) -> str | None:
@@ -303,15 +292,7 @@ def attachment_url_refused(url: str, api_base: str) -> str | None:
     origin (a Discord-compatible endpoint or a test double serving both, as OpenClaw allows
     with `DISCORD_API_URL`); else why not. Nothing else is fetched: the URL comes from a
     message, and ingress must not be made to fetch from hosts on its own network."""
-    found = _origin(url)
-    if found is None:
-        return "not an http(s) URL"
-    scheme, host, _ = found
-    if found == _origin(api_base):
-        return None
-    if scheme == "https" and any(host == d or host.endswith("." + d) for d in _CDN_DOMAINS):
-        return None
-    return f"{host} is neither Discord's CDN nor the REST API's origin"
+    return url_refused(url, api_base, _CDN_DOMAINS, "Discord's CDN nor the REST API's origin")
 
 
 @dataclass(frozen=True)

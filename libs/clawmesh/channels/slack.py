@@ -50,6 +50,7 @@ from ..config import (
 )
 from ..ids import DEFAULT_ACCOUNT_ID, normalize_account_id
 from ..wire import Peer, Sender
+from ._limits import media_limit, url_refused
 
 __all__ = [
     "DEFAULT_API_BASE_URL",
@@ -285,19 +286,7 @@ def message_files(event: Event) -> tuple[SlackFile, ...]:
 
 def media_budget(settings: ChannelAccount) -> int:
     """The most bytes one file may have: `mediaMaxMb` (the plugin's default: 20)."""
-    configured = settings.media_max_mb if settings.media_max_mb is not None else DEFAULT_MEDIA_MAX_MB
-    return max(0, int(configured * 1024 * 1024))
-
-
-def _origin(url: str) -> tuple[str, str, int] | None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-        return None
-    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+    return media_limit(settings, DEFAULT_MEDIA_MAX_MB)
 
 
 def file_url_refused(url: str, api_base: str) -> str | None:
@@ -306,15 +295,7 @@ def file_url_refused(url: str, api_base: str) -> str | None:
     `*.slack-files.com`, GovSlack's `*.slack-gov.com`: the plugin's allowlist), or the Web API
     base's own origin (a Slack-compatible endpoint or a test double serving both); else why
     not. The token never goes anywhere else, and nothing else is fetched."""
-    found = _origin(url)
-    if found is None:
-        return "not an http(s) URL"
-    scheme, host, _ = found
-    if found == _origin(api_base):
-        return None
-    if scheme == "https" and any(host == d or host.endswith("." + d) for d in _FILE_DOMAINS):
-        return None
-    return f"{host} is neither Slack's nor the Web API's origin"
+    return url_refused(url, api_base, _FILE_DOMAINS, "Slack's nor the Web API's origin")
 
 
 def unexpected_html(content_type: str, data: bytes, file: SlackFile) -> bool:

@@ -26,6 +26,7 @@ import msgspec
 from ..config import ChannelAccount, ChannelStreaming, ConfigError, Problem, secret_value
 from ..ids import DEFAULT_ACCOUNT_ID
 from ..wire import Peer, Sender
+from ._limits import media_limit
 from .text import split_text as _split_text
 
 __all__ = [
@@ -404,8 +405,7 @@ def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
 def media_budget(settings: ChannelAccount) -> int:
     """The most bytes one file of a message may have: `mediaMaxMb` (OpenClaw's default for
     Telegram: 100; the Bot API itself hands a bot files of up to 20 MB)."""
-    configured = settings.media_max_mb if settings.media_max_mb is not None else 100.0
-    return max(0, int(configured * 1024 * 1024))
+    return media_limit(settings, 100.0)
 
 
 def pick_photo(photos: tuple[PhotoSize, ...], budget: int) -> PhotoSize | None:

@@ -25,6 +25,7 @@ import msgspec
 from ..config import ChannelAccount, ConfigError, Problem, secret_value
 from ..ids import DEFAULT_ACCOUNT_ID
 from ..wire import Peer, Sender
+from ._limits import media_limit
 from ._normalize import normalize_e164
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "WhatsAppCredentials",
     "WhatsAppFile",
     "WhatsAppInbound",
+    "media_budget",
     "message_files",
     "normalize_webhook",
     "resolve_credentials",
@@ -75,6 +77,11 @@ _EXTENSIONS: Final = {
 }
 _STANDARD_TYPES: Final = mimetypes.MimeTypes()
 _HEX_DIGEST: Final = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def media_budget(settings: ChannelAccount) -> int:
+    """The most bytes one medium may have: `mediaMaxMb` (OpenClaw's WhatsApp default: 50)."""
+    return media_limit(settings, DEFAULT_MEDIA_MAX_MB)
 
 
 def sign(app_secret: str, body: bytes) -> str:

@@ -9,17 +9,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+
+import httpx
 
 from clawmesh.bus import ServiceContext
 from clawmesh.media import MediaStoreError, media_store, object_name, write_object
 from clawmesh.wire import Attachment
 
-__all__ = ["InboundFile", "MediaError", "MediaKeeper", "MediaTooLarge", "mb_limit", "missing_line"]
+__all__ = [
+    "InboundFile",
+    "MediaError",
+    "MediaKeeper",
+    "MediaTooLarge",
+    "missing_line",
+    "read_body",
+]
 
 log = logging.getLogger("clawmesh.ingress.channels")
-
-_MB: Final = 1024 * 1024
 
 
 class MediaError(Exception):
@@ -42,15 +48,27 @@ class InboundFile:
     fetch: Callable[[int], Awaitable[bytes]]
 
 
+async def read_body(resp: httpx.Response, limit: int) -> bytes:
+    """A streamed download's body, refused (MediaTooLarge) as soon as it is known to be more
+    than `limit` bytes — by its Content-Length or while reading — whatever the platform said of
+    its size before; the rest is never read."""
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise MediaTooLarge(f"{declared} bytes; at most {limit} are taken")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise MediaTooLarge(f"more than {limit} bytes; at most {limit} are taken")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def missing_line(kind: str, why: str) -> str:
     """What the agent reads instead of a file it does not get: `[a video was sent; <why>]`."""
     article = "an" if kind[:1].lower() in "aeiou" else "a"
     return f"[{article} {kind} was sent; {why}]"
-
-
-def mb_limit(media_max_mb: float | None, default_mb: float) -> int:
-    """`mediaMaxMb` (the account's, else the channel's default) in bytes."""
-    return max(0, int((media_max_mb if media_max_mb is not None else default_mb) * _MB))
 
 
 class MediaKeeper:

@@ -14,7 +14,7 @@ import httpx
 
 from clawmesh.channels.discord import attachment_url_refused
 
-from ..media import MediaError
+from ..media import MediaError, read_body
 from .rest import USER_AGENT
 
 __all__ = ["Cdn"]
@@ -44,22 +44,12 @@ class Cdn:
         why = attachment_url_refused(url, self.api_base)
         if why is not None:
             raise MediaError(f"attachment URL refused: {why}")
-        chunks: list[bytes] = []
-        size = 0
         try:
             async with asyncio.timeout(self.deadline), self._client.stream("GET", url) as resp:
                 if resp.status_code != 200:
                     raise MediaError(f"the CDN answered HTTP {resp.status_code}")
-                declared = resp.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    raise MediaError(f"{declared} bytes; at most {limit} are taken")
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise MediaError(f"more than {limit} bytes")
-                    chunks.append(chunk)
+                return await read_body(resp, limit)
         except httpx.TransportError as exc:  # its message carries no URL (the signed query)
             raise MediaError(f"download: {type(exc).__name__}: {exc}") from None
         except TimeoutError:
             raise MediaError(f"download not done within {self.deadline:.0f}s") from None
-        return b"".join(chunks)

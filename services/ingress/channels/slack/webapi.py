@@ -12,6 +12,8 @@ from typing import Any, Final
 import httpx
 import msgspec
 
+from ..media import read_body
+
 __all__ = ["DownloadError", "NetworkError", "WebApi", "WebApiError"]
 
 MAX_REDIRECTS: Final = 5
@@ -43,7 +45,7 @@ class NetworkError(Exception):
 
 class DownloadError(Exception):
     """A file was not served: not a 200, a redirect where the token may not go, too many
-    redirects, more bytes than taken."""
+    redirects (more bytes than taken: MediaTooLarge)."""
 
 
 class _Answer(msgspec.Struct):
@@ -140,7 +142,7 @@ class WebApi:
         """A file's bytes and the type it was served as, from a private URL (`url_private…`)
         with the bot token. Redirects are followed by hand, at most `MAX_REDIRECTS`, each hop
         asked of `refused` first (the token goes only where it allows); the body is streamed and
-        given up past `limit` bytes. DownloadError, or NetworkError."""
+        given up past `limit` bytes. DownloadError, MediaTooLarge, or NetworkError."""
         for _ in range(MAX_REDIRECTS + 1):
             why = refused(url)
             if why is not None:
@@ -155,14 +157,7 @@ class WebApi:
                         continue
                     if resp.status_code != 200:
                         raise DownloadError(f"HTTP {resp.status_code}")
-                    chunks: list[bytes] = []
-                    size = 0
-                    async for chunk in resp.aiter_bytes():
-                        size += len(chunk)
-                        if size > limit:
-                            raise DownloadError(f"more than {limit} bytes")
-                        chunks.append(chunk)
-                    return b"".join(chunks), resp.headers.get("content-type", "")
+                    return await read_body(resp, limit), resp.headers.get("content-type", "")
             except httpx.InvalidURL as exc:
                 raise DownloadError(f"not a URL: {exc}") from None
             except httpx.TransportError as exc:

@@ -55,9 +55,8 @@ from ..base import (
 )
 from ..inbound import ChannelInbound
 from ..media import InboundFile, MediaError
-from ..media import MediaTooLarge as TooLarge
 from ..preview import Previews
-from .botapi import BotApi, BotApiError, MediaTooLarge, NetworkError
+from .botapi import BotApi, BotApiError, NetworkError
 from .poller import ALLOWED_UPDATES, Poller
 
 __all__ = ["TelegramAdapter"]
@@ -285,8 +284,6 @@ class TelegramAdapter:
         async def fetch(limit: int) -> bytes:
             try:
                 return await self.api.download(file_id, limit)
-            except MediaTooLarge as exc:
-                raise TooLarge(str(exc)) from None
             except (BotApiError, NetworkError) as exc:
                 raise MediaError(str(exc)) from None
 

@@ -13,7 +13,9 @@ import msgspec
 
 from clawmesh.channels.telegram import Message, Update, User
 
-__all__ = ["BotApi", "BotApiError", "Conflict", "MediaTooLarge", "NetworkError", "RateLimited"]
+from ..media import MediaTooLarge, read_body
+
+__all__ = ["BotApi", "BotApiError", "Conflict", "NetworkError", "RateLimited"]
 
 _TOKEN_IN_URL: Final = re.compile(r"/bot[^/\s]+/")
 
@@ -62,10 +64,6 @@ class Conflict(BotApiError):
 
 class NetworkError(Exception):
     """No answer from the Bot API server (connection refused or reset, timeout)."""
-
-
-class MediaTooLarge(Exception):
-    """A file is larger than the account may bring in (`mediaMaxMb`)."""
 
 
 class _File(msgspec.Struct):
@@ -175,17 +173,10 @@ class BotApi:
             raise MediaTooLarge(f"{info.file_size} bytes; at most {limit} are taken")
         if not info.file_path:
             raise BotApiError("getFile", 400, "no file_path (the file is not downloadable)")
-        chunks: list[bytes] = []
-        size = 0
         try:
             async with self._client.stream("GET", self._files + info.file_path) as resp:
                 if resp.status_code != 200:
                     raise BotApiError("file", resp.status_code, f"download failed (HTTP {resp.status_code})")
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise MediaTooLarge(f"more than {limit} bytes")
-                    chunks.append(chunk)
+                return await read_body(resp, limit)
         except httpx.TransportError as exc:
             raise NetworkError(f"file download: {type(exc).__name__}: {exc}") from None
-        return b"".join(chunks)

@@ -40,13 +40,13 @@ from clawmesh.channels.text import split_text
 from clawmesh.channels.whatsapp import (
     DEFAULT_API_BASE_URL,
     DEFAULT_API_VERSION,
-    DEFAULT_MEDIA_MAX_MB,
     DEFAULT_WEBHOOK_PATH,
     TEXT_LIMIT,
     Webhook,
     WhatsAppCredentials,
     WhatsAppFile,
     WhatsAppInbound,
+    media_budget,
     normalize_webhook,
     sha256_matches,
     verify_signature,
@@ -58,9 +58,8 @@ from clawmesh.wire import InboundMessage, OutboundMessage, now
 from ...turns import Unavailable, turn_id_for
 from ..base import BackgroundTasks, DeliveryProgress, PermanentSendError, TransientSendError, WebhookRoute
 from ..inbound import ChannelInbound
-from ..media import InboundFile, MediaError, mb_limit
-from ..media import MediaTooLarge as TooLarge
-from .graphapi import GraphApi, GraphError, GraphNetworkError, MediaTooLarge
+from ..media import InboundFile, MediaError, MediaTooLarge
+from .graphapi import GraphApi, GraphError, GraphNetworkError
 
 __all__ = ["WhatsAppAdapter"]
 
@@ -211,7 +210,7 @@ class WhatsAppAdapter:
             inbound,
             follow=False,
             files=files,
-            media_limit=mb_limit(self.account.settings.media_max_mb, DEFAULT_MEDIA_MAX_MB),
+            media_limit=media_budget(self.account.settings),
         )
         self.ctx.counters["whatsapp_messages_accepted"] += 1
         if isinstance(result.denied, PairingChallenge):
@@ -228,8 +227,6 @@ class WhatsAppAdapter:
                 if info.file_size is not None and info.file_size > limit:
                     raise MediaTooLarge(f"{info.file_size} bytes; at most {limit} are taken")
                 data = await self.api.download(info.url, limit)
-            except MediaTooLarge as exc:
-                raise TooLarge(str(exc)) from None
             except (GraphError, GraphNetworkError) as exc:
                 raise MediaError(str(exc)) from None
             for said in (f.sha256, info.sha256):

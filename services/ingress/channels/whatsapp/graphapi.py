@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-__all__ = ["GraphApi", "GraphError", "GraphNetworkError", "MediaInfo", "MediaTooLarge"]
+from ..media import read_body
+
+__all__ = ["GraphApi", "GraphError", "GraphNetworkError", "MediaInfo"]
 
 # throughput (130429), pair rate (131056), WABA/app rate (80007), app call rate (4), generic (131000)
 _TRANSIENT_CODES: Final = frozenset({4, 80007, 130429, 131000, 131056})
@@ -40,10 +42,6 @@ class GraphError(Exception):
 
 class GraphNetworkError(Exception):
     """No answer from the Graph API."""
-
-
-class MediaTooLarge(Exception):
-    """A media file over the limit asked for (said by its node, or found while downloading)."""
 
 
 class _ErrorData(msgspec.Struct):
@@ -188,20 +186,10 @@ class GraphApi:
         own = (target.scheme, target.netloc) == (self._root.scheme, self._root.netloc)
         if target.scheme != "https" and not own:
             raise GraphError(0, 0, f"refusing to send the token to a {target.scheme or 'relative'} URL")
-        chunks: list[bytes] = []
-        size = 0
         try:
             async with self._client.stream("GET", url, follow_redirects=True) as resp:
                 if resp.status_code >= 400:
                     raise await _refused_stream(resp)
-                declared = resp.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    raise MediaTooLarge(f"{declared} bytes; at most {limit} are taken")
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise MediaTooLarge(f"more than {limit} bytes")
-                    chunks.append(chunk)
+                return await read_body(resp, limit)
         except httpx.TransportError as exc:
             raise GraphNetworkError(f"media download: {type(exc).__name__}: {exc}") from None
-        return b"".join(chunks)
