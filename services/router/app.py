@@ -95,6 +95,13 @@ class _Held:
     task: asyncio.Task[None] | None = None
     # stream sequences this router handed back and has not seen again → until when to wait
     owed: dict[int, float] = field(default_factory=dict)
+    # taken over with messages still out with the previous holder: nothing delivered after
+    # this stream sequence is routed until the consumer's ack floor has passed it (or until
+    # `floor_until`); 0 once it has
+    floor: int = 0
+    floor_until: float = 0.0
+    orphans: int = 0  # how many were out then
+    orphans_seen: set[int] = field(default_factory=set)  # those delivered to this router since
 
 
 @dataclass
@@ -377,6 +384,7 @@ class Router:
                 go_on=lambda: not self._stopping.is_set() and not keeper.done(),
                 what=f"router: partition {held.partition.index}",
             )
+            await self._mark_orphans(held)
             await pull_forever(
                 held.psub,
                 functools.partial(self._handle_batch, held=held),
@@ -401,6 +409,10 @@ class Router:
         config = ctx.holder.current
         # redeliveries and new messages can arrive together: stream order is the order
         msgs = sorted(msgs, key=lambda m: m.metadata.sequence.stream)
+        if held is not None and held.floor:
+            msgs = await self._not_ahead_of_orphans(held, msgs)
+            if not msgs:
+                return False
         if held is not None and held.owed:
             msgs = await self._not_ahead_of_owed(held, msgs)
             if not msgs:
@@ -539,6 +551,65 @@ class Router:
         until = time.monotonic() + self.lease_seconds + 1.0
         for m in msgs:
             held.owed[m.metadata.sequence.stream] = until
+
+    async def _mark_orphans(self, held: _Held) -> None:
+        """After the orphan wait: messages still out with the previous holder (a holder frozen
+        or cut off by a partition keeps them pending, and a consumer leader that moved restarts
+        their ack wait, so their redelivery can come after newer messages) must be routed
+        before anything delivered after them. Remember the last sequence delivered so far."""
+        try:
+            info = await held.psub.consumer_info()
+        except Exception as exc:  # the server is away: the pull loop's own retries cover it
+            log.warning("router: partition %d: could not read the consumer (%s)", held.partition.index, exc)
+            return
+        if info.num_ack_pending and info.delivered is not None and info.delivered.stream_seq:
+            held.floor = info.delivered.stream_seq
+            held.orphans = info.num_ack_pending
+            held.floor_until = time.monotonic() + 3 * (self.lease_seconds + 1.0)
+            log.info(
+                "router: partition %d: %d message(s) still out with the previous holder; nothing after "
+                "stream sequence %d is routed before them",
+                held.partition.index,
+                info.num_ack_pending,
+                held.floor,
+            )
+
+    async def _not_ahead_of_orphans(self, held: _Held, msgs: list[Msg]) -> list[Msg]:
+        """The messages of a batch that may be routed while the previous holder's orphans are
+        out: all of them once every orphan came to this router (a batch of them that fails is
+        owed, below) or the consumer's ack floor has passed `held.floor` (the old holder acked
+        them after all), else those up to it; the newer ones are handed back, untried, and owed.
+        Bounded: past `floor_until` it goes on, warning."""
+        older = {m.metadata.sequence.stream for m in msgs if m.metadata.sequence.stream <= held.floor}
+        held.orphans_seen |= older
+        if len(older) == len(msgs):
+            return msgs
+        floor = 0
+        if len(held.orphans_seen) < held.orphans:
+            with best_effort(self.ctx.counters, "consumer_info", log=log):
+                info = await held.psub.consumer_info()
+                floor = info.ack_floor.stream_seq if info.ack_floor and info.ack_floor.stream_seq else 0
+        if (
+            len(held.orphans_seen) >= held.orphans
+            or floor >= held.floor
+            or time.monotonic() > held.floor_until
+        ):
+            if floor < held.floor and len(held.orphans_seen) < held.orphans:
+                log.warning(
+                    "router: partition %d: messages up to %d still not acked; going on",
+                    held.partition.index,
+                    held.floor,
+                )
+            held.floor = 0
+            held.orphans_seen.clear()
+            return msgs
+        later = [m for m in msgs if m.metadata.sequence.stream > held.floor]
+        self.ctx.counters["inbound_held_back"] += len(later)
+        self._owe(held, later)
+        for m in later:
+            with best_effort(self.ctx.counters, "inbound_nak", log=log):
+                await m.nak(delay=_OWED_RETRY)
+        return [m for m in msgs if m.metadata.sequence.stream <= held.floor]
 
     async def _not_ahead_of_owed(self, held: _Held, msgs: list[Msg]) -> list[Msg]:
         """The messages of a batch (in stream order) that may be routed while some this router

@@ -8,6 +8,7 @@ before acking, and is delivered again — to the standby once the leader is gone
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
@@ -78,6 +79,12 @@ async def _leader(nc: Any, among: int) -> str | None:
     return leaders[0] if leaders else None
 
 
+async def _held_back(nc: Any) -> bool:
+    """Whether the leading router has handed a message back to wait for an earlier one."""
+    stats = await nc.request("$SRV.STATS.clawmesh-router", b"", timeout=5)
+    return '"inbound_held_back"' in stats.data.decode()
+
+
 async def _pids(nc: Any) -> dict[str, int]:
     inbox = nc.new_inbox()
     found: dict[str, int] = {}
@@ -145,7 +152,7 @@ async def test_standby_router_takes_over_and_keeps_sequence_numbers(
         await js.publish("cm.in.api.default", data, headers=headers)
         await wait_until(lambda: _decided(decisions, "m2", generation=1), timeout=60, message="m2 by B")
         assert {d.seq for d in _decided(decisions, "m2")} == {2}
-        assert {d.session_key for _, d in decisions} == {"agent:main:direct:pat"}
+        assert {d.session_key for _, d in decisions} == {"agent:main:direct:pat"}, decisions
 
         # each turn is in CM_TURNS once, with its one sequence number
         turns = await _turns(js)
@@ -220,6 +227,67 @@ async def test_a_new_leader_routes_what_the_old_one_fetched_before_anything_late
         await js.publish("cm.in.api.default", data, headers=headers)
         await wait_until(lambda: len(decided) >= 2, timeout=60, message="m1 and m2 routed")
         assert [(d.turn_id, d.seq) for d in decided] == [("m1", 1), ("m2", 2)]
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+        await nc.close()
+
+
+async def test_an_orphan_kept_out_past_the_wait_is_still_routed_before_anything_later(
+    server: NatsServer, tmp_path: Path
+) -> None:
+    """The previous holder keeps a fetched message out longer than the new leader's orphan wait
+    (frozen, cut off by a partition, or its consumer's leader moved and restarted the ack wait:
+    a chaos run numbered two sessions' last messages in the wrong order). The new leader must
+    still not number a later message first: it holds later ones back until the ack floor has
+    passed what was out when it took over."""
+    config = {
+        "agents": {"defaults": {"model": "echo/x"}, "list": [{"id": "main", "default": True}]},
+        "session": {"dmScope": "per-peer"},
+        "runtime": {"turnLeaseSeconds": 2},  # the ack wait; the orphan wait is 2.5 s
+    }
+    path = write_config(tmp_path / "clawmesh.json", config)
+    url = f"nats://test:tpw@127.0.0.1:{server.client_port}"
+    env = {**os.environ, "CLAWMESH_STATE_DIR": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    nc = await nats.connect(url)
+    decided: list[RouteDecision] = []
+
+    async def on_decision(msg: Any) -> None:
+        decided.append(decode(msg.data, RouteDecision, msg.headers))
+
+    first = ServiceProcess("router", path, url, env, tmp_path / "router-a.log")
+    second: ServiceProcess | None = None
+    try:
+        await wait_until(lambda: _leader(nc, 1), timeout=60, message="router A leads")
+        assert first.terminate() == 0
+        await nc.subscribe("cm.route.decided", cb=on_decision)
+        await nc.flush()
+        js = nc.jetstream()
+        peer = Peer(kind="direct", id="pat")
+        data, headers = encode_msgpack(InboundMessage(id="m1", channel="api", text="one", peer=peer))
+        await js.publish("cm.in.api.default", data, headers=headers)
+        held = await js.pull_subscribe_bind("router", stream="CM_INBOUND")
+        [orphan] = await held.fetch(1, timeout=10)
+
+        async def keep_out() -> None:  # the old holder reports progress on m1, again and again
+            while True:
+                await orphan.in_progress()
+                await asyncio.sleep(0.5)  # its own pace of reports, not a wait for an event
+
+        reporter = asyncio.create_task(keep_out())
+        second = ServiceProcess("router", path, url, env, tmp_path / "router-b.log")
+        await wait_until(lambda: _leader(nc, 1), timeout=60, message="router B leads")
+        data, headers = encode_msgpack(InboundMessage(id="m2", channel="api", text="two", peer=peer))
+        await js.publish("cm.in.api.default", data, headers=headers)
+        # well past B's orphan wait (2.5 s from its start): m2 must still wait for m1
+        await wait_until(lambda: _held_back(nc), timeout=30, message="B holding m2 back while m1 is out")
+        assert not decided, f"routed while m1 was still out: {decided}"
+        reporter.cancel()
+        await orphan.nak()  # it gives m1 back at last
+        await wait_until(lambda: len(decided) >= 2, timeout=60, message="m1 and m2 routed")
+        assert [(d.turn_id, d.seq) for d in decided] == [("m1", 1), ("m2", 2)]
+        await held.unsubscribe()
     finally:
         first.kill()
         if second is not None:
