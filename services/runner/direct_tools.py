@@ -18,9 +18,8 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from clawmesh.bus import ServiceContext, inject
-from clawmesh.config import NodeSelector
 from clawmesh.errors import best_effort
-from clawmesh.nodes import NodeDirectory, pick_node
+from clawmesh.nodes import NodeDirectory
 from clawmesh.tools import http_tool_refusal, normalize_tool_name
 from clawmesh.tools.specs import (
     IMPLEMENTED_TOOLS,
@@ -163,15 +162,7 @@ class DirectTools:
                 message=str(exc),
                 error_code="INVALID_ARGUMENTS",
             )
-        spec: Any = dict(agent.node.selector) if isinstance(agent.node, NodeSelector) else agent.node
-        capability = node_capability(name)
-        chosen, why_not = pick_node(
-            await self.directory.statuses(), spec, capability=capability, prefer="local"
-        )
-        if chosen is None:
-            chosen, why_not = pick_node(
-                await self.directory.statuses(fresh=True), spec, capability=capability, prefer="local"
-            )
+        chosen, why_not = await self.directory.pick(agent.node, node_capability(name))
         if chosen is None:
             return DirectToolResult(
                 request_id=request.request_id,

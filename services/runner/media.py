@@ -18,7 +18,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from clawmesh.bus import ServiceContext, inject
-from clawmesh.config import AgentView, NodeSelector
+from clawmesh.config import AgentView
 from clawmesh.errors import best_effort
 from clawmesh.media import (
     STAGE_MEDIA_TOOL,
@@ -31,7 +31,7 @@ from clawmesh.media import (
     media_store,
     read_object,
 )
-from clawmesh.nodes import NodeDirectory, pick_node
+from clawmesh.nodes import NodeDirectory
 from clawmesh.wire import (
     Attachment,
     DecodeFailure,
@@ -94,13 +94,7 @@ async def _stage(
         log.warning("turn %s: files not staged: %s", turn.turn_id, why)
         return [Staged(name=a.name, mime=a.mime, error=why) for a in files]
 
-    spec = agent.node
-    selector = dict(spec.selector) if isinstance(spec, NodeSelector) else spec
-    chosen, why_not = pick_node(await directory.statuses(), selector, capability="files", prefer="local")
-    if chosen is None:
-        chosen, why_not = pick_node(
-            await directory.statuses(fresh=True), selector, capability="files", prefer="local"
-        )
+    chosen, why_not = await directory.pick(agent.node, "files")
     if chosen is None:
         return failed(why_not)
     node_id = chosen.node.node_id

@@ -18,7 +18,7 @@ from clawmesh.bus import ServiceContext, inject
 from clawmesh.config import AgentView, Config, NodeSelector
 from clawmesh.errors import best_effort
 from clawmesh.federation import pick_remote_node, read_catalogues, remote_node_subject
-from clawmesh.nodes import NodeDirectory, pick_node, selector_text
+from clawmesh.nodes import NodeDirectory, selector_text
 from clawmesh.providers import ToolCall, ToolResultMessage, ToolSpec
 from clawmesh.routing import get_subagent_depth, is_subagent_session_key
 from clawmesh.sandbox import resolve_sandbox
@@ -172,15 +172,7 @@ class ToolBox:
             if owner is not None:
                 node_id = owner  # a background session lives on the node that started it
             else:
-                chosen, why_not = pick_node(
-                    await self.directory.statuses(), spec, capability=capability, prefer="local"
-                )
-                if chosen is None:
-                    # the directory is cached for a second: a node that announced itself since (just
-                    # started, or back after a restart) is not refused on a stale view
-                    chosen, why_not = pick_node(
-                        await self.directory.statuses(fresh=True), spec, capability=capability, prefer="local"
-                    )
+                chosen, why_not = await self.directory.pick(self.agent.node, capability)
                 if chosen is not None:
                     node_id = chosen.node.node_id
                 elif isinstance(spec, dict) and spec and self.config.settings.gateway.region:

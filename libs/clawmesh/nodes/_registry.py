@@ -9,8 +9,9 @@ import msgspec
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from ..config import NodeSelector
 from ..kvlist import list_keys
-from ._presence import NodeAnnouncement, NodeStatus, node_statuses
+from ._presence import NodeAnnouncement, NodeStatus, node_statuses, pick_node
 
 __all__ = ["NodeDirectory"]
 
@@ -42,3 +43,16 @@ class NodeDirectory:
         return node_statuses(
             await self.announcements(fresh=fresh), offline_after_missed=self.offline_after_missed
         )
+
+    async def pick(self, node: str | NodeSelector | None, capability: str) -> tuple[NodeStatus | None, str]:
+        """The node an agent's `node` binding (an id, a label selector, or none) chooses for
+        `capability`, the local one first (`pick_node`); or None and why not. The directory is
+        cached for a second: a node that announced itself since (just started, back after a
+        restart) is looked for again before refusing."""
+        spec = dict(node.selector) if isinstance(node, NodeSelector) else node
+        chosen, why_not = pick_node(await self.statuses(), spec, capability=capability, prefer="local")
+        if chosen is None:
+            chosen, why_not = pick_node(
+                await self.statuses(fresh=True), spec, capability=capability, prefer="local"
+            )
+        return chosen, why_not
