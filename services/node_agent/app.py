@@ -65,6 +65,7 @@ from clawmesh.tools.specs import (
     ProcessArgs,
     ReadArgs,
     RunnerToolArgs,
+    ToolArgs,
     ToolArgumentError,
     WriteArgs,
     node_capability,
@@ -355,13 +356,17 @@ class NodeAgent:
             return self._fail(
                 inv, "UNKNOWN_AGENT", f"agent '{inv.agent_id}' is not configured on node {self.node_id}"
             )
-        if inv.tool == STAGE_MEDIA_TOOL:
-            return await self._stage_media(inv, agent, config)
-        capability = node_capability(inv.tool)
+        capability = "files" if inv.tool == STAGE_MEDIA_TOOL else node_capability(inv.tool)
         if capability not in self.capabilities:
             return self._fail(inv, "CAPABILITY_MISSING", f"node {self.node_id} does not offer {capability}")
+        args: ToolArgs | StageMediaArgs
         try:
-            args = validate_tool_arguments(inv.tool, inv.arguments)
+            if inv.tool == STAGE_MEDIA_TOOL:  # a turn's chat files, staged where its tools look
+                args = msgspec.convert(inv.arguments, StageMediaArgs)
+            else:
+                args = validate_tool_arguments(inv.tool, inv.arguments)
+        except msgspec.ValidationError as exc:
+            return self._fail(inv, "INVALID_ARGUMENTS", f"{inv.tool}: {exc}")
         except ToolArgumentError as exc:
             return self._fail(inv, exc.code, str(exc))
         if isinstance(args, RunnerToolArgs):
@@ -395,53 +400,31 @@ class NodeAgent:
         match args:
             case ExecArgs():
                 return await self._exec_on_host(inv, args, workspace, config, agent)
+            case StageMediaArgs():
+                return await self._stage_media(inv, args, workspace, sandboxed=False)
             case _:
                 return await asyncio.to_thread(self._file_tool, inv, args, workspace, sandboxed=False)
 
     async def _stage_media(
-        self, inv: ToolInvocation, agent: AgentView, config: Config
+        self, inv: ToolInvocation, args: StageMediaArgs, workspace: Workspace, *, sandboxed: bool
     ) -> ToolInvocationResult:
-        """A turn's chat files into the workspace this session's tools see (the sandbox's when
-        the session is sandboxed): `services/node_agent/media.py`."""
-        if "files" not in self.capabilities:
-            return self._fail(inv, "CAPABILITY_MISSING", f"node {self.node_id} does not offer files")
-        try:
-            args = msgspec.convert(inv.arguments, StageMediaArgs)
-        except msgspec.ValidationError as exc:
-            return self._fail(inv, "INVALID_ARGUMENTS", f"stage_media: {exc}")
-        sandbox = resolve_sandbox(config, agent.id)
-        main_key = inv.main_session_key or build_agent_main_session_key(
-            agent.id, config.settings.session.main_key
-        )
-        if sandbox.applies_to(inv.session_key, main_key):
-            if "sandbox" not in self.capabilities:
-                why = self.docker_problem or "this node does not offer sandboxes"
-                return self._fail(inv, "SANDBOX_UNAVAILABLE", why, sandboxed=True)
-            try:
-                await self.sandboxes.ensure(
-                    sandbox, agent_id=agent.id, session_key=inv.session_key, agent_workspace=agent.workspace
-                )
-                root, writable = self.sandboxes.host_workspace(
-                    sandbox, agent_id=agent.id, session_key=inv.session_key, agent_workspace=agent.workspace
-                )
-            except (SandboxUnavailable, SandboxError) as exc:
-                return self._fail(inv, exc.code, str(exc), sandboxed=True)
-            workspace = Workspace(root, writable=writable, aliases=(sandbox.workdir,))
-        else:
-            await asyncio.to_thread(agent.workspace.mkdir, parents=True, exist_ok=True)
-            workspace = Workspace(agent.workspace, writable=True)
+        """A turn's chat files into the workspace this session's tools see
+        (`services/node_agent/media.py`)."""
         try:
             staged = await stage_files(self.media, workspace, args)
         except FileToolError as exc:  # the staging directory itself
-            return self._fail(inv, exc.code, str(exc))
+            return self._fail(inv, exc.code, str(exc), sandboxed=sandboxed)
         return ToolInvocationResult(
-            invocation_id=inv.invocation_id, ok=True, content=msgspec.json.encode(staged).decode()
+            invocation_id=inv.invocation_id,
+            ok=True,
+            content=msgspec.json.encode(staged).decode(),
+            sandboxed=sandboxed,
         )
 
     async def _in_sandbox(
         self,
         inv: ToolInvocation,
-        args: ExecArgs | FileToolArgs,
+        args: ExecArgs | FileToolArgs | StageMediaArgs,
         agent: AgentView,
         sandbox: EffectiveSandbox,
         config: Config,
@@ -465,6 +448,9 @@ class NodeAgent:
             match args:
                 case ExecArgs():
                     return await self._exec_in_sandbox(inv, args, info, sandbox, config)
+                case StageMediaArgs():
+                    workspace = Workspace(root, writable=writable, aliases=(sandbox.workdir,))
+                    return await self._stage_media(inv, args, workspace, sandboxed=True)
                 case _:
                     workspace = Workspace(root, writable=writable, aliases=(sandbox.workdir,))
                     return await asyncio.to_thread(self._file_tool, inv, args, workspace, sandboxed=True)
