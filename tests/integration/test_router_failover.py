@@ -9,9 +9,11 @@ before acking, and is delivered again — to the standby once the leader is gone
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -184,16 +186,29 @@ async def _turns(js: Any) -> list[TurnRequest]:
     return out
 
 
-async def test_a_new_leader_routes_what_the_old_one_fetched_before_anything_later(
-    server: NatsServer, tmp_path: Path
-) -> None:
-    """A leader that dies between fetching a message and numbering it leaves that message out
-    for one ack wait while JetStream hands out the ones after it; the next leader must not
-    number them first (a chaos run numbered a session's message 57 after its 58-64)."""
+@dataclass
+class _HandOver:
+    """A leader that fetched m1 of a session and never numbered or acked it (`orphan`), gone;
+    the routing decisions seen since (`decided`); `take_over()` starts the next leader."""
+
+    nc: Any
+    js: Any
+    orphan: Any
+    decided: list[RouteDecision]
+    take_over: Callable[[], Awaitable[None]]
+
+    async def publish(self, turn_id: str, text: str) -> None:
+        inbound = InboundMessage(id=turn_id, channel="api", text=text, peer=Peer(kind="direct", id="pat"))
+        data, headers = encode_msgpack(inbound)
+        await self.js.publish("cm.in.api.default", data, headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def _hand_over(server: NatsServer, tmp_path: Path, lease: float) -> AsyncIterator[_HandOver]:
     config = {
         "agents": {"defaults": {"model": "echo/x"}, "list": [{"id": "main", "default": True}]},
         "session": {"dmScope": "per-peer"},
-        "runtime": {"turnLeaseSeconds": 10},
+        "runtime": {"turnLeaseSeconds": lease},  # also the routers' consumer's ack wait
     }
     path = write_config(tmp_path / "clawmesh.json", config)
     url = f"nats://test:tpw@127.0.0.1:{server.client_port}"
@@ -204,34 +219,43 @@ async def test_a_new_leader_routes_what_the_old_one_fetched_before_anything_late
     async def on_decision(msg: Any) -> None:
         decided.append(decode(msg.data, RouteDecision, msg.headers))
 
-    first = ServiceProcess("router", path, url, env, tmp_path / "router-a.log")
-    second: ServiceProcess | None = None
+    routers = [ServiceProcess("router", path, url, env, tmp_path / "router-a.log")]
+
+    async def take_over() -> None:
+        routers.append(ServiceProcess("router", path, url, env, tmp_path / "router-b.log"))
+        await wait_until(lambda: _leader(nc, 1), timeout=60, message="router B leads")
+
     try:
         await wait_until(lambda: _leader(nc, 1), timeout=60, message="router A leads")
-        assert first.terminate() == 0  # its lease is released; the shared consumer stays
+        assert routers[0].terminate() == 0  # its lease is released; the shared consumer stays
         await nc.subscribe("cm.route.decided", cb=on_decision)
         await nc.flush()
         js = nc.jetstream()
-        peer = Peer(kind="direct", id="pat")
-        data, headers = encode_msgpack(InboundMessage(id="m1", channel="api", text="one", peer=peer))
-        await js.publish("cm.in.api.default", data, headers=headers)
+        scenario = _HandOver(nc, js, None, decided, take_over)
+        await scenario.publish("m1", "one")
         # the leader that dies: m1 fetched from the routers' consumer, never numbered or acked
         held = await js.pull_subscribe_bind("router", stream="CM_INBOUND")
-        [orphan] = await held.fetch(1, timeout=10)
-        assert decode(orphan.data, InboundMessage, orphan.headers).id == "m1"
+        [scenario.orphan] = await held.fetch(1, timeout=10)
+        assert decode(scenario.orphan.data, InboundMessage, scenario.orphan.headers).id == "m1"
+        yield scenario
         await held.unsubscribe()
-
-        second = ServiceProcess("router", path, url, env, tmp_path / "router-b.log")
-        await wait_until(lambda: _leader(nc, 1), timeout=60, message="router B leads")
-        data, headers = encode_msgpack(InboundMessage(id="m2", channel="api", text="two", peer=peer))
-        await js.publish("cm.in.api.default", data, headers=headers)
-        await wait_until(lambda: len(decided) >= 2, timeout=60, message="m1 and m2 routed")
-        assert [(d.turn_id, d.seq) for d in decided] == [("m1", 1), ("m2", 2)]
     finally:
-        first.kill()
-        if second is not None:
-            second.kill()
+        for router in routers:
+            router.kill()
         await nc.close()
+
+
+async def test_a_new_leader_routes_what_the_old_one_fetched_before_anything_later(
+    server: NatsServer, tmp_path: Path
+) -> None:
+    """A leader that dies between fetching a message and numbering it leaves that message out
+    for one ack wait while JetStream hands out the ones after it; the next leader must not
+    number them first (a chaos run numbered a session's message 57 after its 58-64)."""
+    async with _hand_over(server, tmp_path, lease=10) as h:
+        await h.take_over()
+        await h.publish("m2", "two")
+        await wait_until(lambda: len(h.decided) >= 2, timeout=60, message="m1 and m2 routed")
+        assert [(d.turn_id, d.seq) for d in h.decided] == [("m1", 1), ("m2", 2)]
 
 
 async def test_an_orphan_kept_out_past_the_wait_is_still_routed_before_anything_later(
@@ -242,54 +266,20 @@ async def test_an_orphan_kept_out_past_the_wait_is_still_routed_before_anything_
     a chaos run numbered two sessions' last messages in the wrong order). The new leader must
     still not number a later message first: it holds later ones back until the ack floor has
     passed what was out when it took over."""
-    config = {
-        "agents": {"defaults": {"model": "echo/x"}, "list": [{"id": "main", "default": True}]},
-        "session": {"dmScope": "per-peer"},
-        "runtime": {"turnLeaseSeconds": 2},  # the ack wait; the orphan wait is 2.5 s
-    }
-    path = write_config(tmp_path / "clawmesh.json", config)
-    url = f"nats://test:tpw@127.0.0.1:{server.client_port}"
-    env = {**os.environ, "CLAWMESH_STATE_DIR": str(tmp_path / "state"), "HOME": str(tmp_path)}
-    nc = await nats.connect(url)
-    decided: list[RouteDecision] = []
-
-    async def on_decision(msg: Any) -> None:
-        decided.append(decode(msg.data, RouteDecision, msg.headers))
-
-    first = ServiceProcess("router", path, url, env, tmp_path / "router-a.log")
-    second: ServiceProcess | None = None
-    try:
-        await wait_until(lambda: _leader(nc, 1), timeout=60, message="router A leads")
-        assert first.terminate() == 0
-        await nc.subscribe("cm.route.decided", cb=on_decision)
-        await nc.flush()
-        js = nc.jetstream()
-        peer = Peer(kind="direct", id="pat")
-        data, headers = encode_msgpack(InboundMessage(id="m1", channel="api", text="one", peer=peer))
-        await js.publish("cm.in.api.default", data, headers=headers)
-        held = await js.pull_subscribe_bind("router", stream="CM_INBOUND")
-        [orphan] = await held.fetch(1, timeout=10)
+    async with _hand_over(server, tmp_path, lease=2) as h:  # the orphan wait is 2.5 s
 
         async def keep_out() -> None:  # the old holder reports progress on m1, again and again
             while True:
-                await orphan.in_progress()
+                await h.orphan.in_progress()
                 await asyncio.sleep(0.5)  # its own pace of reports, not a wait for an event
 
         reporter = asyncio.create_task(keep_out())
-        second = ServiceProcess("router", path, url, env, tmp_path / "router-b.log")
-        await wait_until(lambda: _leader(nc, 1), timeout=60, message="router B leads")
-        data, headers = encode_msgpack(InboundMessage(id="m2", channel="api", text="two", peer=peer))
-        await js.publish("cm.in.api.default", data, headers=headers)
+        await h.take_over()
+        await h.publish("m2", "two")
         # well past B's orphan wait (2.5 s from its start): m2 must still wait for m1
-        await wait_until(lambda: _held_back(nc), timeout=30, message="B holding m2 back while m1 is out")
-        assert not decided, f"routed while m1 was still out: {decided}"
+        await wait_until(lambda: _held_back(h.nc), timeout=30, message="B holding m2 back while m1 is out")
+        assert not h.decided, f"routed while m1 was still out: {h.decided}"
         reporter.cancel()
-        await orphan.nak()  # it gives m1 back at last
-        await wait_until(lambda: len(decided) >= 2, timeout=60, message="m1 and m2 routed")
-        assert [(d.turn_id, d.seq) for d in decided] == [("m1", 1), ("m2", 2)]
-        await held.unsubscribe()
-    finally:
-        first.kill()
-        if second is not None:
-            second.kill()
-        await nc.close()
+        await h.orphan.nak()  # it gives m1 back at last
+        await wait_until(lambda: len(h.decided) >= 2, timeout=60, message="m1 and m2 routed")
+        assert [(d.turn_id, d.seq) for d in h.decided] == [("m1", 1), ("m2", 2)]
