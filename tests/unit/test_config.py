@@ -433,3 +433,18 @@ def test_channel_credentials_ingress_would_refuse_are_reported_at_load() -> None
     found = {w.path: w.message for w in config.warnings if "will not start" in w.message}
     assert set(found) == {"$.channels.slack.appToken", "$.channels.discord.publicKey"}
     assert "(account 'default' will not start)" in found["$.channels.slack.appToken"]
+
+
+def test_history_limit_below_zero_is_refused_as_openclaw_refuses_it() -> None:
+    assert errors({"channels": {"telegram": {"historyLimit": -3}}}) == [
+        "$.channels.telegram.historyLimit: must be 0 or more (0 keeps none), got -3"
+    ]
+    assert errors({"messages": {"groupChat": {"historyLimit": -1}}}) == [
+        "$.messages.groupChat.historyLimit: must be 0 or more (0 keeps none), got -1"
+    ]
+
+
+def test_a_byte_bound_of_zero_names_its_default_as_written() -> None:
+    assert errors({"nats": {"mediaMaxBytes": 0}}) == [
+        "$.nats.mediaMaxBytes: must be greater than 0, got 0 (leave it out for the default, 268435456)"
+    ]

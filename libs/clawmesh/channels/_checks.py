@@ -38,6 +38,7 @@ def config_checks(config: Config) -> list[Problem]:
     for name, channel in (config.document.channels or {}).items():
         base = f"$.channels.{name}" if name.isidentifier() else f"$.channels[{name!r}]"
         _account(problems, name, base, channel, None)
+        _history_limit(problems, base, channel.history_limit)
         _streaming(problems, name, base, channel)
         _slash_commands(problems, name, base, channel)
         for account_id, account in (channel.accounts or {}).items():
@@ -47,17 +48,25 @@ def config_checks(config: Config) -> list[Problem]:
                 else f"{base}.accounts[{account_id!r}]"
             )
             _account(problems, name, path, account, (base, channel))
+            _history_limit(problems, path, account.history_limit)
             _streaming(problems, name, path, account)
             _slash_commands(problems, name, path, account)
     _credentials(problems, config)
     messages = config.document.messages
     if messages is not None and messages.group_chat is not None:
+        _history_limit(problems, "$.messages.groupChat", messages.group_chat.history_limit)
         _patterns(problems, "$.messages.groupChat.mentionPatterns", messages.group_chat.mention_patterns)
     for agent in config.agents:
         chat = agent.entry.group_chat
         if chat is not None:
             _patterns(problems, f"{agent.path}.groupChat.mentionPatterns", chat.mention_patterns)
     return problems
+
+
+def _history_limit(problems: list[Problem], path: str, value: int | None) -> None:
+    """OpenClaw's schema: a whole number, 0 or more (0 keeps no group history)."""
+    if value is not None and value < 0:
+        problems.append(Problem(f"{path}.historyLimit", f"must be 0 or more (0 keeps none), got {value}"))
 
 
 def _discord_credentials(

@@ -288,7 +288,10 @@ def positive(value: float | None, path: str, default: object, problems: list[Pro
     if value is None:
         return False
     if value <= 0:
-        shown = f"{default:g}" if isinstance(default, int | float) else default
+        # an integer default as it is written (256 MiB is 268435456, not 2.68435e+08)
+        shown = (
+            default if isinstance(default, int) else f"{default:g}" if isinstance(default, float) else default
+        )
         problems.append(
             Problem(path, f"must be greater than 0, got {value:g} (leave it out for the default, {shown})")
         )
