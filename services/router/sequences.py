@@ -4,11 +4,18 @@ The numbers live in each session's record (KV `sessions`, `s.<session token>`), 
 compare-and-set. A router keeps the records it wrote, with their revisions, so a busy
 session costs no read per batch; a stale one (another router wrote since) fails its
 compare-and-set and is read again (`drop`), a partition taken over starts from the store.
+
+A record remembers its latest assignments by turn id, so a message that comes again keeps its
+number whatever brought it back: JetStream redelivering it after a router crash, or its
+platform (Slack retries after 1 and 5 minutes, WhatsApp for longer) or a calling gateway
+sending it again after CM_INBOUND's duplicate window. Its turn, numbered as before, is then
+answered by the runner from the completion record (a replay), not run a second time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from collections.abc import Sequence
@@ -19,15 +26,21 @@ from clawmesh.routing import Route, is_subagent_session_key
 from clawmesh.sessions import SessionRecord, SessionStore
 from clawmesh.wire import InboundMessage, now
 
-__all__ = ["RECENT_ASSIGNMENTS", "Sequences", "Touched"]
+__all__ = ["RECENT_ASSIGNMENTS", "Sequences", "Touched", "turn_mark"]
 
 log = logging.getLogger("clawmesh.router")
 
-RECENT_ASSIGNMENTS = 256  # assignments a record remembers, for messages redelivered after a crash
+RECENT_ASSIGNMENTS = 256  # assignments a record remembers, for messages that come again
 _MAX_CACHED = 50_000
 
 # session key → its new record, and the revision it must replace (None: create it)
 Touched = dict[str, tuple[SessionRecord, int | None]]
+
+
+def turn_mark(turn_id: str) -> str:
+    """What a session record keeps of a turn id: 64 bits of its hash (ids from outside may be
+    long; 256 marks stay ~6 KB, and a collision among one session's latest 256 is ~2^-49)."""
+    return hashlib.blake2b(turn_id.encode(), digest_size=8).hexdigest()
 
 
 class Sequences:
@@ -92,7 +105,7 @@ class Sequences:
                 record, last = touched[key]
             elif key in self._cache:
                 cached, last = self._cache[key]
-                record = msgspec.structs.replace(cached, recent=dict(cached.recent))
+                record = msgspec.structs.replace(cached, recent_turns=dict(cached.recent_turns))
             else:
                 record = SessionRecord(
                     session_key=key,
@@ -103,9 +116,12 @@ class Sequences:
                     peer=inbound.peer,
                 )
                 last = None
-            previous = record.recent.get(inbound_seq)
+            mark = turn_mark(inbound.id)
+            previous = record.recent_turns.get(mark)
+            if previous is None:
+                previous = record.recent.get(inbound_seq)  # numbered by an older router
             if previous is not None:
-                seqs.append(previous)  # redelivered: the number it was given before
+                seqs.append(previous)  # delivered again: the number it was given before
             else:
                 if inbound_seq <= record.inbound_seq:
                     log.log(
@@ -114,10 +130,10 @@ class Sequences:
                 record.seq += 1
                 seqs.append(record.seq)
                 record.inbound_seq = max(record.inbound_seq, inbound_seq)
-                record.recent[inbound_seq] = record.seq
-                if len(record.recent) > RECENT_ASSIGNMENTS:  # sorted only when over: ~5 µs for 256 keys
-                    for old in sorted(record.recent)[: len(record.recent) - RECENT_ASSIGNMENTS]:
-                        del record.recent[old]
+                record.recent_turns[mark] = record.seq
+                if len(record.recent_turns) > RECENT_ASSIGNMENTS:  # oldest first: insertion order
+                    for old in list(record.recent_turns)[: len(record.recent_turns) - RECENT_ASSIGNMENTS]:
+                        del record.recent_turns[old]
                 record.agent_id = route.agent_id
                 record.updated_at = now()
                 command = inbound.metadata.get("command")

@@ -29,6 +29,7 @@ from nats.js import JetStreamContext
 from clawmesh.sessions import SessionStore, TxUser
 from clawmesh.wire import InboundMessage, OutboundMessage, Subjects, TurnRequest, decode
 from clawmesh_ingress.turns import turn_id_for
+from clawmesh_router.sequences import turn_mark
 
 from .checker import read_stream
 from .load import session_key
@@ -83,12 +84,8 @@ async def trace(js: JetStreamContext, message_ids: Sequence[str]) -> dict[str, A
             else {
                 "seq": record.seq,
                 "inbound_seq": record.inbound_seq,
-                # its assignments around the message (CM_INBOUND sequence → session sequence)
-                "recent_near": {
-                    k: v
-                    for k, v in sorted(record.recent.items())
-                    if any(abs(k - i["seq"]) <= 12 for i in t["inbound"])
-                },
+                # the number the record remembers for this turn (None: not among its latest)
+                "recent": record.recent_turns.get(turn_mark(turn_id)),
             }
         )
         t["completion_record"] = None if done is None else {"seq": done.seq, "turn_id": done.turn_id}

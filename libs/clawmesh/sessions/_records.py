@@ -101,8 +101,13 @@ class SessionRecord(_Rec, kw_only=True):
     # the current session are the ones numbered after it.
     started_seq: int = 0
     inbound_seq: int = 0  # CM_INBOUND stream sequence of that message
-    # The latest assignments (CM_INBOUND sequence → session sequence): a message redelivered
-    # after a router crash gets the number it was given before, even inside a batch.
+    # The latest assignments (a mark of the turn id → session sequence): a message delivered
+    # again — redelivered after a router crash, or sent again by its platform or caller after
+    # CM_INBOUND's duplicate window — gets the number it was given before, even inside a batch,
+    # and its runner answers it from what it recorded instead of running it twice.
+    recent_turns: dict[str, int] = {}
+    # Written by routers before 2026-12-04 (CM_INBOUND sequence → session sequence): still
+    # honoured for a message they numbered, never added to.
     recent: dict[int, int] = {}
     channel: str = ""
     account_id: str = ""
