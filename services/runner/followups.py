@@ -42,7 +42,9 @@ from clawmesh.wire import (
     encode_json,
 )
 
-from .session_tools import A2A_CHANNEL, SUBAGENT_CHANNEL, a2a_turn_id, publish_a2a_event, submit_inbound
+from .internal_turns import A2A_CHANNEL, SUBAGENT_CHANNEL, a2a_turn_id
+from .remote_send import is_remote_target, remote_step
+from .session_tools import publish_a2a_event, submit_inbound
 
 __all__ = ["Followups"]
 
@@ -70,18 +72,19 @@ class Followups:
     async def start(self) -> None:
         s = self.ctx.subjects
         stream = s.stream("OUTBOUND")
-        for channel, durable, handle in (
-            (SUBAGENT_CHANNEL, "runner-announce", self._announce),
-            (A2A_CHANNEL, "runner-a2a", self._a2a_step),
+        for channel, durable, handle, apart in (
+            (SUBAGENT_CHANNEL, "runner-announce", self._announce, _all_together),
+            (A2A_CHANNEL, "runner-a2a", self._a2a_step, _by_exchange),
         ):
             psub = await self.ctx.pull_consumer(
                 f"{s.prefix}.out.{channel}.>", stream, durable, max_ack_pending=1000
             )
             self._subs.append(psub)
 
-            async def batch(msgs: list[Msg], handle: Any = handle) -> None:
-                for msg in msgs:
-                    await self._one(msg, handle)
+            async def batch(msgs: list[Msg], handle: Any = handle, apart: Any = apart) -> None:
+                # exchanges apart (a step on another gateway takes as long as its turn there);
+                # one exchange's replies, and every announce, in stream order
+                await asyncio.gather(*(self._in_order(group, handle) for group in apart(msgs)))
 
             self._tasks.append(
                 asyncio.create_task(
@@ -100,6 +103,10 @@ class Followups:
             with best_effort(self.ctx.counters, "consumer_unsubscribe", log=log):
                 await psub.unsubscribe()
 
+    async def _in_order(self, msgs: list[Msg], handle: Any) -> None:
+        for msg in msgs:
+            await self._one(msg, handle)
+
     async def _one(self, msg: Msg, handle: Any) -> None:
         try:
             out = decode(msg.data, OutboundMessage, msg.headers)
@@ -107,6 +114,8 @@ class Followups:
             await self.ctx.dead_letter(msg.subject, str(exc), msg.data, msg.headers)
             await msg.term()
             return
+        # a follow-up may wait on another gateway's turn: not redelivered meanwhile
+        alive = asyncio.create_task(_in_progress(msg, self.ctx.layout.lease_seconds / 3))
         try:
             await handle(out)
         except Exception:
@@ -114,6 +123,8 @@ class Followups:
             with best_effort(self.ctx.counters, "followup_nak", log=log):
                 await msg.nak(delay=1.0)
             return
+        finally:
+            alive.cancel()
         await msg.ack()
 
     # --- sub-agent announce ------------------------------------------------------------------
@@ -252,7 +263,12 @@ class Followups:
         elif not stop:
             record = _with(record, latest=text)
             await store.put_a2a(record)
+        remote = is_remote_target(record.target_agent_id)
         if stop or n >= record.max_turns:
+            if remote:
+                # the announce step posts to the target session's chat: a session another
+                # gateway keeps for this one has none
+                return
             await self._a2a_turn(
                 record,
                 "a",
@@ -283,6 +299,13 @@ class Followups:
             requester_channel=record.requester_channel,
             target_channel=record.target_channel,
         ).rstrip()
+        if remote and role == "target":
+            region = self.ctx.holder.current.settings.gateway.region
+            if region is None:  # no longer federated: nobody to ask
+                log.warning("runner: exchange %s cannot go on: gateway.region is unset", record.run_id)
+                return
+            await remote_step(self.ctx, region, record, str(turn), f"{prompt}\n\n{text}", out.account_id)
+            return
         await self._a2a_turn(record, str(turn), key, agent, text, prompt)
 
     async def _a2a_turn(
@@ -345,6 +368,27 @@ class Followups:
         await self.ctx.publish(
             self.ctx.subjects.outbound(rec.channel, rec.account_id or "default"), data, inject(headers)
         )
+
+
+def _all_together(msgs: list[Msg]) -> list[list[Msg]]:
+    return [msgs]
+
+
+def _by_exchange(msgs: list[Msg]) -> list[list[Msg]]:
+    """A batch of step replies in groups that may be handled at once, one per exchange (the
+    run id: the reply's turn id `<run id>-<step>` up to its last `-`), each in stream order."""
+    groups: dict[str, list[Msg]] = {}
+    for msg in msgs:
+        turn_id = (msg.headers or {}).get("Nats-Msg-Id", "").removeprefix("out:")
+        groups.setdefault(turn_id.rpartition("-")[0] or str(id(msg)), []).append(msg)
+    return list(groups.values())
+
+
+async def _in_progress(msg: Msg, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        with contextlib.suppress(Exception):  # a lost one: at worst the step is tried again
+            await msg.in_progress()
 
 
 def _ended(spawn: SpawnRecord, status: str, error: str) -> SpawnRecord:

@@ -5,25 +5,44 @@ its own there per calling session), allowed only when this side's `tools.agentTo
 the pair (the target written as `worker@sg`, or a pattern such as `*@sg`) and the other side
 both exposes the agent to this region and admits the sender, `<agent>@<this gateway>`, in its
 own `tools.agentToAgent`. The reply comes back as the tool result; `timeoutSeconds: 0` asks sg
-whether it would serve (so a refusal is still the result), then sends without waiting (the
-reply is dropped: nothing announces it back yet)."""
+whether it would serve (so a refusal is still the result), then sends without waiting.
+
+Either way the exchange goes on as a local one does (OpenClaw's ping-pong): the first reply is
+stored as step 0's reply in `cm.out.a2a.*`, where the exchange driver (`followups.py`) takes
+it, and each of the target's steps is a remote turn again (`remote_step`), its reply stored the
+same way. Each step's turn id is the same on every try, so a runner that dies while sg answers
+leaves the step to another, whose request sg answers from the first (it runs once there).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from typing import Any, Final
 
-from clawmesh.bus import ServiceContext
+from clawmesh.bus import ServiceContext, inject
 from clawmesh.config import AgentView, Config
-from clawmesh.federation import RemoteTurn, RemoteTurnFailed, remote_turn
-from clawmesh.tools.a2a import a2a_refusal
-from clawmesh.wire import TurnRequest
+from clawmesh.federation import (
+    IDLE_TIMEOUT_SECONDS,
+    KEEPALIVE_SECONDS,
+    RemoteFinal,
+    RemoteTurn,
+    RemoteTurnFailed,
+    remote_session_key,
+    remote_turn,
+)
+from clawmesh.sessions import A2ARecord
+from clawmesh.tools.a2a import MAX_PING_PONG_TURNS, a2a_refusal
+from clawmesh.wire import OutboundMessage, TurnRequest, encode_json
 
+from .internal_turns import A2A_CHANNEL, a2a_turn_id
 from .remote_spawn import parse_remote_target, probe_remote
 
-__all__ = ["is_remote_target", "send_remote"]
+__all__ = ["is_remote_target", "remote_step", "send_remote"]
+
+log = logging.getLogger("clawmesh.runner")
 
 # the other gateway's refusals (the rest: it could not be reached, or failed the turn)
 _REFUSALS: Final = frozenset({"A2A_FORBIDDEN", "AGENT_NOT_EXPOSED", "GATEWAY_NOT_ALLOWED"})
@@ -44,8 +63,9 @@ async def _ignore(_: str) -> None:
 
 def _forget(task: asyncio.Task[Any]) -> None:
     _UNWAITED.discard(task)
-    if not task.cancelled():
-        task.exception()  # retrieved: an unwaited send that failed is not an asyncio warning
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        # the tool's answer said so when it waited; else this is the only trace
+        log.info("runner: a sessions_send to another gateway ended: %s", exc)
 
 
 async def send_remote(
@@ -87,41 +107,117 @@ async def send_remote(
     why = a2a_refusal(config, agent.id, f"{agent_id}@{region}")
     if why is not None:
         return _result({"runId": run_id, "status": "forbidden", "error": why, "sessionKey": target}, True)
+    record = A2ARecord(
+        run_id=run_id,
+        requester_session_key=turn.session_key,
+        requester_agent_id=agent.id,
+        requester_channel=turn.route.channel,
+        target_session_key=remote_session_key(agent_id, own, turn.session_key),
+        target_agent_id=f"{agent_id}@{region}",
+        target_channel="gateway",
+        original=message,
+        max_turns=MAX_PING_PONG_TURNS,
+    )
     request = RemoteTurn(
         from_gateway=own,
         agent_id=agent_id,
         session=turn.session_key,
-        turn_id=run_id,
+        turn_id=a2a_turn_id(run_id, 0),
         text=message,
         stream=False,
         from_agent=agent.id,
         kind="send",
+        keepalive=KEEPALIVE_SECONDS,
     )
-    prefix = ctx.subjects.prefix
     if wait <= 0:
         problem = await probe_remote(ctx, config, agent.id, turn.session_key, parsed, "send")
         if problem is not None:
             status, error = problem
             return _result({"runId": run_id, "status": status, "error": error, "sessionKey": target}, True)
-        task = asyncio.create_task(
-            remote_turn(
-                ctx.nc, prefix, region, request, _ignore, idle_timeout=config.settings.runtime.turn_timeout
-            )
-        )
-        _UNWAITED.add(task)
-        task.add_done_callback(_forget)
+    await ctx.sessions.put_a2a(record)
+    # the first step runs on its own: the exchange goes on after a wait that ran out
+    first = asyncio.create_task(_first_step(ctx, record, request, region, turn.route.account_id))
+    _UNWAITED.add(first)
+    first.add_done_callback(_forget)
+    if wait <= 0:
         return _result({"runId": run_id, "status": "accepted", "sessionKey": target}, False)
     try:
-        final = await remote_turn(ctx.nc, prefix, region, request, _ignore, idle_timeout=wait)
-    except RemoteTurnFailed as exc:
-        status = (
-            "forbidden"
-            if exc.code in _REFUSALS
-            else "timeout"
-            if "did not answer within" in exc.message
-            else "error"
+        final = await asyncio.wait_for(asyncio.shield(first), wait)
+    except TimeoutError:
+        return _result(
+            {
+                "runId": run_id,
+                "status": "timeout",
+                "error": f"no reply within {wait:g}s; the message was delivered and the exchange goes on",
+                "sessionKey": target,
+            },
+            False,
         )
+    except RemoteTurnFailed as exc:
+        status = "forbidden" if exc.code in _REFUSALS else "error"
         return _result({"runId": run_id, "status": status, "error": exc.message, "sessionKey": target}, True)
     return _result(
         {"runId": run_id, "status": "ok", "reply": final.text, "sessionKey": target, "gateway": region}, False
     )
+
+
+async def _first_step(
+    ctx: ServiceContext, record: A2ARecord, request: RemoteTurn, region: str, account: str
+) -> RemoteFinal:
+    """Step 0 on the other gateway; its reply (not a failure: the exchange ends with it) is
+    stored for the exchange driver."""
+    final = await remote_turn(
+        ctx.nc, ctx.subjects.prefix, region, request, _ignore, idle_timeout=IDLE_TIMEOUT_SECONDS
+    )
+    await _store_step_reply(ctx, record, "0", final.text, account, is_error=False)
+    return final
+
+
+async def remote_step(
+    ctx: ServiceContext, region_of_caller: str, record: A2ARecord, step: str, text: str, account: str
+) -> None:
+    """A target's ping-pong step when the target is an agent of another gateway: a remote turn
+    (the step's instructions travel in its text: another gateway does not take additions to
+    its agent's system prompt), its reply — or its failure, which ends the exchange — stored
+    as the step's reply."""
+    parsed = parse_remote_target(record.target_agent_id)
+    assert parsed is not None, record.target_agent_id
+    agent_id, region = parsed
+    request = RemoteTurn(
+        from_gateway=region_of_caller,
+        agent_id=agent_id,
+        session=record.requester_session_key,
+        turn_id=a2a_turn_id(record.run_id, step),
+        text=text,
+        stream=False,
+        from_agent=record.requester_agent_id,
+        kind="send",
+        keepalive=KEEPALIVE_SECONDS,
+    )
+    try:
+        final = await remote_turn(
+            ctx.nc, ctx.subjects.prefix, region, request, _ignore, idle_timeout=IDLE_TIMEOUT_SECONDS
+        )
+    except RemoteTurnFailed as exc:
+        await _store_step_reply(ctx, record, step, f"⚠️ {exc.message}", account, is_error=True)
+        return
+    await _store_step_reply(ctx, record, step, final.text, account, is_error=False)
+
+
+async def _store_step_reply(
+    ctx: ServiceContext, record: A2ARecord, step: str, text: str, account: str, *, is_error: bool
+) -> None:
+    """Where a local step's runner stores its reply, with the same dedupe id (once per step)."""
+    turn_id = a2a_turn_id(record.run_id, step)
+    reply = OutboundMessage(
+        turn_id=turn_id,
+        agent_id=record.target_agent_id,
+        session_key=record.target_session_key,
+        channel=A2A_CHANNEL,
+        account_id=account,
+        text=text,
+        is_error=is_error,
+    )
+    data, headers = encode_json(reply)
+    headers["Nats-Msg-Id"] = f"out:{turn_id}"
+    await ctx.publish(ctx.subjects.outbound(A2A_CHANNEL, account), data, inject(headers))

@@ -77,6 +77,7 @@ from clawmesh.wire import (
     encode_msgpack,
 )
 
+from .internal_turns import A2A_CHANNEL, SUBAGENT_CHANNEL, a2a_turn_id
 from .remote_send import is_remote_target, send_remote
 from .remote_spawn import parse_remote_target, probe_remote, remote_spawn_targets
 
@@ -89,10 +90,6 @@ __all__ = [
     "submit_inbound",
 ]
 
-# The channels of internal turns: their replies go to `cm.out.subagent.*` / `cm.out.a2a.*`,
-# where `followups.py` turns them into announces, never to a user's chat.
-SUBAGENT_CHANNEL: Final = "subagent"
-A2A_CHANNEL: Final = "a2a"
 _AGENT_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _ENDED_KEPT: Final = 200  # ended children a session's index remembers (tree visibility)
 _CHANNEL_KEYS: Final = (
@@ -105,11 +102,6 @@ _CHANNEL_KEYS: Final = (
     "replyTo",
     "reply_to",
 )
-
-
-def a2a_turn_id(run_id: str, step: int | str) -> str:
-    """The turn id of step `step` of a sessions_send exchange (`a` for the announce step)."""
-    return f"{run_id}-{step}"
 
 
 def _json(value: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ import pytest
 import clawmesh_runner.backends.gateway as gateway_backend
 from clawmesh.federation import RemoteTurn
 from clawmesh.sessions import SessionStore, stop_session
-from clawmesh.wire import A2AEvent, Subjects, ToolResultEvent, TurnError, TurnEvent, decode
+from clawmesh.wire import A2AEvent, Subjects, ToolResultEvent, TurnError, TurnEvent, TurnFinal, decode
 from tests.fakes.models import FakeModelServer, Gate, Text, ToolCall
 from tests.fixtures.federation import Federation, federation
 from tests.fixtures.gateway import wait_until
@@ -97,10 +97,11 @@ def _has_key(kv: Any, key: str) -> Any:
 
 
 class _Watch:
-    """eu's tool results and agent-to-agent events, as the admin sees them."""
+    """eu's tool results, finished turns and agent-to-agent events, as the admin sees them."""
 
     def __init__(self) -> None:
         self.results: list[tuple[str, dict[str, Any]]] = []
+        self.finished: set[str] = set()  # turn ids
         self.a2a: list[A2AEvent] = []
 
     async def start(self, url: str) -> nats.NATS:
@@ -110,6 +111,8 @@ class _Watch:
             event = decode(msg.data, TurnEvent, msg.headers)
             if isinstance(event, ToolResultEvent) and event.name.startswith("sessions_"):
                 self.results.append((event.name, json.loads(event.content)))
+            elif isinstance(event, TurnFinal):
+                self.finished.add(event.turn_id)
 
         async def on_a2a(msg: Any) -> None:
             self.a2a.append(msgspec.json.decode(msg.data, type=A2AEvent))
@@ -142,8 +145,11 @@ async def test_spawn_and_send_reach_an_agent_of_another_gateway(tmp_path: Path) 
             Text("the stars are counted"),  # the announce turn
             ToolCall("sessions_send", {"agentId": "worker@sg", "message": "and the moons?"}),
             Text("sent"),
+            Text("and the planets?"),  # boss's first ping-pong step: the exchange goes on
+            Text("REPLY_SKIP"),  # boss's second: it ends
             ToolCall("sessions_send", {"agentId": "worker@sg", "message": "no wait", "timeoutSeconds": 0}),
             Text("sent unwaited"),
+            Text("REPLY_SKIP"),  # the unwaited send's exchange: boss ends it at once
         )
         async with federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": _eu(fake, tmp_path)}) as fed:
             await _linked(fed)
@@ -184,16 +190,31 @@ async def test_spawn_and_send_reach_an_agent_of_another_gateway(tmp_path: Path) 
             name, sent = await watch.result(2)
             assert name == "sessions_send" and sent["status"] == "ok", sent
             assert sent["reply"] == "echo: and the moons?" and sent["gateway"] == "sg"
+            # OpenClaw's ping-pong, across the gateways: boss (here), worker (on sg), boss
+            run = sent["runId"]
+            await wait_until(lambda: f"{run}-3" in watch.finished, message="the exchange's third step")
+            step2 = [r for r in fake.requests if r.model == "m-boss"][-1]
+            assert step2.last_user_text.startswith("echo: Agent-to-agent reply step:")
+            assert "Turn 2 of 5." in step2.last_user_text and "and the planets?" in step2.last_user_text
+            assert "Turn 3 of 5." in (step2.system_text or "")
+            sends = [
+                s for s in await sg_store.list_sessions() if s.session_key != spawned["remoteSessionKey"]
+            ]
+            assert [(s.agent_id, s.seq) for s in sends if s.agent_id == "worker"] == [("worker", 2)]
+
             assert await _say(fed, "tell sg") == "sent unwaited"
             name, unwaited = await watch.result(3)
             assert unwaited["status"] == "accepted", unwaited
-
-            async def sends_served() -> bool:
-                sessions = [s for s in await sg_store.list_sessions() if s.agent_id == "worker"]
-                return sum(s.seq for s in sessions if s.session_key != spawned["remoteSessionKey"]) == 2
-
-            # the unwaited message ran on sg too (in the session of boss's session, after the first)
-            await wait_until(sends_served, message="sg serving the unwaited send")
+            # the unwaited message ran on sg too (in the session of boss's session, after the
+            # first exchange), and its reply started an exchange here, which boss ended
+            await wait_until(
+                lambda: f"{unwaited['runId']}-1" in watch.finished, message="the unwaited send's exchange"
+            )
+            sends = [
+                s for s in await sg_store.list_sessions() if s.session_key != spawned["remoteSessionKey"]
+            ]
+            assert [(s.agent_id, s.seq) for s in sends if s.agent_id == "worker"] == [("worker", 3)]
+            assert fake.pending == 0
             await nc.close()
 
 
@@ -261,8 +282,8 @@ async def test_a_region_dropping_while_its_child_runs_fails_the_child_clearly(
 ) -> None:
     """sg's child turn is in flight (its model held) when the hub goes: eu's parent gets the
     child announced as failed, instead of waiting for ever."""
-    monkeypatch.setattr(gateway_backend, "_KEEPALIVE", 0.2)
-    monkeypatch.setattr(gateway_backend, "_IDLE_TIMEOUT", 2.0)
+    monkeypatch.setattr(gateway_backend, "KEEPALIVE_SECONDS", 0.2)
+    monkeypatch.setattr(gateway_backend, "IDLE_TIMEOUT_SECONDS", 2.0)
     held = asyncio.Event()
     async with FakeModelServer() as fake:
         fake.script("m-slow", Gate(held))

@@ -23,6 +23,7 @@ from clawmesh.wire import (
     ToolOutputChunk,
     ToolResultEvent,
     TurnEvent,
+    TurnFinal,
     decode,
     encode_json,
 )
@@ -143,15 +144,15 @@ async def test_each_region_learns_the_others_catalogue(regions: Regions) -> None
 
 async def test_sessions_send_reaches_an_agent_of_another_region(tmp_path: Path) -> None:
     """`sessions_send` with `agentId: "worker@sg"`: the message runs on sg's agent and its reply
-    is the tool result in eu; a pair that eu's tools.agentToAgent does not allow is refused."""
+    is the tool result in eu (then the exchange's first step here, which ends it); a pair that
+    eu's tools.agentToAgent does not allow is refused."""
+    ask = (
+        ToolCall("sessions_send", {"agentId": "worker@sg", "message": "what is 6*7?"}),
+        Text("sg answered"),
+        Text("REPLY_SKIP"),  # asker's ping-pong step after sg's reply
+    )
     async with FakeModelServer() as fake:
-        fake.script(
-            "m-asker",
-            ToolCall("sessions_send", {"agentId": "worker@sg", "message": "what is 6*7?"}),
-            Text("sg answered"),
-            ToolCall("sessions_send", {"agentId": "private@sg", "message": "hello?"}),
-            Text("refused, as expected"),
-        )
+        fake.script("m-asker", *ask)
         eu = {
             "gateway": {"region": "eu"},
             "agents": {
@@ -171,11 +172,14 @@ async def test_sessions_send_reaches_an_agent_of_another_region(tmp_path: Path) 
             gw = fed.gateways["eu"]
             nc = await nats.connect(fed.url("eu"))
             results: list[dict[str, Any]] = []
+            finished: set[str] = set()
 
             async def on_event(msg: Any) -> None:
                 event = decode(msg.data, TurnEvent, msg.headers)
                 if isinstance(event, ToolResultEvent) and event.name == "sessions_send":
                     results.append(json.loads(event.content))
+                elif isinstance(event, TurnFinal):
+                    finished.add(event.turn_id)
 
             await nc.subscribe("cm.ev.>", cb=on_event)
             await nc.flush()
@@ -189,18 +193,20 @@ async def test_sessions_send_reaches_an_agent_of_another_region(tmp_path: Path) 
                 while results[0]["status"] != "ok":
                     assert asyncio.get_running_loop().time() < deadline, results
                     results.clear()
-                    fake.script(
-                        "m-asker",
-                        ToolCall("sessions_send", {"agentId": "worker@sg", "message": "what is 6*7?"}),
-                        Text("sg answered"),
-                        ToolCall("sessions_send", {"agentId": "private@sg", "message": "hello?"}),
-                        Text("refused, as expected"),
-                    )
+                    fake.reset()  # the failed send started no exchange: its last step is left
+                    fake.script("m-asker", *ask)
                     await http.post("/v1/messages?wait=60", json={"text": "ask sg"})
                     await wait_until(
                         lambda: len(results) >= 1, timeout=10, message="the sessions_send result"
                     )
                 assert results[0]["reply"] == "echo: what is 6*7?" and results[0]["gateway"] == "sg"
+                step = f"{results[0]['runId']}-1"
+                await wait_until(lambda: step in finished, timeout=30, message="asker's ping-pong step")
+                fake.script(
+                    "m-asker",
+                    ToolCall("sessions_send", {"agentId": "private@sg", "message": "hello?"}),
+                    Text("refused, as expected"),
+                )
                 r = await http.post("/v1/messages?wait=60", json={"text": "try the private one"})
                 assert r.json()["text"] == "refused, as expected"
                 await wait_until(lambda: len(results) >= 2, timeout=10, message="the second result")

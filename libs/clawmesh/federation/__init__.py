@@ -2,6 +2,8 @@
 
 from ._catalogue import Catalogue, CatalogueAgent, CatalogueNode, pick_remote_node, read_catalogues
 from ._remote import (
+    IDLE_TIMEOUT_SECONDS,
+    KEEPALIVE_SECONDS,
     MAX_REMOTE_TEXT,
     RemoteAlive,
     RemoteDelta,
@@ -31,6 +33,8 @@ from ._topology import (
 
 __all__ = [
     "DEFAULT_LEAF_PORT",
+    "IDLE_TIMEOUT_SECONDS",
+    "KEEPALIVE_SECONDS",
     "MAX_REMOTE_TEXT",
     "Catalogue",
     "CatalogueAgent",

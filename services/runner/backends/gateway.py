@@ -14,17 +14,19 @@ import msgspec
 from nats.aio.client import Client
 
 from clawmesh.config import OpenClawXSettings
-from clawmesh.federation import RemoteStop, RemoteTurn, RemoteTurnFailed, remote_stop_subject, remote_turn
+from clawmesh.federation import (
+    IDLE_TIMEOUT_SECONDS,
+    KEEPALIVE_SECONDS,
+    RemoteStop,
+    RemoteTurn,
+    RemoteTurnFailed,
+    remote_stop_subject,
+    remote_turn,
+)
 
 from ._base import BackendError, OnDelta, ProxyResult, ProxyTurn
 
 __all__ = ["GatewayBackend"]
-
-# The serving side sends a keep-alive this often while the turn runs (its tool calls can be
-# quiet for long); after this long without any event, the region is taken to have dropped
-# and the turn fails (failover-worthy) instead of waiting for ever.
-_KEEPALIVE = 5.0
-_IDLE_TIMEOUT = 30.0
 
 
 class GatewayBackend:
@@ -57,11 +59,11 @@ class GatewayBackend:
             text=turn.text,
             from_agent=turn.caller,
             kind="spawn" if turn.caller else "turn",
-            keepalive=_KEEPALIVE,
+            keepalive=KEEPALIVE_SECONDS,
         )
         try:
             final = await remote_turn(
-                self._nc, self._prefix, settings.gateway, request, on_delta, idle_timeout=_IDLE_TIMEOUT
+                self._nc, self._prefix, settings.gateway, request, on_delta, idle_timeout=IDLE_TIMEOUT_SECONDS
             )
         except asyncio.CancelledError:
             # stopped here (/stop, a run timeout, the runner stopping): stop it there too
