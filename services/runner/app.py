@@ -73,7 +73,7 @@ class Runner:
         self.events = TurnEvents(ctx.nc, ctx.subjects)
         # agents on other gateways of the federation: over this runner's own NATS connection
         self.gateway = GatewayBackend(
-            ctx.nc, ctx.subjects.prefix, lambda: ctx.holder.current.settings.gateway.region
+            ctx.nc, ctx.subjects.prefix, lambda: ctx.holder.current.settings.gateway
         )
         self.synadia = SynadiaBackend(ctx.nc)  # agents on the bus (Synadia Agent Protocol)
         self.finisher = Finisher(ctx, self.store, self.events)

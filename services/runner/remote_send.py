@@ -25,8 +25,6 @@ from typing import Any, Final
 from clawmesh.bus import ServiceContext, inject
 from clawmesh.config import AgentView, Config
 from clawmesh.federation import (
-    IDLE_TIMEOUT_SECONDS,
-    KEEPALIVE_SECONDS,
     RemoteFinal,
     RemoteTurn,
     RemoteTurnFailed,
@@ -127,7 +125,7 @@ async def send_remote(
         stream=False,
         from_agent=agent.id,
         kind="send",
-        keepalive=KEEPALIVE_SECONDS,
+        keepalive=config.settings.gateway.keepalive_seconds,
     )
     if wait <= 0:
         problem = await probe_remote(ctx, config, agent.id, turn.session_key, parsed, "send")
@@ -136,7 +134,8 @@ async def send_remote(
             return _result({"runId": run_id, "status": status, "error": error, "sessionKey": target}, True)
     await ctx.sessions.put_a2a(record)
     # the first step runs on its own: the exchange goes on after a wait that ran out
-    first = asyncio.create_task(_first_step(ctx, record, request, region, turn.route.account_id))
+    idle = config.settings.gateway.idle_timeout_seconds
+    first = asyncio.create_task(_first_step(ctx, record, request, region, turn.route.account_id, idle))
     _UNWAITED.add(first)
     first.add_done_callback(_forget)
     if wait <= 0:
@@ -162,13 +161,11 @@ async def send_remote(
 
 
 async def _first_step(
-    ctx: ServiceContext, record: A2ARecord, request: RemoteTurn, region: str, account: str
+    ctx: ServiceContext, record: A2ARecord, request: RemoteTurn, region: str, account: str, idle: float
 ) -> RemoteFinal:
     """Step 0 on the other gateway; its reply (not a failure: the exchange ends with it) is
     stored for the exchange driver."""
-    final = await remote_turn(
-        ctx.nc, ctx.subjects.prefix, region, request, _ignore, idle_timeout=IDLE_TIMEOUT_SECONDS
-    )
+    final = await remote_turn(ctx.nc, ctx.subjects.prefix, region, request, _ignore, idle_timeout=idle)
     await _store_step_reply(ctx, record, "0", final.text, account, is_error=False)
     return final
 
@@ -183,6 +180,7 @@ async def remote_step(
     parsed = parse_remote_target(record.target_agent_id)
     assert parsed is not None, record.target_agent_id
     agent_id, region = parsed
+    gateway = ctx.holder.current.settings.gateway
     request = RemoteTurn(
         from_gateway=region_of_caller,
         agent_id=agent_id,
@@ -192,11 +190,11 @@ async def remote_step(
         stream=False,
         from_agent=record.requester_agent_id,
         kind="send",
-        keepalive=KEEPALIVE_SECONDS,
+        keepalive=gateway.keepalive_seconds,
     )
     try:
         final = await remote_turn(
-            ctx.nc, ctx.subjects.prefix, region, request, _ignore, idle_timeout=IDLE_TIMEOUT_SECONDS
+            ctx.nc, ctx.subjects.prefix, region, request, _ignore, idle_timeout=gateway.idle_timeout_seconds
         )
     except RemoteTurnFailed as exc:
         await _store_step_reply(ctx, record, step, f"⚠️ {exc.message}", account, is_error=True)

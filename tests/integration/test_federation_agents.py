@@ -13,7 +13,6 @@ import msgspec
 import nats
 import pytest
 
-import clawmesh_runner.backends.gateway as gateway_backend
 from clawmesh.federation import RemoteTurn
 from clawmesh.sessions import SessionStore, stop_session
 from clawmesh.wire import A2AEvent, Subjects, ToolResultEvent, TurnError, TurnEvent, TurnFinal, decode
@@ -277,13 +276,10 @@ async def test_either_gateway_refuses_with_a_clear_error(tmp_path: Path) -> None
             await nc.close()
 
 
-async def test_a_region_dropping_while_its_child_runs_fails_the_child_clearly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_region_dropping_while_its_child_runs_fails_the_child_clearly(tmp_path: Path) -> None:
     """sg's child turn is in flight (its model held) when the hub goes: eu's parent gets the
-    child announced as failed, instead of waiting for ever."""
-    monkeypatch.setattr(gateway_backend, "KEEPALIVE_SECONDS", 0.2)
-    monkeypatch.setattr(gateway_backend, "IDLE_TIMEOUT_SECONDS", 2.0)
+    child announced as failed after eu's `idleTimeoutSeconds` without a word from sg, instead of
+    waiting for ever (sg's keep-alives, at eu's `keepaliveSeconds`, held it while linked)."""
     held = asyncio.Event()
     async with FakeModelServer() as fake:
         fake.script("m-slow", Gate(held))
@@ -293,7 +289,9 @@ async def test_a_region_dropping_while_its_child_runs_fails_the_child_clearly(
             Text("spawned"),
             Text("noted the failure"),
         )
-        async with federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": _eu(fake, tmp_path)}) as fed:
+        eu = _eu(fake, tmp_path)
+        eu["gateway"]["federation"] = {"keepaliveSeconds": 0.2, "idleTimeoutSeconds": 2}
+        async with federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": eu}) as fed:
             await _linked(fed)
             assert await _say(fed, "spawn a slow one") == "spawned"
             await wait_until(

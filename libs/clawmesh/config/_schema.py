@@ -688,6 +688,10 @@ class GatewayFederation(_Base):
     # regions whose requests are served (`["*"]`: every region of the federation)
     allow_gateways: list[str] | None = None
     catalog_seconds: float | None = None  # how often the catalogue is broadcast (10)
+    # this gateway's remote turns: how often it asks the serving region for a keep-alive (5),
+    # and how long without any message from it before the region counts as dropped (30)
+    keepalive_seconds: float | None = None
+    idle_timeout_seconds: float | None = None
 
 
 class GatewayTools(_Base):

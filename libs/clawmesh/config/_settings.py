@@ -239,6 +239,8 @@ class GatewaySettings:
     expose_nodes: tuple[str, ...] = ()  # federation.exposeNodes
     allow_gateways: tuple[str, ...] = ("*",)  # federation.allowGateways
     catalog_seconds: float = 10.0  # federation.catalogSeconds
+    keepalive_seconds: float = 5.0  # federation.keepaliveSeconds
+    idle_timeout_seconds: float = 30.0  # federation.idleTimeoutSeconds
 
 
 @dataclass(frozen=True)
@@ -359,6 +361,23 @@ def _gateway_settings(base: GatewaySettings, section: Any, problems: list[Proble
             Problem("$.gateway.federation.catalogSeconds", f"expected 0 < seconds <= 3600, got {seconds}")
         )
         seconds = None
+    keepalive = fed.keepalive_seconds
+    if keepalive is not None and not 0 < keepalive <= 60:  # the wire's bound (RemoteTurn)
+        problems.append(
+            Problem("$.gateway.federation.keepaliveSeconds", f"expected 0 < seconds <= 60, got {keepalive}")
+        )
+        keepalive = None
+    keepalive = keepalive or GatewaySettings.keepalive_seconds
+    idle = fed.idle_timeout_seconds
+    if idle is not None and not 2 * keepalive <= idle <= 3600:
+        # one lost keep-alive must not fail a turn that is still running
+        problems.append(
+            Problem(
+                "$.gateway.federation.idleTimeoutSeconds",
+                f"expected twice keepaliveSeconds ({2 * keepalive:g}) <= seconds <= 3600, got {idle}",
+            )
+        )
+        idle = None
     return dataclasses.replace(
         base,
         region=region,
@@ -366,6 +385,8 @@ def _gateway_settings(base: GatewaySettings, section: Any, problems: list[Proble
         expose_nodes=tuple(v.strip() for v in fed.expose_nodes or () if v.strip()),
         allow_gateways=tuple(v.strip() for v in fed.allow_gateways or ("*",) if v.strip()),
         catalog_seconds=seconds or GatewaySettings.catalog_seconds,
+        keepalive_seconds=keepalive,
+        idle_timeout_seconds=idle or max(GatewaySettings.idle_timeout_seconds, 2 * keepalive),
     )
 
 

@@ -2,8 +2,6 @@
 
 from ._catalogue import Catalogue, CatalogueAgent, CatalogueNode, pick_remote_node, read_catalogues
 from ._remote import (
-    IDLE_TIMEOUT_SECONDS,
-    KEEPALIVE_SECONDS,
     MAX_REMOTE_TEXT,
     RemoteAlive,
     RemoteDelta,
@@ -33,8 +31,6 @@ from ._topology import (
 
 __all__ = [
     "DEFAULT_LEAF_PORT",
-    "IDLE_TIMEOUT_SECONDS",
-    "KEEPALIVE_SECONDS",
     "MAX_REMOTE_TEXT",
     "Catalogue",
     "CatalogueAgent",

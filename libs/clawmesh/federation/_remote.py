@@ -129,13 +129,6 @@ def remote_node_subject(prefix: str, region: str, node_id: str) -> str:
     return gateway_subject(prefix, region, f"node.{encode_token(node_id)}.invoke")
 
 
-# A caller asks the serving side for a keep-alive this often while a remote turn runs (its
-# tool calls can be quiet for long), and takes the region to have dropped after this long
-# without any message from it: the turn fails instead of waiting for ever.
-KEEPALIVE_SECONDS: Final = 5.0
-IDLE_TIMEOUT_SECONDS: Final = 30.0
-
-
 def remote_session_key(agent_id: str, from_gateway: str, session: str) -> str:
     digest = hashlib.sha256(session.encode("utf-8", "surrogatepass")).hexdigest()[:24]
     return f"agent:{agent_id}:gw:{from_gateway}:{digest}"

@@ -13,16 +13,8 @@ from collections.abc import Callable
 import msgspec
 from nats.aio.client import Client
 
-from clawmesh.config import OpenClawXSettings
-from clawmesh.federation import (
-    IDLE_TIMEOUT_SECONDS,
-    KEEPALIVE_SECONDS,
-    RemoteStop,
-    RemoteTurn,
-    RemoteTurnFailed,
-    remote_stop_subject,
-    remote_turn,
-)
+from clawmesh.config import GatewaySettings, OpenClawXSettings
+from clawmesh.federation import RemoteStop, RemoteTurn, RemoteTurnFailed, remote_stop_subject, remote_turn
 
 from ._base import BackendError, OnDelta, ProxyResult, ProxyTurn
 
@@ -32,10 +24,10 @@ __all__ = ["GatewayBackend"]
 class GatewayBackend:
     kind = "gateway"
 
-    def __init__(self, nc: Client, prefix: str, region: Callable[[], str | None]) -> None:
+    def __init__(self, nc: Client, prefix: str, gateway: Callable[[], GatewaySettings]) -> None:
         self._nc = nc
         self._prefix = prefix
-        self._region = region  # this gateway's region, read per turn (config reloads)
+        self._gateway = gateway  # this gateway's region and keep-alive figures, read per turn (reloads)
 
     async def aclose(self) -> None:
         pass
@@ -43,7 +35,8 @@ class GatewayBackend:
     async def run(self, turn: ProxyTurn, on_delta: OnDelta) -> ProxyResult:
         settings = turn.settings
         assert isinstance(settings, OpenClawXSettings) and settings.gateway and settings.agent_id
-        own = self._region()
+        gateway = self._gateway()
+        own = gateway.region
         if own is None:
             raise BackendError(
                 f"agent {turn.agent_id!r} runs on gateway {settings.gateway!r}, but this gateway is not federated",
@@ -59,11 +52,16 @@ class GatewayBackend:
             text=turn.text,
             from_agent=turn.caller,
             kind="spawn" if turn.caller else "turn",
-            keepalive=KEEPALIVE_SECONDS,
+            keepalive=gateway.keepalive_seconds,
         )
         try:
             final = await remote_turn(
-                self._nc, self._prefix, settings.gateway, request, on_delta, idle_timeout=IDLE_TIMEOUT_SECONDS
+                self._nc,
+                self._prefix,
+                settings.gateway,
+                request,
+                on_delta,
+                idle_timeout=gateway.idle_timeout_seconds,
             )
         except asyncio.CancelledError:
             # stopped here (/stop, a run timeout, the runner stopping): stop it there too
