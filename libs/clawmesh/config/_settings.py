@@ -358,13 +358,13 @@ def _gateway_settings(base: GatewaySettings, section: Any, problems: list[Proble
     seconds = fed.catalog_seconds
     if seconds is not None and not 0 < seconds <= 3600:
         problems.append(
-            Problem("$.gateway.federation.catalogSeconds", f"expected 0 < seconds <= 3600, got {seconds}")
+            Problem("$.gateway.federation.catalogSeconds", f"expected 0 < seconds <= 3600, got {seconds:g}")
         )
         seconds = None
     keepalive = fed.keepalive_seconds
     if keepalive is not None and not 0 < keepalive <= 60:  # the wire's bound (RemoteTurn)
         problems.append(
-            Problem("$.gateway.federation.keepaliveSeconds", f"expected 0 < seconds <= 60, got {keepalive}")
+            Problem("$.gateway.federation.keepaliveSeconds", f"expected 0 < seconds <= 60, got {keepalive:g}")
         )
         keepalive = None
     keepalive = keepalive or GatewaySettings.keepalive_seconds
@@ -374,7 +374,7 @@ def _gateway_settings(base: GatewaySettings, section: Any, problems: list[Proble
         problems.append(
             Problem(
                 "$.gateway.federation.idleTimeoutSeconds",
-                f"expected twice keepaliveSeconds ({2 * keepalive:g}) <= seconds <= 3600, got {idle}",
+                f"expected twice keepaliveSeconds ({2 * keepalive:g}) <= seconds <= 3600, got {idle:g}",
             )
         )
         idle = None
