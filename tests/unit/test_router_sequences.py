@@ -44,6 +44,19 @@ def _marks(*turns: int) -> list[str]:
     return [turn_mark(f"t{t}") for t in turns]
 
 
+def _numbered(numbers: dict[int, int]) -> SessionRecord:
+    """Session s1 as stored after numbering the messages at these CM_INBOUND sequences (turn
+    ids `t<seq>`) as given."""
+    return SessionRecord(
+        session_key="s1",
+        agent_id="main",
+        session_id="x",
+        seq=max(numbers.values()),
+        inbound_seq=max(numbers),
+        recent_turns={turn_mark(f"t{k}"): v for k, v in numbers.items()},
+    )
+
+
 def _sequences(store: _Store) -> Sequences:
     return Sequences(store)  # type: ignore[arg-type]
 
@@ -71,14 +84,7 @@ async def test_numbers_continue_from_the_stored_record_and_replace_its_revision(
 
 
 async def test_a_redelivered_message_gets_the_number_it_was_given_before() -> None:
-    stored = SessionRecord(
-        session_key="s1",
-        agent_id="main",
-        session_id="x",
-        seq=3,
-        inbound_seq=30,
-        recent_turns=dict(zip(_marks(29, 30), [2, 3], strict=True)),
-    )
+    stored = _numbered({29: 2, 30: 3})
     seqs, touched = await _sequences(_Store({"s1": (stored, 5)})).assign(
         [_at("s1", 29), _at("s1", 30), _at("s1", 31)]
     )
@@ -89,14 +95,7 @@ async def test_a_redelivered_message_gets_the_number_it_was_given_before() -> No
 async def test_a_message_sent_again_after_the_duplicate_window_gets_its_first_number() -> None:
     # JetStream stored it again (a new CM_INBOUND sequence): a platform's late retry, a
     # calling gateway asking again; the turn id is the same, so is its number
-    stored = SessionRecord(
-        session_key="s1",
-        agent_id="main",
-        session_id="x",
-        seq=3,
-        inbound_seq=30,
-        recent_turns=dict(zip(_marks(28, 29, 30), [1, 2, 3], strict=True)),
-    )
+    stored = _numbered({28: 1, 29: 2, 30: 3})
     again = (_route("s1"), _msg(29), 900)
     seqs, touched = await _sequences(_Store({"s1": (stored, 5)})).assign([again, _at("s1", 901)])
     assert seqs == [2, 4]
