@@ -18,7 +18,7 @@ from clawmesh.sessions import SessionStore, stop_session
 from clawmesh.wire import A2AEvent, Subjects, ToolResultEvent, TurnError, TurnEvent, TurnFinal, decode
 from tests.fakes.models import FakeModelServer, Gate, Text, ToolCall
 from tests.fixtures.federation import Federation, federation
-from tests.fixtures.gateway import wait_until
+from tests.fixtures.gateway import ServiceProcess, run_gateway, wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -436,4 +436,67 @@ async def test_a_remote_child_kept_as_a_session_takes_follow_ups_in_its_sg_sessi
             ]
             assert [s.session_key for s in sg_sessions] == [spawned["remoteSessionKey"]]
             assert sg_sessions[0].seq >= 2
+            await nc.close()
+
+
+async def test_a_runner_killed_while_sg_answers_a_step_leaves_it_to_another_runner(tmp_path: Path) -> None:
+    """The ping-pong step of a send to `slow@sg` is held on sg when the eu runner asking for it
+    is SIGKILLed: its follow-up was not acked, another eu runner takes it and asks sg again with
+    the same turn id, sg answers that request with the one turn it runs, and the exchange goes on."""
+    held = asyncio.Event()
+    async with FakeModelServer() as fake:
+        fake.script("m-slow", Text("slow: the moons"), Gate(held))  # step 0, then step 2 held
+        fake.script(
+            "m-boss",
+            ToolCall("sessions_send", {"agentId": "slow@sg", "message": "and the moons?"}),
+            Text("sent"),
+            Text("and the planets?"),  # step 1: the exchange goes on to sg
+            Text("REPLY_SKIP"),  # step 3: it ends
+        )
+        eu = {**_eu(fake, tmp_path), "runtime": {"turnLeaseSeconds": 2}}
+        regions = {"sg": _sg(fake, tmp_path), "eu": eu}
+        async with federation(tmp_path, regions, services={"eu": ("ingress", "router")}) as fed:
+            gw_eu = fed.gateways["eu"]
+            runner_url = fed.url("eu", "runner")
+            sg_link = fed.gateways["sg"].service("ingress").ctx.counters
+            await _linked(fed)
+            watch = _Watch()
+            nc = await watch.start(fed.url("eu"))
+            first = ServiceProcess(
+                "runner", gw_eu.config_path, runner_url, gw_eu.env, tmp_path / "runner.log"
+            )
+            try:
+                assert await _say(fed, "ask the slow one") == "sent"
+                _, sent = await watch.result(1)
+                assert sent["reply"] == "slow: the moons", sent
+                await wait_until(
+                    lambda: sum(r.model == "m-slow" for r in fake.requests) == 2, message="step 2 held on sg"
+                )
+                (tmp_path / "second").mkdir()
+                async with run_gateway(
+                    gw_eu.nats_url, eu, tmp_path / "second", services=("runner",), urls={"runner": runner_url}
+                ):
+                    first.kill()  # its follow-up is left unacked
+                    # step 0, step 2 from the killed runner, step 2 again from the second
+                    await wait_until(
+                        lambda: sg_link["remote_turns"] == 3, message="the second runner asking sg"
+                    )
+                    held.set()
+                    run = sent["runId"]
+                    await wait_until(lambda: f"{run}-3" in watch.finished, message="the exchange's last step")
+            finally:
+                first.kill()
+            slow = [
+                s
+                for s in await fed.gateways["sg"].service("runner").store.list_sessions()
+                if s.agent_id == "slow"
+            ]
+            assert [s.seq for s in slow] == [2]  # step 0 and step 2, each run once
+            assert sum(r.model == "m-slow" for r in fake.requests) == 2
+            step2 = [r for r in fake.requests if r.model == "m-slow"][-1].last_user_text
+            assert "Turn 2 of 5." in step2 and "and the planets?" in step2
+            step3 = [r for r in fake.requests if r.model == "m-boss"][-1]
+            assert step3.last_user_text == "pong from fake"  # the held step's reply, once
+            assert "Turn 3 of 5." in (step3.system_text or "")
+            assert fake.pending == 0
             await nc.close()
