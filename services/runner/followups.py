@@ -43,7 +43,7 @@ from clawmesh.wire import (
 )
 
 from .internal_turns import A2A_CHANNEL, SUBAGENT_CHANNEL, a2a_turn_id
-from .remote_send import is_remote_target, remote_step
+from .remote_send import FIRST_STEP_REQUEST, is_remote_target, remote_step
 from .session_tools import publish_a2a_event, submit_inbound
 
 __all__ = ["Followups"]
@@ -255,6 +255,9 @@ class Followups:
         if step == "a":
             await self._a2a_announce(record, text)
             return
+        if step == FIRST_STEP_REQUEST:  # an unwaited send to another gateway: its first step
+            await self._remote_step(record, "0", out.text, out.account_id)
+            return
         n = int(step) if step.isdigit() else 0
         stop = not text or text == REPLY_SKIP
         if n == 0 and not stop:
@@ -300,13 +303,16 @@ class Followups:
             target_channel=record.target_channel,
         ).rstrip()
         if remote and role == "target":
-            region = self.ctx.holder.current.settings.gateway.region
-            if region is None:  # no longer federated: nobody to ask
-                log.warning("runner: exchange %s cannot go on: gateway.region is unset", record.run_id)
-                return
-            await remote_step(self.ctx, region, record, str(turn), f"{prompt}\n\n{text}", out.account_id)
+            await self._remote_step(record, str(turn), f"{prompt}\n\n{text}", out.account_id)
             return
         await self._a2a_turn(record, str(turn), key, agent, text, prompt)
+
+    async def _remote_step(self, record: A2ARecord, step: str, text: str, account: str) -> None:
+        region = self.ctx.holder.current.settings.gateway.region
+        if region is None:  # no longer federated: nobody to ask
+            log.warning("runner: exchange %s cannot go on: gateway.region is unset", record.run_id)
+            return
+        await remote_step(self.ctx, region, record, step, text, account)
 
     async def _a2a_turn(
         self, record: A2ARecord, step: str, key: str, agent: str, message: str, system: str

@@ -38,7 +38,11 @@ from clawmesh.wire import OutboundMessage, TurnRequest, encode_json
 from .internal_turns import A2A_CHANNEL, a2a_turn_id
 from .remote_spawn import parse_remote_target, probe_remote
 
-__all__ = ["is_remote_target", "remote_step", "send_remote"]
+__all__ = ["FIRST_STEP_REQUEST", "is_remote_target", "remote_step", "send_remote"]
+
+# The step name of an unwaited send's stored first step (`<run id>-r0` in `cm.out.a2a.*`):
+# the exchange driver runs it as step 0 on the other gateway.
+FIRST_STEP_REQUEST: Final = "r0"
 
 log = logging.getLogger("clawmesh.runner")
 
@@ -132,14 +136,17 @@ async def send_remote(
         if problem is not None:
             status, error = problem
             return _result({"runId": run_id, "status": status, "error": error, "sessionKey": target}, True)
+        await ctx.sessions.put_a2a(record)
+        # nobody waits: the exchange driver runs the first step from a stored request, so a
+        # runner that dies meanwhile leaves it to another
+        await _store(ctx, record, FIRST_STEP_REQUEST, message, turn.route.account_id, is_error=False)
+        return _result({"runId": run_id, "status": "accepted", "sessionKey": target}, False)
     await ctx.sessions.put_a2a(record)
     # the first step runs on its own: the exchange goes on after a wait that ran out
     idle = config.settings.gateway.idle_timeout_seconds
     first = asyncio.create_task(_first_step(ctx, record, request, region, turn.route.account_id, idle))
     _UNWAITED.add(first)
     first.add_done_callback(_forget)
-    if wait <= 0:
-        return _result({"runId": run_id, "status": "accepted", "sessionKey": target}, False)
     try:
         final = await asyncio.wait_for(asyncio.shield(first), wait)
     except TimeoutError:
@@ -166,7 +173,7 @@ async def _first_step(
     """Step 0 on the other gateway; its reply (not a failure: the exchange ends with it) is
     stored for the exchange driver."""
     final = await remote_turn(ctx.nc, ctx.subjects.prefix, region, request, _ignore, idle_timeout=idle)
-    await _store_step_reply(ctx, record, "0", final.text, account, is_error=False)
+    await _store(ctx, record, "0", final.text, account, is_error=False)
     return final
 
 
@@ -197,15 +204,16 @@ async def remote_step(
             ctx.nc, ctx.subjects.prefix, region, request, _ignore, idle_timeout=gateway.idle_timeout_seconds
         )
     except RemoteTurnFailed as exc:
-        await _store_step_reply(ctx, record, step, f"⚠️ {exc.message}", account, is_error=True)
+        await _store(ctx, record, step, f"⚠️ {exc.message}", account, is_error=True)
         return
-    await _store_step_reply(ctx, record, step, final.text, account, is_error=False)
+    await _store(ctx, record, step, final.text, account, is_error=False)
 
 
-async def _store_step_reply(
+async def _store(
     ctx: ServiceContext, record: A2ARecord, step: str, text: str, account: str, *, is_error: bool
 ) -> None:
-    """Where a local step's runner stores its reply, with the same dedupe id (once per step)."""
+    """A step's reply where a local step's runner stores it, with the same dedupe id (once per
+    step); or, as `FIRST_STEP_REQUEST`, the message of a first step nobody waits for."""
     turn_id = a2a_turn_id(record.run_id, step)
     reply = OutboundMessage(
         turn_id=turn_id,

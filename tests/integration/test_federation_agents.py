@@ -439,20 +439,34 @@ async def test_a_remote_child_kept_as_a_session_takes_follow_ups_in_its_sg_sessi
             await nc.close()
 
 
-async def test_a_runner_killed_while_sg_answers_a_step_leaves_it_to_another_runner(tmp_path: Path) -> None:
-    """The ping-pong step of a send to `slow@sg` is held on sg when the eu runner asking for it
-    is SIGKILLed: its follow-up was not acked, another eu runner takes it and asks sg again with
-    the same turn id, sg answers that request with the one turn it runs, and the exchange goes on."""
+_WAITED = (  # boss: send and wait, then ping-pong steps 1 and 3; sg: step 0, then step 2 held
+    (ToolCall("sessions_send", {"agentId": "slow@sg", "message": "and the moons?"}), Text("sent")),
+    (Text("and the planets?"), Text("REPLY_SKIP")),
+    2,
+)
+_UNWAITED = (  # boss: send without waiting, then ping-pong step 1; sg: step 0 held
+    (
+        ToolCall("sessions_send", {"agentId": "slow@sg", "message": "and the moons?", "timeoutSeconds": 0}),
+        Text("sent"),
+    ),
+    (Text("REPLY_SKIP"),),
+    0,
+)
+
+
+@pytest.mark.parametrize("case", [_WAITED, _UNWAITED], ids=["waited, step 2", "unwaited, step 0"])
+async def test_a_runner_killed_while_sg_answers_a_step_leaves_it_to_another_runner(
+    tmp_path: Path, case: tuple[tuple[Any, ...], tuple[Any, ...], int]
+) -> None:
+    """A step of a send to `slow@sg` is held on sg when the eu runner asking for it is
+    SIGKILLed: its follow-up was not acked (or, unwaited, its first step was stored as a request),
+    another eu runner takes it and asks sg again with the same turn id, sg answers that request
+    with the one turn it runs, and the exchange goes on to its end."""
+    turn, steps, held_step = case
     held = asyncio.Event()
     async with FakeModelServer() as fake:
-        fake.script("m-slow", Text("slow: the moons"), Gate(held))  # step 0, then step 2 held
-        fake.script(
-            "m-boss",
-            ToolCall("sessions_send", {"agentId": "slow@sg", "message": "and the moons?"}),
-            Text("sent"),
-            Text("and the planets?"),  # step 1: the exchange goes on to sg
-            Text("REPLY_SKIP"),  # step 3: it ends
-        )
+        fake.script("m-slow", *([Text("slow: the moons")] if held_step else []), Gate(held))
+        fake.script("m-boss", *turn, *steps)
         eu = {**_eu(fake, tmp_path), "runtime": {"turnLeaseSeconds": 2}}
         regions = {"sg": _sg(fake, tmp_path), "eu": eu}
         async with federation(tmp_path, regions, services={"eu": ("ingress", "router")}) as fed:
@@ -465,25 +479,24 @@ async def test_a_runner_killed_while_sg_answers_a_step_leaves_it_to_another_runn
             first = ServiceProcess(
                 "runner", gw_eu.config_path, runner_url, gw_eu.env, tmp_path / "runner.log"
             )
+            asked = 1 + held_step // 2  # requests sg served before the held one: step 0 (and 2)
             try:
                 assert await _say(fed, "ask the slow one") == "sent"
                 _, sent = await watch.result(1)
-                assert sent["reply"] == "slow: the moons", sent
-                await wait_until(
-                    lambda: sum(r.model == "m-slow" for r in fake.requests) == 2, message="step 2 held on sg"
-                )
+                assert sent["status"] == ("ok" if held_step else "accepted"), sent
+                await wait_until(lambda: sg_link["remote_turns"] == asked, message="the held step asked")
+                await wait_until(lambda: any(isinstance(r.step, Gate) for r in fake.requests), message="held")
                 (tmp_path / "second").mkdir()
                 async with run_gateway(
                     gw_eu.nats_url, eu, tmp_path / "second", services=("runner",), urls={"runner": runner_url}
                 ):
                     first.kill()  # its follow-up is left unacked
-                    # step 0, step 2 from the killed runner, step 2 again from the second
                     await wait_until(
-                        lambda: sg_link["remote_turns"] == 3, message="the second runner asking sg"
+                        lambda: sg_link["remote_turns"] == asked + 1, message="the second runner asking sg"
                     )
                     held.set()
-                    run = sent["runId"]
-                    await wait_until(lambda: f"{run}-3" in watch.finished, message="the exchange's last step")
+                    last = f"{sent['runId']}-{len(steps) * 2 - 1}"
+                    await wait_until(lambda: last in watch.finished, message="the exchange's last step")
             finally:
                 first.kill()
             slow = [
@@ -491,12 +504,15 @@ async def test_a_runner_killed_while_sg_answers_a_step_leaves_it_to_another_runn
                 for s in await fed.gateways["sg"].service("runner").store.list_sessions()
                 if s.agent_id == "slow"
             ]
-            assert [s.seq for s in slow] == [2]  # step 0 and step 2, each run once
-            assert sum(r.model == "m-slow" for r in fake.requests) == 2
-            step2 = [r for r in fake.requests if r.model == "m-slow"][-1].last_user_text
-            assert "Turn 2 of 5." in step2 and "and the planets?" in step2
-            step3 = [r for r in fake.requests if r.model == "m-boss"][-1]
-            assert step3.last_user_text == "pong from fake"  # the held step's reply, once
-            assert "Turn 3 of 5." in (step3.system_text or "")
+            assert [s.seq for s in slow] == [held_step // 2 + 1]  # each step sg was asked, run once
+            assert sum(r.model == "m-slow" for r in fake.requests) == held_step // 2 + 1
+            held_text = [r for r in fake.requests if r.model == "m-slow"][-1].last_user_text
+            if held_step:
+                assert "Turn 2 of 5." in held_text and "and the planets?" in held_text
+            else:
+                assert held_text == "and the moons?"
+            after = [r for r in fake.requests if r.model == "m-boss"][-1]
+            assert after.last_user_text == "pong from fake"  # the held step's reply, once
+            assert f"Turn {held_step + 1} of 5." in (after.system_text or "")
             assert fake.pending == 0
             await nc.close()
