@@ -10,8 +10,10 @@ whether it would serve (so a refusal is still the result), then sends without wa
 Either way the exchange goes on as a local one does (OpenClaw's ping-pong): the first reply is
 stored as step 0's reply in `cm.out.a2a.*`, where the exchange driver (`followups.py`) takes
 it, and each of the target's steps is a remote turn again (`remote_step`), its reply stored the
-same way. Each step's turn id is the same on every try, so a runner that dies while sg answers
-leaves the step to another, whose request sg answers from the first (it runs once there).
+same way. A waited send runs its first step itself (it waits for it); an unwaited one stores it
+as a request the driver sends (`FIRST_STEP_REQUEST`). Each step's turn id is the same on every
+try, so a runner that dies while sg answers leaves the step to another, whose request sg
+answers from the first (it runs once there).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ log = logging.getLogger("clawmesh.runner")
 
 # the other gateway's refusals (the rest: it could not be reached, or failed the turn)
 _REFUSALS: Final = frozenset({"A2A_FORBIDDEN", "AGENT_NOT_EXPOSED", "GATEWAY_NOT_ALLOWED"})
-_UNWAITED: set[asyncio.Task[Any]] = set()  # fire-and-forget sends, kept referenced until done
+# first steps a waited send's wait ran out on: they go on, kept referenced until done
+_UNWAITED: set[asyncio.Task[Any]] = set()
 
 
 def is_remote_target(agent_id: str | None) -> bool:
@@ -66,7 +69,7 @@ async def _ignore(_: str) -> None:
 def _forget(task: asyncio.Task[Any]) -> None:
     _UNWAITED.discard(task)
     if not task.cancelled() and (exc := task.exception()) is not None:
-        # the tool's answer said so when it waited; else this is the only trace
+        # the tool's answer said so when it still waited; else this is the only trace
         log.info("runner: a sessions_send to another gateway ended: %s", exc)
 
 
