@@ -152,6 +152,10 @@ def _router_permissions(s: Subjects) -> tuple[list[str], list[str]]:
         s.kv("sessions"),
         s.kv("leases"),
         s.kv("turns"),
+        # federation failover (no live runner here): the turn asked of another region, and
+        # its reply stored where this region's replies go
+        f"{s.prefix}.gw.*.turn.>",
+        s.outbound_all,
     ]
     subscribe = [s.control_all]
     return publish, subscribe

@@ -59,6 +59,7 @@ from clawmesh.wire import (
     now,
 )
 
+from .failover import Failover
 from .partitions import (
     MEMBER_PREFIX,
     Partition,
@@ -229,6 +230,7 @@ class Router:
         # runtime.routerPartitions at start: the stream's mapping and the consumers follow it
         self.partitions = plan(ctx.layout.router_partitions, ctx.subjects)
         self._held: dict[int, _Held] = {}
+        self.failover = Failover(ctx)  # turns served by another region while no runner is alive
         self._consumers_ready = False
         self._member = member_key(ctx.instance)
 
@@ -246,6 +248,7 @@ class Router:
                 best_effort(self.ctx.counters, "leader_stop", log=log),
             ):
                 await asyncio.wait_for(self._task, timeout)
+        await self.failover.stop()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -455,6 +458,12 @@ class Router:
             except Exception as exc:  # a bug or an input nobody foresaw: never the whole router
                 log.exception("router: could not route message %s; it is tried again", inbound.id)
                 await self._retry_later(msg, exc)
+                continue
+            region = self.failover.region_for(config, route)
+            if region is not None and (
+                self.failover.busy(route.session_key) or not await self.failover.runners_alive()
+            ):
+                self.failover.serve(msg, inbound, route, region)  # it acks the message when done
                 continue
             routed.append(_Routed(msg, inbound, route, seq))
         if not routed:

@@ -64,3 +64,48 @@ def test_bad_values_are_refused_with_their_path(federation: dict[str, Any], path
     assert [(p.path, p.message.endswith(words)) for p in caught.value.problems] == [(path, True)], [
         (p.path, p.message) for p in caught.value.problems
     ]
+
+
+def test_failover_names_a_region_and_the_agents_that_may_run_there() -> None:
+    gw = _gateway({"failover": {"region": "SG", "agents": ["main", "work-*"]}})
+    assert (gw.failover_region, gw.failover_agents) == ("sg", ("main", "work-*"))
+    assert _gateway(None).failover_region is None  # none by default
+
+
+@pytest.mark.parametrize(
+    ("failover", "path", "words"),
+    [
+        (
+            {"region": "eu", "agents": ["*"]},
+            "$.gateway.federation.failover.region",
+            "is this gateway's own region",
+        ),
+        (
+            {"region": "hub", "agents": ["*"]},
+            "$.gateway.federation.failover.region",
+            "not a valid region name",
+        ),
+        ({"region": "sg"}, "$.gateway.federation.failover.agents", "name the agents that may run there"),
+        ({"agents": ["*"]}, "$.gateway.federation.failover", "region"),
+    ],
+)
+def test_bad_failover_settings_are_refused_with_their_path(
+    failover: dict[str, Any], path: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _gateway({"failover": failover})
+    assert [(p.path, words in p.message) for p in caught.value.problems] == [(path, True)], [
+        (p.path, p.message) for p in caught.value.problems
+    ]
+
+
+def test_failover_needs_this_gateway_to_be_federated() -> None:
+    doc = {
+        "agents": {"list": [{"id": "a", "default": True, "model": "echo/e"}]},
+        "gateway": {"federation": {"failover": {"region": "sg", "agents": ["*"]}}},
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(doc, env={"HOME": "/home/u"}, checks=default_checks())
+    assert [(p.path, "needs gateway.region" in p.message) for p in caught.value.problems] == [
+        ("$.gateway.federation.failover", True)
+    ]

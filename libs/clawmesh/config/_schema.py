@@ -678,6 +678,13 @@ class GatewayHttp(_Base):
     endpoints: GatewayEndpoints | None = None
 
 
+class GatewayFailover(_Base):
+    """clawmesh: where this region's turns go when it has no live runner."""
+
+    region: str
+    agents: list[str] | None = None  # the agents that may run there (patterns); none by default
+
+
 class GatewayFederation(_Base):
     """clawmesh: what this gateway offers the other regions of its federation."""
 
@@ -692,6 +699,7 @@ class GatewayFederation(_Base):
     # and how long without any message from it before the region counts as dropped (30)
     keepalive_seconds: float | None = None
     idle_timeout_seconds: float | None = None
+    failover: GatewayFailover | None = None
 
 
 class GatewayTools(_Base):

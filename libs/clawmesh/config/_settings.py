@@ -241,6 +241,8 @@ class GatewaySettings:
     catalog_seconds: float = 10.0  # federation.catalogSeconds
     keepalive_seconds: float = 5.0  # federation.keepaliveSeconds
     idle_timeout_seconds: float = 30.0  # federation.idleTimeoutSeconds
+    failover_region: str | None = None  # federation.failover.region
+    failover_agents: tuple[str, ...] = ()  # federation.failover.agents
 
 
 @dataclass(frozen=True)
@@ -378,9 +380,46 @@ def _gateway_settings(base: GatewaySettings, section: Any, problems: list[Proble
             )
         )
         idle = None
+    failover_region: str | None = None
+    failover_agents: tuple[str, ...] = ()
+    if fed.failover is not None:
+        failover_region = fed.failover.region.strip().lower()
+        failover_agents = tuple(v.strip() for v in fed.failover.agents or () if v.strip())
+        if not _REGION_RE.match(failover_region) or failover_region in ("hub", "all", "bcast"):
+            problems.append(
+                Problem(
+                    "$.gateway.federation.failover.region",
+                    f"{failover_region!r} is not a valid region name (1-32 of a-z, 0-9, '-'; not hub/all/bcast)",
+                )
+            )
+            failover_region = None
+        elif region is None:
+            problems.append(
+                Problem(
+                    "$.gateway.federation.failover", "needs gateway.region: this gateway is not federated"
+                )
+            )
+            failover_region = None
+        elif failover_region == region:
+            problems.append(
+                Problem(
+                    "$.gateway.federation.failover.region",
+                    f"{failover_region!r} is this gateway's own region",
+                )
+            )
+            failover_region = None
+        elif not failover_agents:
+            problems.append(
+                Problem(
+                    "$.gateway.federation.failover.agents",
+                    'name the agents that may run there (their ids, or patterns such as "*")',
+                )
+            )
     return dataclasses.replace(
         base,
         region=region,
+        failover_region=failover_region,
+        failover_agents=failover_agents,
         expose_agents=tuple(v.strip() for v in fed.expose_agents or () if v.strip()),
         expose_nodes=tuple(v.strip() for v in fed.expose_nodes or () if v.strip()),
         allow_gateways=tuple(v.strip() for v in fed.allow_gateways or ("*",) if v.strip()),

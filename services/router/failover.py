@@ -1,0 +1,239 @@
+"""Cross-region failover: a region with no live runner has the turns of the agents it allows to
+run elsewhere served by another region of the federation (`gateway.federation.failover`).
+
+The router is the one durable consumer a region keeps when its runners are gone, so it serves
+such a message itself, as a remote turn of the same agent on the other region (a session of its
+own there per session here: the one `runnerType: openclawx` with `openclawx.gateway` uses), and
+keeps the message unacked — in progress — until the reply is stored in this region's
+CM_OUTBOUND (`out:<turn id>`, where chat channels deliver it) and the caller and the turn status
+are told. A router that dies meanwhile leaves the message to the next holder, which asks the
+other region again with the same turn id: it answers with the turn it ran. A session's messages
+are served one after the other, and go on being served there while any of them is, so a runner
+that comes back never answers a later message before an earlier one's reply; after that, the
+session's messages are routed to this region's runners again. Failover turns are not numbered
+in this region's session nor written to its transcript: they live in the other region's session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import logging
+import time
+from typing import Final, TypedDict
+
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+
+from clawmesh.bus import ServiceContext, inject
+from clawmesh.config import Config
+from clawmesh.errors import best_effort
+from clawmesh.federation import RemoteTurn, RemoteTurnFailed, remote_turn
+from clawmesh.routing import Route
+from clawmesh.sessions import TurnStatus
+from clawmesh.wire import (
+    InboundMessage,
+    OutboundMessage,
+    RouteDecision,
+    TextDeltaEvent,
+    TurnError,
+    TurnEvent,
+    TurnFinal,
+    encode_json,
+)
+
+__all__ = ["Failover"]
+
+log = logging.getLogger("clawmesh.router")
+
+
+class _Stamp(TypedDict):
+    turn_id: str
+    agent_id: str
+    session_key: str
+
+
+_RUNNERS: Final = "$SRV.PING.clawmesh-runner"  # every runner answers (NATS micro discovery)
+_ALIVE_FOR: Final = 1.0  # seconds an answer about the runners is trusted
+_PING_WAIT: Final = 0.5
+
+
+class Failover:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self._chains: dict[str, asyncio.Task[None]] = {}  # session key → its latest message
+        self._alive: tuple[float, bool] = (0.0, True)
+
+    def region_for(self, config: Config, route: Route) -> str | None:
+        """The region this route's turns fail over to, when its agent may run there."""
+        gw = config.settings.gateway
+        if gw.failover_region is None or gw.region is None:
+            return None
+        if not any(fnmatch.fnmatchcase(route.agent_id, p) for p in gw.failover_agents):
+            return None
+        return gw.failover_region
+
+    def busy(self, session_key: str) -> bool:
+        """Some message of this session is being served elsewhere: the next ones follow it."""
+        return session_key in self._chains
+
+    async def runners_alive(self) -> bool:
+        """Whether any runner of this region answers (asked at most once a second)."""
+        at, alive = self._alive
+        if time.monotonic() - at < _ALIVE_FOR:
+            return alive
+        try:
+            await self.ctx.nc.request(_RUNNERS, b"", timeout=_PING_WAIT)
+            alive = True
+        except NoRespondersError:
+            alive = False
+        except Exception as exc:  # no answer in time: a runner may be busy; not a failover
+            log.info("router: the runners did not answer a ping (%s)", exc)
+            alive = True
+        if alive != self._alive[1]:
+            log.warning("router: %s", "runners are back" if alive else "no live runner in this region")
+        self._alive = (time.monotonic(), alive)
+        return alive
+
+    def serve(self, msg: Msg, inbound: InboundMessage, route: Route, region: str) -> None:
+        """Take the message over: served on `region` after the session's earlier ones, acked
+        (or handed back, when that region cannot be reached) when done."""
+        key = route.session_key
+        previous = self._chains.get(key)
+        task = asyncio.create_task(self._serve(msg, inbound, route, region, previous))
+        self._chains[key] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self._chains.get(key) is t:
+                del self._chains[key]
+            if not t.cancelled() and (exc := t.exception()) is not None:
+                log.error("router: failover of %s failed: %r", inbound.id, exc)
+
+        task.add_done_callback(done)
+
+    async def stop(self) -> None:
+        """Abandon what is being served: those messages go to the next holder, unacked."""
+        tasks = list(self._chains.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _serve(
+        self,
+        msg: Msg,
+        inbound: InboundMessage,
+        route: Route,
+        region: str,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        ctx = self.ctx
+        keep = asyncio.create_task(_in_progress(msg, ctx.layout.lease_seconds / 3))
+        try:
+            decision = RouteDecision(
+                turn_id=inbound.id,
+                channel=route.channel,
+                account_id=route.account_id,
+                agent_id=route.agent_id,
+                session_key=route.session_key,
+                matched_by=route.matched_by,
+            )
+            data, headers = encode_json(decision)
+            await ctx.nc.publish(ctx.subjects.route_decided, data, headers=inject(headers))
+            await self._tell(inbound, decision)
+            if previous is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(previous)
+            event = await self._remote(inbound, route, region)
+            if event is None:  # the region could not be reached: tried again later
+                keep.cancel()
+                delay = min(0.5 * 2 ** ((msg.metadata.num_delivered or 1) - 1), 30.0)
+                with best_effort(ctx.counters, "inbound_nak", log=log):
+                    await msg.nak(delay=delay)
+                return
+            await self._finish(inbound, route, event)
+            ctx.counters["failed_over"] += 1
+            keep.cancel()
+            await msg.ack()
+        finally:
+            keep.cancel()
+
+    async def _remote(self, inbound: InboundMessage, route: Route, region: str) -> TurnEvent | None:
+        ctx = self.ctx
+        gw = ctx.holder.current.settings.gateway
+        assert gw.region is not None
+        stamp = _Stamp(turn_id=inbound.id, agent_id=route.agent_id, session_key=route.session_key)
+
+        async def delta(text: str) -> None:
+            if inbound.reply_subject and inbound.reply_events == "all":
+                await self._tell(inbound, TextDeltaEvent(**stamp, text=text))
+
+        request = RemoteTurn(
+            from_gateway=gw.region,
+            agent_id=route.agent_id,
+            session=route.session_key,
+            turn_id=inbound.id,
+            text=inbound.text,
+            stream=inbound.reply_events == "all",
+            keepalive=gw.keepalive_seconds,
+        )
+        try:
+            final = await remote_turn(
+                ctx.nc, ctx.subjects.prefix, region, request, delta, idle_timeout=gw.idle_timeout_seconds
+            )
+        except RemoteTurnFailed as exc:
+            if exc.failover:
+                log.warning("router: turn %s could not fail over to %r: %s", inbound.id, region, exc.message)
+                return None
+            return TurnError(
+                **stamp, code="TURN_FAILED", message=f"gateway {region}: {exc.message}", hint=exc.hint
+            )
+        return TurnFinal(**stamp, text=final.text, model=final.model or "")
+
+    async def _finish(self, inbound: InboundMessage, route: Route, event: TurnEvent) -> None:
+        """The reply where this region's replies go: CM_OUTBOUND (once per turn id), then the
+        caller, then the turn status. (Not `cm.ev`: a router may not publish a session's events;
+        the other region's session has them.)"""
+        ctx = self.ctx
+        failed = isinstance(event, TurnError)
+        text = f"⚠️ {event.message}" if isinstance(event, TurnError) else getattr(event, "text", "")
+        reply = OutboundMessage(
+            turn_id=inbound.id,
+            agent_id=route.agent_id,
+            session_key=route.session_key,
+            channel=route.channel,
+            account_id=route.account_id,
+            text=text,
+            peer=inbound.peer,
+            thread_id=inbound.thread_id,
+            reply_to=inbound.message_id,
+            is_error=failed,
+        )
+        data, headers = encode_json(reply)
+        headers["Nats-Msg-Id"] = f"out:{inbound.id}"
+        await ctx.publish(ctx.subjects.outbound(route.channel, route.account_id), data, inject(headers))
+        await self._tell(inbound, event)
+        with best_effort(ctx.counters, "turn_status_write", log=log):
+            await ctx.sessions.put_turn_status(
+                inbound.id,
+                TurnStatus(
+                    state="error" if failed else "done",
+                    agent_id=route.agent_id,
+                    session_key=route.session_key,
+                    text=text,
+                    error_code=event.code if isinstance(event, TurnError) else None,
+                    error_message=event.message if isinstance(event, TurnError) else None,
+                ),
+            )
+
+    async def _tell(self, inbound: InboundMessage, item: RouteDecision | TurnEvent) -> None:
+        if inbound.reply_subject:
+            data, headers = encode_json(item)
+            await self.ctx.nc.publish(inbound.reply_subject, data, headers=inject(headers))
+
+
+async def _in_progress(msg: Msg, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        with contextlib.suppress(Exception):  # a lost one: at worst the message is served again
+            await msg.in_progress()

@@ -1,0 +1,124 @@
+"""Cross-region failover: eu has no live runner, so the turns of an agent it lets run elsewhere
+(`gateway.federation.failover`) are served by sg and the replies come back; when a runner of eu
+is up again, eu serves them itself, with no reconfiguration. A hub and two regions as real
+nats-servers, each service with its own NATS user."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import nats
+import pytest
+
+from clawmesh.federation import RemoteTurn
+from clawmesh.sessions import TxUser
+from clawmesh.wire import OutboundMessage, decode
+from tests.chaos.checker import read_stream
+from tests.fakes.models import FakeModelServer, Text
+from tests.fixtures.federation import Federation, federation
+from tests.fixtures.gateway import run_gateway, wait_until
+
+pytestmark = pytest.mark.asyncio
+
+
+def _configs(fake: FakeModelServer, tmp: Path) -> dict[str, dict[str, Any]]:
+    models = {"providers": {"openai": {"baseUrl": fake.base_url + "/v1", "apiKey": "sk-test"}}}
+
+    def region(name: str, federation: dict[str, Any]) -> dict[str, Any]:
+        main = {
+            "id": "main",
+            "default": True,
+            "model": f"openai/m-{name}",
+            "workspace": str(tmp / f"{name}-ws"),
+        }
+        return {
+            "gateway": {"region": name, "federation": federation},
+            "agents": {"list": [main]},
+            "models": models,
+        }
+
+    return {
+        "sg": region("sg", {"exposeAgents": ["main"]}),
+        "eu": region("eu", {"failover": {"region": "sg", "agents": ["main"]}}),
+    }
+
+
+async def _linked(fed: Federation) -> None:
+    """Until eu's requests reach sg's gateway through the hub (the leaf links form first)."""
+    nc = await nats.connect(fed.url("eu"))
+    probe = RemoteTurn(
+        from_gateway="eu", agent_id="main", session="probe", turn_id="probe", text="", probe=True
+    )
+
+    async def answered() -> bool:
+        try:
+            msg = await nc.request("cm.gw.sg.turn.main", msgspec.json.encode(probe), timeout=1)
+        except Exception:
+            return False
+        return b'"final"' in msg.data
+
+    await wait_until(answered, timeout=30, message="eu reaching sg's gateway")
+    await nc.close()
+
+
+async def _say(http: httpx.AsyncClient, text: str) -> dict[str, Any]:
+    r = await http.post("/v1/messages?wait=30", json={"text": text, "peer": {"kind": "direct", "id": "pat"}})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def test_a_region_without_runners_is_served_by_another_and_takes_its_turns_back(tmp_path: Path) -> None:
+    async with FakeModelServer() as fake:
+        fake.script("m-sg", Text("from sg"), Text("from sg, again"))
+        fake.script("m-eu", Text("from eu"))
+        configs = _configs(fake, tmp_path)
+        async with federation(tmp_path, configs, services={"eu": ("ingress", "router")}) as fed:
+            await _linked(fed)
+            eu = fed.gateways["eu"]
+            async with eu.client(timeout=60) as http:
+                # no runner in eu: sg's copy of the agent answers, in a session of its own for
+                # this one, which the second message continues
+                first = await _say(http, "hello")
+                second = await _say(http, "and again")
+                assert (first["text"], second["text"]) == ("from sg", "from sg, again")
+                assert first["sessionKey"] == second["sessionKey"] == "agent:main:main"
+                sg_sessions = await fed.gateways["sg"].service("runner").store.list_sessions()
+                assert [
+                    (s.agent_id, s.session_key.startswith("agent:main:gw:eu:"), s.seq) for s in sg_sessions
+                ] == [("main", True, 2)]
+                sg_history = (
+                    await fed.gateways["sg"]
+                    .service("runner")
+                    .store.history("main", sg_sessions[0].session_key)
+                )
+                assert [e.text for e in sg_history if isinstance(e, TxUser)] == ["hello", "and again"]
+                # the replies are where eu's replies go (its chat channels deliver from there), once
+                nc = await nats.connect(fed.url("eu"))
+                replies = [
+                    decode(m.data, OutboundMessage) for m in await read_stream(nc.jetstream(), "cm.out.>")
+                ]
+                assert [(r.turn_id, r.text) for r in replies] == [
+                    (first["turnId"], "from sg"),
+                    (second["turnId"], "from sg, again"),
+                ]
+                status = await eu.service("router").store.get_turn_status(first["turnId"])
+                assert status is not None and (status.state, status.text) == ("done", "from sg")
+
+                # a runner of eu comes back: eu serves its turns again, no reconfiguration
+                home = tmp_path / "eu-runner"
+                home.mkdir()
+                runner = {"runner": fed.url("eu", "runner")}
+                router = eu.service("router")
+                async with run_gateway(eu.nats_url, configs["eu"], home, services=("runner",), urls=runner):
+                    await wait_until(router.failover.runners_alive, message="eu's router seeing its runner")
+                    third = await _say(http, "back home?")
+                    assert third["text"] == "from eu"
+                    assert sum(r.model == "m-sg" for r in fake.requests) == 2
+                    eu_history = await router.store.history("main", "agent:main:main")
+                    # the failed-over turns live in sg's session, not in eu's transcript
+                    assert [e.text for e in eu_history if isinstance(e, TxUser)] == ["back home?"]
+                await nc.close()
+            assert fake.pending == 0
