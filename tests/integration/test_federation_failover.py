@@ -1,4 +1,4 @@
-"""Cross-region failover: eu has no live runner, so the turns of an agent it lets run elsewhere
+"""Cross-region failover: eu's runner is killed, so the turns of an agent it lets run elsewhere
 (`gateway.federation.failover`) are served by sg and the replies come back; when a runner of eu
 is up again, eu serves them itself, with no reconfiguration. A hub and two regions as real
 nats-servers, each service with its own NATS user."""
@@ -19,7 +19,7 @@ from clawmesh.wire import OutboundMessage, decode
 from tests.chaos.checker import read_stream
 from tests.fakes.models import FakeModelServer, Text
 from tests.fixtures.federation import Federation, federation
-from tests.fixtures.gateway import run_gateway, wait_until
+from tests.fixtures.gateway import ServiceProcess, run_gateway, wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -70,55 +70,71 @@ async def _say(http: httpx.AsyncClient, text: str) -> dict[str, Any]:
     return dict(r.json())
 
 
-async def test_a_region_without_runners_is_served_by_another_and_takes_its_turns_back(tmp_path: Path) -> None:
+async def test_a_region_whose_runner_is_killed_is_served_by_another_and_takes_its_turns_back(
+    tmp_path: Path,
+) -> None:
     async with FakeModelServer() as fake:
         fake.script("m-sg", Text("from sg"), Text("from sg, again"))
-        fake.script("m-eu", Text("from eu"))
+        fake.script("m-eu", Text("from eu"), Text("from eu, back"))
         configs = _configs(fake, tmp_path)
         async with federation(tmp_path, configs, services={"eu": ("ingress", "router")}) as fed:
             await _linked(fed)
             eu = fed.gateways["eu"]
-            async with eu.client(timeout=60) as http:
-                # no runner in eu: sg's copy of the agent answers, in a session of its own for
-                # this one, which the second message continues
-                first = await _say(http, "hello")
-                second = await _say(http, "and again")
-                assert (first["text"], second["text"]) == ("from sg", "from sg, again")
-                assert first["sessionKey"] == second["sessionKey"] == "agent:main:main"
-                sg_sessions = await fed.gateways["sg"].service("runner").store.list_sessions()
-                assert [
-                    (s.agent_id, s.session_key.startswith("agent:main:gw:eu:"), s.seq) for s in sg_sessions
-                ] == [("main", True, 2)]
-                sg_history = (
-                    await fed.gateways["sg"]
-                    .service("runner")
-                    .store.history("main", sg_sessions[0].session_key)
-                )
-                assert [e.text for e in sg_history if isinstance(e, TxUser)] == ["hello", "and again"]
-                # the replies are where eu's replies go (its chat channels deliver from there), once
-                nc = await nats.connect(fed.url("eu"))
-                replies = [
-                    decode(m.data, OutboundMessage) for m in await read_stream(nc.jetstream(), "cm.out.>")
-                ]
-                assert [(r.turn_id, r.text) for r in replies] == [
-                    (first["turnId"], "from sg"),
-                    (second["turnId"], "from sg, again"),
-                ]
-                status = await eu.service("router").store.get_turn_status(first["turnId"])
-                assert status is not None and (status.state, status.text) == ("done", "from sg")
+            router = eu.service("router")
+            runner_url = fed.url("eu", "runner")
+            nc = await nats.connect(fed.url("eu"))
+            runner = ServiceProcess("runner", eu.config_path, runner_url, eu.env, tmp_path / "runner.log")
+            try:
+                async with eu.client(timeout=60) as http:
+                    # eu's runner serves eu's turns
+                    await wait_until(router.failover.runners_alive, message="eu's runner up")
+                    assert (await _say(http, "hi"))["text"] == "from eu"
+                    # its runner killed: sg's copy of the agent answers, in a session of its own
+                    # for this one, which the next message continues
+                    runner.kill()
+                    await wait_until(
+                        lambda: _not(router.failover.runners_alive), message="eu's router missing its runner"
+                    )
+                    first = await _say(http, "hello")
+                    second = await _say(http, "and again")
+                    assert (first["text"], second["text"]) == ("from sg", "from sg, again")
+                    assert first["sessionKey"] == second["sessionKey"] == "agent:main:main"
+                    sg_store = fed.gateways["sg"].service("runner").store
+                    sg_sessions = await sg_store.list_sessions()
+                    assert [(s.session_key.startswith("agent:main:gw:eu:"), s.seq) for s in sg_sessions] == [
+                        (True, 2)
+                    ]
+                    sg_history = await sg_store.history("main", sg_sessions[0].session_key)
+                    assert [e.text for e in sg_history if isinstance(e, TxUser)] == ["hello", "and again"]
+                    # the replies are where eu's replies go (its chat channels deliver from there), once
+                    replies = [
+                        decode(m.data, OutboundMessage) for m in await read_stream(nc.jetstream(), "cm.out.>")
+                    ]
+                    assert [(r.turn_id, r.text) for r in replies[1:]] == [
+                        (first["turnId"], "from sg"),
+                        (second["turnId"], "from sg, again"),
+                    ]
+                    status = await router.store.get_turn_status(first["turnId"])
+                    assert status is not None and (status.state, status.text) == ("done", "from sg")
 
-                # a runner of eu comes back: eu serves its turns again, no reconfiguration
-                home = tmp_path / "eu-runner"
-                home.mkdir()
-                runner = {"runner": fed.url("eu", "runner")}
-                router = eu.service("router")
-                async with run_gateway(eu.nats_url, configs["eu"], home, services=("runner",), urls=runner):
-                    await wait_until(router.failover.runners_alive, message="eu's router seeing its runner")
-                    third = await _say(http, "back home?")
-                    assert third["text"] == "from eu"
-                    assert sum(r.model == "m-sg" for r in fake.requests) == 2
-                    eu_history = await router.store.history("main", "agent:main:main")
-                    # the failed-over turns live in sg's session, not in eu's transcript
-                    assert [e.text for e in eu_history if isinstance(e, TxUser)] == ["back home?"]
+                    # a runner of eu is back: eu serves its turns again, no reconfiguration
+                    home = tmp_path / "eu-runner"
+                    home.mkdir()
+                    urls = {"runner": runner_url}
+                    async with run_gateway(eu.nats_url, configs["eu"], home, services=("runner",), urls=urls):
+                        await wait_until(
+                            router.failover.runners_alive, message="eu's router seeing its runner"
+                        )
+                        assert (await _say(http, "back home?"))["text"] == "from eu, back"
+                        assert sum(r.model == "m-sg" for r in fake.requests) == 2
+                        eu_history = await router.store.history("main", "agent:main:main")
+                        # the failed-over turns live in sg's session, not in eu's transcript
+                        assert [e.text for e in eu_history if isinstance(e, TxUser)] == ["hi", "back home?"]
+            finally:
+                runner.kill()
                 await nc.close()
             assert fake.pending == 0
+
+
+async def _not(check: Any) -> bool:
+    return not await check()
