@@ -5,6 +5,7 @@ nats-servers, each service with its own NATS user."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from clawmesh.federation import RemoteTurn
 from clawmesh.sessions import TxUser
 from clawmesh.wire import OutboundMessage, decode
 from tests.chaos.checker import read_stream
-from tests.fakes.models import FakeModelServer, Text
+from tests.fakes.models import FakeModelServer, Gate, Text
 from tests.fixtures.federation import Federation, federation
 from tests.fixtures.gateway import ServiceProcess, run_gateway, wait_until
 
@@ -138,3 +139,42 @@ async def test_a_region_whose_runner_is_killed_is_served_by_another_and_takes_it
 
 async def _not(check: Any) -> bool:
     return not await check()
+
+
+async def test_a_session_served_elsewhere_stays_there_until_its_turn_in_flight_is_answered(
+    tmp_path: Path,
+) -> None:
+    """eu has no runner; sg holds the session's first turn; a runner of eu comes up meanwhile.
+    The session's next message still goes to sg, after the first (a runner here would answer it
+    before the first's reply); once nothing of the session is in flight, eu serves it again."""
+    held = asyncio.Event()
+    async with FakeModelServer() as fake:
+        fake.script("m-sg", Gate(held), Text("second, from sg"))
+        fake.script("m-eu", Text("third, from eu"))
+        configs = _configs(fake, tmp_path)
+        async with federation(tmp_path, configs, services={"eu": ("ingress", "router")}) as fed:
+            await _linked(fed)
+            eu = fed.gateways["eu"]
+            router = eu.service("router")
+            async with eu.client(timeout=60) as http:
+                first = asyncio.create_task(_say(http, "one"))
+                await wait_until(
+                    lambda: any(r.model == "m-sg" for r in fake.requests), message="sg holding it"
+                )
+                home = tmp_path / "eu-runner"
+                home.mkdir()
+                urls = {"runner": fed.url("eu", "runner")}
+                async with run_gateway(eu.nats_url, configs["eu"], home, services=("runner",), urls=urls):
+                    await wait_until(router.failover.runners_alive, message="eu's router seeing its runner")
+                    second = asyncio.create_task(_say(http, "two"))
+                    await wait_until(lambda: router.failover.busy("agent:main:main"), message="in flight")
+                    assert not second.done() and not any(r.model == "m-eu" for r in fake.requests)
+                    held.set()
+                    assert (await first)["text"] == "pong from fake"
+                    assert (await second)["text"] == "second, from sg"
+                    await wait_until(
+                        lambda: not router.failover.busy("agent:main:main"), message="done there"
+                    )
+                    assert (await _say(http, "three"))["text"] == "third, from eu"
+            assert [r.model for r in fake.requests if r.model in ("m-sg", "m-eu")] == ["m-sg", "m-sg", "m-eu"]
+            assert fake.pending == 0
