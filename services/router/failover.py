@@ -26,7 +26,7 @@ from typing import Final, TypedDict
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 
-from clawmesh.bus import ServiceContext, inject
+from clawmesh.bus import ServiceContext, inject, kept_in_progress
 from clawmesh.config import Config
 from clawmesh.errors import best_effort
 from clawmesh.federation import RemoteTurn, RemoteTurnFailed, remote_turn
@@ -128,35 +128,41 @@ class Failover:
         previous: asyncio.Task[None] | None,
     ) -> None:
         ctx = self.ctx
-        keep = asyncio.create_task(_in_progress(msg, ctx.layout.lease_seconds / 3))
-        try:
-            decision = RouteDecision(
-                turn_id=inbound.id,
-                channel=route.channel,
-                account_id=route.account_id,
-                agent_id=route.agent_id,
-                session_key=route.session_key,
-                matched_by=route.matched_by,
-            )
-            data, headers = encode_json(decision)
-            await ctx.nc.publish(ctx.subjects.route_decided, data, headers=inject(headers))
-            await self._tell(inbound, decision)
-            if previous is not None:
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(previous)
-            event = await self._remote(inbound, route, region)
-            if event is None:  # the region could not be reached: tried again later
-                keep.cancel()
-                delay = min(0.5 * 2 ** ((msg.metadata.num_delivered or 1) - 1), 30.0)
-                with best_effort(ctx.counters, "inbound_nak", log=log):
-                    await msg.nak(delay=delay)
-                return
-            await self._finish(inbound, route, event)
+        async with kept_in_progress(msg, ctx.layout.lease_seconds / 3):
+            done = await self._served(inbound, route, region, previous)
+        if done:
             ctx.counters["failed_over"] += 1
-            keep.cancel()
             await msg.ack()
-        finally:
-            keep.cancel()
+        else:  # the region could not be reached: tried again later
+            delay = min(0.5 * 2 ** ((msg.metadata.num_delivered or 1) - 1), 30.0)
+            with best_effort(ctx.counters, "inbound_nak", log=log):
+                await msg.nak(delay=delay)
+
+    async def _served(
+        self, inbound: InboundMessage, route: Route, region: str, previous: asyncio.Task[None] | None
+    ) -> bool:
+        """Whether the message was served there (its reply stored, everyone told); False when
+        the region could not be reached."""
+        ctx = self.ctx
+        decision = RouteDecision(
+            turn_id=inbound.id,
+            channel=route.channel,
+            account_id=route.account_id,
+            agent_id=route.agent_id,
+            session_key=route.session_key,
+            matched_by=route.matched_by,
+        )
+        data, headers = encode_json(decision)
+        await ctx.nc.publish(ctx.subjects.route_decided, data, headers=inject(headers))
+        await self._tell(inbound, decision)
+        if previous is not None:  # the session's earlier message first
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(previous)
+        event = await self._remote(inbound, route, region)
+        if event is None:
+            return False
+        await self._finish(inbound, route, event)
+        return True
 
     async def _remote(self, inbound: InboundMessage, route: Route, region: str) -> TurnEvent | None:
         ctx = self.ctx
@@ -230,10 +236,3 @@ class Failover:
         if inbound.reply_subject:
             data, headers = encode_json(item)
             await self.ctx.nc.publish(inbound.reply_subject, data, headers=inject(headers))
-
-
-async def _in_progress(msg: Msg, every: float) -> None:
-    while True:
-        await asyncio.sleep(every)
-        with contextlib.suppress(Exception):  # a lost one: at worst the message is served again
-            await msg.in_progress()

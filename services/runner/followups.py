@@ -20,7 +20,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from clawmesh.bus import ServiceContext, inject, pull_forever
+from clawmesh.bus import ServiceContext, inject, kept_in_progress, pull_forever
 from clawmesh.errors import best_effort
 from clawmesh.sessions import A2ARecord, SpawnRecord
 from clawmesh.tools.a2a_text import (
@@ -114,17 +114,15 @@ class Followups:
             await self.ctx.dead_letter(msg.subject, str(exc), msg.data, msg.headers)
             await msg.term()
             return
-        # a follow-up may wait on another gateway's turn: not redelivered meanwhile
-        alive = asyncio.create_task(_in_progress(msg, self.ctx.layout.lease_seconds / 3))
         try:
-            await handle(out)
+            # a follow-up may wait on another gateway's turn: not redelivered meanwhile
+            async with kept_in_progress(msg, self.ctx.layout.lease_seconds / 3):
+                await handle(out)
         except Exception:
             log.exception("runner: follow-up of turn %s failed; it is tried again", out.turn_id)
             with best_effort(self.ctx.counters, "followup_nak", log=log):
                 await msg.nak(delay=1.0)
             return
-        finally:
-            alive.cancel()
         await msg.ack()
 
     # --- sub-agent announce ------------------------------------------------------------------
@@ -388,13 +386,6 @@ def _by_exchange(msgs: list[Msg]) -> list[list[Msg]]:
         turn_id = (msg.headers or {}).get("Nats-Msg-Id", "").removeprefix("out:")
         groups.setdefault(turn_id.rpartition("-")[0] or str(id(msg)), []).append(msg)
     return list(groups.values())
-
-
-async def _in_progress(msg: Msg, every: float) -> None:
-    while True:
-        await asyncio.sleep(every)
-        with contextlib.suppress(Exception):  # a lost one: at worst the step is tried again
-            await msg.in_progress()
 
 
 def _ended(spawn: SpawnRecord, status: str, error: str) -> SpawnRecord:

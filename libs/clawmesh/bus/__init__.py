@@ -7,7 +7,7 @@ from ._main import configure_logging, run_loop, run_one
 from ._process import ConnectionClosedForGood, ProcessHealth
 from ._provision import BucketSpec, Layout, provision
 from ._publish import PUBLISH_RETRYABLE, publish_retrying
-from ._pull import await_orphans, pull_forever, wait_for_stop
+from ._pull import await_orphans, kept_in_progress, pull_forever, wait_for_stop
 from ._service import (
     Service,
     ServiceContext,
@@ -39,6 +39,7 @@ __all__ = [
     "consumer_span",
     "find_nats_server",
     "inject",
+    "kept_in_progress",
     "layout_for",
     "nats_settings",
     "open_context",

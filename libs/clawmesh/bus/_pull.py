@@ -14,13 +14,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-__all__ = ["PullSource", "await_orphans", "pull_forever", "wait_for_stop"]
+__all__ = ["PullSource", "await_orphans", "kept_in_progress", "pull_forever", "wait_for_stop"]
 
 log = logging.getLogger("clawmesh.bus")
 
@@ -32,6 +32,25 @@ _GRACE = 0.5  # past its expiry, a request whose end JetStream did not announce 
 # change, consumer deleted, too many requests waiting; 503: no JetStream answered)
 _HEARTBEAT = "100"
 _ENDED = ("404", "408")
+
+
+@contextlib.asynccontextmanager
+async def kept_in_progress(msg: Msg, interval: float) -> AsyncIterator[None]:
+    """Tell JetStream every `interval` seconds that `msg` is still being worked on (a long
+    send, a turn on another gateway), so it is not redelivered to another consumer meanwhile.
+    A lost notice costs at worst a redelivery, which the work must survive anyway."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 async def wait_for_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -28,9 +28,7 @@ back on a stop or a lost lease takes the chat's queued replies back with it, in 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import msgspec
@@ -38,7 +36,7 @@ from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from clawmesh.bus import Lease, ServiceContext, await_orphans, pull_forever, wait_for_stop
+from clawmesh.bus import Lease, ServiceContext, await_orphans, kept_in_progress, pull_forever, wait_for_stop
 from clawmesh.errors import best_effort
 from clawmesh.wire import DecodeFailure, OutboundMessage, decode, encode_token
 
@@ -200,7 +198,7 @@ class OutboundDelivery:
             entry = self._chat_locks.setdefault(chat, [asyncio.Lock(), 0])
             entry[1] += 1
             try:
-                async with _kept_alive(msg, ctx.layout.lease_seconds / 3), entry[0]:
+                async with kept_in_progress(msg, ctx.layout.lease_seconds / 3), entry[0]:
                     if not self.leading:
                         # stopping, or the lease lapsed: handed back in order behind the reply
                         # before it, for the next holder
@@ -305,21 +303,3 @@ class OutboundDelivery:
         self.ctx.counters["replies_undeliverable"] += 1
         await self.ctx.dead_letter(msg.subject, reason, msg.data, msg.headers, code="UNDELIVERABLE")
         await msg.term()
-
-
-@contextlib.asynccontextmanager
-async def _kept_alive(msg: Msg, interval: float) -> AsyncIterator[None]:
-    """Tell JetStream the message is being worked on (a long send, a retry_after wait, a queue
-    behind the same chat's replies), so it is not redelivered to another ingress meanwhile."""
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
