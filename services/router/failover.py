@@ -63,6 +63,7 @@ class Failover:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self._chains: dict[str, asyncio.Task[None]] = {}  # session key → its latest message
+        self._serving: set[asyncio.Task[None]] = set()
         self._alive: tuple[float, bool] = (0.0, True)
 
     def region_for(self, config: Config, route: Route) -> str | None:
@@ -103,8 +104,10 @@ class Failover:
         previous = self._chains.get(key)
         task = asyncio.create_task(self._serve(msg, inbound, route, region, previous))
         self._chains[key] = task
+        self._serving.add(task)
 
         def done(t: asyncio.Task[None]) -> None:
+            self._serving.discard(t)
             if self._chains.get(key) is t:
                 del self._chains[key]
             if not t.cancelled() and (exc := t.exception()) is not None:
@@ -114,7 +117,7 @@ class Failover:
 
     async def stop(self) -> None:
         """Abandon what is being served: those messages go to the next holder, unacked."""
-        tasks = list(self._chains.values())
+        tasks = list(self._serving)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -111,6 +111,21 @@ async def test_text_streams_as_deltas_with_usage(fake: fm.FakeModelServer, ref: 
     assert sent.last_user_text == "hi"
 
 
+@pytest.mark.parametrize("ref", ["anthropic/claude-t", "openai/gpt-t"])
+async def test_a_provider_works_again_after_the_providers_were_closed(
+    fake: fm.FakeModelServer, ref: str
+) -> None:
+    # a service stopped in this process (tests run several gateways in one) closes them; one
+    # started again must get new connections, not closed ones
+    fake.script(fm.Text("before"), fm.Text("after"))
+    first = provider(fake, ref)
+    assert "".join((await collect(first.stream(request(), KEY)))[0]) == "before"
+    await aclose_providers()
+    again = provider(fake, ref)
+    assert again is not first
+    assert "".join((await collect(again.stream(request(), KEY)))[0]) == "after"
+
+
 @pytest.mark.parametrize(
     ("ref", "credential", "x_api_key", "authorization"),
     [

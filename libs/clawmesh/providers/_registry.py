@@ -222,6 +222,9 @@ def preload_sdks(config: Config) -> tuple[Api, ...]:
 
 
 async def aclose_providers() -> None:
-    """Close the cached providers' connections on the running loop (call at service shutdown)."""
-    for provider in list(_providers.values()):
+    """Close the cached providers' connections on the running loop (call at service shutdown).
+    They leave the cache: a service started again in this process gets new ones, not closed
+    ones (every call on those would fail)."""
+    while _providers:
+        _, provider = _providers.popitem()
         await provider.aclose()
