@@ -17,7 +17,7 @@ from clawmesh.federation import RemoteTurn
 from clawmesh.sessions import SessionStore, stop_session
 from clawmesh.wire import A2AEvent, Subjects, ToolResultEvent, TurnError, TurnEvent, TurnFinal, decode
 from tests.fakes.models import FakeModelServer, Gate, Text, ToolCall
-from tests.fixtures.federation import Federation, federation
+from tests.fixtures.federation import Federation, federation, linked
 from tests.fixtures.gateway import ServiceProcess, run_gateway, wait_until
 
 pytestmark = pytest.mark.asyncio
@@ -65,24 +65,6 @@ def _eu(fake: FakeModelServer, tmp: Path) -> dict[str, Any]:
         "models": {"providers": {"openai": {"baseUrl": fake.base_url + "/v1", "apiKey": "sk-test"}}},
         "tools": {"agentToAgent": {"allow": ["boss", "intruder", "*@sg"]}},
     }
-
-
-async def _linked(fed: Federation) -> None:
-    """Until eu's requests reach sg's gateway through the hub (the leaf links form first)."""
-    nc = await nats.connect(fed.url("eu"))
-    probe = RemoteTurn(
-        from_gateway="eu", agent_id="worker", session="probe", turn_id="probe", text="", probe=True
-    )
-
-    async def answered() -> bool:
-        try:
-            msg = await nc.request("cm.gw.sg.turn.worker", msgspec.json.encode(probe), timeout=1)
-        except Exception:
-            return False
-        return b'"final"' in msg.data
-
-    await wait_until(answered, timeout=30, message="eu reaching sg's gateway")
-    await nc.close()
 
 
 def _has_key(kv: Any, key: str) -> Any:
@@ -151,7 +133,7 @@ async def test_spawn_and_send_reach_an_agent_of_another_gateway(tmp_path: Path) 
             Text("REPLY_SKIP"),  # the unwaited send's exchange: boss ends it at once
         )
         async with federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": _eu(fake, tmp_path)}) as fed:
-            await _linked(fed)
+            await linked(fed)
             watch = _Watch()
             nc = await watch.start(fed.url("eu"))
             assert await _say(fed, "spawn one in sg") == "spawned"
@@ -235,7 +217,7 @@ async def test_either_gateway_refuses_with_a_clear_error(tmp_path: Path) -> None
         )
         sg = _sg(fake, tmp_path)
         async with federation(tmp_path, {"sg": sg, "eu": _eu(fake, tmp_path)}) as fed:
-            await _linked(fed)
+            await linked(fed)
             watch = _Watch()
             nc = await watch.start(fed.url("eu"))
             kv = fed.gateways["eu"].service("runner").ctx.kv["gateways"]
@@ -292,7 +274,7 @@ async def test_a_region_dropping_while_its_child_runs_fails_the_child_clearly(tm
         eu = _eu(fake, tmp_path)
         eu["gateway"]["federation"] = {"keepaliveSeconds": 0.2, "idleTimeoutSeconds": 2}
         async with federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": eu}) as fed:
-            await _linked(fed)
+            await linked(fed)
             assert await _say(fed, "spawn a slow one") == "spawned"
             await wait_until(
                 lambda: any(r.model == "m-slow" for r in fake.requests), message="sg's child turn started"
@@ -314,7 +296,7 @@ async def test_a_repeated_remote_turn_gets_the_outcome_of_the_first(tmp_path: Pa
         FakeModelServer() as fake,
         federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": _eu(fake, tmp_path)}) as fed,
     ):
-        await _linked(fed)
+        await linked(fed)
         nc = await nats.connect(fed.url("eu"))
         turn = RemoteTurn(
             from_gateway="eu",
@@ -363,7 +345,7 @@ async def test_stopping_a_remote_child_stops_its_turn_on_the_other_gateway(tmp_p
             Text("noted the stop"),
         )
         async with federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": _eu(fake, tmp_path)}) as fed:
-            await _linked(fed)
+            await linked(fed)
             watch = _Watch()
             eu = await watch.start(fed.url("eu"))
             sg = await nats.connect(fed.url("sg"))
@@ -416,7 +398,7 @@ async def test_a_remote_child_kept_as_a_session_takes_follow_ups_in_its_sg_sessi
             Text("REPLY_SKIP"),  # boss's ping-pong turn: the exchange ends
         )
         async with federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": _eu(fake, tmp_path)}) as fed:
-            await _linked(fed)
+            await linked(fed)
             watch = _Watch()
             nc = await watch.start(fed.url("eu"))
             assert await _say(fed, "spawn a helper") == "spawned"
@@ -473,7 +455,7 @@ async def test_a_runner_killed_while_sg_answers_a_step_leaves_it_to_another_runn
             gw_eu = fed.gateways["eu"]
             runner_url = fed.url("eu", "runner")
             sg_link = fed.gateways["sg"].service("ingress").ctx.counters
-            await _linked(fed)
+            await linked(fed)
             watch = _Watch()
             nc = await watch.start(fed.url("eu"))
             first = ServiceProcess(

@@ -10,16 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import nats
 import pytest
 
-from clawmesh.federation import RemoteTurn
 from clawmesh.sessions import TxUser
 from clawmesh.wire import OutboundMessage, decode
 from tests.chaos.checker import read_stream
 from tests.fakes.models import FakeModelServer, Gate, Text
-from tests.fixtures.federation import Federation, federation
+from tests.fixtures.federation import federation, linked
 from tests.fixtures.gateway import ServiceProcess, run_gateway, wait_until
 
 pytestmark = pytest.mark.asyncio
@@ -47,24 +45,6 @@ def _configs(fake: FakeModelServer, tmp: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-async def _linked(fed: Federation) -> None:
-    """Until eu's requests reach sg's gateway through the hub (the leaf links form first)."""
-    nc = await nats.connect(fed.url("eu"))
-    probe = RemoteTurn(
-        from_gateway="eu", agent_id="main", session="probe", turn_id="probe", text="", probe=True
-    )
-
-    async def answered() -> bool:
-        try:
-            msg = await nc.request("cm.gw.sg.turn.main", msgspec.json.encode(probe), timeout=1)
-        except Exception:
-            return False
-        return b'"final"' in msg.data
-
-    await wait_until(answered, timeout=30, message="eu reaching sg's gateway")
-    await nc.close()
-
-
 async def _say(http: httpx.AsyncClient, text: str) -> dict[str, Any]:
     r = await http.post("/v1/messages?wait=30", json={"text": text, "peer": {"kind": "direct", "id": "pat"}})
     assert r.status_code == 200, r.text
@@ -79,7 +59,7 @@ async def test_a_region_whose_runner_is_killed_is_served_by_another_and_takes_it
         fake.script("m-eu", Text("from eu"), Text("from eu, back"))
         configs = _configs(fake, tmp_path)
         async with federation(tmp_path, configs, services={"eu": ("ingress", "router")}) as fed:
-            await _linked(fed)
+            await linked(fed, "main")
             eu = fed.gateways["eu"]
             router = eu.service("router")
             runner_url = fed.url("eu", "runner")
@@ -153,7 +133,7 @@ async def test_a_session_served_elsewhere_stays_there_until_its_turn_in_flight_i
         fake.script("m-eu", Text("third, from eu"))
         configs = _configs(fake, tmp_path)
         async with federation(tmp_path, configs, services={"eu": ("ingress", "router")}) as fed:
-            await _linked(fed)
+            await linked(fed, "main")
             eu = fed.gateways["eu"]
             router = eu.service("router")
             async with eu.client(timeout=60) as http:

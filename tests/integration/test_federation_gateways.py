@@ -127,14 +127,14 @@ async def test_a_region_nobody_serves_fails_the_turn_clearly(regions: Regions) -
 
 async def test_each_region_learns_the_others_catalogue(regions: Regions) -> None:
     kv = regions.eu.service("ingress").ctx.kv["gateways"]
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
+
+    async def stored() -> Any:
         try:
-            entry = await kv.get("sg")
-            break
+            return await kv.get("sg")
         except Exception:
-            assert asyncio.get_running_loop().time() < deadline, "eu never stored sg's catalogue"
-            await asyncio.sleep(0.1)
+            return None
+
+    entry = await wait_until(stored, timeout=30, message="eu storing sg's catalogue")
     cat = msgspec.json.decode(entry.value or b"{}")
     assert cat["region"] == "sg"
     agents = {a["id"]: a for a in cat["agents"]}
