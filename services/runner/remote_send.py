@@ -123,17 +123,6 @@ async def send_remote(
         original=message,
         max_turns=MAX_PING_PONG_TURNS,
     )
-    request = RemoteTurn(
-        from_gateway=own,
-        agent_id=agent_id,
-        session=turn.session_key,
-        turn_id=a2a_turn_id(run_id, 0),
-        text=message,
-        stream=False,
-        from_agent=agent.id,
-        kind="send",
-        keepalive=config.settings.gateway.keepalive_seconds,
-    )
     if wait <= 0:
         problem = await probe_remote(ctx, config, agent.id, turn.session_key, parsed, "send")
         if problem is not None:
@@ -146,8 +135,7 @@ async def send_remote(
         return _result({"runId": run_id, "status": "accepted", "sessionKey": target}, False)
     await ctx.sessions.put_a2a(record)
     # the first step runs on its own: the exchange goes on after a wait that ran out
-    idle = config.settings.gateway.idle_timeout_seconds
-    first = asyncio.create_task(_first_step(ctx, record, request, region, turn.route.account_id, idle))
+    first = asyncio.create_task(_first_step(ctx, own, record, message, turn.route.account_id))
     _UNWAITED.add(first)
     first.add_done_callback(_forget)
     try:
@@ -171,11 +159,11 @@ async def send_remote(
 
 
 async def _first_step(
-    ctx: ServiceContext, record: A2ARecord, request: RemoteTurn, region: str, account: str, idle: float
+    ctx: ServiceContext, region_of_caller: str, record: A2ARecord, message: str, account: str
 ) -> RemoteFinal:
-    """Step 0 on the other gateway; its reply (not a failure: the exchange ends with it) is
-    stored for the exchange driver."""
-    final = await remote_turn(ctx.nc, ctx.subjects.prefix, region, request, _ignore, idle_timeout=idle)
+    """Step 0 on the other gateway, for a send that waits for it; its reply (not a failure,
+    which is the tool's answer and ends the exchange) is stored for the exchange driver."""
+    final = await _ask(ctx, region_of_caller, record, "0", message)
     await _store(ctx, record, "0", final.text, account, is_error=False)
     return final
 
@@ -183,10 +171,23 @@ async def _first_step(
 async def remote_step(
     ctx: ServiceContext, region_of_caller: str, record: A2ARecord, step: str, text: str, account: str
 ) -> None:
-    """A target's ping-pong step when the target is an agent of another gateway: a remote turn
-    (the step's instructions travel in its text: another gateway does not take additions to
-    its agent's system prompt), its reply — or its failure, which ends the exchange — stored
-    as the step's reply."""
+    """A target's step when the target is an agent of another gateway (for a ping-pong step,
+    its instructions travel in `text`: another gateway does not take additions to its agent's
+    system prompt): its reply — or its failure, which ends the exchange — stored as the step's
+    reply."""
+    try:
+        final = await _ask(ctx, region_of_caller, record, step, text)
+    except RemoteTurnFailed as exc:
+        await _store(ctx, record, step, f"⚠️ {exc.message}", account, is_error=True)
+        return
+    await _store(ctx, record, step, final.text, account, is_error=False)
+
+
+async def _ask(
+    ctx: ServiceContext, region_of_caller: str, record: A2ARecord, step: str, text: str
+) -> RemoteFinal:
+    """One step of the exchange as a remote turn of the target, on behalf of the requester
+    (its turn id the same on every try: the other gateway runs it once). RemoteTurnFailed."""
     parsed = parse_remote_target(record.target_agent_id)
     assert parsed is not None, record.target_agent_id
     agent_id, region = parsed
@@ -202,14 +203,9 @@ async def remote_step(
         kind="send",
         keepalive=gateway.keepalive_seconds,
     )
-    try:
-        final = await remote_turn(
-            ctx.nc, ctx.subjects.prefix, region, request, _ignore, idle_timeout=gateway.idle_timeout_seconds
-        )
-    except RemoteTurnFailed as exc:
-        await _store(ctx, record, step, f"⚠️ {exc.message}", account, is_error=True)
-        return
-    await _store(ctx, record, step, final.text, account, is_error=False)
+    return await remote_turn(
+        ctx.nc, ctx.subjects.prefix, region, request, _ignore, idle_timeout=gateway.idle_timeout_seconds
+    )
 
 
 async def _store(
