@@ -460,11 +460,16 @@ class Router:
                 await self._retry_later(msg, exc)
                 continue
             region = self.failover.region_for(config, route)
-            if region is not None and (
-                self.failover.busy(route.session_key) or not await self.failover.runners_alive()
-            ):
-                self.failover.serve(msg, inbound, route, region)  # it acks the message when done
-                continue
+            if region is not None:
+                where = await self.failover.where(route.session_key, seq)
+                if where == "there":
+                    self.failover.serve(msg, inbound, route, region)  # it acks the message when done
+                    continue
+                if where == "hold":  # an earlier message of its session was sent home: after it
+                    ctx.counters["inbound_held_back"] += 1
+                    with best_effort(ctx.counters, "inbound_nak", log=log):
+                        await msg.nak(delay=_OWED_RETRY)
+                    continue
             routed.append(_Routed(msg, inbound, route, seq))
         if not routed:
             return True

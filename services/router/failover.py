@@ -7,21 +7,31 @@ own there per session here: the one `runnerType: openclawx` with `openclawx.gate
 keeps the message unacked — in progress — until the reply is stored in this region's
 CM_OUTBOUND (`out:<turn id>`, where chat channels deliver it) and the caller and the turn status
 are told. A router that dies meanwhile leaves the message to the next holder, which asks the
-other region again with the same turn id: it answers with the turn it ran. A session's messages
-are served one after the other, and go on being served there while any of them is, so a runner
-that comes back never answers a later message before an earlier one's reply; after that, the
-session's messages are routed to this region's runners again. Failover turns are not numbered
-in this region's session nor written to its transcript: they live in the other region's session.
+other region again with the same turn id: it answers with the turn it ran. Failover turns are
+not numbered in this region's session nor written to its transcript: they live in the other
+region's session.
+
+What users receive stays in each session's order:
+- a session's messages are served there one after the other, and go on being served there
+  while any of them is, so a runner that comes back never answers a later message before an
+  earlier one's reply;
+- a session with a turn still waiting for this region's runners (routed before the last one
+  died) is not failed over: its next messages queue behind that turn here;
+- when the other region cannot be reached either, the message stays in progress here and is
+  tried again, with a growing pause, until it is served there, a runner of this region is back,
+  or `runtime.maxDeliveries` tries have failed; then it is sent home: handed back to be routed
+  here (queued for this region's runners, like every other turn of the region), and so are
+  the session's messages that were waiting behind it, in their order — the router holds back
+  any later message of the session until they are back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import logging
 import time
-from typing import Final, TypedDict
+from typing import Final, Literal, TypedDict
 
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
@@ -58,13 +68,23 @@ _RUNNERS: Final = "$SRV.PING.clawmesh-runner"  # every runner answers (NATS micr
 _ALIVE_FOR: Final = 1.0  # seconds an answer about the runners is trusted
 _PING_WAIT: Final = 0.5
 
+# How a served message ended: answered there; handed back to be routed here; abandoned (this
+# router stops: JetStream gives it to the next holder).
+Outcome = Literal["served", "home", "gone"]
+# Where a message of a failover agent goes: served there, routed here, or held back (a message
+# of its session sent home earlier has not come back yet).
+Where = Literal["there", "here", "hold"]
+
 
 class Failover:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self._chains: dict[str, asyncio.Task[None]] = {}  # session key → its latest message
-        self._serving: set[asyncio.Task[None]] = set()
+        self._chains: dict[str, asyncio.Task[Outcome]] = {}  # session key → its latest message
+        self._serving: set[asyncio.Task[Outcome]] = set()
         self._alive: tuple[float, bool] = (0.0, True)
+        # session key → the CM_INBOUND sequences of its messages sent home, each with the time
+        # after which it is no longer waited for (JetStream has redelivered it by then anyway)
+        self._home: dict[str, dict[int, float]] = {}
 
     def region_for(self, config: Config, route: Route) -> str | None:
         """The region this route's turns fail over to, when its agent may run there."""
@@ -78,6 +98,35 @@ class Failover:
     def busy(self, session_key: str) -> bool:
         """Some message of this session is being served elsewhere: the next ones follow it."""
         return session_key in self._chains
+
+    async def where(self, session_key: str, seq: int) -> Where:
+        """Where the message at CM_INBOUND sequence `seq` of a failover agent's session goes."""
+        home = self._home.get(session_key)
+        if home:
+            now = time.monotonic()
+            for s, until in list(home.items()):
+                if until < now:
+                    del home[s]
+                    log.warning("router: message %d sent home did not come back; going on", s)
+            if any(s < seq for s in home):
+                return "hold"
+            home.pop(seq, None)
+            if not home:
+                del self._home[session_key]
+            return "here"
+        if self.busy(session_key):
+            return "there"
+        if await self.runners_alive() or await self._waiting_here(session_key):
+            return "here"
+        return "there"
+
+    async def _waiting_here(self, session_key: str) -> bool:
+        """Whether a turn of the session routed here has not been completed: numbered (its
+        session record) beyond what its runners finished (its completion record)."""
+        store = self.ctx.sessions
+        numbered, done = await asyncio.gather(store.get_session(session_key), store.get_done(session_key))
+        last = numbered[0].seq if numbered is not None else 0
+        return last > (done[0].seq if done is not None else 0)
 
     async def runners_alive(self) -> bool:
         """Whether any runner of this region answers (asked at most once a second)."""
@@ -106,7 +155,7 @@ class Failover:
         self._chains[key] = task
         self._serving.add(task)
 
-        def done(t: asyncio.Task[None]) -> None:
+        def done(t: asyncio.Task[Outcome]) -> None:
             self._serving.discard(t)
             if self._chains.get(key) is t:
                 del self._chains[key]
@@ -128,25 +177,30 @@ class Failover:
         inbound: InboundMessage,
         route: Route,
         region: str,
-        previous: asyncio.Task[None] | None,
-    ) -> None:
+        previous: asyncio.Task[Outcome] | None,
+    ) -> Outcome:
         ctx = self.ctx
         async with kept_in_progress(msg, ctx.layout.lease_seconds / 3):
-            done = await self._served(inbound, route, region, previous)
-        if done:
-            ctx.counters["failed_over"] += 1
-            await msg.ack()
-        else:  # the region could not be reached: tried again later
-            delay = min(0.5 * 2 ** ((msg.metadata.num_delivered or 1) - 1), 30.0)
-            with best_effort(ctx.counters, "inbound_nak", log=log):
-                await msg.nak(delay=delay)
+            try:
+                await self._announce(inbound, route)
+                if previous is not None and await _outcome(previous) != "served":
+                    # the session's earlier message goes home: this one follows it there
+                    await self._send_home(msg, route.session_key)
+                    return "home"
+                served = await self._served(inbound, route, region)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("router: failover of %s failed; it is routed here", inbound.id)
+                served = False
+            if not served:
+                await self._send_home(msg, route.session_key)
+                return "home"
+        ctx.counters["failed_over"] += 1
+        await msg.ack()
+        return "served"
 
-    async def _served(
-        self, inbound: InboundMessage, route: Route, region: str, previous: asyncio.Task[None] | None
-    ) -> bool:
-        """Whether the message was served there (its reply stored, everyone told); False when
-        the region could not be reached."""
-        ctx = self.ctx
+    async def _announce(self, inbound: InboundMessage, route: Route) -> None:
         decision = RouteDecision(
             turn_id=inbound.id,
             channel=route.channel,
@@ -156,16 +210,36 @@ class Failover:
             matched_by=route.matched_by,
         )
         data, headers = encode_json(decision)
-        await ctx.nc.publish(ctx.subjects.route_decided, data, headers=inject(headers))
+        await self.ctx.nc.publish(self.ctx.subjects.route_decided, data, headers=inject(headers))
         await self._tell(inbound, decision)
-        if previous is not None:  # the session's earlier message first
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(previous)
-        event = await self._remote(inbound, route, region)
-        if event is None:
-            return False
-        await self._finish(inbound, route, event)
-        return True
+
+    async def _served(self, inbound: InboundMessage, route: Route, region: str) -> bool:
+        """Whether the message was served there (its reply stored, everyone told); False when
+        this region's runners are back or the other region could not be reached in
+        `runtime.maxDeliveries` tries."""
+        tries = self.ctx.holder.current.settings.runtime.max_deliveries
+        for attempt in range(1, tries + 1):
+            event = await self._remote(inbound, route, region)
+            if event is not None:
+                await self._finish(inbound, route, event)
+                return True
+            self.ctx.counters["failover_unreachable"] += 1
+            if attempt == tries:
+                break
+            await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 30.0))  # a pause, not a sync point
+            if await self.runners_alive():
+                break
+        return False
+
+    async def _send_home(self, msg: Msg, session_key: str) -> None:
+        """Hand the message back to be routed here; until it is, nothing later of its session is."""
+        seq = msg.metadata.sequence.stream
+        # by then JetStream has redelivered it even if the hand-back (a plain publish) was lost
+        until = time.monotonic() + self.ctx.layout.lease_seconds + 1.0
+        self._home.setdefault(session_key, {})[seq] = until
+        self.ctx.counters["failover_sent_home"] += 1
+        with best_effort(self.ctx.counters, "inbound_nak", log=log):
+            await msg.nak(delay=0)
 
     async def _remote(self, inbound: InboundMessage, route: Route, region: str) -> TurnEvent | None:
         ctx = self.ctx
@@ -239,3 +313,16 @@ class Failover:
         if inbound.reply_subject:
             data, headers = encode_json(item)
             await self.ctx.nc.publish(inbound.reply_subject, data, headers=inject(headers))
+
+
+async def _outcome(previous: asyncio.Task[Outcome]) -> Outcome:
+    """How the session's earlier message ended (waited for without being cancelled with it)."""
+    try:
+        return await asyncio.shield(previous)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # this router stops
+        return "gone"
+    except Exception:
+        return "gone"

@@ -19,6 +19,7 @@ from tests.chaos.checker import read_stream
 from tests.fakes.models import FakeModelServer, Gate, Text
 from tests.fixtures.federation import federation, linked
 from tests.fixtures.gateway import ServiceProcess, run_gateway, wait_until
+from tests.fixtures.sse import sse_events
 
 pytestmark = pytest.mark.asyncio
 
@@ -157,4 +158,155 @@ async def test_a_session_served_elsewhere_stays_there_until_its_turn_in_flight_i
                     )
                     assert (await _say(http, "three"))["text"] == "third, from eu"
             assert [r.model for r in fake.requests if r.model in ("m-sg", "m-eu")] == ["m-sg", "m-sg", "m-eu"]
+            assert fake.pending == 0
+
+
+def _eu_config(configs: dict[str, dict[str, Any]], **runtime: Any) -> dict[str, Any]:
+    return {**configs["eu"], "runtime": runtime} if runtime else configs["eu"]
+
+
+async def test_a_message_that_cannot_fail_over_either_is_answered_here_in_order_when_a_runner_is_back(
+    tmp_path: Path,
+) -> None:
+    """eu has no runner and sg no gateway: the session's first message is tried on sg, stays in
+    progress, its second waits behind it; a runner of eu comes up: both are sent home and
+    answered by eu in their order, nothing lost, nothing dead-lettered."""
+    async with FakeModelServer() as fake:
+        fake.script("m-eu", Text("the first"), Text("the second"))
+        configs = _configs(fake, tmp_path)
+        # over a leaf link nobody answers "no responders" for a region that is gone: a try
+        # ends when it has been quiet for the idle timeout (30 s by default)
+        configs["eu"]["gateway"]["federation"].update(keepaliveSeconds=0.2, idleTimeoutSeconds=1)
+        async with federation(
+            tmp_path, {"sg": None, "eu": configs["eu"]}, services={"eu": ("ingress", "router")}
+        ) as fed:
+            eu = fed.gateways["eu"]
+            router = eu.service("router")
+            counters = router.ctx.counters
+            async with eu.client(timeout=60) as http:
+                first = asyncio.create_task(_say(http, "one"))
+                await wait_until(lambda: counters["failover_unreachable"] >= 1, message="sg tried")
+                second = asyncio.create_task(_say(http, "two"))
+                await wait_until(lambda: counters["failover_unreachable"] >= 2, message="sg tried again")
+                assert not first.done() and not second.done()
+                assert not fake.requests  # nobody could answer yet
+                home = tmp_path / "eu-runner"
+                home.mkdir()
+                urls = {"runner": fed.url("eu", "runner")}
+                async with run_gateway(eu.nats_url, configs["eu"], home, services=("runner",), urls=urls):
+                    one, two = await first, await second
+                    assert (one["text"], two["text"]) == ("the first", "the second")
+                    assert counters["failover_sent_home"] >= 2 and counters["failed_over"] == 0
+                    history = await router.store.history("main", "agent:main:main")
+                    assert [e.text for e in history if isinstance(e, TxUser)] == ["one", "two"]
+            assert counters["dead_letters"] == 0
+            assert fake.pending == 0
+
+
+async def test_a_session_with_a_turn_waiting_here_is_not_failed_over(tmp_path: Path) -> None:
+    """eu's runner dies in the middle of a turn, which stays in CM_TURNS for the next runner of
+    eu. The session's next message must not be answered by sg before it: it queues behind it
+    here, and a new runner of eu answers both, in order. (Other sessions still fail over.)"""
+    held = asyncio.Event()
+    async with FakeModelServer() as fake:
+        fake.script("m-eu", Gate(held), Text("one, from eu"), Text("two, from eu"))
+        configs = _configs(fake, tmp_path)
+        configs["eu"] = _eu_config(configs, turnLeaseSeconds=3)
+        async with federation(tmp_path, configs, services={"eu": ("ingress", "router")}) as fed:
+            await linked(fed, "main")
+            eu = fed.gateways["eu"]
+            router = eu.service("router")
+            runner_url = fed.url("eu", "runner")
+            runner = ServiceProcess("runner", eu.config_path, runner_url, eu.env, tmp_path / "runner.log")
+            try:
+                async with eu.client(timeout=60) as http:
+                    await wait_until(router.failover.runners_alive, message="eu's runner up")
+                    first = asyncio.create_task(_say(http, "one"))
+                    await wait_until(lambda: any(r.model == "m-eu" for r in fake.requests), message="held")
+                    runner.kill()  # in the middle of the session's turn
+                    await wait_until(
+                        lambda: _not(router.failover.runners_alive), message="eu's router missing its runner"
+                    )
+                    second = asyncio.create_task(_say(http, "two"))
+                    await wait_until(lambda: router.ctx.counters["routed"] >= 2, message="two routed here")
+                    home = tmp_path / "eu-runner"
+                    home.mkdir()
+                    urls = {"runner": runner_url}
+                    async with run_gateway(eu.nats_url, configs["eu"], home, services=("runner",), urls=urls):
+                        one, two = await first, await second
+                    assert (one["text"], two["text"]) == ("one, from eu", "two, from eu")
+                    assert not any(r.model == "m-sg" for r in fake.requests)
+                    assert router.ctx.counters["failed_over"] == 0
+            finally:
+                held.set()
+                runner.kill()
+            assert fake.pending == 0
+
+
+async def test_a_router_killed_while_sg_serves_a_turn_leaves_it_to_the_next_one_which_gets_it_once(
+    tmp_path: Path,
+) -> None:
+    """eu's router (a real process) is SIGKILLed while sg holds the turn it failed over; the
+    next router takes the unacked message and asks sg again with the same turn id: sg's model
+    runs once, the caller gets the reply, eu's CM_OUTBOUND holds it once."""
+    held = asyncio.Event()
+    async with FakeModelServer() as fake:
+        fake.script("m-sg", Gate(held))
+        configs = _configs(fake, tmp_path)
+        configs["eu"] = _eu_config(configs, turnLeaseSeconds=3)
+        async with federation(tmp_path, configs, services={"eu": ("ingress",)}) as fed:
+            await linked(fed, "main")
+            eu = fed.gateways["eu"]
+            url = fed.url("eu", "router")
+            first = ServiceProcess("router", eu.config_path, url, eu.env, tmp_path / "router-1.log")
+            second: ServiceProcess | None = None
+            nc = await nats.connect(fed.url("eu"))
+            js = nc.jetstream()
+            try:
+                async with eu.client(timeout=60) as http:
+                    asked = asyncio.create_task(_say(http, "hello"))
+                    await wait_until(
+                        lambda: any(r.model == "m-sg" for r in fake.requests), message="sg holding it"
+                    )
+                    first.kill()
+                    second = ServiceProcess("router", eu.config_path, url, eu.env, tmp_path / "router-2.log")
+
+                    async def redelivered() -> bool:
+                        info = await js.consumer_info("CM_INBOUND", "router")
+                        return bool(info.num_redelivered)
+
+                    await wait_until(redelivered, timeout=30, message="the message given to the next router")
+                    held.set()
+                    answer = await asked
+                assert answer["text"] == "pong from fake"
+                assert sum(r.model == "m-sg" for r in fake.requests) == 1
+                replies = [decode(m.data, OutboundMessage) for m in await read_stream(js, "cm.out.>")]
+                assert [(r.turn_id, r.text) for r in replies] == [(answer["turnId"], "pong from fake")]
+            finally:
+                held.set()
+                first.kill()
+                if second is not None:
+                    second.kill()
+                await nc.close()
+            assert fake.pending == 0
+
+
+async def test_a_failed_over_turn_streams_its_deltas_to_the_caller(tmp_path: Path) -> None:
+    async with FakeModelServer() as fake:
+        fake.script("m-sg", Text("streamed from sg, in parts", chunks=5))
+        configs = _configs(fake, tmp_path)
+        async with federation(tmp_path, configs, services={"eu": ("ingress", "router")}) as fed:
+            await linked(fed, "main")
+            async with fed.gateways["eu"].client(timeout=60) as http:
+                r = await http.post(
+                    "/v1/messages",
+                    json={"text": "stream it", "peer": {"kind": "direct", "id": "pat"}},
+                    headers={"Accept": "text/event-stream"},
+                )
+            assert r.status_code == 200
+            events = sse_events(r.text)
+            names = [name for name, _ in events]
+            assert names[0] == "route" and names[-1] == "final" and "delta" in names, names
+            streamed = "".join(data["text"] for name, data in events if name == "delta")
+            assert streamed == events[-1][1]["text"] == "streamed from sg, in parts"
             assert fake.pending == 0
