@@ -68,8 +68,9 @@ _RUNNERS: Final = "$SRV.PING.clawmesh-runner"  # every runner answers (NATS micr
 _ALIVE_FOR: Final = 1.0  # seconds an answer about the runners is trusted
 _PING_WAIT: Final = 0.5
 
-# How a served message ended: answered there; handed back to be routed here; abandoned (this
-# router stops: JetStream gives it to the next holder).
+# How a served message ended: answered there; handed back to be routed here; left unacked
+# (this router stops, or the reply could not be stored: JetStream delivers it again after the
+# ack wait, and the other region, asked again with the same turn id, answers with its turn).
 Outcome = Literal["served", "home", "gone"]
 # Where a message of a failover agent goes: served there, routed here, or held back (a message
 # of its session sent home earlier has not come back yet).
@@ -181,21 +182,21 @@ class Failover:
     ) -> Outcome:
         ctx = self.ctx
         async with kept_in_progress(msg, ctx.layout.lease_seconds / 3):
-            try:
-                await self._announce(inbound, route)
-                if previous is not None and await _outcome(previous) != "served":
-                    # the session's earlier message goes home: this one follows it there
-                    await self._send_home(msg, route.session_key)
-                    return "home"
-                served = await self._served(inbound, route, region)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("router: failover of %s failed; it is routed here", inbound.id)
-                served = False
-            if not served:
+            await self._announce(inbound, route)
+            # the session's earlier message first; where it went, this one follows
+            went = "served" if previous is None else await _outcome(previous)
+            if went == "served":
+                try:
+                    went = await self._served(inbound, route, region)
+                except Exception:  # sg answered, but its reply could not be stored here
+                    log.exception("router: failed-over turn %s is tried again after the ack wait", inbound.id)
+                    went = "gone"
+            if went == "home":
                 await self._send_home(msg, route.session_key)
-                return "home"
+            if went != "served":
+                # gone: neither acked nor handed back, it comes back after the ack wait (in its
+                # order: the session's later ones come back with it) and sg is asked again
+                return went
         ctx.counters["failed_over"] += 1
         await msg.ack()
         return "served"
@@ -213,23 +214,27 @@ class Failover:
         await self.ctx.nc.publish(self.ctx.subjects.route_decided, data, headers=inject(headers))
         await self._tell(inbound, decision)
 
-    async def _served(self, inbound: InboundMessage, route: Route, region: str) -> bool:
-        """Whether the message was served there (its reply stored, everyone told); False when
-        this region's runners are back or the other region could not be reached in
-        `runtime.maxDeliveries` tries."""
+    async def _served(self, inbound: InboundMessage, route: Route, region: str) -> Outcome:
+        """`served` there (its reply stored, everyone told), or to be sent `home`: this region's
+        runners are back, or the other region could not be reached in `runtime.maxDeliveries`
+        tries."""
         tries = self.ctx.holder.current.settings.runtime.max_deliveries
         for attempt in range(1, tries + 1):
-            event = await self._remote(inbound, route, region)
+            try:
+                event = await self._remote(inbound, route, region)
+            except Exception as exc:  # the request could not even be sent: a failed try too
+                log.warning("router: turn %s could not be sent to %r: %r", inbound.id, region, exc)
+                event = None
             if event is not None:
                 await self._finish(inbound, route, event)
-                return True
+                return "served"
             self.ctx.counters["failover_unreachable"] += 1
             if attempt == tries:
                 break
             await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 30.0))  # a pause, not a sync point
             if await self.runners_alive():
                 break
-        return False
+        return "home"
 
     async def _send_home(self, msg: Msg, session_key: str) -> None:
         """Hand the message back to be routed here; until it is, nothing later of its session is."""

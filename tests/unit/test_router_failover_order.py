@@ -4,6 +4,7 @@ entry that never comes back is waited for only until its deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 from types import SimpleNamespace
@@ -11,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from clawmesh_router.failover import Failover
+from clawmesh.wire import InboundMessage
+from clawmesh_router.failover import Failover, Outcome
 
 pytestmark = pytest.mark.asyncio
 
@@ -20,13 +22,27 @@ class _Msg:
     def __init__(self, seq: int) -> None:
         self.metadata = SimpleNamespace(sequence=SimpleNamespace(stream=seq), num_delivered=1)
         self.naks: list[float | None] = []
+        self.acked = False
 
     async def nak(self, delay: float | None = None) -> None:
         self.naks.append(delay)
 
+    async def ack(self) -> None:
+        self.acked = True
+
+
+class _Nats:
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        pass
+
 
 def _failover(alive: bool = True) -> Failover:
-    ctx: Any = SimpleNamespace(layout=SimpleNamespace(lease_seconds=10.0), counters=collections.Counter())
+    ctx: Any = SimpleNamespace(
+        layout=SimpleNamespace(lease_seconds=10.0),
+        counters=collections.Counter(),
+        nc=_Nats(),
+        subjects=SimpleNamespace(route_decided="cm.route.decided"),
+    )
     failover = Failover(ctx)
     failover._alive = (time.monotonic() + 3600, alive)  # the runners' answer, not asked here
     return failover
@@ -66,3 +82,43 @@ async def test_without_live_runners_a_session_goes_there_unless_a_turn_of_it_wai
     failover._waiting_here = waiting_here  # type: ignore[method-assign]
     assert await failover.where("s", 1) == "here"
     assert await failover.where("t", 2) == "there"
+
+
+_ROUTE: Any = SimpleNamespace(
+    channel="api", account_id="a", agent_id="main", session_key="s", matched_by="default"
+)
+
+
+async def _served_in_turn(first: Outcome | Exception) -> tuple[list[str], list[_Msg]]:
+    """Two messages of one session failed over, the first ending as `first`: which of them
+    were tried there, and the messages."""
+    failover = _failover(alive=False)
+    tried: list[str] = []
+
+    async def served(inbound: InboundMessage, route: Any, region: str) -> Outcome:
+        tried.append(inbound.id)
+        if inbound.id == "two":
+            return "served"
+        if isinstance(first, Exception):
+            raise first
+        return first
+
+    failover._served = served  # type: ignore[method-assign]
+    msgs = [_Msg(1), _Msg(2)]
+    for msg, turn_id in zip(msgs, ["one", "two"], strict=True):
+        failover.serve(msg, InboundMessage(id=turn_id, channel="api"), _ROUTE, "sg")  # type: ignore[arg-type]
+    await asyncio.gather(*failover._serving)
+    return tried, msgs
+
+
+async def test_a_message_follows_its_sessions_earlier_one_home_or_back_to_the_stream() -> None:
+    tried, (m1, m2) = await _served_in_turn("served")
+    assert tried == ["one", "two"] and m1.acked and m2.acked
+
+    # the first is sent home: the second follows it, without being tried there
+    tried, (m1, m2) = await _served_in_turn("home")
+    assert tried == ["one"] and (m1.naks, m2.naks) == ([0], [0]) and not (m1.acked or m2.acked)
+
+    # the first's reply could not be stored: both come back after the ack wait, in order
+    tried, (m1, m2) = await _served_in_turn(RuntimeError("CM_OUTBOUND unavailable"))
+    assert tried == ["one"] and (m1.naks, m2.naks) == ([], []) and not (m1.acked or m2.acked)
