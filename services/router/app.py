@@ -462,8 +462,9 @@ class Router:
             region = self.failover.region_for(config, route)
             if region is not None:
                 where = await self.failover.where(route.session_key, seq)
-                if where == "there":
-                    self.failover.serve(msg, inbound, route, region)  # it acks the message when done
+                if where == "there":  # it acks the message when done, or sends it home
+                    owe = functools.partial(self._owe_one, held)
+                    self.failover.serve(msg, inbound, route, region, on_home=owe)
                     continue
                 if where == "hold":  # an earlier message of its session was sent home: after it
                     ctx.counters["inbound_held_back"] += 1
@@ -557,6 +558,9 @@ class Router:
         self._owe(held, msgs)
         for m in msgs:
             await self._retry_later(m, exc, delay=0)
+
+    def _owe_one(self, held: _Held | None, msg: Msg) -> None:
+        self._owe(held, [msg])
 
     def _owe(self, held: _Held | None, msgs: list[Msg]) -> None:
         if held is None:

@@ -31,6 +31,7 @@ import asyncio
 import fnmatch
 import logging
 import time
+from collections.abc import Callable
 from typing import Final, Literal, TypedDict
 
 from nats.aio.msg import Msg
@@ -67,6 +68,7 @@ class _Stamp(TypedDict):
 _RUNNERS: Final = "$SRV.PING.clawmesh-runner"  # every runner answers (NATS micro discovery)
 _ALIVE_FOR: Final = 1.0  # seconds an answer about the runners is trusted
 _PING_WAIT: Final = 0.5
+_HOME_SESSIONS: Final = 1000  # sessions with messages sent home, before expired ones are dropped
 
 # How a served message ended: answered there; handed back to be routed here; left unacked
 # (this router stops, or the reply could not be stored: JetStream delivers it again after the
@@ -147,12 +149,20 @@ class Failover:
         self._alive = (time.monotonic(), alive)
         return alive
 
-    def serve(self, msg: Msg, inbound: InboundMessage, route: Route, region: str) -> None:
+    def serve(
+        self,
+        msg: Msg,
+        inbound: InboundMessage,
+        route: Route,
+        region: str,
+        on_home: Callable[[Msg], None] = lambda msg: None,
+    ) -> None:
         """Take the message over: served on `region` after the session's earlier ones, acked
-        (or handed back, when that region cannot be reached) when done."""
+        when done, or sent home (`on_home` is called first: the router owes it, so nothing
+        newer of its partition is routed before it is back)."""
         key = route.session_key
         previous = self._chains.get(key)
-        task = asyncio.create_task(self._serve(msg, inbound, route, region, previous))
+        task = asyncio.create_task(self._serve(msg, inbound, route, region, previous, on_home))
         self._chains[key] = task
         self._serving.add(task)
 
@@ -179,6 +189,7 @@ class Failover:
         route: Route,
         region: str,
         previous: asyncio.Task[Outcome] | None,
+        on_home: Callable[[Msg], None],
     ) -> Outcome:
         ctx = self.ctx
         async with kept_in_progress(msg, ctx.layout.lease_seconds / 3):
@@ -192,6 +203,7 @@ class Failover:
                     log.exception("router: failed-over turn %s is tried again after the ack wait", inbound.id)
                     went = "gone"
             if went == "home":
+                on_home(msg)
                 await self._send_home(msg, route.session_key)
             if went != "served":
                 # gone: neither acked nor handed back, it comes back after the ack wait (in its
@@ -240,8 +252,10 @@ class Failover:
         """Hand the message back to be routed here; until it is, nothing later of its session is."""
         seq = msg.metadata.sequence.stream
         # by then JetStream has redelivered it even if the hand-back (a plain publish) was lost
-        until = time.monotonic() + self.ctx.layout.lease_seconds + 1.0
-        self._home.setdefault(session_key, {})[seq] = until
+        now = time.monotonic()
+        if len(self._home) > _HOME_SESSIONS:  # sessions no longer looked at (config changed)
+            self._home = {k: v for k, v in self._home.items() if max(v.values(), default=0) > now}
+        self._home.setdefault(session_key, {})[seq] = now + self.ctx.layout.lease_seconds + 1.0
         self.ctx.counters["failover_sent_home"] += 1
         with best_effort(self.ctx.counters, "inbound_nak", log=log):
             await msg.nak(delay=0)

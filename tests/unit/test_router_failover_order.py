@@ -105,9 +105,13 @@ async def _served_in_turn(first: Outcome | Exception) -> tuple[list[str], list[_
 
     failover._served = served  # type: ignore[method-assign]
     msgs = [_Msg(1), _Msg(2)]
+    owed: list[_Msg] = []
     for msg, turn_id in zip(msgs, ["one", "two"], strict=True):
-        failover.serve(msg, InboundMessage(id=turn_id, channel="api"), _ROUTE, "sg")  # type: ignore[arg-type]
+        inbound = InboundMessage(id=turn_id, channel="api")
+        failover.serve(msg, inbound, _ROUTE, "sg", on_home=owed.append)  # type: ignore[arg-type]
     await asyncio.gather(*failover._serving)
+    # the router owes what is sent home (nothing newer of its partition goes first)
+    assert owed == [m for m in msgs if m.naks]
     return tried, msgs
 
 
