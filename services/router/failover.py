@@ -124,12 +124,25 @@ class Failover:
         return "there"
 
     async def _waiting_here(self, session_key: str) -> bool:
-        """Whether a turn of the session routed here has not been completed: numbered (its
-        session record) beyond what its runners finished (its completion record)."""
+        """Whether a turn of the session routed here is not over: numbered (its session record)
+        beyond what its runners completed (its completion record), or completed with its reply
+        perhaps not stored: pending in the record (a runner clears that only when it lets the
+        session go), its turn status not written (that follows the reply) and its turn not
+        acked (that follows the status) — its runner died in between; the next one stores it."""
         store = self.ctx.sessions
-        numbered, done = await asyncio.gather(store.get_session(session_key), store.get_done(session_key))
+        numbered, completed = await asyncio.gather(
+            store.get_session(session_key), store.get_done(session_key)
+        )
         last = numbered[0].seq if numbered is not None else 0
-        return last > (done[0].seq if done is not None else 0)
+        done = completed[0] if completed is not None else None
+        if last > (done.seq if done is not None else 0):
+            return True
+        if done is None or done.reply is None:
+            return False
+        status, acked = await asyncio.gather(
+            store.get_turn_status(done.turn_id), store.turn_acked(done.reply.turn_seq)
+        )
+        return status is None and not acked
 
     async def runners_alive(self) -> bool:
         """Whether any runner of this region answers (asked at most once a second)."""

@@ -26,7 +26,6 @@ import logging
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.js.errors import NotFoundError
 
 from clawmesh.bus import ServiceContext, inject
 from clawmesh.errors import best_effort
@@ -196,23 +195,10 @@ class Finisher:
         # Its runner may have stored it and stopped before settling the record (it settles
         # when it lets the session go). Its turn is acked only after that, and acked turns are
         # gone from CM_TURNS; otherwise store it again, with the same Nats-Msg-Ids.
-        if not await self._acked(done.reply.turn_seq):
+        if not await self.store.turn_acked(done.reply.turn_seq):
             self.ctx.counters["replies_delivered_late"] += 1
             await self._restore(done, done.reply)
         return await self._settled(session_key, completion)
-
-    async def _acked(self, turn_seq: int) -> bool:
-        """Whether the turn at this CM_TURNS sequence is gone from there (acked); False when
-        unknown (0, or the stream did not answer)."""
-        if not turn_seq:
-            return False
-        try:
-            await self.ctx.js.get_msg(self.ctx.subjects.stream("TURNS"), seq=turn_seq)
-        except NotFoundError:
-            return True
-        except Exception as exc:  # unknown: publishing again is safe (deduplicated)
-            log.info("runner: could not look turn %d up in CM_TURNS (%s)", turn_seq, exc)
-        return False
 
     async def replay(self, turn: TurnRequest, completion: Completion) -> Completion:
         """A completed turn delivered again (a runner died between completing and acking it):

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from clawmesh.wire import InboundMessage
+from clawmesh.sessions import DoneRecord, PendingReply, SessionRecord, TurnStatus
+from clawmesh.wire import InboundMessage, OutboundMessage
 from clawmesh_router.failover import Failover, Outcome
 
 pytestmark = pytest.mark.asyncio
@@ -126,3 +127,54 @@ async def test_a_message_follows_its_sessions_earlier_one_home_or_back_to_the_st
     # the first's reply could not be stored: both come back after the ack wait, in order
     tried, (m1, m2) = await _served_in_turn(RuntimeError("CM_OUTBOUND unavailable"))
     assert tried == ["one"] and (m1.naks, m2.naks) == ([], []) and not (m1.acked or m2.acked)
+
+
+class _Store:
+    """A session's records as the router reads them, and which turns CM_TURNS still holds."""
+
+    def __init__(self, numbered: int, done: DoneRecord | None, unacked: set[int], status: bool) -> None:
+        self.numbered, self.done, self.unacked, self.status = numbered, done, unacked, status
+
+    async def get_session(self, key: str) -> tuple[SessionRecord, int] | None:
+        record = SessionRecord(session_key=key, agent_id="main", session_id="x", seq=self.numbered)
+        return (record, 1) if self.numbered else None
+
+    async def get_done(self, key: str) -> tuple[DoneRecord, int] | None:
+        return (self.done, 1) if self.done is not None else None
+
+    async def turn_acked(self, turn_seq: int) -> bool:
+        return bool(turn_seq) and turn_seq not in self.unacked
+
+    async def get_turn_status(self, turn_id: str) -> TurnStatus | None:
+        return TurnStatus(state="done") if self.status else None
+
+
+def _pending(turn_seq: int) -> PendingReply:
+    message = OutboundMessage(
+        turn_id="t", agent_id="main", session_key="s", channel="api", account_id="a", text=""
+    )
+    return PendingReply(subject="cm.out.api.a", msg_id="out:t", message=message, turn_seq=turn_seq)
+
+
+@pytest.mark.parametrize(
+    ("numbered", "done", "unacked", "status", "waiting"),
+    [
+        (0, None, set(), False, False),  # a new session
+        (3, DoneRecord(seq=3), set(), True, False),  # every turn completed
+        (4, DoneRecord(seq=3), set(), True, True),  # turn 4 waits for a runner
+        (1, None, set(), False, True),  # its first turn waits
+        # turn 3 completed, its reply kept pending in the record (cleared only when a runner
+        # lets the session go): stored if its turn status was written or its turn acked, both
+        # of which follow the reply; else its runner died in between and the next one stores it
+        (3, DoneRecord(seq=3, turn_id="t", reply=_pending(7)), set(), False, False),
+        (3, DoneRecord(seq=3, turn_id="t", reply=_pending(7)), {7}, True, False),
+        (3, DoneRecord(seq=3, turn_id="t", reply=_pending(7)), {7}, False, True),
+    ],
+)
+async def test_a_session_waits_here_while_a_turn_routed_here_is_not_over(
+    numbered: int, done: DoneRecord | None, unacked: set[int], status: bool, waiting: bool
+) -> None:
+    failover = _failover(alive=False)
+    failover.ctx.sessions = _Store(numbered, done, unacked, status)
+    assert await failover._waiting_here("s") is waiting
+    assert await failover.where("s", 1) == ("here" if waiting else "there")

@@ -10,7 +10,6 @@ from typing import Any, cast
 
 import msgspec
 import pytest
-from nats.js.errors import NotFoundError
 
 from clawmesh.bus import ServiceContext
 from clawmesh.errors import ClawmeshError
@@ -196,19 +195,16 @@ class _World:
                 world.history_reads.append(limit)
                 return ["from the stream"]
 
+            async def turn_acked(self, turn_seq: int) -> bool:
+                world.turn_lookups.append(turn_seq)
+                return bool(turn_seq) and turn_seq not in world.turns_stream
+
         class Events:
             async def emit(self, turn: TurnRequest, event: Any) -> None:
                 world.timeline.append("event")
                 world.events.append(event)
 
-        class JetStream:
-            async def get_msg(self, stream: str, seq: int) -> None:
-                assert stream == Subjects().stream("TURNS")
-                world.turn_lookups.append(seq)
-                if seq not in world.turns_stream:
-                    raise NotFoundError
-
-        ctx = SimpleNamespace(publish=publish, subjects=Subjects(), counters=self.counters, js=JetStream())
+        ctx = SimpleNamespace(publish=publish, subjects=Subjects(), counters=self.counters)
         return Finisher(cast(ServiceContext, ctx), cast(SessionStore, Store()), cast(TurnEvents, Events()))
 
     def msg(self, seq: int = 0) -> Any:

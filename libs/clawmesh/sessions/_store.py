@@ -280,6 +280,19 @@ class SessionStore:
         if self.turns is not None:
             await self.turns.put(encode_token(turn_id), _json.encode(status))
 
+    async def turn_acked(self, turn_seq: int) -> bool:
+        """Whether the turn at this CM_TURNS sequence is gone from there (acked: CM_TURNS is a
+        work queue); False when unknown (0, or the stream did not answer)."""
+        if not turn_seq:
+            return False
+        try:
+            await self.js.get_msg(self.subjects.stream("TURNS"), seq=turn_seq)
+        except NotFoundError:
+            return True
+        except Exception as exc:  # unknown: the caller takes the safe side
+            log.info("sessions: could not look turn %d up in CM_TURNS (%s)", turn_seq, exc)
+        return False
+
     async def get_turn_status(self, turn_id: str) -> TurnStatus | None:
         if self.turns is None:
             return None
