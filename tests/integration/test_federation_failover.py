@@ -70,9 +70,13 @@ async def test_a_region_whose_runner_is_killed_is_served_by_another_and_takes_it
                 async with eu.client(timeout=60) as http:
                     # eu's runner serves eu's turns
                     await wait_until(router.failover.runners_alive, message="eu's runner up")
-                    assert (await _say(http, "hi"))["text"] == "from eu"
-                    # its runner killed: sg's copy of the agent answers, in a session of its own
-                    # for this one, which the next message continues
+                    hi = await _say(http, "hi")
+                    assert hi["text"] == "from eu"
+                    # its runner killed once that turn is over (the turn status follows the
+                    # reply; killed before, the session waits for eu's next runner, as the
+                    # next test shows): sg's copy of the agent answers, in a session of its
+                    # own for this one, which the next message continues
+                    await wait_until(lambda: router.store.get_turn_status(hi["turnId"]), message="turn over")
                     runner.kill()
                     await wait_until(
                         lambda: _not(router.failover.runners_alive), message="eu's router missing its runner"
