@@ -368,6 +368,9 @@ class Router:
                 best_effort(self.ctx.counters, "partition_stop", log=log),
             ):
                 await held.task
+        # its messages served by another region go to the next holder too (unacked: it asks
+        # that region again), or a long turn there would outlast the next holder's orphan wait
+        await self.failover.stop(index)
         if not held.lease.lost:
             with best_effort(self.ctx.counters, "leader_release", log=log):
                 await held.lease.release()
@@ -464,7 +467,8 @@ class Router:
                 where = await self.failover.where(route.session_key, seq)
                 if where == "there":  # it acks the message when done, or sends it home
                     owe = functools.partial(self._owe_one, held)
-                    self.failover.serve(msg, inbound, route, region, on_home=owe)
+                    index = held.partition.index if held is not None else 0
+                    self.failover.serve(msg, inbound, route, region, on_home=owe, partition=index)
                     continue
                 if where == "hold":  # an earlier message of its session was sent home: after it
                     ctx.counters["inbound_held_back"] += 1

@@ -83,7 +83,7 @@ class Failover:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self._chains: dict[str, asyncio.Task[Outcome]] = {}  # session key → its latest message
-        self._serving: set[asyncio.Task[Outcome]] = set()
+        self._serving: dict[asyncio.Task[Outcome], int] = {}  # → the partition of its message
         self._alive: tuple[float, bool] = (0.0, True)
         # session key → the CM_INBOUND sequences of its messages sent home, each with the time
         # after which it is no longer waited for (JetStream has redelivered it by then anyway)
@@ -169,6 +169,7 @@ class Failover:
         route: Route,
         region: str,
         on_home: Callable[[Msg], None] = lambda msg: None,
+        partition: int = 0,
     ) -> None:
         """Take the message over: served on `region` after the session's earlier ones, acked
         when done, or sent home (`on_home` is called first: the router owes it, so nothing
@@ -177,10 +178,10 @@ class Failover:
         previous = self._chains.get(key)
         task = asyncio.create_task(self._serve(msg, inbound, route, region, previous, on_home))
         self._chains[key] = task
-        self._serving.add(task)
+        self._serving[task] = partition
 
         def done(t: asyncio.Task[Outcome]) -> None:
-            self._serving.discard(t)
+            self._serving.pop(t, None)
             if self._chains.get(key) is t:
                 del self._chains[key]
             if not t.cancelled() and (exc := t.exception()) is not None:
@@ -188,9 +189,12 @@ class Failover:
 
         task.add_done_callback(done)
 
-    async def stop(self) -> None:
-        """Abandon what is being served: those messages go to the next holder, unacked."""
-        tasks = list(self._serving)
+    async def stop(self, partition: int | None = None) -> None:
+        """Abandon what is being served (of one partition: this router lets it go): those
+        messages go to the next holder, unacked, after the ack wait, which it waits for before
+        routing anything newer of the partition (its orphans); asked again with the same turn
+        ids, the other region answers with the turns it ran or runs."""
+        tasks = [t for t, p in self._serving.items() if partition is None or p == partition]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -178,3 +178,25 @@ async def test_a_session_waits_here_while_a_turn_routed_here_is_not_over(
     failover.ctx.sessions = _Store(numbered, done, unacked, status)
     assert await failover._waiting_here("s") is waiting
     assert await failover.where("s", 1) == ("here" if waiting else "there")
+
+
+async def test_a_partition_let_go_abandons_only_its_own_messages_served_elsewhere() -> None:
+    failover = _failover(alive=False)
+    answered = asyncio.Event()
+
+    async def served(inbound: InboundMessage, route: Any, region: str) -> Outcome:
+        await answered.wait()  # the other region is running the turn
+        return "served"
+
+    failover._served = served  # type: ignore[method-assign]
+    kept, let_go = _Msg(1), _Msg(2)
+    for msg, partition, session in ((kept, 0, "s"), (let_go, 1, "t")):
+        route = SimpleNamespace(**{**vars(_ROUTE), "session_key": session})
+        failover.serve(msg, InboundMessage(id=session, channel="api"), route, "sg", partition=partition)  # type: ignore[arg-type]
+    await failover.stop(1)
+    # unacked and not handed back: JetStream gives it to the partition's next holder
+    assert (let_go.acked, let_go.naks) == (False, [])
+    assert list(failover._serving.values()) == [0] and failover.busy("s") and not failover.busy("t")
+    answered.set()
+    await asyncio.gather(*failover._serving)
+    assert kept.acked
