@@ -468,7 +468,7 @@ class Router:
                 if where == "there":  # it acks the message when done, or sends it home
                     owe = functools.partial(self._owe_one, held)
                     index = held.partition.index if held is not None else 0
-                    self.failover.serve(msg, inbound, route, region, on_home=owe, partition=index)
+                    self.failover.serve(msg, inbound, route, region, owe=owe, partition=index)
                     continue
                 if where == "hold":  # an earlier message of its session was sent home: after it
                     ctx.counters["inbound_held_back"] += 1

@@ -168,15 +168,15 @@ class Failover:
         inbound: InboundMessage,
         route: Route,
         region: str,
-        on_home: Callable[[Msg], None] = lambda msg: None,
+        owe: Callable[[Msg], None] = lambda msg: None,
         partition: int = 0,
     ) -> None:
-        """Take the message over: served on `region` after the session's earlier ones, acked
-        when done, or sent home (`on_home` is called first: the router owes it, so nothing
-        newer of its partition is routed before it is back)."""
+        """Take the message over: served on `region` after the session's earlier ones and acked
+        when done; or sent home, or left to come back after the ack wait, and then `owe(msg)`
+        first: the router routes nothing newer of its partition before it is back."""
         key = route.session_key
         previous = self._chains.get(key)
-        task = asyncio.create_task(self._serve(msg, inbound, route, region, previous, on_home))
+        task = asyncio.create_task(self._serve(msg, inbound, route, region, previous, owe))
         self._chains[key] = task
         self._serving[task] = partition
 
@@ -206,7 +206,7 @@ class Failover:
         route: Route,
         region: str,
         previous: asyncio.Task[Outcome] | None,
-        on_home: Callable[[Msg], None],
+        owe: Callable[[Msg], None],
     ) -> Outcome:
         ctx = self.ctx
         async with kept_in_progress(msg, ctx.layout.lease_seconds / 3):
@@ -219,12 +219,12 @@ class Failover:
                 except Exception:  # sg answered, but its reply could not be stored here
                     log.exception("router: failed-over turn %s is tried again after the ack wait", inbound.id)
                     went = "gone"
-            if went == "home":
-                on_home(msg)
-                await self._send_home(msg, route.session_key)
             if went != "served":
-                # gone: neither acked nor handed back, it comes back after the ack wait (in its
-                # order: the session's later ones come back with it) and sg is asked again
+                owe(msg)
+                if went == "home":
+                    await self._send_home(msg, route.session_key)
+                # gone: neither acked nor handed back, it comes back after the ack wait and sg
+                # is asked again (the session's later ones come back with it)
                 return went
         ctx.counters["failed_over"] += 1
         await msg.ack()

@@ -109,10 +109,10 @@ async def _served_in_turn(first: Outcome | Exception) -> tuple[list[str], list[_
     owed: list[_Msg] = []
     for msg, turn_id in zip(msgs, ["one", "two"], strict=True):
         inbound = InboundMessage(id=turn_id, channel="api")
-        failover.serve(msg, inbound, _ROUTE, "sg", on_home=owed.append)  # type: ignore[arg-type]
+        failover.serve(msg, inbound, _ROUTE, "sg", owe=owed.append)  # type: ignore[arg-type]
     await asyncio.gather(*failover._serving)
-    # the router owes what is sent home (nothing newer of its partition goes first)
-    assert owed == [m for m in msgs if m.naks]
+    # the router owes what is not answered there (nothing newer of its partition goes first)
+    assert owed == [m for m in msgs if not m.acked]
     return tried, msgs
 
 
