@@ -207,6 +207,41 @@ async def test_a_message_that_cannot_fail_over_either_is_answered_here_in_order_
             assert fake.pending == 0
 
 
+async def test_a_message_sg_never_answers_is_sent_home_after_its_tries_and_waits_for_a_runner(
+    tmp_path: Path,
+) -> None:
+    """eu has no runner and sg no gateway, for longer than `runtime.maxDeliveries` tries: the
+    message is routed in eu (queued for its runners, not dead-lettered); the session's next
+    message queues behind it without trying sg; a runner of eu answers both, in order."""
+    async with FakeModelServer() as fake:
+        fake.script("m-eu", Text("the first"), Text("the second"))
+        configs = _configs(fake, tmp_path)
+        configs["eu"]["gateway"]["federation"].update(keepaliveSeconds=0.2, idleTimeoutSeconds=1)
+        configs["eu"] = _eu_config(configs, maxDeliveries=2)
+        async with federation(
+            tmp_path, {"sg": None, "eu": configs["eu"]}, services={"eu": ("ingress", "router")}
+        ) as fed:
+            eu = fed.gateways["eu"]
+            router = eu.service("router")
+            counters = router.ctx.counters
+            async with eu.client(timeout=60) as http:
+                first = asyncio.create_task(_say(http, "one"))
+                await wait_until(lambda: counters["routed"] >= 1, message="the first routed in eu")
+                assert (counters["failover_unreachable"], counters["failover_sent_home"]) == (2, 1)
+                second = asyncio.create_task(_say(http, "two"))
+                await wait_until(lambda: counters["routed"] >= 2, message="the second routed in eu")
+                assert counters["failover_unreachable"] == 2  # sg not tried for it
+                assert not first.done() and not second.done()
+                home = tmp_path / "eu-runner"
+                home.mkdir()
+                urls = {"runner": fed.url("eu", "runner")}
+                async with run_gateway(eu.nats_url, configs["eu"], home, services=("runner",), urls=urls):
+                    one, two = await first, await second
+                assert (one["text"], two["text"]) == ("the first", "the second")
+            assert counters["dead_letters"] == 0 and counters["failed_over"] == 0
+            assert fake.pending == 0
+
+
 async def test_a_session_with_a_turn_waiting_here_is_not_failed_over(tmp_path: Path) -> None:
     """eu's runner dies in the middle of a turn, which stays in CM_TURNS for the next runner of
     eu. The session's next message must not be answered by sg before it: it queues behind it
