@@ -6,6 +6,10 @@ nats-servers, each service with its own NATS user."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +21,8 @@ from clawmesh.sessions import TxUser
 from clawmesh.wire import OutboundMessage, decode
 from tests.chaos.checker import read_stream
 from tests.fakes.models import FakeModelServer, Gate, Text
-from tests.fixtures.federation import federation, linked
-from tests.fixtures.gateway import ServiceProcess, run_gateway, wait_until
+from tests.fixtures.federation import Federation, federation, linked
+from tests.fixtures.gateway import Gateway, ServiceProcess, run_gateway, wait_until
 from tests.fixtures.sse import sse_events
 
 pytestmark = pytest.mark.asyncio
@@ -104,10 +108,7 @@ async def test_a_region_whose_runner_is_killed_is_served_by_another_and_takes_it
                     assert status is not None and (status.state, status.text) == ("done", "from sg")
 
                     # a runner of eu is back: eu serves its turns again, no reconfiguration
-                    home = tmp_path / "eu-runner"
-                    home.mkdir()
-                    urls = {"runner": runner_url}
-                    async with run_gateway(eu.nats_url, configs["eu"], home, services=("runner",), urls=urls):
+                    async with _eu_runner(fed, configs["eu"], tmp_path):
                         await wait_until(
                             router.failover.runners_alive, message="eu's router seeing its runner"
                         )
@@ -146,10 +147,7 @@ async def test_a_session_served_elsewhere_stays_there_until_its_turn_in_flight_i
                 await wait_until(
                     lambda: any(r.model == "m-sg" for r in fake.requests), message="sg holding it"
                 )
-                home = tmp_path / "eu-runner"
-                home.mkdir()
-                urls = {"runner": fed.url("eu", "runner")}
-                async with run_gateway(eu.nats_url, configs["eu"], home, services=("runner",), urls=urls):
+                async with _eu_runner(fed, configs["eu"], tmp_path):
                     await wait_until(router.failover.runners_alive, message="eu's router seeing its runner")
                     second = asyncio.create_task(_say(http, "two"))
                     await wait_until(lambda: router.failover.busy("agent:main:main"), message="in flight")
@@ -169,42 +167,52 @@ def _eu_config(configs: dict[str, dict[str, Any]], **runtime: Any) -> dict[str, 
     return {**configs["eu"], "runtime": runtime} if runtime else configs["eu"]
 
 
+def _eu_runner(fed: Federation, config: dict[str, Any], tmp: Path) -> AbstractAsyncContextManager[Gateway]:
+    """A runner of eu started in this process (the one it had is gone, or it never had one)."""
+    home = tmp / "eu-runner"
+    home.mkdir()
+    urls = {"runner": fed.url("eu", "runner")}
+    return run_gateway(fed.gateways["eu"].nats_url, config, home, services=("runner",), urls=urls)
+
+
+@contextlib.asynccontextmanager
+async def _sg_gone(
+    tmp: Path, **runtime: Any
+) -> AsyncIterator[tuple[dict[str, Any], Federation, Counter[str]]]:
+    """eu without a runner, sg without a gateway (a region that is gone); eu's model answers
+    "the first", then "the second". Yields eu's config, the federation, eu's router's counters."""
+    async with FakeModelServer() as fake:
+        fake.script("m-eu", Text("the first"), Text("the second"))
+        configs = _configs(fake, tmp)
+        # over a leaf link nobody answers "no responders" for a region that is gone: a try
+        # ends when it has been quiet for the idle timeout (30 s by default)
+        configs["eu"]["gateway"]["federation"].update(keepaliveSeconds=0.2, idleTimeoutSeconds=1)
+        config = _eu_config(configs, **runtime)
+        async with federation(tmp, {"sg": None, "eu": config}, services={"eu": ("ingress", "router")}) as fed:
+            counters = fed.gateways["eu"].service("router").ctx.counters
+            yield config, fed, counters
+            assert counters["dead_letters"] == 0 and counters["failed_over"] == 0
+        assert fake.pending == 0
+
+
 async def test_a_message_that_cannot_fail_over_either_is_answered_here_in_order_when_a_runner_is_back(
     tmp_path: Path,
 ) -> None:
     """eu has no runner and sg no gateway: the session's first message is tried on sg, stays in
     progress, its second waits behind it; a runner of eu comes up: both are sent home and
     answered by eu in their order, nothing lost, nothing dead-lettered."""
-    async with FakeModelServer() as fake:
-        fake.script("m-eu", Text("the first"), Text("the second"))
-        configs = _configs(fake, tmp_path)
-        # over a leaf link nobody answers "no responders" for a region that is gone: a try
-        # ends when it has been quiet for the idle timeout (30 s by default)
-        configs["eu"]["gateway"]["federation"].update(keepaliveSeconds=0.2, idleTimeoutSeconds=1)
-        async with federation(
-            tmp_path, {"sg": None, "eu": configs["eu"]}, services={"eu": ("ingress", "router")}
-        ) as fed:
-            eu = fed.gateways["eu"]
-            router = eu.service("router")
-            counters = router.ctx.counters
-            async with eu.client(timeout=60) as http:
-                first = asyncio.create_task(_say(http, "one"))
-                await wait_until(lambda: counters["failover_unreachable"] >= 1, message="sg tried")
-                second = asyncio.create_task(_say(http, "two"))
-                await wait_until(lambda: counters["failover_unreachable"] >= 2, message="sg tried again")
-                assert not first.done() and not second.done()
-                assert not fake.requests  # nobody could answer yet
-                home = tmp_path / "eu-runner"
-                home.mkdir()
-                urls = {"runner": fed.url("eu", "runner")}
-                async with run_gateway(eu.nats_url, configs["eu"], home, services=("runner",), urls=urls):
-                    one, two = await first, await second
-                    assert (one["text"], two["text"]) == ("the first", "the second")
-                    assert counters["failover_sent_home"] >= 2 and counters["failed_over"] == 0
-                    history = await router.store.history("main", "agent:main:main")
-                    assert [e.text for e in history if isinstance(e, TxUser)] == ["one", "two"]
-            assert counters["dead_letters"] == 0
-            assert fake.pending == 0
+    async with _sg_gone(tmp_path) as (config, fed, counters), fed.gateways["eu"].client(timeout=60) as http:
+        first = asyncio.create_task(_say(http, "one"))
+        await wait_until(lambda: counters["failover_unreachable"] >= 1, message="sg tried")
+        second = asyncio.create_task(_say(http, "two"))
+        await wait_until(lambda: counters["failover_unreachable"] >= 2, message="sg tried again")
+        assert not first.done() and not second.done()
+        async with _eu_runner(fed, config, tmp_path):
+            one, two = await first, await second
+        assert (one["text"], two["text"]) == ("the first", "the second")
+        assert counters["failover_sent_home"] >= 2
+        history = await fed.gateways["eu"].service("router").store.history("main", "agent:main:main")
+        assert [e.text for e in history if isinstance(e, TxUser)] == ["one", "two"]
 
 
 async def test_a_message_sg_never_answers_is_sent_home_after_its_tries_and_waits_for_a_runner(
@@ -213,33 +221,20 @@ async def test_a_message_sg_never_answers_is_sent_home_after_its_tries_and_waits
     """eu has no runner and sg no gateway, for longer than `runtime.maxDeliveries` tries: the
     message is routed in eu (queued for its runners, not dead-lettered); the session's next
     message queues behind it without trying sg; a runner of eu answers both, in order."""
-    async with FakeModelServer() as fake:
-        fake.script("m-eu", Text("the first"), Text("the second"))
-        configs = _configs(fake, tmp_path)
-        configs["eu"]["gateway"]["federation"].update(keepaliveSeconds=0.2, idleTimeoutSeconds=1)
-        configs["eu"] = _eu_config(configs, maxDeliveries=2)
-        async with federation(
-            tmp_path, {"sg": None, "eu": configs["eu"]}, services={"eu": ("ingress", "router")}
-        ) as fed:
-            eu = fed.gateways["eu"]
-            router = eu.service("router")
-            counters = router.ctx.counters
-            async with eu.client(timeout=60) as http:
-                first = asyncio.create_task(_say(http, "one"))
-                await wait_until(lambda: counters["routed"] >= 1, message="the first routed in eu")
-                assert (counters["failover_unreachable"], counters["failover_sent_home"]) == (2, 1)
-                second = asyncio.create_task(_say(http, "two"))
-                await wait_until(lambda: counters["routed"] >= 2, message="the second routed in eu")
-                assert counters["failover_unreachable"] == 2  # sg not tried for it
-                assert not first.done() and not second.done()
-                home = tmp_path / "eu-runner"
-                home.mkdir()
-                urls = {"runner": fed.url("eu", "runner")}
-                async with run_gateway(eu.nats_url, configs["eu"], home, services=("runner",), urls=urls):
-                    one, two = await first, await second
-                assert (one["text"], two["text"]) == ("the first", "the second")
-            assert counters["dead_letters"] == 0 and counters["failed_over"] == 0
-            assert fake.pending == 0
+    async with (
+        _sg_gone(tmp_path, maxDeliveries=2) as (config, fed, counters),
+        fed.gateways["eu"].client(timeout=60) as http,
+    ):
+        first = asyncio.create_task(_say(http, "one"))
+        await wait_until(lambda: counters["routed"] >= 1, message="the first routed in eu")
+        assert (counters["failover_unreachable"], counters["failover_sent_home"]) == (2, 1)
+        second = asyncio.create_task(_say(http, "two"))
+        await wait_until(lambda: counters["routed"] >= 2, message="the second routed in eu")
+        assert counters["failover_unreachable"] == 2  # sg not tried for it
+        assert not first.done() and not second.done()
+        async with _eu_runner(fed, config, tmp_path):
+            one, two = await first, await second
+        assert (one["text"], two["text"]) == ("the first", "the second")
 
 
 async def test_a_session_with_a_turn_waiting_here_is_not_failed_over(tmp_path: Path) -> None:
@@ -268,10 +263,7 @@ async def test_a_session_with_a_turn_waiting_here_is_not_failed_over(tmp_path: P
                     )
                     second = asyncio.create_task(_say(http, "two"))
                     await wait_until(lambda: router.ctx.counters["routed"] >= 2, message="two routed here")
-                    home = tmp_path / "eu-runner"
-                    home.mkdir()
-                    urls = {"runner": runner_url}
-                    async with run_gateway(eu.nats_url, configs["eu"], home, services=("runner",), urls=urls):
+                    async with _eu_runner(fed, configs["eu"], tmp_path):
                         one, two = await first, await second
                     assert (one["text"], two["text"]) == ("one, from eu", "two, from eu")
                     assert not any(r.model == "m-sg" for r in fake.requests)
