@@ -210,6 +210,19 @@ def _mark_command(inbound: InboundMessage) -> InboundMessage:
     return msgspec.structs.replace(inbound, metadata={**metadata, "command": name, "commandArgs": args})
 
 
+def _decided(inbound: InboundMessage, route: Route, seq: int = 0) -> RouteDecision:
+    """The decision announced for a routed message (`seq`: its number here; 0 when served elsewhere)."""
+    return RouteDecision(
+        turn_id=inbound.id,
+        channel=route.channel,
+        account_id=route.account_id,
+        agent_id=route.agent_id,
+        session_key=route.session_key,
+        matched_by=route.matched_by,
+        seq=seq,
+    )
+
+
 class Router:
     """Routes every accepted message to its agent, in CM_INBOUND order, stamping each turn with
     its session's next sequence number; only the replica holding the leader lease consumes."""
@@ -466,6 +479,7 @@ class Router:
             if region is not None:
                 where = await self.failover.where(route.session_key, seq)
                 if where == "there":  # it acks the message when done, or sends it home
+                    await self._announce(_decided(inbound, route), inbound)
                     owe = functools.partial(self._owe_one, held)
                     index = held.partition.index if held is not None else 0
                     self.failover.serve(msg, inbound, route, region, owe=owe, partition=index)
@@ -492,16 +506,7 @@ class Router:
             await self._hand_back_batch([r.msg for r in routed], exc, held)
             return False
         for r in routed:
-            decision = RouteDecision(
-                turn_id=r.inbound.id,
-                channel=r.route.channel,
-                account_id=r.route.account_id,
-                agent_id=r.route.agent_id,
-                session_key=r.route.session_key,
-                matched_by=r.route.matched_by,
-                seq=r.seq,
-            )
-            await self._announce(decision, r.inbound)
+            await self._announce(_decided(r.inbound, r.route, r.seq), r.inbound)
             await r.msg.ack()
         ctx.counters["routed"] += len(routed)
         return True

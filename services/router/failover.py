@@ -46,7 +46,6 @@ from clawmesh.sessions import TurnStatus
 from clawmesh.wire import (
     InboundMessage,
     OutboundMessage,
-    RouteDecision,
     TextDeltaEvent,
     TurnError,
     TurnEvent,
@@ -210,7 +209,6 @@ class Failover:
     ) -> Outcome:
         ctx = self.ctx
         async with kept_in_progress(msg, ctx.layout.lease_seconds / 3):
-            await self._announce(inbound, route)
             # the session's earlier message first; where it went, this one follows
             went = "served" if previous is None else await _outcome(previous)
             if went == "served":
@@ -229,19 +227,6 @@ class Failover:
         ctx.counters["failed_over"] += 1
         await msg.ack()
         return "served"
-
-    async def _announce(self, inbound: InboundMessage, route: Route) -> None:
-        decision = RouteDecision(
-            turn_id=inbound.id,
-            channel=route.channel,
-            account_id=route.account_id,
-            agent_id=route.agent_id,
-            session_key=route.session_key,
-            matched_by=route.matched_by,
-        )
-        data, headers = encode_json(decision)
-        await self.ctx.nc.publish(self.ctx.subjects.route_decided, data, headers=inject(headers))
-        await self._tell(inbound, decision)
 
     async def _served(self, inbound: InboundMessage, route: Route, region: str) -> Outcome:
         """`served` there (its reply stored, everyone told), or to be sent `home`: this region's
@@ -345,7 +330,7 @@ class Failover:
                 ),
             )
 
-    async def _tell(self, inbound: InboundMessage, item: RouteDecision | TurnEvent) -> None:
+    async def _tell(self, inbound: InboundMessage, item: TurnEvent) -> None:
         if inbound.reply_subject:
             data, headers = encode_json(item)
             await self.ctx.nc.publish(inbound.reply_subject, data, headers=inject(headers))
