@@ -41,7 +41,7 @@ from clawmesh.federation import (
     remote_session_key,
 )
 from clawmesh.nodes import NodeDirectory
-from clawmesh.sessions import stop_session
+from clawmesh.sessions import TurnStatus, stop_session
 from clawmesh.tools.a2a import a2a_refusal
 from clawmesh.wire import InboundMessage, Peer, TextDeltaEvent, TurnError, TurnFinal, decode_token, now
 
@@ -57,6 +57,19 @@ _DUPLICATE_POLL_SECONDS = 2.0  # how often a repeated request looks for its turn
 
 def _allowed(value: str, allow: tuple[str, ...]) -> bool:
     return "*" in allow or value in allow
+
+
+def _kept_outcome(
+    status: TurnStatus | None, region: str, session_key: str
+) -> RemoteFinal | RemoteError | None:
+    """What a finished turn's status says its caller was answered; None while it has none."""
+    if status is None:
+        return None
+    if status.state == "done":
+        return RemoteFinal(text=status.text, gateway=region, session_key=session_key)
+    if status.state == "error":
+        return RemoteError(code=status.error_code or "TURN_FAILED", message=status.error_message or "")
+    return None
 
 
 class GatewayLink:
@@ -206,7 +219,7 @@ class GatewayLink:
         )
         alive = asyncio.create_task(self._keep_alive(reply, req.keepalive)) if req.keepalive else None
         try:
-            await self._run(reply, inbound)
+            await self._run(reply, inbound, again=req.again)
         finally:
             if alive is not None:
                 alive.cancel()
@@ -217,7 +230,9 @@ class GatewayLink:
             with contextlib.suppress(Exception):  # the caller's idle timeout covers a lost one
                 await self._send(reply, RemoteAlive())
 
-    async def _run(self, reply: str, inbound: InboundMessage) -> None:
+    async def _run(self, reply: str, inbound: InboundMessage, *, again: bool = False) -> None:
+        if again and await self._answer_kept(reply, inbound):
+            return
         try:
             pending = await self.turns.submit(inbound, f"in:{inbound.id}")
         except Unavailable as exc:
@@ -258,6 +273,18 @@ class GatewayLink:
                     reply, "TIMEOUT", f"the turn on {self.region!r} went quiet", failover=False
                 )
 
+    async def _answer_kept(self, reply: str, inbound: InboundMessage) -> bool:
+        """A turn asked for again: answer with the outcome this gateway kept for it (its turn
+        status lives a day; the inbound stream dedupes only for minutes, after which the turn
+        would run a second time), if it has one."""
+        status = await self.ctx.sessions.get_turn_status(inbound.id)
+        outcome = _kept_outcome(status, self.region or "", inbound.session_key or "")
+        if outcome is None:
+            return False
+        self.ctx.counters["remote_turns_answered_again"] += 1
+        await self._send(reply, outcome)
+        return True
+
     async def _outcome_of(self, reply: str, pending: PendingTurn, inbound: InboundMessage) -> None:
         """A turn submitted before: its final text (or error) once the turn store has it, or
         from its events when they reach this instance; polled every few seconds until then."""
@@ -265,14 +292,8 @@ class GatewayLink:
         deadline = loop.time() + self.turns.turn_timeout()
         while loop.time() < deadline:
             status = await self.ctx.sessions.get_turn_status(inbound.id)
-            outcome: RemoteFinal | RemoteError | None = None
-            if status is not None and status.state == "done":
-                outcome = RemoteFinal(text=status.text)
-            elif status is not None and status.state == "error":
-                outcome = RemoteError(
-                    code=status.error_code or "TURN_FAILED", message=status.error_message or ""
-                )
-            else:
+            outcome = _kept_outcome(status, self.region or "", inbound.session_key or "")
+            if outcome is None:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(_DUPLICATE_POLL_SECONDS):
                         async for event in pending.events(None):

@@ -213,7 +213,9 @@ class Failover:
             went = "served" if previous is None else await _outcome(previous)
             if went == "served":
                 try:
-                    went = await self._served(inbound, route, region)
+                    went = await self._served(
+                        inbound, route, region, again=(msg.metadata.num_delivered or 1) > 1
+                    )
                 except Exception:  # sg answered, but its reply could not be stored here
                     log.exception("router: failed-over turn %s is tried again after the ack wait", inbound.id)
                     went = "gone"
@@ -228,14 +230,18 @@ class Failover:
         await msg.ack()
         return "served"
 
-    async def _served(self, inbound: InboundMessage, route: Route, region: str) -> Outcome:
+    async def _served(
+        self, inbound: InboundMessage, route: Route, region: str, *, again: bool = False
+    ) -> Outcome:
         """`served` there (its reply stored, everyone told), or to be sent `home`: this region's
         runners are back, or the other region could not be reached in `runtime.maxDeliveries`
         tries."""
         tries = self.ctx.holder.current.settings.runtime.max_deliveries
         for attempt in range(1, tries + 1):
             try:
-                event = await self._remote(inbound, route, region)
+                # a try after one that went quiet (or a message delivered before) may find the
+                # turn run there already
+                event = await self._remote(inbound, route, region, again=again or attempt > 1)
             except Exception as exc:  # the request could not even be sent: a failed try too
                 log.warning("router: turn %s could not be sent to %r: %r", inbound.id, region, exc)
                 event = None
@@ -262,7 +268,9 @@ class Failover:
         with best_effort(self.ctx.counters, "inbound_nak", log=log):
             await msg.nak(delay=0)
 
-    async def _remote(self, inbound: InboundMessage, route: Route, region: str) -> TurnEvent | None:
+    async def _remote(
+        self, inbound: InboundMessage, route: Route, region: str, *, again: bool = False
+    ) -> TurnEvent | None:
         ctx = self.ctx
         gw = ctx.holder.current.settings.gateway
         assert gw.region is not None
@@ -280,6 +288,7 @@ class Failover:
             text=inbound.text,
             stream=inbound.reply_events == "all",
             keepalive=gw.keepalive_seconds,
+            again=again,
         )
         try:
             final = await remote_turn(

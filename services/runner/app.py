@@ -296,7 +296,15 @@ class Runner:
                 history = await self.finisher.history(turn, previous[0])
                 watched = early.stopped if early is not None else None
                 outcome = await self._execute(
-                    turn, agent, config, history, entries, spawn, caller, watched=watched
+                    turn,
+                    agent,
+                    config,
+                    history,
+                    entries,
+                    spawn,
+                    caller,
+                    watched=watched,
+                    again=(msg.metadata.num_delivered or 1) > 1,
                 )
             if spawn is not None:
                 await self.stops.record_outcome(spawn, turn, outcome)
@@ -313,6 +321,7 @@ class Runner:
         caller: str = "",
         *,
         watched: asyncio.Event | None = None,
+        again: bool = False,
     ) -> TurnOutcome:
         """The model/tool loop within the turn timeout (a sub-agent run's `runTimeoutSeconds`
         when shorter), until stopped (`stops.py`); any failure becomes the turn's error."""
@@ -335,6 +344,7 @@ class Runner:
                     gateway=self.gateway,
                     synadia=self.synadia,
                     caller=caller,
+                    again=again,
                 )
             finally:
                 # before the final/error event the finisher sends: clients see all the text first

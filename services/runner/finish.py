@@ -43,7 +43,7 @@ from clawmesh.sessions import (
     TxUser,
     bounded,
 )
-from clawmesh.wire import OutboundMessage, TurnError, TurnEvent, TurnFinal, TurnRequest, encode_json
+from clawmesh.wire import OutboundMessage, TurnError, TurnFinal, TurnRequest, encode_json
 
 from .events import TurnEvents, stamp
 from .turn import TurnOutcome, user_text
@@ -85,6 +85,29 @@ def _stream_seq(msg: Msg) -> int:
         return int(msg.metadata.sequence.stream)
     except (AttributeError, TypeError, ValueError):
         return 0
+
+
+def _outcome_event(turn: TurnRequest, done: DoneRecord, outcome: TurnOutcome | None) -> TurnFinal | TurnError:
+    """The `final` or `error` event of a turn recorded as `done` (`outcome`: when it was run
+    here now, not answered from a record)."""
+    if done.is_error:
+        err = outcome.error if outcome is not None and outcome.error is not None else None
+        return TurnError(
+            **stamp(turn),
+            code=err.code if err else "TURN_FAILED",
+            message=err.message if err else done.final_text,
+            hint=err.hint if err else "",
+        )
+    usage = outcome.usage if outcome is not None else (0, 0)
+    return TurnFinal(
+        **stamp(turn),
+        text=done.final_text,
+        model=done.model,
+        input_tokens=usage[0],
+        output_tokens=usage[1],
+        tool_calls=list(outcome.tool_calls) if outcome is not None else [],
+        stop_reason=outcome.stop_reason if outcome is not None else "",
+    )
 
 
 class Finisher:
@@ -141,18 +164,24 @@ class Finisher:
             )
         is_error = outcome.error is not None
         tx_id = f"{turn.turn_id}:tx"
-        done, data = bounded(
-            DoneRecord(
-                seq=turn.seq,
-                turn_id=turn.turn_id,
-                final_text=outcome.text if outcome.error is None else user_text(outcome.error),
-                is_error=is_error,
-                model=outcome.model,
-                context=[*before.context, *records] if in_context else list(before.context),
-                has_context=True,
-                reply=self._pending(turn, is_error=is_error, transcript=tx_id, turn_seq=_stream_seq(msg)),
-            )
+        record = DoneRecord(
+            seq=turn.seq,
+            turn_id=turn.turn_id,
+            final_text=outcome.text if outcome.error is None else user_text(outcome.error),
+            is_error=is_error,
+            model=outcome.model,
+            context=[*before.context, *records] if in_context else list(before.context),
+            has_context=True,
+            reply=self._pending(turn, is_error=is_error, transcript=tx_id, turn_seq=_stream_seq(msg)),
         )
+        announced = outcome.kept and not is_error
+        if announced:
+            # Another gateway made and recorded this answer and keeps it under the turn's id:
+            # whoever asks again for the turn (this runner's successor after a crash) gets the
+            # same. So the caller has it now rather than after this gateway's own record of it
+            # (a local answer exists nowhere else until that record, so it waits for it).
+            await self.events.emit(turn, _outcome_event(turn, record, outcome))
+        done, data = bounded(record)
         # The transcript (one message for the turn's records) and the completion record are
         # written together, one round trip. A batch that was not stored is appended again from
         # the record's context, with the same Nats-Msg-Id, before the reply is published
@@ -174,7 +203,7 @@ class Finisher:
         # The record keeps the reply marked pending although it is stored now: the session's
         # next turn here replaces the record anyway, and `settle` clears it when this runner lets
         # the session go (one write per claim instead of one per turn).
-        completion = await self._reply(turn, (done, revision), outcome, settle=False)
+        completion = await self._reply(turn, (done, revision), outcome, settle=False, announced=announced)
         self.ctx.counters["turns_failed" if outcome.error else "turns_completed"] += 1
         await msg.ack()
         return completion
@@ -278,30 +307,13 @@ class Finisher:
         stored: bool = False,
         restore: bool = False,
         settle: bool = True,
+        announced: bool = False,
     ) -> Completion:
-        """Store the record's pending reply in CM_OUTBOUND and emit `final`/`error`; then record
-        that it is stored: the turn's status, and (`settle`) the completion record without it."""
+        """Store the record's pending reply in CM_OUTBOUND and emit `final`/`error` (unless it
+        was `announced` already); then record that it is stored: the turn's status, and
+        (`settle`) the completion record without it."""
         done, _ = completion
-        event: TurnEvent
-        if done.is_error:
-            err = outcome.error if outcome is not None and outcome.error is not None else None
-            event = TurnError(
-                **stamp(turn),
-                code=err.code if err else "TURN_FAILED",
-                message=err.message if err else done.final_text,
-                hint=err.hint if err else "",
-            )
-        else:
-            usage = outcome.usage if outcome is not None else (0, 0)
-            event = TurnFinal(
-                **stamp(turn),
-                text=done.final_text,
-                model=done.model,
-                input_tokens=usage[0],
-                output_tokens=usage[1],
-                tool_calls=list(outcome.tool_calls) if outcome is not None else [],
-                stop_reason=outcome.stop_reason if outcome is not None else "",
-            )
+        event = _outcome_event(turn, done, outcome)
         status = TurnStatus(
             state="error" if done.is_error else "done",
             agent_id=turn.agent_id,
@@ -319,10 +331,12 @@ class Finisher:
                 else:
                     await self._publish(reply, done.final_text)
 
+        async def emit() -> None:
+            if not announced:
+                await self.events.emit(turn, event)
+
         # The reply and the event are independent; the completion record is already stored.
-        outbound, _ = await asyncio.gather(
-            store_reply(), self.events.emit(turn, event), return_exceptions=True
-        )
+        outbound, _ = await asyncio.gather(store_reply(), emit(), return_exceptions=True)
         if isinstance(outbound, BaseException):
             raise outbound  # the reply must be stored: the turn is handed back and replayed
 

@@ -117,7 +117,8 @@ class Followups:
         try:
             # a follow-up may wait on another gateway's turn: not redelivered meanwhile
             async with kept_in_progress(msg, self.ctx.layout.lease_seconds / 3):
-                await handle(out)
+                # delivered before: a step asked of another gateway may have been answered there
+                await handle(out, (msg.metadata.num_delivered or 1) > 1)
         except Exception:
             log.exception("runner: follow-up of turn %s failed; it is tried again", out.turn_id)
             with best_effort(self.ctx.counters, "followup_nak", log=log):
@@ -126,7 +127,7 @@ class Followups:
         await msg.ack()
 
     # --- sub-agent announce ------------------------------------------------------------------
-    async def _announce(self, out: OutboundMessage) -> None:
+    async def _announce(self, out: OutboundMessage, again: bool = False) -> None:
         store = self.ctx.sessions
         # the child session's record (its session id, for the announce's stats) is read
         # alongside the run's: one round trip instead of two on the way to the announce turn
@@ -241,7 +242,7 @@ class Followups:
         )
 
     # --- sessions_send ping-pong ---------------------------------------------------------------
-    async def _a2a_step(self, out: OutboundMessage) -> None:
+    async def _a2a_step(self, out: OutboundMessage, again: bool = False) -> None:
         run_id, _, step = out.turn_id.rpartition("-")
         if not run_id:
             return
@@ -254,7 +255,7 @@ class Followups:
             await self._a2a_announce(record, text)
             return
         if step == FIRST_STEP_REQUEST:  # an unwaited send to another gateway: its first step
-            await self._remote_step(record, "0", out.text, out.account_id)
+            await self._remote_step(record, "0", out.text, out.account_id, again=again)
             return
         n = int(step) if step.isdigit() else 0
         stop = not text or text == REPLY_SKIP
@@ -301,16 +302,18 @@ class Followups:
             target_channel=record.target_channel,
         ).rstrip()
         if remote and role == "target":
-            await self._remote_step(record, str(turn), f"{prompt}\n\n{text}", out.account_id)
+            await self._remote_step(record, str(turn), f"{prompt}\n\n{text}", out.account_id, again=again)
             return
         await self._a2a_turn(record, str(turn), key, agent, text, prompt)
 
-    async def _remote_step(self, record: A2ARecord, step: str, text: str, account: str) -> None:
+    async def _remote_step(
+        self, record: A2ARecord, step: str, text: str, account: str, *, again: bool = False
+    ) -> None:
         region = self.ctx.holder.current.settings.gateway.region
         if region is None:  # no longer federated: nobody to ask
             log.warning("runner: exchange %s cannot go on: gateway.region is unset", record.run_id)
             return
-        await remote_step(self.ctx, region, record, step, text, account)
+        await remote_step(self.ctx, region, record, step, text, account, again=again)
 
     async def _a2a_turn(
         self, record: A2ARecord, step: str, key: str, agent: str, message: str, system: str

@@ -73,6 +73,7 @@ async def run_proxy_turn(
     gateway: Backend | None = None,
     synadia: Backend | None = None,
     caller: str = "",
+    again: bool = False,
 ) -> tuple[ProxyResult | None, AgentView | None]:
     """`(result, None)` when the backend answered (its reply is in `entries`), `(None,
     fallback agent)` when it is down and the agent has fallbacks: the caller runs the turn
@@ -103,6 +104,7 @@ async def run_proxy_turn(
         workspace=agent.workspace,
         timeout=config.settings.runtime.turn_timeout,
         caller=caller,
+        again=again,
     )
     try:
         kind = _backend_kind(agent)

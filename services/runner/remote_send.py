@@ -169,14 +169,21 @@ async def _first_step(
 
 
 async def remote_step(
-    ctx: ServiceContext, region_of_caller: str, record: A2ARecord, step: str, text: str, account: str
+    ctx: ServiceContext,
+    region_of_caller: str,
+    record: A2ARecord,
+    step: str,
+    text: str,
+    account: str,
+    *,
+    again: bool = False,
 ) -> None:
     """A target's step when the target is an agent of another gateway (for a ping-pong step,
     its instructions travel in `text`: another gateway does not take additions to its agent's
     system prompt): its reply — or its failure, which ends the exchange — stored as the step's
     reply."""
     try:
-        final = await _ask(ctx, region_of_caller, record, step, text)
+        final = await _ask(ctx, region_of_caller, record, step, text, again=again)
     except RemoteTurnFailed as exc:
         await _store(ctx, record, step, f"⚠️ {exc.message}", account, is_error=True)
         return
@@ -184,7 +191,13 @@ async def remote_step(
 
 
 async def _ask(
-    ctx: ServiceContext, region_of_caller: str, record: A2ARecord, step: str, text: str
+    ctx: ServiceContext,
+    region_of_caller: str,
+    record: A2ARecord,
+    step: str,
+    text: str,
+    *,
+    again: bool = False,
 ) -> RemoteFinal:
     """One step of the exchange as a remote turn of the target, on behalf of the requester
     (its turn id the same on every try: the other gateway runs it once). RemoteTurnFailed."""
@@ -202,6 +215,7 @@ async def _ask(
         from_agent=record.requester_agent_id,
         kind="send",
         keepalive=gateway.keepalive_seconds,
+        again=again,
     )
     return await remote_turn(
         ctx.nc, ctx.subjects.prefix, region, request, _ignore, idle_timeout=gateway.idle_timeout_seconds

@@ -64,6 +64,9 @@ class TurnOutcome:
     stop_reason: str = ""
     # the model called tools the caller runs (TurnOptions.tools): the turn ends with them
     tool_calls: tuple[ClientToolCall, ...] = ()
+    # the answer is kept where it was made, under the turn's id (`ProxyResult.kept`): asking
+    # again gives the same, so the caller may have it before this gateway has recorded it
+    kept: bool = False
 
     @classmethod
     def failed(cls, error: ClawmeshError) -> TurnOutcome:
@@ -126,17 +129,31 @@ async def execute_turn(
     gateway: Backend | None = None,
     synadia: Backend | None = None,
     caller: str = "",
+    again: bool = False,
 ) -> TurnOutcome:
     """Run the turn; append what it produced (assistant messages, tool results) to `entries`.
     A proxy agent's turn goes to its backend (`proxy.py`); when that is down the agent's
-    fallbacks answer here, as a local turn. `caller`: see `ProxyTurn.caller`."""
+    fallbacks answer here, as a local turn. `caller`, `again`: see `ProxyTurn`."""
     if agent.runner_type != "local":
         answered, fallback = await run_proxy_turn(
-            turn, agent, config, history, entries, emit, gateway=gateway, synadia=synadia, caller=caller
+            turn,
+            agent,
+            config,
+            history,
+            entries,
+            emit,
+            gateway=gateway,
+            synadia=synadia,
+            caller=caller,
+            again=again,
         )
         if answered is not None:
             return TurnOutcome(
-                text=answered.text, model=answered.model, usage=answered.usage, stop_reason="end_turn"
+                text=answered.text,
+                model=answered.model,
+                usage=answered.usage,
+                stop_reason="end_turn",
+                kept=answered.kept,
             )
         assert fallback is not None
         agent = fallback

@@ -16,6 +16,7 @@ import pytest
 from clawmesh.federation import RemoteTurn
 from clawmesh.sessions import SessionStore, stop_session
 from clawmesh.wire import A2AEvent, Subjects, ToolResultEvent, TurnError, TurnEvent, TurnFinal, decode
+from clawmesh_ingress.turns import turn_id_for
 from tests.fakes.models import FakeModelServer, Gate, Text, ToolCall
 from tests.fixtures.federation import Federation, federation, linked
 from tests.fixtures.gateway import ServiceProcess, run_gateway, wait_until
@@ -332,6 +333,55 @@ async def test_a_repeated_remote_turn_gets_the_outcome_of_the_first(tmp_path: Pa
         await nc.close()
 
 
+async def test_a_turn_asked_for_again_is_answered_from_what_sg_kept(tmp_path: Path) -> None:
+    """A caller whose turn was delivered again (`again`: its runner died, perhaps minutes ago)
+    is answered from the outcome sg kept for the turn id (a day), without a second inbound
+    message: the inbound stream's dedupe, which answers a plain repeat, lasts two minutes only.
+    A turn sg never saw, asked with `again`, runs as usual."""
+    async with (
+        FakeModelServer() as fake,
+        federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": _eu(fake, tmp_path)}) as fed,
+    ):
+        await linked(fed)
+        nc = await nats.connect(fed.url("eu"))
+        sg = await nats.connect(fed.url("sg"))
+        inbound = Subjects("cm").stream("INBOUND")
+
+        async def ask(turn_id: str, text: str, *, again: bool) -> str:
+            turn = RemoteTurn(
+                from_gateway="eu",
+                agent_id="worker",
+                session="agent:boss:main",
+                turn_id=turn_id,
+                text=text,
+                stream=False,
+                again=again,
+            )
+            msg = await nc.request("cm.gw.sg.turn.worker", msgspec.json.encode(turn), timeout=60)
+            event = json.loads(msg.data)
+            return f"{event['type']}: {event.get('text', event.get('message'))}"
+
+        assert await ask("t-first", "hello", again=True) == "final: echo: hello"  # never seen: run
+        stored = (await sg.jetstream().stream_info(inbound)).state.messages
+        counters = fed.gateways["sg"].service("ingress").ctx.counters
+        assert counters["remote_turns_answered_again"] == 0
+
+        store = fed.gateways["sg"].service("runner").store
+        turn_status = turn_id_for("gateway", "eu", "t-first")  # sg's id of the turn
+
+        async def kept() -> bool:  # the turn status follows the reply
+            return await store.get_turn_status(turn_status) is not None
+
+        await wait_until(kept, timeout=10, message="sg's turn status")
+        assert await ask("t-first", "hello", again=True) == "final: echo: hello"
+        assert (await sg.jetstream().stream_info(inbound)).state.messages == stored
+        assert counters["remote_turns_answered_again"] == 1
+        sessions = [s for s in await store.list_sessions() if s.agent_id == "worker"]
+        assert len(sessions) == 1 and sessions[0].seq == 1
+        await nc.close()
+        await sg.close()
+
+
 async def test_stopping_a_remote_child_stops_its_turn_on_the_other_gateway(tmp_path: Path) -> None:
     """eu stops the child it spawned on sg while sg's turn runs (its model held): sg's turn
     ends stopped too, and eu's parent is told the child was stopped."""
@@ -458,6 +508,15 @@ async def test_a_runner_killed_while_sg_answers_a_step_leaves_it_to_another_runn
             await linked(fed)
             watch = _Watch()
             nc = await watch.start(fed.url("eu"))
+            # what sg is asked for `slow`: the second runner's request says it asks again
+            asks: list[RemoteTurn] = []
+            sg = await nats.connect(fed.url("sg"))
+
+            async def on_ask(msg: Any) -> None:
+                asks.append(msgspec.json.decode(msg.data, type=RemoteTurn))
+
+            await sg.subscribe("cm.gw.sg.turn.slow", cb=on_ask)
+            await sg.flush()
             first = ServiceProcess(
                 "runner", gw_eu.config_path, runner_url, gw_eu.env, tmp_path / "runner.log"
             )
@@ -497,4 +556,7 @@ async def test_a_runner_killed_while_sg_answers_a_step_leaves_it_to_another_runn
             assert after.last_user_text == "pong from fake"  # the held step's reply, once
             assert f"Turn {held_step + 1} of 5." in (after.system_text or "")
             assert fake.pending == 0
+            assert [a.again for a in asks[-2:]] == [False, True], asks
+            assert asks[-1].turn_id == asks[-2].turn_id
             await nc.close()
+            await sg.close()

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import nats
 import pytest
 
+from clawmesh.federation import RemoteTurn
 from clawmesh.sessions import TxUser
 from clawmesh.wire import OutboundMessage, decode
 from tests.chaos.checker import read_stream
@@ -293,6 +295,15 @@ async def test_a_router_killed_while_sg_serves_a_turn_leaves_it_to_the_next_one_
             second: ServiceProcess | None = None
             nc = await nats.connect(fed.url("eu"))
             js = nc.jetstream()
+            # what sg is asked: the next router's request says it asks again
+            asks: list[RemoteTurn] = []
+            sg = await nats.connect(fed.url("sg"))
+
+            async def on_ask(msg: Any) -> None:
+                asks.append(msgspec.json.decode(msg.data, type=RemoteTurn))
+
+            await sg.subscribe("cm.gw.sg.turn.main", cb=on_ask)
+            await sg.flush()
             try:
                 async with eu.client(timeout=60) as http:
                     asked = asyncio.create_task(_say(http, "hello"))
@@ -313,12 +324,17 @@ async def test_a_router_killed_while_sg_serves_a_turn_leaves_it_to_the_next_one_
                 assert sum(r.model == "m-sg" for r in fake.requests) == 1
                 replies = [decode(m.data, OutboundMessage) for m in await read_stream(js, "cm.out.>")]
                 assert [(r.turn_id, r.text) for r in replies] == [(answer["turnId"], "pong from fake")]
+                assert [(a.turn_id, a.again) for a in asks if a.turn_id != "probe"] == [
+                    (answer["turnId"], False),
+                    (answer["turnId"], True),
+                ]
             finally:
                 held.set()
                 first.kill()
                 if second is not None:
                     second.kill()
                 await nc.close()
+                await sg.close()
             assert fake.pending == 0
 
 

@@ -28,7 +28,7 @@ from clawmesh.wire import (
     encode_json,
 )
 from tests.fakes.models import FakeModelServer, Text, ToolCall
-from tests.fixtures.federation import federation
+from tests.fixtures.federation import federation, linked
 from tests.fixtures.gateway import Gateway, wait_until
 from tests.fixtures.sse import sse_events
 
@@ -344,3 +344,77 @@ async def _remote_invocation_cannot_name_a_private_subject(eu_url: str, sg_url: 
     assert not refused.ok and refused.error_code == "PERMISSION_DENIED", refused
     await eu.close()
     await sg.close()
+
+
+async def test_a_remote_agents_reply_reaches_its_caller_before_this_region_records_it(tmp_path: Path) -> None:
+    """sg made the answer, recorded it and keeps it under the turn's id (asked again, it gives
+    the same), so eu's caller gets it without waiting for eu's own record of the turn: here
+    eu's completion record is held back, and the caller has its reply meanwhile. The record
+    follows, and then the turn status."""
+    async with federation(tmp_path, {"sg": SG_CONFIG, "eu": EU_CONFIG}) as fed:
+        eu = fed.gateways["eu"]
+        await linked(fed)
+        store = eu.service("runner").store
+        put_done = store.put_done
+        held, release = asyncio.Event(), asyncio.Event()
+
+        async def held_back(session_key: str, record: Any, *args: Any, **kwargs: Any) -> int:
+            if session_key.startswith("agent:far:"):
+                held.set()
+                await release.wait()
+            return int(await put_done(session_key, record, *args, **kwargs))
+
+        store.put_done = held_back
+        asking = asyncio.create_task(_ask(eu, "far", "hello from europe"))
+        await wait_until(asking.done, timeout=30, message="the reply while eu's record is held back")
+        events = asking.result()
+        assert events[-1][0] == "final" and events[-1][1]["text"] == "echo: hello from europe", events
+        assert held.is_set() and not release.is_set()
+        turn_id = events[-1][1]["turnId"]
+        assert await store.get_turn_status(turn_id) is None  # eu has not recorded the turn yet
+        release.set()
+
+        async def recorded() -> bool:
+            status = await store.get_turn_status(turn_id)
+            return status is not None and status.text == "echo: hello from europe"
+
+        await wait_until(recorded, timeout=10, message="eu's record of the turn")
+        sessions = {s.agent_id: s for s in await store.list_sessions()}
+        assert sessions["far"].seq == 1
+
+
+async def test_a_local_reply_follows_its_record_and_a_remote_one_precedes_it(tmp_path: Path) -> None:
+    """The order eu's runner publishes in (one connection: a subscriber sees it in order): a
+    local agent's `final` only after the turn's completion record (the answer exists nowhere
+    else until then); a remote agent's before it."""
+    async with federation(tmp_path, {"sg": SG_CONFIG, "eu": EU_CONFIG}) as fed:
+        eu = fed.gateways["eu"]
+        await linked(fed)
+        tap = await nats.connect(fed.url("eu"))
+        order: list[tuple[str, str]] = []  # ("final" | "record", turn id)
+
+        async def on_msg(msg: Any) -> None:
+            if msg.subject.startswith("cm.ev."):
+                event = decode(msg.data, TurnEvent, msg.headers)
+                if isinstance(event, TurnFinal):
+                    order.append(("final", event.turn_id))
+            elif msg.subject.startswith("$KV.cm_sessions.d."):
+                body = json.loads(msg.data)
+                order.append(("record", body.get("turnId") or body.get("turn_id") or ""))
+
+        await tap.subscribe(">", cb=on_msg)
+        await tap.flush()
+        turns = {}
+        for agent in ("main", "far"):
+            events = await _ask(eu, agent, f"hello {agent}")
+            assert events[-1][0] == "final", events
+            turns[agent] = events[-1][1]["turnId"]
+        await wait_until(
+            lambda: all(("record", t) in order and ("final", t) in order for t in turns.values()),
+            timeout=10,
+            message="both turns' final events and records",
+        )
+        await tap.close()
+        for agent, before, after in (("main", "record", "final"), ("far", "final", "record")):
+            t = turns[agent]
+            assert order.index((before, t)) < order.index((after, t)), (agent, order)

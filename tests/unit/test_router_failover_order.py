@@ -96,7 +96,7 @@ async def _served_in_turn(first: Outcome | Exception) -> tuple[list[str], list[_
     failover = _failover(alive=False)
     tried: list[str] = []
 
-    async def served(inbound: InboundMessage, route: Any, region: str) -> Outcome:
+    async def served(inbound: InboundMessage, route: Any, region: str, *, again: bool = False) -> Outcome:
         tried.append(inbound.id)
         if inbound.id == "two":
             return "served"
@@ -184,7 +184,7 @@ async def test_a_partition_let_go_abandons_only_its_own_messages_served_elsewher
     failover = _failover(alive=False)
     answered = asyncio.Event()
 
-    async def served(inbound: InboundMessage, route: Any, region: str) -> Outcome:
+    async def served(inbound: InboundMessage, route: Any, region: str, *, again: bool = False) -> Outcome:
         await answered.wait()  # the other region is running the turn
         return "served"
 

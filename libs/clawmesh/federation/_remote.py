@@ -65,6 +65,10 @@ class RemoteTurn(
     # the serving side sends `RemoteAlive` this often while the turn runs, so that a caller
     # tells a long quiet turn from a region that dropped (0: never)
     keepalive: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.0
+    # the caller asked for this turn before (its runner died, or handed the turn back): the
+    # serving side answers from the outcome it kept for `turn_id`, if any, even after the
+    # inbound stream's dedupe window, rather than run it again
+    again: bool = False
 
 
 class RemoteStop(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=False):

@@ -32,6 +32,9 @@ class ProxyTurn:
     # an agent of this gateway calling one of another gateway (`sessions_spawn` of
     # `worker@sg`): the serving gateway's agent-to-agent policy judges it; "" otherwise
     caller: str = ""
+    # this turn was delivered to a runner before (one died, or handed it back): the backend
+    # may have answered it already
+    again: bool = False
 
 
 @dataclass(slots=True)
@@ -42,6 +45,9 @@ class ProxyResult:
     model: str = ""
     cost_usd: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # the serving side keeps this answer under the turn's id: asked again for the turn, it
+    # returns this answer, not a new one (a gateway of the federation does)
+    kept: bool = False
 
 
 class BackendError(Exception):

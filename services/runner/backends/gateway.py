@@ -53,6 +53,7 @@ class GatewayBackend:
             from_agent=turn.caller,
             kind="spawn" if turn.caller else "turn",
             keepalive=gateway.keepalive_seconds,
+            again=turn.again,
         )
         try:
             final = await remote_turn(
@@ -84,4 +85,5 @@ class GatewayBackend:
             remote_session=final.session_key or None,
             model=f"{settings.gateway}/{final.model}" if final.model else f"gateway:{settings.gateway}",
             extra={"gateway": settings.gateway},
+            kept=True,
         )
