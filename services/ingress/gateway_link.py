@@ -274,9 +274,11 @@ class GatewayLink:
                 )
 
     async def _answer_kept(self, reply: str, inbound: InboundMessage) -> bool:
-        """A turn asked for again: answer with the outcome this gateway kept for it (its turn
-        status lives a day; the inbound stream dedupes only for minutes, after which the turn
-        would run a second time), if it has one."""
+        """A turn asked for again: answer with the outcome this gateway kept for it, if it has
+        one. Its turn status lives a day: one read, where a repeat submitted past the inbound
+        stream's dedupe window (two minutes) is stored again and goes through router and runner
+        to be answered from the session's record (only while the turn is among the record's
+        context and the router's recent turn ids)."""
         status = await self.ctx.sessions.get_turn_status(inbound.id)
         outcome = _kept_outcome(status, self.region or "", inbound.session_key or "")
         if outcome is None:

@@ -335,9 +335,10 @@ async def test_a_repeated_remote_turn_gets_the_outcome_of_the_first(tmp_path: Pa
 
 async def test_a_turn_asked_for_again_is_answered_from_what_sg_kept(tmp_path: Path) -> None:
     """A caller whose turn was delivered again (`again`: its runner died, perhaps minutes ago)
-    is answered from the outcome sg kept for the turn id (a day), without a second inbound
-    message: the inbound stream's dedupe, which answers a plain repeat, lasts two minutes only.
-    A turn sg never saw, asked with `again`, runs as usual."""
+    is answered from the outcome sg kept for the turn id (a day) with one read: no second
+    inbound message (past the inbound stream's two-minute dedupe a plain repeat is stored again
+    and replayed by sg's runner from its record, while the turn is still in it). A turn sg
+    never saw, asked with `again`, runs as usual."""
     async with (
         FakeModelServer() as fake,
         federation(tmp_path, {"sg": _sg(fake, tmp_path), "eu": _eu(fake, tmp_path)}) as fed,

@@ -66,8 +66,8 @@ class RemoteTurn(
     # tells a long quiet turn from a region that dropped (0: never)
     keepalive: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.0
     # the caller asked for this turn before (its runner died, or handed the turn back): the
-    # serving side answers from the outcome it kept for `turn_id`, if any, even after the
-    # inbound stream's dedupe window, rather than run it again
+    # serving side answers from the outcome it kept for `turn_id` (a day), if any, instead of
+    # submitting the turn again
     again: bool = False
 
 
