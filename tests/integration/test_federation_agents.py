@@ -5,6 +5,7 @@ nats-servers, a whole gateway per region): `sessions_spawn` and `sessions_send` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from clawmesh.sessions import SessionStore, stop_session
 from clawmesh.wire import A2AEvent, Subjects, ToolResultEvent, TurnError, TurnEvent, TurnFinal, decode
 from clawmesh_ingress.turns import turn_id_for
 from tests.fakes.models import FakeModelServer, Gate, Text, ToolCall
-from tests.fixtures.federation import Federation, federation, linked
+from tests.fixtures.federation import Federation, federation, linked, remote_asks
 from tests.fixtures.gateway import ServiceProcess, run_gateway, wait_until
 
 pytestmark = pytest.mark.asyncio
@@ -502,7 +503,10 @@ async def test_a_runner_killed_while_sg_answers_a_step_leaves_it_to_another_runn
         fake.script("m-boss", *turn, *steps)
         eu = {**_eu(fake, tmp_path), "runtime": {"turnLeaseSeconds": 2}}
         regions = {"sg": _sg(fake, tmp_path), "eu": eu}
-        async with federation(tmp_path, regions, services={"eu": ("ingress", "router")}) as fed:
+        async with (
+            federation(tmp_path, regions, services={"eu": ("ingress", "router")}) as fed,
+            contextlib.AsyncExitStack() as stack,
+        ):
             gw_eu = fed.gateways["eu"]
             runner_url = fed.url("eu", "runner")
             sg_link = fed.gateways["sg"].service("ingress").ctx.counters
@@ -510,14 +514,7 @@ async def test_a_runner_killed_while_sg_answers_a_step_leaves_it_to_another_runn
             watch = _Watch()
             nc = await watch.start(fed.url("eu"))
             # what sg is asked for `slow`: the second runner's request says it asks again
-            asks: list[RemoteTurn] = []
-            sg = await nats.connect(fed.url("sg"))
-
-            async def on_ask(msg: Any) -> None:
-                asks.append(msgspec.json.decode(msg.data, type=RemoteTurn))
-
-            await sg.subscribe("cm.gw.sg.turn.slow", cb=on_ask)
-            await sg.flush()
+            asks = await stack.enter_async_context(remote_asks(fed, "slow"))
             first = ServiceProcess(
                 "runner", gw_eu.config_path, runner_url, gw_eu.env, tmp_path / "runner.log"
             )
@@ -560,4 +557,3 @@ async def test_a_runner_killed_while_sg_answers_a_step_leaves_it_to_another_runn
             assert [a.again for a in asks[-2:]] == [False, True], asks
             assert asks[-1].turn_id == asks[-2].turn_id
             await nc.close()
-            await sg.close()

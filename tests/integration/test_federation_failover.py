@@ -14,16 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import nats
 import pytest
 
-from clawmesh.federation import RemoteTurn
 from clawmesh.sessions import TxUser
 from clawmesh.wire import OutboundMessage, decode
 from tests.chaos.checker import read_stream
 from tests.fakes.models import FakeModelServer, Gate, Text
-from tests.fixtures.federation import Federation, federation, linked
+from tests.fixtures.federation import Federation, federation, linked, remote_asks
 from tests.fixtures.gateway import Gateway, ServiceProcess, run_gateway, wait_until
 from tests.fixtures.sse import sse_events
 
@@ -287,7 +285,10 @@ async def test_a_router_killed_while_sg_serves_a_turn_leaves_it_to_the_next_one_
         fake.script("m-sg", Gate(held))
         configs = _configs(fake, tmp_path)
         configs["eu"] = _eu_config(configs, turnLeaseSeconds=3)
-        async with federation(tmp_path, configs, services={"eu": ("ingress",)}) as fed:
+        async with (
+            federation(tmp_path, configs, services={"eu": ("ingress",)}) as fed,
+            contextlib.AsyncExitStack() as stack,
+        ):
             await linked(fed, "main")
             eu = fed.gateways["eu"]
             url = fed.url("eu", "router")
@@ -296,14 +297,7 @@ async def test_a_router_killed_while_sg_serves_a_turn_leaves_it_to_the_next_one_
             nc = await nats.connect(fed.url("eu"))
             js = nc.jetstream()
             # what sg is asked: the next router's request says it asks again
-            asks: list[RemoteTurn] = []
-            sg = await nats.connect(fed.url("sg"))
-
-            async def on_ask(msg: Any) -> None:
-                asks.append(msgspec.json.decode(msg.data, type=RemoteTurn))
-
-            await sg.subscribe("cm.gw.sg.turn.main", cb=on_ask)
-            await sg.flush()
+            asks = await stack.enter_async_context(remote_asks(fed, "main"))
             try:
                 async with eu.client(timeout=60) as http:
                     asked = asyncio.create_task(_say(http, "hello"))
@@ -334,7 +328,6 @@ async def test_a_router_killed_while_sg_serves_a_turn_leaves_it_to_the_next_one_
                 if second is not None:
                     second.kill()
                 await nc.close()
-                await sg.close()
             assert fake.pending == 0
 
 
