@@ -360,7 +360,13 @@ class GatewayLink:
                         exposed=_allowed(st.node.node_id, expose_nodes),
                     )
                 )
-        return Catalogue(region=self.region or "", agents=agents, nodes=nodes, ts=time.time())
+        return Catalogue(
+            region=self.region or "",
+            agents=agents,
+            nodes=nodes,
+            ts=time.time(),
+            every=config.settings.gateway.catalog_seconds,
+        )
 
     async def _broadcast_forever(self, region: str) -> None:
         subject = broadcast_subject(self.ctx.subjects.prefix, region, "catalog")
@@ -380,5 +386,7 @@ class GatewayLink:
         sender = msg.subject.split(".")[-2]
         if cat.region != sender or sender == self.region or self._kv is None:
             return  # a region speaks only for itself (the hub's permissions say so too)
+        # stamped with this region's clock: how long a region has been silent is judged by it
+        stamped = msgspec.structs.replace(cat, received=time.time())
         with contextlib.suppress(Exception):
-            await self._kv.put(sender, msg.data)
+            await self._kv.put(sender, msgspec.json.encode(stamped))

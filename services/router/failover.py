@@ -40,7 +40,7 @@ from nats.errors import NoRespondersError
 from clawmesh.bus import ServiceContext, inject, kept_in_progress
 from clawmesh.config import Config
 from clawmesh.errors import best_effort
-from clawmesh.federation import RemoteTurn, RemoteTurnFailed, remote_turn
+from clawmesh.federation import RemoteTurn, RemoteTurnFailed, region_silence, remote_turn
 from clawmesh.routing import Route
 from clawmesh.sessions import TurnStatus
 from clawmesh.wire import (
@@ -292,7 +292,13 @@ class Failover:
         )
         try:
             final = await remote_turn(
-                ctx.nc, ctx.subjects.prefix, region, request, delta, idle_timeout=gw.idle_timeout_seconds
+                ctx.nc,
+                ctx.subjects.prefix,
+                region,
+                request,
+                delta,
+                idle_timeout=gw.idle_timeout_seconds,
+                silence=lambda: region_silence(ctx.kv["gateways"], region),
             )
         except RemoteTurnFailed as exc:
             if exc.failover:

@@ -26,6 +26,7 @@ from nats.aio.msg import Msg
 from clawmesh.bus import ServiceContext, consumer_span, pull_forever
 from clawmesh.config import AgentView, Config
 from clawmesh.errors import ClawmeshError, best_effort
+from clawmesh.federation import region_silence
 from clawmesh.nodes import NodeDirectory
 from clawmesh.providers import aclose_providers, preload_sdks
 from clawmesh.sessions import SpawnRecord, TranscriptEntry
@@ -73,7 +74,10 @@ class Runner:
         self.events = TurnEvents(ctx.nc, ctx.subjects)
         # agents on other gateways of the federation: over this runner's own NATS connection
         self.gateway = GatewayBackend(
-            ctx.nc, ctx.subjects.prefix, lambda: ctx.holder.current.settings.gateway
+            ctx.nc,
+            ctx.subjects.prefix,
+            lambda: ctx.holder.current.settings.gateway,
+            lambda region: region_silence(ctx.kv["gateways"], region),
         )
         self.synadia = SynadiaBackend(ctx.nc)  # agents on the bus (Synadia Agent Protocol)
         self.finisher = Finisher(ctx, self.store, self.events)

@@ -30,6 +30,7 @@ from clawmesh.federation import (
     RemoteFinal,
     RemoteTurn,
     RemoteTurnFailed,
+    region_silence,
     remote_session_key,
     remote_turn,
 )
@@ -218,7 +219,13 @@ async def _ask(
         again=again,
     )
     return await remote_turn(
-        ctx.nc, ctx.subjects.prefix, region, request, _ignore, idle_timeout=gateway.idle_timeout_seconds
+        ctx.nc,
+        ctx.subjects.prefix,
+        region,
+        request,
+        _ignore,
+        idle_timeout=gateway.idle_timeout_seconds,
+        silence=lambda: region_silence(ctx.kv["gateways"], region),
     )
 
 

@@ -124,6 +124,7 @@ def test_two_regions_join_the_hub_and_reach_each_other(tmp_path: Path, hub: Path
         assert listed.returncode == 0, listed.stderr
         remote = {r["id"]: r for r in rows if r.get("gateway") == "sg"}
         assert remote["work"]["exposed"] is True and remote["home"].get("exposed", False) is False
+        assert remote["work"]["gatewayGone"] is False  # sg was heard from moments ago
         assert {r["id"] for r in rows if r.get("gateway") == "eu"} == {"home", "work", "far"}
         # `status` names the region and the leaf link to the hub
         status = eu.cli("status", "--json")

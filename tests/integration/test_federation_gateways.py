@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import nats
 import pytest
 import pytest_asyncio
 
+from clawmesh.federation import Catalogue
 from clawmesh.wire import (
     ToolInvocation,
     ToolInvocationResult,
@@ -27,7 +29,7 @@ from clawmesh.wire import (
     decode,
     encode_json,
 )
-from tests.fakes.models import FakeModelServer, Text, ToolCall
+from tests.fakes.models import FakeModelServer, Gate, Text, ToolCall
 from tests.fixtures.federation import federation, linked
 from tests.fixtures.gateway import Gateway, wait_until
 from tests.fixtures.sse import sse_events
@@ -418,3 +420,67 @@ async def test_a_local_reply_follows_its_record_and_a_remote_one_precedes_it(tmp
         for agent, before, after in (("main", "record", "final"), ("far", "final", "record")):
             t = turns[agent]
             assert order.index((before, t)) < order.index((after, t)), (agent, order)
+
+
+def _silent_sg_configs(fake: FakeModelServer | None) -> dict[str, dict[str, Any] | None]:
+    """eu's `far` is sg's `worker`, with a model of eu's as its fallback; eu waits a minute for a
+    silent region (longer than these tests wait for their answers)."""
+    eu = json.loads(json.dumps(EU_CONFIG))
+    eu["gateway"]["federation"].update(idleTimeoutSeconds=60, keepaliveSeconds=5)
+    far = next(a for a in eu["agents"]["list"] if a["id"] == "far")
+    far["model"] = {"primary": "echo/unused", "fallbacks": ["echo/fallback"]}
+    if fake is None:
+        return {"sg": None, "eu": eu}
+    sg = json.loads(json.dumps(SG_CONFIG))
+    sg["agents"]["defaults"]["model"] = "openai/m-sg"
+    sg["models"] = {"providers": {"openai": {"baseUrl": fake.base_url + "/v1", "apiKey": "sk-test"}}}
+    return {"sg": sg, "eu": eu}
+
+
+async def test_a_turn_for_a_region_gone_silent_fails_over_without_waiting_the_idle_timeout(
+    tmp_path: Path,
+) -> None:
+    """sg was last heard from long ago (its catalogue, stored by eu's ingress, is older than
+    three of sg's broadcast periods): a turn of `far` does not wait the minute eu's idle timeout
+    allows for sg's first word; a second after asking, eu looks sg up, finds it gone, and the
+    agent's fallback answers. (Over a leaf link nobody answers "no responders" for a region
+    that is gone: before, the turn waited the whole idle timeout.)"""
+    async with federation(tmp_path, _silent_sg_configs(None)) as fed:
+        admin = await nats.connect(fed.url("eu"))
+        gone = Catalogue(region="sg", every=0.2, received=time.time() - 10)
+        await (await admin.jetstream().key_value("cm_gateways")).put("sg", msgspec.json.encode(gone))
+        async with fed.gateways["eu"].client(timeout=60) as http:
+            r = await http.post("/v1/messages?wait=30", json={"text": "anyone there?", "agentId": "far"})
+        assert r.status_code == 200, r.text
+        assert r.json()["text"] == "echo: anyone there?"  # eu's fallback model
+        await admin.close()
+
+
+async def test_a_live_region_slow_to_answer_is_looked_up_and_waited_for(tmp_path: Path) -> None:
+    """sg's model holds the turn; until sg's first word eu looks it up every second, finds it
+    heard (it broadcasts every 0.2 s), and goes on waiting: sg's answer is the reply."""
+    held = asyncio.Event()
+    async with FakeModelServer() as fake:
+        fake.script("m-sg", Gate(held))
+        async with federation(tmp_path, _silent_sg_configs(fake)) as fed:
+            await linked(fed)
+            backend = fed.gateways["eu"].service("runner").gateway
+            looked_up: list[float | None] = []
+            look = backend._silence
+
+            async def counted(region: str) -> float | None:
+                silent = await look(region)
+                looked_up.append(silent)
+                return silent
+
+            backend._silence = counted
+            async with fed.gateways["eu"].client(timeout=60) as http:
+                asking = asyncio.create_task(
+                    http.post("/v1/messages?wait=30", json={"text": "take your time", "agentId": "far"})
+                )
+                await wait_until(lambda: len(looked_up) >= 2, timeout=20, message="sg looked up twice")
+                held.set()
+                r = await asking
+            assert r.status_code == 200, r.text
+            assert r.json()["text"] == "pong from fake"  # sg's model, not eu's fallback
+            assert set(looked_up) == {None}

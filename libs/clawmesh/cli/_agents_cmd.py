@@ -148,7 +148,9 @@ def list_(
 
             region = own_region(config) or "local"
             listed = [{**r, "gateway": region} for r in listed] + [
-                {**agent, "gateway": cat.get("region")} for cat in remote for agent in cat.get("agents") or []
+                {**agent, "gateway": cat.get("region"), "gatewayGone": cat.get("gone", False)}
+                for cat in remote
+                for agent in cat.get("agents") or []
             ]
         print_json(listed)
         return

@@ -12,6 +12,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from rich.table import Table
 
 from ..config import Config
+from ..federation import silent_for
 from ..kvlist import list_keys
 from ..wire import Subjects
 from ._common import console
@@ -32,7 +33,8 @@ def own_region(config: Config) -> str | None:
 
 async def catalogues(config: Config, url: str | None) -> list[dict[str, Any]]:
     """The latest catalogue of every other region, oldest region name first; each with
-    `ageSeconds` (since it was broadcast)."""
+    `ageSeconds` (since this gateway stored it, else since it was broadcast) and `gone` (not
+    heard from for several of its broadcast periods: remote turns there fail over at once)."""
     out: list[dict[str, Any]] = []
     async with nats_client(config, url) as nc:
         try:
@@ -44,7 +46,10 @@ async def catalogues(config: Config, url: str | None) -> list[dict[str, Any]]:
                 entry = await kv.get(key)
                 data = msgspec.json.decode(entry.value or b"{}")
                 if isinstance(data, dict):
-                    data["ageSeconds"] = round(max(time.time() - float(data.get("ts") or 0), 0.0), 1)
+                    heard = float(data.get("received") or data.get("ts") or 0)
+                    age = max(time.time() - heard, 0.0)
+                    data["ageSeconds"] = round(age, 1)
+                    data["gone"] = silent_for(heard, float(data.get("every") or 0)) is not None
                     out.append(data)
     return out
 
@@ -75,9 +80,13 @@ def print_remote_agents(config: Config, cats: list[dict[str, Any]]) -> None:
                 str(agent.get("name", "")),
                 str(agent.get("runnerType", "local")),
                 "yes" if agent.get("exposed") else "no",
-                f"{cat['ageSeconds']:.0f}s ago",
+                _seen(cat),
             )
     console.print(table)
+
+
+def _seen(cat: dict[str, Any]) -> str:
+    return f"{cat['ageSeconds']:.0f}s ago" + (" (gone)" if cat.get("gone") else "")
 
 
 def print_remote_nodes(config: Config, cats: list[dict[str, Any]]) -> None:
@@ -93,6 +102,6 @@ def print_remote_nodes(config: Config, cats: list[dict[str, Any]]) -> None:
                 "yes" if node.get("online") else "NO",
                 ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "location"),
                 str(labels.get("location", "")),
-                f"{cat['ageSeconds']:.0f}s ago",
+                _seen(cat),
             )
     console.print(table)

@@ -87,7 +87,9 @@ def nodes_list(
 
             region = own_region(config) or "local"
             rows = [{**r, "gateway": region} for r in rows] + [
-                {**node, "gateway": cat.get("region")} for cat in remote for node in cat.get("nodes") or []
+                {**node, "gateway": cat.get("region"), "gatewayGone": cat.get("gone", False)}
+                for cat in remote
+                for node in cat.get("nodes") or []
             ]
         print_json(rows)
         return

@@ -1,6 +1,15 @@
 """Federation of gateways over NATS leaf nodes: topology and NATS configuration."""
 
-from ._catalogue import Catalogue, CatalogueAgent, CatalogueNode, pick_remote_node, read_catalogues
+from ._catalogue import (
+    SILENT_PERIODS,
+    Catalogue,
+    CatalogueAgent,
+    CatalogueNode,
+    pick_remote_node,
+    read_catalogues,
+    region_silence,
+    silent_for,
+)
 from ._remote import (
     MAX_REMOTE_TEXT,
     RemoteAlive,
@@ -32,6 +41,7 @@ from ._topology import (
 __all__ = [
     "DEFAULT_LEAF_PORT",
     "MAX_REMOTE_TEXT",
+    "SILENT_PERIODS",
     "Catalogue",
     "CatalogueAgent",
     "CatalogueNode",
@@ -52,10 +62,12 @@ __all__ = [
     "plan_federation",
     "read_catalogues",
     "region_config",
+    "region_silence",
     "remote_node_subject",
     "remote_session_key",
     "remote_stop_subject",
     "remote_turn",
     "remote_turn_subject",
+    "silent_for",
     "validate_region",
 ]

@@ -138,6 +138,10 @@ def remote_session_key(agent_id: str, from_gateway: str, session: str) -> str:
     return f"agent:{agent_id}:gw:{from_gateway}:{digest}"
 
 
+# Until the serving region first answers, how often its silence is looked up (`silence`).
+SILENCE_CHECK_SECONDS: Final = 1.0
+
+
 async def remote_turn(
     nc: Client,
     prefix: str,
@@ -146,10 +150,15 @@ async def remote_turn(
     on_delta: Callable[[str], Awaitable[None]],
     *,
     idle_timeout: float,
+    silence: Callable[[], Awaitable[float | None]] | None = None,
 ) -> RemoteFinal:
     """Run `turn` on `region`'s gateway; deltas go to `on_delta`. Raises `RemoteTurnFailed`
     (with `failover` when the region is unreachable or answered nothing in `idle_timeout`:
-    with `turn.keepalive`, a few keep-alive periods tell a dropped region from a quiet turn)."""
+    with `turn.keepalive`, a few keep-alive periods tell a dropped region from a quiet turn).
+    `silence`: how long the region has not been heard from when it is gone (`region_silence`),
+    asked every `SILENCE_CHECK_SECONDS` until the region first answers: over a leaf link a gone
+    region gets no "no responders", and without it the turn would wait `idle_timeout`."""
+    loop = asyncio.get_running_loop()
     inbox = nc.new_inbox()
     queue: asyncio.Queue[Msg] = asyncio.Queue()
 
@@ -162,16 +171,26 @@ async def remote_turn(
             remote_turn_subject(prefix, region, turn.agent_id), msgspec.json.encode(turn), reply=inbox
         )
         await nc.flush()
+        heard = False
+        deadline = loop.time() + idle_timeout
         while True:
+            wait = deadline - loop.time()
+            if not heard and silence is not None:
+                wait = min(wait, SILENCE_CHECK_SECONDS)
             try:
-                msg = await asyncio.wait_for(queue.get(), idle_timeout)
+                msg = await asyncio.wait_for(queue.get(), max(wait, 0.0))
             except TimeoutError:
-                raise RemoteTurnFailed(
-                    "GATEWAY_UNREACHABLE",
-                    f"gateway {region!r} did not answer within {idle_timeout:g}s",
-                    failover=True,
-                    hint="check that the region is up and federated (`clawmesh status` there)",
-                ) from None
+                if loop.time() >= deadline:
+                    raise RemoteTurnFailed(
+                        "GATEWAY_UNREACHABLE",
+                        f"gateway {region!r} did not answer within {idle_timeout:g}s",
+                        failover=True,
+                        hint="check that the region is up and federated (`clawmesh status` there)",
+                    ) from None
+                await _unless_silent(region, silence)
+                continue
+            heard = True
+            deadline = loop.time() + idle_timeout
             if msg.headers and msg.headers.get("Status") == "503":  # no responders
                 raise RemoteTurnFailed(
                     "GATEWAY_UNREACHABLE",
@@ -193,3 +212,20 @@ async def remote_turn(
                 raise RemoteTurnFailed(event.code, event.message, failover=event.failover, hint=event.hint)
     finally:
         await sub.unsubscribe()
+
+
+async def _unless_silent(region: str, silence: Callable[[], Awaitable[float | None]] | None) -> None:
+    """RemoteTurnFailed (failover) when `region` is known to be gone; a failed lookup says nothing."""
+    if silence is None:
+        return
+    try:
+        silent = await silence()
+    except Exception:
+        return
+    if silent is not None:
+        raise RemoteTurnFailed(
+            "GATEWAY_UNREACHABLE",
+            f"gateway {region!r} has not been heard from for {silent:.0f}s",
+            failover=True,
+            hint="its gateway or its link to the hub is down (`clawmesh status` there)",
+        )

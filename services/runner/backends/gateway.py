@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from nats.aio.client import Client
@@ -24,13 +24,30 @@ __all__ = ["GatewayBackend"]
 class GatewayBackend:
     kind = "gateway"
 
-    def __init__(self, nc: Client, prefix: str, gateway: Callable[[], GatewaySettings]) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        prefix: str,
+        gateway: Callable[[], GatewaySettings],
+        silence: Callable[[str], Awaitable[float | None]] | None = None,
+    ) -> None:
         self._nc = nc
         self._prefix = prefix
         self._gateway = gateway  # this gateway's region and keep-alive figures, read per turn (reloads)
+        self._silence = silence  # how long a region has been silent, when it is gone (`region_silence`)
 
     async def aclose(self) -> None:
         pass
+
+    def _silent(self, region: str) -> Callable[[], Awaitable[float | None]] | None:
+        look = self._silence
+        if look is None:
+            return None
+
+        async def silence() -> float | None:
+            return await look(region)
+
+        return silence
 
     async def run(self, turn: ProxyTurn, on_delta: OnDelta) -> ProxyResult:
         settings = turn.settings
@@ -63,6 +80,7 @@ class GatewayBackend:
                 request,
                 on_delta,
                 idle_timeout=gateway.idle_timeout_seconds,
+                silence=self._silent(settings.gateway),
             )
         except asyncio.CancelledError:
             # stopped here (/stop, a run timeout, the runner stopping): stop it there too
