@@ -279,7 +279,11 @@ class GatewayLink:
         stream's dedupe window (two minutes) is stored again and goes through router and runner
         to be answered from the session's record (only while the turn is among the record's
         context and the router's recent turn ids)."""
-        status = await self.ctx.sessions.get_turn_status(inbound.id)
+        try:
+            status = await self.ctx.sessions.get_turn_status(inbound.id)
+        except Exception as exc:  # not known: submitted again, which answers it as well
+            log.warning("remote turn %s: its status could not be read: %r", inbound.id, exc)
+            return False
         outcome = _kept_outcome(status, self.region or "", inbound.session_key or "")
         if outcome is None:
             return False
