@@ -27,6 +27,7 @@ from nats.js.kv import KeyValue
 
 from clawmesh.bus import ServiceContext
 from clawmesh.federation import (
+    FIRST_ALIVE_SECONDS,
     Catalogue,
     CatalogueAgent,
     CatalogueNode,
@@ -225,10 +226,15 @@ class GatewayLink:
                 alive.cancel()
 
     async def _keep_alive(self, reply: str, every: float) -> None:
+        # the first one soon (a turn answered sooner needs none): the caller hears that this
+        # region took the turn before it would look up this region's catalogue, which may lag
+        # (the caller's ingress down, a lost broadcast)
+        pause = min(every, FIRST_ALIVE_SECONDS)
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(pause)
             with contextlib.suppress(Exception):  # the caller's idle timeout covers a lost one
                 await self._send(reply, RemoteAlive())
+            pause = every
 
     async def _run(self, reply: str, inbound: InboundMessage, *, again: bool = False) -> None:
         if again and await self._answer_kept(reply, inbound):

@@ -456,31 +456,42 @@ async def test_a_turn_for_a_region_gone_silent_fails_over_without_waiting_the_id
         await admin.close()
 
 
-async def test_a_live_region_slow_to_answer_is_looked_up_and_waited_for(tmp_path: Path) -> None:
-    """sg's model holds the turn; until sg's first word eu looks it up every second, finds it
-    heard (it broadcasts every 0.2 s), and goes on waiting: sg's answer is the reply."""
+async def test_a_live_region_slow_to_answer_is_waited_for_whatever_its_catalogue_says(tmp_path: Path) -> None:
+    """sg takes the turn and its model holds it past two of sg's keep-alives (the first a
+    quarter second in, the next 5 s later); eu's lookups would call sg gone (as when eu's ingress
+    is down and stores no catalogue): the first keep-alive comes before eu's first lookup (a
+    second in), so eu never looks sg up and sg's answer is the reply. (With the first keep-alive
+    after 5 s, eu would have looked sg up and given the turn to the fallback.)"""
     held = asyncio.Event()
     async with FakeModelServer() as fake:
         fake.script("m-sg", Gate(held))
         async with federation(tmp_path, _silent_sg_configs(fake)) as fed:
             await linked(fed)
             backend = fed.gateways["eu"].service("runner").gateway
-            looked_up: list[float | None] = []
-            look = backend._silence
+            looked_up: list[str] = []
 
-            async def counted(region: str) -> float | None:
-                silent = await look(region)
-                looked_up.append(silent)
-                return silent
+            async def stale(region: str) -> float | None:
+                looked_up.append(region)
+                return 99.0
 
-            backend._silence = counted
+            backend._silence = stale
+            tap = await nats.connect(fed.url("eu"))
+            alive: list[bytes] = []
+
+            async def on_reply(msg: Any) -> None:
+                if b'"alive"' in msg.data:
+                    alive.append(msg.data)
+
+            await tap.subscribe("_INBOX.>", cb=on_reply)
+            await tap.flush()
             async with fed.gateways["eu"].client(timeout=60) as http:
                 asking = asyncio.create_task(
                     http.post("/v1/messages?wait=30", json={"text": "take your time", "agentId": "far"})
                 )
-                await wait_until(lambda: len(looked_up) >= 2, timeout=20, message="sg looked up twice")
+                await wait_until(lambda: len(alive) >= 2, timeout=20, message="two of sg's keep-alives")
                 held.set()
                 r = await asking
+            await tap.close()
             assert r.status_code == 200, r.text
             assert r.json()["text"] == "pong from fake"  # sg's model, not eu's fallback
-            assert set(looked_up) == {None}
+            assert looked_up == []

@@ -11,6 +11,7 @@ from ._catalogue import (
     silent_for,
 )
 from ._remote import (
+    FIRST_ALIVE_SECONDS,
     MAX_REMOTE_TEXT,
     RemoteAlive,
     RemoteDelta,
@@ -40,6 +41,7 @@ from ._topology import (
 
 __all__ = [
     "DEFAULT_LEAF_PORT",
+    "FIRST_ALIVE_SECONDS",
     "MAX_REMOTE_TEXT",
     "SILENT_PERIODS",
     "Catalogue",

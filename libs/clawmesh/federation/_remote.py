@@ -26,6 +26,7 @@ from ..wire import encode_token
 from ._topology import gateway_subject
 
 __all__ = [
+    "FIRST_ALIVE_SECONDS",
     "MAX_REMOTE_TEXT",
     "RemoteAlive",
     "RemoteDelta",
@@ -140,6 +141,9 @@ def remote_session_key(agent_id: str, from_gateway: str, session: str) -> str:
 
 # Until the serving region first answers, how often its silence is looked up (`silence`).
 SILENCE_CHECK_SECONDS: Final = 1.0
+# The serving gateway's first keep-alive of a turn still running by then: well before the
+# caller's first lookup, so a live region is heard whatever its catalogue says.
+FIRST_ALIVE_SECONDS: Final = SILENCE_CHECK_SECONDS / 4
 
 
 async def remote_turn(
