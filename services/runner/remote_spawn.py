@@ -22,7 +22,7 @@ from typing import Any, Final
 from clawmesh.bus import ServiceContext
 from clawmesh.config import AgentView, Config, OpenClawXSettings
 from clawmesh.errors import best_effort
-from clawmesh.federation import RemoteTurn, RemoteTurnFailed, read_catalogues, remote_turn
+from clawmesh.federation import RemoteTurn, RemoteTurnFailed, read_catalogues, region_silence, remote_turn
 from clawmesh.tools.a2a import remote_spawn_refusal, subagent_limits
 
 __all__ = [
@@ -114,7 +114,15 @@ async def probe_remote(
         pass
 
     try:
-        await remote_turn(ctx.nc, ctx.subjects.prefix, region, request, _ignore, idle_timeout=PROBE_TIMEOUT)
+        await remote_turn(
+            ctx.nc,
+            ctx.subjects.prefix,
+            region,
+            request,
+            _ignore,
+            idle_timeout=PROBE_TIMEOUT,
+            silence=lambda: region_silence(ctx.kv["gateways"], region),
+        )
     except RemoteTurnFailed as exc:
         refused = exc.code in ("A2A_FORBIDDEN", "AGENT_NOT_EXPOSED", "GATEWAY_NOT_ALLOWED")
         return ("forbidden" if refused else "error"), exc.message

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import msgspec
 import nats
 import pytest
 
-from clawmesh.federation import RemoteTurn
+from clawmesh.federation import Catalogue, RemoteTurn
 from clawmesh.sessions import SessionStore, stop_session
 from clawmesh.wire import A2AEvent, Subjects, ToolResultEvent, TurnError, TurnEvent, TurnFinal, decode
 from clawmesh_ingress.turns import turn_id_for
@@ -563,3 +564,25 @@ async def test_a_runner_killed_while_sg_answers_a_step_leaves_it_to_another_runn
             assert [a.again for a in asks[-2:]] == [False, True], asks
             assert asks[-1].turn_id == asks[-2].turn_id
             await nc.close()
+
+
+async def test_a_spawn_on_a_region_known_to_be_gone_is_refused_at_once(tmp_path: Path) -> None:
+    """sg's last catalogue reached eu long ago (three of its periods): asking sg whether it would
+    take the child ends at eu's first lookup of sg, and the tool says sg is gone, instead of the
+    probe waiting its 10 s for an answer that cannot come."""
+    async with FakeModelServer() as fake:
+        fake.script(
+            "m-boss", ToolCall("sessions_spawn", {"task": "hello?", "agentId": "worker@sg"}), Text("noted")
+        )
+        async with federation(tmp_path, {"sg": None, "eu": _eu(fake, tmp_path)}) as fed:
+            admin = await nats.connect(fed.url("eu"))
+            last = Catalogue(region="sg", every=0.2, received=time.time() - 10)
+            await (await admin.jetstream().key_value("cm_gateways")).put("sg", msgspec.json.encode(last))
+            watch = _Watch()
+            nc = await watch.start(fed.url("eu"))
+            assert await _say(fed, "spawn one on sg") == "noted"
+            name, result = await watch.result(1)
+            assert name == "sessions_spawn" and result["status"] == "error", result
+            assert "gateway 'sg' has not been heard from" in result["error"], result
+            await nc.close()
+            await admin.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -14,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import nats
 import pytest
 
+from clawmesh.federation import Catalogue
 from clawmesh.sessions import TxUser
 from clawmesh.wire import OutboundMessage, decode
 from tests.chaos.checker import read_stream
@@ -177,18 +180,26 @@ def _eu_runner(fed: Federation, config: dict[str, Any], tmp: Path) -> AbstractAs
 
 @contextlib.asynccontextmanager
 async def _sg_gone(
-    tmp: Path, **runtime: Any
+    tmp: Path, *, known_gone: bool = False, **runtime: Any
 ) -> AsyncIterator[tuple[dict[str, Any], Federation, Counter[str]]]:
     """eu without a runner, sg without a gateway (a region that is gone); eu's model answers
-    "the first", then "the second". Yields eu's config, the federation, eu's router's counters."""
+    "the first", then "the second". Yields eu's config, the federation, eu's router's counters.
+    Over a leaf link nobody answers "no responders" for a region that is gone: a try ends when
+    it has been quiet for the idle timeout (1 s here), or — `known_gone`: eu's ingress stored
+    sg's last catalogue long ago — at eu's first lookup of sg (a second; the idle timeout is a
+    minute then, longer than the tests wait)."""
     async with FakeModelServer() as fake:
         fake.script("m-eu", Text("the first"), Text("the second"))
         configs = _configs(fake, tmp)
-        # over a leaf link nobody answers "no responders" for a region that is gone: a try
-        # ends when it has been quiet for the idle timeout (30 s by default)
-        configs["eu"]["gateway"]["federation"].update(keepaliveSeconds=0.2, idleTimeoutSeconds=1)
+        idle = 60 if known_gone else 1
+        configs["eu"]["gateway"]["federation"].update(keepaliveSeconds=0.2, idleTimeoutSeconds=idle)
         config = _eu_config(configs, **runtime)
         async with federation(tmp, {"sg": None, "eu": config}, services={"eu": ("ingress", "router")}) as fed:
+            if known_gone:
+                admin = await nats.connect(fed.url("eu"))
+                last = Catalogue(region="sg", every=0.2, received=time.time() - 10)
+                await (await admin.jetstream().key_value("cm_gateways")).put("sg", msgspec.json.encode(last))
+                await admin.close()
             counters = fed.gateways["eu"].service("router").ctx.counters
             yield config, fed, counters
             assert counters["dead_letters"] == 0 and counters["failed_over"] == 0
@@ -215,14 +226,17 @@ async def test_a_message_that_cannot_fail_over_either_is_answered_here_in_order_
         assert [e.text for e in history if isinstance(e, TxUser)] == ["one", "two"]
 
 
+@pytest.mark.parametrize("known_gone", [False, True], ids=["sg never heard of", "sg known to be gone"])
 async def test_a_message_sg_never_answers_is_sent_home_after_its_tries_and_waits_for_a_runner(
-    tmp_path: Path,
+    tmp_path: Path, known_gone: bool
 ) -> None:
     """eu has no runner and sg no gateway, for longer than `runtime.maxDeliveries` tries: the
     message is routed in eu (queued for its runners, not dead-lettered); the session's next
-    message queues behind it without trying sg; a runner of eu answers both, in order."""
+    message queues behind it without trying sg; a runner of eu answers both, in order. With sg
+    known to be gone, each try ends at the router's first lookup of sg, not after the idle
+    timeout (a minute, longer than this test waits)."""
     async with (
-        _sg_gone(tmp_path, maxDeliveries=2) as (config, fed, counters),
+        _sg_gone(tmp_path, known_gone=known_gone, maxDeliveries=2) as (config, fed, counters),
         fed.gateways["eu"].client(timeout=60) as http,
     ):
         first = asyncio.create_task(_say(http, "one"))
