@@ -157,6 +157,20 @@ async def execute_turn(
             )
         assert fallback is not None
         agent = fallback
+    return await _model_turn(turn, agent, config, history, entries, emit, tools)
+
+
+async def _model_turn(
+    turn: TurnRequest,
+    agent: AgentView,
+    config: Config,
+    history: list[TranscriptEntry],
+    entries: list[TranscriptEntry],
+    emit: Emit,
+    tools: ToolBox,
+) -> TurnOutcome:
+    """A turn answered by the agent's models: model calls and tool runs until the model ends
+    it (or `tool_iterations` are used up)."""
     max_iterations = agent.tool_iterations
     options = turn.inbound.options or _NO_OPTIONS
     system, messages = _prompt(turn, agent, history, config.settings.runtime.history_limit, options)
