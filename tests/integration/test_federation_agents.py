@@ -15,9 +15,18 @@ import msgspec
 import nats
 import pytest
 
-from clawmesh.federation import Catalogue, RemoteTurn
+from clawmesh.federation import Catalogue, RemoteFinal, RemoteTurn
 from clawmesh.sessions import SessionStore, stop_session
-from clawmesh.wire import A2AEvent, Subjects, ToolResultEvent, TurnError, TurnEvent, TurnFinal, decode
+from clawmesh.wire import (
+    A2AEvent,
+    OutboundMessage,
+    Subjects,
+    ToolResultEvent,
+    TurnError,
+    TurnEvent,
+    TurnFinal,
+    decode,
+)
 from clawmesh_ingress.turns import turn_id_for
 from tests.fakes.models import FakeModelServer, Gate, Text, ToolCall
 from tests.fixtures.federation import Federation, federation, linked, remote_asks
@@ -586,3 +595,71 @@ async def test_a_spawn_on_a_region_known_to_be_gone_is_refused_at_once(tmp_path:
             assert "gateway 'sg' has not been heard from" in result["error"], result
             await nc.close()
             await admin.close()
+
+
+async def test_a_send_whose_region_goes_silent_after_the_probe_ends_within_seconds(tmp_path: Path) -> None:
+    """An unwaited `sessions_send` of `worker@sg`: sg answers the probe, then nothing (it is gone
+    by the time the exchange's first step asks; its last catalogue reached eu long ago). The step
+    ends at eu's first lookup of sg, its reply the failure, instead of after eu's minute of
+    `idleTimeoutSeconds`."""
+    async with FakeModelServer() as fake:
+        fake.script(
+            "m-boss",
+            ToolCall(
+                "sessions_send", {"agentId": "worker@sg", "message": "still there?", "timeoutSeconds": 0}
+            ),
+            Text("sent"),
+        )
+        eu = _eu(fake, tmp_path)
+        eu["gateway"]["federation"] = {"idleTimeoutSeconds": 60, "keepaliveSeconds": 5}
+        async with federation(tmp_path, {"sg": None, "eu": eu}) as fed:
+            asked: list[RemoteTurn] = []
+            sg = await nats.connect(fed.url("sg"))
+
+            async def sg_link(msg: Any) -> None:  # answers the probe only
+                ask = msgspec.json.decode(msg.data, type=RemoteTurn)
+                asked.append(ask)
+                if ask.probe:
+                    await msg.respond(msgspec.json.encode(RemoteFinal(text="", gateway="sg")))
+
+            await sg.subscribe("cm.gw.sg.turn.*", cb=sg_link)
+            await sg.flush()
+            admin = await nats.connect(fed.url("eu"))
+            steps: list[OutboundMessage] = []
+
+            async def on_step(msg: Any) -> None:
+                steps.append(decode(msg.data, OutboundMessage, msg.headers))
+
+            await admin.subscribe("cm.out.a2a.>", cb=on_step)
+            await admin.flush()
+            # the leaf link carries sg's interest once eu's own probe is answered
+            probe = RemoteTurn(
+                from_gateway="eu", agent_id="worker", session="s", turn_id="t", text="", probe=True
+            )
+
+            async def reached() -> bool:
+                try:
+                    await admin.request("cm.gw.sg.turn.worker", msgspec.json.encode(probe), timeout=1)
+                    return True
+                except Exception:
+                    return False
+
+            await wait_until(reached, message="sg's interest across the hub")
+            asked.clear()
+            last = Catalogue(region="sg", every=0.2, received=time.time() - 10)
+            await (await admin.jetstream().key_value("cm_gateways")).put("sg", msgspec.json.encode(last))
+            watch = _Watch()
+            nc = await watch.start(fed.url("eu"))
+            assert await _say(fed, "tell sg") == "sent"
+            _, sent = await watch.result(1)
+            assert sent["status"] == "accepted", sent
+            # within eu's first lookups of sg, well inside its 60 s idle timeout
+            failed = await wait_until(
+                lambda: [s for s in steps if s.turn_id == f"{sent['runId']}-0"],
+                timeout=20,
+                message="the first step's reply",
+            )
+            assert failed[0].is_error and "gateway 'sg' has not been heard from" in failed[0].text, failed
+            assert [a.probe for a in asked] == [True, False]  # the probe, then the step sg never answered
+            for c in (sg, admin, nc):
+                await c.close()
