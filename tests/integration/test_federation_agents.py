@@ -122,6 +122,12 @@ class _Watch:
         return self.results[n - 1]
 
 
+async def _sg_heard_long_ago(eu_admin: nats.NATS) -> None:
+    """eu stored sg's last catalogue 10 s ago, at a 0.2 s period: sg is gone as eu sees it."""
+    last = Catalogue(region="sg", every=0.2, received=time.time() - 10)
+    await (await eu_admin.jetstream().key_value("cm_gateways")).put("sg", msgspec.json.encode(last))
+
+
 async def _say(fed: Federation, text: str, agent: str = "boss") -> str:
     async with fed.gateways["eu"].client(timeout=60) as http:
         r = await http.post("/v1/messages?wait=60", json={"text": text, "agentId": agent})
@@ -585,8 +591,7 @@ async def test_a_spawn_on_a_region_known_to_be_gone_is_refused_at_once(tmp_path:
         )
         async with federation(tmp_path, {"sg": None, "eu": _eu(fake, tmp_path)}) as fed:
             admin = await nats.connect(fed.url("eu"))
-            last = Catalogue(region="sg", every=0.2, received=time.time() - 10)
-            await (await admin.jetstream().key_value("cm_gateways")).put("sg", msgspec.json.encode(last))
+            await _sg_heard_long_ago(admin)
             watch = _Watch()
             nc = await watch.start(fed.url("eu"))
             assert await _say(fed, "spawn one on sg") == "noted"
@@ -646,8 +651,7 @@ async def test_a_send_whose_region_goes_silent_after_the_probe_ends_within_secon
 
             await wait_until(reached, message="sg's interest across the hub")
             asked.clear()
-            last = Catalogue(region="sg", every=0.2, received=time.time() - 10)
-            await (await admin.jetstream().key_value("cm_gateways")).put("sg", msgspec.json.encode(last))
+            await _sg_heard_long_ago(admin)
             watch = _Watch()
             nc = await watch.start(fed.url("eu"))
             assert await _say(fed, "tell sg") == "sent"
