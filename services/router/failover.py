@@ -6,7 +6,7 @@ such a message itself, as a remote turn of the same agent on the other region (a
 own there per session here: the one `runnerType: openclawx` with `openclawx.gateway` uses), and
 keeps the message unacked — in progress — until the reply is stored in this region's
 CM_OUTBOUND (`out:<turn id>`, where chat channels deliver it) and the caller and the turn status
-are told. A router that dies meanwhile leaves the message to the next holder, which asks the
+are told (the caller first when the other region answered: it keeps that answer). A router that dies meanwhile leaves the message to the next holder, which asks the
 other region again with the same turn id: it answers with the turn it ran. Failover turns are
 not numbered in this region's session nor written to its transcript: they live in the other
 region's session.
@@ -310,11 +310,17 @@ class Failover:
         return TurnFinal(**stamp, text=final.text, model=final.model or "")
 
     async def _finish(self, inbound: InboundMessage, route: Route, event: TurnEvent) -> None:
-        """The reply where this region's replies go: CM_OUTBOUND (once per turn id), then the
-        caller, then the turn status. (Not `cm.ev`: a router may not publish a session's events;
-        the other region's session has them.)"""
+        """The reply where this region's replies go: CM_OUTBOUND (once per turn id), the caller,
+        then the turn status. (Not `cm.ev`: a router may not publish a session's events; the
+        other region's session has them.) An answer goes to the caller first: the other region
+        recorded it and keeps it under the turn's id, so if it is not stored here (this router
+        dies, the publish fails) the message comes back, is asked again and gets the same. An
+        error made here is told only once it is stored: asked again, it might not recur."""
         ctx = self.ctx
         failed = isinstance(event, TurnError)
+        early = isinstance(event, TurnFinal)
+        if early:
+            await self._tell(inbound, event)
         text = f"⚠️ {event.message}" if isinstance(event, TurnError) else getattr(event, "text", "")
         reply = OutboundMessage(
             turn_id=inbound.id,
@@ -331,7 +337,8 @@ class Failover:
         data, headers = encode_json(reply)
         headers["Nats-Msg-Id"] = f"out:{inbound.id}"
         await ctx.publish(ctx.subjects.outbound(route.channel, route.account_id), data, inject(headers))
-        await self._tell(inbound, event)
+        if not early:
+            await self._tell(inbound, event)
         with best_effort(ctx.counters, "turn_status_write", log=log):
             await ctx.sessions.put_turn_status(
                 inbound.id,

@@ -126,6 +126,88 @@ async def test_a_region_whose_runner_is_killed_is_served_by_another_and_takes_it
             assert fake.pending == 0
 
 
+async def test_a_failed_over_answer_reaches_its_caller_before_this_region_stores_it(tmp_path: Path) -> None:
+    """sg recorded the answer and keeps it under the turn's id, so eu's router tells the caller
+    without waiting for the reply to be stored in eu's CM_OUTBOUND (held back here). That store
+    then fails: the message comes back after the ack wait, sg is asked again and answers from
+    what it kept, without running the turn again; the reply is stored once, then the status."""
+    async with FakeModelServer() as fake:
+        fake.script("m-sg", Text("from sg"))
+        configs = _configs(fake, tmp_path)
+        configs["eu"] = _eu_config(configs, turnLeaseSeconds=3)
+        async with (
+            federation(tmp_path, configs, services={"eu": ("ingress", "router")}) as fed,
+            remote_asks(fed, "main") as asks,
+        ):
+            await linked(fed, "main")
+            router = fed.gateways["eu"].service("router")
+            publish = router.ctx.publish
+            held, release = asyncio.Event(), asyncio.Event()
+
+            async def held_back(subject: str, *args: Any, **kwargs: Any) -> Any:
+                if subject.startswith("cm.out.") and not held.is_set():
+                    held.set()
+                    await release.wait()
+                    raise ConnectionError("the reply could not be stored (test)")
+                return await publish(subject, *args, **kwargs)
+
+            router.ctx.publish = held_back
+            async with fed.gateways["eu"].client(timeout=60) as http:
+                asking = asyncio.create_task(_say(http, "hello"))
+                await wait_until(asking.done, message="the answer while eu's reply is held back")
+            answer = asking.result()
+            assert answer["text"] == "from sg"
+            assert held.is_set() and await router.store.get_turn_status(answer["turnId"]) is None
+            release.set()
+            status = await wait_until(
+                lambda: router.store.get_turn_status(answer["turnId"]), message="the turn status"
+            )
+            assert (status.state, status.text) == ("done", "from sg")
+            nc = await nats.connect(fed.url("eu"))
+            replies = [decode(m.data, OutboundMessage) for m in await read_stream(nc.jetstream(), "cm.out.>")]
+            assert [(r.turn_id, r.text) for r in replies] == [(answer["turnId"], "from sg")]
+            await nc.close()
+            assert [a.again for a in asks if a.turn_id == answer["turnId"]] == [False, True]
+        assert sum(r.model == "m-sg" for r in fake.requests) == 1  # asked again, not run again
+        assert fake.pending == 0
+
+
+async def test_a_failed_over_answer_is_told_before_it_is_stored_an_error_made_here_after(
+    tmp_path: Path,
+) -> None:
+    """The order eu's router publishes in (one connection: a subscriber sees it in order): sg's
+    answer to the caller before the reply in CM_OUTBOUND; sg's refusal (an error made in eu,
+    which asked again might not recur) only after it."""
+    async with FakeModelServer() as fake:
+        fake.script("m-sg", Text("from sg"))
+        configs = _configs(fake, tmp_path)
+        configs["eu"]["agents"]["list"].append({"id": "hidden", "model": "openai/m-eu"})
+        configs["eu"]["gateway"]["federation"]["failover"]["agents"] = ["main", "hidden"]
+        configs["sg"]["agents"]["list"].append({"id": "hidden", "model": "openai/m-sg"})  # not exposed
+        async with federation(tmp_path, configs, services={"eu": ("ingress", "router")}) as fed:
+            await linked(fed, "main")
+            tap = await nats.connect(fed.url("eu"))
+            order: list[tuple[str, str]] = []  # ("told" | "stored", turn id)
+
+            async def on_msg(msg: Any) -> None:
+                item = msgspec.json.decode(msg.data)
+                if item.get("type") in ("final", "error", "outbound"):
+                    order.append(("stored" if msg.subject.startswith("cm.out.") else "told", item["turnId"]))
+
+            await tap.subscribe("cm.reply.>", cb=on_msg)
+            await tap.subscribe("cm.out.>", cb=on_msg)
+            await tap.flush()
+            async with fed.gateways["eu"].client(timeout=60) as http:
+                answered = await _say(http, "hello")
+                refused = await http.post("/v1/messages?wait=30", json={"text": "psst", "agentId": "hidden"})
+            assert refused.status_code == 502 and "offers no agent 'hidden'" in refused.text, refused.text
+            ok, bad = answered["turnId"], refused.json()["error"]["turnId"]
+            await wait_until(lambda: len(order) == 4, message="both turns told and stored")
+            assert order == [("told", ok), ("stored", ok), ("stored", bad), ("told", bad)], order
+            await tap.close()
+        assert fake.pending == 0
+
+
 async def _not(check: Any) -> bool:
     return not await check()
 
