@@ -53,6 +53,7 @@ async def fed(tmp_path: Path) -> AsyncIterator[Fed]:
     plan = dataclasses.replace(plan, leaf_port=hub.leaf_port)
     regions: dict[str, NatsServer] = {}
     admin: dict[str, tuple[str, str]] = {}
+    state = Fed(plan, hub, regions, admin, tmp_path)
     try:
         for name in REGIONS:
             users = nats_users("cm")
@@ -67,11 +68,12 @@ async def fed(tmp_path: Path) -> AsyncIterator[Fed]:
                 authorization=render_auth_conf(users),
                 conf_name=f"{name}.conf",
             ).start()
-        yield Fed(plan, hub, regions, admin, tmp_path)
+        yield state
     finally:
         for server in regions.values():
             await server.stop()
         await hub.stop()
+        await state.hub.stop()  # a test that restarted the hub left the new one here
 
 
 async def _eventually(what: str, attempt: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
