@@ -6,10 +6,10 @@ such a message itself, as a remote turn of the same agent on the other region (a
 own there per session here: the one `runnerType: openclawx` with `openclawx.gateway` uses), and
 keeps the message unacked — in progress — until the reply is stored in this region's
 CM_OUTBOUND (`out:<turn id>`, where chat channels deliver it) and the caller and the turn status
-are told (the caller first when the other region answered: it keeps that answer). A router that dies meanwhile leaves the message to the next holder, which asks the
-other region again with the same turn id: it answers with the turn it ran. Failover turns are
-not numbered in this region's session nor written to its transcript: they live in the other
-region's session.
+are told (the caller first when the other region answered: it keeps that answer). A router
+that dies meanwhile leaves the message to the next holder, which asks the other region again
+with the same turn id: it answers with the turn it ran. Failover turns are not numbered in this
+region's session nor written to its transcript: they live in the other region's session.
 
 What users receive stays in each session's order:
 - a session's messages are served there one after the other, and go on being served there
