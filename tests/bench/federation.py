@@ -130,19 +130,22 @@ async def _processes(tmp: Path) -> AsyncIterator[_Regions]:
                 "NO_COLOR": "1",
             }
             up = [*cli, "--config", str(path), "up", "--port", "0", "--nats-port", "0", "--json-ready"]
-            proc = subprocess.Popen(
-                [*up, "--region", region, "--federate", str(out / f"{region}.leaf")],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=DEVNULL,
-                text=True,
-                cwd=ROOT,
-            )
+            log = home / "up.log"
+            with log.open("w") as stderr:
+                proc = subprocess.Popen(
+                    [*up, "--region", region, "--federate", str(out / f"{region}.leaf")],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    text=True,
+                    cwd=ROOT,
+                )
             procs.append(proc)
             assert proc.stdout is not None
             line = await asyncio.to_thread(proc.stdout.readline)  # until ready, or it exited
             if not line:
-                raise RuntimeError(f"clawmesh up ({region}) exited with {proc.wait(10)}")
+                tail = log.read_text()[-2000:]
+                raise RuntimeError(f"clawmesh up ({region}) exited with {proc.wait(10)}:\n{tail}")
             ready = json.loads(line)
             users = json.loads((home / "state" / "nats-auth" / "users.json").read_text())["users"]
             admin = users["admin"]
