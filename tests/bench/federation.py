@@ -223,7 +223,11 @@ async def run(turns: int, *, in_process: bool = False) -> dict[str, Any]:
                 samples["remote turn"].append(await _timed(lambda: turn("far")))
             for c in (sg_nc, eu_nc, eu_nc2):
                 await c.close()
-    out: dict[str, Any] = {"turns": turns, "gateways": "in-process" if in_process else "processes"}
+    out: dict[str, Any] = {
+        "benchmark": "federation",
+        "turns": turns,
+        "gateways": "in-process" if in_process else "processes",
+    }
     out["machine"] = machine()
     for name, values in samples.items():
         s = sorted(values)

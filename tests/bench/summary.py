@@ -132,6 +132,18 @@ def _routers(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def _federation(data: dict[str, Any]) -> list[str]:
+    def p50(key: str) -> float:
+        return float(data.get(key, {}).get("p50_ms", float("nan")))
+
+    extra = data.get("extra_in_leaf_rtts", float("nan"))
+    return [
+        f"federation ({data.get('gateways', '?')}): remote turn p50 {p50('remote turn'):.2f} ms, "
+        f"local turn {p50('local turn'):.2f} ms, leaf round trip {p50('leaf rr'):.2f} ms: "
+        f"remote − local = {extra:.1f} leaf round trips (goal ≤ 2: {'PASS' if extra <= 2 else 'MISS'})"
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     for arg in argv if argv is not None else sys.argv[1:]:
         path = Path(arg)
@@ -158,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             if kind == "agents"
             else _routers(data)
             if kind == "routers"
+            else _federation(data)
+            if kind == "federation"
             else []
         )
         for line in lines:
