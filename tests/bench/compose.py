@@ -42,7 +42,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,7 @@ from nats.aio.msg import Msg
 
 from tests.bench._common import LoadPhase, machine, nats_baseline, print_table, write_json
 from tests.bench.pipeline import QueueProbe
+from tests.fixtures.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "bench-token"
@@ -90,12 +90,6 @@ def compose_cmd(which: str | None) -> list[str]:
     raise SystemExit(
         f"no docker compose {'(' + which + ') ' if which else ''}found: run scripts/ensure-docker.sh"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -537,8 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         compose,
         f"cmbench{uuid.uuid4().hex[:6]}",
         {},
-        free_port(),
-        free_port(),
+        *free_ports(2),
     )
     project.env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "CLAWMESH_"))},

@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from clawmesh.bus import find_nats_server
 from tests.bench._common import machine, median, percentile, print_table, write_json
 from tests.fixtures.federation import federation
 from tests.fixtures.gateway import ROOT
+from tests.fixtures.ports import free_ports
 
 _TOKEN = "bench-token"
 
@@ -87,23 +87,18 @@ async def _in_process(tmp: Path) -> AsyncIterator[_Regions]:
             await http.aclose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def _processes(tmp: Path) -> AsyncIterator[_Regions]:
     """`clawmesh deploy federation`, the hub, and a `clawmesh up` per region, as a user runs them."""
     cli = [sys.executable, "-m", "clawmesh_gateway"]
     out = tmp / "fed"
+    leaf_port, client_port = free_ports(2)
     subprocess.run(
         [
             *cli,
             *("deploy", "federation", "--region", "sg", "--region", "eu", "--hub-host", "127.0.0.1"),
-            *("--leaf-port", str(_free_port()), "--leaf-listen", "127.0.0.1"),
-            *("--client-port", str(_free_port()), "--out", str(out)),
+            *("--leaf-port", str(leaf_port), "--leaf-listen", "127.0.0.1"),
+            *("--client-port", str(client_port), "--out", str(out)),
         ],
         check=True,
         capture_output=True,

@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -23,26 +22,12 @@ from typing import Any
 
 from clawmesh.bus import find_nats_server
 from clawmesh.natsauth import NatsUser, nats_users, render_auth_conf, service_user
+from tests.fixtures.ports import free_ports
 
-__all__ = ["Cluster", "Proc", "free_ports"]
+__all__ = ["Cluster", "Proc"]
 
 ROOT = Path(__file__).resolve().parents[2]
 _PR_SET_PDEATHSIG = 1
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on 127.0.0.1 (fixed ports: a restarted process keeps its
-    address, as a container keeps its name)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child

@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -43,6 +42,7 @@ from typer.testing import CliRunner
 
 from clawmesh.cli import app as cli_app
 from tests.fixtures.gateway import wait_until
+from tests.fixtures.ports import free_ports
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -98,12 +98,6 @@ def preferred() -> list[str]:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def poll(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -380,7 +374,7 @@ def deploy(
         extra_env: dict[str, str] | None = None,
     ) -> Deployment:
         name = f"cmtest{SESSION}{next(_COUNTER)}"
-        http_port, nats_port = free_port(), free_port()
+        http_port, nats_port = free_ports(2)
         env = {
             **os.environ,
             "CLAWMESH_HTTP_PORT": str(http_port),

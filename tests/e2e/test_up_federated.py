@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,18 +20,13 @@ from nats.errors import TimeoutError as NatsTimeout
 from clawmesh.bus import find_nats_server
 from tests.e2e.test_up import CLI, CONFIG, Up
 from tests.fixtures.gateway import ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.fixtures.ports import free_ports
 
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[Path]:
     out = tmp_path / "fed"
-    leaf_port = _free_port()
+    leaf_port, client_port = free_ports(2)
     done = subprocess.run(
         [
             *CLI,
@@ -49,7 +43,7 @@ def hub(tmp_path: Path) -> Iterator[Path]:
             "--leaf-listen",
             "127.0.0.1",
             "--client-port",
-            str(_free_port()),
+            str(client_port),
             "--out",
             str(out),
         ],

@@ -6,20 +6,14 @@ local fake model server, offline: through the whole gateway, two turns each in o
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 from tests.fakes.models import FakeModelServer, HTTPError, Text
 from tests.fixtures.gateway import Gateway, run_gateway
+from tests.fixtures.ports import free_ports
 from tests.fixtures.sse import sse_events
 from tests.peers import claude_binary, opencode_binary
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _opencode_config(fake_url: str) -> str:
@@ -101,7 +95,7 @@ async def test_real_opencode_server_started_by_the_runner(nats_url: str, tmp_pat
                         "runnerType": "opencode",
                         "opencode": {
                             "mode": "local",
-                            "port": _free_port(),
+                            "port": free_ports(1)[0],
                             "password": "s3cret",
                             "workingDirectory": str(tmp_path / "project"),
                             "model": "fake/fake-model",
