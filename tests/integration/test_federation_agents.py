@@ -637,19 +637,7 @@ async def test_a_send_whose_region_goes_silent_after_the_probe_ends_within_secon
 
             await admin.subscribe("cm.out.a2a.>", cb=on_step)
             await admin.flush()
-            # the leaf link carries sg's interest once eu's own probe is answered
-            probe = RemoteTurn(
-                from_gateway="eu", agent_id="worker", session="s", turn_id="t", text="", probe=True
-            )
-
-            async def reached() -> bool:
-                try:
-                    await admin.request("cm.gw.sg.turn.worker", msgspec.json.encode(probe), timeout=1)
-                    return True
-                except Exception:
-                    return False
-
-            await wait_until(reached, message="sg's interest across the hub")
+            await linked(fed)  # the fake answers the probe once sg's interest crossed the hub
             asked.clear()
             await _sg_heard_long_ago(admin)
             watch = _Watch()
