@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -38,16 +39,6 @@ class GatewayBackend:
 
     async def aclose(self) -> None:
         pass
-
-    def _silent(self, region: str) -> Callable[[], Awaitable[float | None]] | None:
-        look = self._silence
-        if look is None:
-            return None
-
-        async def silence() -> float | None:
-            return await look(region)
-
-        return silence
 
     async def run(self, turn: ProxyTurn, on_delta: OnDelta) -> ProxyResult:
         settings = turn.settings
@@ -80,7 +71,7 @@ class GatewayBackend:
                 request,
                 on_delta,
                 idle_timeout=gateway.idle_timeout_seconds,
-                silence=self._silent(settings.gateway),
+                silence=None if self._silence is None else functools.partial(self._silence, settings.gateway),
             )
         except asyncio.CancelledError:
             # stopped here (/stop, a run timeout, the runner stopping): stop it there too
