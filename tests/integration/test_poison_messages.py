@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -186,3 +187,47 @@ async def test_a_batch_whose_tries_cannot_be_counted_is_handed_back_in_order(
         await wait_until(lambda: len(decided) == 3, 60, message="both routed")
     assert refused == ["early"]
     assert decided == [("first", 1), ("early", 2), ("late", 3)]
+
+
+async def test_a_dead_letter_too_large_for_json_is_kept_whole_or_its_start_with_the_size(
+    nats_server: NatsServer, nc: Client, tmp_path: Path
+) -> None:
+    """A letter is JSON, whose base64 makes a payload a third larger: one of 800 KB no longer
+    fit in the server's 1 MiB and was lost with an error in the log. It is kept as msgpack
+    (the bytes as they are); one within a kilobyte of the limit keeps its start and its size."""
+    letters: list[DeadLetter] = []
+    decided: list[str] = []
+
+    async def on_letter(msg: Msg) -> None:
+        letters.append(decode(msg.data, DeadLetter, msg.headers))
+
+    async def on_decision(msg: Msg) -> None:
+        decided.append(decode(msg.data, RouteDecision, msg.headers).turn_id)
+
+    await nc.subscribe("cm.dlq.>", cb=on_letter)
+    await nc.subscribe("cm.route.decided", cb=on_decision)
+    await nc.flush()
+
+    def to_ghost(turn_id: str, size: int) -> bytes:
+        """An inbound message of `size` bytes for an agent that does not exist."""
+        inbound = InboundMessage(id=turn_id, channel="api", text="x" * size, agent_id="ghost")
+        over = len(encode_msgpack(inbound)[0]) - size
+        data = encode_msgpack(msgspec.structs.replace(inbound, text="x" * (size - over)))[0]
+        assert len(data) == size
+        return data
+
+    big = to_ghost("big", 800_000)
+    fullest = to_ghost("fullest", nc.max_payload - 200)  # its headers need a little room too
+    async with run_gateway(nats_server.url, CONFIG, tmp_path, services=("router",)):
+        for data in (big, fullest):
+            await nc.jetstream().publish(
+                "cm.in.api.default", data, headers={"Content-Type": "application/msgpack"}
+            )
+        await _send(nc, "after")  # the router goes on
+        await wait_until(lambda: len(letters) == 2 and "after" in decided, 60, message="both letters kept")
+    whole, cut = sorted(letters, key=lambda letter: letter.payload_size)
+    assert whole.code == cut.code == "UNKNOWN_AGENT"
+    assert whole.payload == big and whole.payload_size == 0
+    assert decode(whole.payload, InboundMessage).id == "big"
+    assert cut.payload_size == len(fullest) and fullest.startswith(cut.payload)
+    assert 0 < len(fullest) - len(cut.payload) < 4096

@@ -3,7 +3,7 @@
 from ._connect import connect
 from ._embedded import NatsServer, NatsServerError, find_nats_server
 from ._lease import Lease, LeaseLost, Leases
-from ._main import configure_logging, run_loop, run_one
+from ._main import OneLineFormatter, configure_logging, run_loop, run_one
 from ._process import ConnectionClosedForGood, ProcessHealth
 from ._provision import BucketSpec, Layout, provision
 from ._publish import PUBLISH_RETRYABLE, publish_retrying
@@ -29,6 +29,7 @@ __all__ = [
     "Leases",
     "NatsServer",
     "NatsServerError",
+    "OneLineFormatter",
     "ProcessHealth",
     "Service",
     "ServiceContext",

@@ -13,10 +13,11 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from ..config import ConfigHolder
+from ..logtext import one_line
 from ._service import ServiceFactory, open_context, run_services
 from ._trace import setup_tracing
 
-__all__ = ["configure_logging", "run_loop", "run_one"]
+__all__ = ["OneLineFormatter", "configure_logging", "run_loop", "run_one"]
 
 T = TypeVar("T")
 
@@ -34,11 +35,21 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(main)
 
 
+class OneLineFormatter(logging.Formatter):
+    """One record, one line: what a message quotes from outside (a chat message, a payload, a
+    header) is escaped and bounded (`clawmesh.logtext`), so it cannot forge lines of its own or
+    drive the terminal. A traceback still follows on its own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
+
+
 def configure_logging(level: str | None = None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=(level or os.environ.get("CLAWMESH_LOG_LEVEL") or "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=(level or os.environ.get("CLAWMESH_LOG_LEVEL") or "INFO").upper(), handlers=[handler]
     )
 
 

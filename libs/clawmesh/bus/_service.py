@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+import msgspec
 import nats.micro
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -35,8 +36,9 @@ from nats.micro.request import Request
 from .. import __version__
 from ..config import ConfigHolder, secret_value
 from ..errors import best_effort
+from ..logtext import one_line
 from ..sessions import SessionStore
-from ..wire import DeadLetter, ErrorCode, Subjects, encode_json
+from ..wire import DeadLetter, ErrorCode, Subjects, encode_json, encode_msgpack
 from ._connect import connect
 from ._lease import Leases
 from ._process import ConnectionClosedForGood, ProcessHealth, watch_connections
@@ -196,6 +198,7 @@ class ServiceContext:
     ) -> None:
         """Keep a message we cannot process, with the reason, in the dead-letter stream."""
         self.counters["dead_letters"] += 1
+        reason = one_line(reason, _LETTER_REASON_CHARS)
         log.warning("%s: dead-lettering message from %s: %s: %s", self.service, subject, code, reason)
         letter = DeadLetter(
             service=self.service,
@@ -205,7 +208,7 @@ class ServiceContext:
             payload=payload,
             headers=dict(headers or {}),
         )
-        data, hdrs = encode_json(letter)
+        data, hdrs = _encode_letter(letter, self.nc.max_payload)
         # the same message dead-lettered for the same reason is one letter: so the publish can be
         # retried across a leader change like every other one
         digest = hashlib.blake2b(subject.encode() + b"\0" + code.encode() + b"\0" + payload, digest_size=16)
@@ -214,6 +217,32 @@ class ServiceContext:
             await self.publish(self.subjects.dead_letter(self.service), data, inject(hdrs))
         except Exception as exc:  # the DLQ being unavailable must not take the service down
             log.error("%s: could not dead-letter (%s); message was: %r", self.service, exc, payload[:200])
+
+
+_LETTER_REASON_CHARS = 2000
+# what the letter's own headers (dedupe id, trace context, content type) may take of the server's
+# maximum message size
+_LETTER_HEADROOM = 1024
+
+
+def _encode_letter(letter: DeadLetter, max_payload: int) -> tuple[bytes, dict[str, str]]:
+    """The letter as JSON (readable with `nats stream view`), or, when JSON's base64 would make
+    it too large for the server, as msgpack (the payload's bytes as they are). A payload within
+    a kilobyte or two of the server's limit still does not fit beside the reason: its start is
+    kept, and `payloadSize` says how large it was."""
+    room = max_payload - _LETTER_HEADROOM
+    data, headers = encode_json(letter)
+    if len(data) <= room:
+        return data, headers
+    data, headers = encode_msgpack(letter)
+    over = len(data) - room
+    if over > 0:
+        whole = letter.payload
+        cut = msgspec.structs.replace(
+            letter, payload=whole[: max(0, len(whole) - over - 64)], payload_size=len(whole)
+        )
+        data, headers = encode_msgpack(cut)
+    return data, headers
 
 
 class Service(Protocol):

@@ -10,6 +10,8 @@ from typing import Any, Final, TypeVar, overload
 
 import msgspec
 
+from ..logtext import one_line
+
 __all__ = [
     "CONTENT_TYPE",
     "JSON",
@@ -33,6 +35,11 @@ _msgpack_encoder = msgspec.msgpack.Encoder()
 
 class DecodeFailure(ValueError):
     """A payload that is not a valid message of the expected type (the reason says where)."""
+
+
+# msgspec quotes the offending value ("Invalid value '…' - at `$.type`"): a reason is kept in a
+# dead letter and logged, so it is bounded and escaped like any text from outside
+_REASON_CHARS: Final = 1000
 
 
 def encode_msgpack(obj: Any) -> tuple[bytes, dict[str, str]]:
@@ -60,9 +67,10 @@ class Decoder:
                 return self._json.decode(data)
             return self._msgpack.decode(data)
         except msgspec.ValidationError as exc:
-            raise DecodeFailure(f"invalid message: {exc}") from None
+            raise DecodeFailure(one_line(f"invalid message: {exc}", _REASON_CHARS)) from None
         except msgspec.DecodeError as exc:
-            raise DecodeFailure(f"undecodable payload ({kind or 'no content type'}): {exc}") from None
+            why = f"undecodable payload ({kind or 'no content type'}): {exc}"
+            raise DecodeFailure(one_line(why, _REASON_CHARS)) from None
 
 
 _decoders: dict[Any, Decoder] = {}

@@ -477,6 +477,8 @@ class DeadLetter(_Wire, tag="dead_letter", tag_field="type", kw_only=True):
     payload: bytes = b""
     headers: dict[str, str] = {}
     ts: float = msgspec.field(default_factory=now)
+    # the message's size when `payload` is only its start (it did not fit in a letter); 0: whole
+    payload_size: int = 0
 
 
 # --- agent-to-agent (cm.a2a.<agent>.<kind>, cm.ctl.stop) -------------------------------------
