@@ -52,7 +52,7 @@ from .http import (
     sse_response,
 )
 from .openai_prompt import ChatMessageIn, ContentPart, PromptError, build_prompt
-from .openai_target import BadTarget, Target, model_ids, resolve_target
+from .openai_target import BadTarget, Target, model_ids, resolve_target, session_key_header
 from .turns import PendingTurn, TurnClient, turn_id_for
 
 __all__ = [
@@ -464,7 +464,7 @@ class OpenAIAPI:
             usage = bool(body.stream_options and body.stream_options.include_usage)
             return sse_response(
                 self._stream(turn, completion_id, created, body.model, usage),
-                {"x-openclaw-session-key": target.session_key},
+                session_key_header(target.session_key),
                 on_close=turn.close,
             )
         final = await self.final(turn)
@@ -482,7 +482,7 @@ class OpenAIAPI:
                 "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(final)}],
                 "usage": _usage(final),
             },
-            headers={"x-openclaw-session-key": target.session_key},
+            headers=session_key_header(target.session_key),
         )
 
     async def _stream(

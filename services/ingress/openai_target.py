@@ -11,6 +11,7 @@ session (`agent:<id>:openai:<uuid>`), with `user` the conversation keeps one
 from __future__ import annotations
 
 import re
+import urllib.parse
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ __all__ = [
     "header",
     "model_ids",
     "resolve_target",
+    "session_key_header",
 ]
 
 # OpenClaw's channel context for OpenAI-compatible turns when the caller names none.
@@ -200,6 +202,8 @@ def resolve_target(
     if explicit is not None:
         session_key = _explicit_session(agent_id, explicit, config.settings.session.main_key)
     elif user is not None and user.strip():
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in user):
+            raise BadTarget(400, "`user` contains control characters", param="user", code="invalid_request")
         session_key = f"agent:{agent_id}:{prefix}-user:{user.strip().lower()}"
     else:
         session_key = f"agent:{agent_id}:{prefix}:{uuid.uuid4()}"
@@ -209,3 +213,18 @@ def resolve_target(
         message_channel=_message_channel(header(headers, "message-channel")),
         model_override=_model_override(header(headers, "model")),
     )
+
+
+# what a header value may hold as it is: visible ASCII and the space (RFC 9110 field-vchar,
+# without obs-text); anything else is sent percent-encoded, `%` included
+_HEADER_SAFE: Final = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def session_key_header(session_key: str) -> dict[str, str]:
+    """The `x-openclaw-session-key` response header. A key made from a `user` with letters
+    beyond ASCII (`José`) cannot go in a header as it is: it goes UTF-8 percent-encoded
+    (`jos%C3%A9`), as RFC 8187 encodes header parameters. To continue that session, send the
+    same `user`."""
+    if session_key.isascii() and session_key.isprintable():
+        return {"x-openclaw-session-key": session_key}
+    return {"x-openclaw-session-key": urllib.parse.quote(session_key, safe=_HEADER_SAFE)}

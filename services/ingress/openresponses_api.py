@@ -42,7 +42,7 @@ from .openai_api import (
     turn_options,
 )
 from .openai_prompt import ChatMessageIn, ContentPart, FunctionCallIn, PromptError, ToolCallIn, build_prompt
-from .openai_target import BadTarget, header, resolve_target
+from .openai_target import BadTarget, header, resolve_target, session_key_header
 from .turns import PendingTurn
 
 __all__ = ["ResponsesAPI", "ResponsesRequest", "responses_enabled"]
@@ -311,7 +311,7 @@ class ResponsesAPI:
         )
         response = _Response(turn.turn_id, body.model)
         self._remember(response.id, target.agent_id, target.session_key)
-        headers = {"x-openclaw-session-key": target.session_key}
+        headers = session_key_header(target.session_key)
         if stream:
             return sse_response(self._stream(turn, response), headers, on_close=turn.close)
         final = await self.chat.final(turn)

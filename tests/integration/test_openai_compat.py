@@ -6,6 +6,7 @@ images reaching the model, OpenAI-shaped 401/404/405."""
 from __future__ import annotations
 
 import base64
+import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,41 @@ async def test_sessions_are_private_unless_a_user_is_named(gw: Gateway, fake: Fa
         ["hi from alice", "hi from alice"],  # alice's session continues
         ["hi from bob"],  # bob's is his own
     ]
+
+
+async def test_a_user_beyond_ascii_keeps_its_session_and_the_header_is_percent_encoded(
+    gw: Gateway, fake: FakeModelServer
+) -> None:
+    """A header carries visible ASCII only: a key made from `José 😀` went into the response
+    header as it was and the answer was a 500 after the turn had run. It is sent
+    percent-encoded (UTF-8), streamed or not; a `user` with control characters is refused."""
+    user = "José 😀"
+    key = "agent:home:openai-user:josé 😀"
+    encoded = "agent:home:openai-user:jos%C3%A9 %F0%9F%98%80"
+    assert urllib.parse.unquote(encoded) == key
+    body = {"model": "openclaw", "messages": [{"role": "user", "content": "hi"}], "user": user}
+    async with gw.client() as http:
+        r = await http.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200 and r.headers["x-openclaw-session-key"] == encoded
+        async with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as streamed:
+            assert streamed.status_code == 200 and streamed.headers["x-openclaw-session-key"] == encoded
+            assert "[DONE]" in (await streamed.aread()).decode()
+        r = await http.post("/v1/responses", json={"model": "openclaw", "input": "hi", "user": user})
+        assert r.status_code == 200
+        assert r.headers["x-openclaw-session-key"] == "agent:home:openresponses-user:jos%C3%A9 %F0%9F%98%80"
+        for bad in ("a\nb", "tab\there", "c1\x85"):
+            r = await http.post("/v1/chat/completions", json={**body, "user": bad})
+            assert r.status_code == 400, r.text
+            assert (
+                r.json()["error"]["param"] == "user" and "control characters" in r.json()["error"]["message"]
+            )
+        plain = await http.post("/v1/chat/completions", json={**body, "user": "Alice"})
+        assert plain.headers["x-openclaw-session-key"] == "agent:home:openai-user:alice"
+        again = await http.post("/v1/chat/completions", json=body)
+        assert again.status_code == 200
+    # the two turns before, streamed or not, were in the session this one continues
+    requests = await fake.wait_for_requests(5)
+    assert [m["content"] for m in requests[-1].messages if m["role"] == "user"] == ["hi", "hi", "hi"]
 
 
 async def test_client_tools_round_trip_through_the_caller(gw: Gateway, fake: FakeModelServer) -> None:
