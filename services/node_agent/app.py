@@ -40,6 +40,7 @@ from clawmesh.execpolicy import (
     new_approval_id,
 )
 from clawmesh.federation import remote_node_subject
+from clawmesh.ids import Id
 from clawmesh.media import STAGE_MEDIA_TOOL, StageMediaArgs, media_store
 from clawmesh.nodes import NodeAnnouncement, read_resources
 from clawmesh.routing import build_agent_main_session_key
@@ -89,6 +90,15 @@ from .media import stage_files
 __all__ = ["NodeAgent", "NodeAgentOptions"]
 
 log = logging.getLogger("clawmesh.node-agent")
+
+
+class _SandboxRecreate(msgspec.Struct, kw_only=True, rename="camel"):
+    """`clawmesh sandbox recreate`'s request on `cm.ctl.sandbox.recreate`: one agent's
+    sandboxes, or all of this node's."""
+
+    agent_id: Id | None = None
+    all: bool = False
+
 
 # Live exec output streamed to another region: at most this many chunks per call
 _REMOTE_CHUNKS: Final = 256
@@ -223,12 +233,14 @@ class NodeAgent:
     async def _sandbox_recreate(self, req: Request) -> None:
         body: dict[str, Any] = {"node": self.node_id, "removed": 0}
         try:
-            ask = json.loads(req.data or b"{}")
-            body["removed"] = await self.sandboxes.remove(
-                agent_id=ask.get("agentId"), all=bool(ask.get("all"))
-            )
-        except (SandboxUnavailable, ValueError) as exc:
-            body["error"] = str(exc)
+            ask = msgspec.json.decode(req.data or b"{}", type=_SandboxRecreate)
+        except msgspec.DecodeError as exc:  # `"all": "false"` must not read as all
+            body["error"] = f"sandbox recreate: {exc}"
+        else:
+            try:
+                body["removed"] = await self.sandboxes.remove(agent_id=ask.agent_id, all=ask.all)
+            except (SandboxUnavailable, ValueError) as exc:
+                body["error"] = str(exc)
         await req.respond(json.dumps(body).encode())
 
     async def _check_docker(self) -> None:

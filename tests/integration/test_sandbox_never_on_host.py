@@ -7,10 +7,12 @@ fails" is a fake Docker API that answers pings and listings but knows no image.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -141,5 +143,38 @@ async def test_failing_docker_engine_no_tool_on_the_host(
         assert all("clawmesh-test-no-such-image:never" in r["content"] for r in results), [
             r["content"] for r in results
         ]
+    finally:
+        await engine.stop()
+
+
+async def test_sandbox_recreate_reads_its_request_strictly(
+    fake: FakeModelServer, nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`clawmesh sandbox recreate`'s request was read with `bool(ask.get("all"))`: `"all":
+    "false"` meant every sandbox of the node. It is decoded as a struct; a wrong type is an
+    error naming the field, and nothing is removed."""
+    engine = EmbeddedHTTPServer(_fake_engine(), "127.0.0.1", 0)
+    await engine.start()
+    try:
+        monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{engine.port}")
+        for var in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT"):
+            monkeypatch.delenv(var, raising=False)
+        async with run_gateway(nats_url, _config(fake, tmp_path), tmp_path, services=("node-agent",)):
+            nc = await nats.connect(nats_url)
+            try:
+
+                async def ask(body: bytes) -> dict[str, Any]:
+                    reply = await nc.request("cm.ctl.sandbox.recreate", body, timeout=10)
+                    return dict(json.loads(reply.data))
+
+                refused = await ask(b'{"all": "false"}')
+                assert refused["removed"] == 0
+                assert refused["error"] == "sandbox recreate: Expected `bool`, got `str` - at `$.all`"
+                assert "Expected `str | null`, got `int`" in (await ask(b'{"agentId": 7}'))["error"]
+                assert "error" not in await ask(b'{"agentId": "main"}')  # the fake engine has none
+                assert "error" not in await ask(b'{"all": true}')
+                assert "needs agent_id" in (await ask(b"{}"))["error"]  # neither: nothing removed
+            finally:
+                await nc.close()
     finally:
         await engine.stop()
