@@ -124,6 +124,77 @@ def test_plain_console_output_is_what_rich_prints(text: str) -> None:
     assert plain.getvalue() == via_rich.getvalue()
 
 
+HOSTILE = "hi \x1b]52;c;ZXZpbA==\x07 \x1b[2J\u202egnp.exe\r\nnext\tline"
+HOSTILE_SHOWN = "hi \\x1b]52;c;ZXZpbA==\\x07 \\x1b[2J\\u202egnp.exe\nnext\tline"
+
+
+def test_what_the_console_prints_cannot_drive_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Text from chats and models (a table cell, a line, a header) is printed with its escape
+    sequences shown, not obeyed: no OSC 52 clipboard write, no screen clear, no bidi trick.
+    Lines and tabs are kept; rich's own styling of a terminal still works."""
+    plain = io.StringIO()
+    with contextlib.redirect_stdout(plain):
+        _Output().print(HOSTILE.replace("\t", " "))  # (a tab goes through rich: expanded)
+    assert plain.getvalue() == HOSTILE_SHOWN.replace("\t", " ") + "\n"
+    monkeypatch.setenv("FORCE_COLOR", "1")  # as on a real terminal: headers styled with escapes
+    terminal = io.StringIO()
+    table = Table("session \x1b[5m", "text")
+    table.add_row("agent:home:main", HOSTILE.replace("\n", " "))
+    with contextlib.redirect_stdout(terminal):
+        _Output().print(table)
+    shown = terminal.getvalue()
+    assert (
+        "\x1b]52" not in shown and "\x1b[2J" not in shown and "\x1b[5m" not in shown and "\u202e" not in shown
+    )
+    assert "\\x1b]52;c;ZXZpbA==" in shown and "\\x1b[5m" in shown
+    assert "\x1b[1m" in shown  # rich's bold header
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stdout", "expected"), [(_Terminal, HOSTILE_SHOWN), (io.StringIO, HOSTILE)])
+async def test_a_streamed_reply_is_escaped_on_a_terminal_and_exact_into_a_pipe(
+    stdout: type[io.StringIO], expected: str
+) -> None:
+    """`clawmesh send` / `chat` print the agent's reply as it streams: a model can be made to
+    answer with escape sequences, which a terminal must show; a pipe gets the exact text."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from clawmesh.cli._client_cmds import stream_turn
+    from clawmesh.httpserver import EmbeddedHTTPServer
+
+    half = len(HOSTILE) // 2
+    events = [
+        ("delta", {"text": HOSTILE[:half]}),
+        ("delta", {"text": HOSTILE[half:]}),
+        ("final", {"text": HOSTILE}),
+    ]
+    stream = "".join(f"event: {e}\ndata: {json.dumps(d)}\n\n" for e, d in events)
+
+    async def messages(_: Request) -> Response:
+        return Response(stream, media_type="text/event-stream")
+
+    server = EmbeddedHTTPServer(
+        Starlette(routes=[Route("/v1/messages", messages, methods=["POST"])]), "127.0.0.1", 0
+    )
+    await server.start()
+    try:
+        out = stdout()
+        with contextlib.redirect_stdout(out):
+            code = await asyncio.to_thread(
+                stream_turn, f"http://127.0.0.1:{server.port}", None, {"text": "x"}
+            )
+    finally:
+        await server.stop()
+    assert code == 0 and out.getvalue() == expected + "\n"
+
+
 async def test_scatter_gather_returns_once_every_expected_service_answered(nc: Client) -> None:
     for name in ("ingress", "router"):
 

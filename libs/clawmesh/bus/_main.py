@@ -13,7 +13,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from ..config import ConfigHolder
-from ..logtext import one_line
+from ..safetext import one_line
 from ._service import ServiceFactory, open_context, run_services
 from ._trace import setup_tracing
 
@@ -37,7 +37,7 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
 
 class OneLineFormatter(logging.Formatter):
     """One record, one line: what a message quotes from outside (a chat message, a payload, a
-    header) is escaped and bounded (`clawmesh.logtext`), so it cannot forge lines of its own or
+    header) is escaped and bounded (`clawmesh.safetext`), so it cannot forge lines of its own or
     drive the terminal. A traceback still follows on its own lines."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:

@@ -36,7 +36,7 @@ from nats.micro.request import Request
 from .. import __version__
 from ..config import ConfigHolder, secret_value
 from ..errors import best_effort
-from ..logtext import one_line
+from ..safetext import one_line
 from ..sessions import SessionStore
 from ..wire import DeadLetter, ErrorCode, Subjects, encode_json, encode_msgpack
 from ._connect import connect

@@ -16,6 +16,7 @@ import msgspec
 import typer
 from rich.table import Table
 
+from ..safetext import for_terminal
 from ._common import console, err_console, fail, load, parse_peer, print_json
 from ._lazy import LazyCommand, lazy_group
 from ._remote import api_base, api_token, expected_services, nats_client, scatter_gather
@@ -89,6 +90,9 @@ def stream_turn(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     printed = False
+    # the reply as it is into a pipe or file; into a terminal with its control characters
+    # escaped (a model can be made to answer with escape sequences)
+    shown = for_terminal if sys.stdout.isatty() else str
     try:
         with httpx.stream(
             "POST", f"{base}/v1/messages", json=body, headers=headers, timeout=httpx.Timeout(10.0, read=None)
@@ -124,7 +128,7 @@ def stream_turn(
                 if event == "delta":
                     if not printed and prefix:
                         sys.stdout.write(prefix)
-                    sys.stdout.write(payload.get("text", ""))
+                    sys.stdout.write(shown(payload.get("text", "")))
                     sys.stdout.flush()
                     printed = True
                 elif event == "failover":
@@ -149,7 +153,7 @@ def stream_turn(
                     )
                 elif event == "final":
                     if not printed:
-                        sys.stdout.write(prefix + payload.get("text", ""))
+                        sys.stdout.write(prefix + shown(payload.get("text", "")))
                     sys.stdout.write("\n")
                     sys.stdout.flush()
                     return 0

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import typer
 
+from ..safetext import for_terminal
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -32,17 +34,21 @@ __all__ = [
 ]
 
 _UNBOUNDED = 1_000_000
-# the control characters rich drops from printed text (bell, backspace, VT, FF, CR)
-_STRIP = dict.fromkeys((7, 8, 11, 12, 13))
 
 
 def _rich_console(stderr: bool) -> Console:
     from rich.console import Console, ConsoleDimensions
+    from rich.text import Text
 
     class _Console(Console):
         """No markup or emoji codes in anything printed (data such as `agent:family:main` stays
         as is), and no width limit when the output is not a terminal, so tables never cut or
-        wrap an id that a script or the next command needs."""
+        wrap an id that a script or the next command needs. Every string printed, a table's
+        cells too, has its control characters escaped (`for_terminal`): what a chat user or a
+        model wrote cannot drive the operator's terminal; rich's own styling still can."""
+
+        def render_str(self, text: str, **kwargs: Any) -> Text:
+            return super().render_str(for_terminal(text), **kwargs)
 
         def _unbounded_size(self) -> ConsoleDimensions:
             size = Console.size.fget(self)  # type: ignore[attr-defined]
@@ -55,8 +61,9 @@ def _rich_console(stderr: bool) -> Console:
 
 class _Output:
     """`print` as our rich console prints, without importing rich (~50 ms of start-up) for
-    plain text: text is written as is, minus the control characters rich would drop. Tables and
-    other renderables (and tabs, which rich expands by display width) go through rich."""
+    plain text: text is written with its control characters escaped, as rich's render_str does
+    here. Tables and other renderables (and tabs, which rich expands by display width) go
+    through rich."""
 
     def __init__(self, *, stderr: bool = False) -> None:
         self._stderr = stderr
@@ -75,7 +82,7 @@ class _Output:
         if kwargs or markup or not all(isinstance(o, str) and "\t" not in o for o in objects):
             self.rich.print(*objects, sep=sep, end=end, markup=markup, **kwargs)
             return
-        self.file.write(sep.join(objects).translate(_STRIP) + end)
+        self.file.write(for_terminal(sep.join(objects)) + end)
         self.file.flush()
 
     def __getattr__(self, name: str) -> Any:

@@ -10,7 +10,7 @@ from typing import Any, Final, TypeVar, overload
 
 import msgspec
 
-from ..logtext import one_line
+from ..safetext import one_line
 
 __all__ = [
     "CONTENT_TYPE",

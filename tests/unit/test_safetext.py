@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from clawmesh.bus import OneLineFormatter
-from clawmesh.logtext import one_line
+from clawmesh.safetext import for_terminal, one_line
 from clawmesh.wire import DecodeFailure, InboundMessage, decode
 
 
@@ -91,3 +91,10 @@ def test_a_decode_failure_quotes_the_bad_value_escaped_and_bounded() -> None:
     with pytest.raises(DecodeFailure, match=r"'inbound\\nERROR forged'") as caught:
         decode(forged, InboundMessage)
     assert "\n" not in str(caught.value)
+
+
+def test_for_the_terminal_lines_and_tabs_stay_and_the_rest_is_escaped() -> None:
+    assert for_terminal("two\nlines\tand a tab, é 😀") == "two\nlines\tand a tab, é 😀"
+    assert for_terminal("windows\r\nline") == "windows\nline"
+    assert for_terminal("over\rwrite \x1b[2J \x07 \x9b \u202e") == "over\\rwrite \\x1b[2J \\x07 \\x9b \\u202e"
+    assert for_terminal("x" * 10_000) == "x" * 10_000  # not bounded
