@@ -130,51 +130,49 @@ async def test_no_docker_engine_no_tool_on_the_host(
     assert all("refusing to run on the host" in r["content"] for r in results)
 
 
-async def test_failing_docker_engine_no_tool_on_the_host(
-    fake: FakeModelServer, nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+async def failing_engine(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """`_fake_engine` running, as this process's Docker engine."""
     engine = EmbeddedHTTPServer(_fake_engine(), "127.0.0.1", 0)
     await engine.start()
     try:
         monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{engine.port}")
         for var in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT"):
             monkeypatch.delenv(var, raising=False)
-        results = await _every_tool_refused(fake, nats_url, tmp_path, "SANDBOX_ERROR")
-        assert all("clawmesh-test-no-such-image:never" in r["content"] for r in results), [
-            r["content"] for r in results
-        ]
+        yield
     finally:
         await engine.stop()
 
 
+async def test_failing_docker_engine_no_tool_on_the_host(
+    fake: FakeModelServer, nats_url: str, tmp_path: Path, failing_engine: None
+) -> None:
+    results = await _every_tool_refused(fake, nats_url, tmp_path, "SANDBOX_ERROR")
+    assert all("clawmesh-test-no-such-image:never" in r["content"] for r in results), [
+        r["content"] for r in results
+    ]
+
+
 async def test_sandbox_recreate_reads_its_request_strictly(
-    fake: FakeModelServer, nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake: FakeModelServer, nats_url: str, tmp_path: Path, failing_engine: None
 ) -> None:
     """`clawmesh sandbox recreate`'s request was read with `bool(ask.get("all"))`: `"all":
     "false"` meant every sandbox of the node. It is decoded as a struct; a wrong type is an
     error naming the field, and nothing is removed."""
-    engine = EmbeddedHTTPServer(_fake_engine(), "127.0.0.1", 0)
-    await engine.start()
-    try:
-        monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{engine.port}")
-        for var in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT"):
-            monkeypatch.delenv(var, raising=False)
-        async with run_gateway(nats_url, _config(fake, tmp_path), tmp_path, services=("node-agent",)):
-            nc = await nats.connect(nats_url)
-            try:
+    async with run_gateway(nats_url, _config(fake, tmp_path), tmp_path, services=("node-agent",)):
+        nc = await nats.connect(nats_url)
+        try:
 
-                async def ask(body: bytes) -> dict[str, Any]:
-                    reply = await nc.request("cm.ctl.sandbox.recreate", body, timeout=10)
-                    return dict(json.loads(reply.data))
+            async def ask(body: bytes) -> dict[str, Any]:
+                reply = await nc.request("cm.ctl.sandbox.recreate", body, timeout=10)
+                return dict(json.loads(reply.data))
 
-                refused = await ask(b'{"all": "false"}')
-                assert refused["removed"] == 0
-                assert refused["error"] == "sandbox recreate: Expected `bool`, got `str` - at `$.all`"
-                assert "Expected `str | null`, got `int`" in (await ask(b'{"agentId": 7}'))["error"]
-                assert "error" not in await ask(b'{"agentId": "main"}')  # the fake engine has none
-                assert "error" not in await ask(b'{"all": true}')
-                assert "needs agent_id" in (await ask(b"{}"))["error"]  # neither: nothing removed
-            finally:
-                await nc.close()
-    finally:
-        await engine.stop()
+            refused = await ask(b'{"all": "false"}')
+            assert refused["removed"] == 0
+            assert refused["error"] == "sandbox recreate: Expected `bool`, got `str` - at `$.all`"
+            assert "Expected `str | null`, got `int`" in (await ask(b'{"agentId": 7}'))["error"]
+            assert "error" not in await ask(b'{"agentId": "main"}')  # the fake engine has none
+            assert "error" not in await ask(b'{"all": true}')
+            assert "needs agent_id" in (await ask(b"{}"))["error"]  # neither: nothing removed
+        finally:
+            await nc.close()
