@@ -18,8 +18,8 @@ import typer
 
 from clawmesh import __version__
 from clawmesh.checks import default_checks
-from clawmesh.cli import console, fail, state
-from clawmesh.config import Config, ConfigHolder, config_path, load_config, state_dir
+from clawmesh.cli import console, err_console, fail, state
+from clawmesh.config import Config, ConfigHolder, config_env, config_path, load_config, state_dir
 from clawmesh.execpolicy import ApprovalsFile, exposure_line
 from clawmesh.gateway import DEFAULT_NATS_PORT, gateway_token, token_source
 from clawmesh.localgateway import GatewayRunning, LocalGateway, acquire, mark_ready, release
@@ -359,10 +359,14 @@ def up(
     if fed is not None:  # the gateway's region, for every service (and config reloads)
         env["CLAWMESH_GATEWAY_REGION"] = fed[1]
     path = sdir / "demo.json" if use_demo else config_path(explicit, env)
+    # The record tells the CLI which config this gateway runs. On built-in defaults (nothing
+    # named, no file at the default path) it names none: the CLI then finds the default path
+    # itself, where an absent file is an empty config, not "config file not found".
+    named = use_demo or explicit is not None or bool(config_env(env)) or path.exists()
     # Claimed before anything is written or started: a second `up` on this state dir (and
     # its JetStream store) refuses in one line instead of starting a second nats-server.
     try:
-        record = acquire(sdir, path, demo=use_demo)
+        record = acquire(sdir, path if named else None, demo=use_demo)
     except GatewayRunning as exc:
         fail(str(exc))
     try:
@@ -395,7 +399,8 @@ def _run_up(
     else:
         holder = ConfigHolder.load(explicit, env, checks=default_checks())
     for warning in holder.current.warnings:
-        console.print(f"warning: {warning}", markup=False, style=None)
+        # on stderr: stdout is the banner, or with --json-ready the one line a script reads
+        err_console.print(f"warning: {warning}", markup=False, style=None)
     gateway_token(holder.current, create=True)
     planned = in_process(holder.current, port=port)
     try:

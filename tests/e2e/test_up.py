@@ -192,9 +192,10 @@ def _run(env: dict[str, str], *args: str, stdin: str | None = None) -> subproces
 
 
 class Demo(Up):
-    """`clawmesh up --demo` with no --config: the CLI finds it through the state dir."""
+    """`clawmesh up --demo` with no --config: the CLI finds it through the state dir.
+    (`demo=False`: a bare `clawmesh up`, on built-in defaults.)"""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, demo: bool = True) -> None:
         self.env = {
             **os.environ,
             "HOME": str(home),
@@ -205,7 +206,7 @@ class Demo(Up):
         self.env.pop("CLAWMESH_NATS_URL", None)
         self.env.pop("CLAWMESH_GATEWAY_URL", None)
         self.proc = subprocess.Popen(
-            [*CLI, "up", "--demo", "--port", "0", "--nats-port", "0", "--json-ready"],
+            [*CLI, "up", *(["--demo"] if demo else []), "--port", "0", "--nats-port", "0", "--json-ready"],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -254,6 +255,27 @@ def test_cli_without_config_describes_and_reaches_the_running_demo(demo: Demo) -
     assert sent.stdout.strip() == "echo: hi"
     status = demo.cli("status", "--json")
     assert status.returncode == 0, status.stderr
+
+
+def test_a_bare_up_on_built_in_defaults_is_reached_by_the_commands_its_banner_shows(tmp_path: Path) -> None:
+    """No config anywhere: `clawmesh up` runs on built-in defaults, and `clawmesh send` (the
+    banner's first suggestion) said "config file not found" for the default path instead of
+    reaching it. It reaches it: the default model has no API key here, and says so."""
+    gateway = Demo(tmp_path, demo=False)
+    try:
+        assert not (tmp_path / "state" / "clawmesh.json").exists()
+        listed = gateway.cli("agents", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [a["id"] for a in json.loads(listed.stdout)] == ["main"]
+        sent = gateway.cli("send", "hello")
+        assert "config file not found" not in sent.stderr
+        assert sent.returncode == 1 and "no API key for openai" in sent.stderr, sent.stderr
+        status = gateway.cli("status", "--json")
+        assert status.returncode == 0, status.stderr
+    finally:
+        if gateway.proc.poll() is None:
+            gateway.proc.kill()
+            gateway.proc.wait(10)
 
 
 def test_second_up_on_the_same_state_dir_refuses_and_a_stale_lock_is_replaced(

@@ -4,7 +4,18 @@ clawmesh_gateway adds `up` and `service` to `app` and is the `clawmesh` console 
 """
 
 from ._app import COMMANDS, app, run
-from ._common import CliError, State, console, fail, state
+from ._common import CliError, State, console, err_console, fail, state
 from ._lazy import LazyCommand
 
-__all__ = ["COMMANDS", "CliError", "LazyCommand", "State", "app", "console", "fail", "run", "state"]
+__all__ = [
+    "COMMANDS",
+    "CliError",
+    "LazyCommand",
+    "State",
+    "app",
+    "console",
+    "err_console",
+    "fail",
+    "run",
+    "state",
+]
