@@ -542,27 +542,34 @@ async def test_scaled_under_load_with_a_killed_runner(deploy: Callable[..., Depl
 
     async def killer() -> None:
         # Mid-load, after a quarter of the replies: the runner with the most turns in flight.
-        # An echo turn takes milliseconds, less than a `docker kill` request, so the victim is
-        # first frozen (`docker pause`, the cgroup freezer: at once), and killed only if it is
-        # frozen with turns in flight; if it is not, it is thawed (a pause far shorter than
-        # the lease changes nothing) and another moment is picked.
+        # An echo turn takes milliseconds, less than a `docker kill` request, so the runners are
+        # first frozen (`docker pause`, the cgroup freezer: at once), all three together so that
+        # whichever had turns in flight keeps them, and the one with the most is killed; if none
+        # had any, they are thawed (a pause far shorter than the lease changes nothing) and
+        # another moment is picked. (Freezing one runner at a time, the one that had the most
+        # a moment before, could miss until the load had run out: CI, 2026-12-05.)
         await apoll(lambda: len(finals) >= kill_at, 120, f"{kill_at} replies before the kill")
+        runners = dep.containers("runner")
         deadline = time.monotonic() + 60
         while True:
-            await apoll(lambda: in_flight(), 60, "a runner with turns in flight")
-            instance, _ = in_flight().most_common(1)[0]
-            victim = container_of[host_of[instance]]
-            await asyncio.to_thread(victim.pause)
-            # what it published before the freeze has reached the server by now; a round trip
+            await asyncio.gather(*(asyncio.to_thread(c.pause) for c in runners))
+            # what they published before the freeze has reached the server by now; a round trip
             # on our connection delivers whatever the server had queued for us
             await nc.flush()
-            frozen = [t for t, r in list(started.items()) if t not in finals and r[-1] == instance]
-            if frozen or time.monotonic() > deadline:
+            held = in_flight()
+            if held or time.monotonic() > deadline or len(finals) >= total:
                 break
-            await asyncio.to_thread(victim.unpause)
+            await asyncio.gather(*(asyncio.to_thread(c.unpause) for c in runners))
+        if not held:
+            await asyncio.gather(*(asyncio.to_thread(c.unpause) for c in runners))
+            raise AssertionError(f"no runner had a turn in flight ({len(finals)}/{total} answered)")
+        instance, _ = held.most_common(1)[0]
+        victim = container_of[host_of[instance]]
+        frozen = [t for t, r in list(started.items()) if t not in finals and r[-1] == instance]
         kill_time.append(time.monotonic())
         in_flight_at_kill.extend(frozen)
         await asyncio.to_thread(victim.kill)  # SIGKILL: no drain, leases and acks just stop
+        await asyncio.gather(*(asyncio.to_thread(c.unpause) for c in runners if c.id != victim.id))
         killed.append(victim.name)
         killed.append(f"{len(finals)}/{total} answered at the kill")
 
