@@ -42,6 +42,7 @@ import nats
 from nats.aio.msg import Msg
 
 from clawmesh.bus import find_nats_server
+from clawmesh.natsauth import embedded_admin
 from tests.bench._common import machine, median, percentile, print_table, write_json
 from tests.fixtures.federation import federation
 from tests.fixtures.gateway import ROOT
@@ -142,10 +143,10 @@ async def _processes(tmp: Path) -> AsyncIterator[_Regions]:
                 tail = log.read_text()[-2000:]
                 raise RuntimeError(f"clawmesh up ({region}) exited with {proc.wait(10)}:\n{tail}")
             ready = json.loads(line)
-            users = json.loads((home / "state" / "nats-auth" / "users.json").read_text())["users"]
-            admin = users["admin"]
+            admin = embedded_admin(home / "state")
+            assert admin is not None, f"clawmesh up ({region}) generated no NATS users"
             host = ready["nats"].removeprefix("nats://")
-            urls[region] = f"nats://{admin['user']}:{admin['password']}@{host}"
+            urls[region] = f"nats://{admin[0]}:{admin[1]}@{host}"
             if region == "eu":
                 base = ready["url"]
         headers = {"Authorization": f"Bearer {_TOKEN}"}
