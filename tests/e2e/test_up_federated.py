@@ -19,7 +19,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from clawmesh.bus import find_nats_server
 from tests.e2e.test_up import CLI, CONFIG, Up
-from tests.fixtures.gateway import ROOT
+from tests.fixtures.gateway import ROOT, wait_until
 from tests.fixtures.ports import free_ports
 
 
@@ -147,14 +147,14 @@ async def _cross_region(tmp_path: Path, gateways: dict[str, Up]) -> None:
 
         await sg.subscribe("cm.gw.sg.ping", cb=answer)
         await sg.flush()
-        deadline = asyncio.get_running_loop().time() + 30
-        while True:
+
+        async def reached() -> Msg | None:
             try:
-                reply = await eu.request("cm.gw.sg.ping", b"hello", timeout=1)
-                break
+                return await eu.request("cm.gw.sg.ping", b"hello", timeout=1)
             except (NoRespondersError, NatsTimeout):
-                assert asyncio.get_running_loop().time() < deadline, "eu never reached sg through the hub"
-                await asyncio.sleep(0.1)
+                return None
+
+        reply = await wait_until(reached, 30, interval=0.1, message="eu reaching sg through the hub")
         assert reply.data == b"from sg: hello"
         # Each region's JetStream answers in its own domain (the region's name).
         info = await sg.jetstream(domain="sg").account_info()
