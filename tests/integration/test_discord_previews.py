@@ -26,6 +26,7 @@ from clawmesh_ingress.turns import turn_id_for
 from tests.fakes.discord import Bot, FakeDiscord
 from tests.fakes.models import FakeModelServer, Hang, ToolCall
 from tests.fixtures.gateway import Gateway, run_gateway, wait_until
+from tests.fixtures.nats import acked_through
 
 TOKEN = "MTAxOTA.fake-discord-preview-token.x2"
 CHUNKS = 6
@@ -241,8 +242,11 @@ async def test_the_preview_is_taken_over_once_though_the_final_edit_is_retried_a
             assert reply.turn_id == _turn(dm) and reply.text == REPLY
             data, headers = encode_json(reply)
             headers["Nats-Msg-Id"] = "the-same-reply-again"
-            await js.publish("cm.out.discord.default", data, headers=headers)
-            await wait_until(lambda: _all_delivered(nc), message="the copy handled")
+            copy = await js.publish("cm.out.discord.default", data, headers=headers)
+            await wait_until(
+                lambda: acked_through(nc, "CM_OUTBOUND", "ingress-out-discord", copy.seq),
+                message="the copy handled",
+            )
             assert gw.service("ingress").ctx.counters["replies_already_sent"] == 1
             assert len(bot.edits) == 1 and bot.sent == [preview]
             assert [c for c in bot.calls if c.startswith("PATCH")] == patches

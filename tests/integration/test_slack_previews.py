@@ -30,6 +30,7 @@ from clawmesh_ingress.turns import turn_id_for
 from tests.fakes.models import FakeModelServer, Hang, ToolCall
 from tests.fakes.slack import App, FakeSlack, Posted
 from tests.fixtures.gateway import Gateway, run_gateway, wait_until
+from tests.fixtures.nats import acked_through
 
 TOKEN = "xoxb-preview-test-token"
 SECRET = "preview-test-signing-secret"
@@ -358,8 +359,11 @@ async def test_the_preview_is_taken_over_once_though_the_final_update_is_retried
             assert reply.turn_id == _turn(dm) and reply.text == REPLY
             data, headers = encode_json(reply)
             headers["Nats-Msg-Id"] = "the-same-reply-again"
-            await js.publish("cm.out.slack.default", data, headers=headers)
-            await wait_until(lambda: _all_delivered(nc), message="the copy handled")
+            copy = await js.publish("cm.out.slack.default", data, headers=headers)
+            await wait_until(
+                lambda: acked_through(nc, "CM_OUTBOUND", "ingress-out-slack", copy.seq),
+                message="the copy handled",
+            )
             assert gw.service("ingress").ctx.counters["replies_already_sent"] == 1
             assert len(app.updates) == 1 and app.sent == [preview]
             assert app.calls.count("chat.update") == 2
